@@ -1,0 +1,19 @@
+"""Exceptions raised for bad user input; the CLI turns them into one clear line."""
+
+from __future__ import annotations
+
+
+class BrainJEPAError(ValueError):
+    """Base class for errors the user can fix (bad data, bad config, bad checkpoint)."""
+
+
+class DataError(BrainJEPAError):
+    """A data file or sample is unusable; the message names the file or subject and the problem."""
+
+
+class ConfigError(BrainJEPAError):
+    """A configuration key is unknown, ill-typed or inconsistent; the message names the dotted key."""
+
+
+class CheckpointError(BrainJEPAError):
+    """A checkpoint or pretrained folder cannot be read or does not match the model."""
