@@ -1,0 +1,121 @@
+"""Foreign weights: the reference implementation's checkpoint (`jepa-ep*.pth.tar`) -> our state dict.
+
+Only key names and the patch-embedding shape differ; the frozen sin-cos table `emb_h` is not stored by us (it is
+recomputed), so it is checked against our table instead of loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from brainjepa.errors import CheckpointError
+from brainjepa.models.config import ModelConfig
+from brainjepa.models.registry import heads_for
+
+# (reference pattern, our name) per module; applied to the key after stripping a leading 'module.'.
+_ENCODER_RENAMES = [
+    (r"^pos_embed_proj\.predictor_pos_embed_proj\.", "pos_embed.proj."),
+]
+_PREDICTOR_RENAMES = [
+    (r"^predictor_2dpe_proj\.predictor_pos_embed_proj\.", "pos_embed.proj."),
+    (r"^predictor_blocks\.", "blocks."),
+    (r"^predictor_embed\.", "embed."),
+    (r"^predictor_norm\.", "norm."),
+    (r"^predictor_proj\.", "proj."),
+]
+_FIXED_TABLES = re.compile(r"(^|\.)(emb_h|emb_w)$")
+MODULES = ("encoder", "predictor", "target_encoder")
+
+
+def read_reference_checkpoint(path: str | Path) -> dict[str, dict[str, Tensor]]:
+    """Load the three state dicts of a reference checkpoint without unpickling arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            flat = load_file(str(path))
+            raw: dict[str, Any] = {m: {} for m in MODULES}
+            for key, value in flat.items():
+                module, _, rest = key.partition(".")
+                if module in raw:
+                    raw[module][rest] = value
+        else:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch/safetensors raise many types for corrupt files
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(err).__name__}: {err})") from err
+    missing = [m for m in ("encoder", "predictor") if not raw.get(m)]
+    if missing:
+        raise CheckpointError(f"{path}: not a Brain-JEPA checkpoint (missing {', '.join(missing)})")
+    return {m: _strip_prefix(raw[m]) for m in MODULES if raw.get(m)}
+
+
+def _strip_prefix(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+
+
+def infer_config(
+    sds: dict[str, dict[str, Tensor]], num_rois: int, *, num_heads: int | None = None,
+    pred_num_heads: int | None = None,
+) -> ModelConfig:
+    """Read every dimension off the weights; head counts (invisible in weights) come from presets or arguments."""
+    enc, pred = sds["encoder"], sds["predictor"]
+    try:
+        embed_dim, _, _, patch_size = enc["patch_embed.proj.weight"].shape
+        depth = 1 + max(int(k.split(".")[1]) for k in enc if k.startswith("blocks."))
+        pred_depth = 1 + max(int(k.split(".")[1]) for k in pred if k.startswith("predictor_blocks."))
+        pred_embed_dim = pred["predictor_embed.weight"].shape[0]
+        mlp_ratio = enc["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim
+        table = enc["pos_embed_proj.emb_h"]
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"unexpected reference checkpoint layout: {err}") from err
+    if table.shape[0] % num_rois:
+        raise CheckpointError(
+            f"checkpoint has {table.shape[0]} tokens, not a multiple of the gradient's {num_rois} ROIs"
+        )
+    mapping = "pos_embed_proj.predictor_pos_embed_proj.weight" in enc
+    heads = num_heads or heads_for(embed_dim, depth)
+    if heads is None:
+        raise CheckpointError(
+            f"cannot tell the number of attention heads of a {embed_dim}-d, depth-{depth} encoder from its weights; "
+            "pass num_heads"
+        )
+    return ModelConfig(
+        num_rois=num_rois,
+        num_frames=table.shape[0] // num_rois * patch_size,
+        patch_size=patch_size,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=heads,
+        mlp_ratio=mlp_ratio,
+        qkv_bias="blocks.0.attn.qkv.bias" in enc,
+        pred_embed_dim=pred_embed_dim,
+        pred_depth=pred_depth,
+        pred_num_heads=pred_num_heads,
+        gradient_dim=enc["pos_embed_proj.predictor_pos_embed_proj.weight"].shape[1] if mapping else 30,
+        pos_embed="mapping" if mapping else "sincos",
+    )
+
+
+def convert_reference_state_dict(module: str, sd: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Rename one reference module's keys to ours. Returns (weights, fixed sin-cos tables by our name)."""
+    renames = _PREDICTOR_RENAMES if module == "predictor" else _ENCODER_RENAMES
+    out, tables = {}, {}
+    for key, value in sd.items():
+        if _FIXED_TABLES.search(key):
+            tables[key] = value
+            continue
+        new = key
+        for pattern, repl in renames:
+            new = re.sub(pattern, repl, new)
+        if new == "patch_embed.proj.weight" and value.ndim == 4:
+            value = value.reshape(value.shape[0], -1)
+        out[new] = value
+    return out, tables

@@ -1,0 +1,228 @@
+"""BrainJEPA: context encoder, predictor and EMA target encoder, with loading and saving."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from brainjepa.errors import CheckpointError
+from brainjepa.models.config import ModelConfig
+from brainjepa.models.convert import (
+    MODULES,
+    convert_reference_state_dict,
+    infer_config,
+    read_reference_checkpoint,
+)
+from brainjepa.models.encoder import BrainEncoder
+from brainjepa.models.layers import gather_tokens
+from brainjepa.models.predictor import BrainPredictor
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT = "brainjepa-model"
+
+
+class JEPAOutput(NamedTuple):
+    """One JEPA objective evaluation."""
+
+    loss: Tensor  # scalar smooth-L1 between prediction and target
+    prediction: Tensor  # [B, K_pred, D] predictor output at the targets
+    target: Tensor  # [B, K_pred, D] layer_norm(target_encoder(x)) at the targets
+
+
+class BrainJEPA(nn.Module):
+    """The three networks of Brain-JEPA.
+
+    Args:
+        cfg: architecture.
+        gradient: brain gradients [R, G] (numpy or tensor) in the model's ROI order.
+        metadata: JSON-serialisable facts carried with the weights (e.g. normalisation statistics, ROI labels).
+    """
+
+    def __init__(self, cfg: ModelConfig, gradient: Tensor | np.ndarray, *, metadata: dict[str, Any] | None = None):
+        super().__init__()
+        gradient = torch.as_tensor(np.asarray(gradient, dtype=np.float32))
+        self.config = cfg
+        self.metadata = dict(metadata or {})
+        self.encoder = BrainEncoder(cfg, gradient)
+        self.predictor = BrainPredictor(cfg, gradient)
+        self.apply(_init_weights)
+        nn.init.trunc_normal_(self.predictor.mask_token, std=0.02)
+        self.target_encoder = copy.deepcopy(self.encoder)
+        self.target_encoder.requires_grad_(False)
+
+    # ----------------------------------------------------------------------------------------------- objective
+    def forward(self, x: Tensor, context_idx: Tensor, target_idx: Tensor) -> JEPAOutput:
+        """Predict the target encoder's features at target_idx from the context tokens at context_idx."""
+        target = self.target_features(x, target_idx)
+        z = self.encoder(x, context_idx)
+        prediction = self.predictor(z, context_idx, target_idx)
+        loss = F.smooth_l1_loss(prediction.float(), target.float())
+        return JEPAOutput(loss, prediction, target)
+
+    @torch.no_grad()
+    def target_features(self, x: Tensor, target_idx: Tensor) -> Tensor:
+        """layer_norm(target_encoder(x)) over all tokens, gathered at target_idx -> [B, K_pred, D]."""
+        h = self.target_encoder(x)
+        h = F.layer_norm(h, (h.shape[-1],))
+        return gather_tokens(h, target_idx)
+
+    @torch.no_grad()
+    def update_target(self, momentum: float) -> None:
+        """EMA: target <- m * target + (1 - m) * encoder, over all parameters (two fused multi-tensor ops)."""
+        target = list(self.target_encoder.parameters())
+        online = [p.detach() for p in self.encoder.parameters()]
+        torch._foreach_mul_(target, momentum)
+        torch._foreach_add_(target, online, alpha=1.0 - momentum)
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """Reference AdamW groups: decay on tensors with ndim > 1 whose name has no 'bias'; none elsewhere.
+
+        Groups carry `wd_exempt` so a weight-decay schedule can skip the exempt one.
+        """
+        decay, exempt = [], []
+        for module in (self.encoder, self.predictor):
+            for name, p in module.named_parameters():
+                if p.requires_grad:
+                    (decay if p.ndim > 1 and "bias" not in name else exempt).append(p)
+        return [
+            {"params": decay, "weight_decay": weight_decay, "wd_exempt": False},
+            {"params": exempt, "weight_decay": 0.0, "wd_exempt": True},
+        ]
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.encoder.set_grad_checkpointing(enable)
+        self.predictor.set_grad_checkpointing(enable)
+
+    @property
+    def gradient(self) -> Tensor:
+        return self.encoder.pos_embed.gradient
+
+    # ------------------------------------------------------------------------------------------- persistence
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write `config.json` and `model.safetensors` (gradient included) into directory, atomically per file."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        meta = {"format": FORMAT, "version": 1, "model": self.config.to_dict(), "metadata": self.metadata}
+        _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
+        _atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(meta, indent=2)))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, map_location: str | torch.device = "cpu") -> BrainJEPA:
+        """Restore a model written by `save_pretrained` (a folder, or a training run folder holding `model/`)."""
+        from safetensors.torch import load_file
+
+        directory = Path(path)
+        if not (directory / CONFIG_NAME).is_file() and (directory / "model" / CONFIG_NAME).is_file():
+            directory = directory / "model"
+        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        if not config_path.is_file() or not weights_path.is_file():
+            raise CheckpointError(f"{path}: not a brainjepa model folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+        try:
+            meta = json.loads(config_path.read_text())
+            state = load_file(str(weights_path), device=str(map_location))
+        except Exception as err:
+            raise CheckpointError(f"{directory}: cannot read model ({type(err).__name__}: {err})") from err
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"{config_path}: not a brainjepa model config")
+        cfg = ModelConfig.from_dict(meta["model"])
+        model = cls(cfg, state["encoder.pos_embed.gradient"], metadata=meta.get("metadata"))
+        _load_strict(model, state, str(weights_path))
+        return model
+
+    @classmethod
+    def from_reference_checkpoint(
+        cls, path: str | Path, gradient: str | Path | np.ndarray | Tensor, *,
+        num_heads: int | None = None, pred_num_heads: int | None = None,
+    ) -> BrainJEPA:
+        """Load the official `jepa-ep*.pth.tar` (safe torch.load; 'module.' stripped; dims read off the weights).
+
+        Args:
+            path: the reference checkpoint (or a safetensors conversion with encoder./predictor./target_encoder. keys).
+            gradient: [R, G] array or a headerless CSV such as `gradient_mapping_450.csv`.
+            num_heads: encoder heads; needed only when the width/depth matches no preset.
+            pred_num_heads: predictor heads (default: the encoder's, as in the reference).
+        """
+        grad = _as_gradient(gradient)
+        sds = read_reference_checkpoint(path)
+        cfg = infer_config(sds, grad.shape[0], num_heads=num_heads, pred_num_heads=pred_num_heads)
+        if grad.shape[1] != cfg.gradient_dim:
+            raise CheckpointError(
+                f"gradient has {grad.shape[1]} components but the checkpoint expects {cfg.gradient_dim}"
+            )
+        model = cls(cfg, grad, metadata={"source": f"reference checkpoint {Path(path).name}"})
+        state = {}
+        for module in MODULES:
+            sd = sds.get(module, sds["encoder"] if module == "target_encoder" else None)
+            weights, tables = convert_reference_state_dict(module, sd)
+            _check_tables(getattr(model, module), tables, path)
+            state.update({f"{module}.{k}": v for k, v in weights.items()})
+            state[f"{module}.pos_embed.gradient"] = getattr(model, module).pos_embed.gradient
+        _load_strict(model, state, str(path))
+        return model
+
+
+def _init_weights(m: nn.Module) -> None:
+    """The reference's effective init (helper.init_model): trunc-normal(0.02) Linear, zero bias, unit LayerNorm."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+def _as_gradient(gradient: str | Path | np.ndarray | Tensor) -> np.ndarray:
+    if isinstance(gradient, (str, Path)):
+        from brainjepa.data.gradients import load_gradient
+
+        return load_gradient(gradient)
+    return np.asarray(gradient, dtype=np.float32)
+
+
+def _check_tables(module: nn.Module, tables: dict[str, Tensor], source: str | Path) -> None:
+    """The reference stores its fixed temporal sin-cos table; it must equal the one we compute."""
+    ours = module.pos_embed()[:, : module.pos_embed.temporal.shape[1]]
+    for key, table in tables.items():
+        if key.endswith("emb_h") and not torch.allclose(table.reshape(ours.shape), ours, atol=1e-5):
+            raise CheckpointError(f"{source}: fixed positional table {key} differs from the expected sin-cos code")
+
+
+def _load_strict(model: nn.Module, state: dict[str, Tensor], source: str) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
+             for k in set(state) & set(expected) if state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{source}: weights do not match the model; missing {missing[:8]}, unexpected {unexpected[:8]}, "
+            f"shape mismatch {wrong[:8]}"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: readers never see a partial file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,157 @@
+"""The model at shapes other than the golden one: agreement with a naive re-statement, gradients, switches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import naive_reference as naive
+from brainjepa import BrainJEPA, ModelConfig, model_config
+from brainjepa.errors import ConfigError
+
+SHAPES = [
+    dict(num_rois=37, num_frames=48, patch_size=8, embed_dim=48, depth=2, num_heads=3, pred_embed_dim=24,
+         pred_depth=1, gradient_dim=5),
+    dict(num_rois=20, num_frames=64, patch_size=16, embed_dim=64, depth=3, num_heads=8, pred_embed_dim=32,
+         pred_depth=2, pred_num_heads=2, gradient_dim=30, mlp_ratio=2.0),
+]
+
+
+def _model(seed=0, **kw) -> BrainJEPA:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(**kw)
+    model = BrainJEPA(cfg, torch.randn(cfg.num_rois, cfg.gradient_dim))
+    # random biases and LayerNorm affine so the comparison exercises every term
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "bias" in name or "norm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def _indices(B, N, K, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randperm(N, generator=g)[:K] for _ in range(B)])
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=["R37-T48-p8", "R20-T64-p16"])
+def test_matches_naive_reference(shape):
+    model = _model(**shape).eval()
+    cfg = model.config
+    x = torch.randn(2, cfg.num_rois, cfg.num_frames)
+    ctx = _indices(2, cfg.num_patches, 30, 1)
+    tgt = _indices(2, cfg.num_patches, 17, 2)
+    grad = model.gradient
+    enc_sd = {k: v for k, v in model.encoder.state_dict().items()}
+    pred_sd = {k: v for k, v in model.predictor.state_dict().items()}
+    with torch.no_grad():
+        full = model.encoder(x)
+        assert full.shape == (2, cfg.num_patches, cfg.embed_dim)
+        torch.testing.assert_close(full, naive.encoder(enc_sd, cfg, x, grad), atol=1e-5, rtol=1e-4)
+        z = model.encoder(x[:, None], ctx)  # [B, 1, R, T] accepted too
+        torch.testing.assert_close(z, naive.encoder(enc_sd, cfg, x, grad, ctx), atol=1e-5, rtol=1e-4)
+        p = model.predictor(z, ctx, tgt)
+        assert p.shape == (2, 17, cfg.embed_dim)
+        torch.testing.assert_close(p, naive.predictor(pred_sd, cfg, z, ctx, tgt, grad), atol=1e-5, rtol=1e-4)
+
+
+def test_fused_and_manual_attention_agree():
+    model = _model(**SHAPES[1]).eval()
+    x = torch.randn(2, 20, 64)
+    with torch.no_grad():
+        fused = model.encoder(x)
+        for m in model.encoder.modules():
+            if hasattr(m, "fused"):
+                m.fused = False
+        torch.testing.assert_close(model.encoder(x), fused, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_switch_env(monkeypatch):
+    monkeypatch.setenv("BRAINJEPA_FUSED_ATTN", "0")
+    assert not _model(**SHAPES[0]).encoder.blocks[0].attn.fused
+
+
+def test_every_trainable_parameter_gets_a_gradient_and_target_none():
+    model = _model(**SHAPES[0]).train()
+    cfg = model.config
+    out = model(torch.randn(2, cfg.num_rois, cfg.num_frames), _indices(2, cfg.num_patches, 30, 1),
+                _indices(2, cfg.num_patches, 17, 2))
+    out.loss.backward()
+    for name, p in model.named_parameters():
+        if name.startswith("target_encoder"):
+            assert not p.requires_grad and p.grad is None, name
+        else:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_grad_checkpointing_changes_nothing():
+    model = _model(**SHAPES[1]).train()
+    x = torch.randn(2, 20, 64)
+    ctx, tgt = _indices(2, 80, 30, 1), _indices(2, 80, 17, 2)
+    grads = []
+    for enable in (False, True):
+        model.zero_grad()
+        model.set_grad_checkpointing(enable)
+        model(x, ctx, tgt).loss.backward()
+        grads.append(model.encoder.blocks[0].attn.qkv.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
+
+
+def test_drop_path_only_in_training():
+    model = _model(drop_path_rate=0.5, **SHAPES[1])
+    x = torch.randn(4, 20, 64)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.encoder(x), model.encoder(x))
+        model.train()
+        assert not torch.allclose(model.encoder(x), model.encoder(x))
+
+
+def test_sincos_position_mode_is_fixed():
+    model = _model(pos_embed="sincos", **SHAPES[0])
+    pe = model.encoder.pos_embed()
+    assert not pe.requires_grad
+    half = model.config.embed_dim // 2
+    # ROI r, time t: temporal half depends on t only, spatial half on r only
+    P = model.config.num_time_patches
+    torch.testing.assert_close(pe[0 * P + 2, :half], pe[5 * P + 2, :half])
+    torch.testing.assert_close(pe[3 * P + 0, half:], pe[3 * P + 4, half:])
+    assert not torch.allclose(pe[0, half:], pe[P, half:])
+
+
+def test_bf16_autocast_on_cpu():
+    model = _model(**SHAPES[1]).train()
+    x = torch.randn(2, 20, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, _indices(2, 80, 30, 1), _indices(2, 80, 17, 2))
+    assert out.prediction.dtype == torch.bfloat16 and out.loss.dtype == torch.float32
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+
+
+def test_input_and_config_errors():
+    model = _model(**SHAPES[0])
+    with pytest.raises(ValueError, match=r"expects input \[B, 37, 48\]"):
+        model.encoder(torch.randn(2, 36, 48))
+    with pytest.raises(ConfigError, match="multiple of model.patch_size"):
+        ModelConfig(num_frames=50, patch_size=16)
+    with pytest.raises(ConfigError, match="divisible by its number of heads"):
+        ModelConfig(embed_dim=100, num_heads=3)
+    with pytest.raises(ConfigError, match="unknown model config key.*model.embed_dims"):
+        ModelConfig.from_dict({"embed_dims": 3})
+    with pytest.raises(ConfigError, match="unknown model 'vit_huge'"):
+        model_config("vit_huge")
+    with pytest.raises(ValueError, match=r"gradient must have shape \[37, 5\]"):
+        BrainJEPA(model.config, torch.randn(36, 5))
+
+
+def test_presets():
+    assert model_config("vit_tiny").embed_dim == 192
+    cfg = model_config("vit_small", num_rois=100, pred_depth=2)
+    assert (cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.num_rois, cfg.pred_depth) == (384, 12, 6, 100, 2)
+    assert model_config("vit_large").depth == 24 and model_config("vit_base").num_heads == 12
+    model = BrainJEPA(model_config("vit_tiny", num_rois=10, num_frames=32, depth=1, pred_depth=1), torch.randn(10, 30))
+    # the frozen sin-cos table is a (derived, unsaved) buffer, not a parameter
+    assert any(k.endswith("pos_embed.temporal") for k, _ in model.named_buffers())
+    assert not any("temporal" in k for k, _ in model.named_parameters())
+    assert not any("temporal" in k for k in model.state_dict())
