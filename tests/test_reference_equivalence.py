@@ -70,9 +70,7 @@ def test_positional_embeddings(model, golden):
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_forward_outputs(model, golden, fused):
-    for m in model.modules():
-        if hasattr(m, "fused"):
-            m.fused = fused
+    model.set_fused_attn(fused)
     model.eval()
     x, ctx, tgt = golden["input"], golden["mask_enc"], golden["mask_pred"]
     with torch.no_grad():

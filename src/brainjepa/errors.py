@@ -17,3 +17,7 @@ class ConfigError(BrainJEPAError):
 
 class CheckpointError(BrainJEPAError):
     """A checkpoint or pretrained folder cannot be read or does not match the model."""
+
+
+class TrainingError(BrainJEPAError):
+    """Training cannot go on (e.g. a non-finite loss); the message names the step."""

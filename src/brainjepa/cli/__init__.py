@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from brainjepa import __version__
-from brainjepa.cli import info
+from brainjepa.cli import info, prepare, pretrain, validate
 from brainjepa.errors import BrainJEPAError
 
-_COMMANDS = [info]
+_COMMANDS = [info, prepare, validate, pretrain]
 
 
 def build_parser() -> argparse.ArgumentParser:

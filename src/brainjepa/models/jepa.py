@@ -23,7 +23,7 @@ from brainjepa.models.convert import (
     read_reference_checkpoint,
 )
 from brainjepa.models.encoder import BrainEncoder
-from brainjepa.models.layers import gather_tokens
+from brainjepa.models.layers import Attention, gather_tokens
 from brainjepa.models.predictor import BrainPredictor
 
 CONFIG_NAME = "config.json"
@@ -102,6 +102,12 @@ class BrainJEPA(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.encoder.set_grad_checkpointing(enable)
         self.predictor.set_grad_checkpointing(enable)
+
+    def set_fused_attn(self, enable: bool = True) -> None:
+        """Switch every attention layer between SDPA (fused) and the explicit softmax path."""
+        for m in self.modules():
+            if isinstance(m, Attention):
+                m.fused = enable
 
     @property
     def gradient(self) -> Tensor:

@@ -1,0 +1,30 @@
+"""`brainjepa pretrain`: JEPA pretraining from a YAML config plus dotted overrides (torchrun-ready)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pretrain", help="pretrain Brain-JEPA on a store (one process, or many under torchrun)",
+        description="Pretrain Brain-JEPA. Config keys follow the reference YAML (data, mask, meta, optimization, "
+        "logging); keys left out take the reference defaults. Example: brainjepa pretrain --config "
+        "configs/small_cpu.yaml --out runs/small data.path=sim optimization.epochs=5",
+    )
+    p.add_argument("--config", help="YAML config file (default: reference defaults only)")
+    p.add_argument("--out", help="run folder (default: the config's logging.folder)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest valid checkpoint")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="dotted overrides, e.g. optimization.epochs=5 data.batch_size=8 meta.model_name=vit_tiny")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from brainjepa.config import load_config
+    from brainjepa.training import pretrain
+
+    cfg = load_config(args.config, args.overrides)
+    run_dir = pretrain(cfg, args.out, resume=args.resume)
+    print(f"run folder: {run_dir}  (weights: {run_dir / 'model'}, curves: {run_dir / 'training_curves.png'})")
+    return 0

@@ -1,0 +1,274 @@
+"""Functional gradients for the model's positional code: group FC -> diffusion-map embedding -> [R, G] file.
+
+Brain-JEPA places each ROI by its coordinates on the first G functional gradients (reference file
+``gradient_mapping_450.csv``: 450 x 30, no header, rows in the model's ROI order). The reference computed it with
+BrainSpace from a group FC matrix; this module does the same for any atlas:
+
+* `compute_group_fc` averages per-run Pearson FC over a store (Fisher-z mean, streaming, one run in memory);
+* `compute_gradients` runs BrainSpace's `GradientMaps` (diffusion map, cosine kernel by default);
+* `load_gradient` / `save_gradient` read and write the headerless CSV (or ``.npy``).
+
+BrainSpace is imported only inside `compute_gradients`; install it with ``pip install --no-deps brainspace==0.3.0``
+(its vtk dependency is only needed for surface plotting).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from brainjepa.errors import BrainJEPAError, ConfigError, DataError
+
+if TYPE_CHECKING:
+    from brainjepa.data.store import RunStore
+
+logger = logging.getLogger(__name__)
+
+KERNELS = ("cosine", "normalized_angle", "pearson", "spearman", "gaussian", "none")
+APPROACHES = ("dm", "le", "pca")
+# |r| is clipped below 1 before arctanh so identical ROIs give a large finite z instead of inf.
+_R_CLIP = 1.0 - 1e-7
+
+
+class MissingDependencyError(BrainJEPAError, ImportError):
+    """An optional package needed for this step is not installed; the message says how to install it."""
+
+
+def _pearson(ts: np.ndarray) -> np.ndarray:
+    """[R, T] -> [R, R] Pearson correlation in float64 (NaN rows for constant ROIs)."""
+    x = ts.astype(np.float64, copy=True)
+    x -= x.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x @ x.T
+
+
+def compute_group_fc(store: RunStore | str | Path, *, progress: bool = True) -> np.ndarray:
+    """Group functional connectivity of a store: the Fisher-z mean of every run's Pearson FC.
+
+    Recipe: for each run, r = Pearson correlation between ROI time series over all its frames; z = arctanh(r)
+    (|r| clipped to 1 - 1e-7); the mean z over runs (each run weighs the same) is turned back with tanh; the
+    diagonal is set to 1. Runs are read one at a time, so memory is O(R^2) whatever the store size.
+
+    Args:
+        store: a `RunStore` or the path of a store directory.
+        progress: show a tqdm bar over runs.
+
+    Returns:
+        [R, R] float64 symmetric matrix, rows in the store's ROI order.
+
+    Raises:
+        DataError: empty store, a run shorter than 3 frames, or a run whose FC is undefined (constant ROI).
+    """
+    from tqdm.auto import tqdm
+
+    from brainjepa.data.store import RunStore
+
+    if not isinstance(store, RunStore):
+        store = RunStore(store)
+    if len(store) == 0:
+        raise DataError(f"{store.path}: the store has no runs, so there is no FC to average")
+    total = np.zeros((store.num_rois, store.num_rois), np.float64)
+    for i in tqdm(range(len(store)), desc="group FC", unit="run", disable=not progress):
+        who = f"{store.path}: run {i} (subject {store.manifest['subject'].iat[i]}, run {store.manifest['run'].iat[i]})"
+        if store.frames(i) < 3:
+            raise DataError(f"{who}: {store.frames(i)} frames are too few for a correlation (need at least 3)")
+        r = _pearson(store.run(i))
+        if not np.isfinite(r).all():
+            raise DataError(f"{who}: FC is undefined because some ROI is constant")
+        total += np.arctanh(np.clip(r, -_R_CLIP, _R_CLIP))
+    fc = np.tanh(total / len(store))
+    np.fill_diagonal(fc, 1.0)
+    return fc
+
+
+def _import_gradient_maps():
+    try:
+        from brainspace.gradient import GradientMaps
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"computing gradients needs BrainSpace ({err}); install it with: pip install --no-deps brainspace==0.3.0"
+        ) from err
+    return GradientMaps
+
+
+def compute_gradients(
+    fc: np.ndarray,
+    n_components: int = 30,
+    *,
+    kernel: str = "cosine",
+    sparsity: float = 0.9,
+    alpha: float = 0.5,
+    approach: str = "dm",
+    seed: int = 0,
+) -> np.ndarray:
+    """Gradients of a connectivity matrix with BrainSpace's `GradientMaps`.
+
+    Each row of `fc` is one ROI's connectivity profile. BrainSpace keeps the top ``1 - sparsity`` fraction of each
+    row, builds an affinity with `kernel`, and embeds it (`approach`); columns come out ordered by eigenvalue
+    (largest first) with BrainSpace's sign convention (each column's largest-magnitude entry is positive).
+
+    Args:
+        fc: [R, R] connectivity matrix (e.g. from `compute_group_fc`).
+        n_components: G, number of gradients (must be < R - 1).
+        kernel: affinity kernel, one of `KERNELS` ("none" uses the thresholded matrix itself).
+        sparsity: fraction of the smallest entries zeroed in each row, in [0, 1).
+        alpha: anisotropic diffusion parameter in [0, 1] (used by approach "dm" only).
+        approach: "dm" (diffusion map), "le" (Laplacian eigenmaps) or "pca".
+        seed: random state for the eigensolver's start vector (fixed seed => same result).
+
+    Returns:
+        [R, G] float64 gradients, rows in the order of `fc`.
+
+    Raises:
+        DataError: `fc` is not a finite square matrix.
+        ConfigError: an unknown kernel/approach, or a parameter out of range (G >= R - 1 included).
+        MissingDependencyError: BrainSpace is not installed.
+    """
+    fc = np.asarray(fc, dtype=np.float64)
+    if fc.ndim != 2 or fc.shape[0] != fc.shape[1]:
+        raise DataError(f"FC matrix must be square [R, R], got shape {fc.shape}")
+    if not np.isfinite(fc).all():
+        raise DataError(f"FC matrix has {int((~np.isfinite(fc)).sum())} NaN/Inf entries")
+    if not 1 <= n_components < fc.shape[0] - 1:
+        raise ConfigError(f"n_components must be between 1 and R - 2 = {fc.shape[0] - 2}, got {n_components}")
+    if kernel not in KERNELS:
+        raise ConfigError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
+    if approach not in APPROACHES:
+        raise ConfigError(f"unknown approach {approach!r} (choose from {', '.join(APPROACHES)})")
+    if not 0.0 <= sparsity < 1.0:
+        raise ConfigError(f"sparsity must be in [0, 1), got {sparsity}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+    gradient_maps = _import_gradient_maps()
+    gm = gradient_maps(
+        n_components=n_components,
+        approach=approach,
+        kernel=None if kernel == "none" else kernel,
+        random_state=seed,
+    )
+    extra = {"alpha": alpha} if approach == "dm" else {}
+    gm.fit(fc, sparsity=sparsity, **extra)
+    grads = np.asarray(gm.gradients_, dtype=np.float64)
+    if not np.isfinite(grads).all():
+        raise DataError("the embedding produced NaN values (is the affinity graph disconnected? try lower sparsity)")
+    logger.info("gradients: %d ROIs x %d components; first eigenvalues %s", *grads.shape,
+                np.array2string(np.asarray(gm.lambdas_[:3]), precision=3))
+    return grads
+
+
+def _read_matrix(path: Path) -> np.ndarray:
+    """Read a numeric 2-D matrix from .npy or a headerless comma/whitespace-separated text file."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        if path.suffix.lower() == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        else:
+            with open(path, encoding="utf-8") as fh:
+                first = fh.readline()
+            arr = np.loadtxt(path, delimiter="," if "," in first else None, ndmin=2)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: unreadable as a numeric matrix without header ({err})") from err
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
+        raise DataError(f"{path}: expected a 2-D numeric matrix, got shape {arr.shape} ({arr.dtype})")
+    return arr
+
+
+def load_fc(path: str | Path) -> np.ndarray:
+    """Read an [R, R] connectivity matrix from CSV/TSV/TXT (no header) or .npy, as float64."""
+    path = Path(path)
+    fc = _read_matrix(path).astype(np.float64)
+    if fc.shape[0] != fc.shape[1]:
+        raise DataError(f"{path}: an FC matrix must be square, got shape {fc.shape}")
+    if not np.isfinite(fc).all():
+        raise DataError(f"{path}: FC matrix has {int((~np.isfinite(fc)).sum())} NaN/Inf entries")
+    return fc
+
+
+def load_gradient(path_or_array: str | Path | np.ndarray | Sequence, num_rois: int | None = None) -> np.ndarray:
+    """Gradient matrix as float32 [R, G] from a headerless CSV, a .npy file or an array.
+
+    Args:
+        path_or_array: file path (``gradient_mapping_450.csv`` style) or array-like.
+        num_rois: expected R (rows); None accepts any.
+
+    Raises:
+        DataError: naming the file (or "gradient array") for unreadable files, wrong shape or NaN/Inf values.
+    """
+    if isinstance(path_or_array, (str, os.PathLike)):
+        where = str(path_or_array)
+        grads = _read_matrix(Path(path_or_array))
+    else:
+        where = "gradient array"
+        grads = np.asarray(path_or_array)
+        if not np.issubdtype(grads.dtype, np.number):
+            raise DataError(f"{where}: expected numbers, got dtype {grads.dtype}")
+    if grads.ndim != 2 or grads.shape[1] < 1:
+        raise DataError(f"{where}: expected a 2-D [ROIs, gradients] matrix, got shape {grads.shape}")
+    if num_rois is not None and grads.shape[0] != num_rois:
+        raise DataError(f"{where}: {grads.shape[0]} rows but the model has {num_rois} ROIs (one row per ROI)")
+    bad = ~np.isfinite(grads)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise DataError(f"{where}: {int(bad.sum())} NaN/Inf values (first in row {rows[0]})")
+    return grads.astype(np.float32)
+
+
+def save_gradient(path: str | Path, gradients: np.ndarray) -> Path:
+    """Write [R, G] gradients as a headerless CSV (full float64 precision), or .npy if the name says so.
+
+    The file is written to a temporary name and renamed, so readers never see half a file.
+    """
+    path = Path(path)
+    grads = np.asarray(gradients, dtype=np.float64)
+    if grads.ndim != 2:
+        raise DataError(f"{path}: gradients must be 2-D [R, G], got shape {grads.shape}")
+    if not np.isfinite(grads).all():
+        raise DataError(f"{path}: refusing to write gradients with NaN/Inf values")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        if path.suffix.lower() == ".npy":
+            np.save(fh, grads)
+        else:
+            np.savetxt(fh, grads, delimiter=",", fmt="%.17g")
+    os.replace(tmp, path)
+    return path
+
+
+def gradients_file(
+    out: str | Path,
+    *,
+    store: RunStore | str | Path | None = None,
+    fc: np.ndarray | str | Path | None = None,
+    n_components: int = 30,
+    kernel: str = "cosine",
+    sparsity: float = 0.9,
+    alpha: float = 0.5,
+    approach: str = "dm",
+    seed: int = 0,
+    progress: bool = True,
+) -> np.ndarray:
+    """End to end (what `brainjepa gradients` runs): FC from a store or a matrix, gradients, CSV at `out`.
+
+    Exactly one of `store` and `fc` must be given. Returns the [R, G] gradients that were written.
+    """
+    if (store is None) == (fc is None):
+        raise DataError("give exactly one source of connectivity: a store (--data) or an FC matrix (--fc)")
+    if store is not None:
+        matrix = compute_group_fc(store, progress=progress)
+    elif isinstance(fc, (str, os.PathLike)):
+        matrix = load_fc(fc)
+    else:
+        matrix = np.asarray(fc, dtype=np.float64)
+    grads = compute_gradients(matrix, n_components, kernel=kernel, sparsity=sparsity, alpha=alpha,
+                              approach=approach, seed=seed)
+    save_gradient(out, grads)
+    logger.info("wrote %s (%d ROIs x %d gradients)", out, *grads.shape)
+    return grads

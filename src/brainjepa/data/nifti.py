@@ -1,0 +1,97 @@
+"""4-D NIfTI + label atlases -> ROI time series, through nilearn's `NiftiLabelsMasker`.
+
+Several atlases are joined in the order given (e.g. Tian S3 then Schaefer 400, the reference's ROI order). The
+TR comes from the image header. A label that has no voxels on the image grid would silently shift every later
+ROI, so it is an error instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from brainjepa.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+_TIME_UNITS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
+
+
+def header_tr(img) -> float | None:
+    """TR in seconds from a 4-D NIfTI header (pixdim[4] and its time unit), None if absent or zero."""
+    zooms = img.header.get_zooms()
+    if len(zooms) < 4 or not float(zooms[3]) > 0:
+        return None
+    unit = img.header.get_xyzt_units()[1]
+    return float(zooms[3]) * _TIME_UNITS.get(unit, 1.0)
+
+
+def _atlas_name(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+@functools.lru_cache(maxsize=8)
+def _load_atlas(path: Path) -> tuple[object, tuple[float, ...]]:
+    # Cached: `prepare` applies the same atlases to every image, and finding the labels scans every voxel.
+    import nibabel as nib
+
+    try:
+        img = nib.load(path)
+        values = np.unique(np.asanyarray(img.dataobj))
+    except (OSError, ValueError, nib.filebasedimages.ImageFileError) as err:
+        raise DataError(f"{path}: unreadable atlas ({err})") from err
+    if values.size == 0 or len(img.shape) != 3:
+        raise DataError(f"{path}: expected a 3-D label image, got shape {img.shape}")
+    return img, tuple(float(v) for v in values if v != 0)
+
+
+def read_nifti(path: str | Path, atlases: Sequence[str | Path]) -> tuple[np.ndarray, float | None, list[str]]:
+    """Mean signal per atlas label for one 4-D image.
+
+    Args:
+        path: 4-D NIfTI image (x, y, z, time).
+        atlases: 3-D label images (0 = background), joined in this order along the ROI axis.
+
+    Returns:
+        ([R, T] float32, TR in seconds or None, R labels "<atlas>:<label>").
+
+    Raises:
+        DataError: no atlas, unreadable or non-4-D image, or an atlas label with no voxels on the image grid.
+    """
+    import nibabel as nib
+    from nilearn.maskers import NiftiLabelsMasker
+
+    path = Path(path)
+    if not atlases:
+        raise DataError(f"{path}: NIfTI input needs at least one label atlas (--atlas)")
+    try:
+        img = nib.load(path)
+        shape = img.shape
+    except (OSError, ValueError, nib.filebasedimages.ImageFileError) as err:
+        raise DataError(f"{path}: unreadable file ({err})") from err
+    if len(shape) != 4 or shape[3] < 1:
+        raise DataError(f"{path}: expected a 4-D image (x, y, z, time), got shape {shape}")
+    parts, labels = [], []
+    for atlas in atlases:
+        atlas = Path(atlas).resolve()
+        atlas_img, wanted = _load_atlas(atlas)
+        masker = NiftiLabelsMasker(labels_img=atlas_img, standardize=None, resampling_target="data")
+        try:
+            signals = masker.fit_transform(img)
+        except (ValueError, TypeError) as err:
+            raise DataError(f"{path}: cannot apply atlas {atlas} ({err})") from err
+        found = [v for k, v in masker.region_ids_.items() if k != "background"]
+        if len(found) != len(wanted):
+            lost = sorted(set(wanted) - {float(v) for v in found})
+            raise DataError(f"{path}: atlas {atlas.name} labels {lost[:10]} have no voxels on this image's grid")
+        parts.append(np.asarray(signals, dtype=np.float32).T)
+        labels += [f"{_atlas_name(atlas)}:{v:g}" for v in np.asarray(found, dtype=float)]
+    return np.concatenate(parts, axis=0), header_tr(img), labels

@@ -1,0 +1,523 @@
+"""The dataset store: all runs in one memory-mapped float32 file plus a per-run manifest.
+
+Layout of a store directory (format "brainjepa-store", version 1):
+
+- ``data.f32``: raw little-endian float32, time-major [total_frames, R]; runs are concatenated along time, so a
+  window of one run is one contiguous slice and reading it touches only those pages.
+- ``manifest.csv``: one row per run: ``subject, run, offset, frames, tr, source`` then phenotype columns.
+- ``store.json``: format, version, num_rois, roi_labels, dtype, total_frames and free-form ``metadata``.
+
+``StoreWriter`` streams runs to disk (memory stays flat) and writes the manifest and ``store.json`` last, so an
+interrupted write never looks like a store. ``RunStore`` opens the memmap lazily in each process and does not
+pickle it, so DataLoader workers can share one store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from brainjepa.data.validate import Problem, check_timeseries, raise_for_problems
+from brainjepa.errors import DataError
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    import pandas
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "brainjepa-store"
+VERSION = 1
+DATA_FILE = "data.f32"
+MANIFEST_FILE = "manifest.csv"
+META_FILE = "store.json"
+MANIFEST_COLUMNS = ("subject", "run", "offset", "frames", "tr", "source")
+_DTYPE = np.dtype("<f4")
+_TEXT_COLUMNS = ("subject", "run", "source")
+
+
+def _json_default(value: Any) -> Any:
+    # Metadata often holds numpy statistics (normalisation medians, IQRs); store them as plain lists/numbers.
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"store metadata value of type {type(value).__name__} is not JSON-serialisable")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _dump_meta(meta: dict) -> str:
+    return json.dumps(meta, indent=1, default=_json_default, allow_nan=True) + "\n"
+
+
+def check_target(path: Path, *, overwrite: bool) -> None:
+    """Refuse to write over an existing store (unless `overwrite`) or into a path that is a file."""
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{path}: exists and is not a directory")
+    if (path / META_FILE).exists() and not overwrite:
+        raise DataError(f"{path}: a store already exists here (use overwrite / --overwrite to replace it)")
+
+
+class StoreWriter:
+    """Write runs into a new store directory, one `add` at a time (constant memory).
+
+    Use as a context manager: leaving the block normally calls `close`; an exception discards the partial
+    data so nothing half-written is left behind.
+
+    Args:
+        path: store directory (created if missing).
+        num_rois: R, the number of ROIs every run must have.
+        roi_labels: optional R names, kept in ``store.json``.
+        overwrite: replace an existing store at `path` instead of refusing.
+        min_frames: fewest frames a run may have.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        num_rois: int,
+        *,
+        roi_labels: list[str] | None = None,
+        overwrite: bool = False,
+        min_frames: int = 1,
+    ) -> None:
+        self.path = Path(path)
+        if num_rois < 1:
+            raise DataError(f"{self.path}: num_rois must be positive, got {num_rois}")
+        if roi_labels is not None and len(roi_labels) != num_rois:
+            raise DataError(f"{self.path}: {len(roi_labels)} ROI labels given for {num_rois} ROIs")
+        check_target(self.path, overwrite=overwrite)
+        self._created_dir = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.num_rois = int(num_rois)
+        self.roi_labels = list(roi_labels) if roi_labels is not None else None
+        self.min_frames = int(min_frames)
+        self._metadata: dict[str, Any] = {}
+        self._rows: list[dict[str, Any]] = []
+        self._keys: set[tuple[str, str]] = set()
+        self._offset = 0
+        self._tmp = self.path / (DATA_FILE + ".partial")
+        self._fh = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(
+        self,
+        ts: np.ndarray,
+        *,
+        subject: str,
+        run: str = "1",
+        tr: float | None = None,
+        source: str = "",
+        phenotypes: Mapping[str, object] | None = None,
+    ) -> None:
+        """Append one run after validating it (finite, R matches, enough frames, no constant ROI).
+
+        Args:
+            ts: [R, T] time series.
+            subject: subject id; (subject, run) must be unique in the store.
+            run: run id within the subject.
+            tr: repetition time in seconds, or None if unknown.
+            source: where the run came from (file path), kept in the manifest and named in errors.
+            phenotypes: per-run values for extra manifest columns (missing ones become empty).
+
+        Raises:
+            DataError: naming the source (or subject/run) and every problem found.
+        """
+        if self._fh.closed:
+            raise DataError(f"{self.path}: store writer is already closed")
+        subject, run = str(subject), str(run)
+        label = f"{source} (subject {subject}, run {run})" if source else f"subject {subject}, run {run}"
+        arr = np.asarray(ts)
+        raise_for_problems(
+            check_timeseries(
+                arr, source=label, num_rois=self.num_rois, min_frames=self.min_frames, roi_labels=self.roi_labels
+            )
+        )
+        if (subject, run) in self._keys:
+            raise DataError(f"{label}: duplicate run (subject {subject}, run {run} was already added)")
+        if tr is not None and not (math.isfinite(tr) and tr > 0):
+            raise DataError(f"{label}: TR must be a positive number of seconds, got {tr}")
+        extra = dict(phenotypes or {})
+        clash = sorted(set(extra) & set(MANIFEST_COLUMNS))
+        if clash:
+            raise DataError(f"{label}: phenotype columns {clash} clash with manifest columns")
+        frames = arr.shape[1]
+        self._fh.write(np.ascontiguousarray(arr.T, dtype=_DTYPE).data)
+        self._keys.add((subject, run))
+        self._rows.append(
+            {
+                "subject": subject,
+                "run": run,
+                "offset": self._offset,
+                "frames": frames,
+                "tr": float(tr) if tr is not None else math.nan,
+                "source": str(source),
+                **extra,
+            }
+        )
+        self._offset += frames
+
+    def set_metadata(self, key: str, value: Any) -> None:
+        """Record a JSON-serialisable value (numpy arrays become lists) under ``metadata[key]``."""
+        json.dumps(value, default=_json_default)  # fail now, not at close
+        self._metadata[key] = value
+
+    def close(self) -> RunStore:
+        """Finish the data file, then write manifest.csv and store.json (last, atomically); returns the store."""
+        import pandas as pd
+
+        if self._fh.closed:
+            raise DataError(f"{self.path}: store writer is already closed")
+        self._fh.close()
+        # A store being replaced stops being a store first, so no crash can pair old metadata with new data.
+        (self.path / META_FILE).unlink(missing_ok=True)
+        os.replace(self._tmp, self.path / DATA_FILE)
+        manifest = pd.DataFrame(self._rows)
+        if manifest.empty:
+            manifest = pd.DataFrame(columns=list(MANIFEST_COLUMNS))
+        manifest.to_csv(self.path / (MANIFEST_FILE + ".tmp"), index=False)
+        os.replace(self.path / (MANIFEST_FILE + ".tmp"), self.path / MANIFEST_FILE)
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "num_rois": self.num_rois,
+            "roi_labels": self.roi_labels,
+            "dtype": "float32",
+            "total_frames": self._offset,
+            "metadata": self._metadata,
+        }
+        _write_atomic(self.path / META_FILE, _dump_meta(meta))
+        logger.info(
+            "wrote store %s: %d runs, %d frames x %d ROIs", self.path, len(self._rows), self._offset, self.num_rois
+        )
+        return RunStore(self.path)
+
+    def abort(self) -> None:
+        """Discard everything written so far; a store being replaced is left as it was."""
+        if not self._fh.closed:
+            self._fh.close()
+        self._tmp.unlink(missing_ok=True)
+        if self._created_dir and not any(self.path.iterdir()):
+            self.path.rmdir()
+
+
+def _read_manifest(path: Path) -> pandas.DataFrame:
+    import pandas as pd
+
+    # Ids and sources stay text ("001", "NA" are valid subject ids); other columns use pandas' usual parsing.
+    header = pd.read_csv(path, nrows=0).columns
+    na_values = {c: ["", "nan", "NaN", "NA", "N/A", "null"] for c in header if c not in _TEXT_COLUMNS}
+    return pd.read_csv(
+        path,
+        dtype={c: str for c in _TEXT_COLUMNS},
+        keep_default_na=False,
+        na_values=na_values,
+    )
+
+
+class RunStore:
+    """Read-only view of a store directory; cheap to pickle (the memmap is reopened lazily per process).
+
+    Attributes:
+        path: store directory.
+        num_rois: R.
+        roi_labels: R names or None.
+        manifest: one row per run (subject, run, offset, frames, tr, source, phenotypes...).
+        metadata: free-form dict from ``store.json`` (normalisation statistics, atlas, simulation...).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        meta_path = self.path / META_FILE
+        if not self.path.is_dir():
+            raise DataError(f"{self.path}: no such store directory")
+        if not meta_path.is_file():
+            raise DataError(f"{self.path}: not a brainjepa store (no {META_FILE}; run `brainjepa prepare`)")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise DataError(f"{meta_path}: unreadable store metadata ({err})") from err
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise DataError(f"{meta_path}: not a brainjepa store (format {meta.get('format')!r})")
+        if meta.get("version") != VERSION:
+            raise DataError(f"{meta_path}: store version {meta.get('version')} is not supported (need {VERSION})")
+        if meta.get("dtype") != "float32":
+            raise DataError(f"{meta_path}: unsupported dtype {meta.get('dtype')!r}")
+        self.num_rois: int = int(meta["num_rois"])
+        self.roi_labels: list[str] | None = meta.get("roi_labels")
+        self.metadata: dict[str, Any] = dict(meta.get("metadata") or {})
+        self._meta = meta
+        self._total = int(meta["total_frames"])
+        try:
+            self.manifest = _read_manifest(self.path / MANIFEST_FILE)
+        except (OSError, ValueError) as err:
+            raise DataError(f"{self.path / MANIFEST_FILE}: unreadable manifest ({err})") from err
+        missing = [c for c in MANIFEST_COLUMNS if c not in self.manifest.columns]
+        if missing:
+            raise DataError(f"{self.path / MANIFEST_FILE}: manifest lacks columns {missing}")
+        self._offsets = self.manifest["offset"].to_numpy(np.int64)
+        self._frames = self.manifest["frames"].to_numpy(np.int64)
+        self._trs = self.manifest["tr"].to_numpy(np.float64)
+        if len(self.manifest) and int(self._frames.sum()) != self._total:
+            raise DataError(f"{self.path}: manifest frames sum to {self._frames.sum()}, store.json says {self._total}")
+        data = self.path / DATA_FILE
+        expected = self._total * self.num_rois * _DTYPE.itemsize
+        size = data.stat().st_size if data.is_file() else -1
+        if size != expected:
+            raise DataError(f"{data}: size {size} bytes does not match {self._total} frames x {self.num_rois} ROIs")
+        self._mm: np.ndarray | None = None
+        self._fd: int | None = None
+        self._local = threading.local()
+
+    def __getstate__(self) -> dict:
+        # Never pickle the mapping, the file descriptor or the read buffers: each worker opens its own.
+        state = self.__dict__.copy()
+        state.update(_mm=None, _fd=None, _local=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the file descriptor and mapping (reads reopen them)."""
+        fd, self._fd, self._mm = getattr(self, "_fd", None), None, None
+        if fd is not None:
+            os.close(fd)
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.path)!r}, runs={len(self)}, rois={self.num_rois}, frames={self._total})"
+
+    @property
+    def data(self) -> np.ndarray:
+        """The whole store as a read-only [total_frames, R] float32 memmap (opened on first use)."""
+        if self._mm is None:
+            if self._total == 0:
+                self._mm = np.empty((0, self.num_rois), _DTYPE)
+            else:
+                self._mm = np.memmap(self.path / DATA_FILE, dtype=_DTYPE, mode="r", shape=(self._total, self.num_rois))
+        return self._mm
+
+    @property
+    def total_frames(self) -> int:
+        return self._total
+
+    def _index(self, i: int) -> int:
+        n = len(self._offsets)
+        if not -n <= i < n:
+            raise IndexError(f"run index {i} out of range for a store of {n} runs")
+        return i % n
+
+    def frames(self, i: int) -> int:
+        """Number of frames T_i of run `i`."""
+        return int(self._frames[self._index(i)])
+
+    def tr(self, i: int) -> float | None:
+        """TR of run `i` in seconds, None if unknown."""
+        value = float(self._trs[self._index(i)])
+        return None if math.isnan(value) else value
+
+    def _rows(self, start: int, count: int) -> np.ndarray:
+        """Frames [start, start + count) of the whole store as [count, R]; valid until the next read.
+
+        Reads with one pread into a per-thread buffer where the OS has it: as fast as the memmap, and the
+        process does not accumulate mapped file pages (RSS stays flat however much of the store is read).
+        """
+        if not hasattr(os, "preadv"):
+            return self.data[start : start + count]
+        if self._fd is None:
+            self._fd = os.open(self.path / DATA_FILE, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        buf = getattr(self._local, "buf", None)
+        if buf is None or buf.shape[0] < count:
+            buf = self._local.buf = np.empty((max(count, 1), self.num_rois), _DTYPE)
+        rows = buf[:count]
+        got = os.preadv(self._fd, [rows], start * self.num_rois * _DTYPE.itemsize)
+        if got != rows.nbytes:
+            raise DataError(f"{self.path / DATA_FILE}: short read ({got} of {rows.nbytes} bytes); file truncated?")
+        return rows
+
+    def run(self, i: int) -> np.ndarray:
+        """Run `i` as a [R, T_i] float32 array (a copy)."""
+        i = self._index(i)
+        return np.ascontiguousarray(self._rows(int(self._offsets[i]), int(self._frames[i])).T)
+
+    def window(self, i: int, start: int, length: int) -> np.ndarray:
+        """Frames [start, start + length) of run `i` as a [R, length] float32 array (a copy)."""
+        i = self._index(i)
+        if start < 0 or length < 1 or start + length > self._frames[i]:
+            raise DataError(
+                f"{self.path}: window [{start}, {start + length}) is outside run {i} "
+                f"(subject {self.manifest['subject'].iat[i]}, {self._frames[i]} frames)"
+            )
+        return np.ascontiguousarray(self._rows(int(self._offsets[i]) + start, length).T)
+
+    def take(self, i: int, frame_idx: np.ndarray) -> np.ndarray:
+        """Arbitrary frames of run `i` (e.g. a strided clip) as a [R, len(frame_idx)] float32 array."""
+        i = self._index(i)
+        idx = np.asarray(frame_idx, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self._frames[i]):
+            raise DataError(
+                f"{self.path}: frame indices {idx.min()}..{idx.max()} are outside run {i} "
+                f"(subject {self.manifest['subject'].iat[i]}, {self._frames[i]} frames)"
+            )
+        lo = int(idx.min()) if idx.size else 0
+        hi = int(idx.max()) + 1 if idx.size else 0
+        # Read the covering block in one go, then gather in memory.
+        return np.ascontiguousarray(self._rows(int(self._offsets[i]) + lo, hi - lo)[idx - lo].T)
+
+    def phenotype(self, column: str) -> np.ndarray:
+        """One manifest column as an array (one value per run)."""
+        if column not in self.manifest.columns:
+            extra = [c for c in self.manifest.columns if c not in MANIFEST_COLUMNS]
+            raise DataError(f"{self.path}: no phenotype column {column!r} (available: {extra})")
+        return self.manifest[column].to_numpy()
+
+    def set_metadata(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable value under ``metadata[key]`` and rewrite store.json atomically."""
+        json.dumps(value, default=_json_default)  # fail before touching the file
+        self.metadata[key] = value
+        self._meta["metadata"] = self.metadata
+        _write_atomic(self.path / META_FILE, _dump_meta(self._meta))
+
+
+SKIPPED_FILE = "skipped.csv"
+
+
+def prepare_store(
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    num_rois: int | None = None,
+    min_frames: int = 1,
+    orientation: str = "auto",
+    atlases: Sequence[str | Path] = (),
+    tr: float | None = None,
+    phenotypes: str | Path | None = None,
+    subject_column: str | None = None,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> tuple[RunStore, list[Problem]]:
+    """Read every run under `inputs`, check it, and write one store at `out` (`brainjepa prepare`).
+
+    Args:
+        inputs: files, folders or glob patterns (see `brainjepa.data.readers.find_sources`).
+        out: store directory to create.
+        num_rois: expected R; by default the first good run sets it.
+        min_frames: fewest frames a run may have.
+        orientation: "auto", "rois-x-time" or "time-x-rois" for tables and arrays.
+        atlases: label images for NIfTI inputs, joined in this order.
+        tr: TR in seconds for inputs that do not carry one (overrides NIfTI/npz values).
+        phenotypes: CSV/TSV joined on subject (and run, if it has a ``run`` column).
+        subject_column: subject id column of `phenotypes` (default: found by name).
+        skip_bad: leave bad runs out and list them in ``skipped.csv`` instead of stopping at the first.
+        overwrite: replace an existing store at `out`.
+        progress: show a tqdm bar over the inputs.
+
+    Returns:
+        The new store and the problems of the runs that were skipped (empty unless `skip_bad`).
+
+    Raises:
+        DataError: a bad run (without `skip_bad`), naming its file and problems; nothing is written then.
+    """
+    import pandas as pd
+
+    from brainjepa.data.readers import find_sources, read_phenotypes
+    from brainjepa.data.validate import Consistency, check_inputs
+
+    out = Path(out)
+    check_target(out, overwrite=overwrite)
+    table = read_phenotypes(phenotypes, subject_column=subject_column) if phenotypes is not None else None
+    sources = find_sources(inputs, skip=atlases)
+    if not sources:
+        raise DataError(f"no time series found in {', '.join(map(str, inputs))}")
+    writer: StoreWriter | None = None
+    skipped: list[Problem] = []
+    across = Consistency(num_rois)
+    unmatched = 0
+    try:
+        for checked in check_inputs(
+            sources,
+            num_rois=num_rois,
+            min_frames=min_frames,
+            orientation=orientation,
+            atlases=atlases,
+            tr=tr,
+            progress=progress,
+        ):
+            run = checked.run
+            problems = checked.problems or across.check(run, checked.source)
+            if not problems:
+                if writer is None:
+                    writer = StoreWriter(
+                        out, run.ts.shape[0], roi_labels=run.roi_labels, overwrite=overwrite, min_frames=min_frames
+                    )
+                values = table.lookup(run.subject, run.run) if table is not None else None
+                unmatched += table is not None and values is None
+                extra = values if values is not None else dict.fromkeys(table.columns if table else [], None)
+                writer.add(run.ts, subject=run.subject, run=run.run, tr=run.tr, source=run.source, phenotypes=extra)
+            if problems and not skip_bad:
+                raise DataError(
+                    "; ".join(map(str, problems)) + " (nothing written; fix it, or pass --skip-bad to leave "
+                    "bad runs out; `brainjepa validate` lists every problem)"
+                )
+            skipped += problems
+        if writer is None:
+            raise DataError(f"no usable runs: all {len({p.source for p in skipped})} inputs had problems")
+        writer.set_metadata(
+            "prepare",
+            {"inputs": [str(p) for p in inputs], "atlases": [str(a) for a in atlases], "orientation": orientation},
+        )
+        store = writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    (out / SKIPPED_FILE).unlink(missing_ok=True)
+    if skip_bad:
+        pd.DataFrame(
+            [{"source": p.source, "problem": p.message} for p in skipped], columns=["source", "problem"]
+        ).to_csv(out / SKIPPED_FILE, index=False)
+    if skipped:
+        logger.warning(
+            "skipped %d bad runs (%d problems); see %s",
+            len({p.source for p in skipped}),
+            len(skipped),
+            out / SKIPPED_FILE,
+        )
+    if unmatched:
+        logger.warning("%d runs have no row in %s; their phenotype columns are empty", unmatched, phenotypes)
+    return store, skipped

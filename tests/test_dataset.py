@@ -1,0 +1,179 @@
+"""StoreDataset (reproducible windows per (seed, epoch, item), reads only the span it needs) and subject splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from brainjepa.data.dataset import StoreDataset, split_by_subject
+from brainjepa.data.normalize import RobustScaler, RoiZScore
+from brainjepa.data.store import RunStore, StoreWriter
+from brainjepa.data.windows import WindowSpec, take_window
+from brainjepa.errors import ConfigError, DataError
+
+R = 6
+SPEC = WindowSpec(frames=16, sampling_rate=3)  # clip of 48 frames
+# 8 subjects; s1 and s4 have two runs; runs differ in length.
+RUNS = [
+    ("s0", 60),
+    ("s1", 80),
+    ("s1", 55),
+    ("s2", 70),
+    ("s3", 90),
+    ("s4", 64),
+    ("s4", 75),
+    ("s5", 58),
+    ("s6", 66),
+    ("s7", 100),
+]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> RunStore:
+    path = tmp_path_factory.mktemp("ds") / "store"
+    rng = np.random.default_rng(0)
+    with StoreWriter(path, R) as w:
+        for k, (subject, t) in enumerate(RUNS):
+            ts = (rng.normal(size=(R, 1)) * 100 + rng.normal(size=(R, t))).astype(np.float32)
+            w.add(ts, subject=subject, run=str(k), tr=0.72 + 0.01 * k)
+    return RunStore(path)
+
+
+def _all_x(ds: StoreDataset) -> np.ndarray:
+    return np.stack([ds[i]["x"].numpy() for i in range(len(ds))])
+
+
+def test_items_are_normalised_windows_of_the_right_runs(store):
+    scaler = RobustScaler.fit(store, progress=False)
+    ds = StoreDataset(store, indices=[9, 2, 5], normalizer=scaler, window=SPEC, seed=3)
+    ds.set_epoch(2)
+    assert len(ds) == 3
+    for i, run in enumerate([9, 2, 5]):
+        item = ds[i]
+        assert (item["index"], item["run"], item["subject"]) == (i, run, RUNS[run][0])
+        assert item["x"].dtype == torch.float32 and item["x"].shape == (R, 16)
+        rng = np.random.default_rng((3, 2, i))  # the documented (seed, epoch, item) generator
+        expected = scaler(take_window(store.run(run), SPEC, rng, subject=RUNS[run][0]))
+        np.testing.assert_array_equal(item["x"].numpy(), expected)
+
+
+def test_tr_resampled_items_match_the_full_run_computation(store):
+    spec = WindowSpec(frames=16, target_tr=2.0)  # stride 2.0 / TR: fractional, interpolated
+    ds = StoreDataset(store.path, window=spec, seed=1)
+    for i in range(len(ds)):
+        rng = np.random.default_rng((1, 0, i))
+        expected = take_window(store.run(i), spec, rng, tr=store.tr(i))
+        np.testing.assert_allclose(ds[i]["x"].numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_reads_only_the_window_span(store, monkeypatch):
+    calls = []
+    original = store.window
+
+    def spy(i, start, length):
+        calls.append(length)
+        return original(i, start, length)
+
+    monkeypatch.setattr(store, "window", spy)
+    monkeypatch.setattr(store, "run", lambda i: pytest.fail("the dataset must not read whole runs"))
+    ds = StoreDataset(store, window=SPEC)
+    for i in range(len(ds)):
+        ds[i]
+    assert len(calls) == len(ds) and max(calls) <= 48
+
+
+def test_determinism_across_instances_epochs_and_seeds(store):
+    a, b = StoreDataset(store, window=SPEC, seed=0), StoreDataset(store.path, window=SPEC, seed=0)
+    x0 = _all_x(a)
+    np.testing.assert_array_equal(x0, _all_x(b))
+    a.set_epoch(1)
+    x1 = _all_x(a)
+    assert sum(not np.array_equal(p, q) for p, q in zip(x0, x1)) >= len(a) - 1
+    b.set_epoch(1)
+    np.testing.assert_array_equal(x1, _all_x(b))  # a resumed run at epoch 1 sees the same windows
+    c = StoreDataset(store, window=SPEC, seed=5)
+    assert not np.array_equal(x0, _all_x(c))
+
+
+def test_dataloader_workers_agree_with_direct_access(store):
+    ds = StoreDataset(store, window=SPEC, seed=2)
+    ds.set_epoch(4)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, shuffle=False)
+    batches = list(loader)
+    x = torch.cat([b["x"] for b in batches]).numpy()
+    np.testing.assert_array_equal(x, _all_x(ds))
+    assert [s for b in batches for s in b["subject"]] == [s for s, _ in RUNS]
+
+
+def test_center_mode_ignores_epoch(store):
+    ds = StoreDataset(store, window=WindowSpec(frames=16, mode="center"))
+    x0 = _all_x(ds)
+    ds.set_epoch(3)
+    np.testing.assert_array_equal(x0, _all_x(ds))
+
+
+def test_normaliser_error_names_the_subject(tmp_path):
+    ts = np.random.default_rng(1).normal(size=(2, 48)).astype(np.float32)
+    ts[0] = 1.0
+    ts[0, 1] = 2.0  # ROI 0 varies only at frame 1, which the window (frames 0, 3, 6, 9, ...) skips
+    with StoreWriter(tmp_path / "c", 2) as w:
+        w.add(ts, subject="sub-9")
+    ds = StoreDataset(tmp_path / "c", normalizer=RoiZScore(), window=SPEC)
+    with pytest.raises(DataError, match=r"subject 'sub-9' \(run index 0\): roi_zscore: constant .*ROI 0"):
+        ds[0]
+
+
+def test_short_run_error_and_pad(store):
+    long = WindowSpec(frames=40, sampling_rate=3)  # needs 120 frames; every run is shorter
+    with pytest.raises(DataError, match=r"subject 's0': run has 60 frames .* needs 120"):
+        StoreDataset(store, window=long)[0]
+    x = StoreDataset(store, window=WindowSpec(frames=40, sampling_rate=3, short="pad"))[0]["x"].numpy()
+    np.testing.assert_array_equal(x[:, -1], store.run(0)[:, -1])
+
+
+def test_bad_arguments(store):
+    with pytest.raises(DataError, match=r"store has 6 ROIs but the normaliser was fitted on 2"):
+        StoreDataset(store, normalizer=RobustScaler([0.0, 0.0], [1.0, 1.0]))
+    with pytest.raises(DataError, match=r"run index 10 out of range \(store has 10 runs\)"):
+        StoreDataset(store, indices=[10])
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0"):
+        StoreDataset(store, seed=-1)
+    ds = StoreDataset(store, indices=[0, 1], window=SPEC)
+    with pytest.raises(ConfigError, match="epoch must be an integer >= 0"):
+        ds.set_epoch(-2)
+    with pytest.raises(IndexError, match="item 2 out of range"):
+        ds[2]
+
+
+@pytest.mark.parametrize("fractions", [(0.8, 0.2), (0.6, 0.2, 0.2)])
+def test_split_by_subject_has_no_leakage(store, fractions):
+    splits = split_by_subject(store, fractions, seed=0)
+    assert len(splits) == len(fractions)
+    subjects = store.manifest["subject"].to_numpy()
+    sets = [set(subjects[s]) for s in splits]
+    for k in range(len(sets)):
+        for m in range(k + 1, len(sets)):
+            assert not sets[k] & sets[m]
+    np.testing.assert_array_equal(np.sort(np.concatenate(splits)), np.arange(len(RUNS)))
+    sizes = [len(s) for s in sets]  # sizes count subjects (8), not runs
+    assert (
+        sizes == {2: [6, 2], 3: [5, 2, 1]}[len(fractions)]
+    )  # largest remainders: 4.8 -> 5, 1.6 -> 2, 1.6 -> 1
+    again = split_by_subject(store.path, fractions, seed=0)
+    assert all(np.array_equal(p, q) for p, q in zip(splits, again))
+    others = {tuple(split_by_subject(store, fractions, seed=s)[0]) for s in range(1, 6)}
+    assert len(others) > 1
+
+
+@pytest.mark.parametrize(
+    ("fractions", "error", "message"),
+    [
+        ((0.5, 0.4), ConfigError, r"must sum to 1, got \[0.5, 0.4\]"),
+        ((1.2, -0.2), ConfigError, "must be positive numbers"),
+        ((0.97, 0.01, 0.02), DataError, r"8 subjects cannot fill 3 splits .*split 1 would be empty"),
+    ],
+)
+def test_split_by_subject_errors(store, fractions, error, message):
+    with pytest.raises(error, match=message):
+        split_by_subject(store, fractions)

@@ -1,0 +1,277 @@
+"""Readers: tables (both orientations, labels, gzip), numpy, the UKB pair layout, NIfTI, ids and discovery."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainjepa.data.readers import (
+    UKB_CORTICAL,
+    UKB_SUBCORTICAL,
+    find_sources,
+    orient,
+    parse_ids,
+    read_numpy,
+    read_phenotypes,
+    read_source,
+    read_table,
+    read_ukb_pair,
+)
+from brainjepa.errors import DataError
+
+RNG = np.random.default_rng(0)
+
+
+def _labelled_csv(path: Path, ts: np.ndarray, labels: list[str], sep: str = ",") -> None:
+    """ROIs as rows, column 0 = label_name, header of frame numbers (the reference's UKB layout)."""
+    lines = [sep.join(["label_name"] + [str(t) for t in range(ts.shape[1])])]
+    lines += [sep.join([name] + [repr(float(v)) for v in row]) for name, row in zip(labels, ts, strict=True)]
+    text = "\n".join(lines) + "\n"
+    if path.name.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+
+
+def test_table_with_label_column_tsv_gz(tmp_path):
+    ts = RNG.standard_normal((5, 12)).astype(np.float32)
+    path = tmp_path / "sub-01_run-2.tsv.gz"
+    _labelled_csv(path, ts, [f"R{i}" for i in range(5)], sep="\t")
+    got, labels = read_table(path)
+    np.testing.assert_array_equal(got, ts)
+    assert labels == ["R0", "R1", "R2", "R3", "R4"]
+
+
+def test_table_label_column_without_header(tmp_path):
+    ts = RNG.standard_normal((3, 7)).astype(np.float32)
+    path = tmp_path / "a.csv"
+    path.write_text("".join(f"roi{i}," + ",".join(repr(float(v)) for v in row) + "\n" for i, row in enumerate(ts)))
+    got, labels = read_table(path)
+    np.testing.assert_array_equal(got, ts)
+    assert labels == ["roi0", "roi1", "roi2"]
+
+
+def test_table_header_of_roi_names_is_time_by_roi(tmp_path):
+    ts = RNG.standard_normal((4, 9)).astype(np.float32)
+    path = tmp_path / "a.csv"
+    path.write_text("A,B,C,D\n" + "".join(",".join(repr(float(v)) for v in row) + "\n" for row in ts.T))
+    got, labels = read_table(path)
+    np.testing.assert_array_equal(got, ts)
+    assert labels == list("ABCD")
+
+
+def test_pandas_export_with_index_column(tmp_path):
+    pd = pytest.importorskip("pandas")
+    ts = RNG.standard_normal((3, 8)).astype(np.float32)
+    pd.DataFrame(ts.T, columns=["x", "y", "z"]).to_csv(tmp_path / "a.csv")  # header ",x,y,z", index 0..7
+    got, labels = read_table(tmp_path / "a.csv")
+    np.testing.assert_array_equal(got, ts)
+    assert labels == ["x", "y", "z"]
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_plain_table_oriented_by_roi_count(tmp_path, transpose):
+    ts = RNG.standard_normal((6, 11)).astype(np.float32)
+    path = tmp_path / "a.csv"
+    np.savetxt(path, ts.T if transpose else ts, delimiter=",")
+    got, labels = read_table(path, num_rois=6)
+    np.testing.assert_allclose(got, ts, rtol=1e-6)
+    assert labels is None
+    got, _ = read_table(path, orientation="time-x-rois" if transpose else "rois-x-time")
+    np.testing.assert_allclose(got, ts, rtol=1e-6)
+
+
+def test_whitespace_txt(tmp_path):
+    ts = RNG.standard_normal((3, 8)).astype(np.float32)
+    path = tmp_path / "x.txt"
+    np.savetxt(path, ts.T)
+    np.testing.assert_allclose(read_table(path, num_rois=3)[0], ts, rtol=1e-6)
+
+
+def test_orientation_errors():
+    values = np.zeros((4, 6), np.float32)
+    with pytest.raises(DataError, match="src: cannot tell ROIs from frames in shape \\(4, 6\\)"):
+        orient(values, source="src")
+    with pytest.raises(DataError, match="src: wrong ROI count: shape \\(4, 6\\) has no axis of 5 ROIs"):
+        orient(values, source="src", num_rois=5)
+    with pytest.raises(DataError, match="src: ambiguous orientation"):
+        orient(np.zeros((4, 4)), source="src", num_rois=4)
+    assert orient(values, source="src", num_rois=6).shape == (6, 4)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty file"),
+        (b"label_name,0,1\n", "empty file \\(no data rows\\)"),
+        (b"r0,1,2\nr1,3,oops\n", "non-numeric value 'oops'"),
+    ],
+)
+def test_bad_tables(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=f"bad.csv: {message}"):
+        read_table(path, num_rois=2)
+
+
+def test_corrupt_gzip(tmp_path):
+    path = tmp_path / "bad.csv.gz"
+    path.write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="bad.csv.gz: unreadable file"):
+        read_table(path)
+
+
+def test_numpy_files(tmp_path):
+    ts = RNG.standard_normal((5, 9)).astype(np.float32)
+    np.save(tmp_path / "a.npy", ts.T)
+    got, tr = read_numpy(tmp_path / "a.npy", num_rois=5)
+    np.testing.assert_array_equal(got, ts)
+    assert tr is None
+    np.savez(tmp_path / "b.npz", ts=ts, tr=np.float64(0.72))
+    got, tr = read_numpy(tmp_path / "b.npz", orientation="rois-x-time")
+    np.testing.assert_array_equal(got, ts)
+    assert tr == pytest.approx(0.72)
+    np.savez(tmp_path / "c.npz", a=ts, b=ts)
+    with pytest.raises(DataError, match="c.npz: expected exactly one 2-D array"):
+        read_numpy(tmp_path / "c.npz", num_rois=5)
+    (tmp_path / "d.npy").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="d.npy: unreadable file"):
+        read_numpy(tmp_path / "d.npy")
+
+
+def _ukb_subject(root: Path, sid: str, frames=(20, 20), n_sub=3, n_ctx=5) -> tuple[np.ndarray, np.ndarray]:
+    folder = root / "time_series" / sid
+    folder.mkdir(parents=True)
+    sub = RNG.standard_normal((n_sub, frames[0])).astype(np.float32)
+    ctx = RNG.standard_normal((n_ctx, frames[1])).astype(np.float32)
+    _labelled_csv(folder / UKB_SUBCORTICAL, sub, [f"S{i}" for i in range(n_sub)])
+    _labelled_csv(folder / UKB_CORTICAL, ctx, [f"C{i}" for i in range(n_ctx)])
+    return sub, ctx
+
+
+def test_ukb_pair_subcortical_first(tmp_path):
+    sub, ctx = _ukb_subject(tmp_path, "1000123")
+    ts, labels = read_ukb_pair(tmp_path / "time_series" / "1000123")
+    np.testing.assert_array_equal(ts, np.concatenate([sub, ctx]))
+    assert labels == ["S0", "S1", "S2", "C0", "C1", "C2", "C3", "C4"]
+    sources = find_sources([tmp_path])
+    assert [(s.kind, s.subject) for s in sources] == [("ukb", "1000123")]
+    run = read_source(sources[0], tr=0.735)
+    assert run.subject == "1000123" and run.tr == 0.735 and run.ts.shape == (8, 20)
+
+
+def test_ukb_pair_mismatches(tmp_path):
+    _ukb_subject(tmp_path, "1", frames=(20, 19))
+    mismatch = "1: cortical/subcortical mismatch: .*Tian.* has 20 frames, .*Schaefer.* has 19"
+    with pytest.raises(DataError, match=mismatch):
+        read_ukb_pair(tmp_path / "time_series" / "1")
+    _ukb_subject(tmp_path, "2")
+    (tmp_path / "time_series" / "2" / UKB_SUBCORTICAL).unlink()
+    with pytest.raises(DataError, match=f"2: cortical/subcortical mismatch: {UKB_SUBCORTICAL} is missing"):
+        read_ukb_pair(tmp_path / "time_series" / "2")
+    # the lone cortical file is still found, as a UKB subject with a missing partner
+    assert [s.subject for s in find_sources([tmp_path])] == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("name", "subject", "run"),
+    [
+        ("sub-07_task-rest_run-02_bold.tsv", "07", "02"),
+        ("sub-07_ses-b_task-rest_bold.npy", "07", "b_1"),
+        ("sub-07.csv.gz", "07", "1"),
+        ("subject12.csv", "subject12", "1"),
+    ],
+)
+def test_parse_ids_from_names(name, subject, run):
+    assert parse_ids(Path("/data") / name) == (subject, run)
+
+
+def test_folder_per_subject_and_globs(tmp_path):
+    for sid in ("sub-A", "B"):
+        (tmp_path / sid).mkdir()
+        for run in ("rest1", "rest2"):
+            np.save(tmp_path / sid / f"{run}.npy", RNG.standard_normal((4, 6)))
+    (tmp_path / "B" / "notes.json").write_text("{}")
+    sources = find_sources([tmp_path])
+    assert [(s.subject, s.run) for s in sources] == [("B", "rest1"), ("B", "rest2"), ("A", "rest1"), ("A", "rest2")]
+    globbed = find_sources([str(tmp_path / "*" / "rest2.npy")])
+    assert [s.path.name for s in globbed] == ["rest2.npy", "rest2.npy"]
+    with pytest.raises(DataError, match="nothing.npy: no such file or directory"):
+        find_sources([tmp_path / "nothing.npy"])
+    with pytest.raises(DataError, match="notes.json: unsupported file type"):
+        find_sources([tmp_path / "B" / "notes.json"])
+
+
+def _nifti(tmp_path: Path, tr_units: str = "sec"):
+    nib = pytest.importorskip("nibabel")
+    data = RNG.standard_normal((4, 4, 3, 10)).astype(np.float32)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_xyzt_units("mm", tr_units)
+    img.header.set_zooms((2.0, 2.0, 2.0, 800.0 if tr_units == "msec" else 0.8))
+    img_path = tmp_path / "sub-09_task-rest_run-1_bold.nii.gz"
+    nib.save(img, img_path)
+    cortex = np.zeros((4, 4, 3), np.int16)
+    cortex[:2, :, :] = 5
+    cortex[2:, :2, :] = 2
+    subcortex = np.zeros((4, 4, 3), np.int16)
+    subcortex[2:, 2:, 0] = 1
+    paths = []
+    for name, atlas in (("subcortex", subcortex), ("cortex", cortex)):
+        paths.append(tmp_path / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(atlas, affine), paths[-1])
+    return data, img_path, paths, cortex, subcortex
+
+
+@pytest.mark.parametrize("units", ["sec", "msec"])
+def test_nifti_roi_means_and_tr(tmp_path, units):
+    data, img_path, atlases, cortex, subcortex = _nifti(tmp_path, units)
+    sources = find_sources([tmp_path], skip=atlases)  # atlases next to the image are not runs
+    assert [(s.kind, s.subject, s.run) for s in sources] == [("nifti", "09", "1")]
+    run = read_source(sources[0], atlases=atlases)
+    expected = [data[subcortex == 1].mean(0), data[cortex == 2].mean(0), data[cortex == 5].mean(0)]
+    np.testing.assert_allclose(run.ts, np.stack(expected), rtol=1e-5, atol=1e-6)
+    assert run.tr == pytest.approx(0.8)
+    assert run.roi_labels == ["subcortex:1", "cortex:2", "cortex:5"]
+
+
+@pytest.mark.filterwarnings("ignore:After resampling the label image")
+def test_nifti_errors(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    _, img_path, atlases, _, _ = _nifti(tmp_path)
+    source = find_sources([img_path])[0]
+    with pytest.raises(DataError, match="bold.nii.gz: NIfTI input needs at least one label atlas"):
+        read_source(source)
+    with pytest.raises(DataError, match="subcortex.nii.gz: expected a 4-D image"):
+        read_source(find_sources([atlases[0]])[0], atlases=atlases)
+    fine = np.zeros((8, 8, 6), np.int16)  # 1 mm atlas: label 3 lies between the image's 2 mm voxel centres
+    fine[4:] = 4
+    fine[1, 1, 1] = 3
+    nib.save(nib.Nifti1Image(fine, np.eye(4)), tmp_path / "fine.nii.gz")
+    with pytest.raises(DataError, match="bold.nii.gz: atlas fine.nii.gz labels \\[3.0\\] have no voxels"):
+        read_source(source, atlases=[tmp_path / "fine.nii.gz"])
+
+
+def test_phenotypes(tmp_path):
+    path = tmp_path / "participants.tsv"
+    path.write_text("participant_id\tage\tsex\nsub-01\t30\tF\nsub-002\t41\tM\n")
+    table = read_phenotypes(path)
+    assert table.columns == ["age", "sex"] and not table.by_run
+    assert table.lookup("01", "1") == {"age": 30, "sex": "F"}
+    assert table.lookup("3", "1") is None
+    runs = tmp_path / "runs.csv"
+    runs.write_text("eid,run,score\n7,1,0.5\n7,2,0.7\n")
+    assert read_phenotypes(runs).lookup("7", "2") == {"score": 0.7}
+    dup = tmp_path / "dup.csv"
+    dup.write_text("subject,age\n1,2\n1,3\n")
+    with pytest.raises(DataError, match="dup.csv: duplicate rows for 1"):
+        read_phenotypes(dup)
+    none = tmp_path / "none.csv"
+    none.write_text("name,age\n1,2\n")
+    with pytest.raises(DataError, match="none.csv: no subject column"):
+        read_phenotypes(none)
+    with pytest.raises(DataError, match="none.csv: no subject column 'who'"):
+        read_phenotypes(none, subject_column="who")

@@ -1,0 +1,180 @@
+"""Dataset store: exact round trip, manifest, metadata, validation on add, pickling, corrupt stores."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import pickle
+
+import numpy as np
+import pytest
+
+from brainjepa.data.store import RunStore, StoreWriter
+from brainjepa.errors import DataError
+
+
+def _runs(rng: np.random.Generator, rois: int = 6) -> list[np.ndarray]:
+    return [rng.standard_normal((rois, t)).astype(np.float32) for t in (20, 35, 12)]
+
+
+def _write(path, runs, **kwargs) -> RunStore:
+    with StoreWriter(path, runs[0].shape[0], **kwargs) as w:
+        for k, ts in enumerate(runs):
+            w.add(
+                ts,
+                subject=f"{k:03d}",
+                run=str(k % 2 + 1),
+                tr=0.5 + k,
+                source=f"f{k}.csv",
+                phenotypes={"age": 20 + k, "sex": "MF"[k % 2]},
+            )
+        w.set_metadata("normalization", {"median": np.arange(3.0)})
+    return RunStore(path)
+
+
+def test_round_trip_exact(tmp_path):
+    runs = _runs(np.random.default_rng(0))
+    store = _write(tmp_path / "s", runs, roi_labels=[f"roi{i}" for i in range(6)])
+    assert len(store) == 3 and store.num_rois == 6
+    assert store.roi_labels == [f"roi{i}" for i in range(6)]
+    for i, ts in enumerate(runs):
+        np.testing.assert_array_equal(store.run(i), ts)
+        assert store.frames(i) == ts.shape[1]
+        assert store.tr(i) == 0.5 + i
+        np.testing.assert_array_equal(store.window(i, 3, 7), ts[:, 3:10])
+    idx = np.array([0, 3, 6, 9])
+    np.testing.assert_array_equal(store.take(1, idx), runs[1][:, idx])
+    assert store.run(-1).shape == (6, 12)
+    assert store.window(0, 0, 20).flags["C_CONTIGUOUS"]
+
+
+def test_manifest_and_metadata(tmp_path):
+    store = _write(tmp_path / "s", _runs(np.random.default_rng(1)))
+    m = store.manifest
+    assert list(m.columns[:6]) == ["subject", "run", "offset", "frames", "tr", "source"]
+    assert list(m["subject"]) == ["000", "001", "002"]  # ids stay text, leading zeros kept
+    assert list(m["offset"]) == [0, 20, 55]
+    assert list(store.phenotype("age")) == [20, 21, 22]
+    assert list(store.phenotype("sex")) == ["M", "F", "M"]
+    assert store.metadata["normalization"] == {"median": [0.0, 1.0, 2.0]}
+    meta = json.loads((tmp_path / "s" / "store.json").read_text())
+    assert meta["format"] == "brainjepa-store" and meta["version"] == 1 and meta["total_frames"] == 67
+    assert (tmp_path / "s" / "data.f32").stat().st_size == 67 * 6 * 4
+    store.set_metadata("atlas", "Tian S3 + Schaefer 400")
+    assert RunStore(tmp_path / "s").metadata == {
+        "normalization": {"median": [0.0, 1.0, 2.0]},
+        "atlas": "Tian S3 + Schaefer 400",
+    }
+
+
+def test_unknown_tr_and_missing_phenotypes(tmp_path):
+    rng = np.random.default_rng(2)
+    with StoreWriter(tmp_path / "s", 4) as w:
+        w.add(rng.standard_normal((4, 5)), subject="NA")
+        w.add(rng.standard_normal((4, 5)), subject="b", tr=2.0, phenotypes={"score": 1.5})
+    store = RunStore(tmp_path / "s")
+    assert store.tr(0) is None and store.tr(1) == 2.0
+    assert store.manifest["subject"].iat[0] == "NA"
+    assert np.isnan(store.phenotype("score")[0]) and store.phenotype("score")[1] == 1.5
+    with pytest.raises(DataError, match="no phenotype column 'age'"):
+        store.phenotype("age")
+
+
+@pytest.mark.parametrize(
+    ("ts", "message"),
+    [
+        (np.full((4, 5), np.nan), "sub7.csv .*NaN"),
+        (np.ones((3, 5)), "wrong ROI count: 3 \\(expected 4\\)"),
+        (np.r_[np.ones((1, 5)), np.random.default_rng(0).standard_normal((3, 5))], "constant ROI 0 \\(a\\)"),
+        (np.zeros((4, 0)), "empty"),
+    ],
+)
+def test_add_rejects_bad_runs(tmp_path, ts, message):
+    with StoreWriter(tmp_path / "s", 4, roi_labels=list("abcd")) as w:
+        with pytest.raises(DataError, match=message):
+            w.add(ts, subject="7", source="sub7.csv")
+        assert len(w) == 0
+
+
+def test_add_rejects_duplicates_bad_tr_and_short_runs(tmp_path):
+    rng = np.random.default_rng(3)
+    with StoreWriter(tmp_path / "s", 2, min_frames=4) as w:
+        w.add(rng.standard_normal((2, 5)), subject="a")
+        with pytest.raises(DataError, match="subject a, run 1: duplicate run"):
+            w.add(rng.standard_normal((2, 5)), subject="a")
+        with pytest.raises(DataError, match="TR must be a positive"):
+            w.add(rng.standard_normal((2, 5)), subject="b", tr=0.0)
+        with pytest.raises(DataError, match="too few frames: 3 \\(need at least 4\\)"):
+            w.add(rng.standard_normal((2, 3)), subject="c")
+        with pytest.raises(DataError, match="clash with manifest columns"):
+            w.add(rng.standard_normal((2, 5)), subject="d", phenotypes={"frames": 1})
+    assert len(RunStore(tmp_path / "s")) == 1
+
+
+def test_exception_leaves_no_store(tmp_path):
+    with pytest.raises(RuntimeError), StoreWriter(tmp_path / "s", 2) as w:
+        w.add(np.random.default_rng(0).standard_normal((2, 5)), subject="a")
+        raise RuntimeError("boom")
+    assert not (tmp_path / "s").exists()  # the writer made the folder, so it removes it
+    with pytest.raises(DataError, match="s: no such store directory"):
+        RunStore(tmp_path / "s")
+    with pytest.raises(DataError, match="not a brainjepa store"):
+        RunStore(tmp_path)
+
+
+def test_refuses_existing_store_unless_overwrite(tmp_path):
+    runs = _runs(np.random.default_rng(4))
+    _write(tmp_path / "s", runs)
+    with pytest.raises(DataError, match="a store already exists"):
+        StoreWriter(tmp_path / "s", 6)
+    store = _write(tmp_path / "s", runs[:1], overwrite=True)
+    assert len(store) == 1
+
+
+def test_pickle_does_not_carry_data(tmp_path):
+    runs = [np.random.default_rng(5).standard_normal((8, 400)).astype(np.float32)]
+    store = _write(tmp_path / "s", runs)
+    store.run(0)  # open the memmap
+    blob = pickle.dumps(store)
+    assert len(blob) < runs[0].nbytes / 2
+    clone = pickle.loads(blob)
+    np.testing.assert_array_equal(clone.window(0, 100, 50), runs[0][:, 100:150])
+
+
+def test_readable_from_spawned_workers(tmp_path):
+    # DataLoader workers started with "spawn" receive the store by pickle and map the file themselves.
+    runs = _runs(np.random.default_rng(8))
+    store = _write(tmp_path / "s", runs)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        windows = pool.starmap(RunStore.window, [(store, i, 2, 10) for i in range(3)])
+    for ts, window in zip(runs, windows, strict=True):
+        np.testing.assert_array_equal(window, ts[:, 2:12])
+
+
+def test_window_bounds(tmp_path):
+    store = _write(tmp_path / "s", _runs(np.random.default_rng(6)))
+    with pytest.raises(DataError, match="window \\[15, 25\\) is outside run 0"):
+        store.window(0, 15, 10)
+    with pytest.raises(DataError, match="outside run 2"):
+        store.take(2, np.array([0, 12]))
+    with pytest.raises(IndexError):
+        store.run(3)
+
+
+def test_corrupt_store_messages(tmp_path):
+    _write(tmp_path / "s", _runs(np.random.default_rng(7)))
+    data = tmp_path / "s" / "data.f32"
+    data.write_bytes(data.read_bytes()[:-4])
+    with pytest.raises(DataError, match="data.f32: size .* does not match 67 frames x 6 ROIs"):
+        RunStore(tmp_path / "s")
+    (tmp_path / "s" / "store.json").write_text("{not json")
+    with pytest.raises(DataError, match="store.json: unreadable store metadata"):
+        RunStore(tmp_path / "s")
+
+
+def test_empty_store(tmp_path):
+    with StoreWriter(tmp_path / "s", 3):
+        pass
+    store = RunStore(tmp_path / "s")
+    assert len(store) == 0 and store.data.shape == (0, 3)

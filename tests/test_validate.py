@@ -1,0 +1,230 @@
+"""Validation messages, and the validate / prepare commands run in-process (exit codes, reports, joins)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from brainjepa.cli import main
+from brainjepa.data.readers import UKB_CORTICAL, UKB_SUBCORTICAL
+from brainjepa.data.store import RunStore
+from brainjepa.data.validate import check_timeseries
+
+RNG = np.random.default_rng(0)
+
+
+def test_check_timeseries_good_run_has_no_problems():
+    assert check_timeseries(RNG.standard_normal((4, 10)), source="f.csv", num_rois=4, min_frames=10) == []
+
+
+@pytest.mark.parametrize(
+    ("ts", "kwargs", "message"),
+    [
+        (np.ones((3, 4, 5)), {}, "expected a 2-D \\[ROIs, frames\\] array, got shape \\(3, 4, 5\\)"),
+        (np.zeros((0, 5)), {}, "empty time series"),
+        (np.array([["a", "b"]]), {}, "non-numeric data"),
+        (RNG.standard_normal((3, 5)), {"num_rois": 4}, "wrong ROI count: 3 \\(expected 4\\)"),
+        (RNG.standard_normal((4, 5)), {"min_frames": 6}, "too few frames: 5 \\(need at least 6\\)"),
+        (
+            np.where(np.arange(20).reshape(4, 5) == 7, np.nan, 1.0) + np.arange(5),
+            {},
+            "1 NaN and 0 Inf values in ROI 1$",
+        ),
+        (
+            np.where(np.arange(20).reshape(4, 5) == 19, np.inf, 1.0) + np.arange(5),
+            {"roi_labels": list("abcd")},
+            "0 NaN and 1 Inf values in ROI 3 \\(d\\)",
+        ),
+    ],
+)
+def test_check_timeseries_messages(ts, kwargs, message):
+    problems = check_timeseries(ts, source="sub-1.csv", **kwargs)
+    assert len(problems) == 1
+    assert problems[0].source == "sub-1.csv"
+    assert re.search(message, problems[0].message), problems[0].message
+    assert str(problems[0]).startswith("sub-1.csv: ")
+
+
+def test_constant_rois_are_named_and_capped():
+    ts = RNG.standard_normal((9, 6))
+    ts[[0, 2, 3, 4, 5, 6, 8]] = 2.5
+    (problem,) = check_timeseries(ts, source="x", roi_labels=[f"L{i}" for i in range(9)])
+    assert problem.message == "constant ROI 0 (L0), 2 (L2), 3 (L3), 4 (L4), 5 (L5) and 2 more"
+
+
+def _prepare(*args: object) -> int:
+    return main(["prepare", *map(str, args), "--no-progress"])
+
+
+def _npy(path: Path, ts: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, ts.astype(np.float32))
+    return path
+
+
+def _good(tmp_path: Path, n: int = 3, rois: int = 5, frames: int = 12) -> list[np.ndarray]:
+    runs = [RNG.standard_normal((rois, frames + k)).astype(np.float32) for k in range(n)]
+    for k, ts in enumerate(runs):
+        _npy(tmp_path / "in" / f"sub-{k:02d}_run-1.npy", ts)
+    return runs
+
+
+def test_validate_cli_all_good(tmp_path, capsys):
+    _good(tmp_path)
+    assert main(["validate", str(tmp_path / "in"), "--rois", "5"]) == 0
+    assert capsys.readouterr().out.strip() == "3 runs checked: all good"
+
+
+def test_validate_cli_lists_every_problem(tmp_path, capsys):
+    _good(tmp_path)
+    bad = RNG.standard_normal((5, 12))
+    bad[2, 3] = np.nan
+    _npy(tmp_path / "in" / "sub-nan.npy", bad)
+    _npy(tmp_path / "in" / "sub-short.npy", RNG.standard_normal((5, 4)))
+    (tmp_path / "in" / "sub-empty.csv").write_text("")
+    ukb = tmp_path / "in" / "ukb" / "1001"
+    ukb.mkdir(parents=True)
+    (ukb / UKB_CORTICAL).write_bytes(gzip.compress(b"label_name,0\nA,1.0\n"))
+    assert main(["validate", str(tmp_path / "in"), "--rois", "5", "--frames", "10"]) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert f"{tmp_path / 'in' / 'sub-empty.csv'}: empty file" in lines
+    assert f"{tmp_path / 'in' / 'sub-nan.npy'}: 1 NaN and 0 Inf values in ROI 2" in lines
+    assert f"{tmp_path / 'in' / 'sub-short.npy'}: too few frames: 4 (need at least 10)" in lines
+    assert f"{ukb}: cortical/subcortical mismatch: {UKB_SUBCORTICAL} is missing" in lines
+    assert lines[-1] == "4 problems in 4 of 7 runs"
+
+
+def test_validate_cli_cross_run_checks(tmp_path, capsys):
+    _npy(tmp_path / "a" / "sub-1_run-1.npy", RNG.standard_normal((5, 8)))
+    _npy(tmp_path / "b" / "sub-1_run-1.npy", RNG.standard_normal((5, 8)))
+    _npy(tmp_path / "c" / "sub-2.npy", RNG.standard_normal((6, 8)))
+    code = main(
+        ["validate", str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c"), "--orientation", "rois-x-time"]
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "b/sub-1_run-1.npy: duplicate run: subject 1, run 1 is also in" in out
+    assert "c/sub-2.npy: wrong ROI count: 6 (the first run has 5)" in out
+
+
+def test_validate_cli_missing_input_is_usage_error(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope")]) == 2
+    assert "nope: no such file or directory" in capsys.readouterr().err
+
+
+def test_prepare_round_trip_with_phenotypes(tmp_path, capsys):
+    runs = _good(tmp_path)
+    pheno = tmp_path / "participants.tsv"
+    pheno.write_text("participant_id\tage\tgroup\nsub-00\t31\tctl\nsub-01\t45\tpat\n")
+    out = tmp_path / "store"
+    assert _prepare(tmp_path / "in", "--out", out, "--rois", 5, "--tr", 0.72, "--phenotypes", pheno) == 0
+    assert "wrote 3 runs (39 frames x 5 ROIs)" in capsys.readouterr().out
+    store = RunStore(out)
+    for i, ts in enumerate(runs):
+        np.testing.assert_array_equal(store.run(i), ts)
+        assert store.tr(i) == 0.72
+    assert list(store.manifest["subject"]) == ["00", "01", "02"]
+    assert store.phenotype("age")[:2].tolist() == [31, 45] and np.isnan(store.phenotype("age")[2])
+    assert store.phenotype("group")[:2].tolist() == ["ctl", "pat"]
+    assert store.metadata["prepare"]["orientation"] == "auto"
+    assert not (out / "skipped.csv").exists()
+
+
+def test_prepare_joins_on_run_when_present(tmp_path):
+    for run in (1, 2):
+        _npy(tmp_path / "in" / f"sub-7_run-{run}.npy", RNG.standard_normal((3, 6)))
+    pheno = tmp_path / "p.csv"
+    pheno.write_text("subject,run,score\n7,1,0.1\n7,2,0.2\n")
+    assert _prepare(tmp_path / "in", "--out", tmp_path / "s", "--rois", 3, "--phenotypes", pheno) == 0
+    assert RunStore(tmp_path / "s").phenotype("score").tolist() == [0.1, 0.2]
+
+
+def test_prepare_ukb_layout(tmp_path):
+    folder = tmp_path / "ukb" / "time_series" / "1000"
+    folder.mkdir(parents=True)
+    sub, ctx = RNG.standard_normal((2, 9)), RNG.standard_normal((3, 9))
+    for name, ts, tag in ((UKB_SUBCORTICAL, sub, "S"), (UKB_CORTICAL, ctx, "C")):
+        df = pd.DataFrame(ts, index=pd.Index([f"{tag}{i}" for i in range(len(ts))], name="label_name"))
+        df.to_csv(folder / name)
+    assert _prepare(tmp_path / "ukb", "--out", tmp_path / "s") == 0
+    store = RunStore(tmp_path / "s")
+    np.testing.assert_allclose(store.run(0), np.concatenate([sub, ctx]), rtol=1e-6)
+    assert store.roi_labels == ["S0", "S1", "C0", "C1", "C2"]
+    assert store.manifest["subject"].tolist() == ["1000"] and store.tr(0) is None
+
+
+def test_prepare_nifti_with_atlas_next_to_images(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    affine = np.diag([3.0, 3.0, 3.0, 1.0])
+    data = RNG.standard_normal((3, 3, 2, 7)).astype(np.float32)
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_zooms((3.0, 3.0, 3.0, 2.0))
+    (tmp_path / "in").mkdir()
+    nib.save(img, tmp_path / "in" / "sub-5_bold.nii.gz")
+    atlas = np.ones((3, 3, 2), np.int16)
+    atlas[0] = 2
+    nib.save(nib.Nifti1Image(atlas, affine), tmp_path / "in" / "atlas.nii.gz")
+    assert _prepare(tmp_path / "in", "--atlas", tmp_path / "in" / "atlas.nii.gz", "--out", tmp_path / "s") == 0
+    store = RunStore(tmp_path / "s")
+    assert len(store) == 1 and store.manifest["subject"].tolist() == ["5"] and store.tr(0) == 2.0
+    assert store.roi_labels == ["atlas:1", "atlas:2"]
+    expected = np.stack([data[1:].reshape(-1, 7).mean(0), data[0].reshape(-1, 7).mean(0)])
+    np.testing.assert_allclose(store.run(0), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_prepare_refuses_bad_run_and_writes_nothing(tmp_path, capsys):
+    _good(tmp_path)
+    const = RNG.standard_normal((5, 12))
+    const[4] = 0.0
+    _npy(tmp_path / "in" / "sub-99.npy", const)
+    out = tmp_path / "store"
+    assert _prepare(tmp_path / "in", "--out", out, "--rois", 5) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'in' / 'sub-99.npy'}: constant ROI 4" in err and "nothing written" in err
+    assert not out.exists()
+
+
+def test_prepare_skip_bad_writes_report(tmp_path, capsys):
+    runs = _good(tmp_path)
+    _npy(tmp_path / "in" / "sub-50.npy", np.full((5, 12), np.inf))
+    _npy(tmp_path / "in" / "sub-51.npy", RNG.standard_normal((4, 12)))
+    out = tmp_path / "store"
+    assert _prepare(tmp_path / "in", "--out", out, "--orientation", "rois-x-time", "--skip-bad") == 0
+    assert "skipped 2 bad runs" in capsys.readouterr().out
+    store = RunStore(out)
+    assert len(store) == 3
+    np.testing.assert_array_equal(store.run(2), runs[2])
+    report = pd.read_csv(out / "skipped.csv")
+    assert report["source"].tolist() == [str(tmp_path / "in" / "sub-50.npy"), str(tmp_path / "in" / "sub-51.npy")]
+    assert report["problem"].tolist() == [
+        "0 NaN and 60 Inf values in ROI 0, 1, 2, 3, 4",
+        "wrong ROI count: 4 (the first run has 5)",
+    ]
+
+
+def test_prepare_refuses_existing_store_before_reading(tmp_path, capsys):
+    runs = _good(tmp_path)
+    args = [tmp_path / "in", "--out", tmp_path / "s", "--rois", 5]
+    assert _prepare(*args) == 0
+    assert _prepare(*args) == 2
+    assert "a store already exists" in capsys.readouterr().err
+    # a refused overwrite leaves the old store intact
+    assert _prepare(*args, "--overwrite", "--frames", 13) == 2
+    assert json.loads((tmp_path / "s" / "store.json").read_text())["total_frames"] == 39
+    np.testing.assert_array_equal(RunStore(tmp_path / "s").run(0), runs[0])
+    assert _prepare(*args, "--overwrite", "--frames", 13, "--skip-bad") == 0
+    assert RunStore(tmp_path / "s").total_frames == 27
+
+
+def test_prepare_all_bad_is_an_error(tmp_path, capsys):
+    _npy(tmp_path / "in" / "sub-1.npy", np.zeros((2, 5)))
+    assert _prepare(tmp_path / "in", "--out", tmp_path / "s", "--rois", 2, "--skip-bad") == 2
+    assert "no usable runs: all 1 inputs had problems" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
