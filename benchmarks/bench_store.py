@@ -102,6 +102,33 @@ def read(args: argparse.Namespace) -> dict:
     return result
 
 
+def prepare_ukb(args: argparse.Namespace) -> dict:
+    """Time `prepare_store` on synthetic subjects in the reference UKB layout (50 + 400 ROIs x 490 frames)."""
+    import pandas as pd
+
+    from brainjepa.data.readers import UKB_CORTICAL, UKB_SUBCORTICAL
+    from brainjepa.data.store import prepare_store
+
+    rng = np.random.default_rng(args.seed)
+    root = args.dir.with_name(args.dir.name + "_ukb")
+    for k in range(args.ukb):
+        folder = root / "time_series" / f"{1000000 + k}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, rois in ((UKB_SUBCORTICAL, 50), (UKB_CORTICAL, 400)):
+            ts = rng.standard_normal((rois, 490)).astype(np.float32)
+            index = pd.Index([f"roi{i}" for i in range(rois)], name="label_name")
+            pd.DataFrame(ts, index=index).to_csv(folder / name, float_format="%.6g")
+    out = {}
+    for workers in sorted({1, args.workers}):
+        t0 = time.perf_counter()
+        store, _ = prepare_store(
+            [root], root / "store", num_rois=450, tr=0.735, overwrite=True, workers=workers, progress=False
+        )
+        out[workers] = time.perf_counter() - t0
+    shutil.rmtree(root, ignore_errors=True)
+    return {"subjects": len(store), "seconds_by_workers": out}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dir", type=Path, default=Path("/tmp/bench_store"), help="store directory (deleted after)")
@@ -111,6 +138,8 @@ def main() -> None:
     p.add_argument("--window", type=int, default=160, help="frames per random window read")
     p.add_argument("--reads", type=int, default=10_000, help="random windows per pass")
     p.add_argument("--seed", type=int, default=0, help="seed for data and read positions")
+    p.add_argument("--ukb", type=int, default=200, help="synthetic UKB-layout subjects to time `prepare` on (0: skip)")
+    p.add_argument("--workers", type=int, default=2, help="reader processes for the timed UKB prepare")
     p.add_argument("--keep", action="store_true", help="keep the store after the benchmark")
     p.add_argument("--phase", choices=("all", "read"), default="all", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -139,6 +168,13 @@ def main() -> None:
                 f"p99 {q['p99_ms']:.3f} ms; RSS after {q['rss_after']['VmRSS']:.0f} MiB "
                 f"(anon {q['rss_after']['RssAnon']:.0f}, file {q['rss_after']['RssFile']:.0f})"
             )
+        if args.ukb:
+            u = prepare_ukb(args)
+            for workers, seconds in u["seconds_by_workers"].items():
+                print(
+                    f"prepare (UKB layout, 50+400 ROIs x 490 frames, gzipped CSV pairs), {workers} worker(s): "
+                    f"{u['subjects']} subjects in {seconds:.1f} s = {u['subjects'] / seconds:.1f} subjects/s"
+                )
     finally:
         if not args.keep:
             shutil.rmtree(args.dir, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -86,3 +87,30 @@ def test_reference_checkpoint_errors(golden_dir, tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         BrainJEPA.from_reference_checkpoint(bad, grad)
+
+
+def test_load_dispatches_on_what_the_user_gives(golden_dir, tmp_path):
+    model = _trained_like_model()
+    model.save_pretrained(tmp_path / "run" / "model")
+    assert BrainJEPA.load(tmp_path / "run").config == CFG
+    grad_csv = golden_dir / "gradient_mapping_450.csv"
+    ref = BrainJEPA.load(golden_dir / "jepa-ep1.pth.tar", gradient=grad_csv, num_heads=4)
+    assert ref.config.embed_dim == 128 and ref.config.num_rois == 450
+    with pytest.raises(CheckpointError, match="needs its gradient CSV"):
+        BrainJEPA.load(golden_dir / "jepa-ep1.pth.tar")
+    with pytest.raises(CheckpointError, match="no such model folder"):
+        BrainJEPA.load(tmp_path / "nope")
+
+
+def test_untrusted_pickle_is_refused(tmp_path):
+    """A checkpoint that would run code when unpickled is rejected (weights_only loading)."""
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    bad = tmp_path / "evil.pth.tar"
+    torch.save({"encoder": Evil()}, bad)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        BrainJEPA.from_reference_checkpoint(bad, np.zeros((12, 4)))
+    assert not (tmp_path / "pwned").exists()

@@ -153,3 +153,16 @@ def test_presets():
     assert any(k.endswith("pos_embed.temporal") for k, _ in model.named_buffers())
     assert not any("temporal" in k for k, _ in model.named_parameters())
     assert not any("temporal" in k for k in model.state_dict())
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_forward_at_equals_full_forward_gathered(fused):
+    """The target path updates only the selected tokens in the last block; results must not change."""
+    model = _model(**SHAPES[1]).eval()
+    model.set_fused_attn(fused)
+    x = torch.randn(3, 20, 64)
+    idx = _indices(3, 80, 23, 5)
+    with torch.no_grad():
+        full = model.encoder(x)
+        expected = torch.stack([full[b, idx[b]] for b in range(3)])
+        torch.testing.assert_close(model.encoder.forward_at(x, idx), expected, atol=1e-5, rtol=1e-5)

@@ -197,8 +197,8 @@ def test_folder_per_subject_and_globs(tmp_path):
     (tmp_path / "B" / "notes.json").write_text("{}")
     sources = find_sources([tmp_path])
     assert [(s.subject, s.run) for s in sources] == [("B", "rest1"), ("B", "rest2"), ("A", "rest1"), ("A", "rest2")]
-    globbed = find_sources([str(tmp_path / "*" / "rest2.npy")])
-    assert [s.path.name for s in globbed] == ["rest2.npy", "rest2.npy"]
+    globbed = find_sources([str(tmp_path / "*" / "rest2.npy")])  # folders below the pattern's root are subjects
+    assert [(s.subject, s.run) for s in globbed] == [("B", "rest2"), ("A", "rest2")]
     with pytest.raises(DataError, match="nothing.npy: no such file or directory"):
         find_sources([tmp_path / "nothing.npy"])
     with pytest.raises(DataError, match="notes.json: unsupported file type"):

@@ -82,10 +82,13 @@ def test_forward_outputs(model, golden, fused):
     assert abs(out.loss.item() - golden["loss"].item()) < FWD_TOL
 
 
-def test_one_adamw_step_and_ema(model, golden):
-    """One AdamW step with the reference's groups plus one EMA update reproduces after_step.*."""
+@pytest.mark.parametrize("fused", [False, True], ids=["foreach", "fused"])
+def test_one_adamw_step_and_ema(model, golden, fused):
+    """One AdamW step with the reference's groups plus one EMA update reproduces after_step.*
+    (fused is what the training loop uses)."""
     model.train()
-    opt = torch.optim.AdamW(model.param_groups(weight_decay=0.04), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    opt = torch.optim.AdamW(model.param_groups(weight_decay=0.04), lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                            fused=fused)
     out = model(golden["input"], golden["mask_enc"], golden["mask_pred"])
     assert abs(out.loss.item() - golden["train_step_loss"].item()) < FWD_TOL
     out.loss.backward()

@@ -168,6 +168,11 @@ def test_corrupt_store_messages(tmp_path):
     data.write_bytes(data.read_bytes()[:-4])
     with pytest.raises(DataError, match="data.f32: size .* does not match 67 frames x 6 ROIs"):
         RunStore(tmp_path / "s")
+    data.write_bytes(data.read_bytes() + b"\0\0\0\0")
+    manifest = tmp_path / "s" / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace(",55,12,", ",56,12,"))
+    with pytest.raises(DataError, match="manifest.csv: run 2 \\(offset 56, 12 frames\\) lies outside the 67 frames"):
+        RunStore(tmp_path / "s")
     (tmp_path / "s" / "store.json").write_text("{not json")
     with pytest.raises(DataError, match="store.json: unreadable store metadata"):
         RunStore(tmp_path / "s")

@@ -209,6 +209,23 @@ def test_prepare_skip_bad_writes_report(tmp_path, capsys):
     ]
 
 
+def test_prepare_in_worker_processes_keeps_input_order(tmp_path):
+    runs = _good(tmp_path, n=9)
+    _npy(tmp_path / "in" / "sub-03_run-1.npy", np.full((5, 12), np.nan))  # replaces a good one
+    assert _prepare(tmp_path / "in", "--out", tmp_path / "s", "--rois", 5, "--workers", 2, "--skip-bad") == 0
+    store = RunStore(tmp_path / "s")
+    assert store.manifest["subject"].tolist() == ["00", "01", "02", "04", "05", "06", "07", "08"]
+    np.testing.assert_array_equal(store.run(7), runs[8])
+    assert pd.read_csv(tmp_path / "s" / "skipped.csv")["source"].str.endswith("sub-03_run-1.npy").tolist() == [True]
+
+
+def test_store_inside_input_folder_is_not_read(tmp_path, capsys):
+    _good(tmp_path)
+    assert _prepare(tmp_path / "in", "--out", tmp_path / "in" / "store", "--rois", 5) == 0
+    assert main(["validate", str(tmp_path / "in"), "--rois", "5"]) == 0
+    assert capsys.readouterr().out.strip().endswith("3 runs checked: all good")
+
+
 def test_prepare_refuses_existing_store_before_reading(tmp_path, capsys):
     runs = _good(tmp_path)
     args = [tmp_path / "in", "--out", tmp_path / "s", "--rois", 5]

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", metavar="DIR", help="store directory whose runs give the group FC")
-    src.add_argument("--fc", metavar="FILE", help="precomputed [R, R] FC matrix (.csv/.tsv/.txt without header, or .npy)")
+    src.add_argument("--fc", metavar="FILE",
+                     help="precomputed [R, R] FC matrix (.csv/.tsv/.txt without header, or .npy)")
     p.add_argument("--out", required=True, metavar="FILE", help="output CSV (or .npy), e.g. gradients.csv")
     p.add_argument("--n-components", type=int, default=30, help="number of gradients G (default 30)")
     p.add_argument("--kernel", choices=KERNELS, default="cosine", help="affinity kernel (default cosine)")

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         subject_column=args.subject_column,
         skip_bad=args.skip_bad,
         overwrite=args.overwrite,
+        workers=args.workers,
         progress=not args.no_progress,
     )
     print(f"wrote {len(store)} runs ({store.total_frames} frames x {store.num_rois} ROIs) to {store.path}")

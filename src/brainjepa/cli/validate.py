@@ -36,6 +36,9 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SEC",
         help="TR in seconds for inputs without one; overrides a NIfTI header or .npz value",
     )
+    p.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="processes reading inputs in parallel (default 1)"
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         orientation=args.orientation,
         atlases=args.atlas,
         tr=args.tr,
+        workers=args.workers,
     )
     for problem in problems:
         print(problem)

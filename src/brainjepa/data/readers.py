@@ -105,20 +105,36 @@ def _is_ukb_dir(path: Path) -> bool:
     return (path / UKB_SUBCORTICAL).exists() or (path / UKB_CORTICAL).exists()
 
 
+def _source(path: Path, root: Path | None, skip: set[Path]) -> Source | None:
+    """The run a file belongs to (its folder for a UKB file), None for a skipped one; raises if unsupported."""
+    if path.name in (UKB_SUBCORTICAL, UKB_CORTICAL):
+        return Source("ukb", path.parent, _strip_sub(path.parent.name))
+    kind = _kind(path)
+    if kind is None:
+        raise DataError(f"{path}: unsupported file type (expected csv/tsv/txt[.gz], npy/npz or nii[.gz])")
+    return None if path.resolve() in skip else Source(kind, path, *parse_ids(path, root))
+
+
+def _glob_root(pattern: str) -> Path:
+    """The folder a glob pattern starts from ("data" for "data/*/rest.npy"): its per-subject folders lie below."""
+    parts = Path(pattern).parts
+    fixed = parts[: next((i for i, p in enumerate(parts) if glob.has_magic(p)), len(parts))]
+    return Path(*fixed) if fixed else Path(".")
+
+
 def _sources_in_dir(root: Path, skip: set[Path]) -> list[Source]:
+    from brainjepa.data.store import META_FILE
+
+    stores = {p.parent for p in root.rglob(META_FILE)}  # a store's own manifest is not a time series
     sources = []
     ignored = 0
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        if path.name in (UKB_SUBCORTICAL, UKB_CORTICAL):
-            continue  # gathered per folder below
-        kind = _kind(path)
-        if kind is None or path.resolve() in skip:
-            ignored += kind is None
+        if stores.intersection(path.parents):
             continue
-        subject, run = parse_ids(path, root)
-        sources.append(Source(kind, path, subject, run))
-    ukb_dirs = sorted({p.parent for name in (UKB_SUBCORTICAL, UKB_CORTICAL) for p in root.rglob(name)})
-    sources += [Source("ukb", d, _strip_sub(d.name)) for d in ukb_dirs]
+        if _kind(path) is None and path.name not in (UKB_SUBCORTICAL, UKB_CORTICAL):
+            ignored += 1
+        elif (src := _source(path, root, skip)) is not None:
+            sources.append(src)
     if ignored:
         logger.info(
             "%s: ignored %d files that are not time series (csv/tsv/txt[.gz], npy/npz, nii[.gz])", root, ignored
@@ -141,22 +157,17 @@ def find_sources(inputs: Sequence[str | Path], *, skip: Sequence[str | Path] = (
     for item in inputs:
         path = Path(item)
         if path.exists():
-            paths = [path]
+            paths, root = [path], None
         else:
-            paths = [Path(p) for p in sorted(glob.glob(str(item), recursive=True))]
+            paths, root = [Path(p) for p in sorted(glob.glob(str(item), recursive=True))], _glob_root(str(item))
             if not paths:
                 raise DataError(f"{item}: no such file or directory (and no files match it as a pattern)")
         for p in paths:
             if p.is_dir():
                 sources += [Source("ukb", p, _strip_sub(p.name))] if _is_ukb_dir(p) else _sources_in_dir(p, skip_set)
-            elif p.name in (UKB_SUBCORTICAL, UKB_CORTICAL):
-                sources.append(Source("ukb", p.parent, _strip_sub(p.parent.name)))
-            elif _kind(p) is None:
-                raise DataError(f"{p}: unsupported file type (expected csv/tsv/txt[.gz], npy/npz or nii[.gz])")
-            elif p.resolve() not in skip_set:
-                sources.append(Source(_kind(p), p, *parse_ids(p)))
-    unique = list(dict.fromkeys(sources))  # a file named twice (a folder and a glob) is read once
-    return unique
+            elif (src := _source(p, root, skip_set)) is not None:
+                sources.append(src)
+    return list(dict.fromkeys(sources))  # a run named twice (a folder and a glob, a UKB pair) is read once
 
 
 def _is_number(cell: str) -> bool:
@@ -235,7 +246,8 @@ def read_table(
         raise DataError(f"{path}: empty file (no data rows)")
     values = df.to_numpy()
     if values.dtype == object:
-        bad = next(v for v in values.ravel() if not (isinstance(v, (int, float)) or _is_number(str(v))))
+        cells = (v for v in values.ravel() if not (isinstance(v, (int, float)) or _is_number(str(v))))
+        bad = next(cells, values.dtype)
         raise DataError(f"{path}: non-numeric value {bad!r} in the data")
     rows_are = None
     labels = None

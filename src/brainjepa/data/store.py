@@ -265,7 +265,8 @@ class RunStore:
         except (OSError, ValueError) as err:
             raise DataError(f"{meta_path}: unreadable store metadata ({err})") from err
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise DataError(f"{meta_path}: not a brainjepa store (format {meta.get('format')!r})")
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise DataError(f"{meta_path}: not a brainjepa store (format {found!r})")
         if meta.get("version") != VERSION:
             raise DataError(f"{meta_path}: store version {meta.get('version')} is not supported (need {VERSION})")
         if meta.get("dtype") != "float32":
@@ -285,8 +286,13 @@ class RunStore:
         self._offsets = self.manifest["offset"].to_numpy(np.int64)
         self._frames = self.manifest["frames"].to_numpy(np.int64)
         self._trs = self.manifest["tr"].to_numpy(np.float64)
-        if len(self.manifest) and int(self._frames.sum()) != self._total:
-            raise DataError(f"{self.path}: manifest frames sum to {self._frames.sum()}, store.json says {self._total}")
+        outside = (self._offsets < 0) | (self._frames < 1) | (self._offsets + self._frames > self._total)
+        if outside.any():
+            i = int(np.flatnonzero(outside)[0])
+            raise DataError(
+                f"{self.path / MANIFEST_FILE}: run {i} (offset {self._offsets[i]}, {self._frames[i]} frames) lies "
+                f"outside the {self._total} frames of {DATA_FILE}"
+            )
         data = self.path / DATA_FILE
         expected = self._total * self.num_rois * _DTYPE.itemsize
         size = data.stat().st_size if data.is_file() else -1
@@ -429,6 +435,7 @@ def prepare_store(
     subject_column: str | None = None,
     skip_bad: bool = False,
     overwrite: bool = False,
+    workers: int = 1,
     progress: bool = True,
 ) -> tuple[RunStore, list[Problem]]:
     """Read every run under `inputs`, check it, and write one store at `out` (`brainjepa prepare`).
@@ -445,6 +452,7 @@ def prepare_store(
         subject_column: subject id column of `phenotypes` (default: found by name).
         skip_bad: leave bad runs out and list them in ``skipped.csv`` instead of stopping at the first.
         overwrite: replace an existing store at `out`.
+        workers: processes reading inputs in parallel (writing stays in this process, in input order).
         progress: show a tqdm bar over the inputs.
 
     Returns:
@@ -468,16 +476,18 @@ def prepare_store(
     skipped: list[Problem] = []
     across = Consistency(num_rois)
     unmatched = 0
+    checks = check_inputs(
+        sources,
+        num_rois=num_rois,
+        min_frames=min_frames,
+        orientation=orientation,
+        atlases=atlases,
+        tr=tr,
+        workers=workers,
+        progress=progress,
+    )
     try:
-        for checked in check_inputs(
-            sources,
-            num_rois=num_rois,
-            min_frames=min_frames,
-            orientation=orientation,
-            atlases=atlases,
-            tr=tr,
-            progress=progress,
-        ):
+        for checked in checks:
             run = checked.run
             problems = checked.problems or across.check(run, checked.source)
             if not problems:
@@ -503,6 +513,7 @@ def prepare_store(
         )
         store = writer.close()
     except BaseException:
+        checks.close()  # stop reading ahead in worker processes
         if writer is not None:
             writer.abort()
         raise

@@ -6,8 +6,10 @@ the same way wherever it enters; every problem names its file (or subject) and w
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,6 +103,29 @@ class Checked:
     problems: list[Problem]
 
 
+def check_source(
+    source: Source,
+    *,
+    num_rois: int | None = None,
+    min_frames: int = 1,
+    orientation: str = "auto",
+    atlases: Sequence[str | Path] = (),
+    tr: float | None = None,
+) -> Checked:
+    """Read and check one source; reading errors (unreadable, missing UKB partner, ...) become problems."""
+    from brainjepa.data.readers import read_source
+
+    label = source.label
+    try:
+        run = read_source(source, num_rois=num_rois, orientation=orientation, atlases=atlases, tr=tr)
+    except DataError as err:
+        return Checked(label, None, [Problem(label, str(err).removeprefix(f"{label}: "))])
+    problems = check_timeseries(
+        run.ts, source=label, num_rois=num_rois, min_frames=min_frames, roi_labels=run.roi_labels
+    )
+    return Checked(label, run, problems)
+
+
 def check_inputs(
     sources: Sequence[Source],
     *,
@@ -109,27 +134,29 @@ def check_inputs(
     orientation: str = "auto",
     atlases: Sequence[str | Path] = (),
     tr: float | None = None,
+    workers: int = 1,
     progress: bool = False,
 ) -> Iterator[Checked]:
-    """Read and check each source (from `find_sources`); yields one `Checked` per source, in order.
+    """`check_source` over `sources` (from `find_sources`), in order, in `workers` processes.
 
-    Unreadable files, missing UKB partners and ambiguous layouts become problems instead of exceptions, so a
-    caller can list them all (validate) or skip them (prepare --skip-bad).
+    Problems are reported, not raised, so a caller can list them all (validate) or skip them (prepare
+    --skip-bad). Close the iterator (or exhaust it) to stop the worker processes.
     """
     from tqdm.auto import tqdm
 
-    from brainjepa.data.readers import read_source
-
-    for src in tqdm(sources, desc="reading", unit="run", disable=not progress):
-        try:
-            run = read_source(src, num_rois=num_rois, orientation=orientation, atlases=atlases, tr=tr)
-        except DataError as err:
-            yield Checked(src.label, None, [Problem(src.label, str(err).removeprefix(f"{src.label}: "))])
-            continue
-        problems = check_timeseries(
-            run.ts, source=src.label, num_rois=num_rois, min_frames=min_frames, roi_labels=run.roi_labels
-        )
-        yield Checked(src.label, run, problems)
+    check = functools.partial(
+        check_source, num_rois=num_rois, min_frames=min_frames, orientation=orientation, atlases=atlases, tr=tr
+    )
+    bar = functools.partial(tqdm, total=len(sources), desc="reading", unit="run", disable=not progress)
+    if workers <= 1:
+        yield from bar(map(check, sources))
+        return
+    pool = ProcessPoolExecutor(workers)
+    try:
+        # Results come back in input order; a small chunk keeps every worker busy without hoarding memory.
+        yield from bar(pool.map(check, sources, chunksize=4))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Consistency:
@@ -168,6 +195,7 @@ def validate_paths(
     orientation: str = "auto",
     atlases: Sequence[str | Path] = (),
     tr: float | None = None,
+    workers: int = 1,
 ) -> tuple[int, list[Problem]]:
     """Check all runs under `inputs` as `prepare` would; returns (number of runs checked, all problems).
 
@@ -181,9 +209,16 @@ def validate_paths(
         raise DataError(f"no time series found in {', '.join(map(str, inputs))}")
     problems: list[Problem] = []
     across = Consistency(num_rois)
-    for checked in check_inputs(
-        sources, num_rois=num_rois, min_frames=min_frames, orientation=orientation, atlases=atlases, tr=tr
-    ):
+    checks = check_inputs(
+        sources,
+        num_rois=num_rois,
+        min_frames=min_frames,
+        orientation=orientation,
+        atlases=atlases,
+        tr=tr,
+        workers=workers,
+    )
+    for checked in checks:
         problems.extend(checked.problems)
         if checked.run is not None and not checked.problems:
             problems.extend(across.check(checked.run, checked.source))

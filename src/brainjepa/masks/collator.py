@@ -55,9 +55,9 @@ def _check_scale(name: str, value: Any) -> tuple[float, float]:
     return float(value[0]), float(value[1])
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
+def _check_int(label: str, value: Any, minimum: int) -> int:
     if not _is_int(value) or value < minimum:
-        raise ConfigError(f"mask.{name} must be an integer >= {minimum}, got {value!r}")
+        raise ConfigError(f"{label} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -104,7 +104,7 @@ class MaskCollator:
         if not _is_int(seed):
             raise ConfigError(f"mask collator seed must be an integer, got {seed!r}")
         self.num_rois, self.num_frames = int(input_size[0]), int(input_size[1])
-        self.patch_size = _check_int("patch_size", patch_size, 1)
+        self.patch_size = _check_int("mask.patch_size", patch_size, 1)
         if self.num_frames % self.patch_size:
             raise ConfigError(
                 f"mask.patch_size={self.patch_size} does not divide the {self.num_frames} frames of "
@@ -123,8 +123,10 @@ class MaskCollator:
             pred_mask_R_roi_scale=_check_scale("pred_mask_R_roi_scale", pred_mask_R_roi_scale),
             pred_mask_T_scale=_check_scale("pred_mask_T_scale", pred_mask_T_scale),
         )
-        self.min_keep = _check_int("min_keep", min_keep, 1)
-        self.max_tries = _check_int("max_tries", max_tries, 1)
+        self.min_keep = _check_int("mask.min_keep", min_keep, 1)
+        if self.min_keep > self.num_tokens:
+            raise ConfigError(f"mask.min_keep={self.min_keep} exceeds the {self.num_tokens} tokens of the grid")
+        self.max_tries = _check_int("mask collator max_tries", max_tries, 1)
         if not isinstance(allow_overlap, bool):
             raise ConfigError(f"mask.allow_overlap must be true or false, got {allow_overlap!r}")
         if allow_overlap:
@@ -144,8 +146,8 @@ class MaskCollator:
         With num_workers > 0 this reaches the workers only if they are (re)created after the call, as with
         the default `persistent_workers=False`.
         """
-        self._epoch = _check_int("epoch", epoch, 0)
-        self._next_batch = _check_int("start_batch", start_batch, 0)
+        self._epoch = _check_int("mask collator epoch", epoch, 0)
+        self._next_batch = _check_int("mask collator start_batch", start_batch, 0)
         self._worker_calls = 0
 
     def state_dict(self) -> dict[str, int]:
@@ -160,7 +162,7 @@ class MaskCollator:
             raise ConfigError(f"mask collator state was saved with seed {state['seed']}, this one has {self.seed}")
         self.set_epoch(state["epoch"], state["batch"])
 
-    def masks_for(self, batch_size: int, epoch: int, batch: int) -> tuple[Tensor, Tensor]:
+    def masks_for(self, batch_size: int, *, epoch: int, batch: int) -> tuple[Tensor, Tensor]:
         """(context_idx [B, K_enc], target_idx [B, K_pred]) that batch `batch` of `epoch` gets."""
         generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, batch))
         return sample_masks(
@@ -195,7 +197,7 @@ class MaskCollator:
             DataError: empty batch, wrong sample type or shape, missing data key.
         """
         data = collate_samples(batch, (self.num_rois, self.num_frames))
-        context_idx, target_idx = self.masks_for(len(batch), self._epoch, self._batch_index())
+        context_idx, target_idx = self.masks_for(len(batch), epoch=self._epoch, batch=self._batch_index())
         return data, context_idx, target_idx
 
 

@@ -56,6 +56,14 @@ class BrainEncoder(nn.Module):
             tokens = gather_tokens(tokens, context_idx)
         return self.norm(run_blocks(self.blocks, tokens, self.grad_checkpointing))
 
+    def forward_at(self, x: Tensor, idx: Tensor) -> Tensor:
+        """Full-sequence features gathered at idx [B, K]: equal to `gather(forward(x), idx)`, but the last block
+        updates only the K selected tokens (they still attend to all tokens); used for JEPA targets."""
+        x = self._check_input(x)
+        tokens = self.patch_embed(x) + self.pos_embed().unsqueeze(0)
+        tokens = run_blocks(self.blocks[:-1], tokens, self.grad_checkpointing)
+        return self.norm(self.blocks[-1](gather_tokens(tokens, idx), tokens))
+
     def _check_input(self, x: Tensor) -> Tensor:
         if x.ndim == 4 and x.shape[1] == 1:
             x = x[:, 0]

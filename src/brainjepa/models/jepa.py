@@ -23,7 +23,7 @@ from brainjepa.models.convert import (
     read_reference_checkpoint,
 )
 from brainjepa.models.encoder import BrainEncoder
-from brainjepa.models.layers import Attention, gather_tokens
+from brainjepa.models.layers import Attention
 from brainjepa.models.predictor import BrainPredictor
 
 CONFIG_NAME = "config.json"
@@ -71,18 +71,19 @@ class BrainJEPA(nn.Module):
 
     @torch.no_grad()
     def target_features(self, x: Tensor, target_idx: Tensor) -> Tensor:
-        """layer_norm(target_encoder(x)) over all tokens, gathered at target_idx -> [B, K_pred, D]."""
-        h = self.target_encoder(x)
-        h = F.layer_norm(h, (h.shape[-1],))
-        return gather_tokens(h, target_idx)
+        """layer_norm(target_encoder(x)) over all tokens, gathered at target_idx -> [B, K_pred, D].
+
+        Layer norm is per token, so gathering first is exact; the last block runs only at the targets.
+        """
+        h = self.target_encoder.forward_at(x, target_idx)
+        return F.layer_norm(h, (h.shape[-1],))
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
-        """EMA: target <- m * target + (1 - m) * encoder, over all parameters (two fused multi-tensor ops)."""
+        """EMA: target <- m * target + (1 - m) * encoder, over all parameters (one fused multi-tensor lerp)."""
         target = list(self.target_encoder.parameters())
         online = [p.detach() for p in self.encoder.parameters()]
-        torch._foreach_mul_(target, momentum)
-        torch._foreach_add_(target, online, alpha=1.0 - momentum)
+        torch._foreach_lerp_(target, online, 1.0 - momentum)
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Reference AdamW groups: decay on tensors with ndim > 1 whose name has no 'bias'; none elsewhere.
@@ -148,6 +149,20 @@ class BrainJEPA(nn.Module):
         model = cls(cfg, state["encoder.pos_embed.gradient"], metadata=meta.get("metadata"))
         _load_strict(model, state, str(weights_path))
         return model
+
+    @classmethod
+    def load(cls, path: str | Path, *, gradient: str | Path | np.ndarray | None = None,
+             num_heads: int | None = None) -> BrainJEPA:
+        """Any model a user may point at: a `save_pretrained` folder, a training run folder, or the official
+        `jepa-ep*.pth.tar` (which needs `gradient`, e.g. `gradient_mapping_450.csv`)."""
+        path = Path(path)
+        if path.is_dir():
+            return cls.from_pretrained(path)
+        if not path.exists():
+            raise CheckpointError(f"{path}: no such model folder or checkpoint file")
+        if gradient is None:
+            raise CheckpointError(f"{path}: a reference checkpoint needs its gradient CSV (--gradient)")
+        return cls.from_reference_checkpoint(path, gradient, num_heads=num_heads)
 
     @classmethod
     def from_reference_checkpoint(

@@ -44,10 +44,18 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Self-attention of x [B, N, D]; with `context` [B, M, D], x's tokens attend to the context's instead."""
         B, N, D = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        if context is None:
+            qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv.unbind(0)
+        else:
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(x, w[:D], None if b is None else b[:D])
+            kv = F.linear(context, w[D:], None if b is None else b[D:])
+            q = q.reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
+            k, v = kv.reshape(B, -1, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         if self.fused:
             x = F.scaled_dot_product_attention(q, k, v)
         else:
@@ -97,8 +105,11 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """With `context` (the full sequence x was gathered from), only x's tokens are updated: the same outputs
+        as running the block on the full sequence and gathering afterwards, at a fraction of the cost."""
+        kv = None if context is None else self.norm1(context)
+        x = x + self.drop_path(self.attn(self.norm1(x), kv))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 

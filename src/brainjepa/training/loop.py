@@ -124,8 +124,9 @@ class Trainer:
         self.collator = MaskCollator(tuple(cfg.data.crop_size), seed=cfg.meta.seed, **cfg.mask_kwargs())
         self.schedule = Schedule(cfg.optimization, self.sampler.batches_per_epoch, cfg.meta.accumulation_steps,
                                  legacy_ema=cfg.meta.legacy_ema)
+        # fused AdamW: one pass over each tensor instead of ~8 multi-tensor ops (CPU and CUDA)
         self.optimizer = torch.optim.AdamW(self.model.param_groups(cfg.optimization.weight_decay),
-                                           lr=cfg.optimization.start_lr)
+                                           lr=cfg.optimization.start_lr, fused=True)
         self.net = DDP(self.model, broadcast_buffers=False) if env.distributed else self.model
         self.forward = torch.compile(self.net) if cfg.meta.compile else self.net
         self.position = Position()
@@ -151,7 +152,7 @@ class Trainer:
                 pin_memory=self.cfg.data.pin_mem and self.env.device.type == "cuda")
             for b, batch in enumerate(loader, start=start):
                 # masks are drawn for the global batch, then sharded: same masks whatever the process count
-                ctx, tgt = self.collator.masks_for(self.sampler.global_batch, epoch, b)
+                ctx, tgt = self.collator.masks_for(self.sampler.global_batch, epoch=epoch, batch=b)
                 sl = slice(rank * B, (rank + 1) * B)
                 yield epoch, b, batch["x"], ctx[sl], tgt[sl]
 

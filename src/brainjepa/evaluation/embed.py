@@ -1,0 +1,385 @@
+"""Frozen Brain-JEPA embeddings of ROI time series: windows -> normalisation -> encoder -> pooling.
+
+The procedure, chosen to match the reference's downstream code and to be deterministic:
+
+1. Windows: ``windows=1`` takes the centre window of ``model.config.num_frames`` frames at ``sampling_rate``
+   (or resampled to ``target_tr``); ``windows=k`` takes k evenly spaced windows that cover the run and
+   averages their embeddings. A run shorter than one window is an error unless ``pad`` (repeat last frame).
+2. Normalisation of each window: the model's own ``metadata["normalization"]`` (written by pretraining), else
+   a per-sample z-score over the whole [R, frames] window, as the reference's downstream loader does.
+3. Encoder: the EMA target encoder by default (the reference's downstream loads ``target_encoder``), or the
+   context encoder. ``masked_views=v`` runs the encoder v times on random token subsets (each ROI keeps
+   ``mask_keep`` of its time patches, drawn from ``(seed, sample index)``) and averages the views.
+4. Pooling of the tokens [R*P, D] (ROI-major, token = r * P + t): ``"mean"`` over all tokens -> [D] (the
+   reference's global pool), ``"roi"`` over the time patches of each ROI -> [R, D], ``"tokens"`` -> [R*P, D].
+
+Results are float32 CPU tensors; bf16 autocast is used on GPUs that support it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from brainjepa.data.normalize import Normalizer, SampleZScore, make_normalizer, normalizer_from_dict
+from brainjepa.data.windows import WindowSpec, take_windows
+from brainjepa.errors import ConfigError, DataError
+from brainjepa.models import BrainJEPA, ModelConfig
+
+if TYPE_CHECKING:
+    import pandas
+
+    from brainjepa.data.store import RunStore
+
+logger = logging.getLogger(__name__)
+
+Pooling = Literal["mean", "roi", "tokens"]
+POOLINGS = ("mean", "roi", "tokens")
+NORMALIZATIONS = ("model", "sample_zscore", "roi_zscore", "none")
+_ID_COLUMNS = ("subject", "run")
+_NOT_INDEX = ("offset", "frames", "tr", "source")  # manifest bookkeeping columns left out of the index
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """How embeddings are computed (everything except the pooling of the output).
+
+    Args:
+        encoder: ``"target"`` (EMA target encoder, the reference's downstream choice) or ``"context"``.
+        windows: k deterministic windows per run whose embeddings are averaged (1: the centre window).
+        sampling_rate: frame stride inside a window (1: consecutive frames; the reference's UKB setting is 3).
+        target_tr: resample each run to this TR in seconds instead of a fixed stride (needs the run's TR).
+        pad: a run shorter than one window repeats its last frame instead of raising a DataError.
+        normalization: ``"model"`` (the model's stored normaliser, else per-sample z-score),
+            ``"sample_zscore"``, ``"roi_zscore"`` or ``"none"`` (data already normalised).
+        masked_views: 0 for the full input; v > 0 averages v random masked views.
+        mask_keep: fraction of each ROI's time patches a masked view keeps, in (0, 1].
+        seed: seed of the masked views.
+        batch_size: windows per encoder forward pass.
+        device: where to run (e.g. ``"cuda"``); None runs where the model is. The encoder is moved there.
+        precision: ``"auto"`` (bf16 autocast on bf16-capable GPUs, float32 elsewhere), ``"bf16"`` or ``"fp32"``.
+    """
+
+    encoder: Literal["target", "context"] = "target"
+    windows: int = 1
+    sampling_rate: int = 1
+    target_tr: float | None = None
+    pad: bool = False
+    normalization: str = "model"
+    masked_views: int = 0
+    mask_keep: float = 0.85
+    seed: int = 0
+    batch_size: int = 32
+    device: str | None = None
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("windows", 1), ("sampling_rate", 1), ("masked_views", 0), ("seed", 0),
+                              ("batch_size", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"embedding option {name} must be an integer >= {minimum}, got {value!r}")
+        choices = {"encoder": ("target", "context"), "normalization": NORMALIZATIONS,
+                   "precision": ("auto", "bf16", "fp32")}
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(f"embedding option {name} must be one of {list(allowed)}, got {value!r}")
+        if not (isinstance(self.mask_keep, (int, float)) and 0 < self.mask_keep <= 1):
+            raise ConfigError(f"embedding option mask_keep must be in (0, 1], got {self.mask_keep!r}")
+        # target_tr is checked by WindowSpec (built here so a bad value fails at construction).
+        self.window_spec(1)
+
+    def window_spec(self, frames: int) -> WindowSpec:
+        """The deterministic (centre-mode) window of `frames` samples these options describe."""
+        return WindowSpec(frames=frames, sampling_rate=self.sampling_rate, mode="center",
+                          target_tr=self.target_tr, short="pad" if self.pad else "error")
+
+
+class StoreEmbeddings(NamedTuple):
+    """Embeddings of the runs of a store, with the ids needed to match rows to labels."""
+
+    embeddings: Tensor  # float32 [N, D] ("mean"), [N, R, D] ("roi") or [N, R*P, D] ("tokens")
+    index: pandas.DataFrame  # N rows: subject, run and the store's phenotype columns
+
+
+def load_model(model: BrainJEPA | str | Path, *, gradient: str | Path | np.ndarray | None = None) -> BrainJEPA:
+    """A BrainJEPA as given, or loaded from a pretrained/run folder or a reference checkpoint (+ gradient)."""
+    if isinstance(model, BrainJEPA):
+        return model
+    return BrainJEPA.load(model, gradient=gradient).eval()
+
+
+def model_normalizer(model: BrainJEPA, kind: str = "model") -> Normalizer:
+    """The normaliser `kind` names; ``"model"`` is the model's stored record, else a per-sample z-score."""
+    if kind != "model":
+        return make_normalizer(kind)
+    record = model.metadata.get("normalization")
+    if record is None:
+        logger.info("model carries no normalisation record; using a per-sample z-score of each window")
+        return SampleZScore()
+    return normalizer_from_dict(record)
+
+
+def embed(
+    model: BrainJEPA | str | Path,
+    x: np.ndarray | Tensor | Sequence[np.ndarray],
+    *,
+    pooling: Pooling = "mean",
+    options: EmbedOptions | None = None,
+    tr: float | None = None,
+    progress: bool = False,
+) -> Tensor:
+    """Embed in-memory time series with a (pretrained) Brain-JEPA.
+
+    Args:
+        model: a BrainJEPA, or a folder / file `BrainJEPA.load` reads.
+        x: raw (un-normalised) series [N, R, T], or a sequence of N arrays [R, T_i] of any lengths.
+        pooling: ``"mean"`` -> [N, D], ``"roi"`` -> [N, R, D], ``"tokens"`` -> [N, R*P, D].
+        options: windows, normalisation, encoder, masked views, batching (default `EmbedOptions()`).
+        tr: TR in seconds of every sample (needed only with ``options.target_tr``).
+        progress: show a tqdm bar over samples.
+
+    Returns:
+        float32 CPU tensor of the pooled embeddings.
+
+    Raises:
+        DataError: a sample with the wrong ROI count or too few frames (named by its index).
+        ConfigError: bad pooling or options.
+    """
+    if isinstance(x, Tensor):
+        x = x.detach().cpu().numpy()
+    if isinstance(x, np.ndarray) and x.ndim != 3:
+        raise DataError(f"embed expects series [N, R, T] or a list of [R, T] arrays, got shape {x.shape}")
+    samples = ((np.asarray(s), tr, f"sample {i}") for i, s in enumerate(x))
+    return _embed_samples(load_model(model), samples, len(x), pooling=pooling, options=options or EmbedOptions(),
+                          progress=progress)
+
+
+def embed_store(
+    model: BrainJEPA | str | Path,
+    store: RunStore | str | Path,
+    *,
+    indices: Sequence[int] | np.ndarray | None = None,
+    pooling: Pooling = "mean",
+    options: EmbedOptions | None = None,
+    progress: bool = True,
+) -> StoreEmbeddings:
+    """Embed the runs `indices` (None: all) of a store, reading one run at a time; see `embed`.
+
+    Returns:
+        `StoreEmbeddings` whose row i is run ``indices[i]``; the index has subject, run and phenotype columns.
+
+    Raises:
+        DataError: the store's ROI count differs from the model's, or a run is too short (both named).
+    """
+    from brainjepa.data.normalize import open_runs
+
+    model = load_model(model)
+    store, idx = open_runs(store, indices)
+    if store.num_rois != model.config.num_rois and len(idx):
+        first = store.manifest.iloc[int(idx[0])]
+        raise DataError(
+            f"{store.path}: run of subject {first['subject']!r} (run {first['run']!r}) has {store.num_rois} ROIs "
+            f"but the model expects {model.config.num_rois}"
+        )
+    subjects = store.manifest["subject"].astype(str).to_numpy()
+    samples = ((store.run(int(i)), store.tr(int(i)), f"subject {subjects[i]!r}") for i in idx)
+    emb = _embed_samples(model, samples, len(idx), pooling=pooling, options=options or EmbedOptions(),
+                         progress=progress)
+    return StoreEmbeddings(emb, store_index(store, idx))
+
+
+def store_index(store: RunStore, indices: np.ndarray) -> pandas.DataFrame:
+    """Id and phenotype columns of the runs `indices`, one row each (what an embedding row belongs to)."""
+    keep = [c for c in store.manifest.columns if c not in _NOT_INDEX]
+    return store.manifest.iloc[np.asarray(indices, dtype=np.int64)][keep].reset_index(drop=True)
+
+
+def save_embeddings(result: StoreEmbeddings, out: str | Path) -> Path:
+    """Write embeddings to ``.npy`` (array + ``<out>.index.csv`` sidecar) or ``.parquet`` (ids + emb_0..emb_{D-1}).
+
+    Raises:
+        ConfigError: another suffix, a non-[N, D] array for parquet, or pyarrow missing for parquet.
+    """
+    out = Path(out)
+    emb = result.embeddings.numpy()
+    if out.suffix == ".npy":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, emb)
+        result.index.to_csv(index_path(out), index=False)
+    elif out.suffix == ".parquet":
+        if emb.ndim != 2:
+            raise ConfigError(f"{out}: parquet holds [N, D] embeddings only; write {list(emb.shape)} to a .npy file")
+        _require_pyarrow(out)
+        import pandas as pd
+
+        cols = pd.DataFrame(emb, columns=[f"emb_{d}" for d in range(emb.shape[1])])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pd.concat([result.index.reset_index(drop=True), cols], axis=1).to_parquet(out, index=False)
+    else:
+        raise ConfigError(f"{out}: embeddings are written to .npy or .parquet, not {out.suffix or 'no suffix'!r}")
+    logger.info("wrote embeddings %s to %s", list(emb.shape), out)
+    return out
+
+
+def load_embeddings(path: str | Path) -> StoreEmbeddings:
+    """Read what `save_embeddings` wrote (the .npy needs its ``.index.csv`` sidecar to match rows)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such embeddings file")
+    ids = {c: str for c in _ID_COLUMNS}
+    if path.suffix == ".npy":
+        sidecar = index_path(path)
+        if not sidecar.is_file():
+            raise DataError(f"{path}: index sidecar {sidecar.name} is missing, so rows cannot be matched to runs")
+        emb, index = np.load(path), pd.read_csv(sidecar, dtype=ids)
+    elif path.suffix == ".parquet":
+        _require_pyarrow(path)
+        table = pd.read_parquet(path)
+        emb_cols = [c for c in table.columns if str(c).startswith("emb_")]
+        emb = table[emb_cols].to_numpy(np.float32)
+        index = table.drop(columns=emb_cols).astype(ids)
+    else:
+        raise DataError(f"{path}: embeddings are read from .npy or .parquet, not {path.suffix!r}")
+    if len(index) != len(emb) or any(c not in index.columns for c in _ID_COLUMNS):
+        raise DataError(f"{path}: index has {len(index)} rows / columns {list(index.columns)}; need {len(emb)} "
+                        f"rows with {list(_ID_COLUMNS)}")
+    return StoreEmbeddings(torch.from_numpy(np.asarray(emb, dtype=np.float32)), index)
+
+
+def index_path(out: Path) -> Path:
+    """The row-index sidecar of a .npy embeddings file: ``<out>.index.csv``."""
+    return out.with_name(out.name + ".index.csv")
+
+
+def _require_pyarrow(path: Path) -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError as err:
+        raise ConfigError(
+            f"{path}: parquet needs pyarrow; install it with `pip install 'brainjepa[data]'` (or use .npy)"
+        ) from err
+
+
+# --------------------------------------------------------------------------------------------------- core
+def _embed_samples(
+    model: BrainJEPA,
+    samples: Iterable[tuple[np.ndarray, float | None, str]],
+    n: int,
+    *,
+    pooling: str,
+    options: EmbedOptions,
+    progress: bool,
+) -> Tensor:
+    """Embed (series [R, T], tr, name) samples in order; chunks of samples share one forward pass."""
+    from tqdm.auto import tqdm
+
+    if pooling not in POOLINGS:
+        raise ConfigError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
+    if pooling == "tokens" and options.masked_views:
+        raise ConfigError("masked views average pooled embeddings; use pooling 'mean' or 'roi' with masked_views")
+    cfg = model.config
+    net = model.target_encoder if options.encoder == "target" else model.encoder
+    device = torch.device(options.device) if options.device else next(net.parameters()).device
+    net.to(device)
+    bf16 = options.precision == "bf16" or (
+        options.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    )
+    spec = options.window_spec(cfg.num_frames)
+    normalizer = model_normalizer(model, options.normalization)
+    chunk = max(1, options.batch_size // options.windows)
+    out: list[Tensor] = []
+    was_training = net.training
+    net.eval()
+    try:
+        with tqdm(total=n, desc="embedding", unit="run", disable=not progress) as bar:
+            for first, block in _chunks(samples, chunk):
+                x = np.stack([_windows(ts, tr, name, spec, options.windows, normalizer, cfg.num_rois)
+                              for ts, tr, name in block])
+                x = torch.from_numpy(x.reshape(-1, *x.shape[2:])).to(device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    pooled = _encode(net, x, pooling, options, first, len(block), cfg.num_time_patches)
+                out.append(pooled.view(len(block), options.windows, *pooled.shape[1:]).mean(1))
+                bar.update(len(block))
+    finally:
+        net.train(was_training)
+    if not out:
+        return torch.empty(0, *_pooled_shape(cfg, pooling))
+    return torch.cat(out)
+
+
+def _pooled_shape(cfg: ModelConfig, pooling: str) -> tuple[int, ...]:
+    return {"mean": (cfg.embed_dim,), "roi": (cfg.num_rois, cfg.embed_dim),
+            "tokens": (cfg.num_patches, cfg.embed_dim)}[pooling]
+
+
+def _chunks(samples: Iterable, size: int) -> Iterator[tuple[int, list]]:
+    block: list = []
+    first = 0
+    for sample in samples:
+        block.append(sample)
+        if len(block) == size:
+            yield first, block
+            first, block = first + size, []
+    if block:
+        yield first, block
+
+
+def _windows(ts: np.ndarray, tr: float | None, name: str, spec: WindowSpec, k: int,
+             normalizer: Normalizer, num_rois: int) -> np.ndarray:
+    """k normalised windows [k, R, frames] of one run; errors name the sample."""
+    if ts.ndim != 2 or ts.shape[0] != num_rois:
+        raise DataError(
+            f"{name}: series has shape {list(ts.shape)} but the model expects [{num_rois}, T] (ROIs x frames)"
+        )
+    wins = take_windows(ts, spec, k, tr=tr, subject=name)
+    try:
+        return np.stack([normalizer(w) for w in wins])
+    except DataError as err:
+        raise DataError(f"{name}: {err}") from err
+
+
+@torch.inference_mode()
+def _encode(net: torch.nn.Module, x: Tensor, pooling: str, options: EmbedOptions, first: int, count: int,
+            num_patches: int) -> Tensor:
+    """Pooled float32 CPU embeddings of windows x [count * k, R, F], averaged over masked views if any."""
+    if not options.masked_views:
+        return _pool(net(x).float(), pooling, x.shape[1], num_patches).cpu()
+    idx = _view_indices(first, count, options, x.shape[1], num_patches).to(x.device)
+    keep = idx.shape[-1] // x.shape[1]
+    total = sum(_pool(net(x, idx[v]).float(), pooling, x.shape[1], keep) for v in range(options.masked_views))
+    return (total / options.masked_views).cpu()
+
+
+def _pool(h: Tensor, pooling: str, num_rois: int, per_roi: int) -> Tensor:
+    """Tokens [B, R * per_roi, D] (ROI-major) -> [B, D], [B, R, D] or unchanged."""
+    if pooling == "mean":
+        return h.mean(1)
+    if pooling == "roi":
+        return h.view(h.shape[0], num_rois, per_roi, h.shape[-1]).mean(2)
+    return h
+
+
+def _view_indices(first: int, count: int, options: EmbedOptions, num_rois: int, num_patches: int) -> Tensor:
+    """Token indices [views, count * k, R * keep]: each ROI keeps the same number of its time patches, drawn
+    from numpy's generator seeded by (seed, sample index), so results do not depend on batching."""
+    keep = max(1, round(options.mask_keep * num_patches))
+    views, k = options.masked_views, options.windows
+    per_sample = []
+    for i in range(first, first + count):
+        keys = np.random.default_rng((options.seed, i)).random((views, k, num_rois, num_patches))
+        patches = np.sort(np.argsort(keys, axis=-1)[..., :keep], axis=-1)
+        per_sample.append(patches + np.arange(num_rois)[:, None] * num_patches)
+    idx = np.stack(per_sample, axis=1)  # [views, count, k, R, keep]
+    return torch.from_numpy(idx.reshape(views, count * k, num_rois * keep))
+

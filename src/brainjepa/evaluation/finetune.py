@@ -1,0 +1,570 @@
+"""End-to-end fine-tuning of a pretrained Brain-JEPA encoder on one phenotype column of a store.
+
+The network is the reference's downstream model: encoder (the EMA target encoder's weights by default) -> mean
+over all tokens -> LayerNorm (``fc_norm``, eps 1e-6) -> Linear head (trunc-normal std 2e-5 init). What differs
+from the reference, on purpose:
+
+* layer-wise LR decay applies (the reference's is inert because its parameter names never matched): with L
+  blocks, patch and positional embeddings are layer 0, ``encoder.blocks.i`` is layer i + 1 and the final norm,
+  ``fc_norm`` and head are layer L + 1; layer l trains at ``lr * layer_decay ** (L + 1 - l)``;
+* drop path is applied (the reference's 0.1 never reached the encoder): rates rise linearly to ``drop_path``;
+* evaluation windows are deterministic (centre) and training windows random, from `WindowSpec`;
+* the best epoch on a validation split (carved from the training subjects) is kept, with early stopping;
+* folds, splits and metrics are `brainjepa.evaluation.metrics`' (the same as the linear probe's).
+
+The learning rate follows the reference's rule ``lr = blr * batch_size / 256`` unless ``lr`` is given, with
+AdamW, linear warmup and a per-step half-cycle cosine to ``min_lr``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingError
+from brainjepa.models import BrainJEPA, ModelConfig
+from brainjepa.models.encoder import BrainEncoder
+
+if TYPE_CHECKING:
+    from brainjepa.data.normalize import Normalizer
+    from brainjepa.data.store import RunStore
+    from brainjepa.data.windows import WindowSpec
+
+logger = logging.getLogger(__name__)
+
+Task = Literal["auto", "classification", "regression"]
+CHECKPOINT_CONFIG = "finetune.json"
+CHECKPOINT_WEIGHTS = "model.safetensors"
+FORMAT = "brainjepa-finetuned"
+_MAX_CLASSES_AUTO = 10  # "auto": integer labels with at most this many values are classes
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Every choice of a fine-tuning run.
+
+    Args:
+        task: "classification", "regression" or "auto" (text labels, or integers with at most 10 distinct values,
+            are classes; anything else is regression).
+        folds: outer subject-grouped folds (train / test).
+        val_fraction: share of each fold's training subjects held out for validation: one fold of a
+            round(1 / val_fraction)-fold subject-grouped split of the training subjects.
+        epochs: maximum epochs per fold.
+        batch_size: windows per step.
+        blr: base learning rate; the peak is ``blr * batch_size / 256`` (reference rule) unless `lr` is set.
+        lr: peak learning rate (overrides `blr`).
+        min_lr: end of the cosine.
+        warmup_epochs: linear warmup length in epochs (may be fractional).
+        weight_decay: AdamW decay of weight matrices (biases and norms get none).
+        layer_decay: layer-wise LR decay factor (1: off).
+        drop_path: stochastic-depth rate of the last block (linear from 0 over depth).
+        label_smoothing: cross-entropy label smoothing (classification only).
+        patience: stop after this many epochs without a lower validation loss (0: never stop early).
+        encoder: start from the "target" (EMA, the reference's downstream choice) or the "context" encoder.
+        sampling_rate / target_tr / pad: how windows are cut (see `WindowSpec`; training windows are random,
+            validation and test windows are the centre window).
+        normalization: "model" (the model's stored normaliser, else a per-sample z-score), "sample_zscore",
+            "roi_zscore" or "none".
+        bf16: bf16 autocast for forward passes.
+        grad_checkpointing: recompute block activations in backward (less memory, more time).
+        num_workers: DataLoader workers.
+        seed: seeds splits, head init, drop path, window draws and batch order.
+        device: torch device (default: CUDA if available, else CPU).
+    """
+
+    task: Task = "auto"
+    folds: int = 5
+    val_fraction: float = 0.2
+    epochs: int = 20
+    batch_size: int = 16
+    blr: float = 1e-3
+    lr: float | None = None
+    min_lr: float = 1e-6
+    warmup_epochs: float = 2.0
+    weight_decay: float = 0.05
+    layer_decay: float = 0.75
+    drop_path: float = 0.1
+    label_smoothing: float = 0.0
+    patience: int = 5
+    encoder: Literal["target", "context"] = "target"
+    sampling_rate: int = 1
+    target_tr: float | None = None
+    pad: bool = False
+    normalization: str = "model"
+    bf16: bool = False
+    grad_checkpointing: bool = False
+    num_workers: int = 0
+    seed: int = 0
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        from brainjepa.evaluation.embed import NORMALIZATIONS
+
+        for name, minimum in (("folds", 2), ("epochs", 1), ("batch_size", 1), ("patience", 0), ("num_workers", 0),
+                              ("seed", 0), ("sampling_rate", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"finetune {name} must be an integer >= {minimum}, got {value!r}")
+        choices = {"task": ("auto", "classification", "regression"), "encoder": ("target", "context"),
+                   "normalization": NORMALIZATIONS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"finetune {name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        ranges = {"val_fraction": (0.0, 0.5, False), "layer_decay": (0.0, 1.0, True),
+                  "drop_path": (0.0, 1.0, False), "label_smoothing": (0.0, 1.0, False)}
+        for name, (lo, hi, hi_ok) in ranges.items():
+            value = getattr(self, name)
+            inside = lo <= value <= hi if hi_ok else lo <= value < hi
+            if not inside or (name in ("val_fraction", "layer_decay") and value == lo):
+                raise ConfigError(f"finetune {name} must be in ({lo}, {hi}{']' if hi_ok else ')'}, got {value!r}")
+        for name in ("blr", "min_lr", "warmup_epochs", "weight_decay"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ConfigError(f"finetune {name} must be a number >= 0, got {getattr(self, name)!r}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"finetune lr must be a positive number, got {self.lr!r}")
+        self.window(1, train=True)  # WindowSpec checks target_tr
+
+    @property
+    def peak_lr(self) -> float:
+        """`lr`, or the reference's rule ``blr * batch_size / 256``."""
+        return self.lr if self.lr is not None else self.blr * self.batch_size / 256
+
+    def window(self, frames: int, *, train: bool) -> WindowSpec:
+        """Windows of `frames` samples: random for training, the centre window for validation and test."""
+        from brainjepa.data.windows import WindowSpec
+
+        return WindowSpec(frames=frames, sampling_rate=self.sampling_rate, mode="random" if train else "center",
+                          target_tr=self.target_tr, short="pad" if self.pad else "error")
+
+
+class FinetunedModel(nn.Module):
+    """Encoder -> mean over tokens -> LayerNorm -> Linear: x [B, R, T] -> [B, num_outputs].
+
+    Args:
+        encoder: a `BrainEncoder` (trained in place).
+        num_outputs: classes, or 1 for regression.
+        head_init_std: trunc-normal std of the head weights (reference 2e-5; bias zero).
+    """
+
+    def __init__(self, encoder: BrainEncoder, num_outputs: int, *, head_init_std: float = 2e-5) -> None:
+        super().__init__()
+        dim = encoder.embed_dim
+        self.encoder = encoder
+        self.fc_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, num_outputs)
+        nn.init.trunc_normal_(self.head.weight, std=head_init_std)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.encoder.cfg
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.fc_norm(self.encoder(x).mean(1)))
+
+    def save(self, directory: str | Path, info: dict[str, Any]) -> Path:
+        """Write ``model.safetensors`` and ``finetune.json`` (architecture plus `info`: task, classes, label
+        statistics, normalisation, windows) into directory."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / CHECKPOINT_WEIGHTS), metadata={"format": FORMAT})
+        meta = {"format": FORMAT, "version": 1, "model": self.config.to_dict(),
+                "num_outputs": self.head.out_features, **info}
+        (directory / CHECKPOINT_CONFIG).write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> tuple[FinetunedModel, dict[str, Any]]:
+        """Read what `save` wrote: the model (eval mode) and its ``finetune.json`` record."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        config_path, weights_path = directory / CHECKPOINT_CONFIG, directory / CHECKPOINT_WEIGHTS
+        if not config_path.is_file() or not weights_path.is_file():
+            raise CheckpointError(
+                f"{directory}: not a fine-tuned model folder (needs {CHECKPOINT_CONFIG} and {CHECKPOINT_WEIGHTS})"
+            )
+        meta = json.loads(config_path.read_text())
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"{config_path}: not a brainjepa fine-tuned model record")
+        state = load_file(str(weights_path))
+        encoder = BrainEncoder(ModelConfig.from_dict(meta["model"]), state["encoder.pos_embed.gradient"])
+        model = cls(encoder, int(meta["num_outputs"]))
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise CheckpointError(f"{weights_path}: weights do not match {config_path} ({err})") from err
+        return model.eval(), meta
+
+
+def layer_decay_groups(model: FinetunedModel, weight_decay: float, layer_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups with layer-wise LR scales, matched on our parameter names.
+
+    Layer ids: ``encoder.patch_embed`` / ``encoder.pos_embed`` 0, ``encoder.blocks.i`` i + 1, everything else
+    (final norm, fc_norm, head) L + 1. Each group has ``lr_scale = layer_decay ** (L + 1 - layer_id)`` and
+    ``layer_id``; 1-D tensors (biases, norms) get no weight decay.
+    """
+    top = len(model.encoder.blocks) + 1
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        layer = _layer_id(name, top)
+        decay = p.ndim > 1
+        group = groups.setdefault((layer, decay), {
+            "params": [], "weight_decay": weight_decay if decay else 0.0,
+            "lr_scale": layer_decay ** (top - layer), "layer_id": layer,
+        })
+        group["params"].append(p)
+    return [groups[k] for k in sorted(groups)]
+
+
+def _layer_id(name: str, top: int) -> int:
+    parts = name.split(".")
+    if parts[0] == "encoder" and parts[1] in ("patch_embed", "pos_embed"):
+        return 0
+    if parts[0] == "encoder" and parts[1] == "blocks":
+        return int(parts[2]) + 1
+    return top
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Give every group ``lr * lr_scale``."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def build_finetune_model(model: BrainJEPA, num_outputs: int, *, encoder: str = "target",
+                         drop_path: float = 0.0) -> FinetunedModel:
+    """A fresh `FinetunedModel` whose encoder copies `model`'s (target or context) weights, rebuilt with
+    stochastic depth rising linearly to `drop_path` (DropPath has no weights, so the state dict loads as is)."""
+    source = model.target_encoder if encoder == "target" else model.encoder
+    net = BrainEncoder(model.config.replace(drop_path_rate=drop_path), source.pos_embed.gradient.cpu())
+    net.load_state_dict(copy.deepcopy(source.state_dict()), strict=True)
+    net.requires_grad_(True)
+    return FinetunedModel(net, num_outputs)
+
+
+# ------------------------------------------------------------------------------------------------- results
+@dataclass
+class FinetuneResult:
+    """Outcome of `finetune`: per-fold test metrics, their mean and std, and per-fold training curves."""
+
+    task: str
+    label: str
+    classes: list[Any] | None  # class values in output order (classification), else None
+    folds: list[dict[str, float]]  # test metrics per fold
+    summary: dict[str, tuple[float, float]]  # metric -> (mean, std) over folds
+    best_epochs: list[int]  # 1-based epoch whose weights were kept, per fold
+    histories: list[list[dict[str, float]]] = field(default_factory=list)  # one row per epoch, per fold
+
+    def table(self) -> str:
+        """Markdown: one row per metric, mean ± std over folds, then the per-fold values."""
+        names = list(self.summary)
+        head = "| metric | mean ± std | " + " | ".join(f"fold {k + 1}" for k in range(len(self.folds))) + " |"
+        lines = [head, "|" + "---|" * (len(self.folds) + 2)]
+        for name in names:
+            mean, std = self.summary[name]
+            per_fold = " | ".join(f"{fold[name]:.4f}" for fold in self.folds)
+            lines.append(f"| {name} | {mean:.4f} ± {std:.4f} | {per_fold} |")
+        return "\n".join(lines)
+
+    def save(self, out: str | Path) -> None:
+        """Write ``finetune.csv`` (one row per fold, then mean and std), ``finetune.md`` and
+        ``history_fold{k}.csv`` into out."""
+        import pandas as pd
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        pairs = enumerate(zip(self.folds, self.best_epochs, strict=True))
+        rows = [{"fold": str(k + 1), "best_epoch": epoch, **m} for k, (m, epoch) in pairs]
+        rows.append({"fold": "mean", **{n: v[0] for n, v in self.summary.items()}})
+        rows.append({"fold": "std", **{n: v[1] for n, v in self.summary.items()}})
+        pd.DataFrame(rows).to_csv(out / "finetune.csv", index=False)
+        title = f"# Fine-tuning: {self.label} ({self.task}, {len(self.folds)} subject-grouped folds)\n\n"
+        (out / "finetune.md").write_text(title + self.table() + "\n")
+        for k, history in enumerate(self.histories):
+            pd.DataFrame(history).to_csv(out / f"history_fold{k + 1}.csv", index=False)
+
+
+# ----------------------------------------------------------------------------------------------- main loop
+@dataclass
+class _Labels:
+    """Labelled runs of one manifest column: store run index, subject and training target per item."""
+
+    name: str
+    runs: np.ndarray
+    subjects: np.ndarray
+    task: str
+    classes: list[Any] | None
+    targets: np.ndarray  # class index (int64) or raw value (float64)
+
+
+def finetune(
+    model: BrainJEPA | str | Path,
+    store: RunStore | str | Path,
+    label: str,
+    *,
+    config: FinetuneConfig | None = None,
+    gradient: str | Path | np.ndarray | None = None,
+    out: str | Path | None = None,
+    save_checkpoints: bool = True,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Fine-tune `model` on the phenotype column `label` of `store` in subject-grouped folds.
+
+    Args:
+        model: a BrainJEPA, or a folder / checkpoint `BrainJEPA.load` reads (copied; never changed).
+        store: a RunStore or its directory; every run with a value in `label` is a sample.
+        label: manifest column to predict.
+        config: hyperparameters (default `FinetuneConfig()`).
+        gradient: the gradient CSV an official reference checkpoint needs.
+        out: folder for ``finetune.csv``, ``finetune.md``, ``history_fold{k}.csv`` and, with
+            `save_checkpoints`, the best weights of fold k in ``fold{k}/`` (`FinetunedModel.save`).
+        save_checkpoints: write the per-fold best checkpoints into `out`.
+        progress: tqdm bars over epochs.
+
+    Returns:
+        `FinetuneResult` with the test metrics of every fold and their mean ± std.
+
+    Raises:
+        DataError: missing label column, too few labelled subjects, store and model ROI counts differ.
+        ConfigError: bad hyperparameters.
+    """
+    from brainjepa.data.normalize import open_runs
+    from brainjepa.evaluation.embed import load_model, model_normalizer
+    from brainjepa.evaluation.metrics import grouped_splits, summarize
+
+    cfg = config or FinetuneConfig()
+    pretrained = load_model(model, gradient=gradient)
+    store, _ = open_runs(store, None)
+    if store.num_rois != pretrained.config.num_rois:
+        raise DataError(f"{store.path}: store has {store.num_rois} ROIs but the model expects "
+                        f"{pretrained.config.num_rois}")
+    labels = _read_labels(store, label, cfg.task)
+    normalizer = model_normalizer(pretrained, cfg.normalization)
+    splits = grouped_splits(labels.targets, labels.subjects, task=labels.task, folds=cfg.folds, seed=cfg.seed)
+    logger.info("fine-tuning on %r (%s): %d runs of %d subjects, %d folds, peak lr %.3g", label, labels.task,
+                len(labels.runs), len(np.unique(labels.subjects)), cfg.folds, cfg.peak_lr)
+    fold_metrics, best_epochs, histories = [], [], []
+    for k, (train, test) in enumerate(splits):
+        fold_out = Path(out) / f"fold{k + 1}" if out is not None and save_checkpoints else None
+        metrics, best_epoch, history = _run_fold(pretrained, store, labels, train, test, normalizer, cfg, k,
+                                                 fold_out, progress)
+        fold_metrics.append(metrics)
+        best_epochs.append(best_epoch)
+        histories.append(history)
+    result = FinetuneResult(labels.task, label, labels.classes, fold_metrics, summarize(fold_metrics), best_epochs,
+                            histories)
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def _read_labels(store: RunStore, label: str, task: str) -> _Labels:
+    import pandas as pd
+
+    manifest = store.manifest
+    if label not in manifest.columns:
+        extra = [c for c in manifest.columns if c not in ("subject", "run", "offset", "frames", "tr", "source")]
+        raise DataError(f"{store.path}: no label column {label!r} in the manifest; phenotype columns: {extra}")
+    values = manifest[label]
+    keep = values.notna().to_numpy() & (values.astype(str).str.strip() != "").to_numpy()
+    if not keep.all():
+        logger.warning("%s: %d of %d runs have no %r value and are left out", store.path, int((~keep).sum()),
+                       len(keep), label)
+    raw = values[keep].to_numpy()
+    numeric = pd.to_numeric(pd.Series(raw), errors="coerce")
+    is_numeric = bool(numeric.notna().all())
+    if task == "auto":
+        few_integers = is_numeric and np.all(numeric == np.round(numeric)) and numeric.nunique() <= _MAX_CLASSES_AUTO
+        task = "classification" if not is_numeric or few_integers else "regression"
+        logger.info("label %r: task %s (auto)", label, task)
+    runs = np.flatnonzero(keep).astype(np.int64)
+    subjects = manifest["subject"].astype(str).to_numpy()[runs]
+    if task == "regression":
+        if not is_numeric:
+            bad = raw[numeric.isna().to_numpy()][0]
+            raise DataError(f"{store.path}: regression label {label!r} has a non-numeric value {bad!r}")
+        return _Labels(label, runs, subjects, task, None, numeric.to_numpy(np.float64))
+    raw = numeric.to_numpy() if is_numeric else raw.astype(str)
+    classes, targets = np.unique(raw, return_inverse=True)
+    if len(classes) < 2:
+        raise DataError(f"{store.path}: label {label!r} has a single class {classes.tolist()}; nothing to learn")
+    return _Labels(label, runs, subjects, task, classes.tolist(), targets.astype(np.int64))
+
+
+def _run_fold(pretrained: BrainJEPA, store: RunStore, labels: _Labels, train: np.ndarray, test: np.ndarray,
+              normalizer: Normalizer, cfg: FinetuneConfig, fold: int, out: Path | None,
+              progress: bool) -> tuple[dict[str, float], int, list[dict[str, float]]]:
+    """Train on one fold (validation carved from its training subjects); test metrics of the best epoch."""
+    from tqdm.auto import tqdm
+
+    from brainjepa.config import OptimizationConfig
+    from brainjepa.evaluation.metrics import grouped_splits
+    from brainjepa.training.schedules import Schedule
+
+    try:
+        inner = grouped_splits(labels.targets[train], labels.subjects[train], task=labels.task,
+                               folds=max(2, round(1 / cfg.val_fraction)), seed=cfg.seed + fold)
+    except DataError as err:
+        raise DataError(f"{store.path}: validation split of fold {fold + 1} (val_fraction {cfg.val_fraction}): "
+                        f"{err}") from err
+    fit, val = train[inner[0][0]], train[inner[0][1]]
+    mean, std = 0.0, 1.0
+    if labels.task == "regression":
+        mean, std = float(labels.targets[fit].mean()), float(labels.targets[fit].std())
+        if std == 0:
+            raise DataError(f"{store.path}: label {labels.name!r} is constant in the training subjects of fold "
+                            f"{fold + 1}; it cannot be standardised")
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    fold_seed = cfg.seed * 1000 + fold
+    num_outputs = len(labels.classes) if labels.classes is not None else 1
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(fold_seed)  # head init and drop path
+        net = build_finetune_model(pretrained, num_outputs, encoder=cfg.encoder, drop_path=cfg.drop_path).to(device)
+        net.encoder.set_grad_checkpointing(cfg.grad_checkpointing)
+        loaders = {name: _loader(store, labels, idx, normalizer, cfg, net.config.num_frames, train=name == "fit",
+                                 seed=fold_seed) for name, idx in (("fit", fit), ("val", val), ("test", test))}
+        optimizer = torch.optim.AdamW(layer_decay_groups(net, cfg.weight_decay, cfg.layer_decay), lr=cfg.peak_lr)
+        schedule = Schedule(OptimizationConfig(epochs=cfg.epochs, warmup=cfg.warmup_epochs, start_lr=0.0,
+                                               lr=cfg.peak_lr, final_lr=cfg.min_lr), len(loaders["fit"]))
+        step_fn = _Step(net, optimizer, schedule, labels.task, cfg, mean, std, device, fold)
+        best_loss, best_epoch, best_state, waited, history = math.inf, 0, None, 0, []
+        bar = tqdm(range(cfg.epochs), desc=f"fold {fold + 1}/{cfg.folds}", unit="epoch", disable=not progress)
+        for epoch in bar:
+            loaders["fit"].dataset.set_epoch(epoch)
+            train_loss = step_fn.train_epoch(loaders["fit"], epoch)
+            val_loss, val_metrics = step_fn.evaluate(loaders["val"], labels)
+            history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[-1]["lr"], "train_loss": train_loss,
+                            "val_loss": val_loss, **{f"val_{n}": v for n, v in val_metrics.items()}})
+            bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
+            if val_loss < best_loss:
+                best_loss, best_epoch, waited = val_loss, epoch + 1, 0
+                best_state = {n: t.detach().cpu().clone() for n, t in net.state_dict().items()}
+            else:
+                waited += 1
+                if cfg.patience and waited >= cfg.patience:
+                    logger.info("fold %d: early stop after epoch %d (best %d)", fold + 1, epoch + 1, best_epoch)
+                    break
+        if best_state is None:
+            raise TrainingError(f"fine-tuning fold {fold + 1}: the validation loss was never finite")
+        net.load_state_dict(best_state)
+        _, test_metrics = step_fn.evaluate(loaders["test"], labels)
+    if out is not None:
+        info = {"task": labels.task, "classes": labels.classes, "label_mean": mean, "label_std": std,
+                "best_epoch": best_epoch, "normalization": normalizer.to_dict(),
+                "window": asdict(cfg.window(net.config.num_frames, train=False)), "config": asdict(cfg)}
+        net.cpu().save(out, info)
+    return test_metrics, best_epoch, history
+
+
+def _loader(store: RunStore, labels: _Labels, items: np.ndarray, normalizer: Normalizer, cfg: FinetuneConfig,
+            frames: int, *, train: bool, seed: int) -> torch.utils.data.DataLoader:
+    """Batches of {"x": [B, R, frames], "y": [B]} for the labelled items `items` (shuffled when training)."""
+    from brainjepa.data.dataset import StoreDataset
+
+    dataset = _Labelled(StoreDataset(store, indices=labels.runs[items], normalizer=normalizer,
+                                     window=cfg.window(frames, train=train), seed=seed), labels.targets[items])
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=cfg.batch_size, shuffle=train, num_workers=cfg.num_workers,
+        generator=torch.Generator().manual_seed(seed) if train else None,
+    )
+
+
+class _Labelled(torch.utils.data.Dataset):
+    """A StoreDataset whose items also carry the training target ``y``."""
+
+    def __init__(self, windows: torch.utils.data.Dataset, targets: np.ndarray) -> None:
+        self.windows = windows
+        self.targets = torch.from_numpy(targets)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.windows.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"x": self.windows[i]["x"], "y": self.targets[i]}
+
+
+class _Step:
+    """One fold's optimisation and evaluation (kept apart from the epoch loop so each stays short)."""
+
+    def __init__(self, net: FinetunedModel, optimizer: torch.optim.Optimizer, schedule: Any, task: str,
+                 cfg: FinetuneConfig, mean: float, std: float, device: torch.device, fold: int) -> None:
+        self.net, self.optimizer, self.schedule, self.task, self.cfg = net, optimizer, schedule, task, cfg
+        self.mean, self.std, self.device, self.fold = mean, std, device, fold
+        self.step = 0
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
+
+    def loss(self, out: Tensor, y: Tensor, smoothing: float = 0.0) -> Tensor:
+        if self.task == "classification":
+            return F.cross_entropy(out, y, label_smoothing=smoothing)
+        return F.mse_loss(out[:, 0], (y.float() - self.mean) / self.std)
+
+    def train_epoch(self, loader: torch.utils.data.DataLoader, epoch: int) -> float:
+        """One pass over the training batches; returns the mean loss (raises on a non-finite one)."""
+        self.net.train()
+        total, count = torch.zeros((), device=self.device), 0
+        for batch in loader:
+            set_lr(self.optimizer, self.schedule.lr(self.step))
+            x, y = batch["x"].to(self.device), batch["y"].to(self.device)
+            with self._autocast():
+                out = self.net(x)
+            loss = self.loss(out.float(), y, self.cfg.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            total += loss.detach() * len(y)
+            count += len(y)
+        mean = float(total) / max(count, 1)
+        if not math.isfinite(mean):
+            raise TrainingError(f"fine-tuning fold {self.fold + 1}: non-finite training loss in epoch {epoch + 1}; "
+                                "lower the learning rate")
+        return mean
+
+    @torch.no_grad()
+    def evaluate(self, loader: torch.utils.data.DataLoader, labels: _Labels) -> tuple[float, dict[str, float]]:
+        """Loss (no label smoothing) and metrics on deterministic windows."""
+        from brainjepa.evaluation.metrics import classification_metrics, regression_metrics
+
+        self.net.eval()
+        outs, ys = [], []
+        for batch in loader:
+            with self._autocast():
+                outs.append(self.net(batch["x"].to(self.device)).float().cpu())
+            ys.append(batch["y"])
+        out, y = torch.cat(outs), torch.cat(ys)
+        loss = float(self.loss(out, y))
+        if self.task == "classification":
+            classes = np.asarray(labels.classes)
+            prob = out.softmax(-1).numpy()
+            metrics = classification_metrics(classes[y.numpy()], classes[prob.argmax(1)], prob,
+                                             labels=labels.classes)
+        else:
+            metrics = regression_metrics(y.numpy(), out[:, 0].numpy() * self.std + self.mean)
+        return loss, metrics
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")

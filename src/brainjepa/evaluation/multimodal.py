@@ -1,0 +1,327 @@
+"""Align Brain-JEPA embeddings with another modality (e.g. DNA-model embeddings of the same subjects).
+
+Two projectors (one per side) map both embeddings into a shared space and are trained with a symmetric InfoNCE
+(CLIP) loss on paired rows: row i of the brain matrix and row i of the other matrix belong to the same subject,
+every other row in the batch is a negative. Held-out subjects measure whether the pairing generalises: for each
+held-out brain row, is its partner among the k most similar held-out other rows (recall@k), and vice versa.
+Chance is k / N_test. Inputs are standardised with training-row statistics, which are saved with the projectors
+so `AlignedProjectors.encode_brain` / `encode_other` take raw embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from brainjepa.errors import CheckpointError, ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "projectors.safetensors"
+CONFIG_FILE = "projectors.json"
+METRICS_FILE = "metrics.json"
+FORMAT = "brainjepa-projectors"
+RECALL_AT = (1, 5, 10)
+_MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's cap on 1 / temperature
+
+
+class BrainJEPAProjector(nn.Module):
+    """Embedding -> shared space: Linear(D, hidden), GELU, Dropout, Linear(hidden, out), LayerNorm(out).
+
+    Args:
+        in_dim: width D of the input embeddings.
+        hidden_dim: width of the hidden layer.
+        out_dim: width of the shared space.
+        dropout: dropout probability after the GELU (training only).
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int = 1024, out_dim: int = 512, dropout: float = 0.1) -> None:
+        super().__init__()
+        for name, value in (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"projector {name} must be a positive integer, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"projector dropout must be in [0, 1), got {dropout!r}")
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(hidden_dim, out_dim), nn.LayerNorm(out_dim),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x [N, in_dim] -> [N, out_dim]."""
+        return self.net(x)
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """Architecture and training of an alignment (stored in ``projectors.json``).
+
+    Args:
+        hidden_dim / out_dim / dropout: both projectors' shape (see `BrainJEPAProjector`).
+        temperature: initial softmax temperature of the InfoNCE logits (CLIP: 0.07).
+        learn_temperature: learn log(1 / temperature) (capped at 1/T = 100, as CLIP); False keeps it fixed.
+        epochs / batch_size / lr / weight_decay: AdamW training on the training rows (in-batch negatives, so
+            larger batches give a harder task; a last batch of one row is dropped).
+        test_fraction: share of subjects held out for the retrieval test.
+        seed: seeds the subject split, the projector init, dropout and the batch order.
+    """
+
+    hidden_dim: int = 1024
+    out_dim: int = 512
+    dropout: float = 0.1
+    temperature: float = 0.07
+    learn_temperature: bool = True
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    test_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"align {name} must be a positive integer, got {value!r}")
+        if self.batch_size < 2:
+            raise ConfigError(f"align batch_size must be >= 2 (InfoNCE needs negatives), got {self.batch_size}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ConfigError(f"align temperature must be a positive number, got {self.temperature!r}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"align test_fraction must be in (0, 1), got {self.test_fraction!r}")
+        if not (self.lr > 0 and self.weight_decay >= 0):
+            raise ConfigError(f"align lr must be > 0 and weight_decay >= 0, got {self.lr!r}, {self.weight_decay!r}")
+
+
+class AlignedProjectors(nn.Module):
+    """The two trained projectors, the temperature and the input standardisation of each side.
+
+    Args:
+        brain_dim / other_dim: input widths.
+        config: architecture and training settings.
+    """
+
+    def __init__(self, brain_dim: int, other_dim: int, config: AlignConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or AlignConfig()
+        c = self.config
+        self.brain = BrainJEPAProjector(brain_dim, c.hidden_dim, c.out_dim, c.dropout)
+        self.other = BrainJEPAProjector(other_dim, c.hidden_dim, c.out_dim, c.dropout)
+        scale = torch.tensor(math.log(1.0 / c.temperature))
+        if c.learn_temperature:
+            self.logit_scale = nn.Parameter(scale)
+        else:
+            self.register_buffer("logit_scale", scale)
+        for side, dim in (("brain", brain_dim), ("other", other_dim)):
+            self.register_buffer(f"{side}_mean", torch.zeros(dim))
+            self.register_buffer(f"{side}_std", torch.ones(dim))
+
+    @property
+    def temperature(self) -> float:
+        return float(torch.exp(-self.logit_scale.detach().clamp(max=_MAX_LOGIT_SCALE)))
+
+    def encode_brain(self, x: Tensor) -> Tensor:
+        """Raw brain embeddings [N, brain_dim] -> unit vectors [N, out_dim] in the shared space."""
+        return F.normalize(self.brain((x - self.brain_mean) / self.brain_std), dim=-1)
+
+    def encode_other(self, x: Tensor) -> Tensor:
+        """Raw other-modality embeddings [N, other_dim] -> unit vectors [N, out_dim] in the shared space."""
+        return F.normalize(self.other((x - self.other_mean) / self.other_std), dim=-1)
+
+    def loss(self, brain: Tensor, other: Tensor) -> Tensor:
+        """Symmetric InfoNCE of paired rows: mean of brain->other and other->brain cross-entropies."""
+        scale = self.logit_scale.clamp(max=_MAX_LOGIT_SCALE).exp()
+        logits = scale * self.encode_brain(brain) @ self.encode_other(other).T
+        target = torch.arange(len(brain), device=brain.device)
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``projectors.safetensors`` and ``projectors.json`` (dims and config) into directory."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": FORMAT})
+        meta = {"format": FORMAT, "version": 1, "brain_dim": self.brain_mean.numel(),
+                "other_dim": self.other_mean.numel(), "config": asdict(self.config)}
+        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        return directory
+
+
+def load_projectors(directory: str | Path) -> AlignedProjectors:
+    """Rebuild the `AlignedProjectors` that `align` (or `AlignedProjectors.save`) wrote to directory (eval mode)."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    if not config_path.is_file() or not weights_path.is_file():
+        raise CheckpointError(f"{directory}: not a projector folder (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+    try:
+        meta = json.loads(config_path.read_text())
+        state = load_file(str(weights_path))
+    except Exception as err:
+        raise CheckpointError(f"{directory}: cannot read projectors ({type(err).__name__}: {err})") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{config_path}: not a brainjepa projector config")
+    known = set(AlignConfig.__dataclass_fields__)
+    unknown = sorted(set(meta["config"]) - known)
+    if unknown:
+        raise CheckpointError(f"{config_path}: unknown projector config keys {unknown}")
+    model = AlignedProjectors(meta["brain_dim"], meta["other_dim"], AlignConfig(**meta["config"]))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{weights_path}: weights do not match {config_path} ({err})") from err
+    return model.eval()
+
+
+@dataclass
+class AlignResult:
+    """What `align` returns: the trained projectors, held-out retrieval metrics and the loss curve."""
+
+    projectors: AlignedProjectors
+    metrics: dict[str, Any]
+    train_rows: np.ndarray  # int64 row indices used for training
+    test_rows: np.ndarray  # int64 held-out row indices (whole subjects)
+    history: list[float] = field(default_factory=list)  # mean training loss per epoch
+
+
+def retrieval_recall(a: Tensor, b: Tensor, ks: tuple[int, ...] = RECALL_AT) -> dict[int, float]:
+    """Recall@k of row i of b being among the k rows of b most similar to row i of a (cosine similarity).
+
+    Args:
+        a: queries [N, E]; b: candidates [N, E], row i of b is the partner of row i of a.
+
+    Returns:
+        {k: fraction of queries whose partner ranks in the top k}; ties count in the query's favour.
+    """
+    sim = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T
+    rank = (sim > sim.diagonal()[:, None]).sum(1)  # how many candidates beat the true partner
+    return {k: float((rank < k).float().mean()) for k in ks}
+
+
+def align(
+    brain: np.ndarray,
+    other: np.ndarray,
+    *,
+    subjects: np.ndarray | None = None,
+    config: AlignConfig | None = None,
+    device: str | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> AlignResult:
+    """Train projectors for both sides on paired rows and report held-out retrieval against chance.
+
+    Args:
+        brain: brain embeddings [N, D_brain] (e.g. `embed_store(...).embeddings`).
+        other: the other modality's embeddings [N, D_other]; row i pairs with brain row i.
+        subjects: subject id per row [N]; all rows of a subject go to the same side of the split
+            (None: every row is its own subject).
+        config: architecture and training (default `AlignConfig()`).
+        device: where to train (default: CUDA if available, else CPU).
+        out: if given, write the projectors (`AlignedProjectors.save`) and ``metrics.json`` there.
+        progress: show a tqdm bar over epochs.
+
+    Returns:
+        `AlignResult`; ``metrics`` holds ``recall`` (``brain_to_other`` / ``other_to_brain``: {k: value}),
+        ``chance`` ({k: k / N_test}), ``n_train``, ``n_test``, ``temperature`` and ``final_loss``.
+
+    Raises:
+        DataError: inputs that are not finite 2-D arrays with the same row count, or too few subjects.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = config or AlignConfig()
+    xb, xo = _check_pair(brain, other)
+    groups = np.arange(len(xb)) if subjects is None else np.asarray(subjects)
+    if groups.shape != (len(xb),):
+        raise DataError(f"align: {groups.size} subject ids for {len(xb)} paired rows")
+    train_rows, test_rows = _subject_split(groups, cfg.test_fraction, cfg.seed)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    # Projector init and dropout draw from this seed; the caller's global RNG state is restored afterwards.
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(cfg.seed)
+        model = AlignedProjectors(xb.shape[1], xo.shape[1], cfg)
+        tb, to = torch.from_numpy(xb[train_rows]), torch.from_numpy(xo[train_rows])
+        for side, t in (("brain", tb), ("other", to)):
+            getattr(model, f"{side}_mean").copy_(t.mean(0))
+            getattr(model, f"{side}_std").copy_(t.std(0, unbiased=False).clamp_min(1e-6))
+        model.to(dev).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        history: list[float] = []
+        bar = tqdm(range(cfg.epochs), desc="align", unit="epoch", disable=not progress)
+        for _ in bar:
+            order = torch.randperm(len(tb), generator=gen)
+            losses = []
+            for batch in order.split(cfg.batch_size):
+                if len(batch) < 2:
+                    continue
+                loss = model.loss(tb[batch].to(dev), to[batch].to(dev))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(loss.detach())
+            history.append(float(torch.stack(losses).mean()))
+            bar.set_postfix(loss=f"{history[-1]:.3f}", T=f"{model.temperature:.3f}")
+    model.eval()
+    with torch.no_grad():
+        zb = model.encode_brain(torch.from_numpy(xb[test_rows]).to(dev)).cpu()
+        zo = model.encode_other(torch.from_numpy(xo[test_rows]).to(dev)).cpu()
+    n_test = len(test_rows)
+    metrics = {
+        "n_train": int(len(train_rows)),
+        "n_test": int(n_test),
+        "recall": {"brain_to_other": retrieval_recall(zb, zo), "other_to_brain": retrieval_recall(zo, zb)},
+        "chance": {k: min(k, n_test) / n_test for k in RECALL_AT},
+        "temperature": model.temperature,
+        "final_loss": history[-1],
+    }
+    model.cpu()
+    result = AlignResult(model, metrics, train_rows, test_rows, history)
+    if out is not None:
+        model.save(out)
+        (Path(out) / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    logger.info("held-out recall@1 brain->other %.3f (chance %.3f) on %d rows",
+                metrics["recall"]["brain_to_other"][1], metrics["chance"][1], n_test)
+    return result
+
+
+def _check_pair(brain: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    arrays = []
+    for name, x in (("brain", brain), ("other", other)):
+        arr = np.asarray(x)
+        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
+            raise DataError(f"align: {name} embeddings must be a numeric [N, D] array, got {arr.dtype} {arr.shape}")
+        if not np.isfinite(arr).all():
+            row = int(np.argwhere(~np.isfinite(arr))[0, 0])
+            raise DataError(f"align: {name} embeddings contain NaN or Inf (first in row {row})")
+        arrays.append(np.ascontiguousarray(arr, dtype=np.float32))
+    if len(arrays[0]) != len(arrays[1]):
+        raise DataError(f"align: brain has {len(arrays[0])} rows but other has {len(arrays[1])}; rows must pair up")
+    return arrays[0], arrays[1]
+
+
+def _subject_split(groups: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffle the subjects with `seed`; round(test_fraction * subjects) of them (>= 2) form the test rows."""
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    n_test = max(2, round(test_fraction * len(uniq)))
+    if len(uniq) - n_test < 2:
+        raise DataError(
+            f"align: {len(uniq)} subjects are too few for a held-out split at test_fraction={test_fraction} "
+            "(need at least 2 training and 2 test subjects)"
+        )
+    test_subjects = np.random.default_rng(seed).permutation(len(uniq))[:n_test]
+    is_test = np.isin(inverse, test_subjects)
+    return np.flatnonzero(~is_test).astype(np.int64), np.flatnonzero(is_test).astype(np.int64)

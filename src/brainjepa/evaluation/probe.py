@@ -1,0 +1,382 @@
+"""Linear probes of frozen features, with the baselines that make their numbers meaningful.
+
+A probe is: standardise the features (fitted on the training fold), then L2 logistic regression
+(classification) or ridge regression, whose C / alpha is chosen by an inner subject-grouped CV inside each
+training fold. Outer folds are grouped by subject (stratified for classification, `grouped_splits`) and repeated
+over seeds; every metric is reported as mean ± std over all (seed, fold) pairs. The same splits serve every
+feature set of a table, so rows differ only by their features.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from brainjepa.errors import ConfigError, DataError
+from brainjepa.evaluation.metrics import (
+    CLASSIFICATION_METRICS,
+    REGRESSION_METRICS,
+    classification_metrics,
+    grouped_splits,
+    regression_metrics,
+    summarize,
+)
+
+if TYPE_CHECKING:
+    import pandas
+
+    from brainjepa.data.store import RunStore
+    from brainjepa.evaluation.embed import EmbedOptions
+    from brainjepa.models import BrainJEPA
+
+logger = logging.getLogger(__name__)
+
+Task = Literal["classification", "regression"]
+DEFAULT_CS = tuple(np.logspace(-4, 4, 9).tolist())
+DEFAULT_ALPHAS = tuple(np.logspace(-2, 6, 9).tolist())
+MAX_CLASSES = 10  # an integer or text label with at most this many values is taken as classes
+BASELINES = ("random-init", "fc")
+ROW_NAMES = {"brainjepa": "brainjepa", "random-init": "random-init", "fc": "FC"}
+
+
+@dataclass
+class ProbeResult:
+    """Per-fold metrics and their summary for one feature set.
+
+    Attributes:
+        task: "classification" or "regression".
+        folds: one dict per (seed, fold): ``seed``, ``fold``, ``n_train``, ``n_test`` and the metrics.
+        summary: metric name -> (mean, std) over all folds (NaNs left out, see `summarize`).
+        n_samples: rows used (after dropping missing labels).
+        n_dropped: rows dropped for a missing label.
+    """
+
+    task: str
+    folds: list[dict[str, Any]]
+    summary: dict[str, tuple[float, float]]
+    n_samples: int
+    n_dropped: int = 0
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+
+
+@dataclass
+class ProbeTable:
+    """Probe results of several feature sets on one label (rows in insertion order)."""
+
+    label: str
+    task: str
+    results: dict[str, ProbeResult] = field(default_factory=dict)
+
+    def to_frame(self) -> pandas.DataFrame:
+        """One row per feature set: ``<metric>_mean`` and ``<metric>_std`` columns plus ``n``."""
+        import pandas as pd
+
+        rows = []
+        for name, res in self.results.items():
+            row: dict[str, Any] = {"features": name}
+            for metric in res.metric_names:
+                row[f"{metric}_mean"], row[f"{metric}_std"] = res.summary[metric]
+            row["n"] = res.n_samples
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def to_markdown(self, digits: int = 3) -> str:
+        """A markdown table: rows = feature sets, columns = metric mean ± std."""
+        names = next(iter(self.results.values())).metric_names if self.results else ()
+        lines = [f"| features | {' | '.join(names)} | n |", "|---" * (len(names) + 2) + "|"]
+        for name, res in self.results.items():
+            cells = [f"{res.summary[m][0]:.{digits}f} ± {res.summary[m][1]:.{digits}f}" for m in names]
+            lines.append(f"| {name} | {' | '.join(cells)} | {res.n_samples} |")
+        return "\n".join(lines)
+
+    def save(self, out: str | Path) -> Path:
+        """Write ``probe.csv`` (summary), ``probe.md`` (the markdown table) and ``probe_folds.csv`` into `out`."""
+        import pandas as pd
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        self.to_frame().to_csv(out / "probe.csv", index=False)
+        (out / "probe.md").write_text(f"Probe of `{self.label}` ({self.task})\n\n{self.to_markdown()}\n")
+        folds = [{"features": name, **f} for name, res in self.results.items() for f in res.folds]
+        pd.DataFrame(folds).to_csv(out / "probe_folds.csv", index=False)
+        return out
+
+
+def infer_task(labels: np.ndarray) -> Task:
+    """Classification for text/bool labels or integer-valued labels with at most 10 distinct values,
+    regression otherwise (missing values ignored)."""
+    y = _present(np.asarray(labels))
+    if y.dtype.kind in "OUSb":
+        return "classification"
+    values = np.unique(y.astype(np.float64))
+    if np.all(values == np.round(values)) and len(values) <= MAX_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def _missing(labels: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    miss = np.asarray(pd.isna(labels), dtype=bool)
+    if labels.dtype.kind in "OUS":
+        miss |= np.array([isinstance(v, str) and not v.strip() for v in labels], dtype=bool)
+    return miss
+
+
+def _present(labels: np.ndarray) -> np.ndarray:
+    y = labels[~_missing(labels)]
+    if y.dtype.kind == "O" and all(isinstance(v, (int, float, np.number)) for v in y):
+        y = y.astype(np.float64)
+    return y
+
+
+def drop_missing(labels: np.ndarray, *arrays: np.ndarray, what: str = "label") -> tuple[np.ndarray, ...]:
+    """Rows whose label is missing (NaN, None, empty text) removed from labels and every array; the count is
+    logged at warning level, never dropped silently."""
+    labels = np.asarray(labels)
+    miss = _missing(labels)
+    if miss.any():
+        logger.warning("dropped %d of %d rows with a missing %s", int(miss.sum()), len(labels), what)
+    keep = ~miss
+    out = [_present(labels)] + [np.asarray(a)[keep] for a in arrays]
+    return tuple(out)
+
+
+def probe(
+    features: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray | None = None,
+    *,
+    task: Task | None = None,
+    folds: int = 5,
+    seeds: int = 3,
+    inner_folds: int = 3,
+    Cs: Sequence[float] = DEFAULT_CS,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+) -> ProbeResult:
+    """Cross-validated linear probe of `features` for `labels`.
+
+    Args:
+        features: [N, F] (higher-rank arrays are flattened per row).
+        labels: [N] class labels or continuous values; missing values are dropped (count logged).
+        groups: [N] group ids (subjects) kept on one side of every split; None: each row its own group.
+        task: "classification" / "regression"; None infers it (`infer_task`).
+        folds: outer folds per seed.
+        seeds: repetitions with seeds 0..seeds-1 (different outer and inner splits).
+        inner_folds: grouped inner CV folds choosing C / alpha (fewer if a training fold has fewer groups).
+        Cs: inverse L2 strengths of the logistic regression grid.
+        alphas: ridge penalties of the regression grid.
+
+    Raises:
+        DataError: mismatched lengths, too few groups for the folds, or a single class.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    x = x.reshape(len(x), -1)
+    y = np.asarray(labels)
+    g = np.arange(len(y)) if groups is None else np.asarray(groups)
+    if not len(x) == len(y) == len(g):
+        raise DataError(f"probe: {len(x)} feature rows, {len(y)} labels and {len(g)} groups must match")
+    n_all = len(y)
+    y, x, g = drop_missing(y, x, g)
+    task = task or infer_task(y)
+    if task not in ("classification", "regression"):
+        raise ConfigError(f"probe task must be 'classification' or 'regression', got {task!r}")
+    if not np.isfinite(x).all():
+        raise DataError("probe: features contain NaN or Inf")
+    if task == "regression":
+        y = y.astype(np.float64)
+    classes = np.unique(y) if task == "classification" else None
+    rows: list[dict[str, Any]] = []
+    unconverged = 0
+    for seed in range(seeds):
+        for k, (train, test) in enumerate(grouped_splits(y, g, task=task, folds=folds, seed=seed)):
+            model, warned = _fit(x[train], y[train], g[train], task, inner_folds, seed, Cs, alphas)
+            unconverged += warned
+            rows.append({"seed": seed, "fold": k, "n_train": len(train), "n_test": len(test),
+                         **_score(model, x[test], y[test], task, classes)})
+    if unconverged:
+        logger.info("%d probe fits stopped at max_iter before converging (results are still valid fits)",
+                    unconverged)
+    metrics = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    summary = summarize([{m: r[m] for m in metrics} for r in rows])
+    return ProbeResult(task, rows, summary, n_samples=len(y), n_dropped=n_all - len(y))
+
+
+def _fit(x: np.ndarray, y: np.ndarray, g: np.ndarray, task: str, inner_folds: int, seed: int,
+         Cs: Sequence[float], alphas: Sequence[float]) -> tuple[Any, int]:
+    """Standardise + linear model, hyper-parameter chosen by grouped inner CV; returns (fitted, #unconverged)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    k = min(inner_folds, len(np.unique(g)))
+    if task == "classification":
+        k = min(k, int(np.unique(y, return_counts=True)[1].min()))
+        est, grid, scoring = LogisticRegression(max_iter=1000), {"logisticregression__C": list(Cs)}, "neg_log_loss"
+    else:
+        est, grid, scoring = Ridge(), {"ridge__alpha": list(alphas)}, "neg_mean_squared_error"
+    pipe = make_pipeline(StandardScaler(), est)
+    # One BLAS thread: these fits are many small matrix products, where threaded BLAS only adds overhead
+    # (10x slower on a busy 2-core machine).
+    with warnings.catch_warnings(record=True) as caught, threadpool_limits(1, user_api="blas"):
+        warnings.simplefilter("always", ConvergenceWarning)
+        if k >= 2:
+            inner = grouped_splits(y, g, task=task, folds=k, seed=seed)
+            fitted = GridSearchCV(pipe, grid, cv=inner, scoring=scoring, error_score="raise").fit(x, y)
+        else:
+            # Too few groups (or members of a class) for an inner CV: the middle of the grid, logged.
+            logger.warning("training fold too small for inner CV (%d groups); using the grid's middle value", k)
+            key, values = next(iter(grid.items()))
+            fitted = pipe.set_params(**{key: values[len(values) // 2]}).fit(x, y)
+    for w in caught:
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return fitted, sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+
+def _score(model: Any, x: np.ndarray, y: np.ndarray, task: str, classes: np.ndarray | None) -> dict[str, float]:
+    if task == "regression":
+        return regression_metrics(y, model.predict(x))
+    proba = model.predict_proba(x)
+    score = np.zeros((len(x), len(classes)))
+    # A training fold may lack a class: its column stays 0, others keep their place in the full class list.
+    score[:, np.searchsorted(classes, model.classes_)] = proba
+    return classification_metrics(y, model.predict(x), score, labels=classes)
+
+
+def probe_models(
+    features: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    groups: np.ndarray | None = None,
+    *,
+    label: str = "label",
+    task: Task | None = None,
+    folds: int = 5,
+    seeds: int = 3,
+    inner_folds: int = 3,
+) -> ProbeTable:
+    """The same probe (same splits, same grids) on several feature sets: one row per entry of `features`.
+
+    Args:
+        features: name -> [N, F] features; all share the rows of `labels` / `groups`.
+        labels, groups, task, folds, seeds, inner_folds: as in `probe` (missing labels dropped once, logged).
+        label: name of the label, for the table's caption.
+    """
+    labels = np.asarray(labels)
+    names = list(features)
+    arrays = [np.asarray(features[n]) for n in names]
+    bad = [n for n, a in zip(names, arrays, strict=True) if len(a) != len(labels)]
+    if bad:
+        raise DataError(f"probe: feature sets {bad} do not have one row per label ({len(labels)} rows)")
+    g = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    y, g, *arrays = drop_missing(labels, g, *arrays, what=f"{label!r} label")
+    task = task or infer_task(y)
+    table = ProbeTable(label, task)
+    for name, x in zip(names, arrays, strict=True):
+        logger.info("probing %s features %s for %r (%s)", name, list(x.shape), label, task)
+        table.results[name] = probe(x, y, g, task=task, folds=folds, seeds=seeds, inner_folds=inner_folds)
+    return table
+
+
+def probe_store(
+    data: RunStore | str | Path,
+    label: str,
+    *,
+    model: BrainJEPA | str | Path | None = None,
+    embeddings: str | Path | None = None,
+    gradient: str | Path | None = None,
+    task: Task | None = None,
+    groups: str = "subject",
+    folds: int = 5,
+    seeds: int = 3,
+    baselines: Sequence[str] = BASELINES,
+    options: EmbedOptions | None = None,
+    random_init_seed: int = 0,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> ProbeTable:
+    """Probe a store's phenotype `label` with Brain-JEPA embeddings beside the baselines (`brainjepa probe`).
+
+    Args:
+        data: the store (or its path) holding the runs and the label column.
+        label: phenotype column to predict.
+        model: model to embed with (a BrainJEPA, or a folder / checkpoint `BrainJEPA.load` reads).
+        embeddings: instead of `model`, a file written by `save_embeddings`; rows are matched to runs by
+            (subject, run). The random-init baseline needs a model and is skipped then (logged).
+        gradient: gradient CSV, for a reference ``jepa-ep*.pth.tar`` `model`.
+        task: "classification" / "regression"; None infers it from the label.
+        groups: column whose values stay on one side of every split (default subject).
+        folds, seeds: outer CV folds and repetitions.
+        baselines: any of "random-init" (same architecture, seed `random_init_seed`, same embedding options)
+            and "fc" (whole-run Fisher-z functional connectivity).
+        options: embedding options (windows, normalisation, encoder, device...).
+        out: folder for probe.csv / probe.md / probe_folds.csv (None: nothing written).
+        progress: show progress bars.
+
+    Raises:
+        DataError: the label or group column does not exist (available ones listed), embeddings rows that
+            match no run, too few subjects for the folds.
+        ConfigError: neither or both of `model` and `embeddings`, an unknown baseline.
+    """
+    from brainjepa.data.normalize import open_runs
+    from brainjepa.evaluation.baselines import functional_connectivity, random_init_like
+    from brainjepa.evaluation.embed import embed_store, load_embeddings, load_model
+
+    if (model is None) == (embeddings is None):
+        raise ConfigError("probe needs exactly one of a model (--model) or an embeddings file (--embeddings)")
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise ConfigError(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
+    store, _ = open_runs(data, None)
+    y_all, g_all = store.phenotype(label), store.phenotype(groups)
+    features: dict[str, np.ndarray] = {}
+    if embeddings is not None:
+        loaded = load_embeddings(embeddings)
+        runs = _match_runs(store, loaded.index, embeddings)
+        features["brainjepa"] = loaded.embeddings.numpy()
+    else:
+        model = load_model(model, gradient=gradient)
+        runs = np.arange(len(store))
+        features["brainjepa"] = embed_store(model, store, options=options, progress=progress).embeddings.numpy()
+    if "random-init" in baselines:
+        if model is None:
+            logger.warning("random-init baseline skipped: it needs the model's architecture (--model)")
+        else:
+            fresh = random_init_like(model, seed=random_init_seed)
+            emb = embed_store(fresh, store, indices=runs, options=options, progress=progress).embeddings
+            features["random-init"] = emb.numpy()
+    if "fc" in baselines:
+        subjects = store.manifest["subject"].astype(str).to_numpy()
+        features["fc"] = functional_connectivity((store.run(int(i)) for i in runs),
+                                                 names=(f"subject {subjects[i]!r}" for i in runs))
+    named = {ROW_NAMES[k]: v for k, v in features.items()}
+    table = probe_models(named, y_all[runs], g_all[runs], label=label, task=task, folds=folds, seeds=seeds)
+    if out is not None:
+        table.save(out)
+    return table
+
+
+def _match_runs(store: RunStore, index: pandas.DataFrame, source: str | Path) -> np.ndarray:
+    """Store run index of every embeddings row, matched on (subject, run)."""
+    manifest = store.manifest
+    where = {(s, r): i for i, (s, r) in enumerate(zip(manifest["subject"].astype(str),
+                                                      manifest["run"].astype(str), strict=True))}
+    keys = list(zip(index["subject"].astype(str), index["run"].astype(str), strict=True))
+    missing = [k for k in keys if k not in where]
+    if missing:
+        raise DataError(f"{source}: {len(missing)} embedding rows match no run of {store.path}, "
+                        f"e.g. subject {missing[0][0]!r} run {missing[0][1]!r}")
+    return np.array([where[k] for k in keys], dtype=np.int64)
+

@@ -1,0 +1,146 @@
+"""`BrainJEPAEmbedder`: Brain-JEPA embeddings as a scikit-learn transformer (drops into a `Pipeline`).
+
+It follows scikit-learn's conventions: `__init__` stores its parameters unchanged, `fit` loads the model into
+``model_`` and records ``n_features_in_``, `transform` refuses to run unfitted, and `clone`, `set_params`,
+pickling and `set_output(transform="pandas")` work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from brainjepa.errors import DataError
+from brainjepa.evaluation.embed import EmbedOptions, embed, load_model
+from brainjepa.models import BrainJEPA
+
+
+class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
+    """Frozen Brain-JEPA features of ROI time series.
+
+    Input X is [N, R, T] (raw series) or its 2-D flattening [N, R*T] (row-major, as ``X.reshape(N, -1)``);
+    R must be the model's ROI count; T is cut into windows as described in `brainjepa.evaluation.embed`.
+    Output is float32 [N, D] for ``pooling="mean"``, [N, R*D] for ``"roi"`` (ROI-major) and [N, R*P*D] for
+    ``"tokens"``.
+
+    Args:
+        model: a BrainJEPA, or a save_pretrained / run folder, or a reference ``jepa-ep*.pth.tar``.
+        gradient: gradient CSV for a reference checkpoint `model`.
+        pooling: "mean", "roi" or "tokens".
+        encoder: "target" (default, as the reference's downstream code) or "context".
+        windows: deterministic windows per sample whose embeddings are averaged.
+        sampling_rate: frame stride inside a window.
+        target_tr: resample to this TR (seconds); needs `tr`.
+        tr: TR of the input series in seconds.
+        pad: repeat the last frame of series shorter than one window instead of raising.
+        normalization: "model", "sample_zscore", "roi_zscore" or "none".
+        masked_views: number of random masked views averaged (0: the full input).
+        mask_keep: fraction of each ROI's time patches a masked view keeps.
+        random_state: seed of the masked views.
+        batch_size: windows per forward pass.
+        device: where to run (None: where the model is).
+        precision: "auto", "bf16" or "fp32".
+        progress: show a progress bar in `transform`.
+    """
+
+    def __init__(
+        self,
+        model: BrainJEPA | str | Path | None = None,
+        *,
+        gradient: str | Path | None = None,
+        pooling: str = "mean",
+        encoder: str = "target",
+        windows: int = 1,
+        sampling_rate: int = 1,
+        target_tr: float | None = None,
+        tr: float | None = None,
+        pad: bool = False,
+        normalization: str = "model",
+        masked_views: int = 0,
+        mask_keep: float = 0.85,
+        random_state: int = 0,
+        batch_size: int = 32,
+        device: str | None = None,
+        precision: str = "auto",
+        progress: bool = False,
+    ) -> None:
+        self.model = model
+        self.gradient = gradient
+        self.pooling = pooling
+        self.encoder = encoder
+        self.windows = windows
+        self.sampling_rate = sampling_rate
+        self.target_tr = target_tr
+        self.tr = tr
+        self.pad = pad
+        self.normalization = normalization
+        self.masked_views = masked_views
+        self.mask_keep = mask_keep
+        self.random_state = random_state
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.progress = progress
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> BrainJEPAEmbedder:  # noqa: N803 (sklearn API)
+        """Load the model and check X's shape; `y` is ignored (features are unsupervised)."""
+        if self.model is None:
+            raise DataError("BrainJEPAEmbedder needs model=<BrainJEPA, folder or checkpoint>")
+        self.options_ = self._options()
+        self.model_ = load_model(self.model, gradient=self.gradient)
+        series = self._series(X)
+        self.n_features_in_ = int(series.shape[1] * series.shape[2])
+        cfg = self.model_.config
+        per_row = {"mean": 1, "roi": cfg.num_rois, "tokens": cfg.num_patches}[self.pooling]
+        self._n_features_out = per_row * cfg.embed_dim
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:  # noqa: N803 (sklearn API)
+        """Embeddings float32 [N, n_features_out] of X ([N, R, T] or [N, R*T])."""
+        check_is_fitted(self, "model_")
+        series = self._series(X)
+        if series.shape[1] * series.shape[2] != self.n_features_in_:
+            raise ValueError(
+                f"X has {series.shape[1] * series.shape[2]} values per sample, but BrainJEPAEmbedder was fitted "
+                f"with {self.n_features_in_}"
+            )
+        out = embed(self.model_, series, pooling=self.pooling, options=self.options_, tr=self.tr,
+                    progress=self.progress)
+        return out.reshape(len(series), -1).numpy()
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        """``emb_<d>`` (mean), ``roi<r>_emb_<d>`` (roi) or ``tok<n>_emb_<d>`` (tokens), in output order."""
+        check_is_fitted(self, "model_")
+        cfg = self.model_.config
+        dims = range(cfg.embed_dim)
+        if self.pooling == "mean":
+            names = [f"emb_{d}" for d in dims]
+        else:
+            prefix, count = ("roi", cfg.num_rois) if self.pooling == "roi" else ("tok", cfg.num_patches)
+            names = [f"{prefix}{i}_emb_{d}" for i in range(count) for d in dims]
+        return np.asarray(names, dtype=object)
+
+    def _options(self) -> EmbedOptions:
+        if self.pooling not in ("mean", "roi", "tokens"):
+            raise ValueError(f"pooling must be 'mean', 'roi' or 'tokens', got {self.pooling!r}")
+        return EmbedOptions(
+            encoder=self.encoder, windows=self.windows, sampling_rate=self.sampling_rate, target_tr=self.target_tr,
+            pad=self.pad, normalization=self.normalization, masked_views=self.masked_views,
+            mask_keep=self.mask_keep, seed=self.random_state, batch_size=self.batch_size, device=self.device,
+            precision=self.precision,
+        )
+
+    def _series(self, X: np.ndarray) -> np.ndarray:  # noqa: N803 (sklearn API)
+        """X as float32 [N, R, T]; a 2-D X is unflattened with the model's ROI count."""
+        arr = np.asarray(X, dtype=np.float32)
+        rois = self.model_.config.num_rois
+        if arr.ndim == 2:
+            if arr.shape[1] % rois:
+                raise ValueError(f"2-D X needs R*T columns with R = {rois} ROIs; got {arr.shape[1]} columns")
+            arr = arr.reshape(len(arr), rois, -1)
+        if arr.ndim != 3 or arr.shape[1] != rois:
+            raise ValueError(f"X must be [N, {rois}, T] or [N, {rois}*T], got shape {list(np.shape(X))}")
+        return arr

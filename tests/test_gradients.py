@@ -1,0 +1,212 @@
+"""Gradients: group FC recipe, BrainSpace embedding on real HCP FC, gradient file I/O and its errors, CLI."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainjepa.cli import main
+from brainjepa.data.gradients import (
+    MissingDependencyError,
+    compute_gradients,
+    compute_group_fc,
+    load_fc,
+    load_gradient,
+    save_gradient,
+)
+from brainjepa.data.store import StoreWriter
+from brainjepa.errors import ConfigError, DataError
+
+GOLDEN_GRADIENT = Path(__file__).resolve().parents[2] / "shared" / "golden" / "gradient_mapping_450.csv"
+# Schaefer-400 7-network order: parcels per network, left hemisphere then right (CBIG's 400-parcel LUT).
+NETWORKS = ["Vis", "SomMot", "DorsAttn", "SalVentAttn", "Limbic", "Cont", "Default"]
+COUNTS = [31, 37, 23, 22, 13, 22, 52, 30, 40, 23, 25, 13, 30, 39]
+
+
+def _hcp_fc(group: str) -> np.ndarray:
+    """HCP group FC for Schaefer-400 shipped inside the brainspace wheel (read as a file, no vtk needed)."""
+    pytest.importorskip("brainspace.gradient")
+    import brainspace
+
+    path = Path(brainspace.__file__).parent / "datasets" / "matrices" / group / "schaefer_400_mean_connectivity_matrix.csv"
+    return load_fc(path)
+
+
+def _auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Separation of two groups by a score, independent of the score's sign (0.5 = none, 1 = perfect)."""
+    from sklearn.metrics import roc_auc_score
+
+    auc = roc_auc_score(positive, scores)
+    return max(auc, 1 - auc)
+
+
+@pytest.fixture(scope="module")
+def hcp_gradients() -> tuple[np.ndarray, np.ndarray]:
+    return compute_gradients(_hcp_fc("main_group")), compute_gradients(_hcp_fc("holdout_group"))
+
+
+def test_hcp_gradients_reproducible_and_ordered(hcp_gradients):
+    main_g, holdout_g = hcp_gradients
+    assert main_g.shape == (400, 30) and holdout_g.shape == (400, 30)
+    for k in range(3):
+        r = np.corrcoef(main_g[:, k], holdout_g[:, k])[0, 1]
+        assert abs(r) >= 0.95, f"G{k + 1}: main vs holdout r = {r:.3f}"
+    # Diffusion-map columns are eigenvectors scaled by their eigenvalue, largest first.
+    spread = main_g.std(axis=0)
+    assert np.all(np.diff(spread[:10]) < 0)
+
+
+def test_hcp_first_gradients_are_the_known_axes(hcp_gradients):
+    g = hcp_gradients[0]
+    network = np.repeat(NETWORKS * 2, COUNTS)
+    # G1: unimodal (visual, somatomotor) vs transmodal (default mode) cortex.
+    uni_or_dmn = np.isin(network, ["Vis", "SomMot", "Default"])
+    assert _auc(g[uni_or_dmn, 0], network[uni_or_dmn] == "Default") >= 0.95
+    # G2: visual vs somatomotor.
+    vis_or_sm = np.isin(network, ["Vis", "SomMot"])
+    assert _auc(g[vis_or_sm, 1], network[vis_or_sm] == "Vis") >= 0.95
+
+
+def _store(path: Path, runs: list[np.ndarray]):
+    with StoreWriter(path, runs[0].shape[0]) as w:
+        for i, ts in enumerate(runs):
+            w.add(ts, subject=f"s{i}", tr=2.0)
+    from brainjepa.data.store import RunStore
+
+    return RunStore(path)
+
+
+def test_group_fc_is_fisher_z_mean_of_run_fc(tmp_path):
+    rng = np.random.default_rng(0)
+    mix = rng.standard_normal((6, 6))
+    runs = [(mix @ rng.standard_normal((6, t))).astype(np.float32) for t in (30, 50, 41)]
+    fc = compute_group_fc(_store(tmp_path / "s", runs), progress=False)
+    expected = np.tanh(np.mean([np.arctanh(np.clip(np.corrcoef(r.astype(np.float64)), -1 + 1e-7, 1 - 1e-7))
+                                for r in runs], axis=0))
+    np.fill_diagonal(expected, 1.0)
+    np.testing.assert_allclose(fc, expected, atol=1e-6)
+    assert not np.allclose(fc, np.mean([np.corrcoef(r) for r in runs], axis=0), atol=1e-4)  # not a plain r mean
+
+
+def test_group_fc_rejects_too_short_run(tmp_path):
+    runs = [np.random.default_rng(1).standard_normal((4, 2)).astype(np.float32)]
+    with pytest.raises(DataError, match=r"subject s0.*2 frames are too few"):
+        compute_group_fc(_store(tmp_path / "s", runs), progress=False)
+
+
+def _line_ts(rois: int, frames: int, rng: np.random.Generator) -> np.ndarray:
+    """ROIs on a line, each mixing 5 latent signals by distance: FC falls off smoothly along the line."""
+    pos = np.linspace(0, 1, rois)
+    weights = np.exp(-((pos[:, None] - np.linspace(0, 1, 5)[None, :]) ** 2) / (2 * 0.15**2))
+    return weights @ rng.standard_normal((5, frames)) + 0.3 * rng.standard_normal((rois, frames))
+
+
+def _line_fc(rois: int = 40, seed: int = 0) -> np.ndarray:
+    return np.corrcoef(_line_ts(rois, 400, np.random.default_rng(seed)))
+
+
+def _rank_r(a: np.ndarray, b: np.ndarray) -> float:
+    return abs(np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1])
+
+
+def test_cli_from_fc_file_and_from_store(tmp_path):
+    fc = _line_fc()
+    np.savetxt(tmp_path / "fc.csv", fc, delimiter=",")
+    out = tmp_path / "g.csv"
+    assert main(["gradients", "--fc", str(tmp_path / "fc.csv"), "--out", str(out), "--n-components", "5"]) == 0
+    written = np.loadtxt(out, delimiter=",")  # headerless, comma-separated, [R, G]
+    assert written.shape == (40, 5)
+    np.testing.assert_allclose(written, compute_gradients(fc, 5), rtol=1e-12, atol=1e-12)
+    assert _rank_r(written[:, 0], np.arange(40)) > 0.95  # G1 recovers the position along the line
+
+    rng = np.random.default_rng(2)
+    _store(tmp_path / "store", [_line_ts(16, 90, rng).astype(np.float32) for _ in range(3)])
+    out2 = tmp_path / "g2.npy"
+    assert main(["gradients", "--data", str(tmp_path / "store"), "--out", str(out2), "--n-components", "3",
+                 "--sparsity", "0.5", "--no-progress"]) == 0
+    g = load_gradient(out2, num_rois=16)
+    assert g.shape == (16, 3) and g.dtype == np.float32
+    assert _rank_r(g[:, 0], np.arange(16)) > 0.9
+
+
+def test_gradient_options_change_result_and_seed_is_deterministic():
+    fc = _line_fc(seed=3)
+    base = compute_gradients(fc, 4, seed=1)
+    np.testing.assert_array_equal(base, compute_gradients(fc, 4, seed=1))
+    assert not np.allclose(base, compute_gradients(fc, 4, sparsity=0.5))
+    assert not np.allclose(base, compute_gradients(fc, 4, alpha=0.0))
+    assert compute_gradients(fc, 4, approach="le", kernel="normalized_angle").shape == (40, 4)
+
+
+@pytest.mark.parametrize(
+    ("fc", "kwargs", "error", "message"),
+    [
+        (np.ones((5, 4)), {}, DataError, r"square \[R, R\], got shape \(5, 4\)"),
+        (np.full((6, 6), np.nan), {"n_components": 2}, DataError, "36 NaN/Inf"),
+        (np.eye(6), {"n_components": 5}, ConfigError, "between 1 and R - 2 = 4"),
+        (np.eye(6), {"n_components": 2, "kernel": "rbf"}, ConfigError, "unknown kernel 'rbf'"),
+        (np.eye(6), {"n_components": 2, "approach": "tsne"}, ConfigError, "unknown approach 'tsne'"),
+        (np.eye(6), {"n_components": 2, "sparsity": 1.0}, ConfigError, r"sparsity must be in \[0, 1\)"),
+        (np.eye(6), {"n_components": 2, "alpha": 2.0}, ConfigError, r"alpha must be in \[0, 1\]"),
+    ],
+)
+def test_compute_gradients_bad_input(fc, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        compute_gradients(fc, **kwargs)
+
+
+def test_missing_brainspace_says_how_to_install(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "brainspace", None)
+    monkeypatch.setitem(sys.modules, "brainspace.gradient", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install --no-deps brainspace==0\.3\.0"):
+        compute_gradients(_line_fc(), 3)
+    np.save(tmp_path / "fc.npy", _line_fc())
+    assert main(["gradients", "--fc", str(tmp_path / "fc.npy"), "--out", str(tmp_path / "g.csv")]) == 2
+    assert "pip install --no-deps brainspace==0.3.0" in capsys.readouterr().err
+    assert not (tmp_path / "g.csv").exists()
+
+
+def test_load_official_gradient_file():
+    if not GOLDEN_GRADIENT.is_file():
+        pytest.skip(f"{GOLDEN_GRADIENT} not available")
+    g = load_gradient(GOLDEN_GRADIENT, num_rois=450)
+    assert g.shape == (450, 30) and g.dtype == np.float32
+    assert np.abs(g.mean(axis=0)).max() < 1e-4  # zero-mean columns, as measured in the reference file
+    with pytest.raises(DataError, match=r"gradient_mapping_450\.csv: 450 rows but the model has 400 ROIs"):
+        load_gradient(GOLDEN_GRADIENT, num_rois=400)
+
+
+def test_save_load_round_trip(tmp_path):
+    g = np.random.default_rng(4).standard_normal((7, 3))
+    for name in ("g.csv", "g.npy"):
+        save_gradient(tmp_path / name, g)
+        np.testing.assert_array_equal(load_gradient(tmp_path / name), g.astype(np.float32))
+    assert len((tmp_path / "g.csv").read_text().splitlines()) == 7  # no header line
+    np.testing.assert_array_equal(load_gradient(g.tolist()), g.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("1,2\n3,nan\n", r"bad\.csv: 1 NaN/Inf values \(first in row 1\)"),
+        ("a,b\n1,2\n", r"bad\.csv: unreadable as a numeric matrix without header"),
+        ("1,2\n3\n", r"bad\.csv: unreadable"),
+    ],
+)
+def test_load_gradient_bad_file(tmp_path, content, message):
+    (tmp_path / "bad.csv").write_text(content)
+    with pytest.raises(DataError, match=message):
+        load_gradient(tmp_path / "bad.csv")
+
+
+def test_load_gradient_bad_array_and_missing_file(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.csv: file not found"):
+        load_gradient(tmp_path / "nope.csv")
+    with pytest.raises(DataError, match=r"gradient array: expected a 2-D \[ROIs, gradients\] matrix, got shape \(5,\)"):
+        load_gradient(np.zeros(5))
+    with pytest.raises(DataError, match="must be square"):
+        np.savetxt(tmp_path / "fc.csv", np.ones((3, 2)), delimiter=",")
+        load_fc(tmp_path / "fc.csv")
