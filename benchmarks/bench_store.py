@@ -119,13 +119,15 @@ def prepare_ukb(args: argparse.Namespace) -> dict:
             index = pd.Index([f"roi{i}" for i in range(rois)], name="label_name")
             pd.DataFrame(ts, index=index).to_csv(folder / name, float_format="%.6g")
     out = {}
-    for workers in sorted({1, args.workers}):
-        t0 = time.perf_counter()
-        store, _ = prepare_store(
-            [root], root / "store", num_rois=450, tr=0.735, overwrite=True, workers=workers, progress=False
-        )
-        out[workers] = time.perf_counter() - t0
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        for workers in sorted({1, args.workers}):
+            t0 = time.perf_counter()
+            store, _ = prepare_store(
+                [root], root / "store", num_rois=450, tr=0.735, overwrite=True, workers=workers, progress=False
+            )
+            out[workers] = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     return {"subjects": len(store), "seconds_by_workers": out}
 
 

@@ -31,8 +31,8 @@ def _hcp_fc(group: str) -> np.ndarray:
     pytest.importorskip("brainspace.gradient")
     import brainspace
 
-    path = Path(brainspace.__file__).parent / "datasets" / "matrices" / group / "schaefer_400_mean_connectivity_matrix.csv"
-    return load_fc(path)
+    matrices = Path(brainspace.__file__).parent / "datasets" / "matrices"
+    return load_fc(matrices / group / "schaefer_400_mean_connectivity_matrix.csv")
 
 
 def _auc(scores: np.ndarray, positive: np.ndarray) -> float:

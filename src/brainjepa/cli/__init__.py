@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from brainjepa import __version__
-from brainjepa.cli import gradients, info, prepare, pretrain, samples, simulate, validate
+from brainjepa.cli import align, embed, finetune, gradients, info, prepare, pretrain, probe, samples, simulate, validate
 from brainjepa.errors import BrainJEPAError
 
-_COMMANDS = [info, prepare, validate, pretrain, simulate, samples, gradients]
+_COMMANDS = [info, prepare, validate, pretrain, simulate, samples, gradients, finetune, align, embed, probe]
 
 
 def build_parser() -> argparse.ArgumentParser:

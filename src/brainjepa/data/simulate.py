@@ -248,17 +248,18 @@ def _integrate(
 
 def _to_bold(config: SimulationConfig, records: np.ndarray, record_dt: float, per_tr: int,
              rngs: list[np.random.Generator]) -> np.ndarray:
-    """HRF convolution (FFT along time), sampling at TR ends after the transient, measurement noise: [B, R, T]."""
-    h = double_gamma_hrf(record_dt)
+    """HRF convolution (FFT along time, one subject at a time to bound memory), sampling at the end of each TR
+    after the transient, then measurement noise. Returns [B, R, T] float32."""
     n = records.shape[0]
+    h = double_gamma_hrf(record_dt)
     nfft = 1 << math.ceil(math.log2(n + len(h)))
-    spectrum = np.fft.rfft(records, nfft, axis=0) * np.fft.rfft(h, nfft)[:, None, None]
+    h_spectrum = np.fft.rfft(h, nfft)[:, None]
     frames = (np.arange(config.transient_frames, config.transient_frames + config.frames) + 1) * per_tr - 1
-    bold = np.fft.irfft(spectrum, nfft, axis=0)[frames].astype(np.float32)  # [T, B, R]
-    bold = np.ascontiguousarray(bold.transpose(1, 2, 0))
+    bold = np.empty((len(rngs), config.rois, config.frames), np.float32)
     for b, g in enumerate(rngs):
-        sd = float(bold[b].std())
-        bold[b] += (config.obs_noise * sd * g.standard_normal(bold[b].shape)).astype(np.float32)
+        convolved = np.fft.irfft(np.fft.rfft(records[:, b], nfft, axis=0) * h_spectrum, nfft, axis=0)[frames]
+        bold[b] = convolved.T
+        bold[b] += (config.obs_noise * float(bold[b].std()) * g.standard_normal(bold[b].shape)).astype(np.float32)
     return bold
 
 

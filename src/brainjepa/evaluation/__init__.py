@@ -1,6 +1,8 @@
 """Downstream evaluation: embeddings, linear probes with baselines, and the metrics/splits they share.
 
-Submodules are imported on first use, so ``import brainjepa.evaluation.metrics`` stays light.
+Submodules are imported on first use, so ``import brainjepa.evaluation.metrics`` stays light. The functions
+`embed` and `probe` share their submodules' names, so they are reached as ``brainjepa.embed`` and
+``brainjepa.evaluation.probe.probe``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ _EXPORTS = {
     "summarize": "metrics",
     "EmbedOptions": "embed",
     "StoreEmbeddings": "embed",
-    "embed": "embed",
     "embed_store": "embed",
     "load_embeddings": "embed",
     "save_embeddings": "embed",
@@ -22,7 +23,6 @@ _EXPORTS = {
     "ProbeResult": "probe",
     "ProbeTable": "probe",
     "infer_task": "probe",
-    "probe": "probe",
     "probe_models": "probe",
     "probe_store": "probe",
     "functional_connectivity": "baselines",

@@ -254,7 +254,7 @@ def load_embeddings(path: str | Path) -> StoreEmbeddings:
     if len(index) != len(emb) or any(c not in index.columns for c in _ID_COLUMNS):
         raise DataError(f"{path}: index has {len(index)} rows / columns {list(index.columns)}; need {len(emb)} "
                         f"rows with {list(_ID_COLUMNS)}")
-    return StoreEmbeddings(torch.from_numpy(np.asarray(emb, dtype=np.float32)), index)
+    return StoreEmbeddings(torch.from_numpy(np.array(emb, dtype=np.float32)), index)
 
 
 def index_path(out: Path) -> Path:

@@ -97,9 +97,8 @@ class MaskCollator:
         allow_overlap: bool = False,
         max_tries: int = 20,
     ) -> None:
-        if not (isinstance(input_size, Sequence) and len(input_size) == 2 and all(map(_is_int, input_size))) or (
-            min(input_size) < 1
-        ):
+        sizes_ok = isinstance(input_size, Sequence) and len(input_size) == 2
+        if not (sizes_ok and all(_is_int(v) and v >= 1 for v in input_size)):
             raise ConfigError(f"mask collator input_size must be two positive integers (R, T), got {input_size!r}")
         if not _is_int(seed):
             raise ConfigError(f"mask collator seed must be an integer, got {seed!r}")
@@ -164,6 +163,7 @@ class MaskCollator:
 
     def masks_for(self, batch_size: int, *, epoch: int, batch: int) -> tuple[Tensor, Tensor]:
         """(context_idx [B, K_enc], target_idx [B, K_pred]) that batch `batch` of `epoch` gets."""
+        _check_int("mask collator batch_size", batch_size, 1)
         generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, batch))
         return sample_masks(
             generator,

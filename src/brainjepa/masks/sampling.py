@@ -224,9 +224,9 @@ def sample_masks(
         for whole, part in zip(grids, fresh, strict=True):
             whole[redo] = part
         n_context[redo], n_target[redo] = _counts(fresh)
-    n = batch_size
-    context_idx = _first_k(grids.context.reshape(n, -1), int(n_context.min()), torch.arange(grids.context[0].numel()))
-    targets = torch.cat([grid.reshape(n, -1) for grid in grids[1:]], dim=1)
-    edge = grids.right.shape[2]
-    target_idx = _first_k(targets, int(n_target.min()), _token_ids(num_rois, num_patches, edge))
+    tokens = torch.arange(num_rois * num_patches)
+    context_idx = _first_k(grids.context.reshape(batch_size, -1), int(n_context.min()), tokens)
+    targets = torch.cat([grid.reshape(batch_size, -1) for grid in grids[1:]], dim=1)
+    target_tokens = _token_ids(num_rois, num_patches, grids.right.shape[2])
+    target_idx = _first_k(targets, int(n_target.min()), target_tokens)
     return context_idx, target_idx

@@ -28,7 +28,7 @@ from brainjepa.models import BrainJEPA, model_config
 from brainjepa.training import checkpoint as ckpt
 from brainjepa.training.distributed import DistEnv, all_reduce_mean, barrier, cleanup, init_distributed
 from brainjepa.training.monitor import MetricsLogger, collapse_stats, collapse_warning, plot_curves
-from brainjepa.training.sampler import GlobalBatchSampler
+from brainjepa.training.sampler import GlobalBatchSampler, MaskedBatches
 from brainjepa.training.schedules import Schedule
 
 logger = logging.getLogger(__name__)
@@ -142,19 +142,16 @@ class Trainer:
     # -------------------------------------------------------------------------------------------- data
     def micro_batches(self) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(epoch, batch, x, context_idx, target_idx) from the current position on, across epochs."""
-        B, rank, pos = self.cfg.data.batch_size, self.env.rank, self.position
+        pos = self.position
+        batches = MaskedBatches(self.dataset, self.collator, self.cfg.data.batch_size, self.env.rank,
+                                self.sampler.global_batch)
         for epoch in range(pos.epoch, self.cfg.optimization.epochs):
-            start = pos.batch if epoch == pos.epoch else 0
-            self.dataset.set_epoch(epoch)
-            self.sampler.set_epoch(epoch, start)
+            self.sampler.set_epoch(epoch, pos.batch if epoch == pos.epoch else 0)
             loader = torch.utils.data.DataLoader(
-                self.dataset, batch_sampler=self.sampler, num_workers=self.cfg.data.num_workers,
+                batches, sampler=self.sampler, batch_size=None, num_workers=self.cfg.data.num_workers,
                 pin_memory=self.cfg.data.pin_mem and self.env.device.type == "cuda")
-            for b, batch in enumerate(loader, start=start):
-                # masks are drawn for the global batch, then sharded: same masks whatever the process count
-                ctx, tgt = self.collator.masks_for(self.sampler.global_batch, epoch=epoch, batch=b)
-                sl = slice(rank * B, (rank + 1) * B)
-                yield epoch, b, batch["x"], ctx[sl], tgt[sl]
+            for item in loader:
+                yield item["epoch"], item["batch"], item["x"], item["context_idx"], item["target_idx"]
 
     # -------------------------------------------------------------------------------------------- step
     def train_step(self, micro: list[tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, Any]:

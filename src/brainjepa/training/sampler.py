@@ -3,6 +3,9 @@
 Each epoch is a permutation drawn from (seed, epoch); global batch b holds items perm[b*G:(b+1)*G] with
 G = batch_size * world_size, and rank r takes its slice r*B:(r+1)*B. So the same seed gives the same
 batches whatever the number of processes, and a resumed run restarts at (epoch, batch) exactly.
+
+The sampler yields keys (epoch, batch, item indices of this rank); `MaskedBatches` turns a key into the samples
+and the global batch's masks, inside DataLoader workers.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import torch
 from brainjepa.errors import ConfigError
 
 
-class GlobalBatchSampler(torch.utils.data.Sampler[list[int]]):
+class GlobalBatchSampler(torch.utils.data.Sampler[tuple[int, int, list[int]]]):
     def __init__(self, num_items: int, batch_size: int, *, world_size: int = 1, rank: int = 0, seed: int = 0,
                  shuffle: bool = True) -> None:
         self.num_items, self.batch_size = num_items, batch_size
@@ -43,11 +46,34 @@ class GlobalBatchSampler(torch.utils.data.Sampler[list[int]]):
             return np.arange(self.num_items)
         return np.random.default_rng((self.seed, epoch)).permutation(self.num_items)
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[tuple[int, int, list[int]]]:
         order = self.global_order(self.epoch)
         for b in range(self.start_batch, self.batches_per_epoch):
             start = b * self.global_batch + self.rank * self.batch_size
-            yield order[start : start + self.batch_size].tolist()
+            yield self.epoch, b, order[start : start + self.batch_size].tolist()
 
     def __len__(self) -> int:
         return self.batches_per_epoch - self.start_batch
+
+
+class MaskedBatches(torch.utils.data.Dataset):
+    """Key (epoch, batch, indices) -> {x [B, R, T], context_idx, target_idx, epoch, batch}.
+
+    Masks are drawn for the whole global batch from (seed, epoch, batch) and sharded to this rank's rows, so
+    every process count and worker layout sees the same masks.
+    """
+
+    def __init__(self, dataset, collator, batch_size: int, rank: int, global_batch: int) -> None:
+        self.dataset, self.collator = dataset, collator
+        self.batch_size, self.rank, self.global_batch = batch_size, rank, global_batch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int, list[int]]) -> dict:
+        epoch, batch, indices = key
+        self.dataset.set_epoch(epoch)
+        x = torch.stack([self.dataset[i]["x"] for i in indices])
+        ctx, tgt = self.collator.masks_for(self.global_batch, epoch=epoch, batch=batch)
+        rows = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        return {"x": x, "context_idx": ctx[rows], "target_idx": tgt[rows], "epoch": epoch, "batch": batch}

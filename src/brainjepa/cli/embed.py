@@ -1,0 +1,82 @@
+"""`brainjepa embed`: frozen Brain-JEPA embeddings of every run of a store, to .npy or .parquet."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_model_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
+    """--model / --gradient (shared with `brainjepa probe`)."""
+    p.add_argument("--model", required=required,
+                   help="save_pretrained folder, pretraining run folder, or official jepa-ep*.pth.tar")
+    p.add_argument("--gradient", help="gradient CSV (ROIs x components) for an official .pth.tar checkpoint")
+
+
+def add_embed_arguments(p: argparse.ArgumentParser) -> None:
+    """How embeddings are computed (shared with `brainjepa probe`); see `EmbedOptions`."""
+    g = p.add_argument_group("embedding")
+    g.add_argument("--encoder", choices=("target", "context"), default="target",
+                   help="EMA target encoder (default, as the reference's downstream code) or the context encoder")
+    g.add_argument("--windows", type=int, default=1, metavar="K",
+                   help="average K evenly spaced windows per run (default 1: the centre window)")
+    g.add_argument("--sampling-rate", type=int, default=1,
+                   help="frame stride inside a window (default 1; the reference's UKB setting is 3)")
+    g.add_argument("--target-tr", type=float, default=None, metavar="SECONDS",
+                   help="resample each run to this TR instead of a fixed stride (needs the runs' TR)")
+    g.add_argument("--pad", action="store_true",
+                   help="repeat the last frame of runs shorter than one window (default: error naming the run)")
+    g.add_argument("--normalization", choices=("model", "sample_zscore", "roi_zscore", "none"), default="model",
+                   help="per-window normalisation: the model's stored normaliser (default; per-sample z-score "
+                   "if it has none) or an explicit one")
+    g.add_argument("--masked-views", type=int, default=0, metavar="V",
+                   help="average V random masked views (default 0: the full input)")
+    g.add_argument("--mask-keep", type=float, default=0.85,
+                   help="fraction of each ROI's time patches a masked view keeps (default 0.85)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the masked views (default 0)")
+    g.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
+    g.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    g.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="auto: bf16 autocast on bf16-capable GPUs, float32 elsewhere")
+    g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def embed_options(args: argparse.Namespace):
+    """EmbedOptions from the parsed flags."""
+    import torch
+
+    from brainjepa.evaluation.embed import EmbedOptions
+
+    return EmbedOptions(
+        encoder=args.encoder, windows=args.windows, sampling_rate=args.sampling_rate, target_tr=args.target_tr,
+        pad=args.pad, normalization=args.normalization, masked_views=args.masked_views, mask_keep=args.mask_keep,
+        seed=args.seed, batch_size=args.batch_size,
+        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"), precision=args.precision,
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "embed", help="embed every run of a store with a pretrained model (.npy or .parquet)",
+        description="Embed the runs of a store. .npy holds the array plus <out>.index.csv (subject, run, "
+        "phenotypes, one row per embedding row); .parquet holds those columns plus emb_0..emb_{D-1}. Example: "
+        "brainjepa embed --model runs/small --data sim --out emb.npy",
+    )
+    add_model_arguments(p, required=True)
+    p.add_argument("--data", required=True, help="store directory (from `brainjepa prepare` or `simulate`)")
+    p.add_argument("--out", required=True, help="output file, .npy or .parquet (parquet needs pyarrow)")
+    p.add_argument("--pooling", choices=("mean", "roi", "tokens"), default="mean",
+                   help="mean over all tokens -> [N, D] (default), per ROI -> [N, R, D], or all tokens "
+                   "[N, R*P, D] (roi/tokens need .npy)")
+    add_embed_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from brainjepa.evaluation.embed import embed_store, load_model, save_embeddings
+
+    model = load_model(args.model, gradient=args.gradient)
+    result = embed_store(model, args.data, pooling=args.pooling, options=embed_options(args),
+                         progress=not args.no_progress)
+    out = save_embeddings(result, args.out)
+    print(f"embeddings {list(result.embeddings.shape)} -> {out}")
+    return 0

@@ -1,0 +1,51 @@
+"""`brainjepa probe`: linear probe of a store label on Brain-JEPA embeddings beside random-init and FC."""
+
+from __future__ import annotations
+
+import argparse
+
+from brainjepa.cli.embed import add_embed_arguments, embed_options
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "probe", help="linear probe of a label: brainjepa vs random-init encoder vs functional connectivity",
+        description="Standardised features + logistic/ridge regression (C/alpha by inner grouped CV), outer "
+        "folds grouped by subject, repeated over seeds; prints mean ± std per metric for brainjepa, random-init "
+        "and FC, and saves probe.csv / probe.md / probe_folds.csv in --out. Example: brainjepa probe --data sim "
+        "--label group --model runs/small --out probe_group",
+    )
+    p.add_argument("--data", required=True, help="store directory holding the runs and the label column")
+    p.add_argument("--label", required=True, help="phenotype column to predict")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="model to embed with: save_pretrained / run folder or official .pth.tar")
+    src.add_argument("--embeddings", help="embeddings file from `brainjepa embed` (.npy + index or .parquet); "
+                     "the random-init baseline is skipped then")
+    p.add_argument("--gradient", help="gradient CSV for an official .pth.tar --model")
+    p.add_argument("--task", choices=("classification", "regression"), default=None,
+                   help="default: inferred (text or <= 10 integer values -> classification)")
+    p.add_argument("--groups", default="subject", help="column kept on one side of every split (default subject)")
+    p.add_argument("--folds", type=int, default=5, help="outer CV folds (default 5)")
+    p.add_argument("--seeds", type=int, default=3, help="repetitions with different splits (default 3)")
+    p.add_argument("--baselines", nargs="*", choices=("random-init", "fc"), default=["random-init", "fc"],
+                   help="baselines to probe beside brainjepa (default both; give none to skip)")
+    p.add_argument("--random-init-seed", type=int, default=0, help="weight seed of the random-init encoder")
+    p.add_argument("--out", default=None, help="folder for probe.csv, probe.md and probe_folds.csv")
+    add_embed_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from brainjepa.evaluation.probe import probe_store
+
+    table = probe_store(
+        args.data, args.label, model=args.model, embeddings=args.embeddings, gradient=args.gradient,
+        task=args.task, groups=args.groups, folds=args.folds, seeds=args.seeds, baselines=args.baselines,
+        options=embed_options(args), random_init_seed=args.random_init_seed, out=args.out,
+        progress=not args.no_progress,
+    )
+    print(f"probe of {args.label!r} ({table.task}), mean ± std over {args.seeds} seeds x {args.folds} folds\n")
+    print(table.to_markdown())
+    if args.out:
+        print(f"\nsaved {args.out}/probe.csv and probe.md")
+    return 0

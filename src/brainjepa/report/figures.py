@@ -1,0 +1,75 @@
+"""Figures for the quickstart report (matplotlib, Agg backend, PNG). Each function writes one file and returns it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def gradients_figure(gradient: np.ndarray, out: Path, roi_labels: list[str] | None = None) -> Path:
+    """First three gradients: a G1-G2 scatter coloured by G3, and each gradient's ROI values sorted by G1."""
+    plt = _plt()
+    g = np.asarray(gradient)[:, :3]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    sc = axes[0].scatter(g[:, 0], g[:, 1], c=g[:, 2], cmap="coolwarm", s=18)
+    fig.colorbar(sc, ax=axes[0], label="gradient 3")
+    axes[0].set(xlabel="gradient 1", ylabel="gradient 2", title=f"brain gradients of {len(g)} ROIs")
+    order = np.argsort(g[:, 0])
+    im = axes[1].imshow(g[order].T, aspect="auto", cmap="coolwarm", interpolation="nearest")
+    axes[1].set(yticks=[0, 1, 2], yticklabels=["G1", "G2", "G3"], xlabel="ROIs sorted by G1",
+                title="gradient values per ROI")
+    fig.colorbar(im, ax=axes[1])
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def mask_figure(grid: np.ndarray, out: Path, patch_size: int) -> Path:
+    """One sample's masks on the ROI x time-patch grid: context, target, neither."""
+    plt = _plt()
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    colors = ["#eeeeee", "#3b75af", "#e1812c"]
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(grid, aspect="auto", cmap=ListedColormap(colors), vmin=0, vmax=2, interpolation="nearest")
+    ax.set(xlabel=f"time patch ({patch_size} frames each)", ylabel="ROI", title="one sample's masks")
+    ax.legend(handles=[Patch(color=c, label=n) for c, n in zip(colors, ["neither", "context", "target"],
+                                                                strict=True)],
+              loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def pca_figure(embeddings: dict[str, np.ndarray], labels: np.ndarray, out: Path, label_name: str) -> Path:
+    """First two principal components of each embedding set, points coloured by label."""
+    plt = _plt()
+    classes = sorted(set(labels.tolist()))
+    fig, axes = plt.subplots(1, len(embeddings), figsize=(4.6 * len(embeddings), 4.2), squeeze=False)
+    for ax, (name, x) in zip(axes[0], embeddings.items(), strict=True):
+        z = (x - x.mean(0)) / (x.std(0) + 1e-8)
+        u, s, _ = np.linalg.svd(z, full_matrices=False)
+        pcs = u[:, :2] * s[:2]
+        share = s[:2] ** 2 / (s**2).sum()
+        for c in classes:
+            sel = labels == c
+            ax.scatter(pcs[sel, 0], pcs[sel, 1], s=16, label=str(c), alpha=0.8)
+        ax.set(title=name, xlabel=f"PC1 ({share[0]:.0%})", ylabel=f"PC2 ({share[1]:.0%})")
+    axes[0][0].legend(title=label_name, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

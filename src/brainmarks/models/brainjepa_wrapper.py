@@ -1,0 +1,114 @@
+"""brainmarks plugin: any brainjepa model (ours or the official checkpoint) in brainmarks' 450-ROI space.
+
+brainmarks (https://github.com/MedARC-AI/Brainmarks) imports every module under the ``brainmarks.models``
+namespace package; this one ships in the brainjepa wheel and registers the model ``brainjepa``::
+
+    BRAINJEPA_WEIGHTS=path/to/model_folder python -m brainmarks.models.test_models brainjepa
+    BRAINJEPA_WEIGHTS=jepa-ep300.pth.tar BRAINJEPA_GRADIENT=gradient_mapping_450.csv python -m ...
+
+``BRAINJEPA_WEIGHTS`` is a ``save_pretrained`` folder, a training run folder, or the official
+``jepa-ep*.pth.tar`` (which also needs ``BRAINJEPA_GRADIENT``). Keyword arguments of `brainjepa` (brainmarks'
+``model_kwargs``) override both.
+
+ROI order. brainmarks' ``schaefer400_tians3`` space averages Tian's combined CIFTI label file
+``Schaefer2018_400Parcels_17Networks_order_Tian_Subcortex_S3.dlabel.nii`` by label value (row = value - 1),
+and brainmarks' own ``test_nisc.py`` notes "subcortex at front of schaefer+tians3" (it subtracts 50 from the
+labels to recover Schaefer-400). So rows 0-49 are the 50 Tian S3 subcortical regions and rows 50-449 the
+Schaefer-400 17-network parcels: the order Brain-JEPA was trained in (subcortical first, issue #15). No
+reordering is needed; a model must simply have 450 ROIs in that order.
+
+Per sample (`BrainJEPATransform`): brainmarks' per-ROI z-score is undone (``bold * std + mean``); the run is
+resampled to ``target_tr`` (2 s by default: the official model's effective TR, as in brainmarks' own
+Brain-JEPA wrapper) by linear interpolation, its centre window of the model's frame count is taken (a short run
+repeats its last frame), and the model's own normalisation is applied (the official checkpoint has none
+recorded, so a whole-sample z-score, as the reference's downstream code does).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from brainmarks.models.base import Embeddings
+from brainmarks.models.registry import register_model
+from torch import Tensor, nn
+
+from brainjepa import BrainJEPA
+from brainjepa.data.normalize import Normalizer
+from brainjepa.data.windows import WindowSpec, take_window
+from brainjepa.evaluation.embed import model_normalizer
+
+WEIGHTS_ENV = "BRAINJEPA_WEIGHTS"
+GRADIENT_ENV = "BRAINJEPA_GRADIENT"
+SPACE = "schaefer400_tians3"
+SPACE_ROIS = 450
+
+
+class BrainJEPATransform:
+    """brainmarks sample (``bold`` [T, 450] z-scored per ROI, ``mean`` / ``std`` [1, 450], ``tr``) -> ``bold``
+    [450, frames], resampled, windowed and normalised as the model expects. Other keys pass through.
+
+    Args:
+        normalizer: the model's normaliser, applied to each [R, frames] window.
+        frames: the model's input length.
+        target_tr: seconds between model frames.
+    """
+
+    def __init__(self, normalizer: Normalizer, frames: int, target_tr: float = 2.0) -> None:
+        self.normalizer = normalizer
+        self.window = WindowSpec(frames=frames, mode="center", target_tr=target_tr, short="pad")
+
+    def __call__(self, sample: dict[str, Tensor]) -> dict[str, Tensor]:
+        raw = (sample["bold"].double() * sample["std"].double() + sample["mean"].double()).T.numpy()
+        x = self.normalizer(take_window(raw, self.window, tr=float(sample["tr"]), subject="brainmarks sample"))
+        return {**sample, "bold": torch.from_numpy(x)}
+
+
+class BrainJEPAWrapper(nn.Module):
+    """Frozen encoder: batch ``bold`` [B, 450, frames] -> patch tokens [B, 450 * frames / patch, D]."""
+
+    __space__: str = SPACE
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, batch: dict[str, Tensor]) -> Embeddings:
+        return Embeddings(cls_embeds=None, reg_embeds=None, patch_embeds=self.encoder(batch["bold"]))
+
+
+@register_model
+def brainjepa(
+    weights: str | None = None,
+    gradient: str | None = None,
+    encoder: str = "target",
+    target_tr: float = 2.0,
+) -> tuple[BrainJEPATransform, BrainJEPAWrapper]:
+    """Transform and frozen wrapper of the model at `weights` (default: ``$BRAINJEPA_WEIGHTS``).
+
+    Args:
+        weights: model folder or official checkpoint.
+        gradient: gradient CSV for an official checkpoint (default: ``$BRAINJEPA_GRADIENT``).
+        encoder: "target" (EMA encoder, the reference's downstream choice) or "context".
+        target_tr: TR in seconds the model was trained at.
+    """
+    weights = weights or os.environ.get(WEIGHTS_ENV)
+    gradient = gradient or os.environ.get(GRADIENT_ENV)
+    if not weights:
+        raise ValueError(
+            f"brainjepa: set {WEIGHTS_ENV} to a brainjepa model folder or an official jepa-ep*.pth.tar "
+            f"(plus {GRADIENT_ENV} for the latter), or pass model_kwargs weights=..."
+        )
+    if encoder not in ("target", "context"):
+        raise ValueError(f"brainjepa: encoder must be 'target' or 'context', got {encoder!r}")
+    model = BrainJEPA.load(Path(weights), gradient=gradient)
+    if model.config.num_rois != SPACE_ROIS:
+        raise ValueError(
+            f"brainjepa: {weights} has {model.config.num_rois} ROIs but brainmarks' {SPACE} space has {SPACE_ROIS} "
+            "(50 Tian S3 subcortical, then Schaefer-400 17-network)"
+        )
+    net = model.target_encoder if encoder == "target" else model.encoder
+    net.requires_grad_(False)
+    transform = BrainJEPATransform(model_normalizer(model), model.config.num_frames, target_tr)
+    return transform, BrainJEPAWrapper(net).eval()

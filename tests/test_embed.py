@@ -1,0 +1,202 @@
+"""Embeddings: windows, normalisation, encoder choice, pooling, masked views, batching, files and CLI."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from brainjepa import BrainJEPA, embed, model_config
+from brainjepa.cli import main
+from brainjepa.data import RunStore, WindowSpec, make_normalizer, take_window, take_windows
+from brainjepa.data.normalize import SampleZScore
+from brainjepa.errors import ConfigError, DataError
+from brainjepa.evaluation.embed import EmbedOptions, embed_store, load_embeddings, save_embeddings
+
+R, T, F = 16, 64, 32  # store ROIs and frames; model window frames
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> RunStore:
+    from brainjepa.data.simulate import SimulationConfig, simulate_store
+
+    path = tmp_path_factory.mktemp("store") / "s"
+    return simulate_store(path, SimulationConfig(subjects=10, rois=R, frames=T, seed=1), progress=False)
+
+
+def _model(metadata: dict | None = None, rois: int = R) -> BrainJEPA:
+    torch.manual_seed(0)
+    cfg = model_config("vit_tiny", num_rois=rois, num_frames=F, patch_size=8, embed_dim=32, depth=1, num_heads=2,
+                       pred_embed_dim=16, pred_depth=1, gradient_dim=4)
+    model = BrainJEPA(cfg, np.random.default_rng(0).normal(size=(rois, 4)), metadata=metadata).eval()
+    # Make the target encoder differ from the context encoder, as after training.
+    with torch.no_grad():
+        for p in model.target_encoder.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture(scope="module")
+def model(store) -> BrainJEPA:
+    robust = make_normalizer("robust", store=store, progress=False)
+    return _model({"normalization": robust.to_dict()})
+
+
+def _manual(net, windows: np.ndarray) -> torch.Tensor:
+    with torch.no_grad():
+        return net(torch.from_numpy(windows)).mean(1)
+
+
+def test_pooling_shapes_agree(model, store):
+    mean = embed_store(model, store, pooling="mean", progress=False).embeddings
+    roi = embed_store(model, store, pooling="roi", progress=False).embeddings
+    tokens = embed_store(model, store, pooling="tokens", progress=False).embeddings
+    P = F // 8
+    assert mean.shape == (10, 32) and roi.shape == (10, R, 32) and tokens.shape == (10, R * P, 32)
+    assert mean.dtype == torch.float32 and mean.device.type == "cpu"
+    torch.testing.assert_close(roi, tokens.view(10, R, P, 32).mean(2))
+    torch.testing.assert_close(mean, roi.mean(1), atol=1e-6, rtol=1e-5)
+
+
+def test_default_is_target_encoder_on_model_normalised_centre_window(model, store):
+    norm = make_normalizer("robust", store=store, progress=False)
+    spec = WindowSpec(frames=F, sampling_rate=1, mode="center")
+    wins = np.stack([norm(take_window(store.run(i), spec)) for i in range(len(store))])
+    got = embed_store(model, store, progress=False).embeddings
+    torch.testing.assert_close(got, _manual(model.target_encoder, wins), atol=1e-5, rtol=1e-5)
+    ctx = embed_store(model, store, options=EmbedOptions(encoder="context"), progress=False).embeddings
+    torch.testing.assert_close(ctx, _manual(model.encoder, wins), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(ctx, got, atol=1e-3)
+
+
+def test_no_normalisation_record_means_sample_zscore(store):
+    bare = _model()
+    x = np.stack([store.run(i) for i in range(4)])
+    spec = WindowSpec(frames=F, sampling_rate=1, mode="center")
+    wins = np.stack([SampleZScore()(take_window(s, spec)) for s in x])
+    torch.testing.assert_close(embed(bare, x), _manual(bare.target_encoder, wins), atol=1e-5, rtol=1e-5)
+    raw = embed(bare, x, options=EmbedOptions(normalization="none"))
+    assert not torch.allclose(raw, embed(bare, x), atol=1e-3)
+
+
+def test_k_windows_average_and_sampling_rate(model, store):
+    x = np.stack([store.run(i) for i in range(3)])
+    norm = make_normalizer("robust", store=store, progress=False)
+    spec = WindowSpec(frames=F, sampling_rate=2, mode="center")
+    per_window = [_manual(model.target_encoder, np.stack([norm(w) for w in take_windows(s, spec, 3)])) for s in x]
+    want = torch.stack([e.mean(0) for e in per_window])
+    got = embed(model, x, options=EmbedOptions(windows=3, sampling_rate=2))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_batching_does_not_change_results(model, store):
+    x = np.stack([store.run(i) for i in range(7)])
+    one = embed(model, x, options=EmbedOptions(batch_size=1, windows=2))
+    many = embed(model, x, options=EmbedOptions(batch_size=64, windows=2))
+    torch.testing.assert_close(one, many, atol=1e-5, rtol=1e-5)
+
+
+def test_masked_views_are_seeded_and_batch_invariant(model, store):
+    x = np.stack([store.run(i) for i in range(5)])
+    a = embed(model, x, options=EmbedOptions(masked_views=3, batch_size=2, encoder="context"))
+    b = embed(model, x, options=EmbedOptions(masked_views=3, batch_size=50, encoder="context"))
+    c = embed(model, x, options=EmbedOptions(masked_views=3, seed=1, encoder="context"))
+    full = embed(model, x, options=EmbedOptions(encoder="context"))
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(a, c, atol=1e-4) and not torch.allclose(a, full, atol=1e-4)
+    # keep = 1 keeps every token: identical to the full input.
+    torch.testing.assert_close(embed(model, x, options=EmbedOptions(masked_views=2, mask_keep=1.0)),
+                               embed(model, x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ConfigError, match="masked views"):
+        embed(model, x, pooling="tokens", options=EmbedOptions(masked_views=2))
+
+
+def test_inputs_of_any_length_and_bf16(model, store):
+    runs = [store.run(0), store.run(1)[:, :40]]
+    out = embed(model, runs)
+    torch.testing.assert_close(out[1], embed(model, runs[1][None])[0], atol=1e-5, rtol=1e-5)
+    bf16 = embed(model, runs, options=EmbedOptions(precision="bf16"))
+    assert bf16.dtype == torch.float32
+    torch.testing.assert_close(bf16, out, atol=0.05, rtol=0.05)
+
+
+def test_bad_inputs_name_the_sample(model, store):
+    x = np.stack([store.run(i) for i in range(2)])
+    msg = rf"sample 1: series has shape \[{R + 1}, {T}\] but the model expects \[{R}, T\]"
+    with pytest.raises(DataError, match=msg):
+        embed(model, [x[0], np.vstack([x[1], x[1][:1]])])
+    with pytest.raises(DataError, match=r"sample 0.*20 frames.*needs 32.*short='pad'"):
+        embed(model, x[:, :, :20])
+    padded = embed(model, x[:, :, :20], options=EmbedOptions(pad=True))
+    assert torch.isfinite(padded).all()
+    with pytest.raises(DataError, match=r"expects series \[N, R, T\]"):
+        embed(model, x[0])
+    other = _model(rois=R + 2)
+    with pytest.raises(DataError, match=rf"subject 'sim0000'.*has {R} ROIs but the model expects {R + 2}"):
+        embed_store(other, store, progress=False)
+
+
+def test_option_errors_name_the_option(model, store):
+    with pytest.raises(ConfigError, match="windows must be an integer >= 1, got 0"):
+        EmbedOptions(windows=0)
+    with pytest.raises(ConfigError, match=r"mask_keep must be in \(0, 1\], got 1.5"):
+        EmbedOptions(mask_keep=1.5)
+    with pytest.raises(ConfigError, match="encoder must be one of"):
+        EmbedOptions(encoder="online")
+    with pytest.raises(ConfigError, match="pooling must be one of"):
+        embed(model, np.stack([store.run(0)]), pooling="max")
+
+
+def test_cli_npy_and_parquet(model, store, tmp_path, capsys):
+    folder = model.save_pretrained(tmp_path / "m")
+    out = tmp_path / "emb.npy"
+    assert main(["embed", "--model", str(folder), "--data", str(store.path), "--out", str(out), "--no-progress"]) == 0
+    emb = np.load(out)
+    index = pd.read_csv(str(out) + ".index.csv", dtype={"subject": str, "run": str})
+    assert emb.shape == (10, 32)
+    assert list(index.columns[:2]) == ["subject", "run"] and {"coupling", "group"} <= set(index.columns)
+    assert index["subject"].tolist() == store.manifest["subject"].tolist()
+    np.testing.assert_allclose(emb, embed_store(model, store, progress=False).embeddings.numpy(), atol=1e-5)
+
+    pq = tmp_path / "emb.parquet"
+    assert main(["embed", "--model", str(folder), "--data", str(store.path), "--out", str(pq), "--no-progress"]) == 0
+    table = pd.read_parquet(pq)
+    assert [c for c in table.columns if c.startswith("emb_")] == [f"emb_{d}" for d in range(32)]
+    back = load_embeddings(pq)
+    np.testing.assert_allclose(back.embeddings.numpy(), emb, atol=1e-6)
+    assert back.index["subject"].tolist() == index["subject"].tolist()
+
+    roi = tmp_path / "roi.npy"
+    assert main(["embed", "--model", str(folder), "--data", str(store.path), "--out", str(roi), "--pooling", "roi",
+                 "--no-progress"]) == 0
+    assert np.load(roi).shape == (10, R, 32)
+
+
+def test_file_errors(model, store, tmp_path, capsys, monkeypatch):
+    folder = model.save_pretrained(tmp_path / "m")
+    base = ["embed", "--model", str(folder), "--data", str(store.path), "--no-progress", "--out"]
+    assert main(base + [str(tmp_path / "e.txt")]) == 2
+    assert "written to .npy or .parquet, not '.txt'" in capsys.readouterr().err
+    assert main(base + [str(tmp_path / "r.parquet"), "--pooling", "roi"]) == 2
+    assert "parquet holds [N, D] embeddings only" in capsys.readouterr().err
+    result = embed_store(model, store, indices=[0, 1], progress=False)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(ConfigError, match=r"parquet needs pyarrow.*brainjepa\[data\]"):
+        save_embeddings(result, tmp_path / "x.parquet")
+    save_embeddings(result, tmp_path / "ok.npy")
+    Path(str(tmp_path / "ok.npy") + ".index.csv").unlink()
+    with pytest.raises(DataError, match="index sidecar ok.npy.index.csv is missing"):
+        load_embeddings(tmp_path / "ok.npy")
+    assert main(["embed", "--model", str(tmp_path / "nope"), "--data", str(store.path), "--out", "x.npy"]) == 2
+    assert "no such model folder or checkpoint file" in capsys.readouterr().err
+
+
+def test_embed_leaves_model_mode_alone(model, store):
+    trained = copy.deepcopy(model).train()
+    embed(trained, np.stack([store.run(0)]))
+    assert trained.target_encoder.training and trained.encoder.training

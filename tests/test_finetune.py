@@ -1,0 +1,206 @@
+"""Fine-tuning: layer-wise LR decay, drop path, head, learning, label standardisation, early stopping,
+determinism, checkpoints, result files, CLI and bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from brainjepa import BrainJEPA, ModelConfig
+from brainjepa.cli import main
+from brainjepa.data.store import StoreWriter
+from brainjepa.errors import ConfigError, DataError
+from brainjepa.evaluation.finetune import (
+    FinetuneConfig,
+    FinetunedModel,
+    build_finetune_model,
+    finetune,
+    layer_decay_groups,
+    set_lr,
+)
+from brainjepa.models.layers import DropPath
+
+R, FRAMES, SUBJECTS = 8, 40, 24
+CFG = ModelConfig(num_rois=R, num_frames=32, patch_size=16, embed_dim=32, depth=3, num_heads=2, pred_embed_dim=16,
+                  pred_depth=1, gradient_dim=3)
+FAST = FinetuneConfig(folds=2, val_fraction=0.25, epochs=12, batch_size=8, lr=3e-3, warmup_epochs=1, patience=4,
+                      drop_path=0.0)
+
+
+def _model(seed: int = 0) -> BrainJEPA:
+    torch.manual_seed(seed)
+    return BrainJEPA(CFG, np.random.default_rng(seed).standard_normal((R, 3)).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Subjects whose `group` shifts ROIs 0-3 up and whose `score` (50 + 10 u) shifts ROIs 4-7: both learnable.
+    Subject s0 has two runs; `site` is a constant column and `name` a text one."""
+    path = tmp_path_factory.mktemp("ft") / "store"
+    rng = np.random.default_rng(0)
+    with StoreWriter(path, R) as writer:
+        for s in range(SUBJECTS):
+            group, u = s % 2, rng.uniform()
+            for run in range(2 if s == 0 else 1):
+                ts = rng.standard_normal((R, FRAMES))
+                ts[:4] += 1.5 * group
+                ts[4:] += 3.0 * u - 1.5
+                writer.add(ts, subject=f"s{s}", run=str(run), tr=2.0,
+                           phenotypes={"group": group, "score": 50 + 10 * u, "site": 1, "name": f"n{s % 3}"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def classified(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ft_out") / "group"
+    return finetune(_model(), store, "group", config=FAST, out=out, progress=False), out
+
+
+# ------------------------------------------------------------------------------------------- network parts
+def test_layer_decay_gives_block_i_its_scaled_lr():
+    net = build_finetune_model(_model(), 2)
+    L, decay = CFG.depth, 0.5
+    optimizer = torch.optim.AdamW(layer_decay_groups(net, 0.05, decay), lr=1.0)
+    set_lr(optimizer, 1e-3)
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    assert len(group_of) == sum(1 for _ in net.parameters())  # every parameter in exactly one group
+    for name, p in net.named_parameters():
+        g = group_of[id(p)]
+        if name.startswith(("encoder.patch_embed", "encoder.pos_embed")):
+            layer = 0
+        elif name.startswith("encoder.blocks."):
+            layer = int(name.split(".")[2]) + 1
+        else:
+            layer = L + 1
+        assert g["lr"] == pytest.approx(1e-3 * decay ** (L + 1 - layer)), name
+        assert g["weight_decay"] == (0.05 if p.ndim > 1 else 0.0), name
+    # Concretely: block 0 trains at lr * decay^L, the last block at lr * decay, the head at lr.
+    assert group_of[id(net.encoder.blocks[0].attn.qkv.weight)]["lr"] == pytest.approx(1e-3 * decay**L)
+    assert group_of[id(net.encoder.blocks[L - 1].mlp.fc1.weight)]["lr"] == pytest.approx(1e-3 * decay)
+    assert group_of[id(net.head.weight)]["lr"] == pytest.approx(1e-3)
+
+
+def test_drop_path_head_and_weights():
+    model = _model()
+    net = build_finetune_model(model, 3, drop_path=0.2)
+    rates = [b.drop_path.p if isinstance(b.drop_path, DropPath) else 0.0 for b in net.encoder.blocks]
+    assert rates == pytest.approx([0.0, 0.1, 0.2])
+    for k, v in model.target_encoder.state_dict().items():
+        assert torch.equal(net.encoder.state_dict()[k], v), k
+    assert all(p.requires_grad for p in net.parameters())
+    assert model.config.drop_path_rate == 0.0  # the pretrained model is left alone
+    assert net.fc_norm.eps == 1e-6 and torch.all(net.head.bias == 0)
+    assert 0 < net.head.weight.std() < 1e-4  # trunc-normal std 2e-5
+    context = build_finetune_model(model, 3, encoder="context")
+    assert torch.equal(context.encoder.blocks[0].attn.qkv.weight, model.encoder.blocks[0].attn.qkv.weight)
+    assert net(torch.randn(4, R, CFG.num_frames)).shape == (4, 3)
+
+
+def test_finetuned_model_save_load_round_trip(tmp_path):
+    net = build_finetune_model(_model(), 2).eval()
+    net.save(tmp_path / "ft", {"task": "classification", "classes": [0, 1]})
+    loaded, meta = FinetunedModel.load(tmp_path / "ft")
+    x = torch.randn(3, R, CFG.num_frames)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), net(x))
+    assert meta["classes"] == [0, 1] and meta["num_outputs"] == 2
+
+
+def test_peak_lr_follows_the_blr_rule():
+    assert FinetuneConfig().peak_lr == pytest.approx(1e-3 * 16 / 256)
+    assert FinetuneConfig(batch_size=64, blr=2e-3).peak_lr == pytest.approx(5e-4)
+    assert FinetuneConfig(lr=1e-4).peak_lr == 1e-4
+
+
+# ---------------------------------------------------------------------------------------------- training
+def test_classification_learns_and_writes_results(classified):
+    result, out = classified
+    assert result.task == "classification" and result.classes == [0, 1]
+    assert result.summary["balanced_acc"][0] > 0.8
+    table = pd.read_csv(out / "finetune.csv", dtype={"fold": str})
+    assert table["fold"].tolist() == ["1", "2", "mean", "std"]
+    assert table.loc[2, "balanced_acc"] == pytest.approx(np.mean([f["balanced_acc"] for f in result.folds]))
+    md = (out / "finetune.md").read_text()
+    assert "| balanced_acc |" in md and "±" in md
+    for k, history in enumerate(result.histories, start=1):
+        saved = pd.read_csv(out / f"history_fold{k}.csv")
+        assert {"epoch", "lr", "train_loss", "val_loss", "val_balanced_acc"} <= set(saved.columns)
+        assert len(saved) == len(history)
+        loaded, meta = FinetunedModel.load(out / f"fold{k}")
+        assert meta["best_epoch"] == result.best_epochs[k - 1] and meta["classes"] == [0, 1]
+        assert meta["window"]["mode"] == "center" and meta["normalization"]["kind"] == "sample_zscore"
+
+
+def test_best_epoch_and_early_stopping_follow_the_validation_loss(classified):
+    result, _ = classified
+    patience = FAST.patience
+    for best, history in zip(result.best_epochs, result.histories, strict=True):
+        losses = [h["val_loss"] for h in history]
+        assert best == int(np.argmin(losses)) + 1
+        # Training stops exactly `patience` epochs after the last improvement (or at the epoch limit).
+        assert len(history) == min(FAST.epochs, best + patience)
+
+
+def test_regression_standardises_labels_with_training_statistics(store, tmp_path):
+    cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 10, "patience": 0})
+    result = finetune(_model(), store, "score", config=cfg, out=tmp_path, progress=False)
+    assert result.task == "regression" and result.classes is None
+    assert result.summary["pearson_r"][0] > 0.7
+    assert result.summary["mae"][0] < 2.0  # labels are 50 + 10 u (std 2.9): predictions are on the label scale
+    _, meta = FinetunedModel.load(tmp_path / "fold1")
+    assert 45 < meta["label_mean"] < 55 and 1.5 < meta["label_std"] < 4.5
+
+
+def test_same_seed_same_result(store):
+    cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 2, "drop_path": 0.1})
+    a = finetune(_model(), store, "group", config=cfg, progress=False)
+    b = finetune(_model(), store, "group", config=cfg, progress=False)
+    assert a.folds == b.folds and a.histories == b.histories
+
+
+# --------------------------------------------------------------------------------------------------- CLI
+def test_cli_finetune(store, tmp_path, capsys):
+    model_dir = _model().save_pretrained(tmp_path / "model")
+    out = tmp_path / "out"
+    code = main(["finetune", "--model", str(model_dir), "--data", str(store), "--label", "group", "--out", str(out),
+                 "--folds", "2", "--val-fraction", "0.25", "--epochs", "1", "--batch-size", "8", "--no-progress",
+                 "--no-checkpoints"])
+    assert code == 0
+    assert "| balanced_acc |" in capsys.readouterr().out
+    assert (out / "finetune.csv").is_file() and not (out / "fold1").exists()
+
+    code = main(["finetune", "--model", str(model_dir), "--data", str(store), "--label", "nope", "--out", str(out)])
+    assert code == 2
+    assert "no label column 'nope' in the manifest" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------- errors
+def test_bad_labels_are_named(store, tmp_path):
+    with pytest.raises(DataError, match=r"label 'site' has a single class \[1\]"):
+        finetune(_model(), store, "site", config=FAST, progress=False)
+    with pytest.raises(DataError, match="regression label 'name' has a non-numeric value 'n0'"):
+        finetune(_model(), store, "name", config=FinetuneConfig(task="regression"), progress=False)
+    with pytest.raises(DataError, match="no label column 'age'.*phenotype columns: \\['group', 'score'"):
+        finetune(_model(), store, "age", progress=False)
+    other = BrainJEPA(CFG.replace(num_rois=6), np.zeros((6, 3), np.float32) + np.arange(6)[:, None])
+    with pytest.raises(DataError, match="store has 8 ROIs but the model expects 6"):
+        finetune(other, store, "group", progress=False)
+    with pytest.raises(DataError, match="validation split of fold 1"):
+        finetune(_model(), store, "group", config=FinetuneConfig(folds=12, val_fraction=0.05), progress=False)
+
+
+def test_bad_config_is_named():
+    with pytest.raises(ConfigError, match="finetune folds must be an integer >= 2, got 1"):
+        FinetuneConfig(folds=1)
+    with pytest.raises(ConfigError, match=r"finetune val_fraction must be in \(0.0, 0.5\), got 0.6"):
+        FinetuneConfig(val_fraction=0.6)
+    with pytest.raises(ConfigError, match=r"finetune layer_decay must be in \(0.0, 1.0\], got 0"):
+        FinetuneConfig(layer_decay=0)
+    with pytest.raises(ConfigError, match="finetune task must be one of"):
+        FinetuneConfig(task="ranking")
+    with pytest.raises(ConfigError, match="finetune lr must be a positive number"):
+        FinetuneConfig(lr=-1.0)
+    with pytest.raises(ConfigError, match="window.target_tr"):
+        FinetuneConfig(target_tr=-2.0)

@@ -1,0 +1,162 @@
+"""Multimodal alignment: projector shape, InfoNCE training, held-out retrieval, save/load, CLI and bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import brainjepa
+from brainjepa.cli import main
+from brainjepa.errors import CheckpointError, ConfigError, DataError
+from brainjepa.evaluation.multimodal import (
+    AlignConfig,
+    BrainJEPAProjector,
+    align,
+    load_projectors,
+    retrieval_recall,
+)
+
+N, D_BRAIN, D_OTHER = 300, 48, 24
+SMALL = AlignConfig(hidden_dim=128, out_dim=64, epochs=12, batch_size=64, test_fraction=0.2, seed=0)
+
+
+def _pair(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Brain rows and a noisy linear map of them (the 'other modality' of the same subjects)."""
+    rng = np.random.default_rng(seed)
+    brain = rng.standard_normal((N, D_BRAIN)).astype(np.float32)
+    mixing = rng.standard_normal((D_BRAIN, D_OTHER)) / np.sqrt(D_BRAIN)
+    other = brain @ mixing + 0.3 * rng.standard_normal((N, D_OTHER))
+    return brain, other.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def paired(tmp_path_factory):
+    out = tmp_path_factory.mktemp("align") / "paired"
+    brain, other = _pair()
+    return align(brain, other, config=SMALL, out=out, progress=False), out, brain, other
+
+
+def test_projector_is_the_seed_design():
+    proj = BrainJEPAProjector(48)
+    kinds = [type(m) for m in proj.net]
+    assert kinds == [nn.Linear, nn.GELU, nn.Dropout, nn.Linear, nn.LayerNorm]
+    assert (proj.net[0].in_features, proj.net[0].out_features, proj.net[3].out_features) == (48, 1024, 512)
+    assert proj(torch.randn(5, 48)).shape == (5, 512)
+    assert BrainJEPAProjector(48, hidden_dim=32, out_dim=16)(torch.randn(3, 48)).shape == (3, 16)
+    assert brainjepa.BrainJEPAProjector is BrainJEPAProjector
+    with pytest.raises(ConfigError, match="projector hidden_dim must be a positive integer, got 0"):
+        BrainJEPAProjector(48, hidden_dim=0)
+    with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\), got 1.5"):
+        BrainJEPAProjector(48, dropout=1.5)
+
+
+def test_retrieval_recall_counts_ranks():
+    a = torch.eye(4)
+    b = torch.eye(4)[[0, 2, 1, 3]]  # rows 1 and 2 point at each other's partner
+    assert retrieval_recall(a, b, ks=(1, 2, 4)) == {1: 0.5, 2: 1.0, 4: 1.0}
+
+
+def test_paired_rows_are_retrieved_far_above_chance(paired):
+    result, _, _, _ = paired
+    m = result.metrics
+    assert m["n_test"] == 60 and m["n_train"] == 240
+    assert m["chance"] == {1: 1 / 60, 5: 5 / 60, 10: 10 / 60}
+    for direction in ("brain_to_other", "other_to_brain"):
+        assert m["recall"][direction][1] > 0.5  # chance is 0.017
+        assert m["recall"][direction][10] > 0.9
+    assert result.history[-1] < result.history[0]
+    assert set(result.train_rows).isdisjoint(result.test_rows)
+
+
+def test_unpaired_rows_stay_near_chance():
+    brain, other = _pair()
+    shuffled = other[np.random.default_rng(1).permutation(N)]
+    m = align(brain, shuffled, config=SMALL, progress=False).metrics
+    for direction in ("brain_to_other", "other_to_brain"):
+        assert m["recall"][direction][1] < 0.1
+        assert m["recall"][direction][10] < m["chance"][10] + 0.15
+
+
+def test_save_and_load_give_the_same_projections(paired):
+    result, out, brain, other = paired
+    loaded = load_projectors(out)
+    x_b, x_o = torch.from_numpy(brain[:7]), torch.from_numpy(other[:7])
+    with torch.no_grad():
+        assert torch.equal(loaded.encode_brain(x_b), result.projectors.eval().encode_brain(x_b))
+        assert torch.equal(loaded.encode_other(x_o), result.projectors.encode_other(x_o))
+    assert loaded.config == SMALL
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["recall"]["brain_to_other"]["1"] == pytest.approx(result.metrics["recall"]["brain_to_other"][1])
+    # Training-row statistics travel with the projectors, so raw embeddings go in.
+    assert torch.allclose(loaded.brain_mean, torch.from_numpy(brain[result.train_rows].mean(0)), atol=1e-5)
+
+
+def test_temperature_fixed_or_learned():
+    brain, other = _pair()
+    cfg = AlignConfig(hidden_dim=32, out_dim=16, epochs=3, batch_size=64, temperature=0.2)
+    fixed = align(brain, other, config=AlignConfig(**{**cfg.__dict__, "learn_temperature": False}), progress=False)
+    learned = align(brain, other, config=cfg, progress=False)
+    assert fixed.metrics["temperature"] == pytest.approx(0.2)
+    assert "logit_scale" not in dict(fixed.projectors.named_parameters())
+    assert learned.metrics["temperature"] != pytest.approx(0.2, abs=1e-4)
+
+
+def test_same_seed_same_result_and_subjects_stay_together():
+    brain, other = _pair()
+    subjects = np.repeat(np.arange(N // 3), 3)  # three rows per subject
+    cfg = AlignConfig(hidden_dim=32, out_dim=16, epochs=2, batch_size=32)
+    a = align(brain, other, subjects=subjects, config=cfg, progress=False)
+    b = align(brain, other, subjects=subjects, config=cfg, progress=False)
+    assert a.metrics == b.metrics and a.history == b.history
+    assert set(subjects[a.train_rows]).isdisjoint(subjects[a.test_rows])
+    assert len(a.test_rows) == 3 * round(0.2 * N / 3)
+
+
+def test_bad_inputs_are_named():
+    brain, other = _pair()
+    with pytest.raises(DataError, match="brain has 300 rows but other has 299"):
+        align(brain, other[:-1], progress=False)
+    bad = other.copy()
+    bad[7, 1] = np.nan
+    with pytest.raises(DataError, match="other embeddings contain NaN or Inf .first in row 7"):
+        align(brain, bad, progress=False)
+    with pytest.raises(DataError, match=r"brain embeddings must be a numeric \[N, D\] array"):
+        align(brain[:, 0], other, progress=False)
+    with pytest.raises(DataError, match="3 subjects are too few"):
+        align(brain[:3], other[:3], progress=False)
+    with pytest.raises(DataError, match="299 subject ids for 300 paired rows"):
+        align(brain, other, subjects=np.arange(299), progress=False)
+    with pytest.raises(ConfigError, match="batch_size must be >= 2"):
+        AlignConfig(batch_size=1)
+    with pytest.raises(ConfigError, match="temperature must be a positive number"):
+        AlignConfig(temperature=0.0)
+
+
+def test_load_projectors_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not a projector folder"):
+        load_projectors(tmp_path)
+
+
+def test_cli_align(tmp_path, capsys):
+    brain, other = _pair()
+    np.save(tmp_path / "brain.npy", brain)
+    np.save(tmp_path / "other.npy", other)
+    out = tmp_path / "out"
+    code = main(["align", "--brain", str(tmp_path / "brain.npy"), "--other", str(tmp_path / "other.npy"),
+                 "--out", str(out), "--epochs", "2", "--hidden-dim", "32", "--out-dim", "16", "--no-progress",
+                 "--fixed-temperature"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "| 1 |" in text and "chance" in text
+    assert {p.name for p in out.iterdir()} == {"projectors.safetensors", "projectors.json", "metrics.json"}
+    assert load_projectors(out).config.learn_temperature is False
+
+    np.save(tmp_path / "short.npy", other[:10])
+    code = main(["align", "--brain", str(tmp_path / "brain.npy"), "--other", str(tmp_path / "short.npy"),
+                 "--out", str(out)])
+    assert code == 2
+    assert "brain has 300 rows but other has 10" in capsys.readouterr().err

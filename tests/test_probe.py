@@ -1,0 +1,242 @@
+"""Metrics, subject-grouped splits, the linear probe, its baselines and `brainjepa probe` end to end."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from brainjepa import BrainJEPA
+from brainjepa.cli import main
+from brainjepa.errors import ConfigError, DataError
+from brainjepa.evaluation.baselines import functional_connectivity, random_init_like
+from brainjepa.evaluation.metrics import classification_metrics, grouped_splits, regression_metrics, summarize
+from brainjepa.evaluation.probe import infer_task, probe, probe_models, probe_store
+
+R, T = 20, 64
+
+
+# ------------------------------------------------------------------------------------------------- metrics
+def test_classification_metrics_known_values():
+    m = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], [0.1, 0.6, 0.7, 0.9])
+    assert m["acc"] == 0.75 and m["balanced_acc"] == 0.75 and m["auc"] == 1.0
+    assert m["f1"] == pytest.approx(0.8)
+    # Text labels: the larger label ("b") is the positive class; a [N, 2] score uses its last column.
+    s = classification_metrics(["a", "b", "b"], ["b", "b", "b"], np.array([[0.5, 0.5], [0.2, 0.8], [0.3, 0.7]]))
+    assert s["f1"] == pytest.approx(0.8) and s["auc"] == 1.0 and s["balanced_acc"] == 0.5
+    assert math.isnan(classification_metrics([1, 1], [1, 0], [0.9, 0.1])["auc"])
+
+
+def test_multiclass_metrics_are_macro_and_one_vs_rest():
+    y = np.array([0, 1, 2, 2])
+    score = np.eye(3)[[0, 1, 2, 1]]
+    m = classification_metrics(y, score.argmax(1), score)
+    assert m["acc"] == 0.75 and m["balanced_acc"] == pytest.approx((1 + 1 + 0.5) / 3)
+    assert m["f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+    # Class 2 absent from the fold: AUC averages only the classes present.
+    part = classification_metrics(y[:2], [0, 1], score[:2], labels=[0, 1, 2])
+    assert part["auc"] == 1.0
+
+
+def test_regression_metrics():
+    m = regression_metrics([1.0, 2.0, 3.0], [1.0, 2.0, 5.0])
+    assert m["mae"] == pytest.approx(2 / 3) and m["mse"] == pytest.approx(4 / 3)
+    assert m["pearson_r"] == pytest.approx(np.corrcoef([1, 2, 3], [1, 2, 5])[0, 1])
+    assert math.isnan(regression_metrics([1.0, 2.0], [3.0, 3.0])["pearson_r"])
+
+
+def test_summarize():
+    s = summarize([{"a": 1.0, "b": math.nan}, {"a": 3.0, "b": 2.0}, {"a": 2.0, "b": math.nan}])
+    assert s["a"] == (2.0, 1.0) and s["b"] == (2.0, 0.0)
+    assert all(math.isnan(v) for v in summarize([{"c": math.nan}])["c"])
+    assert summarize([]) == {}
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_grouped_splits_keep_subjects_together(task):
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(20), 3)  # 20 subjects x 3 runs
+    y = np.repeat(rng.integers(0, 2, 20), 3) if task == "classification" else rng.normal(size=60)
+    splits = grouped_splits(y, groups, task=task, folds=4, seed=0)
+    assert len(splits) == 4
+    tested = np.concatenate([te for _, te in splits])
+    assert np.array_equal(np.sort(tested), np.arange(60))  # every row tested exactly once
+    for train, test in splits:
+        assert not set(groups[train]) & set(groups[test])
+        assert np.array_equal(np.sort(np.concatenate([train, test])), np.arange(60))
+        if task == "classification":
+            assert set(y[test]) == {0, 1}
+    again = grouped_splits(y, groups, task=task, folds=4, seed=0)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(splits, again, strict=True))
+    other = grouped_splits(y, groups, task=task, folds=4, seed=1)
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(splits, other, strict=True))
+
+
+def test_grouped_splits_errors():
+    y, g = np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1])
+    with pytest.raises(DataError, match="2 groups \\(subjects\\) cannot make 3 folds"):
+        grouped_splits(y, g, task="classification", folds=3, seed=0)
+    with pytest.raises(DataError, match="folds must be >= 2, got 1"):
+        grouped_splits(y, g, task="regression", folds=1, seed=0)
+    with pytest.raises(DataError, match="task must be 'classification' or 'regression', got 'ranking'"):
+        grouped_splits(y, g, task="ranking", folds=2, seed=0)
+    with pytest.raises(DataError, match="at least 2 classes"):
+        grouped_splits(np.zeros(4), None, task="classification", folds=2, seed=0)
+    with pytest.raises(DataError, match="3 group ids for 4 labels"):
+        grouped_splits(y, g[:3], task="regression", folds=2, seed=0)
+
+
+# ------------------------------------------------------------------------------------------------- probe
+def test_infer_task():
+    assert infer_task(np.array([0, 1, 1, 0])) == "classification"
+    assert infer_task(np.array(["ctl", "mci", None], dtype=object)) == "classification"
+    assert infer_task(np.array([1.0, 2.0, np.nan])) == "classification"
+    assert infer_task(np.array([0.1, 0.5, 0.7])) == "regression"
+    assert infer_task(np.arange(40)) == "regression"  # integer-valued but too many values (ages)
+
+
+def test_probe_learns_a_linear_signal():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 60)
+    x = rng.normal(size=(60, 8))
+    x[:, 0] += 3.0 * y
+    res = probe(x, y, np.arange(60) // 2, folds=3, seeds=2)
+    assert res.task == "classification" and len(res.folds) == 6
+    assert res.summary["acc"][0] > 0.85 and res.summary["auc"][0] > 0.9
+    target = x[:, 1] * 2.0 + 0.1 * rng.normal(size=60)
+    reg = probe(x, target, folds=3, seeds=1)
+    assert reg.task == "regression" and reg.summary["pearson_r"][0] > 0.95
+    assert set(reg.folds[0]) == {"seed", "fold", "n_train", "n_test", "mae", "mse", "pearson_r"}
+    noise = probe(rng.normal(size=(60, 8)), y, folds=3, seeds=2)
+    assert noise.summary["auc"][0] < res.summary["auc"][0]
+
+
+def test_probe_drops_missing_labels_loudly(caplog):
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 30).astype(object)
+    y[[0, 5, 9]] = None
+    with caplog.at_level(logging.WARNING, logger="brainjepa.evaluation.probe"):
+        res = probe(rng.normal(size=(30, 4)), y, folds=3, seeds=1)
+    assert res.n_dropped == 3 and res.n_samples == 27
+    assert "dropped 3 of 30 rows with a missing label" in caplog.text
+    with pytest.raises(DataError, match="4 feature rows, 30 labels"):
+        probe(np.zeros((4, 2)), y)
+
+
+def test_probe_models_share_splits():
+    rng = np.random.default_rng(2)
+    y = np.repeat([0, 1], 15)
+    x = rng.normal(size=(30, 5)) + y[:, None]
+    table = probe_models({"a": x, "b": x.copy(), "c": rng.normal(size=(30, 3))}, y, label="dx", folds=3, seeds=2)
+    assert table.results["a"].folds == table.results["b"].folds  # same splits, same grids -> same numbers
+    frame = table.to_frame()
+    assert frame["features"].tolist() == ["a", "b", "c"]
+    assert {"acc_mean", "acc_std", "auc_mean", "auc_std", "n"} <= set(frame.columns)
+    md = table.to_markdown().splitlines()
+    assert md[0] == "| features | acc | balanced_acc | f1 | auc | n |" and len(md) == 5
+    assert md[2].startswith("| a | ") and " ± " in md[2]
+
+
+# ------------------------------------------------------------------------------------------------- baselines
+def test_functional_connectivity():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4, 100))
+    fc = functional_connectivity([a, a[[1, 0, 2, 3]]])
+    assert fc.shape == (2, 6)
+    np.testing.assert_allclose(fc[0], np.arctanh(np.corrcoef(a)[np.triu_indices(4, 1)]), rtol=1e-5)
+    assert fc[0, 0] == pytest.approx(fc[1, 0])  # swapping ROIs 0 and 1 keeps their own pair
+    dup = functional_connectivity([np.vstack([a[:1], a[:1]])])
+    assert np.isfinite(dup).all() and dup[0, 0] > 5  # r = 1 clipped, not infinite
+    with pytest.raises(DataError, match="sample 1: has 3 ROIs but the runs before it have 4"):
+        functional_connectivity([a, a[:3]])
+
+
+def test_random_init_is_seeded_and_keeps_the_architecture(trained):
+    model = BrainJEPA.from_pretrained(trained)
+    state = torch.get_rng_state()
+    a, b, c = random_init_like(model, 0), random_init_like(model, 0), random_init_like(model, 1)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert a.config == model.config and a.metadata == model.metadata
+    wa, wb, wc, wm = (m.target_encoder.blocks[0].attn.qkv.weight for m in (a, b, c, model))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc) and not torch.equal(wa, wm)
+
+
+# ------------------------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    from brainjepa.data.simulate import SimulationConfig, simulate_store
+
+    path = tmp_path_factory.mktemp("store") / "s"
+    simulate_store(path, SimulationConfig(subjects=16, rois=R, frames=80, seed=0), progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(store, tmp_path_factory) -> Path:
+    """A tiny model pretrained for a few steps (as in tests/test_training.py)."""
+    from brainjepa.config import load_config
+    from brainjepa.training import pretrain
+
+    overrides = {
+        "data.path": str(store), "data.crop_size": f"[{R},{T}]", "data.batch_size": 4, "data.num_workers": 0,
+        "data.sampling_rate": 1, "data.pin_mem": "false", "data.gradient_components": 8,
+        "data.gradient_sparsity": 0.5, "mask.patch_size": 16, "meta.model_name": "vit_tiny", "meta.embed_dim": 32,
+        "meta.depth": 1, "meta.num_heads": 2, "meta.pred_emb_dim": 16, "meta.pred_depth": 1,
+        "meta.use_bfloat16": "false", "optimization.epochs": 2, "optimization.warmup": 1,
+        "optimization.start_lr": 1e-4, "logging.checkpoint_every": 100, "logging.collapse_every": 100,
+    }
+    run = tmp_path_factory.mktemp("run") / "r"
+    return pretrain(load_config(None, [f"{k}={v}" for k, v in overrides.items()]), run)
+
+
+def test_probe_cli_prints_and_saves_three_rows(store, trained, tmp_path, capsys):
+    out = tmp_path / "probe"
+    code = main(["probe", "--data", str(store), "--label", "group", "--model", str(trained), "--folds", "3",
+                 "--seeds", "2", "--out", str(out), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "probe of 'group' (classification)" in printed
+    table = pd.read_csv(out / "probe.csv")
+    assert table["features"].tolist() == ["brainjepa", "random-init", "FC"]
+    assert np.isfinite(table[["acc_mean", "acc_std", "balanced_acc_mean", "f1_mean", "auc_mean"]].to_numpy()).all()
+    assert (table["n"] == 16).all()
+    md = (out / "probe.md").read_text()
+    for row in ("| brainjepa |", "| random-init |", "| FC |"):
+        assert row in md and row in printed
+    folds = pd.read_csv(out / "probe_folds.csv")
+    assert len(folds) == 3 * 2 * 3  # feature sets x seeds x folds
+
+
+def test_probe_cli_from_embeddings_file_and_regression(store, trained, tmp_path, capsys, caplog):
+    emb = tmp_path / "emb.npy"
+    assert main(["embed", "--model", str(trained), "--data", str(store), "--out", str(emb), "--no-progress"]) == 0
+    with caplog.at_level(logging.WARNING):
+        code = main(["probe", "--data", str(store), "--label", "coupling", "--embeddings", str(emb), "--folds", "3",
+                     "--seeds", "1", "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "(regression)" in printed and "| pearson_r |" in printed.replace(" | n |", " |")
+    assert "| FC |" in printed and "random-init" not in printed
+    assert "random-init baseline skipped" in caplog.text
+
+
+def test_probe_store_errors(store, trained, tmp_path, capsys):
+    with pytest.raises(DataError, match=r"no phenotype column 'diagnosis' \(available: \[.*'coupling', 'group'"):
+        probe_store(store, "diagnosis", model=trained)
+    with pytest.raises(ConfigError, match="exactly one of a model"):
+        probe_store(store, "group")
+    with pytest.raises(ConfigError, match=r"unknown baselines \['pca'\]"):
+        probe_store(store, "group", model=trained, baselines=["pca"])
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((1, 32), np.float32))
+    pd.DataFrame({"subject": ["ghost"], "run": ["1"]}).to_csv(str(bad) + ".index.csv", index=False)
+    with pytest.raises(DataError, match="1 embedding rows match no run .* subject 'ghost' run '1'"):
+        probe_store(store, "group", embeddings=bad)
+    assert main(["probe", "--data", str(store), "--label", "group", "--model", str(trained), "--folds", "20",
+                 "--no-progress"]) == 2
+    assert "16 groups (subjects) cannot make 20 folds" in capsys.readouterr().err
