@@ -200,3 +200,17 @@ def test_embed_leaves_model_mode_alone(model, store):
     trained = copy.deepcopy(model).train()
     embed(trained, np.stack([store.run(0)]))
     assert trained.target_encoder.training and trained.encoder.training
+
+
+def test_short_store_run_is_named(model, tmp_path):
+    from brainjepa.data import StoreWriter
+
+    rng = np.random.default_rng(0)
+    with StoreWriter(tmp_path / "s", R) as w:
+        w.add(rng.normal(size=(R, T)), subject="a")
+        w.add(rng.normal(size=(R, 20)), subject="b", run="2")
+    with pytest.raises(DataError, match=r"subject 'b' run '2'.*20 frames but a 32-frame window"):
+        embed_store(model, tmp_path / "s", options=EmbedOptions(normalization="sample_zscore"), progress=False)
+    padded = embed_store(model, tmp_path / "s", options=EmbedOptions(normalization="sample_zscore", pad=True),
+                         progress=False)
+    assert padded.embeddings.shape == (2, 32) and padded.index["run"].tolist() == ["1", "2"]

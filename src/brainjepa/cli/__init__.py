@@ -12,10 +12,23 @@ import sys
 from collections.abc import Sequence
 
 from brainjepa import __version__
-from brainjepa.cli import align, embed, finetune, gradients, info, prepare, pretrain, probe, samples, simulate, validate
+from brainjepa.cli import (
+    align,
+    embed,
+    finetune,
+    gradients,
+    info,
+    prepare,
+    pretrain,
+    probe,
+    quickstart,
+    samples,
+    simulate,
+    validate,
+)
 from brainjepa.errors import BrainJEPAError
 
-_COMMANDS = [info, prepare, validate, pretrain, simulate, samples, gradients, finetune, align, embed, probe]
+_COMMANDS = [quickstart, info, validate, prepare, simulate, samples, gradients, pretrain, embed, probe, finetune, align]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,8 +5,8 @@ Model: one Stuart-Landau (Hopf normal-form) oscillator per ROI on a modular conn
     dz_j = [(a_j + i w_j - |z_j|^2) z_j + G sum_k C_jk (z_k - z_j)] dt + sigma dW_j,   x_j = Re z_j,
 
 integrated with Euler-Maruyama (the rotation by w_j dt applied exactly; float32, vectorised over a batch of
-subjects), then block-averaged to about
-0.5 s, convolved with the canonical double-gamma HRF and sampled every TR after a discarded transient.
+subjects), then block-averaged to about 0.5 s, convolved with the canonical double-gamma HRF and sampled every TR
+after a discarded transient.
 
 What varies per subject (written as phenotype columns, so downstream tasks have a known answer):
 
@@ -71,7 +71,7 @@ class SimulationConfig:
     age_slowing: float = 0.004  # relative frequency change per year around the middle age
     noise: float = 0.02  # sigma of the dynamical noise
     obs_noise: float = 0.1  # measurement noise, as a fraction of each subject's BOLD standard deviation
-    batch_size: int = 32  # subjects integrated together (memory ~ batch * rois * (transient + frames * tr) / 0.5 s)
+    batch_size: int = 32  # subjects integrated together; memory ~ 4 B * batch * rois * simulated seconds / 0.5
 
     def validate(self) -> None:
         """Raise ConfigError naming the first inconsistent parameter."""
@@ -79,8 +79,12 @@ class SimulationConfig:
             if not ok:
                 raise ConfigError(f"simulation.{key} must be {what}, got {getattr(self, key)!r}")
 
+        def is_int(value: object) -> bool:
+            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
         for key in ("subjects", "rois", "frames", "modules", "batch_size"):
-            need(int(getattr(self, key)) == getattr(self, key) and getattr(self, key) >= 1, key, "a positive integer")
+            need(is_int(getattr(self, key)) and getattr(self, key) >= 1, key, "a positive integer")
+        need(is_int(self.seed) and self.seed >= 0, "seed", "a non-negative integer")
         need(self.modules <= self.rois, "modules", f"at most rois ({self.rois})")
         for key in ("tr", "dt", "freq", "noise"):
             need(math.isfinite(getattr(self, key)) and getattr(self, key) > 0, key, "a positive number")
@@ -183,8 +187,8 @@ def _integrate(
     """Integrate one batch of subjects.
 
     Each step rotates z by w*dt exactly, then adds the Euler drift of the remaining terms and the noise
-    (Lie splitting). Plain Euler on the rotation would add w^2 dt / 2 to every `a` (about 25% of the default
-    damping at dt 0.1), making the effective bifurcation parameter depend on frequency and hence on age.
+    (Lie splitting). Plain Euler on the rotation would add w^2 dt / 2 to every `a` (about half the default
+    damping at dt 0.2), making the effective bifurcation parameter depend on frequency and hence on age.
 
     Returns:
         (block-averaged neural signal [n_records, B, R] float32, record spacing in s, records per TR).

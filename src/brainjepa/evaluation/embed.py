@@ -190,8 +190,9 @@ def embed_store(
             f"{store.path}: run of subject {first['subject']!r} (run {first['run']!r}) has {store.num_rois} ROIs "
             f"but the model expects {model.config.num_rois}"
         )
-    subjects = store.manifest["subject"].astype(str).to_numpy()
-    samples = ((store.run(int(i)), store.tr(int(i)), f"subject {subjects[i]!r}") for i in idx)
+    names = [f"subject {s!r} run {r!r}" for s, r in zip(store.manifest["subject"].astype(str),
+                                                         store.manifest["run"].astype(str), strict=True)]
+    samples = ((store.run(int(i)), store.tr(int(i)), names[i]) for i in idx)
     emb = _embed_samples(model, samples, len(idx), pooling=pooling, options=options or EmbedOptions(),
                          progress=progress)
     return StoreEmbeddings(emb, store_index(store, idx))

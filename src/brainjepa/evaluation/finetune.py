@@ -420,7 +420,7 @@ def _run_fold(pretrained: BrainJEPA, store: RunStore, labels: _Labels, train: np
     try:
         inner = grouped_splits(labels.targets[train], labels.subjects[train], task=labels.task,
                                folds=max(2, round(1 / cfg.val_fraction)), seed=cfg.seed + fold)
-    except DataError as err:
+    except ValueError as err:  # DataError, or scikit-learn's own complaint about too few members per class
         raise DataError(f"{store.path}: validation split of fold {fold + 1} (val_fraction {cfg.val_fraction}): "
                         f"{err}") from err
     fit, val = train[inner[0][0]], train[inner[0][1]]

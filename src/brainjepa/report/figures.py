@@ -36,15 +36,22 @@ def gradients_figure(gradient: np.ndarray, out: Path, roi_labels: list[str] | No
 
 
 def mask_figure(grid: np.ndarray, out: Path, patch_size: int) -> Path:
-    """One sample's masks on the ROI x time-patch grid: context, target, neither."""
+    """One sample's masks on the ROI x time-patch grid: context, target, neither.
+
+    ROIs are drawn grouped by their pattern (context ROIs together, Cross-ROI target ROIs together), which makes
+    the blocks visible; the ROI order itself carries no information for the masks.
+    """
     plt = _plt()
+    grid = np.asarray(grid)
+    grid = grid[np.lexsort(grid.T[::-1])]
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
     colors = ["#eeeeee", "#3b75af", "#e1812c"]
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.imshow(grid, aspect="auto", cmap=ListedColormap(colors), vmin=0, vmax=2, interpolation="nearest")
-    ax.set(xlabel=f"time patch ({patch_size} frames each)", ylabel="ROI", title="one sample's masks")
+    ax.set(xlabel=f"time patch ({patch_size} frames each)", ylabel="ROIs (grouped by mask pattern)",
+           title="one sample's masks")
     ax.legend(handles=[Patch(color=c, label=n) for c, n in zip(colors, ["neither", "context", "target"],
                                                                 strict=True)],
               loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3)

@@ -1,0 +1,1 @@
+"""The quickstart pipeline and its report (figures + markdown)."""
