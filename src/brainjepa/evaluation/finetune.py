@@ -18,7 +18,6 @@ AdamW, linear warmup and a per-step half-cycle cosine to ``min_lr``.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -253,7 +252,7 @@ def build_finetune_model(model: BrainJEPA, num_outputs: int, *, encoder: str = "
     stochastic depth rising linearly to `drop_path` (DropPath has no weights, so the state dict loads as is)."""
     source = model.target_encoder if encoder == "target" else model.encoder
     net = BrainEncoder(model.config.replace(drop_path_rate=drop_path), source.pos_embed.gradient.cpu())
-    net.load_state_dict(copy.deepcopy(source.state_dict()), strict=True)
+    net.load_state_dict(source.state_dict(), strict=True)  # copies the values
     net.requires_grad_(True)
     return FinetunedModel(net, num_outputs)
 
@@ -375,36 +374,25 @@ def finetune(
 
 
 def _read_labels(store: RunStore, label: str, task: str) -> _Labels:
-    import pandas as pd
+    """The labelled runs of column `label`; task and missing values handled exactly as by the probe."""
+    from brainjepa.evaluation.probe import drop_missing, infer_task
 
-    manifest = store.manifest
-    if label not in manifest.columns:
-        extra = [c for c in manifest.columns if c not in ("subject", "run", "offset", "frames", "tr", "source")]
-        raise DataError(f"{store.path}: no label column {label!r} in the manifest; phenotype columns: {extra}")
-    values = manifest[label]
-    keep = values.notna().to_numpy() & (values.astype(str).str.strip() != "").to_numpy()
-    if not keep.all():
-        logger.warning("%s: %d of %d runs have no %r value and are left out", store.path, int((~keep).sum()),
-                       len(keep), label)
-    raw = values[keep].to_numpy()
-    numeric = pd.to_numeric(pd.Series(raw), errors="coerce")
-    is_numeric = bool(numeric.notna().all())
+    subjects = store.manifest["subject"].astype(str).to_numpy()
+    y, runs, subjects = drop_missing(store.phenotype(label), np.arange(len(store)), subjects,
+                                     what=f"{label!r} value")
     if task == "auto":
-        few_integers = is_numeric and np.all(numeric == np.round(numeric)) and numeric.nunique() <= _MAX_CLASSES_AUTO
-        task = "classification" if not is_numeric or few_integers else "regression"
+        task = infer_task(y)
         logger.info("label %r: task %s (auto)", label, task)
-    runs = np.flatnonzero(keep).astype(np.int64)
-    subjects = manifest["subject"].astype(str).to_numpy()[runs]
     if task == "regression":
-        if not is_numeric:
-            bad = raw[numeric.isna().to_numpy()][0]
-            raise DataError(f"{store.path}: regression label {label!r} has a non-numeric value {bad!r}")
-        return _Labels(label, runs, subjects, task, None, numeric.to_numpy(np.float64))
-    raw = numeric.to_numpy() if is_numeric else raw.astype(str)
-    classes, targets = np.unique(raw, return_inverse=True)
+        try:
+            targets = y.astype(np.float64)
+        except ValueError as err:
+            raise DataError(f"{store.path}: regression label {label!r} has non-numeric values ({err})") from err
+        return _Labels(label, runs.astype(np.int64), subjects, task, None, targets)
+    classes, targets = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise DataError(f"{store.path}: label {label!r} has a single class {classes.tolist()}; nothing to learn")
-    return _Labels(label, runs, subjects, task, classes.tolist(), targets.astype(np.int64))
+    return _Labels(label, runs.astype(np.int64), subjects, task, classes.tolist(), targets.astype(np.int64))
 
 
 def _run_fold(pretrained: BrainJEPA, store: RunStore, labels: _Labels, train: np.ndarray, test: np.ndarray,

@@ -7,8 +7,9 @@ namespace package; this one ships in the brainjepa wheel and registers the model
     BRAINJEPA_WEIGHTS=jepa-ep300.pth.tar BRAINJEPA_GRADIENT=gradient_mapping_450.csv python -m ...
 
 ``BRAINJEPA_WEIGHTS`` is a ``save_pretrained`` folder, a training run folder, or the official
-``jepa-ep*.pth.tar`` (which also needs ``BRAINJEPA_GRADIENT``). Keyword arguments of `brainjepa` (brainmarks'
-``model_kwargs``) override both.
+``jepa-ep*.pth.tar`` (which also needs ``BRAINJEPA_GRADIENT``; ``BRAINJEPA_NUM_HEADS`` only for a reference
+checkpoint whose width and depth match no preset). Keyword arguments of `brainjepa` (brainmarks'
+``model_kwargs``) override the environment.
 
 ROI order. brainmarks' ``schaefer400_tians3`` space averages Tian's combined CIFTI label file
 ``Schaefer2018_400Parcels_17Networks_order_Tian_Subcortex_S3.dlabel.nii`` by label value (row = value - 1),
@@ -41,6 +42,7 @@ from brainjepa.evaluation.embed import model_normalizer
 
 WEIGHTS_ENV = "BRAINJEPA_WEIGHTS"
 GRADIENT_ENV = "BRAINJEPA_GRADIENT"
+HEADS_ENV = "BRAINJEPA_NUM_HEADS"
 SPACE = "schaefer400_tians3"
 SPACE_ROIS = 450
 
@@ -82,6 +84,7 @@ class BrainJEPAWrapper(nn.Module):
 def brainjepa(
     weights: str | None = None,
     gradient: str | None = None,
+    num_heads: int | None = None,
     encoder: str = "target",
     target_tr: float = 2.0,
 ) -> tuple[BrainJEPATransform, BrainJEPAWrapper]:
@@ -90,11 +93,14 @@ def brainjepa(
     Args:
         weights: model folder or official checkpoint.
         gradient: gradient CSV for an official checkpoint (default: ``$BRAINJEPA_GRADIENT``).
+        num_heads: attention heads of a reference checkpoint that matches no preset (default:
+            ``$BRAINJEPA_NUM_HEADS``).
         encoder: "target" (EMA encoder, the reference's downstream choice) or "context".
         target_tr: TR in seconds the model was trained at.
     """
     weights = weights or os.environ.get(WEIGHTS_ENV)
     gradient = gradient or os.environ.get(GRADIENT_ENV)
+    heads = num_heads or os.environ.get(HEADS_ENV)
     if not weights:
         raise ValueError(
             f"brainjepa: set {WEIGHTS_ENV} to a brainjepa model folder or an official jepa-ep*.pth.tar "
@@ -102,7 +108,7 @@ def brainjepa(
         )
     if encoder not in ("target", "context"):
         raise ValueError(f"brainjepa: encoder must be 'target' or 'context', got {encoder!r}")
-    model = BrainJEPA.load(Path(weights), gradient=gradient)
+    model = BrainJEPA.load(Path(weights), gradient=gradient, num_heads=int(heads) if heads else None)
     if model.config.num_rois != SPACE_ROIS:
         raise ValueError(
             f"brainjepa: {weights} has {model.config.num_rois} ROIs but brainmarks' {SPACE} space has {SPACE_ROIS} "
