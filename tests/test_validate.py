@@ -134,6 +134,10 @@ def test_prepare_round_trip_with_phenotypes(tmp_path, capsys):
     assert store.phenotype("group")[:2].tolist() == ["ctl", "pat"]
     assert store.metadata["prepare"]["orientation"] == "auto"
     assert not (out / "skipped.csv").exists()
+    # robust-scaling statistics are fitted at prepare time and kept with the store
+    stats = store.metadata["normalization"]
+    means = np.stack([ts.mean(axis=1) for ts in runs])
+    np.testing.assert_allclose(stats["median"], np.median(means, axis=0), rtol=1e-5)
 
 
 def test_prepare_joins_on_run_when_present(tmp_path):

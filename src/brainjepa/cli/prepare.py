@@ -30,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="leave bad runs out and list them in DIR/skipped.csv instead of stopping",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing store in DIR")
+    p.add_argument(
+        "--no-stats",
+        action="store_true",
+        help="do not fit the reference's robust-scaling statistics (median / IQR of subject ROI means, over all "
+        "runs) into the store; training then fits them itself",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -53,6 +59,15 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(f"wrote {len(store)} runs ({store.total_frames} frames x {store.num_rois} ROIs) to {store.path}")
+    if not args.no_stats:
+        from brainjepa.data.normalize import save_robust_stats
+        from brainjepa.errors import DataError
+
+        try:
+            save_robust_stats(store, progress=not args.no_progress)
+            print("saved robust-scaling statistics (store metadata 'normalization')")
+        except DataError as err:  # e.g. too few subjects for a non-zero IQR: the store itself is fine
+            print(f"robust-scaling statistics not saved: {err}")
     if skipped:
         print(f"skipped {len({p.source for p in skipped})} bad runs; see {store.path / SKIPPED_FILE}")
     return 0

@@ -325,3 +325,14 @@ def normalizer_from_dict(d: Mapping[str, Any]) -> Normalizer:
     if unknown:
         raise ConfigError(f"normalization record of kind {kind!r} has unknown keys {sorted(unknown)}")
     return _KINDS[kind](**fields)
+
+
+def save_robust_stats(
+    store: RunStore | str | Path, indices: Sequence[int] | np.ndarray | None = None, *, progress: bool = True
+) -> RobustScaler:
+    """Fit the reference's robust scaling on `indices` (None: all runs) and keep it in the store's metadata
+    ("normalization"), where training and embedding pick it up."""
+    store, idx = open_runs(store, indices)
+    scaler = RobustScaler.fit(store, idx, progress=progress)
+    store.set_metadata("normalization", scaler.to_dict())
+    return scaler

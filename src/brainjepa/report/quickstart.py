@@ -132,9 +132,9 @@ def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, da
                  sample=store.metadata.get("sample"))
     window = int(min(160, frames.min()) // 16 * 16)
     if "normalization" not in store.metadata:  # the reference's robust scaling, fitted once, kept with the store
-        from brainjepa.data.normalize import RobustScaler
+        from brainjepa.data.normalize import save_robust_stats
 
-        store.set_metadata("normalization", RobustScaler.fit(store).to_dict())
+        save_robust_stats(store)
 
     _step("2/6 brain gradients from the group FC (BrainSpace)")
     gradient_csv = out / "gradients.csv"

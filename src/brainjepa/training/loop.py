@@ -277,6 +277,7 @@ def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool, env: DistEnv
                    and (s, k) not in RESUMABLE_CHANGES]
         if changed:
             raise ConfigError(f"cannot resume {run_dir} with a different config: {', '.join(changed)} changed")
+    barrier(env)  # every rank has checked the folder before rank 0 writes into it
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, saved)
