@@ -8,12 +8,13 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	# Pinned CPU build of torch (a bare `torch` would pull a multi-GB CUDA build).
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
 	# BrainSpace's gradient code needs only numpy/scipy/sklearn; skip its vtk dependency.
 	$(BIN)/pip install -q --no-deps brainspace==0.3.0
+	# brainmarks' plugin registry and smoke test, without its 24 hard dependencies (wandb, pycortex, peft...).
+	$(BIN)/pip install -q --no-deps brainmarks==0.1.1 templateflow==25.1.2 acres==0.5.0 platformdirs==4.14.8
 	touch $(STAMP)
 
 install: $(STAMP)

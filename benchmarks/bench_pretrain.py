@@ -26,6 +26,19 @@ from brainjepa.training.distributed import DistEnv
 from brainjepa.training.loop import Trainer
 
 
+def reference_like(trainer: Trainer) -> None:
+    """Undo our speed-ups on this trainer (attention was already set to the explicit path by the config)."""
+    model = trainer.model
+
+    def full_target(x, target_idx):
+        with torch.no_grad():
+            h = torch.nn.functional.layer_norm(model.target_encoder(x), (model.config.embed_dim,))
+            return torch.gather(h, 1, target_idx.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+
+    model.target_features = full_target
+    trainer.optimizer = torch.optim.AdamW(model.param_groups(0.04), lr=1e-4, foreach=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--embed-dim", type=int, default=384, help="encoder width")
@@ -40,6 +53,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=160, help="frames per sample")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
+    ap.add_argument("--reference-like", action="store_true",
+                    help="emulate the reference's CPU path in the same run: materialised softmax attention, the "
+                    "target encoder's last block over all tokens, multi-tensor (non-fused) AdamW")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,11 +72,14 @@ def main() -> None:
             f"meta.depth={args.depth}", f"meta.num_heads={args.heads}", f"meta.pred_emb_dim={args.pred_dim}",
             f"meta.pred_depth={args.pred_depth}", f"meta.use_bfloat16={args.dtype == 'bf16'}",
             "meta.accumulation_steps=1", f"meta.compile={args.compile}", f"meta.device={args.device}",
+            f"meta.attn_mode={'normal' if args.reference_like else 'flash_attn'}",
             "optimization.epochs=1", "optimization.warmup=0",
         ])
         (tmp / "run").mkdir()
         trainer = Trainer(cfg, tmp / "run", DistEnv(device=torch.device(
             "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")), False)
+        if args.reference_like:
+            reference_like(trainer)
         batches = list(trainer.micro_batches())
         times, sizes = [], []
         for i, batch in enumerate(batches):
@@ -76,7 +95,7 @@ def main() -> None:
                 sizes.append((row["k_context"], row["k_target"]))
     print(json.dumps({
         "config": f"D{args.embed_dim}/L{args.depth}/H{args.heads} pred D{args.pred_dim}/L{args.pred_depth}",
-        "batch": args.batch, "dtype": args.dtype, "device": str(trainer.env.device), "compile": args.compile,
+        "batch": args.batch, "dtype": args.dtype, "reference_like": args.reference_like, "device": str(trainer.env.device), "compile": args.compile,
         "threads": torch.get_num_threads(), "steps": len(times),
         "median_s_per_step": round(statistics.median(times), 3), "min_s_per_step": round(min(times), 3),
         "mean_k_context": round(float(np.mean([s[0] for s in sizes]))),

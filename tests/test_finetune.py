@@ -11,7 +11,7 @@ import torch
 from brainjepa import BrainJEPA, ModelConfig
 from brainjepa.cli import main
 from brainjepa.data.store import StoreWriter
-from brainjepa.errors import ConfigError, DataError
+from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingError
 from brainjepa.evaluation.finetune import (
     FinetuneConfig,
     FinetunedModel,
@@ -204,6 +204,23 @@ def test_bad_labels_are_named(store, tmp_path):
         finetune(other, store, "group", progress=False)
     with pytest.raises(DataError, match="validation split of fold 1"):
         finetune(_model(), store, "group", config=FinetuneConfig(folds=12, val_fraction=0.05), progress=False)
+    with pytest.raises(DataError, match="label 'site' is constant in the training subjects of fold 1"):
+        finetune(_model(), store, "site", config=FinetuneConfig(task="regression", folds=2), progress=False)
+
+
+def test_non_finite_loss_stops_with_the_fold_and_epoch(store):
+    cfg = FinetuneConfig(**{**FAST.__dict__, "lr": 1e6, "warmup_epochs": 0.0, "epochs": 2})
+    with pytest.raises(TrainingError, match="fold 1: non-finite training loss in epoch 1"):
+        finetune(_model(), store, "score", config=cfg, progress=False)
+
+
+def test_load_finetuned_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not a fine-tuned model folder"):
+        FinetunedModel.load(tmp_path)
+    build_finetune_model(_model(), 2).save(tmp_path, {})
+    (tmp_path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot read fine-tuned model"):
+        FinetunedModel.load(tmp_path)
 
 
 def test_bad_config_is_named():

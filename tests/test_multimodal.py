@@ -169,3 +169,9 @@ def test_cli_align(tmp_path, capsys):
                  "--out", str(out)])
     assert code == 2
     assert "brain has 300 rows but other has 10" in capsys.readouterr().err
+
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object))
+    code = main(["align", "--brain", str(tmp_path / "objects.npy"), "--other", str(tmp_path / "other.npy"),
+                 "--out", str(out)])
+    assert code == 2
+    assert "objects.npy: not a numeric .npy array" in capsys.readouterr().err

@@ -196,10 +196,13 @@ class FinetunedModel(nn.Module):
             raise CheckpointError(
                 f"{directory}: not a fine-tuned model folder (needs {CHECKPOINT_CONFIG} and {CHECKPOINT_WEIGHTS})"
             )
-        meta = json.loads(config_path.read_text())
-        if meta.get("format") != FORMAT:
+        try:
+            meta = json.loads(config_path.read_text())
+            state = load_file(str(weights_path))
+        except Exception as err:
+            raise CheckpointError(f"{directory}: cannot read fine-tuned model ({type(err).__name__}: {err})") from err
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise CheckpointError(f"{config_path}: not a brainjepa fine-tuned model record")
-        state = load_file(str(weights_path))
         encoder = BrainEncoder(ModelConfig.from_dict(meta["model"]), state["encoder.pos_embed.gradient"])
         model = cls(encoder, int(meta["num_outputs"]))
         try:
