@@ -241,3 +241,12 @@ def test_probe_store_errors(store, trained, tmp_path, capsys):
     assert main(["probe", "--data", str(store), "--label", "group", "--model", str(trained), "--folds", "20",
                  "--no-progress"]) == 2
     assert "16 groups (subjects) cannot make 20 folds" in capsys.readouterr().err
+
+
+def test_probe_store_roi_pooling(store, trained):
+    table = probe_store(store, "group", model=trained, pooling="roi", baselines=["random-init"], folds=2, seeds=1,
+                        progress=False)
+    assert list(table.results) == ["brainjepa", "random-init"]
+    assert table.results["brainjepa"].n_samples == 16
+    with pytest.raises(ConfigError, match="pooling must be 'mean' or 'roi', got 'tokens'"):
+        probe_store(store, "group", model=trained, pooling="tokens")

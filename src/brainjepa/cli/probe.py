@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=3, help="repetitions with different splits (default 3)")
     p.add_argument("--baselines", nargs="*", choices=("random-init", "fc"), default=["random-init", "fc"],
                    help="baselines to probe beside brainjepa (default both; give none to skip)")
+    p.add_argument("--pooling", choices=("mean", "roi"), default="mean",
+                   help="mean over all tokens (default, the reference's downstream pooling) or per-ROI means "
+                   "flattened to R*D features; applies to brainjepa and random-init")
     p.add_argument("--random-init-seed", type=int, default=0, help="weight seed of the random-init encoder")
     p.add_argument("--out", default=None, help="folder for probe.csv, probe.md and probe_folds.csv")
     add_embed_arguments(p)
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     table = probe_store(
         args.data, args.label, model=args.model, embeddings=args.embeddings, gradient=args.gradient,
         task=args.task, groups=args.groups, folds=args.folds, seeds=args.seeds, baselines=args.baselines,
-        options=embed_options(args), random_init_seed=args.random_init_seed, out=args.out,
+        pooling=args.pooling, options=embed_options(args), random_init_seed=args.random_init_seed, out=args.out,
         progress=not args.no_progress,
     )
     print(f"probe of {args.label!r} ({table.task}), mean ± std over {args.seeds} seeds x {args.folds} folds\n")

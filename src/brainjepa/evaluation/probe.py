@@ -302,6 +302,7 @@ def probe_store(
     folds: int = 5,
     seeds: int = 3,
     baselines: Sequence[str] = BASELINES,
+    pooling: Literal["mean", "roi"] = "mean",
     options: EmbedOptions | None = None,
     random_init_seed: int = 0,
     out: str | Path | None = None,
@@ -321,6 +322,8 @@ def probe_store(
         folds, seeds: outer CV folds and repetitions.
         baselines: any of "random-init" (same architecture, seed `random_init_seed`, same embedding options)
             and "fc" (whole-run Fisher-z functional connectivity).
+        pooling: "mean" (the reference's global pool, [N, D]) or "roi" (per-ROI means flattened, [N, R*D]),
+            for the brainjepa and random-init rows.
         options: embedding options (windows, normalisation, encoder, device...).
         out: folder for probe.csv / probe.md / probe_folds.csv (None: nothing written).
         progress: show progress bars.
@@ -328,7 +331,7 @@ def probe_store(
     Raises:
         DataError: the label or group column does not exist (available ones listed), embeddings rows that
             match no run, too few subjects for the folds.
-        ConfigError: neither or both of `model` and `embeddings`, an unknown baseline.
+        ConfigError: neither or both of `model` and `embeddings`, an unknown baseline or pooling.
     """
     from brainjepa.data.normalize import open_runs
     from brainjepa.evaluation.baselines import functional_connectivity, random_init_like
@@ -339,6 +342,8 @@ def probe_store(
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ConfigError(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
+    if pooling not in ("mean", "roi"):
+        raise ConfigError(f"probe pooling must be 'mean' or 'roi', got {pooling!r}")
     store, _ = open_runs(data, None)
     y_all, g_all = store.phenotype(label), store.phenotype(groups)
     features: dict[str, np.ndarray] = {}
@@ -349,14 +354,15 @@ def probe_store(
     else:
         model = load_model(model, gradient=gradient)
         runs = np.arange(len(store))
-        features["brainjepa"] = embed_store(model, store, options=options, progress=progress).embeddings.numpy()
+        emb = embed_store(model, store, pooling=pooling, options=options, progress=progress).embeddings
+        features["brainjepa"] = emb.numpy()
     if "random-init" in baselines:
         if model is None:
             logger.warning("random-init baseline skipped: it needs the model's architecture (--model)")
         else:
             fresh = random_init_like(model, seed=random_init_seed)
-            emb = embed_store(fresh, store, indices=runs, options=options, progress=progress).embeddings
-            features["random-init"] = emb.numpy()
+            emb = embed_store(fresh, store, indices=runs, pooling=pooling, options=options, progress=progress)
+            features["random-init"] = emb.embeddings.numpy()
     if "fc" in baselines:
         subjects = store.manifest["subject"].astype(str).to_numpy()
         features["fc"] = functional_connectivity((store.run(int(i)) for i in runs),
