@@ -76,8 +76,8 @@ def main() -> None:
             "optimization.epochs=1", "optimization.warmup=0",
         ])
         (tmp / "run").mkdir()
-        trainer = Trainer(cfg, tmp / "run", DistEnv(device=torch.device(
-            "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")), False)
+        use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+        trainer = Trainer(cfg, tmp / "run", DistEnv(device=torch.device("cuda" if use_cuda else "cpu")), False)
         if args.reference_like:
             reference_like(trainer)
         batches = list(trainer.micro_batches())
@@ -95,7 +95,8 @@ def main() -> None:
                 sizes.append((row["k_context"], row["k_target"]))
     print(json.dumps({
         "config": f"D{args.embed_dim}/L{args.depth}/H{args.heads} pred D{args.pred_dim}/L{args.pred_depth}",
-        "batch": args.batch, "dtype": args.dtype, "reference_like": args.reference_like, "device": str(trainer.env.device), "compile": args.compile,
+        "batch": args.batch, "dtype": args.dtype, "reference_like": args.reference_like,
+        "device": str(trainer.env.device), "compile": args.compile,
         "threads": torch.get_num_threads(), "steps": len(times),
         "median_s_per_step": round(statistics.median(times), 3), "min_s_per_step": round(min(times), 3),
         "mean_k_context": round(float(np.mean([s[0] for s in sizes]))),

@@ -89,7 +89,7 @@ def test_determinism_across_instances_epochs_and_seeds(store):
     np.testing.assert_array_equal(x0, _all_x(b))
     a.set_epoch(1)
     x1 = _all_x(a)
-    assert sum(not np.array_equal(p, q) for p, q in zip(x0, x1)) >= len(a) - 1
+    assert sum(not np.array_equal(p, q) for p, q in zip(x0, x1, strict=True)) >= len(a) - 1
     b.set_epoch(1)
     np.testing.assert_array_equal(x1, _all_x(b))  # a resumed run at epoch 1 sees the same windows
     c = StoreDataset(store, window=SPEC, seed=5)
@@ -161,7 +161,7 @@ def test_split_by_subject_has_no_leakage(store, fractions):
         sizes == {2: [6, 2], 3: [5, 2, 1]}[len(fractions)]
     )  # largest remainders: 4.8 -> 5, 1.6 -> 2, 1.6 -> 1
     again = split_by_subject(store.path, fractions, seed=0)
-    assert all(np.array_equal(p, q) for p, q in zip(splits, again))
+    assert all(np.array_equal(p, q) for p, q in zip(splits, again, strict=True))
     others = {tuple(split_by_subject(store, fractions, seed=s)[0]) for s in range(1, 6)}
     assert len(others) > 1
 

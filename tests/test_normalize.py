@@ -38,7 +38,7 @@ def _runs(seed: int = 0) -> list[np.ndarray]:
 def store(tmp_path) -> tuple[RunStore, list[np.ndarray]]:
     runs = _runs()
     with StoreWriter(tmp_path / "s", R, roi_labels=[f"roi{k}" for k in range(R)]) as w:
-        for k, ((subject, _), ts) in enumerate(zip(RUNS, runs)):
+        for k, ((subject, _), ts) in enumerate(zip(RUNS, runs, strict=True)):
             w.add(ts, subject=subject, run=str(k), tr=0.72)
     return RunStore(tmp_path / "s"), runs
 

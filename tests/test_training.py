@@ -36,7 +36,8 @@ def store(tmp_path_factory) -> Path:
 def _overrides(store: Path, **extra) -> list[str]:
     base = {
         "data.path": str(store), "data.crop_size": f"[{R},{T}]", "data.batch_size": 4, "data.num_workers": 0,
-        "data.sampling_rate": 1, "data.pin_mem": "false", "data.gradient_components": 8, "data.gradient_sparsity": 0.5, "mask.patch_size": 16, "meta.model_name": "vit_tiny",
+        "data.sampling_rate": 1, "data.pin_mem": "false", "data.gradient_components": 8,
+        "data.gradient_sparsity": 0.5, "mask.patch_size": 16, "meta.model_name": "vit_tiny",
         "meta.embed_dim": 32, "meta.depth": 1, "meta.num_heads": 2, "meta.pred_emb_dim": 16, "meta.pred_depth": 1,
         "meta.use_bfloat16": "false", "meta.accumulation_steps": 1, "optimization.epochs": 4,
         "optimization.warmup": 1, "optimization.start_lr": 1e-4, "logging.checkpoint_every": 3,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +83,7 @@ targets never overlap the context.
 
 A 96-d, depth-4 encoder with a 48-d, depth-2 predictor, {facts['epochs']} epochs ({facts['steps']} optimizer steps,
 batch 8, {facts['seconds_per_step']} s per step measured before the run, bf16 autocast
-{'on: this CPU multiplies bf16 faster than fp32' if facts['bf16'] else 'off: this CPU multiplies bf16 no faster than fp32'}),
+{"on: this CPU multiplies bf16 faster than fp32" if facts["bf16"] else "off: bf16 is no faster than fp32 here"}),
 {facts['pretrain_minutes']} minutes. {_loss_summary(metrics_csv)}
 
 ![curves](figures/training_curves.png)

@@ -53,8 +53,10 @@ class Schedule:
         """Cosine from weight_decay to final_weight_decay over all steps, clamped at the final value."""
         o = self.opt
         progress = (step + 1) / self.total_steps
-        wd = o.final_weight_decay + (o.weight_decay - o.final_weight_decay) * 0.5 * (1.0 + math.cos(math.pi * progress))
-        return max(o.final_weight_decay, wd) if o.final_weight_decay <= o.weight_decay else min(o.final_weight_decay, wd)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        wd = o.final_weight_decay + (o.weight_decay - o.final_weight_decay) * cosine
+        clamp = max if o.final_weight_decay <= o.weight_decay else min
+        return clamp(o.final_weight_decay, wd)
 
     def momentum(self, step: int) -> float:
         """EMA momentum after optimizer step `step` (0-based): linear from ema[0], reaching ema[1] at the end."""
