@@ -148,8 +148,8 @@ def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, da
     probe_cfg = pretrain_config(store, gradient_csv, epochs=1, bf16=bf16, seed=seed, frames=window)
     per_step = seconds_per_step(probe_cfg)
     steps_per_epoch = len(store) // probe_cfg.data.batch_size
-    # 10% margin for what the timed steps leave out (logging, epoch boundaries, the final checkpoint)
-    epochs = max(2, int(0.9 * minutes * 60 / (per_step * steps_per_epoch)))
+    # 5% margin for what the timed steps leave out (logging, epoch boundaries, the final checkpoint)
+    epochs = max(2, int(0.95 * minutes * 60 / (per_step * steps_per_epoch)))
     cfg = pretrain_config(store, gradient_csv, epochs=epochs, bf16=bf16, seed=seed, frames=window)
     run_dir = out / "run"
     if run_dir.exists():
