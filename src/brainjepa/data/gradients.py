@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from brainjepa.errors import BrainJEPAError, ConfigError, DataError
+from brainjepa.io import atomic_write
 
 if TYPE_CHECKING:
     from brainjepa.data.store import RunStore
@@ -232,14 +233,15 @@ def save_gradient(path: str | Path, gradients: np.ndarray) -> Path:
     if not np.isfinite(grads).all():
         raise DataError(f"{path}: refusing to write gradients with NaN/Inf values")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        if path.suffix.lower() == ".npy":
-            np.save(fh, grads)
-        else:
-            np.savetxt(fh, grads, delimiter=",", fmt="%.17g")
-    os.replace(tmp, path)
-    return path
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            if path.suffix.lower() == ".npy":
+                np.save(fh, grads)
+            else:
+                np.savetxt(fh, grads, delimiter=",", fmt="%.17g")
+
+    return atomic_write(path, write)
 
 
 def gradients_file(

@@ -27,6 +27,7 @@ import numpy as np
 
 from brainjepa.data.validate import Problem, check_timeseries, raise_for_problems
 from brainjepa.errors import DataError
+from brainjepa.io import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
     from typing import Self
@@ -54,12 +55,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"store metadata value of type {type(value).__name__} is not JSON-serialisable")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _dump_meta(meta: dict) -> str:
@@ -202,8 +197,7 @@ class StoreWriter:
         manifest = pd.DataFrame(self._rows)
         if manifest.empty:
             manifest = pd.DataFrame(columns=list(MANIFEST_COLUMNS))
-        manifest.to_csv(self.path / (MANIFEST_FILE + ".tmp"), index=False)
-        os.replace(self.path / (MANIFEST_FILE + ".tmp"), self.path / MANIFEST_FILE)
+        atomic_write(self.path / MANIFEST_FILE, lambda tmp: manifest.to_csv(tmp, index=False))
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -213,7 +207,7 @@ class StoreWriter:
             "total_frames": self._offset,
             "metadata": self._metadata,
         }
-        _write_atomic(self.path / META_FILE, _dump_meta(meta))
+        atomic_write_text(self.path / META_FILE, _dump_meta(meta))
         logger.info(
             "wrote store %s: %d runs, %d frames x %d ROIs", self.path, len(self._rows), self._offset, self.num_rois
         )
@@ -416,7 +410,7 @@ class RunStore:
         json.dumps(value, default=_json_default)  # fail before touching the file
         self.metadata[key] = value
         self._meta["metadata"] = self.metadata
-        _write_atomic(self.path / META_FILE, _dump_meta(self._meta))
+        atomic_write_text(self.path / META_FILE, _dump_meta(self._meta))
 
 
 SKIPPED_FILE = "skipped.csv"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -15,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from brainjepa.errors import CheckpointError
+from brainjepa.io import atomic_write, atomic_write_text
 from brainjepa.models.config import ModelConfig
 from brainjepa.models.convert import (
     MODULES,
@@ -123,8 +122,8 @@ class BrainJEPA(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         meta = {"format": FORMAT, "version": 1, "model": self.config.to_dict(), "metadata": self.metadata}
-        _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
-        _atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(meta, indent=2)))
+        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
+        atomic_write_text(directory / CONFIG_NAME, json.dumps(meta, indent=2))
         return directory
 
     @classmethod
@@ -235,15 +234,3 @@ def _load_strict(model: nn.Module, state: dict[str, Tensor], source: str) -> Non
             f"shape mismatch {wrong[:8]}"
         )
     model.load_state_dict(state, strict=True)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
