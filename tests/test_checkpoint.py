@@ -53,7 +53,7 @@ def test_from_pretrained_errors(tmp_path):
         BrainJEPA.from_pretrained(tmp_path)
     _trained_like_model().save_pretrained(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="cannot read model"):
+    with pytest.raises(CheckpointError, match="cannot read brainjepa model"):
         BrainJEPA.from_pretrained(tmp_path)
     _trained_like_model().save_pretrained(tmp_path)
     meta = json.loads((tmp_path / "config.json").read_text())

@@ -18,7 +18,6 @@ AdamW, linear warmup and a per-step half-cycle cosine to ``min_lr``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingError
+from brainjepa.io import load_weights_folder, save_weights_folder
 from brainjepa.models import BrainJEPA, ModelConfig
 from brainjepa.models.encoder import BrainEncoder
 
@@ -174,41 +174,21 @@ class FinetunedModel(nn.Module):
     def save(self, directory: str | Path, info: dict[str, Any]) -> Path:
         """Write ``model.safetensors`` and ``finetune.json`` (architecture plus `info`: task, classes, label
         statistics, normalisation, windows) into directory."""
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / CHECKPOINT_WEIGHTS), metadata={"format": FORMAT})
-        meta = {"format": FORMAT, "version": 1, "model": self.config.to_dict(),
-                "num_outputs": self.head.out_features, **info}
-        (directory / CHECKPOINT_CONFIG).write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
-        return directory
+        meta = {"model": self.config.to_dict(), "num_outputs": self.head.out_features, **info}
+        return save_weights_folder(directory, self, meta, config_name=CHECKPOINT_CONFIG,
+                                   weights_name=CHECKPOINT_WEIGHTS, fmt=FORMAT, json_default=_json_default)
 
     @classmethod
     def load(cls, directory: str | Path) -> tuple[FinetunedModel, dict[str, Any]]:
         """Read what `save` wrote: the model (eval mode) and its ``finetune.json`` record."""
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        config_path, weights_path = directory / CHECKPOINT_CONFIG, directory / CHECKPOINT_WEIGHTS
-        if not config_path.is_file() or not weights_path.is_file():
-            raise CheckpointError(
-                f"{directory}: not a fine-tuned model folder (needs {CHECKPOINT_CONFIG} and {CHECKPOINT_WEIGHTS})"
-            )
-        try:
-            meta = json.loads(config_path.read_text())
-            state = load_file(str(weights_path))
-        except Exception as err:
-            raise CheckpointError(f"{directory}: cannot read fine-tuned model ({type(err).__name__}: {err})") from err
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise CheckpointError(f"{config_path}: not a brainjepa fine-tuned model record")
+        meta, state = load_weights_folder(directory, config_name=CHECKPOINT_CONFIG, weights_name=CHECKPOINT_WEIGHTS,
+                                          fmt=FORMAT, what="fine-tuned model")
         encoder = BrainEncoder(ModelConfig.from_dict(meta["model"]), state["encoder.pos_embed.gradient"])
         model = cls(encoder, int(meta["num_outputs"]))
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as err:
-            raise CheckpointError(f"{weights_path}: weights do not match {config_path} ({err})") from err
+            raise CheckpointError(f"{directory}: weights do not match their config ({err})") from err
         return model.eval(), meta
 
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from brainjepa.errors import CheckpointError, ConfigError, DataError
+from brainjepa.io import load_weights_folder, save_weights_folder
 
 logger = logging.getLogger(__name__)
 
@@ -146,42 +147,25 @@ class AlignedProjectors(nn.Module):
 
     def save(self, directory: str | Path) -> Path:
         """Write ``projectors.safetensors`` and ``projectors.json`` (dims and config) into directory."""
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": FORMAT})
-        meta = {"format": FORMAT, "version": 1, "brain_dim": self.brain_mean.numel(),
-                "other_dim": self.other_mean.numel(), "config": asdict(self.config)}
-        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        return directory
+        meta = {"brain_dim": self.brain_mean.numel(), "other_dim": self.other_mean.numel(),
+                "config": asdict(self.config)}
+        return save_weights_folder(directory, self, meta, config_name=CONFIG_FILE, weights_name=WEIGHTS_FILE,
+                                   fmt=FORMAT)
 
 
 def load_projectors(directory: str | Path) -> AlignedProjectors:
     """Rebuild the `AlignedProjectors` that `align` (or `AlignedProjectors.save`) wrote to directory (eval mode)."""
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    if not config_path.is_file() or not weights_path.is_file():
-        raise CheckpointError(f"{directory}: not a projector folder (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-    try:
-        meta = json.loads(config_path.read_text())
-        state = load_file(str(weights_path))
-    except Exception as err:
-        raise CheckpointError(f"{directory}: cannot read projectors ({type(err).__name__}: {err})") from err
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{config_path}: not a brainjepa projector config")
+    meta, state = load_weights_folder(directory, config_name=CONFIG_FILE, weights_name=WEIGHTS_FILE, fmt=FORMAT,
+                                      what="projector")
     known = set(AlignConfig.__dataclass_fields__)
     unknown = sorted(set(meta["config"]) - known)
     if unknown:
-        raise CheckpointError(f"{config_path}: unknown projector config keys {unknown}")
+        raise CheckpointError(f"{directory}: unknown projector config keys {unknown}")
     model = AlignedProjectors(meta["brain_dim"], meta["other_dim"], AlignConfig(**meta["config"]))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"{weights_path}: weights do not match {config_path} ({err})") from err
+        raise CheckpointError(f"{directory}: weights do not match their config ({err})") from err
     return model.eval()
 
 

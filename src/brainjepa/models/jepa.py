@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -13,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from brainjepa.errors import CheckpointError
-from brainjepa.io import atomic_write, atomic_write_text
+from brainjepa.io import load_weights_folder, save_weights_folder
 from brainjepa.models.config import ModelConfig
 from brainjepa.models.convert import (
     MODULES,
@@ -116,37 +115,20 @@ class BrainJEPA(nn.Module):
     # ------------------------------------------------------------------------------------------- persistence
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write `config.json` and `model.safetensors` (gradient included) into directory, atomically per file."""
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        meta = {"format": FORMAT, "version": 1, "model": self.config.to_dict(), "metadata": self.metadata}
-        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
-        atomic_write_text(directory / CONFIG_NAME, json.dumps(meta, indent=2))
-        return directory
+        return save_weights_folder(directory, self, {"model": self.config.to_dict(), "metadata": self.metadata},
+                                   config_name=CONFIG_NAME, weights_name=WEIGHTS_NAME, fmt=FORMAT)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, map_location: str | torch.device = "cpu") -> BrainJEPA:
         """Restore a model written by `save_pretrained` (a folder, or a training run folder holding `model/`)."""
-        from safetensors.torch import load_file
-
         directory = Path(path)
         if not (directory / CONFIG_NAME).is_file() and (directory / "model" / CONFIG_NAME).is_file():
             directory = directory / "model"
-        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        if not config_path.is_file() or not weights_path.is_file():
-            raise CheckpointError(f"{path}: not a brainjepa model folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
-        try:
-            meta = json.loads(config_path.read_text())
-            state = load_file(str(weights_path), device=str(map_location))
-        except Exception as err:
-            raise CheckpointError(f"{directory}: cannot read model ({type(err).__name__}: {err})") from err
-        if meta.get("format") != FORMAT:
-            raise CheckpointError(f"{config_path}: not a brainjepa model config")
+        meta, state = load_weights_folder(directory, config_name=CONFIG_NAME, weights_name=WEIGHTS_NAME, fmt=FORMAT,
+                                          what="brainjepa model", map_location=str(map_location))
         cfg = ModelConfig.from_dict(meta["model"])
         model = cls(cfg, state["encoder.pos_embed.gradient"], metadata=meta.get("metadata"))
-        _load_strict(model, state, str(weights_path))
+        _load_strict(model, state, str(directory / WEIGHTS_NAME))
         return model
 
     @classmethod
