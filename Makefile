@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	# Pinned CPU build of torch (a bare `torch` would pull a multi-GB CUDA build).
 	$(BIN)/pip install -q torch==2.13.0
+	# [dev] brings pytest and ruff: `make test` and `make lint` (both run by .ci/run).
 	$(BIN)/pip install -q -e '.[dev]'
 	# BrainSpace's gradient code needs only numpy/scipy/sklearn; skip its vtk dependency.
 	$(BIN)/pip install -q --no-deps brainspace==0.3.0

@@ -106,8 +106,8 @@ def prepare_ukb(args: argparse.Namespace) -> dict:
     """Time `prepare_store` on synthetic subjects in the reference UKB layout (50 + 400 ROIs x 490 frames)."""
     import pandas as pd
 
+    from brainjepa.data.prepare import prepare_store
     from brainjepa.data.readers import UKB_CORTICAL, UKB_SUBCORTICAL
-    from brainjepa.data.store import prepare_store
 
     rng = np.random.default_rng(args.seed)
     root = args.dir.with_name(args.dir.name + "_ukb")
@@ -122,9 +122,10 @@ def prepare_ukb(args: argparse.Namespace) -> dict:
     try:
         for workers in sorted({1, args.workers}):
             t0 = time.perf_counter()
-            store, _ = prepare_store(
-                [root], root / "store", num_rois=450, tr=0.735, overwrite=True, workers=workers, progress=False
-            )
+            store = prepare_store(
+                [root], root / "store", num_rois=450, tr=0.735, overwrite=True, stats=False, workers=workers,
+                progress=False,
+            ).store
             out[workers] = time.perf_counter() - t0
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -1,26 +1,92 @@
-"""Shared fixtures: the golden tensors made by running the reference code (../shared/golden)."""
+"""Shared test setup.
+
+* The golden tensors made by running the reference code are found in ONE place, `GOLDEN`: ``$BRAINJEPA_GOLDEN``,
+  else ``../shared/golden`` beside the repository. Every test that reads them takes the `golden_dir` fixture;
+  when they are missing the test skips locally and fails under CI (``CI=true``), so CI cannot pass without them.
+* Tests marked ``network`` need the internet (PyPI). They are skipped unless ``--run-network`` is given or
+  ``BRAINJEPA_NETWORK=1``; every other test is stopped if it opens a connection to a non-loopback address.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from pathlib import Path
 
 import pytest
 
 GOLDEN = Path(os.environ.get("BRAINJEPA_GOLDEN", Path(__file__).resolve().parents[2] / "shared" / "golden"))
+GOLDEN_MARKER = "reference_small.safetensors"
+TRUE = ("1", "true", "yes")
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in TRUE
+
+
+def require_golden(path: Path) -> Path:
+    """`path` if it holds the golden set; otherwise skip the test, or fail it under CI."""
+    if not (path / GOLDEN_MARKER).is_file():
+        if _flag("CI"):
+            pytest.fail(f"golden tensors missing at {path} (CI must provide them: ../shared/golden or "
+                        "$BRAINJEPA_GOLDEN)", pytrace=False)
+        pytest.skip(f"golden tensors not found at {path} (set BRAINJEPA_GOLDEN)")
+    return path
 
 
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
-    if not (GOLDEN / "reference_small.safetensors").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"golden tensors missing at {GOLDEN} (CI must provide ../shared/golden)")
-        pytest.skip(f"golden tensors not found at {GOLDEN}")
-    return GOLDEN
+    return require_golden(GOLDEN)
 
 
 @pytest.fixture(scope="session")
 def golden(golden_dir: Path) -> dict:
     from safetensors.torch import load_file
 
-    return load_file(str(golden_dir / "reference_small.safetensors"))
+    return load_file(str(golden_dir / GOLDEN_MARKER))
+
+
+# ------------------------------------------------------------------------------------------------ network
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-network", action="store_true", help="run the tests marked `network` (need PyPI)")
+
+
+def network_enabled(config: pytest.Config) -> bool:
+    return bool(config.getoption("--run-network")) or _flag("BRAINJEPA_NETWORK")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if network_enabled(config):
+        return
+    skip = pytest.mark.skip(reason="needs the network: run with --run-network or BRAINJEPA_NETWORK=1")
+    for item in items:
+        if item.get_closest_marker("network"):
+            item.add_marker(skip)
+
+
+def _is_local(address: object) -> bool:
+    if not isinstance(address, tuple):  # AF_UNIX paths
+        return True
+    host = str(address[0])
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:  # a host name other than localhost
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests not marked `network` may only connect to this machine (loopback, Unix sockets)."""
+    if request.node.get_closest_marker("network"):
+        return
+    connect = socket.socket.connect
+
+    def guarded(sock: socket.socket, address: object) -> None:
+        if not _is_local(address):
+            raise RuntimeError(f"{request.node.nodeid} connects to {address!r}: mark it @pytest.mark.network")
+        connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)

@@ -113,3 +113,19 @@ def test_plugin_errors(tmp_path, monkeypatch):
     monkeypatch.setenv(plugin.WEIGHTS_ENV, str(tmp_path / "small"))
     with pytest.raises(ValueError, match="has 8 ROIs but brainmarks' schaefer400_tians3 space has 450"):
         plugin.brainjepa()
+
+
+def test_layer_option_returns_that_blocks_normed_tokens(golden_dir, golden, monkeypatch):
+    plugin = _plugin()
+    monkeypatch.setenv(plugin.WEIGHTS_ENV, str(golden_dir / "jepa-ep1.pth.tar"))
+    monkeypatch.setenv(plugin.GRADIENT_ENV, str(golden_dir / "gradient_mapping_450.csv"))
+    monkeypatch.setenv(plugin.HEADS_ENV, "4")
+    _, wrapper = plugin.brainjepa(encoder="context", layer=0)  # the golden encoder has 2 blocks
+    enc, x = wrapper.encoder, golden["input"]
+    with torch.no_grad():
+        tokens = wrapper({"bold": x}).patch_embeds
+        by_hand = enc.norm(enc.blocks[0](enc.patch_embed(x[:, 0] if x.ndim == 4 else x) + enc.pos_embed()))
+    torch.testing.assert_close(tokens, by_hand)
+    assert not torch.allclose(tokens, golden["encoder_full"], atol=1e-3)
+    with pytest.raises(ValueError, match=r"layer must be a block index in \[-2, 2\), got 2"):
+        plugin.brainjepa(encoder="context", layer=2)

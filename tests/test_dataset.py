@@ -1,4 +1,5 @@
-"""StoreDataset (reproducible windows per (seed, epoch, item), reads only the span it needs) and subject splits."""
+"""StoreDataset (reproducible windows per (seed, epoch, item), reads only the span it needs), the typed pretraining
+batches built from it, and subject splits."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from brainjepa.data.normalize import RobustScaler, RoiZScore
 from brainjepa.data.store import RunStore, StoreWriter
 from brainjepa.data.windows import WindowSpec, take_window
 from brainjepa.errors import ConfigError, DataError
+from brainjepa.masks import MaskConfig
+from brainjepa.training.batch import Batch, MaskedBatches, epoch_loader
+from brainjepa.training.sampler import GlobalBatchSampler
 
 R = 6
 SPEC = WindowSpec(frames=16, sampling_rate=3)  # clip of 48 frames
@@ -104,6 +108,52 @@ def test_dataloader_workers_agree_with_direct_access(store):
     x = torch.cat([b["x"] for b in batches]).numpy()
     np.testing.assert_array_equal(x, _all_x(ds))
     assert [s for b in batches for s in b["subject"]] == [s for s, _ in RUNS]
+
+
+def _masked(ds: StoreDataset, batch_size: int, rank: int = 0, world_size: int = 1) -> MaskedBatches:
+    return MaskedBatches(ds, MaskConfig(min_keep=1), (R, 4), seed=7, batch_size=batch_size, rank=rank,
+                         world_size=world_size)
+
+
+def test_batches_are_typed_and_sharded_by_rank(store):
+    """A global batch of 4 on one process equals the rows of two processes with 2 each: samples and masks."""
+    ds = StoreDataset(store, window=SPEC, seed=1)
+    sampler = GlobalBatchSampler(len(ds), 4, seed=7)
+    sampler.set_epoch(2)
+    key = next(iter(sampler))
+    whole = _masked(ds, 4)[key]
+    assert isinstance(whole, Batch) and (whole.epoch, whole.batch) == (2, 0)
+    assert whole.x.shape == (4, R, 16) and whole.index.tolist() == key[2]
+    torch.testing.assert_close(whole.x, torch.stack([ds.sample(i, 2) for i in key[2]]), rtol=0, atol=0)
+    assert whole.context_idx.dtype == whole.target_idx.dtype == torch.long
+    halves = [_masked(ds, 2, rank, 2)[(2, 0, key[2][2 * rank : 2 * rank + 2])] for rank in (0, 1)]
+    for name in ("x", "context_idx", "target_idx", "index"):
+        assert torch.equal(torch.cat([getattr(h, name) for h in halves]), getattr(whole, name)), name
+    moved = whole.to("cpu", non_blocking=True)
+    assert isinstance(moved, Batch) and torch.equal(moved.target_idx, whole.target_idx) and moved.epoch == 2
+
+
+def test_epoch_loader_is_seeded_and_worker_independent(store):
+    """Loader batches are the same with and without workers, start where asked, and leave torch's RNG alone."""
+    ds = StoreDataset(store, window=SPEC, seed=1)
+    batches = _masked(ds, 2)
+    rng = torch.get_rng_state()
+    direct = list(epoch_loader(batches, GlobalBatchSampler(len(ds), 2, seed=7), 1))
+    assert torch.equal(torch.get_rng_state(), rng)  # creating the iterator drew from the loader's own generator
+    assert [b.batch for b in direct] == list(range(5)) and all(isinstance(b, Batch) for b in direct)
+    workers = list(epoch_loader(batches, GlobalBatchSampler(len(ds), 2, seed=7), 1, 3, num_workers=2))
+    assert [b.batch for b in workers] == [3, 4]
+    for a, b in zip(direct[3:], workers, strict=True):
+        assert all(torch.equal(getattr(a, n), getattr(b, n)) for n in ("x", "context_idx", "target_idx", "index"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA")
+def test_loader_pins_batches_for_async_copies(store):
+    ds = StoreDataset(store, window=SPEC, seed=1)
+    batch = next(iter(epoch_loader(_masked(ds, 2), GlobalBatchSampler(len(ds), 2), 0, pin_memory=True)))
+    assert isinstance(batch, Batch) and batch.x.is_pinned() and batch.context_idx.is_pinned()
+    on_gpu = batch.to("cuda", non_blocking=True)
+    assert on_gpu.x.is_cuda and on_gpu.target_idx.is_cuda and torch.equal(on_gpu.x.cpu(), batch.x)
 
 
 def test_center_mode_ignores_epoch(store):

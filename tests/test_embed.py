@@ -130,7 +130,7 @@ def test_bad_inputs_name_the_sample(model, store):
     msg = rf"sample 1: series has shape \[{R + 1}, {T}\] but the model expects \[{R}, T\]"
     with pytest.raises(DataError, match=msg):
         embed(model, [x[0], np.vstack([x[1], x[1][:1]])])
-    with pytest.raises(DataError, match=r"sample 0.*20 frames.*needs 32.*short='pad'"):
+    with pytest.raises(DataError, match=r"sample 0.*20 frames.*needs 32.*--pad"):
         embed(model, x[:, :, :20])
     padded = embed(model, x[:, :, :20], options=EmbedOptions(pad=True))
     assert torch.isfinite(padded).all()
@@ -175,6 +175,10 @@ def test_cli_npy_and_parquet(model, store, tmp_path, capsys):
     assert main(["embed", "--model", str(folder), "--data", str(store.path), "--out", str(roi), "--pooling", "roi",
                  "--no-progress"]) == 0
     assert np.load(roi).shape == (10, R, 32)
+    # --layer reaches the embedding (values per layer: tests/test_features.py); this model has one block
+    assert main(["embed", "--model", str(folder), "--data", str(store.path), "--out", str(roi), "--layer", "1",
+                 "--no-progress"]) == 2
+    assert "layer must be in [-1, 1) for this 1-block encoder, got 1" in capsys.readouterr().err
 
 
 def test_file_errors(model, store, tmp_path, capsys, monkeypatch):

@@ -17,7 +17,6 @@ from brainjepa.evaluation.finetune import (
     FinetunedModel,
     build_finetune_model,
     finetune,
-    layer_decay_groups,
     set_lr,
 )
 from brainjepa.models.layers import DropPath
@@ -70,7 +69,7 @@ def classified(store, tmp_path_factory):
 def test_layer_decay_gives_block_i_its_scaled_lr():
     net = build_finetune_model(_model(), 2)
     L, decay = CFG.depth, 0.5
-    optimizer = torch.optim.AdamW(layer_decay_groups(net, 0.05, decay), lr=1.0)
+    optimizer = torch.optim.AdamW(net.param_groups(0.05, decay), lr=1.0)
     set_lr(optimizer, 1e-3)
     group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
     assert len(group_of) == sum(1 for _ in net.parameters())  # every parameter in exactly one group

@@ -14,13 +14,11 @@ from brainjepa.data.gradients import (
     compute_gradients,
     compute_group_fc,
     load_fc,
-    load_gradient,
-    save_gradient,
 )
 from brainjepa.data.store import StoreWriter
 from brainjepa.errors import ConfigError, DataError
+from brainjepa.io import load_gradient, save_gradient
 
-GOLDEN_GRADIENT = Path(__file__).resolve().parents[2] / "shared" / "golden" / "gradient_mapping_450.csv"
 # Schaefer-400 7-network order: parcels per network, left hemisphere then right (CBIG's 400-parcel LUT).
 NETWORKS = ["Vis", "SomMot", "DorsAttn", "SalVentAttn", "Limbic", "Cont", "Default"]
 COUNTS = [31, 37, 23, 22, 13, 22, 52, 30, 40, 23, 25, 13, 30, 39]
@@ -169,14 +167,13 @@ def test_missing_brainspace_says_how_to_install(monkeypatch, capsys, tmp_path):
     assert not (tmp_path / "g.csv").exists()
 
 
-def test_load_official_gradient_file():
-    if not GOLDEN_GRADIENT.is_file():
-        pytest.skip(f"{GOLDEN_GRADIENT} not available")
-    g = load_gradient(GOLDEN_GRADIENT, num_rois=450)
+def test_load_official_gradient_file(golden_dir):
+    official = golden_dir / "gradient_mapping_450.csv"
+    g = load_gradient(official, num_rois=450)
     assert g.shape == (450, 30) and g.dtype == np.float32
     assert np.abs(g.mean(axis=0)).max() < 1e-4  # zero-mean columns, as measured in the reference file
     with pytest.raises(DataError, match=r"gradient_mapping_450\.csv: 450 rows but the model has 400 ROIs"):
-        load_gradient(GOLDEN_GRADIENT, num_rois=400)
+        load_gradient(official, num_rois=400)
 
 
 def test_save_load_round_trip(tmp_path):

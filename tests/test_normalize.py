@@ -13,7 +13,6 @@ from brainjepa.data.normalize import (
     SampleZScore,
     make_normalizer,
     normalizer_from_dict,
-    open_runs,
 )
 from brainjepa.data.store import RunStore, StoreWriter
 from brainjepa.errors import ConfigError, DataError
@@ -124,10 +123,10 @@ def test_robust_rejects_wrong_roi_count():
         scaler(np.zeros((3, 4)))
 
 
-def test_open_runs_rejects_out_of_range_indices(store):
+def test_robust_fit_needs_runs(store):
     st, _ = store
     with pytest.raises(DataError, match=r"run index 8 out of range \(store has 8 runs\)"):
-        open_runs(st, [0, 8])
+        RobustScaler.fit(st, [0, 8], progress=False)
     with pytest.raises(DataError, match="no runs selected"):
         RobustScaler.fit(st, [], progress=False)
 

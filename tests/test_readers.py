@@ -12,14 +12,12 @@ from brainjepa.data.readers import (
     UKB_CORTICAL,
     UKB_SUBCORTICAL,
     find_sources,
-    orient,
     parse_ids,
-    read_numpy,
     read_phenotypes,
     read_source,
-    read_table,
     read_ukb_pair,
 )
+from brainjepa.data.tables import orient, read_numpy, read_table
 from brainjepa.errors import DataError
 
 RNG = np.random.default_rng(0)
@@ -48,8 +46,22 @@ def test_table_with_label_column_tsv_gz(tmp_path):
 def test_table_label_column_without_header(tmp_path):
     ts = RNG.standard_normal((3, 7)).astype(np.float32)
     path = tmp_path / "a.csv"
-    path.write_text("".join(f"roi{i}," + ",".join(repr(float(v)) for v in row) + "\n" for i, row in enumerate(ts)))
+    names = ["Thal-lh", "Thal-rh", "Vis_1"]
+    rows = zip(names, ts, strict=True)
+    path.write_text("".join(f"{n}," + ",".join(repr(float(v)) for v in row) + "\n" for n, row in rows))
     got, labels = read_table(path)
+    np.testing.assert_array_equal(got, ts)
+    assert labels == names
+
+
+def test_numbered_names_do_not_orient(tmp_path):
+    # roi0..roi2 could as well be t0..t2: generated names say nothing about which axis holds the ROIs
+    ts = RNG.standard_normal((3, 7)).astype(np.float32)
+    path = tmp_path / "a.csv"
+    path.write_text("".join(f"roi{i}," + ",".join(repr(float(v)) for v in row) + "\n" for i, row in enumerate(ts)))
+    with pytest.raises(DataError, match="a.csv: cannot tell ROIs from frames in shape \\(3, 7\\)"):
+        read_table(path)
+    got, labels = read_table(path, num_rois=3)
     np.testing.assert_array_equal(got, ts)
     assert labels == ["roi0", "roi1", "roi2"]
 
@@ -107,7 +119,7 @@ def test_orientation_errors():
     [
         (b"", "empty file"),
         (b"label_name,0,1\n", "empty file \\(no data rows\\)"),
-        (b"r0,1,2\nr1,3,oops\n", "non-numeric value 'oops'"),
+        (b"r0,1,2\nr1,3,oops\n", "row 2, column 3: non-numeric cell 'oops'"),
     ],
 )
 def test_bad_tables(tmp_path, content, message):
@@ -120,7 +132,7 @@ def test_bad_tables(tmp_path, content, message):
 def test_corrupt_gzip(tmp_path):
     path = tmp_path / "bad.csv.gz"
     path.write_bytes(b"not gzip at all")
-    with pytest.raises(DataError, match="bad.csv.gz: unreadable file"):
+    with pytest.raises(DataError, match="bad.csv.gz: not a gzip file"):
         read_table(path)
 
 
@@ -138,7 +150,7 @@ def test_numpy_files(tmp_path):
     with pytest.raises(DataError, match="c.npz: expected exactly one 2-D array"):
         read_numpy(tmp_path / "c.npz", num_rois=5)
     (tmp_path / "d.npy").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="d.npy: unreadable file"):
+    with pytest.raises(DataError, match="d.npy: not a numpy file"):
         read_numpy(tmp_path / "d.npy")
 
 

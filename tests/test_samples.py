@@ -1,12 +1,11 @@
 """Sample data from PyPI wheels: extraction (on small fake wheels), hashing, errors, store preparation, and one
-real download (skipped with BRAINJEPA_OFFLINE=1)."""
+real download (marked `network`: run with --run-network or BRAINJEPA_NETWORK=1)."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import io
-import os
 import zipfile
 from pathlib import Path
 
@@ -204,7 +203,7 @@ def test_unknown_sample(tmp_path, capsys):
     assert "connattractor==0.1.0" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(os.environ.get("BRAINJEPA_OFFLINE") == "1", reason="BRAINJEPA_OFFLINE=1: no PyPI download")
+@pytest.mark.network
 def test_real_download(request, tmp_path, capsys):
     pytest_cache = getattr(request.config, "cache", None)  # wheels are kept between sessions when it exists
     cache = pytest_cache.mkdir("brainjepa-samples") if pytest_cache is not None else tmp_path / "cache"

@@ -9,7 +9,7 @@ import pickle
 import numpy as np
 import pytest
 
-from brainjepa.data.store import RunStore, StoreWriter
+from brainjepa.data.store import RunStore, StoreWriter, open_runs
 from brainjepa.errors import DataError
 
 
@@ -160,6 +160,19 @@ def test_window_bounds(tmp_path):
         store.take(2, np.array([0, 12]))
     with pytest.raises(IndexError):
         store.run(3)
+
+
+def test_open_runs_opens_paths_and_checks_indices(tmp_path):
+    store = _write(tmp_path / "s", _runs(np.random.default_rng(8)))
+    opened, idx = open_runs(tmp_path / "s", None)
+    assert isinstance(opened, RunStore) and idx.tolist() == [0, 1, 2] and idx.dtype == np.int64
+    assert open_runs(store, [2, 0])[0] is store
+    with pytest.raises(DataError, match=r"run index 3 out of range \(store has 3 runs\)"):
+        open_runs(store, [0, 3])
+    with pytest.raises(DataError, match="run indices must be a 1-D list of integers"):
+        open_runs(store, [[0, 1]])
+    with pytest.raises(DataError, match="no such store directory"):
+        open_runs(tmp_path / "nope", None)
 
 
 def test_corrupt_store_messages(tmp_path):

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from brainjepa.cli import main
+from brainjepa.data.prepare import prepare_store
 from brainjepa.data.readers import UKB_CORTICAL, UKB_SUBCORTICAL
 from brainjepa.data.store import RunStore
 from brainjepa.data.validate import check_timeseries
@@ -249,3 +250,21 @@ def test_prepare_all_bad_is_an_error(tmp_path, capsys):
     assert _prepare(tmp_path / "in", "--out", tmp_path / "s", "--rois", 2, "--skip-bad") == 2
     assert "no usable runs: all 1 inputs had problems" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_prepare_keeps_a_store_whose_stats_cannot_be_fitted(tmp_path, capsys, caplog):
+    for run in (1, 2):  # one subject: every ROI's IQR across subjects is 0
+        _npy(tmp_path / "in" / f"sub-7_run-{run}.npy", RNG.standard_normal((3, 6)))
+    assert _prepare(tmp_path / "in", "--out", tmp_path / "s", "--rois", 3) == 0
+    assert "robust-scaling statistics not saved: robust scaling: IQR of ROI 0" in caplog.text
+    assert "saved robust-scaling" not in capsys.readouterr().out
+    assert len(RunStore(tmp_path / "s")) == 2 and "normalization" not in RunStore(tmp_path / "s").metadata
+
+
+def test_prepare_store_api_and_no_stats(tmp_path):
+    runs = _good(tmp_path)
+    prepared = prepare_store([tmp_path / "in"], tmp_path / "s", num_rois=5, progress=False)
+    assert prepared.skipped == [] and prepared.store.metadata["normalization"] == prepared.stats.to_dict()
+    np.testing.assert_allclose(prepared.stats.median, np.median([ts.mean(axis=1) for ts in runs], axis=0), rtol=1e-5)
+    assert _prepare(tmp_path / "in", "--out", tmp_path / "s", "--rois", 5, "--overwrite", "--no-stats") == 0
+    assert "normalization" not in RunStore(tmp_path / "s").metadata

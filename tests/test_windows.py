@@ -103,7 +103,7 @@ def test_short_run_error_names_subject_and_frames():
     with pytest.raises(
         DataError,
         match=r"subject 'sub-01': run has 300 frames but a 160-frame window at stride 3 "
-        r"needs 480; use short='pad'",
+        r"needs 480; repeat its last frame with --pad \(embed, probe, finetune\) or data.short_runs=pad",
     ):
         take_window(np.ones((2, 300)), REF, np.random.default_rng(0), subject="sub-01")
     tr_spec = WindowSpec(target_tr=2.16)

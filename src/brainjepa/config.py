@@ -1,8 +1,15 @@
-"""Pretraining configuration: the reference's YAML sections and keys, typed, with our additions.
+"""Pretraining configuration: one schema, and one adapter that reads the reference's YAML into it.
 
-`load_config(path, overrides)` reads a YAML file (the reference's `configs/ukb_vitb_ep300.yaml` loads unchanged and
-means the same thing), applies dotted `section.key=value` overrides, and checks every key and type: an unknown or
-ill-typed key raises ConfigError naming it. Keys left out take the reference defaults.
+`TrainConfig` is composed of the model's own `ModelConfig` (what `BrainJEPA` is built from), the `MaskConfig` that
+`draw_masks` takes, and the data, optimization, logging and meta (the run: seed, device, precision, accumulation,
+warm start) sections. Every default is declared once, in these dataclasses.
+
+`load_config(path, overrides)` reads a YAML file and dotted `section.key=value` overrides. Each of the two goes
+through `adapt_reference`, which maps the reference's keys (`meta.model_name`, `data.crop_size`, `mask.patch_size`,
+`meta.use_standatdization`, ...) onto the schema and passes schema keys through; then the overrides replace what
+the file set, field by field. So the reference's `configs/ukb_vitb_ep300.yaml` loads unchanged and means the same,
+and a saved `config.yaml` (schema form) loads back to the same config. Every key and type is checked: an unknown,
+ill-typed, unsupported or conflicting key raises ConfigError naming it. See docs/pretraining.md.
 """
 
 from __future__ import annotations
@@ -16,62 +23,50 @@ from typing import Any, Literal
 
 import yaml
 
+from brainjepa.data.normalize import NormalizationKind
 from brainjepa.errors import ConfigError
+from brainjepa.masks.config import MaskConfig
+from brainjepa.models.config import PRESETS, ModelConfig
 
 
 @dataclass(frozen=True)
 class DataConfig:
+    """Where the samples come from and how they are windowed and scaled (the window's shape is `model`'s)."""
+
     path: str | None = None  # a store written by `brainjepa prepare` or `brainjepa simulate`
     batch_size: int = 16  # per process
-    crop_size: list[int] = field(default_factory=lambda: [450, 160])  # [ROIs, frames]
     num_workers: int = 8
     pin_mem: bool = True
     gradient_csv_path: str | None = None  # None: computed from the store's group FC and saved in the run folder
-    gradient_components: int = 30  # components of a computed gradient (the reference's file has 30)
     gradient_sparsity: float = 0.9  # BrainSpace sparsity of a computed gradient (lower it for few ROIs)
-    normalization: Literal["robust", "sample_zscore", "roi_zscore", "none"] = "robust"
-    sampling_rate: int = 3  # frame stride of the random clip (meta.downsample switches it on)
+    normalization: NormalizationKind = "robust"
+    sampling_rate: int = 3  # frame stride of the random clip (the reference's stride-3 clip)
     target_tr: float | None = None  # resample to this TR (seconds) instead of a fixed stride
     short_runs: Literal["error", "pad"] = "error"
 
 
 @dataclass(frozen=True)
-class MaskConfig:
-    allow_overlap: bool = False  # read but unused, as in the reference (context and targets never overlap)
-    patch_size: int = 16
-    min_keep: int = 4
-    enc_mask_scale: list[float] = field(default_factory=lambda: [0.84, 1.0])
-    pred_mask_R_scale: list[float] = field(default_factory=lambda: [0.45, 0.6])
-    pred_mask_T_roi_scale: list[float] = field(default_factory=lambda: [0.2, 0.6])
-    pred_mask_R_roi_scale: list[float] = field(default_factory=lambda: [0.15, 0.3])
-    pred_mask_T_scale: list[float] = field(default_factory=lambda: [0.0, 0.4])
-
-
-@dataclass(frozen=True)
 class MetaConfig:
-    load_checkpoint: bool = False  # reference key; use --resume instead (kept so reference configs load)
-    model_name: str = "vit_base"
-    pred_depth: int = 6
-    pred_emb_dim: int = 384
-    read_checkpoint: str | None = None
+    """The run: precision, accumulation, attention path, seed, device, warm start."""
+
+    load_checkpoint: bool = False  # true: start from meta.read_checkpoint's weights (a warm start)
+    read_checkpoint: str | None = None  # a model folder, a run folder or the official .pth.tar
     use_bfloat16: bool = True
     accumulation_steps: int = 8
-    attn_mode: Literal["flash_attn", "normal"] = "flash_attn"  # flash_attn -> fused SDPA, normal -> manual
-    add_w: Literal["mapping", "origin"] = "mapping"  # origin -> fixed 2-D sin-cos positions
-    downsample: bool = True
-    mask_mode: Literal["roi_mask"] = "roi_mask"
-    use_standatdization: bool = False  # (sic) reference key: True -> per-sample z-score instead of robust scaling
-    # --- brainjepa additions ---
-    embed_dim: int | None = None  # explicit model dims override the preset
-    depth: int | None = None
-    num_heads: int | None = None
-    pred_num_heads: int | None = None
-    drop_path: float = 0.0
+    attn_mode: Literal["flash_attn", "normal"] = "flash_attn"  # flash_attn -> fused SDPA, normal -> explicit softmax
     grad_checkpointing: bool = False
     compile: bool = False
     seed: int = 0
     device: str = "auto"  # auto -> cuda if available, else cpu
     legacy_ema: bool = False  # True: the reference's EMA schedule that stalls at ~0.9965 with accumulation
+
+    def __post_init__(self) -> None:
+        if self.read_checkpoint is not None and not self.load_checkpoint:
+            raise ConfigError("meta.read_checkpoint is set but meta.load_checkpoint is false: set "
+                              "meta.load_checkpoint=true to warm-start from it, or remove meta.read_checkpoint")
+        if self.load_checkpoint and not self.read_checkpoint:
+            raise ConfigError("meta.load_checkpoint is true but meta.read_checkpoint is not set: give the model "
+                              "folder, run folder or .pth.tar to warm-start from")
 
 
 @dataclass(frozen=True)
@@ -93,7 +88,7 @@ class OptimizationConfig:
 @dataclass(frozen=True)
 class LoggingConfig:
     folder: str = "logs/ukb_vitb_ep300"
-    write_tag: str = "jepa"
+    write_tag: str = "jepa"  # names the run: its default folder is folder/write_tag, and the model carries it
     # --- brainjepa additions ---
     log_every: int = 10  # optimizer steps between log lines
     checkpoint_every: int = 500  # optimizer steps between checkpoints (and one at the end)
@@ -101,25 +96,132 @@ class LoggingConfig:
     tensorboard: bool = False
     collapse_every: int = 10  # optimizer steps between collapse checks (std / effective rank of targets)
 
+    def __post_init__(self) -> None:
+        if not self.write_tag or Path(self.write_tag).name != self.write_tag or self.write_tag in (".", ".."):
+            raise ConfigError(f"logging.write_tag must be a plain folder name, got {self.write_tag!r}")
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder when none is given: logging.folder/logging.write_tag."""
+        return Path(self.folder) / self.write_tag
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
-    meta: MetaConfig = field(default_factory=MetaConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
+
+    def __post_init__(self) -> None:
+        self.mask.check_grid(self.model.num_rois, self.model.num_time_patches)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def mask_kwargs(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.mask)
+        """Plain YAML-safe dict in schema form (tuples as lists)."""
+        return _plain(dataclasses.asdict(self))
 
 
-SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+SECTIONS: dict[str, type] = typing.get_type_hints(TrainConfig)
 
 
+# ----------------------------------------------------------------------------------------------- the adapter
+# Reference keys (and keys of our own earlier config form) that set one schema field under another name.
+RENAMED = {
+    "meta.pred_emb_dim": "model.pred_embed_dim",
+    "meta.pred_depth": "model.pred_depth",
+    "meta.embed_dim": "model.embed_dim",
+    "meta.depth": "model.depth",
+    "meta.num_heads": "model.num_heads",
+    "meta.pred_num_heads": "model.pred_num_heads",
+    "meta.drop_path": "model.drop_path_rate",
+    "mask.patch_size": "model.patch_size",
+    "data.gradient_components": "model.gradient_dim",
+}
+ADD_W = {"mapping": "mapping", "origin": "sincos"}  # meta.add_w -> model.pos_embed
+
+
+def adapt_reference(raw: dict[str, Any], where: str = "config") -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Map one source's reference-form keys onto the schema; schema keys pass through unchanged.
+
+    Returns `(values, sources)`: `values[section][key]` in schema form, and `sources["section.key"]`, the key
+    that set it (for error messages). Two keys of one source that set one field differently is an error.
+
+    The mapping: `data.crop_size` [R, T] -> model.num_rois, model.num_frames; `mask.patch_size` -> model.patch_size;
+    `meta.model_name` -> the preset's model.embed_dim / depth / num_heads (explicit dims of the same source win);
+    `meta.pred_emb_dim`, `pred_depth` -> model.pred_embed_dim, pred_depth; `meta.add_w` mapping / origin ->
+    model.pos_embed mapping / sincos; `meta.use_standatdization` true / false -> data.normalization sample_zscore /
+    robust; `meta.downsample` true / false -> data.sampling_rate 3 / 1 (an explicit data.sampling_rate of the same
+    source is kept with true); `mask.allow_overlap` must be false and `meta.mask_mode` roi_mask (the only
+    behaviours); plus the names in RENAMED.
+    """
+    values: dict[str, dict[str, Any]] = {}
+    for section, items in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{where}: unknown config section {section!r}; expected one of {', '.join(SECTIONS)}")
+        if items is not None and not isinstance(items, dict):
+            raise ConfigError(f"{where}: config section {section!r} must be a mapping")
+        values[section] = dict(items or {})
+    sources = {f"{s}.{k}": f"{s}.{k}" for s, items in values.items() for k in items}
+    model, data, mask, meta = (values.setdefault(s, {}) for s in ("model", "data", "mask", "meta"))
+
+    def put(target: str, value: Any, source: str) -> None:
+        section, key = target.split(".")
+        if key in values[section] and values[section][key] != value:
+            raise ConfigError(f"{where}: {source} and {sources[target]} both set {target} ({value!r} vs "
+                              f"{values[section][key]!r}); give one")
+        values[section][key] = value
+        sources[target] = source
+
+    for old, new in RENAMED.items():
+        section, key = old.split(".")
+        if key in values[section]:
+            value = values[section].pop(key)
+            if value is not None or new == "model.pred_num_heads":  # None dims: "from the preset" (earlier form)
+                put(new, value, old)
+    if "crop_size" in data:
+        crop = data.pop("crop_size")
+        if not (isinstance(crop, list | tuple) and len(crop) == 2):
+            raise ConfigError(f"{where}: config key data.crop_size has value {crop!r}; expected [ROIs, frames]")
+        put("model.num_rois", crop[0], "data.crop_size")
+        put("model.num_frames", crop[1], "data.crop_size")
+    if "model_name" in meta:
+        name = meta.pop("model_name")
+        if name not in PRESETS:
+            raise ConfigError(f"{where}: config key meta.model_name has value {name!r}; expected one of "
+                              f"{sorted(PRESETS)}")
+        for key, value in PRESETS[name].items():
+            if key not in model:
+                put(f"model.{key}", value, "meta.model_name")
+    if "add_w" in meta:
+        add_w = meta.pop("add_w")
+        if add_w not in ADD_W:
+            raise ConfigError(f"{where}: config key meta.add_w has value {add_w!r}; expected one of {list(ADD_W)}")
+        put("model.pos_embed", ADD_W[add_w], "meta.add_w")
+    if "use_standatdization" in meta:
+        standardize = _flag(meta.pop("use_standatdization"), "meta.use_standatdization", where)
+        if standardize or "normalization" not in data:
+            put("data.normalization", "sample_zscore" if standardize else "robust", "meta.use_standatdization")
+    if "downsample" in meta:
+        downsample = _flag(meta.pop("downsample"), "meta.downsample", where)
+        if not downsample or "sampling_rate" not in data:
+            put("data.sampling_rate", DataConfig.sampling_rate if downsample else 1, "meta.downsample")
+    if "allow_overlap" in mask and _flag(mask.pop("allow_overlap"), "mask.allow_overlap", where):
+        raise ConfigError(f"{where}: mask.allow_overlap=true is not supported: context and targets never overlap "
+                          "(set it false or leave it out)")
+    if "mask_mode" in meta and meta.pop("mask_mode") != "roi_mask":
+        raise ConfigError(f"{where}: meta.mask_mode supports only 'roi_mask' (the reference's only mode)")
+    return values, sources
+
+
+def _flag(value: Any, key: str, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: config key {key} has value {value!r}; expected true or false")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------- loading
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Read a YAML config (or start from defaults), apply `section.key=value` overrides, validate."""
     raw: dict[str, Any] = {}
@@ -130,44 +232,55 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"{path}: cannot read config ({err})") from err
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a config must be a mapping of sections")
+    given: dict[str, Any] = {}
     for item in overrides:
         key, sep, value = item.partition("=")
         section, dot, name = key.partition(".")
-        if not sep or not dot or not name:
+        if not sep or not dot or not name or "." in name:
             raise ConfigError(f"override {item!r} must look like section.key=value")
-        raw.setdefault(section, {})[name] = yaml.safe_load(value)
-    return from_dict(raw)
+        given.setdefault(section, {})[name] = yaml.safe_load(value)
+    values, sources = adapt_reference(raw, str(path) if path is not None else "config")
+    over_values, over_sources = adapt_reference(given, "overrides")
+    for section, items in over_values.items():
+        values.setdefault(section, {}).update(items)
+    return build_config(values, {**sources, **over_sources})
 
 
-def from_dict(raw: dict[str, Any]) -> TrainConfig:
+def build_config(values: dict[str, dict[str, Any]], sources: dict[str, str] | None = None) -> TrainConfig:
+    """TrainConfig from schema-form sections, every key and type checked; `sources` names keys in errors."""
+    sources = sources or {}
     sections = {}
-    for section, values in raw.items():
-        if section not in SECTIONS:
-            raise ConfigError(f"unknown config section {section!r}; expected one of {', '.join(SECTIONS)}")
-        values = {} if values is None else values
-        if not isinstance(values, dict):
-            raise ConfigError(f"config section {section!r} must be a mapping")
-        sections[section] = _build(_section_class(section), values, section)
-    return TrainConfig(**sections)
+    for section, items in values.items():
+        sections[section] = _build(SECTIONS[section], items, section, sources)
+    try:
+        return TrainConfig(**sections)
+    except ConfigError as err:
+        raise ConfigError(_explain(str(err), sources)) from None
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
-def _section_class(section: str) -> type:
-    hints = typing.get_type_hints(TrainConfig)
-    return hints[section]
-
-
-def _build(cls: type, values: dict[str, Any], section: str):
+def _build(cls: type, values: dict[str, Any], section: str, sources: dict[str, str]):
     hints = typing.get_type_hints(cls)
     out = {}
     for key, value in values.items():
         if key not in hints:
             raise ConfigError(f"unknown config key {section}.{key}")
-        out[key] = _coerce(value, hints[key], f"{section}.{key}")
-    return cls(**out)
+        out[key] = _coerce(value, hints[key], sources.get(f"{section}.{key}", f"{section}.{key}"))
+    try:
+        return cls(**out)
+    except ConfigError as err:
+        raise ConfigError(_explain(str(err), sources)) from None
+
+
+def _explain(message: str, sources: dict[str, str]) -> str:
+    """Add the reference key behind a schema key a message names, e.g. `model.num_rois (from data.crop_size)`."""
+    for target, source in sources.items():
+        if source != target and target in message:
+            message = message.replace(target, f"{target} (from {source})", 1)
+    return message
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -190,6 +303,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"config key {key} has value {value!r}; expected a list")
         return [_coerce(v, args[0], key) for v in value]
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(f"config key {key} has value {value!r}; expected a list of {len(args)}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
     if hint is float and isinstance(value, int | float | str) and not isinstance(value, bool):
         try:
             return float(value)  # YAML 1.1 reads '1e-3' as a string
@@ -204,3 +321,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 def _describe(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,11 +1,20 @@
-"""Atomic file writes: readers (and a crash) never see half a file."""
+"""Plain file formats shared by the models and the data stack, below both.
+
+Atomic writes (readers, and a crash, never see half a file); config + safetensors folders; the headerless numeric
+matrix files of brain gradients (``gradient_mapping_450.csv``: one row per ROI) and FC matrices.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import numpy as np
+
+from brainjepa.errors import CheckpointError, DataError
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
@@ -29,8 +38,6 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def save_weights_folder(directory: str | Path, module, meta: dict, *, config_name: str, weights_name: str,
                         fmt: str, json_default=None) -> Path:
     """Write a module's state dict (safetensors) and a JSON record tagged with `fmt` into directory, atomically."""
-    import json
-
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -45,11 +52,7 @@ def save_weights_folder(directory: str | Path, module, meta: dict, *, config_nam
 def load_weights_folder(directory: str | Path, *, config_name: str, weights_name: str, fmt: str, what: str,
                         map_location: str = "cpu") -> tuple[dict, dict]:
     """Read what `save_weights_folder` wrote: (JSON record, state dict); CheckpointError names what is wrong."""
-    import json
-
     from safetensors.torch import load_file
-
-    from brainjepa.errors import CheckpointError
 
     directory = Path(directory)
     config_path, weights_path = directory / config_name, directory / weights_name
@@ -62,4 +65,88 @@ def load_weights_folder(directory: str | Path, *, config_name: str, weights_name
         raise CheckpointError(f"{directory}: cannot read {what} ({type(err).__name__}: {err})") from err
     if not isinstance(meta, dict) or meta.get("format") != fmt:
         raise CheckpointError(f"{config_path}: not a {what} record")
+    check_finite_weights(state, weights_path)
     return meta, state
+
+
+def check_finite_weights(state: dict, source: str | Path) -> None:
+    """Refuse weights holding NaN/Inf (a corrupt file, a diverged run): they would only give NaN outputs.
+
+    Raises:
+        CheckpointError: naming `source` and the first non-finite tensor.
+    """
+    import torch
+
+    for name, tensor in state.items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"{source}: weights are not finite: tensor {name} has {bad} NaN/Inf values of "
+                                  f"{tensor.numel()} (a corrupt file or a diverged run)")
+
+
+def read_matrix(path: str | Path) -> np.ndarray:
+    """A numeric 2-D matrix from .npy or a headerless comma/whitespace-separated text file (CSV/TSV/TXT)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        if path.suffix.lower() == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        else:
+            with open(path, encoding="utf-8") as fh:
+                first = fh.readline()
+            arr = np.loadtxt(path, delimiter="," if "," in first else None, ndmin=2)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: unreadable as a numeric matrix without header ({err})") from err
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
+        raise DataError(f"{path}: expected a 2-D numeric matrix, got shape {arr.shape} ({arr.dtype})")
+    return arr
+
+
+def load_gradient(path_or_array: str | Path | np.ndarray | Sequence, num_rois: int | None = None) -> np.ndarray:
+    """Gradient matrix as float32 [R, G] from a headerless CSV, a .npy file or an array.
+
+    Args:
+        path_or_array: file path (``gradient_mapping_450.csv`` style) or array-like.
+        num_rois: expected R (rows); None accepts any.
+
+    Raises:
+        DataError: naming the file (or "gradient array") for unreadable files, wrong shape or NaN/Inf values.
+    """
+    if isinstance(path_or_array, (str, os.PathLike)):
+        where = str(path_or_array)
+        grads = read_matrix(path_or_array)
+    else:
+        where = "gradient array"
+        grads = np.asarray(path_or_array)
+        if not np.issubdtype(grads.dtype, np.number):
+            raise DataError(f"{where}: expected numbers, got dtype {grads.dtype}")
+    if grads.ndim != 2 or grads.shape[1] < 1:
+        raise DataError(f"{where}: expected a 2-D [ROIs, gradients] matrix, got shape {grads.shape}")
+    if num_rois is not None and grads.shape[0] != num_rois:
+        raise DataError(f"{where}: {grads.shape[0]} rows but the model has {num_rois} ROIs (one row per ROI)")
+    bad = ~np.isfinite(grads)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise DataError(f"{where}: {int(bad.sum())} NaN/Inf values (first in row {rows[0]})")
+    return grads.astype(np.float32)
+
+
+def save_gradient(path: str | Path, gradients: np.ndarray) -> Path:
+    """Write [R, G] gradients as a headerless CSV (full float64 precision), or .npy if the name says so, atomically."""
+    path = Path(path)
+    grads = np.asarray(gradients, dtype=np.float64)
+    if grads.ndim != 2:
+        raise DataError(f"{path}: gradients must be 2-D [R, G], got shape {grads.shape}")
+    if not np.isfinite(grads).all():
+        raise DataError(f"{path}: refusing to write gradients with NaN/Inf values")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            if path.suffix.lower() == ".npy":
+                np.save(fh, grads)
+            else:
+                np.savetxt(fh, grads, delimiter=",", fmt="%.17g")
+
+    return atomic_write(path, write)

@@ -17,6 +17,9 @@ def add_embed_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("embedding")
     g.add_argument("--encoder", choices=("target", "context"), default="target",
                    help="EMA target encoder (default, as the reference's downstream code) or the context encoder")
+    g.add_argument("--layer", type=int, default=-1, metavar="BLOCK",
+                   help="encoder block whose tokens are pooled, negative from the end (default -1: the last "
+                   "block); every block's output gets the final LayerNorm")
     g.add_argument("--windows", type=int, default=1, metavar="K",
                    help="average K evenly spaced windows per run (default 1: the centre window)")
     g.add_argument("--sampling-rate", type=int, default=1,
@@ -47,9 +50,9 @@ def embed_options(args: argparse.Namespace):
     from brainjepa.evaluation.embed import EmbedOptions
 
     return EmbedOptions(
-        encoder=args.encoder, windows=args.windows, sampling_rate=args.sampling_rate, target_tr=args.target_tr,
-        pad=args.pad, normalization=args.normalization, masked_views=args.masked_views, mask_keep=args.mask_keep,
-        seed=args.seed, batch_size=args.batch_size,
+        encoder=args.encoder, layer=args.layer, windows=args.windows, sampling_rate=args.sampling_rate,
+        target_tr=args.target_tr, pad=args.pad, normalization=args.normalization, masked_views=args.masked_views,
+        mask_keep=args.mask_keep, seed=args.seed, batch_size=args.batch_size,
         device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"), precision=args.precision,
     )
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from brainjepa.data.gradients import APPROACHES, KERNELS, gradients_file
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from brainjepa.data.gradients import APPROACHES, KERNELS
-
     p = sub.add_parser(
         "gradients",
         help="compute the [ROIs, gradients] CSV used for gradient positioning (needs brainspace)",
@@ -32,8 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brainjepa.data.gradients import gradients_file
-
     grads = gradients_file(
         args.out,
         store=args.data,

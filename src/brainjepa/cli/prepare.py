@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from brainjepa.cli.validate import add_input_arguments
+from brainjepa.cli.validate import add_input_arguments, input_options
+from brainjepa.data.prepare import SKIPPED_FILE, prepare_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,33 +42,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brainjepa.data.store import SKIPPED_FILE, prepare_store
-
-    store, skipped = prepare_store(
+    prepared = prepare_store(
         args.inputs,
         args.out,
-        num_rois=args.rois,
-        min_frames=args.frames,
-        orientation=args.orientation,
-        atlases=args.atlas,
-        tr=args.tr,
+        **input_options(args),
         phenotypes=args.phenotypes,
         subject_column=args.subject_column,
         skip_bad=args.skip_bad,
         overwrite=args.overwrite,
-        workers=args.workers,
+        stats=not args.no_stats,
         progress=not args.no_progress,
     )
+    store = prepared.store
     print(f"wrote {len(store)} runs ({store.total_frames} frames x {store.num_rois} ROIs) to {store.path}")
-    if not args.no_stats:
-        from brainjepa.data.normalize import save_robust_stats
-        from brainjepa.errors import DataError
-
-        try:
-            save_robust_stats(store, progress=not args.no_progress)
-            print("saved robust-scaling statistics (store metadata 'normalization')")
-        except DataError as err:  # e.g. too few subjects for a non-zero IQR: the store itself is fine
-            print(f"robust-scaling statistics not saved: {err}")
-    if skipped:
-        print(f"skipped {len({p.source for p in skipped})} bad runs; see {store.path / SKIPPED_FILE}")
+    if prepared.stats is not None:
+        print("saved robust-scaling statistics (store metadata 'normalization')")
+    if "frames_removed" in store.manifest.columns:
+        removed = store.manifest["frames_removed"]
+        print(f"removed {int(removed.sum())} censored frames in {int((removed > 0).sum())} of {len(store)} runs "
+              f"(confounds '{store.metadata['fmriprep']['confounds']}'; per run: manifest column frames_removed)")
+    if prepared.skipped:
+        print(f"skipped {len({p.source for p in prepared.skipped})} bad runs; see {store.path / SKIPPED_FILE}")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from brainjepa.data.samples import download_sample, list_samples, prepare_sample
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -34,8 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from brainjepa.data.samples import list_samples
-
     for s in list_samples():
         print(f"{s.name:<14} {s.requirement:<22} {s.summary}")
         print(f"{'':<14} licence: {s.licence}")
@@ -43,15 +43,11 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from brainjepa.data.samples import download_sample
-
     print(download_sample(args.name, args.cache, force=args.force))
     return 0
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from brainjepa.data.samples import prepare_sample
-
     store = prepare_sample(args.name, args.out, args.cache, overwrite=args.overwrite, progress=not args.no_progress)
     print(f"wrote {store.path}: {len(store)} runs x {store.num_rois} ROIs")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from brainjepa.data.simulate import SimulationConfig, simulate_store
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -27,8 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brainjepa.data.simulate import SimulationConfig, simulate_store
-
     config = SimulationConfig(
         subjects=args.subjects,
         rois=args.rois,

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+from brainjepa.data.fmriprep import CONFOUND_STRATEGIES
+from brainjepa.data.prepare import validate_paths
 
 
 def add_input_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,11 +27,27 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
         "label column, a header of ROI names, or --rois)",
     )
     p.add_argument(
+        "--header",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="tables: the first row is (--header) or is not (--no-header) a header of names or numbers "
+        "(default: decide from the evidence, refuse when it is ambiguous)",
+    )
+    p.add_argument(
+        "--index-col",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="tables: the first column is (--index-col) or is not (--no-index-col) an index or ROI names "
+        "(default: decide from the evidence, refuse when it is ambiguous)",
+    )
+    p.add_argument(
         "--atlas",
         action="append",
         default=[],
-        metavar="FILE",
-        help="label atlas for NIfTI inputs; repeat to join several in order (e.g. Tian S3, then Schaefer 400)",
+        metavar="FILE|NAME",
+        help="label atlas for NIfTI inputs (a .dlabel.nii for CIFTI runs); repeat to join several in order (e.g. "
+        "Tian S3, then Schaefer 400); with --fmriprep also a name fetched once for the runs' space: "
+        "schaefer400_tians3 (the official 450-ROI order), schaefer400, schaefer400_7n, tians3, ...",
     )
     p.add_argument(
         "--tr",
@@ -39,6 +59,59 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers", type=int, default=1, metavar="N", help="processes reading inputs in parallel (default 1)"
     )
+    add_fmriprep_arguments(p)
+
+
+def add_fmriprep_arguments(p: argparse.ArgumentParser) -> None:
+    """fMRIPrep derivatives as input (`brainjepa.data.fmriprep`); the other flags of the group need --fmriprep."""
+    g = p.add_argument_group("fMRIPrep derivatives")
+    g.add_argument("--fmriprep", action="store_true",
+                   help="read the inputs as fMRIPrep derivatives folders: *_desc-preproc_bold.nii.gz with a NIfTI "
+                   "--atlas, *_bold.dtseries.nii with a .dlabel.nii --atlas; ids from the BIDS names, TR from each "
+                   "JSON sidecar (else --tr)")
+    g.add_argument("--task", default=None, help="only runs of this BIDS task (e.g. rest)")
+    g.add_argument("--space", default=None,
+                   help="only runs in this output space (e.g. MNI152NLin2009cAsym, fsLR; add _res-2 where a space "
+                   "has several resolutions); required when the derivatives hold several")
+    g.add_argument("--session", default=None, help="only runs of this BIDS session")
+    g.add_argument("--confounds", choices=CONFOUND_STRATEGIES, default=None,
+                   help="nilearn fMRIPrep denoising strategy applied to each run (default simple); scrubbing "
+                   "removes high-motion frames, every strategy removes non-steady-state frames; none: no cleaning")
+    g.add_argument("--high-pass", type=float, default=None, metavar="HZ",
+                   help="Butterworth high-pass cut-off in Hz (default: none beyond the strategy's cosine terms)")
+    g.add_argument("--detrend", action=argparse.BooleanOptionalAction, default=None,
+                   help="remove each ROI's linear trend and mean (default --no-detrend)")
+
+
+def fmriprep_options(args: argparse.Namespace):
+    """FmriprepOptions when --fmriprep is given, else None; a group flag without --fmriprep is refused."""
+    from brainjepa.data.fmriprep import FmriprepOptions
+    from brainjepa.errors import ConfigError
+
+    values = {"task": args.task, "space": args.space, "session": args.session, "confounds": args.confounds,
+              "high_pass": args.high_pass, "detrend": args.detrend}
+    given = {k: v for k, v in values.items() if v is not None}
+    if not args.fmriprep:
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise ConfigError(f"{flags}: only for fMRIPrep derivatives; add --fmriprep")
+        return None
+    return FmriprepOptions(**given)
+
+
+def input_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords of `validate_paths` / `prepare_store` that `add_input_arguments` collected."""
+    return {
+        "num_rois": args.rois,
+        "min_frames": args.frames,
+        "orientation": args.orientation,
+        "header": args.header,
+        "index_col": args.index_col,
+        "atlases": args.atlas,
+        "tr": args.tr,
+        "workers": args.workers,
+        "fmriprep": fmriprep_options(args),
+    }
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,17 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brainjepa.data.validate import validate_paths
-
-    n, problems = validate_paths(
-        args.paths,
-        num_rois=args.rois,
-        min_frames=args.frames,
-        orientation=args.orientation,
-        atlases=args.atlas,
-        tr=args.tr,
-        workers=args.workers,
-    )
+    n, problems = validate_paths(args.paths, **input_options(args))
     for problem in problems:
         print(problem)
     if problems:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from brainjepa.data.normalize import Identity, Normalizer, open_runs
+from brainjepa.data.normalize import Identity, Normalizer
+from brainjepa.data.store import open_runs
 from brainjepa.data.windows import WindowSpec, sample_at, window_positions
 from brainjepa.errors import ConfigError, DataError
 
@@ -72,12 +73,16 @@ class StoreDataset(torch.utils.data.Dataset):
         return int(self.indices.size)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        if not 0 <= i < len(self):
-            raise IndexError(f"item {i} out of range for a dataset of {len(self)} runs")
-        run = int(self.indices[i])
+        run = self._run(i)
+        return {"x": self.sample(i, self.epoch), "index": i, "run": run, "subject": str(self._subjects[run])}
+
+    def sample(self, i: int, epoch: int) -> torch.Tensor:
+        """The normalised window of item i in `epoch`, float32 [R, frames]: a pure function of (seed, epoch, i),
+        which is what the pretraining batches read (no `set_epoch` state to carry into DataLoader workers)."""
+        run = self._run(i)
         subject = str(self._subjects[run])
         n = self.store.frames(run)
-        rng = np.random.default_rng((self.seed, self.epoch, i)) if self.window.mode == "random" else None
+        rng = np.random.default_rng((self.seed, epoch, i)) if self.window.mode == "random" else None
         pos = window_positions(n, self.window, rng=rng, tr=self.store.tr(run), subject=subject)
         first = int(pos[0])  # positions are non-decreasing: read [floor(first), ceil(last)] only
         last = min(int(np.ceil(pos[-1])), n - 1)
@@ -86,7 +91,12 @@ class StoreDataset(torch.utils.data.Dataset):
             x = self.normalizer(sample_at(span, pos - first))
         except DataError as err:
             raise DataError(f"{self.store.path}: subject {subject!r} (run index {run}): {err}") from err
-        return {"x": torch.from_numpy(x), "index": i, "run": run, "subject": subject}
+        return torch.from_numpy(x)
+
+    def _run(self, i: int) -> int:
+        if not 0 <= i < len(self):
+            raise IndexError(f"item {i} out of range for a dataset of {len(self)} runs")
+        return int(self.indices[i])
 
 
 def _apportion(fractions: np.ndarray, n: int) -> np.ndarray:

@@ -6,7 +6,8 @@ BrainSpace from a group FC matrix; this module does the same for any atlas:
 
 * `compute_group_fc` averages per-run Pearson FC over a store (Fisher-z mean, streaming, one run in memory);
 * `compute_gradients` runs BrainSpace's `GradientMaps` (diffusion map, cosine kernel by default);
-* `load_gradient` / `save_gradient` read and write the headerless CSV (or ``.npy``).
+* `gradients_file` runs both and writes the headerless CSV (or ``.npy``) with `brainjepa.io.save_gradient`;
+  `brainjepa.io.load_gradient` reads it (the models use it too, so it lives below them).
 
 BrainSpace is imported only inside `compute_gradients`; install it with ``pip install --no-deps brainspace==0.3.0``
 (its vtk dependency is only needed for surface plotting).
@@ -16,17 +17,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from brainjepa.data.store import RunStore, open_runs
 from brainjepa.errors import BrainJEPAError, ConfigError, DataError
-from brainjepa.io import atomic_write
-
-if TYPE_CHECKING:
-    from brainjepa.data.store import RunStore
+from brainjepa.io import read_matrix, save_gradient
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +65,7 @@ def compute_group_fc(store: RunStore | str | Path, *, progress: bool = True) -> 
     """
     from tqdm.auto import tqdm
 
-    from brainjepa.data.store import RunStore
-
-    if not isinstance(store, RunStore):
-        store = RunStore(store)
+    store, _ = open_runs(store, None)
     if len(store) == 0:
         raise DataError(f"{store.path}: the store has no runs, so there is no FC to average")
     total = np.zeros((store.num_rois, store.num_rois), np.float64)
@@ -163,85 +157,15 @@ def compute_gradients(
     return grads
 
 
-def _read_matrix(path: Path) -> np.ndarray:
-    """Read a numeric 2-D matrix from .npy or a headerless comma/whitespace-separated text file."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        if path.suffix.lower() == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        else:
-            with open(path, encoding="utf-8") as fh:
-                first = fh.readline()
-            arr = np.loadtxt(path, delimiter="," if "," in first else None, ndmin=2)
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: unreadable as a numeric matrix without header ({err})") from err
-    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
-        raise DataError(f"{path}: expected a 2-D numeric matrix, got shape {arr.shape} ({arr.dtype})")
-    return arr
-
-
 def load_fc(path: str | Path) -> np.ndarray:
     """Read an [R, R] connectivity matrix from CSV/TSV/TXT (no header) or .npy, as float64."""
     path = Path(path)
-    fc = _read_matrix(path).astype(np.float64)
+    fc = read_matrix(path).astype(np.float64)
     if fc.shape[0] != fc.shape[1]:
         raise DataError(f"{path}: an FC matrix must be square, got shape {fc.shape}")
     if not np.isfinite(fc).all():
         raise DataError(f"{path}: FC matrix has {int((~np.isfinite(fc)).sum())} NaN/Inf entries")
     return fc
-
-
-def load_gradient(path_or_array: str | Path | np.ndarray | Sequence, num_rois: int | None = None) -> np.ndarray:
-    """Gradient matrix as float32 [R, G] from a headerless CSV, a .npy file or an array.
-
-    Args:
-        path_or_array: file path (``gradient_mapping_450.csv`` style) or array-like.
-        num_rois: expected R (rows); None accepts any.
-
-    Raises:
-        DataError: naming the file (or "gradient array") for unreadable files, wrong shape or NaN/Inf values.
-    """
-    if isinstance(path_or_array, (str, os.PathLike)):
-        where = str(path_or_array)
-        grads = _read_matrix(Path(path_or_array))
-    else:
-        where = "gradient array"
-        grads = np.asarray(path_or_array)
-        if not np.issubdtype(grads.dtype, np.number):
-            raise DataError(f"{where}: expected numbers, got dtype {grads.dtype}")
-    if grads.ndim != 2 or grads.shape[1] < 1:
-        raise DataError(f"{where}: expected a 2-D [ROIs, gradients] matrix, got shape {grads.shape}")
-    if num_rois is not None and grads.shape[0] != num_rois:
-        raise DataError(f"{where}: {grads.shape[0]} rows but the model has {num_rois} ROIs (one row per ROI)")
-    bad = ~np.isfinite(grads)
-    if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
-        raise DataError(f"{where}: {int(bad.sum())} NaN/Inf values (first in row {rows[0]})")
-    return grads.astype(np.float32)
-
-
-def save_gradient(path: str | Path, gradients: np.ndarray) -> Path:
-    """Write [R, G] gradients as a headerless CSV (full float64 precision), or .npy if the name says so.
-
-    The file is written to a temporary name and renamed, so readers never see half a file.
-    """
-    path = Path(path)
-    grads = np.asarray(gradients, dtype=np.float64)
-    if grads.ndim != 2:
-        raise DataError(f"{path}: gradients must be 2-D [R, G], got shape {grads.shape}")
-    if not np.isfinite(grads).all():
-        raise DataError(f"{path}: refusing to write gradients with NaN/Inf values")
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            if path.suffix.lower() == ".npy":
-                np.save(fh, grads)
-            else:
-                np.savetxt(fh, grads, delimiter=",", fmt="%.17g")
-
-    return atomic_write(path, write)
 
 
 def gradients_file(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from brainjepa.data.atlases import label_names
 from brainjepa.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -61,7 +63,8 @@ def read_nifti(path: str | Path, atlases: Sequence[str | Path]) -> tuple[np.ndar
         atlases: 3-D label images (0 = background), joined in this order along the ROI axis.
 
     Returns:
-        ([R, T] float32, TR in seconds or None, R labels "<atlas>:<label>").
+        ([R, T] float32, TR in seconds or None, R labels: names from the atlas's ``<stem>.tsv`` (index, name)
+        where it has one, else "<atlas>:<label>").
 
     Raises:
         DataError: no atlas, unreadable or non-4-D image, or an atlas label with no voxels on the image grid.
@@ -86,6 +89,8 @@ def read_nifti(path: str | Path, atlases: Sequence[str | Path]) -> tuple[np.ndar
         masker = NiftiLabelsMasker(labels_img=atlas_img, standardize=None, resampling_target="data")
         try:
             signals = masker.fit_transform(img)
+        except (OSError, EOFError, zlib.error) as err:  # the image data are read here, not at nib.load
+            raise DataError(f"{path}: corrupt or truncated image ({err})") from err
         except (ValueError, TypeError) as err:
             raise DataError(f"{path}: cannot apply atlas {atlas} ({err})") from err
         found = [v for k, v in masker.region_ids_.items() if k != "background"]
@@ -93,5 +98,6 @@ def read_nifti(path: str | Path, atlases: Sequence[str | Path]) -> tuple[np.ndar
             lost = sorted(set(wanted) - {float(v) for v in found})
             raise DataError(f"{path}: atlas {atlas.name} labels {lost[:10]} have no voxels on this image's grid")
         parts.append(np.asarray(signals, dtype=np.float32).T)
-        labels += [f"{_atlas_name(atlas)}:{v:g}" for v in np.asarray(found, dtype=float)]
+        names = label_names(atlas)  # from the atlas's <stem>.tsv (index, name), when it has one
+        labels += [names.get(int(v), f"{_atlas_name(atlas)}:{v:g}") for v in np.asarray(found, dtype=float)]
     return np.concatenate(parts, axis=0), header_tr(img), labels

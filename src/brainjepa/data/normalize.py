@@ -2,7 +2,8 @@
 
 Every normaliser maps a float array [R, T] to float32 [R, T] and describes itself with `to_dict()`, so the
 choice (and, for robust scaling, the fitted statistics) can be stored in the store's metadata and in a model
-config, and rebuilt exactly with `normalizer_from_dict`.
+config, and rebuilt exactly with `normalizer_from_dict` (`brainjepa.data.prepare.save_robust_stats` fits the
+statistics and keeps them with the store).
 """
 
 from __future__ import annotations
@@ -11,18 +12,17 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 
+from brainjepa.data.store import RunStore, open_runs
 from brainjepa.errors import ConfigError, DataError
-
-if TYPE_CHECKING:
-    from brainjepa.data.store import RunStore
 
 logger = logging.getLogger(__name__)
 
 NormalizationKind = Literal["robust", "sample_zscore", "roi_zscore", "none"]
+NORMALIZATION_KINDS: tuple[str, ...] = get_args(NormalizationKind)  # the one list of kinds (config, CLI, checks)
 
 _FIT_CHUNK_FRAMES = 4096  # frames read at a time while fitting: memory stays flat for any run length
 
@@ -38,29 +38,6 @@ def _check_sample(x: np.ndarray, num_rois: int | None = None) -> np.ndarray:
     if num_rois is not None and arr.shape[0] != num_rois:
         raise DataError(f"sample has {arr.shape[0]} ROIs but the normaliser was fitted on {num_rois}")
     return arr
-
-
-def open_runs(
-    store: RunStore | str | Path, indices: Sequence[int] | np.ndarray | None
-) -> tuple[RunStore, np.ndarray]:
-    """Open `store` (an object or a path) and check `indices` (None: every run) against its run count.
-
-    Shared by the robust-scaler fit and the dataset so both reject a bad subset with the same message.
-    """
-    if isinstance(store, (str, Path)):
-        from brainjepa.data.store import RunStore
-
-        store = RunStore(store)
-    n = len(store)
-    idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices)
-    if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-        raise DataError(
-            f"{store.path}: run indices must be a 1-D list of integers, got {idx.dtype} {idx.shape}"
-        )
-    bad = idx[(idx < 0) | (idx >= n)]
-    if bad.size:
-        raise DataError(f"{store.path}: run index {int(bad[0])} out of range (store has {n} runs)")
-    return store, idx.astype(np.int64, copy=False)
 
 
 class Normalizer(ABC):
@@ -326,13 +303,3 @@ def normalizer_from_dict(d: Mapping[str, Any]) -> Normalizer:
         raise ConfigError(f"normalization record of kind {kind!r} has unknown keys {sorted(unknown)}")
     return _KINDS[kind](**fields)
 
-
-def save_robust_stats(
-    store: RunStore | str | Path, indices: Sequence[int] | np.ndarray | None = None, *, progress: bool = True
-) -> RobustScaler:
-    """Fit the reference's robust scaling on `indices` (None: all runs) and keep it in the store's metadata
-    ("normalization"), where training and embedding pick it up."""
-    store, idx = open_runs(store, indices)
-    scaler = RobustScaler.fit(store, idx, progress=progress)
-    store.set_metadata("normalization", scaler.to_dict())
-    return scaler

@@ -12,7 +12,6 @@ lone file gets its stem as subject and run ``1``. A leading ``sub-`` is dropped 
 from __future__ import annotations
 
 import glob
-import gzip
 import logging
 import re
 from collections.abc import Sequence
@@ -21,20 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
+from brainjepa.data.layout import MANIFEST_COLUMNS, META_FILE
+from brainjepa.data.nifti import read_nifti
+from brainjepa.data.tables import read_numpy, read_table
 from brainjepa.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-ORIENTATIONS = ("auto", "rois-x-time", "time-x-rois")
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
 ARRAY_SUFFIXES = (".npy", ".npz")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 # The reference UKB layout: <root>/time_series/<id>/<file>; subcortical rows come first in the joined array.
 UKB_SUBCORTICAL = "fMRI.Tian_Subcortex_S3_3T.csv.gz"
 UKB_CORTICAL = "fMRI.Schaefer17n400p.csv.gz"
-# First-cell names that mark a header row above a label column (the reference writes `label_name`).
-_HEADER_NAMES = {"", "label_name", "label", "labels", "name", "names", "roi", "rois", "region", "regions"}
-_NPZ_TR_KEYS = ("tr", "TR", "t_r", "repetition_time")
 
 
 @dataclass(frozen=True)
@@ -62,6 +60,7 @@ class Run:
     tr: float | None
     source: str
     roi_labels: list[str] | None = None
+    info: dict[str, object] | None = None  # extra manifest columns (e.g. fMRIPrep session, task, frames_removed)
 
 
 def _suffix(path: Path) -> str:
@@ -123,12 +122,11 @@ def _glob_root(pattern: str) -> Path:
 
 
 def _sources_in_dir(root: Path, skip: set[Path]) -> list[Source]:
-    from brainjepa.data.store import META_FILE
-
     stores = {p.parent for p in root.rglob(META_FILE)}  # a store's own manifest is not a time series
     sources = []
     ignored = 0
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    # A folder named like a data file (x.csv/) is kept as an input, so that it is reported rather than ignored.
+    for path in sorted(p for p in root.rglob("*") if p.is_file() or _kind(p) is not None):
         if stores.intersection(path.parents):
             continue
         if _kind(path) is None and path.name not in (UKB_SUBCORTICAL, UKB_CORTICAL):
@@ -163,173 +161,13 @@ def find_sources(inputs: Sequence[str | Path], *, skip: Sequence[str | Path] = (
             if not paths:
                 raise DataError(f"{item}: no such file or directory (and no files match it as a pattern)")
         for p in paths:
-            if p.is_dir():
-                sources += [Source("ukb", p, _strip_sub(p.name))] if _is_ukb_dir(p) else _sources_in_dir(p, skip_set)
+            if p.is_dir() and _is_ukb_dir(p):
+                sources.append(Source("ukb", p, _strip_sub(p.name)))
+            elif p.is_dir() and _kind(p) is None:  # a folder named like a data file (x.csv/) is reported
+                sources += _sources_in_dir(p, skip_set)
             elif (src := _source(p, root, skip_set)) is not None:
                 sources.append(src)
     return list(dict.fromkeys(sources))  # a run named twice (a folder and a glob, a UKB pair) is read once
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_index_row(cells: Sequence[str]) -> bool:
-    # A header of frame numbers (0..n-1 or 1..n) above the time columns.
-    try:
-        values = [int(c) for c in cells]
-    except ValueError:
-        return False
-    return bool(values) and values[0] in (0, 1) and values == list(range(values[0], values[0] + len(values)))
-
-
-def _head_lines(path: Path, n: int = 2) -> list[str]:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    lines: list[str] = []
-    with opener(path, "rt", encoding="utf-8-sig") as fh:
-        for line in fh:
-            if line.strip():
-                lines.append(line.rstrip("\r\n"))
-                if len(lines) == n:
-                    break
-    return lines
-
-
-def _separator(path: Path, line: str) -> str:
-    name = path.name.lower()
-    if ".tsv" in name or "\t" in line:
-        return "\t"
-    if ".csv" in name or "," in line:
-        return ","
-    return r"\s+"
-
-
-def read_table(
-    path: str | Path, *, orientation: str = "auto", num_rois: int | None = None
-) -> tuple[np.ndarray, list[str] | None]:
-    """Read a CSV/TSV/TXT (optionally .gz) table of one run; returns ([R, T] float32, ROI labels or None).
-
-    A first column of names (e.g. the reference's ``label_name``) means rows are ROIs; a header row of names
-    means columns are ROIs (a first column under an empty header cell is an index and is dropped); otherwise
-    the orientation or the expected ROI count decides.
-    """
-    import pandas as pd
-
-    path = Path(path)
-    try:
-        lines = _head_lines(path)
-    except (OSError, UnicodeDecodeError, EOFError) as err:
-        raise DataError(f"{path}: unreadable file ({err})") from err
-    if not lines:
-        raise DataError(f"{path}: empty file")
-    sep = _separator(path, lines[0])
-    split = (lambda s: s.split()) if sep == r"\s+" else (lambda s: s.split(sep))
-    row0 = split(lines[0])
-    probe = split(lines[1]) if len(lines) > 1 else row0
-    label_col = not _is_number(probe[0])
-    header = any(not _is_number(c) for c in row0[1:]) or (
-        label_col and (row0[0].strip().lower() in _HEADER_NAMES or _is_index_row(row0[1:]))
-    )
-    # A header whose first cell is empty sits above an index column (pandas' to_csv): not data either way.
-    index_col = label_col or (header and not row0[0].strip())
-    try:
-        df = pd.read_csv(
-            path, sep=sep, header=0 if header else None, index_col=0 if index_col else None, encoding="utf-8-sig"
-        )
-    except (OSError, ValueError, EOFError) as err:
-        raise DataError(f"{path}: unreadable file ({err})") from err
-    if df.empty:
-        raise DataError(f"{path}: empty file (no data rows)")
-    values = df.to_numpy()
-    if values.dtype == object:
-        cells = (v for v in values.ravel() if not (isinstance(v, (int, float)) or _is_number(str(v))))
-        bad = next(cells, values.dtype)
-        raise DataError(f"{path}: non-numeric value {bad!r} in the data")
-    rows_are = None
-    labels = None
-    if label_col:
-        rows_are, labels = "rois", [str(v) for v in df.index]
-    elif header:
-        rows_are, labels = "time", [str(c) for c in df.columns]
-    ts = orient(
-        values.astype(np.float32), source=str(path), rows_are=rows_are, orientation=orientation, num_rois=num_rois
-    )
-    if labels is not None and len(labels) != ts.shape[0]:
-        labels = None  # an explicit orientation overrode the one the labels implied
-    return ts, labels
-
-
-def orient(
-    values: np.ndarray,
-    *,
-    source: str,
-    rows_are: str | None = None,
-    orientation: str = "auto",
-    num_rois: int | None = None,
-) -> np.ndarray:
-    """Return `values` as [R, T], deciding which axis holds the ROIs.
-
-    Order of evidence: an explicit `orientation`; what the file says (`rows_are` "rois"/"time", e.g. from a
-    label column); the axis whose length equals `num_rois`. Otherwise (no hint, or both axes match) it is
-    ambiguous and raises.
-    """
-    if orientation not in ORIENTATIONS:
-        raise DataError(f"{source}: orientation must be one of {ORIENTATIONS}, got {orientation!r}")
-    if values.ndim != 2:
-        raise DataError(f"{source}: expected a 2-D array of ROIs and frames, got shape {values.shape}")
-    if orientation == "rois-x-time" or (orientation == "auto" and rows_are == "rois"):
-        return values
-    if orientation == "time-x-rois" or (orientation == "auto" and rows_are == "time"):
-        return values.T
-    if num_rois is None:
-        raise DataError(
-            f"{source}: cannot tell ROIs from frames in shape {values.shape}; "
-            "give the expected ROI count (--rois) or the orientation (--orientation)"
-        )
-    match = [axis for axis in (0, 1) if values.shape[axis] == num_rois]
-    if not match:
-        raise DataError(f"{source}: wrong ROI count: shape {values.shape} has no axis of {num_rois} ROIs")
-    if len(match) == 2:
-        raise DataError(
-            f"{source}: ambiguous orientation: both axes of shape {values.shape} have {num_rois} entries; "
-            "give --orientation"
-        )
-    return values if match == [0] else values.T
-
-
-def read_numpy(
-    path: str | Path, *, orientation: str = "auto", num_rois: int | None = None
-) -> tuple[np.ndarray, float | None]:
-    """Read a .npy array, or a .npz holding one 2-D array (and optionally a scalar ``tr``); returns ([R, T], TR)."""
-    path = Path(path)
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise DataError(f"{path}: unreadable file ({err})") from err
-    tr = None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            arrays = {k: loaded[k] for k in loaded.files}
-        tr_key = next((k for k in _NPZ_TR_KEYS if k in arrays), None)
-        if tr_key is not None:
-            tr = float(arrays.pop(tr_key))
-        series = [k for k, v in arrays.items() if v.ndim == 2]
-        if len(series) != 1:
-            raise DataError(
-                f"{path}: expected exactly one 2-D array in the .npz, found {series or 'none'} "
-                f"among keys {sorted(arrays)}"
-            )
-        loaded = arrays[series[0]]
-    if loaded.size == 0:
-        raise DataError(f"{path}: empty array (shape {loaded.shape})")
-    if not np.issubdtype(loaded.dtype, np.number):
-        raise DataError(f"{path}: non-numeric array (dtype {loaded.dtype})")
-    ts = orient(loaded.astype(np.float32), source=str(path), orientation=orientation, num_rois=num_rois)
-    return ts, tr
 
 
 def read_ukb_pair(folder: str | Path) -> tuple[np.ndarray, list[str] | None]:
@@ -355,6 +193,8 @@ def read_source(
     *,
     num_rois: int | None = None,
     orientation: str = "auto",
+    header: bool | None = None,
+    index_col: bool | None = None,
     atlases: Sequence[str | Path] = (),
     tr: float | None = None,
 ) -> Run:
@@ -364,20 +204,22 @@ def read_source(
         source: from `find_sources`.
         num_rois: expected R (used to orient tables/arrays without labels).
         orientation: "auto", "rois-x-time" or "time-x-rois" for tables and arrays.
+        header: whether a table's first row is a header (None: decide from the evidence, see `read_table`).
+        index_col: whether a table's first column is an index or ROI names (None: decide from the evidence).
         atlases: label images for NIfTI inputs, joined in this order.
         tr: TR in seconds; fills in where the file has none and overrides a NIfTI/npz value (with a warning).
     """
     labels = None
     file_tr = None
     if source.kind == "table":
-        ts, labels = read_table(source.path, orientation=orientation, num_rois=num_rois)
+        ts, labels = read_table(
+            source.path, orientation=orientation, num_rois=num_rois, header=header, index_col=index_col
+        )
     elif source.kind == "array":
         ts, file_tr = read_numpy(source.path, orientation=orientation, num_rois=num_rois)
     elif source.kind == "ukb":
         ts, labels = read_ukb_pair(source.path)
     elif source.kind == "nifti":
-        from brainjepa.data.nifti import read_nifti
-
         ts, file_tr, labels = read_nifti(source.path, atlases)
     else:
         raise DataError(f"{source.label}: unknown source kind {source.kind!r}")
@@ -403,6 +245,7 @@ class Phenotypes:
     columns: list[str]
     rows: dict[tuple[str, ...], dict[str, object]]  # key: (subject,) or (subject, run)
     by_run: bool
+    keys: tuple[str, ...] = ("subject",)  # the table's columns the rows are keyed on (subject[, run])
 
     def lookup(self, subject: str, run: str) -> dict[str, object] | None:
         """Values for one run, or None when the table has no row for it."""
@@ -437,14 +280,19 @@ def read_phenotypes(path: str | Path, *, subject_column: str | None = None) -> P
             raise DataError(f"{path}: no subject column (looked for {SUBJECT_COLUMNS}; columns: {header})")
     run_col = lower.get("run")
     text = {col: str} | ({run_col: str} if run_col else {})
-    df = pd.read_csv(path, sep=sep, dtype=text)
+    try:
+        df = pd.read_csv(path, sep=sep, dtype=text)
+    except (OSError, ValueError) as err:  # ragged rows, bad encoding
+        raise DataError(f"{path}: unreadable phenotype file ({err})") from err
+    empty = df[col].isna() | (df[col].str.strip() == "")
+    if empty.any():
+        raise DataError(f"{path}: {int(empty.sum())} rows have no subject id in column {col!r} (first: data row "
+                        f"{int(np.flatnonzero(empty.to_numpy())[0]) + 1})")
     df[col] = df[col].str.strip().map(_strip_sub)
     keys = [col] + ([run_col] if run_col else [])
     dup = df[df.duplicated(keys, keep=False)]
     if len(dup):
         raise DataError(f"{path}: duplicate rows for {', '.join(dup[col].astype(str).unique()[:5])}")
-    from brainjepa.data.store import MANIFEST_COLUMNS
-
     columns = [c for c in header if c not in keys]
     clash = sorted(set(columns) & set(MANIFEST_COLUMNS))
     if clash:
@@ -453,4 +301,4 @@ def read_phenotypes(path: str | Path, *, subject_column: str | None = None) -> P
         tuple(str(v) for v in key): dict(zip(columns, values, strict=True))
         for key, values in zip(df[keys].itertuples(index=False), df[columns].itertuples(index=False), strict=True)
     }
-    return Phenotypes(columns=columns, rows=rows, by_run=run_col is not None)
+    return Phenotypes(columns=columns, rows=rows, by_run=run_col is not None, keys=tuple(keys))

@@ -35,12 +35,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from brainjepa.data.store import RunStore, StoreWriter
 from brainjepa.errors import DataError
 
 if TYPE_CHECKING:
     import pandas
-
-    from brainjepa.data.store import RunStore
 
 logger = logging.getLogger(__name__)
 
@@ -447,8 +446,6 @@ def prepare_sample(
     """
     import pandas as pd
     from tqdm.auto import tqdm
-
-    from brainjepa.data.store import RunStore, StoreWriter
 
     sample = _sample(name)
     folder = download_sample(name, cache_dir)

@@ -28,14 +28,11 @@ import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from brainjepa.data.store import RunStore, StoreWriter
 from brainjepa.errors import ConfigError
-
-if TYPE_CHECKING:
-    from brainjepa.data.store import RunStore
 
 logger = logging.getLogger(__name__)
 
@@ -306,8 +303,6 @@ def simulate_store(
     Subjects are named ``sim0000``...; ``metadata["simulation"]`` holds every parameter plus the model name,
     and ROI labels are ``mod<m>_roi<j>``.
     """
-    from brainjepa.data.store import RunStore, StoreWriter
-
     config.validate()
     width = max(4, len(str(config.subjects - 1)))
     with StoreWriter(out, config.rois, roi_labels=roi_labels(config), overwrite=overwrite) as writer:

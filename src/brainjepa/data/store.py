@@ -9,7 +9,8 @@ Layout of a store directory (format "brainjepa-store", version 1):
 
 ``StoreWriter`` streams runs to disk (memory stays flat) and writes the manifest and ``store.json`` last, so an
 interrupted write never looks like a store. ``RunStore`` opens the memmap lazily in each process and does not
-pickle it, so DataLoader workers can share one store.
+pickle it, so DataLoader workers can share one store; `open_runs` is how every caller opens one (a path or a
+store) together with a subset of its runs. Turning input files into a store is `brainjepa.data.prepare`'s job.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from brainjepa.data.validate import Problem, check_timeseries, raise_for_problems
+from brainjepa.data.layout import DATA_FILE, FORMAT, MANIFEST_COLUMNS, MANIFEST_FILE, META_FILE, VERSION
+from brainjepa.data.validate import check_timeseries, raise_for_problems
 from brainjepa.errors import DataError
 from brainjepa.io import atomic_write, atomic_write_text
 
@@ -36,12 +38,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "brainjepa-store"
-VERSION = 1
-DATA_FILE = "data.f32"
-MANIFEST_FILE = "manifest.csv"
-META_FILE = "store.json"
-MANIFEST_COLUMNS = ("subject", "run", "offset", "frames", "tr", "source")
 _DTYPE = np.dtype("<f4")
 _TEXT_COLUMNS = ("subject", "run", "source")
 
@@ -413,116 +409,22 @@ class RunStore:
         atomic_write_text(self.path / META_FILE, _dump_meta(self._meta))
 
 
-SKIPPED_FILE = "skipped.csv"
 
+def open_runs(
+    store: RunStore | str | Path, indices: Sequence[int] | np.ndarray | None
+) -> tuple[RunStore, np.ndarray]:
+    """Open `store` (an object or a path) and check `indices` (None: every run) against its run count.
 
-def prepare_store(
-    inputs: Sequence[str | Path],
-    out: str | Path,
-    *,
-    num_rois: int | None = None,
-    min_frames: int = 1,
-    orientation: str = "auto",
-    atlases: Sequence[str | Path] = (),
-    tr: float | None = None,
-    phenotypes: str | Path | None = None,
-    subject_column: str | None = None,
-    skip_bad: bool = False,
-    overwrite: bool = False,
-    workers: int = 1,
-    progress: bool = True,
-) -> tuple[RunStore, list[Problem]]:
-    """Read every run under `inputs`, check it, and write one store at `out` (`brainjepa prepare`).
-
-    Args:
-        inputs: files, folders or glob patterns (see `brainjepa.data.readers.find_sources`).
-        out: store directory to create.
-        num_rois: expected R; by default the first good run sets it.
-        min_frames: fewest frames a run may have.
-        orientation: "auto", "rois-x-time" or "time-x-rois" for tables and arrays.
-        atlases: label images for NIfTI inputs, joined in this order.
-        tr: TR in seconds for inputs that do not carry one (overrides NIfTI/npz values).
-        phenotypes: CSV/TSV joined on subject (and run, if it has a ``run`` column).
-        subject_column: subject id column of `phenotypes` (default: found by name).
-        skip_bad: leave bad runs out and list them in ``skipped.csv`` instead of stopping at the first.
-        overwrite: replace an existing store at `out`.
-        workers: processes reading inputs in parallel (writing stays in this process, in input order).
-        progress: show a tqdm bar over the inputs.
-
-    Returns:
-        The new store and the problems of the runs that were skipped (empty unless `skip_bad`).
-
-    Raises:
-        DataError: a bad run (without `skip_bad`), naming its file and problems; nothing is written then.
+    Every reader of a store (fitting statistics, datasets, embeddings, probes) opens it here, so a bad path or
+    a bad subset gets the same message wherever it is given.
     """
-    import pandas as pd
-
-    from brainjepa.data.readers import find_sources, read_phenotypes
-    from brainjepa.data.validate import Consistency, check_inputs
-
-    out = Path(out)
-    check_target(out, overwrite=overwrite)
-    table = read_phenotypes(phenotypes, subject_column=subject_column) if phenotypes is not None else None
-    sources = find_sources(inputs, skip=atlases)
-    if not sources:
-        raise DataError(f"no time series found in {', '.join(map(str, inputs))}")
-    writer: StoreWriter | None = None
-    skipped: list[Problem] = []
-    across = Consistency(num_rois)
-    unmatched = 0
-    checks = check_inputs(
-        sources,
-        num_rois=num_rois,
-        min_frames=min_frames,
-        orientation=orientation,
-        atlases=atlases,
-        tr=tr,
-        workers=workers,
-        progress=progress,
-    )
-    try:
-        for checked in checks:
-            run = checked.run
-            problems = checked.problems or across.check(run, checked.source)
-            if not problems:
-                if writer is None:
-                    writer = StoreWriter(
-                        out, run.ts.shape[0], roi_labels=run.roi_labels, overwrite=overwrite, min_frames=min_frames
-                    )
-                values = table.lookup(run.subject, run.run) if table is not None else None
-                unmatched += table is not None and values is None
-                extra = values if values is not None else dict.fromkeys(table.columns if table else [], None)
-                writer.add(run.ts, subject=run.subject, run=run.run, tr=run.tr, source=run.source, phenotypes=extra)
-            if problems and not skip_bad:
-                raise DataError(
-                    "; ".join(map(str, problems)) + " (nothing written; fix it, or pass --skip-bad to leave "
-                    "bad runs out; `brainjepa validate` lists every problem)"
-                )
-            skipped += problems
-        if writer is None:
-            raise DataError(f"no usable runs: all {len({p.source for p in skipped})} inputs had problems")
-        writer.set_metadata(
-            "prepare",
-            {"inputs": [str(p) for p in inputs], "atlases": [str(a) for a in atlases], "orientation": orientation},
-        )
-        store = writer.close()
-    except BaseException:
-        checks.close()  # stop reading ahead in worker processes
-        if writer is not None:
-            writer.abort()
-        raise
-    (out / SKIPPED_FILE).unlink(missing_ok=True)
-    if skip_bad:
-        pd.DataFrame(
-            [{"source": p.source, "problem": p.message} for p in skipped], columns=["source", "problem"]
-        ).to_csv(out / SKIPPED_FILE, index=False)
-    if skipped:
-        logger.warning(
-            "skipped %d bad runs (%d problems); see %s",
-            len({p.source for p in skipped}),
-            len(skipped),
-            out / SKIPPED_FILE,
-        )
-    if unmatched:
-        logger.warning("%d runs have no row in %s; their phenotype columns are empty", unmatched, phenotypes)
-    return store, skipped
+    if not isinstance(store, RunStore):
+        store = RunStore(store)
+    n = len(store)
+    idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices)
+    if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+        raise DataError(f"{store.path}: run indices must be a 1-D list of integers, got {idx.dtype} {idx.shape}")
+    bad = idx[(idx < 0) | (idx >= n)]
+    if bad.size:
+        raise DataError(f"{store.path}: run index {int(bad[0])} out of range (store has {n} runs)")
+    return store, idx.astype(np.int64, copy=False)

@@ -1,7 +1,8 @@
-"""One place that decides whether a run's time series is usable.
+"""One place that decides whether a run's time series is usable, alone and next to the runs before it.
 
-`brainjepa validate`, `brainjepa prepare` and `StoreWriter.add` all call `check_timeseries`, so a run is judged
-the same way wherever it enters; every problem names its file (or subject) and what is wrong.
+`brainjepa validate`, `brainjepa prepare` (both through `brainjepa.data.prepare`) and `StoreWriter.add` all call
+`check_timeseries`, so a run is judged the same way wherever it enters; every problem names its file (or subject)
+and what is wrong. This layer reads through `brainjepa.data.readers` and knows nothing of stores.
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from brainjepa.data.fmriprep import FmriprepSource, read_fmriprep
+from brainjepa.data.readers import Run, Source, read_source
 from brainjepa.errors import DataError
-
-if TYPE_CHECKING:
-    from brainjepa.data.readers import Run, Source
 
 logger = logging.getLogger(__name__)
 
@@ -109,15 +108,26 @@ def check_source(
     num_rois: int | None = None,
     min_frames: int = 1,
     orientation: str = "auto",
+    header: bool | None = None,
+    index_col: bool | None = None,
     atlases: Sequence[str | Path] = (),
     tr: float | None = None,
 ) -> Checked:
     """Read and check one source; reading errors (unreadable, missing UKB partner, ...) become problems."""
-    from brainjepa.data.readers import read_source
-
     label = source.label
     try:
-        run = read_source(source, num_rois=num_rois, orientation=orientation, atlases=atlases, tr=tr)
+        if isinstance(source, FmriprepSource):
+            run = read_fmriprep(source, atlases=atlases, tr=tr)
+        else:
+            run = read_source(
+                source,
+                num_rois=num_rois,
+                orientation=orientation,
+                header=header,
+                index_col=index_col,
+                atlases=atlases,
+                tr=tr,
+            )
     except DataError as err:
         return Checked(label, None, [Problem(label, str(err).removeprefix(f"{label}: "))])
     problems = check_timeseries(
@@ -132,31 +142,45 @@ def check_inputs(
     num_rois: int | None = None,
     min_frames: int = 1,
     orientation: str = "auto",
+    header: bool | None = None,
+    index_col: bool | None = None,
     atlases: Sequence[str | Path] = (),
     tr: float | None = None,
     workers: int = 1,
     progress: bool = False,
 ) -> Iterator[Checked]:
-    """`check_source` over `sources` (from `find_sources`), in order, in `workers` processes.
+    """Every check of `sources` (from `find_sources`), in input order, read in `workers` processes.
 
-    Problems are reported, not raised, so a caller can list them all (validate) or skip them (prepare
-    --skip-bad). Close the iterator (or exhaust it) to stop the worker processes.
+    A run's problems are its own (`check_source`), or, when it has none, those relative to the runs accepted
+    before it (`Consistency`: ROI count and labels, duplicate ids). Problems are reported, not raised, so a caller
+    can list them all (validate) or skip them (prepare --skip-bad). Close the iterator (or exhaust it) to stop
+    the worker processes.
     """
     from tqdm.auto import tqdm
 
     check = functools.partial(
-        check_source, num_rois=num_rois, min_frames=min_frames, orientation=orientation, atlases=atlases, tr=tr
+        check_source,
+        num_rois=num_rois,
+        min_frames=min_frames,
+        orientation=orientation,
+        header=header,
+        index_col=index_col,
+        atlases=atlases,
+        tr=tr,
     )
-    bar = functools.partial(tqdm, total=len(sources), desc="reading", unit="run", disable=not progress)
-    if workers <= 1:
-        yield from bar(map(check, sources))
-        return
-    pool = ProcessPoolExecutor(workers)
+    across = Consistency(num_rois)
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
     try:
         # Results come back in input order; a small chunk keeps every worker busy without hoarding memory.
-        yield from bar(pool.map(check, sources, chunksize=4))
+        results = map(check, sources) if pool is None else pool.map(check, sources, chunksize=4)
+        for checked in tqdm(results, total=len(sources), desc="reading", unit="run", disable=not progress):
+            if checked.problems:
+                yield checked
+            else:
+                yield Checked(checked.source, checked.run, across.check(checked.run, checked.source))
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Consistency:
@@ -186,40 +210,3 @@ class Consistency:
             self.roi_labels = self.roi_labels or run.roi_labels
         return problems
 
-
-def validate_paths(
-    inputs: Sequence[str | Path],
-    *,
-    num_rois: int | None = None,
-    min_frames: int = 1,
-    orientation: str = "auto",
-    atlases: Sequence[str | Path] = (),
-    tr: float | None = None,
-    workers: int = 1,
-) -> tuple[int, list[Problem]]:
-    """Check all runs under `inputs` as `prepare` would; returns (number of runs checked, all problems).
-
-    Raises:
-        DataError: an input does not exist or nothing readable-looking was found.
-    """
-    from brainjepa.data.readers import find_sources
-
-    sources = find_sources(inputs, skip=atlases)
-    if not sources:
-        raise DataError(f"no time series found in {', '.join(map(str, inputs))}")
-    problems: list[Problem] = []
-    across = Consistency(num_rois)
-    checks = check_inputs(
-        sources,
-        num_rois=num_rois,
-        min_frames=min_frames,
-        orientation=orientation,
-        atlases=atlases,
-        tr=tr,
-        workers=workers,
-    )
-    for checked in checks:
-        problems.extend(checked.problems)
-        if checked.run is not None and not checked.problems:
-            problems.extend(across.check(checked.run, checked.source))
-    return len(sources), problems

@@ -111,7 +111,8 @@ def _check_length(num_frames: int, spec: WindowSpec, layout: _Layout, subject: s
     if spec.short == "error":
         raise DataError(
             f"subject {subject!r}: run has {num_frames} frames but a {spec.frames}-frame window at {how} needs "
-            f"{layout.needed}; use short='pad' to repeat the last frame, or leave this run out"
+            f"{layout.needed}; repeat its last frame with --pad (embed, probe, finetune) or data.short_runs=pad "
+            "(pretrain), or leave this run out"
         )
     logger.debug(
         "subject %r: run has %d of the %d frames needed; padding the window end with the last frame",

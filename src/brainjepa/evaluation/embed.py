@@ -8,10 +8,13 @@ The procedure, chosen to match the reference's downstream code and to be determi
 2. Normalisation of each window: the model's own ``metadata["normalization"]`` (written by pretraining), else
    a per-sample z-score over the whole [R, frames] window, as the reference's downstream loader does.
 3. Encoder: the EMA target encoder by default (the reference's downstream loads ``target_encoder``), or the
-   context encoder. ``masked_views=v`` runs the encoder v times on random token subsets (each ROI keeps
-   ``mask_keep`` of its time patches, drawn from ``(seed, sample index)``) and averages the views.
-4. Pooling of the tokens [R*P, D] (ROI-major, token = r * P + t): ``"mean"`` over all tokens -> [D] (the
-   reference's global pool), ``"roi"`` over the time patches of each ROI -> [R, D], ``"tokens"`` -> [R*P, D].
+   context encoder. ``layer`` picks the block whose tokens are used (default -1, the last: exactly
+   `forward_features`; earlier blocks get the final LayerNorm too, via `forward_intermediates(norm=True)`).
+   ``masked_views=v`` runs the encoder v times on random token subsets (each ROI keeps ``mask_keep`` of its
+   time patches, drawn from ``(seed, sample index)``) and averages the views.
+4. Pooling of the tokens [R*P, D] (ROI-major, token = r * P + t) by `BrainEncoder.pool`: ``"mean"`` over all
+   tokens -> [D] (the reference's global pool), ``"roi"`` over the time patches of each ROI -> [R, D],
+   ``"tokens"`` -> [R*P, D].
 
 Results are float32 CPU tensors; bf16 autocast is used on GPUs that support it.
 """
@@ -28,21 +31,25 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from brainjepa.data.normalize import Normalizer, SampleZScore, make_normalizer, normalizer_from_dict
+from brainjepa.data.normalize import (
+    NORMALIZATION_KINDS,
+    Normalizer,
+    SampleZScore,
+    make_normalizer,
+    normalizer_from_dict,
+)
+from brainjepa.data.store import RunStore, open_runs
 from brainjepa.data.windows import WindowSpec, take_windows
 from brainjepa.errors import ConfigError, DataError
-from brainjepa.models import BrainJEPA, ModelConfig
+from brainjepa.models import BrainJEPA
+from brainjepa.models.encoder import POOLINGS, BrainEncoder, Pooling
 
 if TYPE_CHECKING:
     import pandas
 
-    from brainjepa.data.store import RunStore
-
 logger = logging.getLogger(__name__)
 
-Pooling = Literal["mean", "roi", "tokens"]
-POOLINGS = ("mean", "roi", "tokens")
-NORMALIZATIONS = ("model", "sample_zscore", "roi_zscore", "none")
+NORMALIZATIONS = ("model", *(k for k in NORMALIZATION_KINDS if k != "robust"))  # "model": the stored robust stats
 _ID_COLUMNS = ("subject", "run")
 _NOT_INDEX = ("offset", "frames", "tr", "source")  # manifest bookkeeping columns left out of the index
 
@@ -53,6 +60,8 @@ class EmbedOptions:
 
     Args:
         encoder: ``"target"`` (EMA target encoder, the reference's downstream choice) or ``"context"``.
+        layer: encoder block whose tokens are pooled; negative counts from the end (default -1: the last
+            block, i.e. `forward_features`). Every block's output passes through the final LayerNorm.
         windows: k deterministic windows per run whose embeddings are averaged (1: the centre window).
         sampling_rate: frame stride inside a window (1: consecutive frames; the reference's UKB setting is 3).
         target_tr: resample each run to this TR in seconds instead of a fixed stride (needs the run's TR).
@@ -68,6 +77,7 @@ class EmbedOptions:
     """
 
     encoder: Literal["target", "context"] = "target"
+    layer: int = -1
     windows: int = 1
     sampling_rate: int = 1
     target_tr: float | None = None
@@ -92,6 +102,8 @@ class EmbedOptions:
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"embedding option {name} must be one of {list(allowed)}, got {value!r}")
+        if isinstance(self.layer, bool) or not isinstance(self.layer, int):
+            raise ConfigError(f"embedding option layer must be an integer block index, got {self.layer!r}")
         if not (isinstance(self.mask_keep, (int, float)) and 0 < self.mask_keep <= 1):
             raise ConfigError(f"embedding option mask_keep must be in (0, 1], got {self.mask_keep!r}")
         # target_tr is checked by WindowSpec (built here so a bad value fails at construction).
@@ -180,8 +192,6 @@ def embed_store(
     Raises:
         DataError: the store's ROI count differs from the model's, or a run is too short (both named).
     """
-    from brainjepa.data.normalize import open_runs
-
     model = load_model(model)
     store, idx = open_runs(store, indices)
     if store.num_rois != model.config.num_rois and len(idx):
@@ -212,6 +222,7 @@ def save_embeddings(result: StoreEmbeddings, out: str | Path) -> Path:
     """
     out = Path(out)
     emb = result.embeddings.numpy()
+    _refuse_non_finite(emb, result.index, f"{out}: refusing to write")
     if out.suffix == ".npy":
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, emb)
@@ -243,19 +254,41 @@ def load_embeddings(path: str | Path) -> StoreEmbeddings:
         sidecar = index_path(path)
         if not sidecar.is_file():
             raise DataError(f"{path}: index sidecar {sidecar.name} is missing, so rows cannot be matched to runs")
-        emb, index = np.load(path), pd.read_csv(sidecar, dtype=ids)
+        try:
+            emb, index = np.load(path, allow_pickle=False), pd.read_csv(sidecar, dtype=ids)
+        except Exception as err:  # numpy and pandas raise many types for corrupt files
+            raise DataError(f"{path}: cannot read embeddings ({type(err).__name__}: {err})") from err
+        if not np.issubdtype(emb.dtype, np.number) or emb.ndim < 2:
+            raise DataError(f"{path}: expected numeric embeddings [N, D], got {emb.dtype} of shape {emb.shape}")
     elif path.suffix == ".parquet":
         _require_pyarrow(path)
-        table = pd.read_parquet(path)
-        emb_cols = [c for c in table.columns if str(c).startswith("emb_")]
-        emb = table[emb_cols].to_numpy(np.float32)
-        index = table.drop(columns=emb_cols).astype(ids)
+        try:
+            table = pd.read_parquet(path)
+            emb_cols = [c for c in table.columns if str(c).startswith("emb_")]
+            emb = table[emb_cols].to_numpy(np.float32)
+            index = table.drop(columns=emb_cols).astype(ids)
+        except Exception as err:
+            raise DataError(f"{path}: cannot read embeddings ({type(err).__name__}: {err})") from err
     else:
         raise DataError(f"{path}: embeddings are read from .npy or .parquet, not {path.suffix!r}")
     if len(index) != len(emb) or any(c not in index.columns for c in _ID_COLUMNS):
         raise DataError(f"{path}: index has {len(index)} rows / columns {list(index.columns)}; need {len(emb)} "
                         f"rows with {list(_ID_COLUMNS)}")
+    _refuse_non_finite(emb, index, f"{path}: holds")
     return StoreEmbeddings(torch.from_numpy(np.array(emb, dtype=np.float32)), index)
+
+
+def non_finite_rows(emb: np.ndarray) -> np.ndarray:
+    """Boolean [N]: rows of an embeddings array holding a NaN or Inf."""
+    return ~np.isfinite(np.asarray(emb).reshape(len(emb), -1)).all(axis=1)
+
+
+def _refuse_non_finite(emb: np.ndarray, index: pandas.DataFrame, what: str) -> None:
+    bad = non_finite_rows(emb)
+    if bad.any():
+        first = index.iloc[int(np.flatnonzero(bad)[0])]
+        raise DataError(f"{what} {int(bad.sum())} rows of non-finite embeddings (first: subject "
+                        f"{first['subject']!r} run {first['run']!r})")
 
 
 def index_path(out: Path) -> Path:
@@ -290,6 +323,9 @@ def _embed_samples(
     if pooling == "tokens" and options.masked_views:
         raise ConfigError("masked views average pooled embeddings; use pooling 'mean' or 'roi' with masked_views")
     cfg = model.config
+    if not -cfg.depth <= options.layer < cfg.depth:
+        raise ConfigError(f"embedding option layer must be in [{-cfg.depth}, {cfg.depth}) for this "
+                          f"{cfg.depth}-block encoder, got {options.layer}")
     net = model.target_encoder if options.encoder == "target" else model.encoder
     device = torch.device(options.device) if options.device else next(net.parameters()).device
     net.to(device)
@@ -300,6 +336,7 @@ def _embed_samples(
     normalizer = model_normalizer(model, options.normalization)
     chunk = max(1, options.batch_size // options.windows)
     out: list[Tensor] = []
+    non_finite: list[str] = []  # samples whose embedding is not finite: refused, never returned
     was_training = net.training
     net.eval()
     try:
@@ -309,19 +346,20 @@ def _embed_samples(
                               for ts, tr, name in block])
                 x = torch.from_numpy(x.reshape(-1, *x.shape[2:])).to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    pooled = _encode(net, x, pooling, options, first, len(block), cfg.num_time_patches)
+                    pooled = _encode(net, x, pooling, options, first, len(block))
                 out.append(pooled.view(len(block), options.windows, *pooled.shape[1:]).mean(1))
+                bad = non_finite_rows(out[-1].numpy())
+                non_finite += [name for (_, _, name), b in zip(block, bad.tolist(), strict=True) if b]
                 bar.update(len(block))
     finally:
         net.train(was_training)
+    if non_finite:
+        raise DataError(f"non-finite embeddings for {len(non_finite)} of {n} runs ({', '.join(non_finite[:3])}"
+                        f"{', ...' if len(non_finite) > 3 else ''}); nothing is written. Check these runs' values, "
+                        "the model's weights, the normalisation (--normalization) and --precision fp32")
     if not out:
-        return torch.empty(0, *_pooled_shape(cfg, pooling))
+        return torch.empty(0, *net.pooled_shape(pooling))
     return torch.cat(out)
-
-
-def _pooled_shape(cfg: ModelConfig, pooling: str) -> tuple[int, ...]:
-    return {"mean": (cfg.embed_dim,), "roi": (cfg.num_rois, cfg.embed_dim),
-            "tokens": (cfg.num_patches, cfg.embed_dim)}[pooling]
 
 
 def _chunks(samples: Iterable, size: int) -> Iterator[tuple[int, list]]:
@@ -351,24 +389,18 @@ def _windows(ts: np.ndarray, tr: float | None, name: str, spec: WindowSpec, k: i
 
 
 @torch.inference_mode()
-def _encode(net: torch.nn.Module, x: Tensor, pooling: str, options: EmbedOptions, first: int, count: int,
-            num_patches: int) -> Tensor:
+def _encode(net: BrainEncoder, x: Tensor, pooling: Pooling, options: EmbedOptions, first: int, count: int) -> Tensor:
     """Pooled float32 CPU embeddings of windows x [count * k, R, F], averaged over masked views if any."""
     if not options.masked_views:
-        return _pool(net(x).float(), pooling, x.shape[1], num_patches).cpu()
-    idx = _view_indices(first, count, options, x.shape[1], num_patches).to(x.device)
-    keep = idx.shape[-1] // x.shape[1]
-    total = sum(_pool(net(x, idx[v]).float(), pooling, x.shape[1], keep) for v in range(options.masked_views))
+        return net.pool(_features(net, x, options.layer, None), pooling).cpu()
+    idx = _view_indices(first, count, options, x.shape[1], net.cfg.num_time_patches).to(x.device)
+    total = sum(net.pool(_features(net, x, options.layer, idx[v]), pooling) for v in range(options.masked_views))
     return (total / options.masked_views).cpu()
 
 
-def _pool(h: Tensor, pooling: str, num_rois: int, per_roi: int) -> Tensor:
-    """Tokens [B, R * per_roi, D] (ROI-major) -> [B, D], [B, R, D] or unchanged."""
-    if pooling == "mean":
-        return h.mean(1)
-    if pooling == "roi":
-        return h.view(h.shape[0], num_rois, per_roi, h.shape[-1]).mean(2)
-    return h
+def _features(net: BrainEncoder, x: Tensor, layer: int, context_idx: Tensor | None) -> Tensor:
+    """float32 tokens of block `layer` after the final norm (the last block: `forward_features`)."""
+    return net.forward_intermediates(x, [layer], norm=True, context_idx=context_idx)[0].float()
 
 
 def _view_indices(first: int, count: int, options: EmbedOptions, num_rois: int, num_patches: int) -> Tensor:

@@ -22,22 +22,23 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from brainjepa.data.dataset import StoreDataset
+from brainjepa.data.normalize import Normalizer
+from brainjepa.data.store import RunStore, open_runs
+from brainjepa.data.windows import WindowSpec
 from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingError
+from brainjepa.evaluation.labels import Labels, read_labels
 from brainjepa.io import load_weights_folder, save_weights_folder
 from brainjepa.models import BrainJEPA, ModelConfig
 from brainjepa.models.encoder import BrainEncoder
-
-if TYPE_CHECKING:
-    from brainjepa.data.normalize import Normalizer
-    from brainjepa.data.store import RunStore
-    from brainjepa.data.windows import WindowSpec
+from brainjepa.models.optim import param_groups
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ Task = Literal["auto", "classification", "regression"]
 CHECKPOINT_CONFIG = "finetune.json"
 CHECKPOINT_WEIGHTS = "model.safetensors"
 FORMAT = "brainjepa-finetuned"
-_MAX_CLASSES_AUTO = 10  # "auto": integer labels with at most this many values are classes
 
 
 @dataclass(frozen=True)
@@ -140,8 +140,6 @@ class FinetuneConfig:
 
     def window(self, frames: int, *, train: bool) -> WindowSpec:
         """Windows of `frames` samples: random for training, the centre window for validation and test."""
-        from brainjepa.data.windows import WindowSpec
-
         return WindowSpec(frames=frames, sampling_rate=self.sampling_rate, mode="random" if train else "center",
                           target_tr=self.target_tr, short="pad" if self.pad else "error")
 
@@ -169,7 +167,17 @@ class FinetunedModel(nn.Module):
         return self.encoder.cfg
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.fc_norm(self.encoder(x).mean(1)))
+        return self.head(self.fc_norm(self.encoder.pool(self.encoder.forward_features(x), "mean")))
+
+    def param_groups(self, weight_decay: float, layer_decay: float | None = None) -> list[dict[str, Any]]:
+        """AdamW groups by the encoder's rule (`BrainEncoder.param_groups`), with ``fc_norm`` and the head at
+        the encoder's top layer id (they train at the full lr): with L blocks, block i trains at
+        ``lr * layer_decay ** (L - i)`` and the embeddings at ``lr * layer_decay ** (L + 1)``."""
+        def layer_id(name: str) -> int:
+            module, _, rest = name.partition(".")
+            return self.encoder.layer_id(rest) if module == "encoder" else self.encoder.top_layer_id
+
+        return param_groups(self.named_parameters(), weight_decay, layer_id, layer_decay)
 
     def save(self, directory: str | Path, info: dict[str, Any]) -> Path:
         """Write ``model.safetensors`` and ``finetune.json`` (architecture plus `info`: task, classes, label
@@ -190,37 +198,6 @@ class FinetunedModel(nn.Module):
         except RuntimeError as err:
             raise CheckpointError(f"{directory}: weights do not match their config ({err})") from err
         return model.eval(), meta
-
-
-def layer_decay_groups(model: FinetunedModel, weight_decay: float, layer_decay: float) -> list[dict[str, Any]]:
-    """AdamW parameter groups with layer-wise LR scales, matched on our parameter names.
-
-    Layer ids: ``encoder.patch_embed`` / ``encoder.pos_embed`` 0, ``encoder.blocks.i`` i + 1, everything else
-    (final norm, fc_norm, head) L + 1. Each group has ``lr_scale = layer_decay ** (L + 1 - layer_id)`` and
-    ``layer_id``; 1-D tensors (biases, norms) get no weight decay.
-    """
-    top = len(model.encoder.blocks) + 1
-    groups: dict[tuple[int, bool], dict[str, Any]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        layer = _layer_id(name, top)
-        decay = p.ndim > 1
-        group = groups.setdefault((layer, decay), {
-            "params": [], "weight_decay": weight_decay if decay else 0.0,
-            "lr_scale": layer_decay ** (top - layer), "layer_id": layer,
-        })
-        group["params"].append(p)
-    return [groups[k] for k in sorted(groups)]
-
-
-def _layer_id(name: str, top: int) -> int:
-    parts = name.split(".")
-    if parts[0] == "encoder" and parts[1] in ("patch_embed", "pos_embed"):
-        return 0
-    if parts[0] == "encoder" and parts[1] == "blocks":
-        return int(parts[2]) + 1
-    return top
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -283,18 +260,6 @@ class FinetuneResult:
 
 
 # ----------------------------------------------------------------------------------------------- main loop
-@dataclass
-class _Labels:
-    """Labelled runs of one manifest column: store run index, subject and training target per item."""
-
-    name: str
-    runs: np.ndarray
-    subjects: np.ndarray
-    task: str
-    classes: list[Any] | None
-    targets: np.ndarray  # class index (int64) or raw value (float64)
-
-
 def finetune(
     model: BrainJEPA | str | Path,
     store: RunStore | str | Path,
@@ -323,24 +288,26 @@ def finetune(
         `FinetuneResult` with the test metrics of every fold and their mean ± std.
 
     Raises:
-        DataError: missing label column, too few labelled subjects, store and model ROI counts differ.
+        DataError: a bad label (missing column, all missing, non-finite, text for a regression, a single class,
+            too few labelled subjects for the folds: `brainjepa.evaluation.labels.read_labels`, checked before the
+            model is loaded), store and model ROI counts differ.
         ConfigError: bad hyperparameters.
+        TrainingError: a non-finite training loss (the message says whether the labels or the LR are the cause).
     """
-    from brainjepa.data.normalize import open_runs
     from brainjepa.evaluation.embed import load_model, model_normalizer
     from brainjepa.evaluation.metrics import grouped_splits, summarize
 
     cfg = config or FinetuneConfig()
-    pretrained = load_model(model, gradient=gradient)
     store, _ = open_runs(store, None)
+    labels = read_labels(store, label, cfg.task, folds=cfg.folds)  # refused here, before any training
+    pretrained = load_model(model, gradient=gradient)
     if store.num_rois != pretrained.config.num_rois:
         raise DataError(f"{store.path}: store has {store.num_rois} ROIs but the model expects "
                         f"{pretrained.config.num_rois}")
-    labels = _read_labels(store, label, cfg.task)
     normalizer = model_normalizer(pretrained, cfg.normalization)
-    splits = grouped_splits(labels.targets, labels.subjects, task=labels.task, folds=cfg.folds, seed=cfg.seed)
+    splits = grouped_splits(labels.targets, labels.groups, task=labels.task, folds=cfg.folds, seed=cfg.seed)
     logger.info("fine-tuning on %r (%s): %d runs of %d subjects, %d folds, peak lr %.3g", label, labels.task,
-                len(labels.runs), len(np.unique(labels.subjects)), cfg.folds, cfg.peak_lr)
+                len(labels.runs), len(np.unique(labels.groups)), cfg.folds, cfg.peak_lr)
     fold_metrics, best_epochs, histories = [], [], []
     for k, (train, test) in enumerate(splits):
         fold_out = Path(out) / f"fold{k + 1}" if out is not None and save_checkpoints else None
@@ -356,29 +323,7 @@ def finetune(
     return result
 
 
-def _read_labels(store: RunStore, label: str, task: str) -> _Labels:
-    """The labelled runs of column `label`; task and missing values handled exactly as by the probe."""
-    from brainjepa.evaluation.probe import drop_missing, infer_task
-
-    subjects = store.manifest["subject"].astype(str).to_numpy()
-    y, runs, subjects = drop_missing(store.phenotype(label), np.arange(len(store)), subjects,
-                                     what=f"{label!r} value")
-    if task == "auto":
-        task = infer_task(y)
-        logger.info("label %r: task %s (auto)", label, task)
-    if task == "regression":
-        try:
-            targets = y.astype(np.float64)
-        except ValueError as err:
-            raise DataError(f"{store.path}: regression label {label!r} has non-numeric values ({err})") from err
-        return _Labels(label, runs.astype(np.int64), subjects, task, None, targets)
-    classes, targets = np.unique(y, return_inverse=True)
-    if len(classes) < 2:
-        raise DataError(f"{store.path}: label {label!r} has a single class {classes.tolist()}; nothing to learn")
-    return _Labels(label, runs.astype(np.int64), subjects, task, classes.tolist(), targets.astype(np.int64))
-
-
-def _run_fold(pretrained: BrainJEPA, store: RunStore, labels: _Labels, train: np.ndarray, test: np.ndarray,
+def _run_fold(pretrained: BrainJEPA, store: RunStore, labels: Labels, train: np.ndarray, test: np.ndarray,
               normalizer: Normalizer, cfg: FinetuneConfig, fold: int, out: Path | None,
               progress: bool) -> tuple[dict[str, float], int, list[dict[str, float]]]:
     """Train on one fold (validation carved from its training subjects); test metrics of the best epoch."""
@@ -389,7 +334,7 @@ def _run_fold(pretrained: BrainJEPA, store: RunStore, labels: _Labels, train: np
     from brainjepa.training.schedules import Schedule
 
     try:
-        inner = grouped_splits(labels.targets[train], labels.subjects[train], task=labels.task,
+        inner = grouped_splits(labels.targets[train], labels.groups[train], task=labels.task,
                                folds=max(2, round(1 / cfg.val_fraction)), seed=cfg.seed + fold)
     except ValueError as err:  # DataError, or scikit-learn's own complaint about too few members per class
         raise DataError(f"{store.path}: validation split of fold {fold + 1} (val_fraction {cfg.val_fraction}): "
@@ -410,10 +355,10 @@ def _run_fold(pretrained: BrainJEPA, store: RunStore, labels: _Labels, train: np
         net.encoder.set_grad_checkpointing(cfg.grad_checkpointing)
         loaders = {name: _loader(store, labels, idx, normalizer, cfg, net.config.num_frames, train=name == "fit",
                                  seed=fold_seed) for name, idx in (("fit", fit), ("val", val), ("test", test))}
-        optimizer = torch.optim.AdamW(layer_decay_groups(net, cfg.weight_decay, cfg.layer_decay), lr=cfg.peak_lr)
+        optimizer = torch.optim.AdamW(net.param_groups(cfg.weight_decay, cfg.layer_decay), lr=cfg.peak_lr)
         schedule = Schedule(OptimizationConfig(epochs=cfg.epochs, warmup=cfg.warmup_epochs, start_lr=0.0,
                                                lr=cfg.peak_lr, final_lr=cfg.min_lr), len(loaders["fit"]))
-        step_fn = _Step(net, optimizer, schedule, labels.task, cfg, mean, std, device, fold)
+        step_fn = _Step(net, optimizer, schedule, labels.task, cfg, mean, std, device, fold, labels.targets[fit])
         best_loss, best_epoch, best_state, waited, history = math.inf, 0, None, 0, []
         bar = tqdm(range(cfg.epochs), desc=f"fold {fold + 1}/{cfg.folds}", unit="epoch", disable=not progress)
         for epoch in bar:
@@ -443,11 +388,9 @@ def _run_fold(pretrained: BrainJEPA, store: RunStore, labels: _Labels, train: np
     return test_metrics, best_epoch, history
 
 
-def _loader(store: RunStore, labels: _Labels, items: np.ndarray, normalizer: Normalizer, cfg: FinetuneConfig,
+def _loader(store: RunStore, labels: Labels, items: np.ndarray, normalizer: Normalizer, cfg: FinetuneConfig,
             frames: int, *, train: bool, seed: int) -> torch.utils.data.DataLoader:
     """Batches of {"x": [B, R, frames], "y": [B]} for the labelled items `items` (shuffled when training)."""
-    from brainjepa.data.dataset import StoreDataset
-
     dataset = _Labelled(StoreDataset(store, indices=labels.runs[items], normalizer=normalizer,
                                      window=cfg.window(frames, train=train), seed=seed), labels.targets[items])
     return torch.utils.data.DataLoader(
@@ -477,9 +420,11 @@ class _Step:
     """One fold's optimisation and evaluation (kept apart from the epoch loop so each stays short)."""
 
     def __init__(self, net: FinetunedModel, optimizer: torch.optim.Optimizer, schedule: Any, task: str,
-                 cfg: FinetuneConfig, mean: float, std: float, device: torch.device, fold: int) -> None:
+                 cfg: FinetuneConfig, mean: float, std: float, device: torch.device, fold: int,
+                 targets: np.ndarray) -> None:
         self.net, self.optimizer, self.schedule, self.task, self.cfg = net, optimizer, schedule, task, cfg
         self.mean, self.std, self.device, self.fold = mean, std, device, fold
+        self.targets = targets  # the training targets, to tell bad labels from a too high LR
         self.step = 0
 
     def _autocast(self):
@@ -509,11 +454,25 @@ class _Step:
         mean = float(total) / max(count, 1)
         if not math.isfinite(mean):
             raise TrainingError(f"fine-tuning fold {self.fold + 1}: non-finite training loss in epoch {epoch + 1}; "
-                                "lower the learning rate")
+                                f"{self.non_finite_hint()}")
         return mean
 
+    def non_finite_hint(self) -> str:
+        """What to change after a non-finite loss: the labels when they are the cause, else the learning rate."""
+        if self.task == "regression":
+            with np.errstate(over="ignore", invalid="ignore"):  # the float32 targets the loss sees
+                scaled = (self.targets.astype(np.float32) - np.float32(self.mean)) / np.float32(self.std)
+            if not np.isfinite(scaled).all():
+                return (f"the labels are the cause: standardised in float32 they overflow (values up to "
+                        f"{np.abs(self.targets).max():.3g}, mean {self.mean:.3g}, std {self.std:.3g}); rescale the "
+                        "label column")
+            checked = f"the labels are finite (standardised with mean {self.mean:.3g}, std {self.std:.3g})"
+        else:
+            checked = f"the labels are {len(np.unique(self.targets))} valid classes"
+        return f"{checked}, so the learning rate is likely too high: lower --lr (now {self.cfg.peak_lr:.3g})"
+
     @torch.no_grad()
-    def evaluate(self, loader: torch.utils.data.DataLoader, labels: _Labels) -> tuple[float, dict[str, float]]:
+    def evaluate(self, loader: torch.utils.data.DataLoader, labels: Labels) -> tuple[float, dict[str, float]]:
         """Loss (no label smoothing) and metrics on deterministic windows."""
         from brainjepa.evaluation.metrics import classification_metrics, regression_metrics
 

@@ -2,17 +2,19 @@
 
 Classification reports accuracy, balanced accuracy, F1 and ROC AUC (binary: F1 and AUC of the larger label;
 multi-class: macro F1 and one-vs-rest macro AUC). Regression reports MAE, MSE and Pearson r (the reference's
-"r2" is a Pearson r, not R^2). scikit-learn and scipy are imported inside the functions.
+"r2" is a Pearson r, not R^2). `paired_difference` compares two feature sets scored on the same folds.
+scikit-learn and scipy are imported inside the functions.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from brainjepa.errors import DataError
+from brainjepa.errors import ConfigError, DataError
 
 CLASSIFICATION_METRICS = ("acc", "balanced_acc", "f1", "auc")
 REGRESSION_METRICS = ("mae", "mse", "pearson_r")
@@ -146,3 +148,58 @@ def summarize(results: Sequence[dict[str, float]]) -> dict[str, tuple[float, flo
         else:
             out[name] = (float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0)
     return out
+
+
+@dataclass(frozen=True)
+class PairedDiff:
+    """Mean of the paired differences a - b, its confidence interval [low, high] and the number of pairs n."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    confidence: float
+
+    @property
+    def differs(self) -> bool:
+        """Whether the interval excludes 0 (a NaN interval, from fewer than 2 pairs, never does)."""
+        return bool(self.low > 0 or self.high < 0)
+
+
+def paired_difference(
+    a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95, test_train_ratio: float = 0.0
+) -> PairedDiff:
+    """Mean difference a - b over paired scores (same folds, same seeds) with a t confidence interval.
+
+    Folds of a cross-validation share training data, so their scores are not independent and a plain t-interval
+    is too narrow. With ``test_train_ratio = n_test / n_train`` > 0 the variance of the mean is inflated to
+    ``(1/n + n_test/n_train) * s^2`` (Nadeau & Bengio 2003, the corrected resampled t-test); 0 gives the
+    plain paired t-interval, for independent pairs. Pairs where either score is NaN are left out.
+
+    Args:
+        a, b: scores of two methods, one per (seed, fold), in the same order.
+        confidence: coverage of the interval, in (0, 1).
+        test_train_ratio: test over training size of the folds (0 for independent pairs).
+
+    Raises:
+        DataError: `a` and `b` differ in length.
+        ConfigError: `confidence` outside (0, 1) or a negative `test_train_ratio`.
+    """
+    from scipy.stats import t as student_t
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise DataError(f"paired_difference: {a.shape} and {b.shape} scores cannot be paired")
+    if not 0 < confidence < 1:
+        raise ConfigError(f"paired_difference: confidence must be in (0, 1), got {confidence}")
+    if test_train_ratio < 0:
+        raise ConfigError(f"paired_difference: test_train_ratio must be >= 0, got {test_train_ratio}")
+    d = (a - b)[np.isfinite(a) & np.isfinite(b)]
+    n = len(d)
+    if n == 0:
+        return PairedDiff(math.nan, math.nan, math.nan, 0, confidence)
+    mean = float(d.mean())
+    if n == 1:
+        return PairedDiff(mean, math.nan, math.nan, 1, confidence)
+    half = float(student_t.ppf(0.5 + confidence / 2, n - 1) * math.sqrt((1 / n + test_train_ratio) * d.var(ddof=1)))
+    return PairedDiff(mean, mean - half, mean + half, n, confidence)

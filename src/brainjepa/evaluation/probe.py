@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from brainjepa.data.store import RunStore, open_runs
 from brainjepa.errors import ConfigError, DataError
+from brainjepa.evaluation.labels import drop_missing, infer_task, read_labels
 from brainjepa.evaluation.metrics import (
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
@@ -31,7 +33,6 @@ from brainjepa.evaluation.metrics import (
 if TYPE_CHECKING:
     import pandas
 
-    from brainjepa.data.store import RunStore
     from brainjepa.evaluation.embed import EmbedOptions
     from brainjepa.models import BrainJEPA
 
@@ -40,7 +41,6 @@ logger = logging.getLogger(__name__)
 Task = Literal["classification", "regression"]
 DEFAULT_CS = tuple(np.logspace(-4, 4, 9).tolist())
 DEFAULT_ALPHAS = tuple(np.logspace(-2, 6, 9).tolist())
-MAX_CLASSES = 10  # an integer or text label with at most this many values is taken as classes
 BASELINES = ("random-init", "fc")
 ROW_NAMES = {"brainjepa": "brainjepa", "random-init": "random-init", "fc": "FC"}
 
@@ -109,46 +109,6 @@ class ProbeTable:
         folds = [{"features": name, **f} for name, res in self.results.items() for f in res.folds]
         pd.DataFrame(folds).to_csv(out / "probe_folds.csv", index=False)
         return out
-
-
-def infer_task(labels: np.ndarray) -> Task:
-    """Classification for text/bool labels or integer-valued labels with at most 10 distinct values,
-    regression otherwise (missing values ignored)."""
-    y = _present(np.asarray(labels))
-    if y.dtype.kind in "OUSb":
-        return "classification"
-    values = np.unique(y.astype(np.float64))
-    if np.all(values == np.round(values)) and len(values) <= MAX_CLASSES:
-        return "classification"
-    return "regression"
-
-
-def _missing(labels: np.ndarray) -> np.ndarray:
-    import pandas as pd
-
-    miss = np.asarray(pd.isna(labels), dtype=bool)
-    if labels.dtype.kind in "OUS":
-        miss |= np.array([isinstance(v, str) and not v.strip() for v in labels], dtype=bool)
-    return miss
-
-
-def _present(labels: np.ndarray) -> np.ndarray:
-    y = labels[~_missing(labels)]
-    if y.dtype.kind == "O" and all(isinstance(v, (int, float, np.number)) for v in y):
-        y = y.astype(np.float64)
-    return y
-
-
-def drop_missing(labels: np.ndarray, *arrays: np.ndarray, what: str = "label") -> tuple[np.ndarray, ...]:
-    """Rows whose label is missing (NaN, None, empty text) removed from labels and every array; the count is
-    logged at warning level, never dropped silently."""
-    labels = np.asarray(labels)
-    miss = _missing(labels)
-    if miss.any():
-        logger.warning("dropped %d of %d rows with a missing %s", int(miss.sum()), len(labels), what)
-    keep = ~miss
-    out = [_present(labels)] + [np.asarray(a)[keep] for a in arrays]
-    return tuple(out)
 
 
 def probe(
@@ -329,11 +289,11 @@ def probe_store(
         progress: show progress bars.
 
     Raises:
-        DataError: the label or group column does not exist (available ones listed), embeddings rows that
-            match no run, too few subjects for the folds.
+        DataError: the label or group column does not exist (available ones listed), a bad label (all missing,
+            non-finite, text for a regression, a single class, too few subjects for the folds; see
+            `brainjepa.evaluation.labels.read_labels`), embeddings rows that match no run.
         ConfigError: neither or both of `model` and `embeddings`, an unknown baseline or pooling.
     """
-    from brainjepa.data.normalize import open_runs
     from brainjepa.evaluation.baselines import functional_connectivity, random_init_like
     from brainjepa.evaluation.embed import embed_store, load_embeddings, load_model
 
@@ -345,16 +305,21 @@ def probe_store(
     if pooling not in ("mean", "roi"):
         raise ConfigError(f"probe pooling must be 'mean' or 'roi', got {pooling!r}")
     store, _ = open_runs(data, None)
-    y_all, g_all = store.phenotype(label), store.phenotype(groups)
+    labels = read_labels(store, label, task, groups=groups, folds=folds)  # refused here, before any embedding
     features: dict[str, np.ndarray] = {}
     if embeddings is not None:
         loaded = load_embeddings(embeddings)
-        runs = _match_runs(store, loaded.index, embeddings)
-        features["brainjepa"] = loaded.embeddings.numpy()
+        rows = _match_runs(store, loaded.index, embeddings)
+        keep = np.isin(rows, labels.runs)
+        if not keep.any():
+            raise DataError(f"{embeddings}: no embedding row belongs to a run with a {label!r} label")
+        runs = rows[keep]
+        features["brainjepa"] = loaded.embeddings.numpy()[keep]
     else:
         model = load_model(model, gradient=gradient)
-        runs = np.arange(len(store))
-        emb = embed_store(model, store, pooling=pooling, options=options, progress=progress).embeddings
+        runs = labels.runs
+        emb = embed_store(model, store, indices=runs, pooling=pooling, options=options,
+                          progress=progress).embeddings
         features["brainjepa"] = emb.numpy()
     if "random-init" in baselines:
         if model is None:
@@ -368,7 +333,8 @@ def probe_store(
         features["fc"] = functional_connectivity((store.run(int(i)) for i in runs),
                                                  names=(f"subject {subjects[i]!r}" for i in runs))
     named = {ROW_NAMES[k]: v for k, v in features.items()}
-    table = probe_models(named, y_all[runs], g_all[runs], label=label, task=task, folds=folds, seeds=seeds)
+    y, g = labels.at(runs)
+    table = probe_models(named, y, g, label=label, task=labels.task, folds=folds, seeds=seeds)
     if out is not None:
         table.save(out)
     return table

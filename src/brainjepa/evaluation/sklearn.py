@@ -7,6 +7,7 @@ pickling and `set_output(transform="pandas")` work.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from brainjepa.errors import DataError
 from brainjepa.evaluation.embed import EmbedOptions, embed, load_model
 from brainjepa.models import BrainJEPA
+from brainjepa.models.encoder import POOLINGS
 
 
 class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
@@ -31,6 +33,7 @@ class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
         gradient: gradient CSV for a reference checkpoint `model`.
         pooling: "mean", "roi" or "tokens".
         encoder: "target" (default, as the reference's downstream code) or "context".
+        layer: encoder block whose tokens are pooled (default -1: the last; see `EmbedOptions.layer`).
         windows: deterministic windows per sample whose embeddings are averaged.
         sampling_rate: frame stride inside a window.
         target_tr: resample to this TR (seconds); needs `tr`.
@@ -53,6 +56,7 @@ class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
         gradient: str | Path | None = None,
         pooling: str = "mean",
         encoder: str = "target",
+        layer: int = -1,
         windows: int = 1,
         sampling_rate: int = 1,
         target_tr: float | None = None,
@@ -71,6 +75,7 @@ class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
         self.gradient = gradient
         self.pooling = pooling
         self.encoder = encoder
+        self.layer = layer
         self.windows = windows
         self.sampling_rate = sampling_rate
         self.target_tr = target_tr
@@ -93,9 +98,7 @@ class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
         self.model_ = load_model(self.model, gradient=self.gradient)
         series = self._series(X)
         self.n_features_in_ = int(series.shape[1] * series.shape[2])
-        cfg = self.model_.config
-        per_row = {"mean": 1, "roi": cfg.num_rois, "tokens": cfg.num_patches}[self.pooling]
-        self._n_features_out = per_row * cfg.embed_dim
+        self._n_features_out = math.prod(self.model_.encoder.pooled_shape(self.pooling))
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:  # noqa: N803 (sklearn API)
@@ -124,11 +127,11 @@ class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
         return np.asarray(names, dtype=object)
 
     def _options(self) -> EmbedOptions:
-        if self.pooling not in ("mean", "roi", "tokens"):
+        if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be 'mean', 'roi' or 'tokens', got {self.pooling!r}")
         return EmbedOptions(
-            encoder=self.encoder, windows=self.windows, sampling_rate=self.sampling_rate, target_tr=self.target_tr,
-            pad=self.pad, normalization=self.normalization, masked_views=self.masked_views,
+            encoder=self.encoder, layer=self.layer, windows=self.windows, sampling_rate=self.sampling_rate,
+            target_tr=self.target_tr, pad=self.pad, normalization=self.normalization, masked_views=self.masked_views,
             mask_keep=self.mask_keep, seed=self.random_state, batch_size=self.batch_size, device=self.device,
             precision=self.precision,
         )

@@ -1,15 +1,8 @@
-"""Brain-JEPA spatiotemporal masking: a DataLoader collator producing context/target token indices."""
+"""Brain-JEPA spatiotemporal masking: context/target token indices per batch, from a `MaskConfig`."""
 
-from brainjepa.masks.collator import MaskCollator, batch_seed, collate_samples
+from brainjepa.masks.config import MaskConfig
+from brainjepa.masks.draw import batch_seed, draw_masks
 from brainjepa.masks.grid import mask_grid
-from brainjepa.masks.sampling import MaskScales, sample_masks, side_edge_width
+from brainjepa.masks.sampling import side_edge_width
 
-__all__ = [
-    "MaskCollator",
-    "MaskScales",
-    "batch_seed",
-    "collate_samples",
-    "mask_grid",
-    "sample_masks",
-    "side_edge_width",
-]
+__all__ = ["MaskConfig", "batch_seed", "draw_masks", "mask_grid", "side_edge_width"]

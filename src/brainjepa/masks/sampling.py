@@ -1,38 +1,20 @@
 """Vectorised Brain-JEPA spatiotemporal mask sampling on an [R, P] token grid.
 
 Tokens are numbered ROI-major (token = roi * P + time_patch), as the patch embedding flattens them.
-Every sample of a batch is drawn at once with tensor ops so that collation stays a few milliseconds
+Every sample of a batch is drawn at once with tensor ops so that a batch costs a few milliseconds
 in DataLoader workers; all randomness comes from the generator passed in.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from brainjepa.errors import ConfigError
-
-Scale = tuple[float, float]
-
-
-@dataclass(frozen=True)
-class MaskScales:
-    """Block-size ranges (fractions of the grid), named as the reference yaml `mask:` keys.
-
-    enc_mask_scale: ROI and time fraction of the observation block.
-    pred_mask_R_scale / pred_mask_T_roi_scale: ROI / time fraction of the Cross-ROI (alpha) target.
-    pred_mask_R_roi_scale / pred_mask_T_scale: ROI / time fraction of each side (left, right) target.
-    """
-
-    enc_mask_scale: Scale = (0.84, 1.0)
-    pred_mask_R_scale: Scale = (0.45, 0.6)
-    pred_mask_T_roi_scale: Scale = (0.2, 0.6)
-    pred_mask_R_roi_scale: Scale = (0.15, 0.3)
-    pred_mask_T_scale: Scale = (0.0, 0.4)
+from brainjepa.masks.config import MaskConfig, Scale
 
 
 class _Sizes(NamedTuple):
@@ -103,16 +85,16 @@ def _random_subset(g: torch.Generator, sizes: Tensor, length: int) -> Tensor:
     return ~_mark_largest(keys, length - sizes)  # large subsets: pick the entries left out instead
 
 
-def _block_sizes(g: torch.Generator, n: int, num_rois: int, num_patches: int, scales: MaskScales) -> _Sizes:
+def _block_sizes(g: torch.Generator, n: int, num_rois: int, num_patches: int, cfg: MaskConfig) -> _Sizes:
     """Observation and alpha sizes; clamped so the reference's start ranges stay non-empty.
 
     The observation starts in [0, P - width), so it spans at most P - 1 patches (the last patch is never
     observed); the alpha block starts in [0, obs_width - width) inside it, so it is narrower than it.
     """
-    alpha_rois = _count(g, n, scales.pred_mask_R_scale, num_rois).clamp(max=num_rois)
-    alpha_width = _count(g, n, scales.pred_mask_T_roi_scale, num_patches)
-    obs_rois = _count(g, n, scales.enc_mask_scale, num_rois).clamp(max=num_rois)
-    obs_width = _count(g, n, scales.enc_mask_scale, num_patches).clamp(max=num_patches - 1)
+    alpha_rois = _count(g, n, cfg.pred_mask_R_scale, num_rois).clamp(max=num_rois)
+    alpha_width = _count(g, n, cfg.pred_mask_T_roi_scale, num_patches)
+    obs_rois = _count(g, n, cfg.enc_mask_scale, num_rois).clamp(max=num_rois)
+    obs_width = _count(g, n, cfg.enc_mask_scale, num_patches).clamp(max=num_patches - 1)
     alpha_width = torch.minimum(alpha_width, (obs_width - 1).clamp(min=0))
     return _Sizes(obs_rois, obs_width, alpha_rois, alpha_width)
 
@@ -134,9 +116,9 @@ def _side_columns(g: torch.Generator, n: int, num_patches: int, edge: int, scale
     return _random_subset(g, width, edge)
 
 
-def _draw(g: torch.Generator, sizes: _Sizes, num_rois: int, num_patches: int, scales: MaskScales) -> _Grids:
+def _draw(g: torch.Generator, sizes: _Sizes, num_rois: int, num_patches: int, cfg: MaskConfig) -> _Grids:
     n = sizes.obs_rois.shape[0]
-    edge = side_edge_width(num_patches, scales.pred_mask_T_scale[1])
+    edge = side_edge_width(num_patches, cfg.pred_mask_T_scale[1])
     # Observation block: random ROIs (not contiguous) x a contiguous time span.
     obs_rows = _random_subset(g, sizes.obs_rois, num_rois)
     obs_start = _below(g, num_patches - sizes.obs_width)
@@ -151,8 +133,8 @@ def _draw(g: torch.Generator, sizes: _Sizes, num_rois: int, num_patches: int, sc
     context_cols = obs_cols.clone()
     sides = []
     for region in (slice(num_patches - edge, num_patches), slice(0, edge)):
-        rows = _side_rows(g, pool_in, scales.pred_mask_R_roi_scale)
-        cols = _side_columns(g, n, num_patches, edge, scales.pred_mask_T_scale)
+        rows = _side_rows(g, pool_in, cfg.pred_mask_R_roi_scale)
+        cols = _side_columns(g, n, num_patches, edge, cfg.pred_mask_T_scale)
         context_cols[:, region] &= ~cols  # the context loses side columns at every ROI
         # Side tokens already in the alpha target are dropped (the reference keeps them twice).
         sides.append(rows[:, :, None] & cols[:, None, :] & ~alpha[:, :, region])
@@ -187,15 +169,12 @@ def sample_masks(
     batch_size: int,
     num_rois: int,
     num_patches: int,
-    scales: MaskScales,
-    *,
-    min_keep: int,
-    max_tries: int,
+    cfg: MaskConfig,
 ) -> tuple[Tensor, Tensor]:
     """Draw one context and one target index set per sample, truncated to the batch minimum.
 
     Observation and alpha sizes are shared by the batch (as in the reference); a sample whose context or
-    target has fewer than `min_keep` tokens is redrawn with its own sizes, at most `max_tries` times in all.
+    target has fewer than `cfg.min_keep` tokens is redrawn with its own sizes, at most `cfg.max_tries` times in all.
 
     Returns:
         context_idx [B, K_enc] (sorted) and target_idx [B, K_pred] (alpha, then right, then left side
@@ -204,9 +183,10 @@ def sample_masks(
     Raises:
         ConfigError: min_keep could not be met within max_tries draws.
     """
-    shared = _block_sizes(generator, 1, num_rois, num_patches, scales)
+    min_keep, max_tries = cfg.min_keep, cfg.max_tries
+    shared = _block_sizes(generator, 1, num_rois, num_patches, cfg)
     sizes = _Sizes(*(s.expand(batch_size) for s in shared))
-    grids = _draw(generator, sizes, num_rois, num_patches, scales)
+    grids = _draw(generator, sizes, num_rois, num_patches, cfg)
     n_context, n_target = _counts(grids)
     for attempt in range(1, max_tries + 1):
         redo = ((n_context < min_keep) | (n_target < min_keep)).nonzero().squeeze(1)
@@ -219,8 +199,8 @@ def sample_masks(
                 f"{int(n_context.min())}, target {int(n_target.min())} tokens); lower mask.min_keep or "
                 "widen the mask scales"
             )
-        fresh_sizes = _block_sizes(generator, redo.numel(), num_rois, num_patches, scales)
-        fresh = _draw(generator, fresh_sizes, num_rois, num_patches, scales)
+        fresh_sizes = _block_sizes(generator, redo.numel(), num_rois, num_patches, cfg)
+        fresh = _draw(generator, fresh_sizes, num_rois, num_patches, cfg)
         for whole, part in zip(grids, fresh, strict=True):
             whole[redo] = part
         n_context[redo], n_target[redo] = _counts(fresh)

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from brainjepa.errors import ConfigError
 
 PosEmbedKind = Literal["mapping", "sincos"]
+
+# Named encoder sizes (width / depth / heads), as in the reference's vision_transformer.py; `registry` looks them up.
+PRESETS: dict[str, dict[str, int]] = {
+    "vit_tiny": {"embed_dim": 192, "depth": 12, "num_heads": 3},
+    "vit_small": {"embed_dim": 384, "depth": 12, "num_heads": 6},
+    "vit_base": {"embed_dim": 768, "depth": 12, "num_heads": 12},
+    "vit_large": {"embed_dim": 1024, "depth": 24, "num_heads": 16},
+}
+DEFAULT_PRESET = "vit_base"  # the paper's main model, and ModelConfig's default encoder
+_DEFAULT = PRESETS[DEFAULT_PRESET]
 
 
 @dataclass(frozen=True)
@@ -21,9 +32,9 @@ class ModelConfig:
     num_rois: int = 450
     num_frames: int = 160
     patch_size: int = 16
-    embed_dim: int = 768
-    depth: int = 12
-    num_heads: int = 12
+    embed_dim: int = _DEFAULT["embed_dim"]
+    depth: int = _DEFAULT["depth"]
+    num_heads: int = _DEFAULT["num_heads"]
     mlp_ratio: float = 4.0
     qkv_bias: bool = True
     pred_embed_dim: int = 384
@@ -50,8 +61,9 @@ class ModelConfig:
                 raise ConfigError(f"model.{name} ({dim}) must be divisible by 4 (sin-cos halves)")
             if dim % heads:
                 raise ConfigError(f"model.{name} ({dim}) must be divisible by its number of heads ({heads})")
-        if self.pos_embed not in ("mapping", "sincos"):
-            raise ConfigError(f"model.pos_embed must be 'mapping' or 'sincos', got {self.pos_embed!r}")
+        if self.pos_embed not in typing.get_args(PosEmbedKind):
+            raise ConfigError(f"model.pos_embed must be one of {list(typing.get_args(PosEmbedKind))}, got "
+                              f"{self.pos_embed!r}")
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ConfigError(f"model.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
 

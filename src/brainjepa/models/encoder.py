@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from brainjepa.models.config import ModelConfig
 from brainjepa.models.layers import Block, GradientPosEmbed, PatchEmbed, gather_tokens
+from brainjepa.models.optim import param_groups
+
+Pooling = Literal["mean", "roi", "tokens"]
+POOLINGS = ("mean", "roi", "tokens")
 
 
-def run_blocks(blocks: nn.ModuleList, x: Tensor, grad_checkpointing: bool) -> Tensor:
+def run_blocks(blocks: Iterable[nn.Module], x: Tensor, grad_checkpointing: bool) -> Tensor:
     """Apply blocks in order, recomputing activations in backward when checkpointing is on."""
     for block in blocks:
         if grad_checkpointing and torch.is_grad_enabled():
@@ -48,21 +55,109 @@ class BrainEncoder(nn.Module):
         """Trade compute for memory: recompute each block's activations during backward."""
         self.grad_checkpointing = enable
 
+    # ------------------------------------------------------------------------------------------- features
     def forward(self, x: Tensor, context_idx: Tensor | None = None) -> Tensor:
-        """x [B, R, T] or [B, 1, R, T] -> tokens [B, R*P, D], or [B, K, D] at context_idx [B, K]."""
-        x = self._check_input(x)
-        tokens = self.patch_embed(x) + self.pos_embed().unsqueeze(0)
-        if context_idx is not None:
-            tokens = gather_tokens(tokens, context_idx)
-        return self.norm(run_blocks(self.blocks, tokens, self.grad_checkpointing))
+        """Same as `forward_features`."""
+        return self.forward_features(x, context_idx)
+
+    def forward_features(self, x: Tensor, context_idx: Tensor | None = None) -> Tensor:
+        """x [B, R, T] or [B, 1, R, T] -> tokens after the final norm [B, R*P, D] (ROI-major, token = r*P + t),
+        or [B, K, D] for the tokens at context_idx [B, K] only."""
+        return self.norm(run_blocks(self.blocks, self._embed(x, context_idx), self.grad_checkpointing))
+
+    def forward_intermediates(self, x: Tensor, indices: int | Sequence[int], *, norm: bool = False,
+                              context_idx: Tensor | None = None) -> list[Tensor]:
+        """Token features after chosen blocks; blocks after the last requested one are not run.
+
+        Args:
+            x: input [B, R, T] or [B, 1, R, T].
+            indices: n (the last n blocks) or a list of block indices (negative counts from the end).
+            norm: apply the final LayerNorm to each output (with the last block this equals `forward_features`).
+            context_idx: run on the tokens at these indices [B, K] only, as `forward_features` does.
+
+        Returns:
+            one [B, N, D] tensor per requested block, in the order requested (N = R*P, or K with context_idx).
+
+        Raises:
+            ValueError: an index outside [-depth, depth) or n outside [1, depth].
+        """
+        wanted = self._block_indices(indices)
+        h = self._embed(x, context_idx)
+        taken: dict[int, Tensor] = {}
+        for i, block in enumerate(self.blocks[: max(wanted) + 1]):
+            h = run_blocks([block], h, self.grad_checkpointing)
+            if i in wanted:
+                taken[i] = self.norm(h) if norm else h
+        return [taken[i] for i in wanted]
 
     def forward_at(self, x: Tensor, idx: Tensor) -> Tensor:
         """Full-sequence features gathered at idx [B, K]: equal to `gather(forward(x), idx)`, but the last block
         updates only the K selected tokens (they still attend to all tokens); used for JEPA targets."""
-        x = self._check_input(x)
-        tokens = self.patch_embed(x) + self.pos_embed().unsqueeze(0)
-        tokens = run_blocks(self.blocks[:-1], tokens, self.grad_checkpointing)
+        tokens = run_blocks(self.blocks[:-1], self._embed(x, None), self.grad_checkpointing)
         return self.norm(self.blocks[-1](gather_tokens(tokens, idx), tokens))
+
+    def pool(self, tokens: Tensor, kind: Pooling = "mean") -> Tensor:
+        """Pool ROI-major tokens [B, R*k, D] (all k = P time patches per ROI, or the same k kept per ROI):
+        ``"mean"`` over all tokens -> [B, D] (the reference's global pool), ``"roi"`` over each ROI's tokens
+        -> [B, R, D], ``"tokens"`` -> unchanged [B, R*k, D]."""
+        if kind == "mean":
+            return tokens.mean(1)
+        if kind == "roi":
+            B, N, D = tokens.shape
+            R = self.cfg.num_rois
+            if N % R:
+                raise ValueError(f"roi pooling needs the same number of tokens per ROI: {N} tokens, {R} ROIs")
+            return tokens.view(B, R, N // R, D).mean(2)
+        if kind == "tokens":
+            return tokens
+        raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {kind!r}")
+
+    def pooled_shape(self, kind: Pooling) -> tuple[int, ...]:
+        """Shape of one sample's `pool` output over all tokens: (D,), (R, D) or (R*P, D)."""
+        if kind not in POOLINGS:
+            raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {kind!r}")
+        cfg = self.cfg
+        return {"mean": (cfg.embed_dim,), "roi": (cfg.num_rois, cfg.embed_dim),
+                "tokens": (cfg.num_patches, cfg.embed_dim)}[kind]
+
+    # ------------------------------------------------------------------------------------------ optimiser
+    @property
+    def top_layer_id(self) -> int:
+        """Layer id of the final norm (and of any head put on top): depth + 1."""
+        return len(self.blocks) + 1
+
+    def layer_id(self, name: str) -> int:
+        """Layer of a parameter name of this module: patch and positional embeddings 0, ``blocks.i`` i + 1,
+        everything else (the final norm) `top_layer_id`."""
+        parts = name.split(".")
+        if parts[0] in ("patch_embed", "pos_embed"):
+            return 0
+        if parts[0] == "blocks":
+            return int(parts[1]) + 1
+        return self.top_layer_id
+
+    def param_groups(self, weight_decay: float, layer_decay: float | None = None) -> list[dict[str, Any]]:
+        """AdamW groups (`brainjepa.models.optim.param_groups`): decay on weight matrices only; with
+        `layer_decay`, layer l of `layer_id` trains at ``lr * layer_decay ** (depth + 1 - l)`` (``lr_scale``)."""
+        return param_groups(self.named_parameters(), weight_decay, self.layer_id, layer_decay)
+
+    # ------------------------------------------------------------------------------------------- internals
+    def _embed(self, x: Tensor, context_idx: Tensor | None) -> Tensor:
+        """Patch tokens plus positions [B, R*P, D], then the context selection [B, K, D] if any."""
+        tokens = self.patch_embed(self._check_input(x)) + self.pos_embed().unsqueeze(0)
+        return tokens if context_idx is None else gather_tokens(tokens, context_idx)
+
+    def _block_indices(self, indices: int | Sequence[int]) -> list[int]:
+        depth = len(self.blocks)
+        if isinstance(indices, int):
+            if not 1 <= indices <= depth:
+                raise ValueError(f"forward_intermediates: n must be in [1, {depth}] (last n blocks), got {indices}")
+            return list(range(depth - indices, depth))
+        bad = [i for i in indices if not -depth <= i < depth]
+        if bad or not len(indices):
+            raise ValueError(f"forward_intermediates: block indices must be in [{-depth}, {depth}) "
+                             f"(depth {depth}), got {list(indices)}")
+        return [i % depth for i in indices]
 
     def _check_input(self, x: Tensor) -> Tensor:
         if x.ndim == 4 and x.shape[1] == 1:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from brainjepa.errors import CheckpointError
-from brainjepa.io import load_weights_folder, save_weights_folder
+from brainjepa.io import check_finite_weights, load_gradient, load_weights_folder, save_weights_folder
 from brainjepa.models.config import ModelConfig
 from brainjepa.models.convert import (
     MODULES,
@@ -22,6 +22,7 @@ from brainjepa.models.convert import (
 )
 from brainjepa.models.encoder import BrainEncoder
 from brainjepa.models.layers import Attention
+from brainjepa.models.optim import param_groups
 from brainjepa.models.predictor import BrainPredictor
 
 CONFIG_NAME = "config.json"
@@ -84,19 +85,12 @@ class BrainJEPA(nn.Module):
         torch._foreach_lerp_(target, online, 1.0 - momentum)
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        """Reference AdamW groups: decay on tensors with ndim > 1 whose name has no 'bias'; none elsewhere.
-
-        Groups carry `wd_exempt` so a weight-decay schedule can skip the exempt one.
-        """
-        decay, exempt = [], []
-        for module in (self.encoder, self.predictor):
-            for name, p in module.named_parameters():
-                if p.requires_grad:
-                    (decay if p.ndim > 1 and "bias" not in name else exempt).append(p)
-        return [
-            {"params": decay, "weight_decay": weight_decay, "wd_exempt": False},
-            {"params": exempt, "weight_decay": 0.0, "wd_exempt": True},
-        ]
+        """Pretraining AdamW groups of encoder + predictor (the target encoder is not optimised), by the rule
+        fine-tuning uses too (`brainjepa.models.optim.param_groups`): ``[decayed, exempt]``, each with
+        ``wd_exempt`` (the weight-decay schedule skips the exempt group) and ``lr_scale`` 1."""
+        named = [(f"{prefix}.{name}", p) for prefix in ("encoder", "predictor")
+                 for name, p in getattr(self, prefix).named_parameters()]
+        return param_groups(named, weight_decay)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.encoder.set_grad_checkpointing(enable)
@@ -119,9 +113,13 @@ class BrainJEPA(nn.Module):
                                    config_name=CONFIG_NAME, weights_name=WEIGHTS_NAME, fmt=FORMAT)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, map_location: str | torch.device = "cpu") -> BrainJEPA:
-        """Restore a model written by `save_pretrained` (a folder, or a training run folder holding `model/`)."""
-        directory = Path(path)
+    def from_pretrained(cls, path: str | Path, *, map_location: str | torch.device = "cpu",
+                        revision: str | None = None) -> BrainJEPA:
+        """Restore a model written by `save_pretrained`: a folder, a training run folder holding `model/`, or a
+        Hugging Face Hub id ``org/name`` that is not a local path (`revision`: its branch, tag or commit)."""
+        from brainjepa.hub import download, is_hub_id
+
+        directory = download(path, revision=revision) if is_hub_id(path) else Path(path)
         if not (directory / CONFIG_NAME).is_file() and (directory / "model" / CONFIG_NAME).is_file():
             directory = directory / "model"
         meta, state = load_weights_folder(directory, config_name=CONFIG_NAME, weights_name=WEIGHTS_NAME, fmt=FORMAT,
@@ -131,11 +129,22 @@ class BrainJEPA(nn.Module):
         _load_strict(model, state, str(directory / WEIGHTS_NAME))
         return model
 
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload config.json, model.safetensors and a generated model card to the Hugging Face Hub (see
+        `brainjepa.hub.push_to_hub` for the options); returns the commit URL."""
+        from brainjepa.hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
     @classmethod
     def load(cls, path: str | Path, *, gradient: str | Path | np.ndarray | None = None,
              num_heads: int | None = None) -> BrainJEPA:
         """Any model a user may point at: a `save_pretrained` folder, a training run folder, or the official
-        `jepa-ep*.pth.tar` (which needs `gradient`, e.g. `gradient_mapping_450.csv`)."""
+        `jepa-ep*.pth.tar` (which needs `gradient`, e.g. `gradient_mapping_450.csv`), or a Hub id ``org/name``."""
+        from brainjepa.hub import is_hub_id
+
+        if is_hub_id(path):
+            return cls.from_pretrained(path)
         path = Path(path)
         if path.is_dir():
             return cls.from_pretrained(path)
@@ -173,6 +182,7 @@ class BrainJEPA(nn.Module):
             _check_tables(getattr(model, module), tables, path)
             state.update({f"{module}.{k}": v for k, v in weights.items()})
             state[f"{module}.pos_embed.gradient"] = getattr(model, module).pos_embed.gradient
+        check_finite_weights(state, path)
         _load_strict(model, state, str(path))
         return model
 
@@ -190,8 +200,6 @@ def _init_weights(m: nn.Module) -> None:
 
 def _as_gradient(gradient: str | Path | np.ndarray | Tensor) -> np.ndarray:
     if isinstance(gradient, (str, Path)):
-        from brainjepa.data.gradients import load_gradient
-
         return load_gradient(gradient)
     return np.asarray(gradient, dtype=np.float32)
 

@@ -76,7 +76,11 @@ class Mlp(nn.Module):
 
 
 class DropPath(nn.Module):
-    """Stochastic depth: drop the whole residual branch per sample during training."""
+    """Stochastic depth: drop the whole residual branch per sample during training.
+
+    The masks come from torch's default generator, which activation checkpointing saves and restores, so the
+    recomputed forward drops the same samples; pretraining reseeds it from (seed, step) before each micro-batch.
+    """
 
     def __init__(self, p: float) -> None:
         super().__init__()

@@ -1,18 +1,11 @@
-"""Named encoder presets (width / depth / heads), as in the reference's vision_transformer.py."""
+"""Look-ups of the named encoder presets (`models.config.PRESETS`): a preset's config, the presets, heads of a size."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from brainjepa.errors import ConfigError
-from brainjepa.models.config import ModelConfig
-
-PRESETS: dict[str, dict[str, int]] = {
-    "vit_tiny": {"embed_dim": 192, "depth": 12, "num_heads": 3},
-    "vit_small": {"embed_dim": 384, "depth": 12, "num_heads": 6},
-    "vit_base": {"embed_dim": 768, "depth": 12, "num_heads": 12},
-    "vit_large": {"embed_dim": 1024, "depth": 24, "num_heads": 16},
-}
+from brainjepa.models.config import PRESETS, ModelConfig
 
 
 def list_models() -> list[str]:

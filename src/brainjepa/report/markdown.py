@@ -6,6 +6,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from brainjepa.report.findings import findings
+
 
 def _collapse_summary(metrics_csv: Path) -> str:
     rows = [r for r in csv.DictReader(open(metrics_csv)) if r.get("target_std")]
@@ -31,7 +33,8 @@ def _loss_summary(metrics_csv: Path) -> str:
 def write_report(out: Path, facts: dict[str, Any], table, *, metrics_csv: Path) -> Path:
     """Assemble report.md in `out` from the facts, the probe table and the figures written beside it."""
     counts = facts["label_counts"]
-    chance = max(counts.values()) / sum(counts.values())
+    majority = max(counts.values()) / sum(counts.values())
+    chance = 1 / len(counts)  # balanced accuracy of any classifier that ignores the features
     data_line = (
         f"**{facts['runs']} runs** of **{facts['subjects']} subjects**, **{facts['rois']} ROIs** "
         f"({facts['atlas']}), {facts['frames_min']}-{facts['frames_max']} frames per run at TR {facts['tr']} s."
@@ -53,7 +56,7 @@ minutes in all).
 
 {data_line} Source: {source}.
 Label probed: `{label}`, per run: {", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))} (majority-class
-accuracy {chance:.3f}).
+accuracy {majority:.3f}, balanced-accuracy chance {chance:.3f}).
 
 ```bash
 brainjepa samples prepare {facts['data']} --out {store}   # (simulated: brainjepa simulate --out {store} ...)
@@ -117,15 +120,12 @@ architecture with random weights, and the functional-connectivity matrix (upper 
 brainjepa probe --data {store} --label {label} --model {o}/run --out {o}/probe
 ```
 
-## What this does and does not show
+## 7. Findings
 
-This is a pipeline demonstration on real data, not a benchmark. With {facts['runs']} runs of {facts['subjects']}
-subjects the standard deviations above are large, and a difference between rows of the size seen here is
-within the noise: the sample is far too small to rank methods. The paper pretrains a ViT-B on ~32,000 UK Biobank
-subjects for 300 epochs; this run trains a small model for {facts['pretrain_minutes']} minutes on
-{facts['runs']} runs. What it does show is every step working end to end on real fMRI: data fetched and
-checked, gradients computed, masks drawn, a model trained with its loss and collapse monitor logged, embeddings
-extracted and evaluated against two baselines with subject-grouped cross-validation.
+{findings(table, chance=chance, simulated=facts["data"] == "simulated")}
+
+Scale: the paper pretrains a ViT-B on ~32,000 UK Biobank subjects for 300 epochs; this run trained the small
+model above for {facts['pretrain_minutes']} minutes on {facts['runs']} runs of {facts['subjects']} subjects.
 """
     path = out / "report.md"
     path.write_text(text)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import platform
 import shutil
 import tempfile
@@ -19,7 +18,22 @@ from typing import Any, Literal
 
 import torch
 
+from brainjepa.config import load_config
+from brainjepa.data.gradients import gradients_file
+from brainjepa.data.prepare import save_robust_stats
+from brainjepa.data.samples import prepare_sample
+from brainjepa.data.simulate import SimulationConfig, simulate_store
 from brainjepa.errors import DataError
+from brainjepa.evaluation.baselines import functional_connectivity, random_init_like
+from brainjepa.evaluation.embed import embed_store
+from brainjepa.evaluation.probe import probe_models
+from brainjepa.masks import draw_masks, mask_grid
+from brainjepa.models import BrainJEPA
+from brainjepa.report import figures
+from brainjepa.report.markdown import write_report
+from brainjepa.training import pretrain
+from brainjepa.training.distributed import DistEnv
+from brainjepa.training.loop import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +70,7 @@ def _step(title: str) -> None:
 def load_data(choice: DataChoice, out: Path, cache: Path | None, seed: int):
     """The store: the connattractor heat-pain sample from PyPI, or simulated BOLD with known labels."""
     if choice == "simulated":
-        from brainjepa.data.simulate import SimulationConfig, simulate_store
-
         return simulate_store(out, SimulationConfig(subjects=120, rois=100, frames=200, seed=seed), overwrite=True)
-    from brainjepa.data.samples import prepare_sample
-
     try:
         return prepare_sample(choice, out, cache, overwrite=True)
     except DataError as err:
@@ -70,8 +80,6 @@ def load_data(choice: DataChoice, out: Path, cache: Path | None, seed: int):
 
 def pretrain_config(store, gradient_csv: Path, *, epochs: int, bf16: bool, seed: int, frames: int):
     """A small model for a laptop CPU: 96-d, depth 4, on `frames`-frame windows without striding (TR 2 s data)."""
-    from brainjepa.config import load_config
-
     return load_config(None, [
         f"data.path={store.path}", f"data.crop_size=[{store.num_rois},{frames}]", "data.batch_size=8",
         # windows and masks cost ~5 ms a batch: a worker process would only compete for the 2 cores
@@ -87,9 +95,6 @@ def pretrain_config(store, gradient_csv: Path, *, epochs: int, bf16: bool, seed:
 
 def seconds_per_step(cfg) -> float:
     """Time a few real training steps of this config (throwaway run) to size the epochs to the time budget."""
-    from brainjepa.training.distributed import DistEnv
-    from brainjepa.training.loop import Trainer
-
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp), DistEnv(), resume=False)
         batches = trainer.micro_batches()
@@ -103,16 +108,6 @@ def seconds_per_step(cfg) -> float:
 def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, data: DataChoice = "connattractor",
                cache: str | Path | None = None, seed: int = 0, folds: int = 5, seeds: int = 3) -> QuickstartResult:
     """Run the whole pipeline and write `out/report.md`. See docs/quickstart.md."""
-    from brainjepa.data.gradients import gradients_file
-    from brainjepa.evaluation.baselines import functional_connectivity, random_init_like
-    from brainjepa.evaluation.embed import embed_store
-    from brainjepa.evaluation.probe import probe_models
-    from brainjepa.masks import MaskCollator, mask_grid
-    from brainjepa.models import BrainJEPA
-    from brainjepa.report import figures
-    from brainjepa.report.markdown import write_report
-    from brainjepa.training import pretrain
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fig_dir = out / "figures"
@@ -132,8 +127,6 @@ def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, da
                  sample=store.metadata.get("sample"))
     window = int(min(160, frames.min()) // 16 * 16)
     if "normalization" not in store.metadata:  # the reference's robust scaling, fitted once, kept with the store
-        from brainjepa.data.normalize import save_robust_stats
-
         save_robust_stats(store)
 
     _step("2/6 brain gradients from the group FC (BrainSpace)")
@@ -159,9 +152,9 @@ def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, da
     t0 = time.perf_counter()
     pretrain(cfg, run_dir)
     facts["pretrain_minutes"] = round((time.perf_counter() - t0) / 60, 2)
-    collator = MaskCollator((store.num_rois, window), seed=seed, **cfg.mask_kwargs())
-    ctx, tgt = collator.masks_for(1, epoch=0, batch=0)
-    figures.mask_figure(mask_grid(ctx[0], tgt[0], store.num_rois, window // 16).numpy(), fig_dir / "masks.png", 16)
+    grid = (cfg.model.num_rois, cfg.model.num_time_patches)
+    ctx, tgt = draw_masks(cfg.mask, *grid, seed=seed, epoch=0, batch=0, batch_size=1)
+    figures.mask_figure(mask_grid(ctx[0], tgt[0], *grid).numpy(), fig_dir / "masks.png", cfg.model.patch_size)
     shutil.copy(run_dir / "training_curves.png", fig_dir / "training_curves.png")
 
     _step("4/6 embeddings of every run")
@@ -186,8 +179,3 @@ def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, da
     logger.info("report: %s (%.1f min in all)", report, facts["total_minutes"])
     return QuickstartResult(out, report, facts)
 
-
-def chance_level(counts: dict[str, int]) -> float:
-    """Accuracy of always predicting the most frequent class."""
-    total = sum(counts.values())
-    return max(counts.values()) / total if total else math.nan

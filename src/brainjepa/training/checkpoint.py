@@ -1,10 +1,11 @@
 """Training checkpoints: written atomically, verified on load, last k kept.
 
 Layout: RUN_DIR/checkpoints/step-00000120/ with `model.safetensors` + `config.json` (a `save_pretrained` folder),
-`training.pt` (optimizer state, step counters, RNG; tensors and plain types only, read with weights_only=True)
-and `manifest.json` (sha256 of each file), written last. The folder is assembled under a temporary name and
-renamed into place, so a crash never leaves a half-written checkpoint under a real name; a checkpoint whose
-files do not match its manifest (truncated, corrupted) is skipped with a warning in favour of the previous one.
+`training.pt` (optimizer state and position; tensors and plain types only, read with weights_only=True; no RNG
+state, as everything random in training is seeded from the seed and the position) and `manifest.json` (sha256 of
+each file), written last. The folder is assembled under a temporary name and renamed into place, so a crash never
+leaves a half-written checkpoint under a real name; a checkpoint whose files do not match its manifest
+(truncated, corrupted) is skipped with a warning in favour of the previous one.
 """
 
 from __future__ import annotations

@@ -1,14 +1,22 @@
-"""Watching a run: per-step metrics CSV, optional TensorBoard, collapse statistics, and the final plot."""
+"""Watching a run: per-step metrics CSV, optional TensorBoard, collapse statistics, progress bar and final plot.
+
+The training step never waits on the device: rows are handed over with device tensors (loss, grad norm) and
+`Span`s (step times), `to_host` fetches a whole log interval of them in one transfer, and rank 0's `Monitor`
+writes the host rows, one per optimizer step.
+"""
 
 from __future__ import annotations
 
 import csv
 import logging
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from brainjepa.errors import ConfigError
 
@@ -18,21 +26,29 @@ logger = logging.getLogger(__name__)
 # features across samples and tokens falls toward 0 and their effective rank toward 1 (reference issue #14).
 COLLAPSE_STD = 0.05
 COLLAPSE_RANK_FRACTION = 0.02
+TIMING_FIELDS = ("samples_per_s", "data_time_s", "step_time_s")  # differ between identical runs
 
 
 @torch.no_grad()
-def collapse_stats(target: Tensor, max_tokens: int = 2048) -> dict[str, float]:
-    """Spread of target features [B, K, D]: mean per-channel std over samples and tokens, std of the per-sample
-    pooled features across the batch, and the effective rank (exp of the entropy of the singular values)."""
-    flat = target.detach().float().reshape(-1, target.shape[-1])
-    if flat.shape[0] > max_tokens:
-        flat = flat[torch.linspace(0, flat.shape[0] - 1, max_tokens).long()]
-    sv = torch.linalg.svdvals(flat - flat.mean(0))
+def collapse_sample(target: Tensor, max_tokens: int = 2048) -> tuple[Tensor, Tensor]:
+    """What the collapse statistics need from targets [B, K, D], taken without waiting on the device: up to
+    `max_tokens` token features (evenly strided, fp32 copies) and the per-sample pooled features [B, D]."""
+    flat = target.detach().reshape(-1, target.shape[-1])
+    stride = -(-flat.shape[0] // max_tokens)
+    return flat[::stride].to(torch.float32, copy=True), target.detach().float().mean(1)
+
+
+@torch.no_grad()
+def collapse_stats(tokens: Tensor, pooled: Tensor) -> dict[str, float]:
+    """Spread of target features (see `collapse_sample`): mean per-channel std over samples and tokens, std of the
+    per-sample pooled features across the batch, and the effective rank (exp of the entropy of the singular
+    values). The SVD synchronises a GPU, so it runs when the rows are fetched anyway."""
+    sv = torch.linalg.svdvals(tokens - tokens.mean(0))
     p = sv / sv.sum().clamp_min(1e-12)
-    rank = torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum()).item()
-    pooled = target.detach().float().mean(1)
-    batch_std = pooled.std(0).mean().item() if pooled.shape[0] > 1 else float("nan")
-    return {"target_std": flat.std(0).mean().item(), "target_batch_std": batch_std, "target_rank": rank}
+    rank = torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
+    batch_std = pooled.std(0).mean() if pooled.shape[0] > 1 else torch.tensor(float("nan"))
+    values = torch.stack([tokens.std(0).mean(), batch_std.to(rank), rank]).tolist()
+    return dict(zip(("target_std", "target_batch_std", "target_rank"), values, strict=True))
 
 
 def collapse_warning(stats: dict[str, float], dim: int) -> str | None:
@@ -44,52 +60,125 @@ def collapse_warning(stats: dict[str, float], dim: int) -> str | None:
     return None
 
 
-class MetricsLogger:
-    """Appends one CSV row per optimizer step (and mirrors to TensorBoard when asked)."""
+class Stopwatch:
+    """Time marks that do not wait for the device: CUDA events on a GPU (recorded in the stream, read once the
+    work is done), `perf_counter` on CPU (where the work is done when the call returns)."""
 
-    FIELDS = ["step", "epoch", "batch", "loss", "lr", "weight_decay", "momentum", "samples_per_s", "data_time_s",
-              "step_time_s", "grad_norm", "k_context", "k_target", "target_std", "target_batch_std", "target_rank"]
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
 
-    def __init__(self, run_dir: Path, tensorboard: bool = False) -> None:
-        self.path = Path(run_dir) / "metrics.csv"
-        new = not self.path.exists()
-        self._file = open(self.path, "a", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=self.FIELDS, extrasaction="ignore")
-        if new:
-            self._writer.writeheader()
-        self._tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as err:
-                raise ConfigError("logging.tensorboard=true needs the tensorboard package (pip install tensorboard)") \
-                    from err
-            self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+    def mark(self) -> float | torch.cuda.Event:
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+
+@dataclass(frozen=True)
+class Span:
+    """The interval between two `Stopwatch` marks; `seconds()` waits for the end mark on a GPU."""
+
+    start: float | torch.cuda.Event
+    end: float | torch.cuda.Event
+
+    def seconds(self) -> float:
+        if isinstance(self.start, float):
+            return self.end - self.start
+        self.end.synchronize()
+        return self.start.elapsed_time(self.end) / 1e3
+
+
+def to_host(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of `rows` with every 0-dim tensor and `Span` turned into a float. All tensors travel in one
+    device-to-host copy: one synchronisation per log interval instead of one per value and step."""
+    out = [dict(row) for row in rows]
+    slots = [(row, key) for row in out for key, value in row.items() if isinstance(value, Tensor)]
+    if slots:
+        values = torch.stack([row[key].detach().float().reshape(()) for row, key in slots]).tolist()
+        for (row, key), value in zip(slots, values, strict=True):
+            row[key] = value
+    for row in out:
+        for key, value in row.items():
+            if isinstance(value, Span):
+                row[key] = value.seconds()
+    return out
+
+
+class Monitor:
+    """Rank 0's view of a run: writes one metrics.csv row per optimizer step (and TensorBoard), adds collapse
+    statistics every `collapse_every` steps (and at step 1) with a loud warning on collapse, keeps the progress
+    bar and the `log_every` log line, and draws `training_curves.png` on `close`.
+
+    Args:
+        run_dir: the run folder. total_steps: steps of the whole run (for the bar). start_step: steps already done;
+            metrics.csv rows after it (left by an interrupted run) are dropped, so each step has one row.
+        samples_per_step: samples of one optimizer step, all processes and micro-batches (for samples_per_s).
+    """
+
+    FIELDS = ("step", "epoch", "batch", "loss", "lr", "weight_decay", "momentum", "samples_per_s", "data_time_s",
+              "step_time_s", "grad_norm", "k_context", "k_target", "target_std", "target_batch_std", "target_rank")
+
+    def __init__(self, run_dir: Path, *, total_steps: int, start_step: int = 0, samples_per_step: int,
+                 collapse_every: int, log_every: int, tensorboard: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.samples_per_step, self.collapse_every, self.log_every = samples_per_step, collapse_every, log_every
+        self._tb = _tensorboard(self.run_dir) if tensorboard else None
+        path = self.run_dir / "metrics.csv"
+        kept = []
+        if path.exists():
+            with open(path, newline="") as f:
+                kept = [row for row in csv.DictReader(f) if int(row["step"]) <= start_step]
+        self._file = open(path, "w", newline="")
+        self._csv = csv.DictWriter(self._file, fieldnames=self.FIELDS, extrasaction="ignore")
+        self._csv.writeheader()
+        self._csv.writerows(kept)
+        self.bar = tqdm(total=total_steps, initial=start_step, desc="pretrain", dynamic_ncols=True)
+        self._samples: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def watch(self, step: int, target: Tensor) -> None:
+        """Keep what the collapse statistics of `step` need (on collapse steps), without waiting on the device."""
+        if step == 1 or step % self.collapse_every == 0:
+            self._samples[step] = collapse_sample(target)
 
     def log(self, row: dict[str, Any]) -> None:
-        self._writer.writerow(row)
+        """Write one step's row of host values (`to_host`): step, epoch, batch, loss, lr, ..., timings."""
+        row = dict(row)
+        step = row["step"]
+        row["samples_per_s"] = self.samples_per_step / max(row["step_time_s"] + row["data_time_s"], 1e-9)
+        if step in self._samples:
+            tokens, pooled = self._samples.pop(step)
+            row.update(collapse_stats(tokens, pooled))
+            warning = collapse_warning(row, tokens.shape[-1])
+            if warning:
+                logger.warning("step %d: %s", step, warning)
+        self._csv.writerow(row)
         self._file.flush()
         if self._tb is not None:
             for key, value in row.items():
                 if key not in ("step", "epoch", "batch") and value is not None and value == value:
-                    self._tb.add_scalar(key, value, row["step"])
-
-    def truncate_after(self, step: int) -> None:
-        """On resume, drop rows past the checkpoint so the CSV has each step once."""
-        self._file.close()
-        with open(self.path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-        with open(self.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-        self._file = open(self.path, "a", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=self.FIELDS, extrasaction="ignore")
+                    self._tb.add_scalar(key, value, step)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", sps=f"{row['samples_per_s']:.1f}")
+        if step % self.log_every == 0:
+            logger.info("step %d epoch %d loss %.5f lr %.3e wd %.3f ema %.5f %.1f samples/s", step, row["epoch"],
+                        row["loss"], row["lr"], row["weight_decay"], row["momentum"], row["samples_per_s"])
 
     def close(self) -> None:
+        """Close the bar and the files and plot the curves (also after a failed run: they show what happened)."""
+        self.bar.close()
         self._file.close()
         if self._tb is not None:
             self._tb.close()
+        plot_curves(self.run_dir / "metrics.csv", self.run_dir / "training_curves.png")
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ConfigError("logging.tensorboard=true needs the tensorboard package (pip install tensorboard)") from err
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def plot_curves(metrics_csv: Path, out_png: Path) -> Path | None:

@@ -4,8 +4,8 @@ Each epoch is a permutation drawn from (seed, epoch); global batch b holds items
 G = batch_size * world_size, and rank r takes its slice r*B:(r+1)*B. So the same seed gives the same
 batches whatever the number of processes, and a resumed run restarts at (epoch, batch) exactly.
 
-The sampler yields keys (epoch, batch, item indices of this rank); `MaskedBatches` turns a key into the samples
-and the global batch's masks, inside DataLoader workers.
+The sampler yields keys (epoch, batch, item indices of this rank); `brainjepa.training.batch.MaskedBatches`
+turns a key into a `Batch` (the samples and the global batch's masks), inside DataLoader workers.
 """
 
 from __future__ import annotations
@@ -55,25 +55,3 @@ class GlobalBatchSampler(torch.utils.data.Sampler[tuple[int, int, list[int]]]):
     def __len__(self) -> int:
         return self.batches_per_epoch - self.start_batch
 
-
-class MaskedBatches(torch.utils.data.Dataset):
-    """Key (epoch, batch, indices) -> {x [B, R, T], context_idx, target_idx, epoch, batch}.
-
-    Masks are drawn for the whole global batch from (seed, epoch, batch) and sharded to this rank's rows, so
-    every process count and worker layout sees the same masks.
-    """
-
-    def __init__(self, dataset, collator, batch_size: int, rank: int, global_batch: int) -> None:
-        self.dataset, self.collator = dataset, collator
-        self.batch_size, self.rank, self.global_batch = batch_size, rank, global_batch
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int, list[int]]) -> dict:
-        epoch, batch, indices = key
-        self.dataset.set_epoch(epoch)
-        x = torch.stack([self.dataset[i]["x"] for i in indices])
-        ctx, tgt = self.collator.masks_for(self.global_batch, epoch=epoch, batch=batch)
-        rows = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
-        return {"x": x, "context_idx": ctx[rows], "target_idx": tgt[rows], "epoch": epoch, "batch": batch}

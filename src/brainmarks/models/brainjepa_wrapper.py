@@ -39,6 +39,7 @@ from brainjepa import BrainJEPA
 from brainjepa.data.normalize import Normalizer
 from brainjepa.data.windows import WindowSpec, take_window
 from brainjepa.evaluation.embed import model_normalizer
+from brainjepa.models.encoder import BrainEncoder
 
 WEIGHTS_ENV = "BRAINJEPA_WEIGHTS"
 GRADIENT_ENV = "BRAINJEPA_GRADIENT"
@@ -68,16 +69,26 @@ class BrainJEPATransform:
 
 
 class BrainJEPAWrapper(nn.Module):
-    """Frozen encoder: batch ``bold`` [B, 450, frames] -> patch tokens [B, 450 * frames / patch, D]."""
+    """Frozen encoder: batch ``bold`` [B, 450, frames] -> patch tokens [B, 450 * frames / patch, D] of block
+    `layer` after the final norm (-1: the last block, `BrainEncoder.forward_features`); brainmarks pools them.
+
+    Raises:
+        ValueError: `layer` outside [-depth, depth).
+    """
 
     __space__: str = SPACE
 
-    def __init__(self, encoder: nn.Module) -> None:
+    def __init__(self, encoder: BrainEncoder, layer: int = -1) -> None:
         super().__init__()
+        depth = len(encoder.blocks)
+        if isinstance(layer, bool) or not isinstance(layer, int) or not -depth <= layer < depth:
+            raise ValueError(f"brainjepa: layer must be a block index in [{-depth}, {depth}), got {layer!r}")
         self.encoder = encoder
+        self.layer = layer
 
     def forward(self, batch: dict[str, Tensor]) -> Embeddings:
-        return Embeddings(cls_embeds=None, reg_embeds=None, patch_embeds=self.encoder(batch["bold"]))
+        tokens = self.encoder.forward_intermediates(batch["bold"], [self.layer], norm=True)[0]
+        return Embeddings(cls_embeds=None, reg_embeds=None, patch_embeds=tokens)
 
 
 @register_model
@@ -87,6 +98,7 @@ def brainjepa(
     num_heads: int | None = None,
     encoder: str = "target",
     target_tr: float = 2.0,
+    layer: int = -1,
 ) -> tuple[BrainJEPATransform, BrainJEPAWrapper]:
     """Transform and frozen wrapper of the model at `weights` (default: ``$BRAINJEPA_WEIGHTS``).
 
@@ -97,6 +109,7 @@ def brainjepa(
             ``$BRAINJEPA_NUM_HEADS``).
         encoder: "target" (EMA encoder, the reference's downstream choice) or "context".
         target_tr: TR in seconds the model was trained at.
+        layer: encoder block whose tokens are returned (default -1: the last; see `EmbedOptions.layer`).
     """
     weights = weights or os.environ.get(WEIGHTS_ENV)
     gradient = gradient or os.environ.get(GRADIENT_ENV)
@@ -117,4 +130,4 @@ def brainjepa(
     net = model.target_encoder if encoder == "target" else model.encoder
     net.requires_grad_(False)
     transform = BrainJEPATransform(model_normalizer(model), model.config.num_frames, target_tr)
-    return transform, BrainJEPAWrapper(net).eval()
+    return transform, BrainJEPAWrapper(net, layer).eval()

@@ -1,0 +1,143 @@
+"""Atlases: merging into the official order (subcortex first), label names, named atlases offline and cached."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from brainjepa.data import atlases
+from brainjepa.data.atlases import CiftiLabels, label_names, merge_dlabels, merge_label_images, resolve_atlas
+from brainjepa.errors import DataError
+from synthetic_derivatives import (
+    AFFINE,
+    CTX_NAMES,
+    SUB_NAMES,
+    cifti_labels,
+    combined_dlabel,
+    cortical_dlabel,
+    cortical_volume,
+    data_axis,
+    subcortical_dlabel,
+    subcortical_volume,
+    write_label_image,
+)
+
+OFFICIAL = [*SUB_NAMES.values(), *CTX_NAMES.values()]  # 3 subcortical, then 4 cortical
+
+
+@pytest.fixture
+def volumes(tmp_path):
+    return (write_label_image(subcortical_volume(), tmp_path / "tian.nii.gz", SUB_NAMES),
+            write_label_image(cortical_volume(), tmp_path / "schaefer.nii.gz", CTX_NAMES))
+
+
+def test_merged_volume_puts_the_subcortex_first(volumes):
+    img, names = merge_label_images(volumes)
+    assert names == OFFICIAL
+    merged, sub, ctx = np.asarray(img.dataobj), subcortical_volume(), cortical_volume()
+    for new, old in enumerate([5, 7, 9], start=1):
+        assert np.array_equal(merged[(sub == old) & (ctx == 0)], np.full(((sub == old) & (ctx == 0)).sum(), new))
+    for new, old in enumerate([1, 2, 3, 4], start=4):
+        assert (merged[ctx == old] == new).all()
+    assert merged[0, 0, 1] == 4  # claimed by both: the later (cortical) atlas keeps it
+    assert set(np.unique(merged)) == set(range(8))
+
+
+def test_merge_resamples_onto_the_last_grid(tmp_path, volumes):
+    # The subcortical atlas at twice the resolution (1.5 mm), same field of view: nearest neighbour maps it back.
+    fine = np.repeat(np.repeat(np.repeat(subcortical_volume(), 2, 0), 2, 1), 2, 2)
+    fine_affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    fine_affine[:3, 3] = -0.75  # voxel centres of the fine grid sit around the coarse ones
+    path = write_label_image(fine, tmp_path / "tian_fine.nii.gz", SUB_NAMES, fine_affine)
+    img, names = merge_label_images([path, volumes[1]])
+    assert names == OFFICIAL and img.shape == (6, 6, 6) and np.allclose(img.affine, AFFINE)
+    assert np.array_equal(np.asarray(img.dataobj), np.asarray(merge_label_images(volumes)[0].dataobj))
+
+
+def test_merge_refuses_a_label_lost_under_a_later_atlas(volumes):
+    swallowing = nib.Nifti1Image(np.where(subcortical_volume() == 9, 1, 0).astype(np.int16), AFFINE)
+    with pytest.raises(DataError, match=r"CAU-lh.*no voxels left"):
+        merge_label_images([volumes[0], swallowing])
+
+
+def test_saved_merge_keeps_its_names(tmp_path, volumes):
+    img, names = merge_label_images(volumes)
+    path = atlases.save_label_image(img, names, tmp_path / "out" / "merged.nii.gz")
+    assert label_names(path) == dict(enumerate(OFFICIAL, start=1))
+    assert np.array_equal(np.asarray(nib.load(path).dataobj), np.asarray(img.dataobj))
+
+
+def test_merged_dlabel_puts_the_subcortex_first(tmp_path):
+    img, names = merge_dlabels([subcortical_dlabel(tmp_path / "s.dlabel.nii"),
+                                cortical_dlabel(tmp_path / "c.dlabel.nii")])
+    assert names == OFFICIAL
+    labels = CiftiLabels.load(img).lookup(data_axis(), "data")
+    assert np.array_equal(labels, cifti_labels() + 1)
+
+
+def test_combined_dlabel_is_reordered_by_its_parts(tmp_path):
+    combined = CiftiLabels.load(combined_dlabel(tmp_path / "comb.dlabel.nii"))  # cortex keys 1..4 first
+    img, names = merge_dlabels([combined.part(surfaces=False), combined.part(surfaces=True)])
+    assert names == OFFICIAL
+    assert np.array_equal(CiftiLabels.load(img).lookup(data_axis(), "data"), cifti_labels() + 1)
+
+
+def test_existing_file_and_unknown_name(volumes):
+    assert resolve_atlas(volumes[0], kind="volume") == volumes[0]
+    with pytest.raises(DataError, match=r"no such atlas file, and not a known atlas name"):
+        resolve_atlas("schaefer999", kind="volume")
+    with pytest.raises(DataError, match=r"no version in space T1w"):
+        resolve_atlas("schaefer400_tians3", kind="volume", space="T1w")
+
+
+def _offline(*args, **kwargs):
+    raise OSError("[Errno -3] Temporary failure in name resolution")
+
+
+@pytest.mark.parametrize("kind", ["volume", "cifti"])
+def test_offline_name_is_one_line_naming_the_files(tmp_path, monkeypatch, kind):
+    monkeypatch.setenv("BRAINJEPA_CACHE", str(tmp_path))
+    monkeypatch.setattr(atlases, "_download", _offline)
+    monkeypatch.setattr(atlases, "_fetch_schaefer_volume", _offline)
+    with pytest.raises(DataError) as err:
+        resolve_atlas("schaefer400_tians3", kind=kind)
+    message = str(err.value)
+    assert "\n" not in message and "could not be fetched" in message
+    if kind == "volume":
+        assert message.endswith("--atlas Tian_Subcortex_S3_3T.nii.gz "
+                                "--atlas Schaefer2018_400Parcels_17Networks_order_FSLMNI152_2mm.nii.gz")
+    else:
+        assert message.endswith("--atlas Schaefer2018_400Parcels_17Networks_order_Tian_Subcortex_S3.dlabel.nii")
+
+
+def test_named_volume_is_fetched_merged_and_cached(tmp_path, monkeypatch, volumes):
+    monkeypatch.setenv("BRAINJEPA_CACHE", str(tmp_path / "cache"))
+    fetched = []
+
+    def tian(scale, space, folder):
+        fetched.append(("tian", scale, space))
+        return volumes[0], SUB_NAMES
+
+    def schaefer(networks, space, folder):
+        fetched.append(("schaefer", networks, space))
+        return volumes[1], CTX_NAMES
+
+    monkeypatch.setattr(atlases, "_fetch_tian_volume", tian)
+    monkeypatch.setattr(atlases, "_fetch_schaefer_volume", schaefer)
+    path = resolve_atlas("schaefer400_tians3", kind="volume", space="MNI152NLin2009cAsym")
+    assert fetched == [("tian", 3, "MNI152NLin2009cAsym"), ("schaefer", 17, "MNI152NLin2009cAsym")]
+    assert label_names(path) == dict(enumerate(OFFICIAL, start=1))
+    monkeypatch.setattr(atlases, "_fetch_tian_volume", _offline)  # a second call reads the cache only
+    assert resolve_atlas("schaefer400_tians3", kind="volume", space="MNI152NLin2009cAsym") == path
+    assert resolve_atlas("schaefer400_7n", kind="volume") != path and fetched[-1] == ("schaefer", 7,
+                                                                                     "MNI152NLin6Asym")
+
+
+def test_named_cifti_reorders_the_combined_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAINJEPA_CACHE", str(tmp_path / "cache"))
+    combined = combined_dlabel(tmp_path / "comb.dlabel.nii")
+    monkeypatch.setattr(atlases, "_fetch_tian_cifti", lambda networks, scale, folder: combined)
+    path = resolve_atlas("schaefer400_tians3", kind="cifti", space="fsLR")
+    assert list(label_names(path).values()) == OFFICIAL
+    assert list(label_names(resolve_atlas("tians3", kind="cifti")).values()) == list(SUB_NAMES.values())

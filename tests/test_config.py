@@ -1,0 +1,297 @@
+"""The configuration schema and the reference adapter: every reference key takes effect or is refused by name;
+warm start; the run's write_tag."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from brainjepa import BrainJEPA
+from brainjepa.config import TrainConfig, load_config, save_config
+from brainjepa.errors import ConfigError
+from brainjepa.masks import MaskConfig, draw_masks
+from brainjepa.models import ModelConfig
+from brainjepa.models.layers import Attention
+from brainjepa.training import Schedule, pretrain
+from brainjepa.training.distributed import DistEnv
+from brainjepa.training.loop import Trainer, resolve_gradient
+from brainjepa.training.warmstart import warm_start
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "configs" / "ukb_vitb_ep300.yaml"
+R, T = 20, 64
+TINY = {"model.num_rois": R, "model.num_frames": T, "model.embed_dim": 32, "model.depth": 1, "model.num_heads": 2,
+        "model.pred_embed_dim": 16, "model.pred_depth": 1, "model.gradient_dim": 8}
+
+
+def _reference_keys() -> list[str]:
+    raw = yaml.safe_load(REFERENCE.read_text())
+    return [f"{section}.{key}" for section, items in raw.items() for key in items]
+
+
+def _get(cfg: TrainConfig, path: str):
+    value = cfg
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _schedule(cfg: TrainConfig) -> list[tuple[float, float, float]]:
+    s = Schedule(cfg.optimization, iters_per_epoch=16, accumulation_steps=cfg.meta.accumulation_steps)
+    return [(s.lr(i), s.weight_decay(i), s.momentum(i)) for i in range(s.total_steps)]
+
+
+def _masks(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    return draw_masks(cfg.mask, cfg.model.num_rois, cfg.model.num_time_patches, seed=cfg.meta.seed, epoch=0,
+                      batch=0, batch_size=4)
+
+
+# For every key of the reference yaml: a changed value and either what it sets in the schema, or the ConfigError
+# (naming the key) that refuses it.
+EFFECTS: dict[str, tuple[object, dict[str, object] | str]] = {
+    "data.batch_size": (4, {"data.batch_size": 4}),
+    "data.crop_size": ([100, 64], {"model.num_rois": 100, "model.num_frames": 64, "model.num_patches": 400}),
+    "data.num_workers": (0, {"data.num_workers": 0}),
+    "data.pin_mem": (False, {"data.pin_mem": False}),
+    "data.gradient_csv_path": ("g.csv", {"data.gradient_csv_path": "g.csv"}),
+    "data.path": ("stores/x", {"data.path": "stores/x"}),
+    "logging.folder": ("logs/x", {"logging.folder": "logs/x", "logging.run_dir": Path("logs/x/jepa")}),
+    "logging.write_tag": ("t2", {"logging.write_tag": "t2", "logging.run_dir": Path("logs/ukb_vitb_ep300/t2")}),
+    "mask.allow_overlap": (True, "mask.allow_overlap=true is not supported"),
+    "mask.patch_size": (8, {"model.patch_size": 8, "model.num_time_patches": 20}),
+    "mask.min_keep": (10, {"mask.min_keep": 10}),
+    "mask.enc_mask_scale": ([0.5, 0.9], {"mask.enc_mask_scale": (0.5, 0.9)}),
+    "mask.pred_mask_R_scale": ([0.2, 0.3], {"mask.pred_mask_R_scale": (0.2, 0.3)}),
+    "mask.pred_mask_T_roi_scale": ([0.1, 0.3], {"mask.pred_mask_T_roi_scale": (0.1, 0.3)}),
+    "mask.pred_mask_R_roi_scale": ([0.4, 0.5], {"mask.pred_mask_R_roi_scale": (0.4, 0.5)}),
+    "mask.pred_mask_T_scale": ([0.2, 0.5], {"mask.pred_mask_T_scale": (0.2, 0.5)}),
+    "meta.load_checkpoint": (True, "meta.load_checkpoint is true but meta.read_checkpoint is not set"),
+    "meta.model_name": ("vit_small", {"model.embed_dim": 384, "model.num_heads": 6}),
+    "meta.pred_depth": (3, {"model.pred_depth": 3}),
+    "meta.pred_emb_dim": (192, {"model.pred_embed_dim": 192}),
+    "meta.read_checkpoint": ("runs/x", "meta.read_checkpoint is set but meta.load_checkpoint is false"),
+    "meta.use_bfloat16": (False, {"meta.use_bfloat16": False}),
+    "meta.accumulation_steps": (2, {"meta.accumulation_steps": 2}),
+    "meta.attn_mode": ("normal", {"meta.attn_mode": "normal"}),
+    "meta.add_w": ("origin", {"model.pos_embed": "sincos"}),
+    "meta.downsample": (False, {"data.sampling_rate": 1}),
+    "meta.mask_mode": ("tube_mask", "meta.mask_mode supports only 'roi_mask'"),
+    "meta.use_standatdization": (True, {"data.normalization": "sample_zscore"}),
+    "optimization.ema": ([0.99, 1.0], {"optimization.ema": [0.99, 1.0]}),
+    "optimization.epochs": (10, {"optimization.epochs": 10}),
+    "optimization.final_lr": (1e-5, {"optimization.final_lr": 1e-5}),
+    "optimization.final_weight_decay": (0.2, {"optimization.final_weight_decay": 0.2}),
+    "optimization.ipe_scale": (0.5, {"optimization.ipe_scale": 0.5}),
+    "optimization.lr": (5e-4, {"optimization.lr": 5e-4}),
+    "optimization.start_lr": (1e-4, {"optimization.start_lr": 1e-4}),
+    "optimization.warmup": (10, {"optimization.warmup": 10.0}),
+    "optimization.weight_decay": (0.1, {"optimization.weight_decay": 0.1}),
+}
+
+
+@pytest.fixture(scope="module")
+def reference() -> TrainConfig:
+    return load_config(REFERENCE)
+
+
+@pytest.mark.parametrize("key", _reference_keys())
+def test_every_reference_key_takes_effect_or_is_refused(reference, key):
+    assert key in EFFECTS, f"{key} is read from the reference yaml: add how it takes effect to EFFECTS"
+    value, effect = EFFECTS[key]
+    override = f"{key}={json.dumps(value)}"
+    if isinstance(effect, str):
+        with pytest.raises(ConfigError, match=re.escape(effect)):
+            load_config(REFERENCE, [override])
+        return
+    cfg = load_config(REFERENCE, [override])
+    for path, expected in effect.items():
+        assert _get(reference, path) != expected, f"{key}: {path} already was {expected!r}"
+        assert _get(cfg, path) == expected, f"{key}: {path} is {_get(cfg, path)!r}"
+    changed = {p for p in ("model", "mask", "data", "optimization", "logging", "meta")
+               if getattr(cfg, p) != getattr(reference, p)}
+    assert changed == {path.split(".")[0] for path in effect}  # nothing else moved
+    if key.startswith(("optimization.", "meta.accumulation_steps")):  # what the schedules make of it
+        assert _schedule(cfg) != _schedule(reference)
+
+
+@pytest.mark.parametrize("key", [k for k in EFFECTS if k.startswith("mask.") and k.endswith("scale")])
+def test_every_mask_scale_changes_the_masks(reference, key):
+    cfg = load_config(REFERENCE, [f"{key}={json.dumps(EFFECTS[key][0])}"])
+    assert not all(torch.equal(a, b) for a, b in zip(_masks(cfg), _masks(reference), strict=True))
+
+
+def test_reference_yaml_means_the_defaults(reference):
+    expected = TrainConfig().to_dict()
+    expected["data"]["gradient_csv_path"] = "path/to/gradient_mapping_450.csv"
+    assert reference.to_dict() == expected
+    # the paper's model, masks, data pipeline and optimisation
+    m = reference.model
+    assert (m.num_rois, m.num_frames, m.patch_size, m.embed_dim, m.depth, m.num_heads) == (450, 160, 16, 768, 12, 12)
+    assert (m.pred_embed_dim, m.pred_depth, m.predictor_heads, m.gradient_dim, m.pos_embed) == (384, 6, 12, 30,
+                                                                                                "mapping")
+    assert reference.mask == MaskConfig(enc_mask_scale=(0.84, 1.0), pred_mask_R_scale=(0.45, 0.6),
+                                        pred_mask_T_roi_scale=(0.2, 0.6), pred_mask_R_roi_scale=(0.15, 0.3),
+                                        pred_mask_T_scale=(0.0, 0.4), min_keep=4)
+    assert (reference.data.normalization, reference.data.sampling_rate, reference.data.batch_size) == ("robust", 3, 16)
+    assert reference.meta.accumulation_steps == 8 and reference.meta.attn_mode == "flash_attn"
+    o = reference.optimization
+    assert (o.epochs, o.warmup, o.start_lr, o.lr, o.final_lr, o.ema) == (300, 40, 5e-5, 1e-3, 1e-6, [0.996, 1.0])
+    assert (o.weight_decay, o.final_weight_decay, o.ipe_scale) == (0.04, 0.4, 1.0)
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key optimization.lrr"):
+        load_config(None, ["optimization.lrr=1"])
+    with pytest.raises(ConfigError, match="data.batch_size has value 'many'"):
+        load_config(None, ["data.batch_size=many"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("meta:\n  attn_mode: turbo\n")
+    with pytest.raises(ConfigError, match=r"meta.attn_mode .*'flash_attn', 'normal'"):
+        load_config(bad)
+    assert load_config(None, ["optimization.lr=1e-3"]).optimization.lr == 1e-3
+    # a reference key is named even when it lands on a schema key
+    with pytest.raises(ConfigError, match="meta.pred_emb_dim has value 'wide'"):
+        load_config(None, ["meta.pred_emb_dim=wide"])
+    with pytest.raises(ConfigError, match=r"model.num_frames \(from data.crop_size\) \(150\) must be a multiple"):
+        load_config(None, ["data.crop_size=[450,150]"])
+    with pytest.raises(ConfigError, match="meta.model_name has value 'vit_huge'"):
+        load_config(None, ["meta.model_name=vit_huge"])
+    with pytest.raises(ConfigError, match="logging.write_tag must be a plain folder name"):
+        load_config(None, ["logging.write_tag=a/b"])
+
+
+def test_two_keys_of_one_source_for_one_field_are_refused():
+    with pytest.raises(ConfigError, match=r"model.num_rois and data.crop_size both set model.num_rois|"
+                                          r"data.crop_size and model.num_rois both set model.num_rois"):
+        load_config(None, ["data.crop_size=[100,160]", "model.num_rois=50"])
+    with pytest.raises(ConfigError, match="meta.use_standatdization and data.normalization both set"):
+        load_config(None, ["data.normalization=roi_zscore", "meta.use_standatdization=true"])
+    with pytest.raises(ConfigError, match="meta.downsample and data.sampling_rate both set"):
+        load_config(None, ["data.sampling_rate=2", "meta.downsample=false"])
+
+
+def test_schema_and_reference_forms_mean_the_same_and_overrides_win(tmp_path):
+    reference_form = load_config(None, ["meta.model_name=vit_tiny", "meta.embed_dim=96", "meta.pred_emb_dim=48",
+                                        "data.crop_size=[100,160]", "mask.patch_size=8", "meta.add_w=origin"])
+    schema_form = load_config(None, ["model.embed_dim=96", "model.depth=12", "model.num_heads=3",
+                                     "model.pred_embed_dim=48", "model.num_rois=100", "model.num_frames=160",
+                                     "model.patch_size=8", "model.pos_embed=sincos"])
+    assert reference_form == schema_form
+    # overrides replace what the file says, whichever form either uses
+    small = ROOT / "configs" / "small_cpu.yaml"
+    cfg = load_config(small, ["data.crop_size=[450,160]", "meta.use_standatdization=true", "model.depth=2"])
+    assert (cfg.model.num_rois, cfg.model.depth, cfg.model.embed_dim) == (450, 2, 96)
+    assert cfg.data.normalization == "sample_zscore"
+    assert load_config(REFERENCE, ["data.sampling_rate=2"]).data.sampling_rate == 2
+    assert load_config(small, ["meta.downsample=true"]).data.sampling_rate == 3
+    # a saved config (schema form) loads back to the same config
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
+
+
+def test_gradient_width_is_declared(tmp_path):
+    np.savetxt(tmp_path / "g.csv", np.random.default_rng(0).normal(size=(R, 5)), delimiter=",")
+    cfg = load_config(None, [f"{k}={v}" for k, v in TINY.items()] + [f"data.gradient_csv_path={tmp_path / 'g.csv'}"])
+    with pytest.raises(ConfigError, match="has 5 gradient components but model.gradient_dim is 8"):
+        resolve_gradient(cfg, None, tmp_path, DistEnv())
+
+
+# ------------------------------------------------------------------------------------------------- warm start
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    from brainjepa.data.simulate import SimulationConfig, simulate_store
+
+    path = tmp_path_factory.mktemp("store") / "s"
+    simulate_store(path, SimulationConfig(subjects=16, rois=R, frames=80, seed=0), progress=False)
+    return path
+
+
+def _tiny(store: Path, **extra) -> list[str]:
+    base = {**TINY, "data.path": str(store), "data.batch_size": 4, "data.num_workers": 0, "data.sampling_rate": 1,
+            "data.pin_mem": "false", "data.gradient_sparsity": 0.5, "meta.use_bfloat16": "false",
+            "meta.accumulation_steps": 1, "optimization.epochs": 2, "optimization.warmup": 1,
+            "optimization.max_steps": 2, "logging.checkpoint_every": 100}
+    return [f"{k}={v}" for k, v in {**base, **extra}.items()]
+
+
+@pytest.fixture(scope="module")
+def run(store, tmp_path_factory) -> Path:
+    """A two-step run with no --out: it lands in logging.folder/logging.write_tag."""
+    logs = tmp_path_factory.mktemp("logs")
+    return pretrain(load_config(None, _tiny(store, **{"logging.folder": str(logs), "logging.write_tag": "tiny"})))
+
+
+def test_write_tag_names_the_run(run):
+    assert run.name == "tiny" and (run / "config.yaml").is_file()
+    assert BrainJEPA.from_pretrained(run).metadata["write_tag"] == "tiny"
+
+
+def _same_weights(a: BrainJEPA, b: BrainJEPA) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_warm_start_from_a_run_folder_takes_its_weights_and_starts_at_step_0(store, run, tmp_path):
+    cfg = load_config(None, _tiny(store, **{"meta.load_checkpoint": "true", "meta.read_checkpoint": str(run),
+                                            "meta.seed": 5}))
+    trainer = Trainer(cfg, tmp_path, DistEnv(), resume=False)
+    assert _same_weights(trainer.model, BrainJEPA.from_pretrained(run))
+    assert trainer.position.step == 0 and not trainer.optimizer.state  # fresh optimizer and schedule
+    assert trainer.model.metadata["warm_start"] == str(run)
+    # a cold start of the same config, with two reference keys whose effect is in the trainer
+    cold_cfg = load_config(None, _tiny(store, **{"meta.seed": 5, "meta.attn_mode": "normal",
+                                                 "meta.use_standatdization": "true"}))
+    cold = Trainer(cold_cfg, tmp_path / "cold", DistEnv(), resume=False)
+    assert not _same_weights(cold.model, trainer.model)
+    fused = {m.fused for net in (cold.model, trainer.model) for m in net.modules() if isinstance(m, Attention)}
+    assert {m.fused for m in cold.model.modules() if isinstance(m, Attention)} == {False} and fused == {False, True}
+    assert cold.model.metadata["normalization"]["kind"] == "sample_zscore"
+    assert trainer.model.metadata["normalization"]["kind"] == "robust"
+
+
+def _saved_model(path: Path, **changes) -> BrainJEPA:
+    torch.manual_seed(1)
+    cfg = ModelConfig(**{k.split(".")[1]: v for k, v in TINY.items()}).replace(**changes)
+    model = BrainJEPA(cfg, torch.randn(R, cfg.gradient_dim))
+    model.save_pretrained(path)
+    return model
+
+
+def _warm_cfg(source: Path, *extra: str) -> TrainConfig:
+    return load_config(None, [f"{k}={v}" for k, v in TINY.items()]
+                       + ["meta.load_checkpoint=true", f"meta.read_checkpoint={source}", *extra])
+
+
+def test_warm_start_from_a_model_folder_gives_identical_weights(tmp_path):
+    source = _saved_model(tmp_path / "m")
+    model = warm_start(_warm_cfg(tmp_path / "m", "model.drop_path_rate=0.1"), {"normalization": {"kind": "none"}})
+    assert _same_weights(model, source) and model.config.drop_path_rate == 0.1
+
+
+def test_warm_start_refuses_another_architecture_or_gradient(tmp_path):
+    _saved_model(tmp_path / "m", embed_dim=64, pos_embed="sincos")
+    with pytest.raises(ConfigError, match=r"model.embed_dim 64 \(checkpoint\) vs 32 \(config\), model.pos_embed"):
+        warm_start(_warm_cfg(tmp_path / "m"), {})
+    _saved_model(tmp_path / "same")
+    np.savetxt(tmp_path / "g.csv", np.random.default_rng(0).normal(size=(R, 8)), delimiter=",")
+    with pytest.raises(ConfigError, match="is not the gradient meta.read_checkpoint"):
+        warm_start(_warm_cfg(tmp_path / "same", f"data.gradient_csv_path={tmp_path / 'g.csv'}"), {})
+    with pytest.raises(ConfigError, match="no such model folder"):
+        warm_start(_warm_cfg(tmp_path / "missing"), {})
+
+
+def test_warm_start_from_the_official_checkpoint(golden_dir):
+    dims = {"model.num_rois": 450, "model.num_frames": 160, "model.embed_dim": 128, "model.depth": 2,
+            "model.num_heads": 4, "model.pred_embed_dim": 64, "model.pred_depth": 2, "model.gradient_dim": 30}
+    ckpt, grad = golden_dir / "jepa-ep1.pth.tar", golden_dir / "gradient_mapping_450.csv"
+    overrides = [f"{k}={v}" for k, v in dims.items()] + ["meta.load_checkpoint=true", f"meta.read_checkpoint={ckpt}"]
+    with pytest.raises(ConfigError, match="is a reference checkpoint: set data.gradient_csv_path"):
+        warm_start(load_config(None, overrides), {})
+    model = warm_start(load_config(None, [*overrides, f"data.gradient_csv_path={grad}"]), {})
+    assert _same_weights(model, BrainJEPA.from_reference_checkpoint(ckpt, grad, num_heads=4))

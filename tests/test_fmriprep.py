@@ -1,0 +1,222 @@
+"""fMRIPrep derivatives: discovery and filters, TR, nilearn confound strategies, CIFTI parcels, and prepare ->
+embed -> probe on tiny synthetic derivatives (volumetric and grayordinate) built here."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from nilearn.interfaces.fmriprep import load_confounds_strategy
+from nilearn.maskers import NiftiLabelsMasker
+from nilearn.signal import clean
+
+from brainjepa import BrainJEPA, model_config
+from brainjepa.cli import main
+from brainjepa.data import RunStore
+from brainjepa.data.atlases import merge_label_images, save_label_image
+from brainjepa.data.fmriprep import FmriprepOptions, find_fmriprep_runs, read_fmriprep
+from brainjepa.errors import DataError
+from synthetic_derivatives import (
+    CTX_NAMES,
+    SUB_NAMES,
+    cifti_labels,
+    cortical_dlabel,
+    cortical_volume,
+    subcortical_dlabel,
+    subcortical_volume,
+    write_cifti_run,
+    write_label_image,
+    write_volume_run,
+)
+
+OFFICIAL = [*SUB_NAMES.values(), *CTX_NAMES.values()]
+
+
+@pytest.fixture
+def atlas_files(tmp_path):
+    return [write_label_image(subcortical_volume(), tmp_path / "tian.nii.gz", SUB_NAMES),
+            write_label_image(cortical_volume(), tmp_path / "schaefer.nii.gz", CTX_NAMES)]
+
+
+@pytest.fixture
+def merged(tmp_path, atlas_files):
+    """Both atlases in one label image, the official order (a voxel both claim goes to the cortex)."""
+    img, names = merge_label_images(atlas_files)
+    return save_label_image(img, names, tmp_path / "merged.nii.gz")
+
+
+@pytest.fixture
+def dlabels(tmp_path):
+    return [subcortical_dlabel(tmp_path / "tian.dlabel.nii"), cortical_dlabel(tmp_path / "schaefer.dlabel.nii")]
+
+
+def _one(root, **options):
+    (source,) = find_fmriprep_runs([root], FmriprepOptions(**options))
+    return source
+
+
+def test_runs_ids_and_filters(tmp_path):
+    root = tmp_path / "deriv"
+    write_volume_run(root, "01", "rest", ses="1", run=1)
+    write_volume_run(root, "01", "rest", ses="1", run=2)
+    write_volume_run(root, "02", "motor", run=None)
+    write_volume_run(root, "02", "motor", run=None, space="MNI152NLin2009cAsym")
+    with pytest.raises(DataError, match=r"several output spaces \(MNI152NLin2009cAsym, MNI152NLin6Asym\); "
+                                        r"choose one with --space"):
+        find_fmriprep_runs([root])
+    runs = find_fmriprep_runs([root], FmriprepOptions(space="MNI152NLin6Asym"))
+    assert [(s.subject, s.run) for s in runs] == [("01", "ses-1_task-rest_run-1"), ("01", "ses-1_task-rest_run-2"),
+                                                   ("02", "task-motor")]
+    assert [s.run for s in find_fmriprep_runs([root], FmriprepOptions(space="MNI152NLin6Asym", task="motor"))] == [
+        "task-motor"]
+    assert len(find_fmriprep_runs([root], FmriprepOptions(space="MNI152NLin2009cAsym"))) == 1
+    assert len(find_fmriprep_runs([root], FmriprepOptions(session="1"))) == 2
+    with pytest.raises(DataError, match=r"found tasks \['motor', 'rest'\]"):
+        find_fmriprep_runs([root], FmriprepOptions(task="nback"))
+    with pytest.raises(DataError, match="confounds must be one of"):
+        FmriprepOptions(confounds="aroma")
+
+
+def test_tr_comes_from_the_sidecar_or_is_refused(tmp_path, atlas_files, caplog):
+    write_volume_run(tmp_path, "01", "rest", tr=None)
+    with pytest.raises(DataError, match=r"no RepetitionTime in its JSON sidecar; give the TR with --tr"):
+        read_fmriprep(_one(tmp_path), atlases=atlas_files)
+    assert read_fmriprep(_one(tmp_path), atlases=atlas_files, tr=0.8).tr == 0.8
+    write_volume_run(tmp_path, "02", "rest", tr=1.5)
+    runs = find_fmriprep_runs([tmp_path])
+    assert [s.subject for s in runs] == ["01", "02"]
+    assert read_fmriprep(runs[1], atlases=atlas_files).tr == 1.5
+    with caplog.at_level(logging.WARNING):
+        assert read_fmriprep(runs[1], atlases=atlas_files, tr=2.0).tr == 2.0
+    assert "sidecar says TR 1.5 s, using the given TR 2 s" in caplog.text
+
+
+@pytest.mark.parametrize("strategy,high_pass,detrend", [("simple", None, False), ("scrubbing", 0.01, True),
+                                                         ("compcor", 0.02, False)])
+def test_volume_cleaning_is_nilearns(tmp_path, merged, strategy, high_pass, detrend):
+    """The same numbers as NiftiLabelsMasker given the strategy's confounds and sample mask."""
+    path = write_volume_run(tmp_path, "01", "rest", outliers=(10, 20), non_steady=2)
+    run = read_fmriprep(_one(tmp_path, confounds=strategy, high_pass=high_pass, detrend=detrend), atlases=[merged])
+    confounds, mask = load_confounds_strategy(str(path), denoise_strategy=strategy)
+    masker = NiftiLabelsMasker(str(merged), standardize=None, detrend=detrend, high_pass=high_pass, t_r=2.0)
+    expected = masker.fit_transform(str(path), confounds=confounds, sample_mask=mask).T
+    np.testing.assert_allclose(run.ts, expected, atol=1e-4)
+    assert run.roi_labels == OFFICIAL
+    removed = 4 if strategy == "scrubbing" else 2  # 2 non-steady-state frames, plus 2 high-motion ones
+    assert run.ts.shape == (7, 40 - removed) and run.info["frames_removed"] == removed
+    assert run.info == {"task": "rest", "space": "MNI152NLin6Asym", "frames_removed": removed}
+
+
+def test_none_keeps_every_frame_and_the_raw_means(tmp_path, merged):
+    path = write_volume_run(tmp_path, "01", "rest", outliers=(10,))
+    run = read_fmriprep(_one(tmp_path, confounds="none"), atlases=[merged])
+    raw = NiftiLabelsMasker(str(merged), standardize=None).fit_transform(str(path)).T
+    np.testing.assert_allclose(run.ts, raw, rtol=1e-6)
+    assert run.info["frames_removed"] == 0
+
+
+def test_scrubbed_frames_are_reported(tmp_path, atlas_files, caplog):
+    write_volume_run(tmp_path, "01", "rest", outliers=(10, 20, 30))
+    with caplog.at_level(logging.INFO):
+        run = read_fmriprep(_one(tmp_path, confounds="scrubbing"), atlases=atlas_files)
+    assert run.ts.shape[1] == 36
+    assert "removed 4 of 40 frames (confounds 'scrubbing')" in caplog.text
+
+
+def test_cifti_parcel_means_then_cleaning(tmp_path, dlabels):
+    path = write_cifti_run(tmp_path, "01", "rest", outliers=(15,))
+    series = nib.load(path).get_fdata()
+    means = np.stack([series[:, cifti_labels() == r].mean(1) for r in range(7)])
+    raw = read_fmriprep(_one(tmp_path, confounds="none"), atlases=dlabels)
+    np.testing.assert_allclose(raw.ts, means, rtol=1e-6)
+    assert raw.roi_labels == OFFICIAL and raw.info["space"] == "fsLR_den-91k" and raw.tr == 2.0
+    confounds, mask = load_confounds_strategy(str(path), denoise_strategy="scrubbing")
+    run = read_fmriprep(_one(tmp_path, confounds="scrubbing", high_pass=0.01, detrend=True), atlases=dlabels)
+    expected = clean(means.T, detrend=True, standardize=None, confounds=confounds, sample_mask=mask,
+                     high_pass=0.01, t_r=2.0).T
+    np.testing.assert_allclose(run.ts, expected, rtol=1e-4, atol=1e-4)
+    assert run.info["frames_removed"] == 2
+
+
+def test_bad_inputs_are_one_line(tmp_path, atlas_files, dlabels):
+    path = write_volume_run(tmp_path, "01", "rest")
+    confounds = path.parent / "sub-01_task-rest_run-1_desc-confounds_timeseries.tsv"
+    pd.read_csv(confounds, sep="\t").drop(columns=["trans_x", "rot_z"]).to_csv(confounds, sep="\t", index=False)
+    with pytest.raises(DataError) as err:
+        read_fmriprep(_one(tmp_path), atlases=atlas_files)
+    assert "\n" not in str(err.value) and "trans_x" in str(err.value) and "--confounds" in str(err.value)
+    with pytest.raises(DataError, match="needs a NIfTI label image, got tian.dlabel.nii"):
+        read_fmriprep(_one(tmp_path), atlases=dlabels)
+    with pytest.raises(DataError, match="need --atlas"):
+        read_fmriprep(_one(tmp_path))
+    (path.parent / "sub-01_task-rest_run-1_space-MNI152NLin6Asym_desc-preproc_bold.json").write_text(
+        json.dumps({"RepetitionTime": "2"}))
+    with pytest.raises(DataError, match="RepetitionTime must be a positive number"):
+        read_fmriprep(_one(tmp_path, confounds="none"), atlases=atlas_files)
+
+
+# ------------------------------------------------------------------------------------ prepare -> embed -> probe
+def _tiny_model(path, rois: int = 7) -> str:
+    torch.manual_seed(0)
+    cfg = model_config("vit_tiny", num_rois=rois, num_frames=32, patch_size=8, embed_dim=32, depth=1, num_heads=2,
+                       pred_embed_dim=16, pred_depth=1, gradient_dim=3)
+    BrainJEPA(cfg, np.random.default_rng(0).normal(size=(rois, 3))).save_pretrained(path)
+    return str(path)
+
+
+def _pipeline(tmp_path, root, atlases, space, capsys):
+    store, model = tmp_path / "store", _tiny_model(tmp_path / "model")
+    args = ["prepare", str(root), "--fmriprep", "--out", str(store), "--space", space, "--confounds", "scrubbing",
+            "--high-pass", "0.01", "--no-progress"]
+    assert main(args + [a for atlas in atlases for a in ("--atlas", str(atlas))]) == 0
+    printed = capsys.readouterr().out
+    data = RunStore(store)
+    assert data.roi_labels == OFFICIAL and data.metadata["fmriprep"]["confounds"] == "scrubbing"
+    manifest = data.manifest
+    assert set(manifest["task"]) == {"rest", "motor"} and manifest["space"].str.startswith(space).all()
+    assert (manifest["frames_removed"] == manifest["frames"].rsub(40)).all()
+    assert "removed" in printed
+    emb = tmp_path / "emb.npy"
+    assert main(["embed", "--model", model, "--data", str(store), "--out", str(emb), "--no-progress"]) == 0
+    assert np.load(emb).shape == (len(manifest), 32)
+    assert main(["probe", "--data", str(store), "--label", "task", "--model", model, "--folds", "2", "--seeds", "1",
+                 "--baselines", "--out", str(tmp_path / "probe"), "--no-progress"]) == 0
+    table = pd.read_csv(tmp_path / "probe" / "probe.csv")
+    assert len(table) == 1 and 0 <= table["balanced_acc_mean"].iloc[0] <= 1
+    return manifest
+
+
+def test_volumetric_derivatives_prepare_embed_probe(tmp_path, atlas_files, capsys):
+    root = tmp_path / "deriv"
+    for s in range(4):
+        for task in ("rest", "motor"):
+            write_volume_run(root, f"{s:02d}", task, seed=10 * s + len(task), outliers=(5 + s,) if s % 2 else ())
+    manifest = _pipeline(tmp_path, root, atlas_files, "MNI152NLin6Asym", capsys)
+    assert list(manifest["subject"].unique()) == ["00", "01", "02", "03"]
+    assert manifest["frames_removed"].tolist() == [1, 1, 2, 2, 1, 1, 2, 2]
+
+
+def test_cifti_derivatives_prepare_embed_probe(tmp_path, dlabels, capsys):
+    root = tmp_path / "deriv"
+    for s in range(4):
+        for task in ("rest", "motor"):
+            write_cifti_run(root, f"{s:02d}", task, seed=10 * s + len(task))
+    manifest = _pipeline(tmp_path, root, dlabels, "fsLR", capsys)
+    assert (manifest["frames"] == 39).all()
+
+
+def test_cli_validate_and_refusals(tmp_path, merged, capsys):
+    root = tmp_path / "deriv"
+    write_volume_run(root, "01", "rest", outliers=(12,))
+    assert main(["validate", str(root), "--fmriprep", "--confounds", "scrubbing", "--atlas", str(merged)]) == 0
+    assert "1 runs checked: all good" in capsys.readouterr().out
+    assert main(["prepare", str(root), "--out", str(tmp_path / "s"), "--task", "rest", "--no-detrend"]) == 2
+    assert "--task, --detrend: only for fMRIPrep derivatives; add --fmriprep" in capsys.readouterr().err
+    assert main(["prepare", str(root), "--fmriprep", "--out", str(tmp_path / "s"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "need --atlas" in err
