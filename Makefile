@@ -10,11 +10,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	# Pinned CPU build of torch (a bare `torch` would pull a multi-GB CUDA build).
 	$(BIN)/pip install -q torch==2.13.0
-	# [dev] brings pytest and ruff: `make test` and `make lint` (both run by .ci/run).
+	# [dev] = [all] (data, viz, hub, gradients: every documented command, tests/test_docs_run.py) + pytest, ruff.
 	$(BIN)/pip install -q -e '.[dev]'
-	# BrainSpace's gradient code needs only numpy/scipy/sklearn; skip its vtk dependency.
-	$(BIN)/pip install -q --no-deps brainspace==0.3.0
-	# brainmarks' plugin registry and smoke test, without its 24 hard dependencies (wandb, pycortex, peft...).
+	# Only for the brainmarks plugin smoke test: brainmarks' registry without its 24 hard dependencies (wandb,
+	# pycortex, peft...); users install it with `pip install 'brainjepa[brainmarks]'` (docs/brainmarks.md).
 	$(BIN)/pip install -q --no-deps brainmarks==0.1.1 templateflow==25.1.2 acres==0.5.0 platformdirs==4.14.8
 	touch $(STAMP)
 

@@ -70,7 +70,7 @@ def main() -> None:
             f"data.batch_size={args.batch}", "data.num_workers=0", "data.normalization=none", "data.sampling_rate=1",
             f"data.gradient_csv_path={tmp / 'g.csv'}", "meta.model_name=vit_small", f"meta.embed_dim={args.embed_dim}",
             f"meta.depth={args.depth}", f"meta.num_heads={args.heads}", f"meta.pred_emb_dim={args.pred_dim}",
-            f"meta.pred_depth={args.pred_depth}", f"meta.use_bfloat16={args.dtype == 'bf16'}",
+            f"meta.pred_depth={args.pred_depth}", f"meta.precision={args.dtype}",
             "meta.accumulation_steps=1", f"meta.compile={args.compile}", f"meta.device={args.device}",
             f"meta.attn_mode={'normal' if args.reference_like else 'flash_attn'}",
             "optimization.epochs=1", "optimization.warmup=0",

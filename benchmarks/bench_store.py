@@ -107,7 +107,7 @@ def prepare_ukb(args: argparse.Namespace) -> dict:
     import pandas as pd
 
     from brainjepa.data.prepare import prepare_store
-    from brainjepa.data.readers import UKB_CORTICAL, UKB_SUBCORTICAL
+    from brainjepa.data.readers import UKB_CORTICAL, UKB_SUBCORTICAL, ReadOptions
 
     rng = np.random.default_rng(args.seed)
     root = args.dir.with_name(args.dir.name + "_ukb")
@@ -123,8 +123,8 @@ def prepare_ukb(args: argparse.Namespace) -> dict:
         for workers in sorted({1, args.workers}):
             t0 = time.perf_counter()
             store = prepare_store(
-                [root], root / "store", num_rois=450, tr=0.735, overwrite=True, stats=False, workers=workers,
-                progress=False,
+                [root], root / "store", ReadOptions(num_rois=450, tr=0.735), overwrite=True, stats=False,
+                workers=workers, progress=False,
             ).store
             out[workers] = time.perf_counter() - t0
     finally:

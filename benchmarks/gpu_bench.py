@@ -144,8 +144,8 @@ def make_batches(cfg: ModelConfig, batch_size: int, count: int, device: torch.de
 def mark_dynamic(x: torch.Tensor, ctx: torch.Tensor, tgt: torch.Tensor) -> None:
     """Batch and token dimensions are symbolic to torch.compile: one graph serves every mask length."""
     torch._dynamo.mark_dynamic(x, 0)
-    torch._dynamo.mark_dynamic(ctx, (0, 1))
-    torch._dynamo.mark_dynamic(tgt, (0, 1))
+    torch._dynamo.mark_dynamic(ctx, [0, 1])
+    torch._dynamo.mark_dynamic(tgt, [0, 1])
 
 
 def train_step(forward: Callable, model: BrainJEPA, optimizer: torch.optim.Optimizer, batch: Batch,

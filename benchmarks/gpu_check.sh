@@ -10,9 +10,11 @@
 #   bash benchmarks/gpu_check.sh                  # on a GPU machine
 #   bash benchmarks/gpu_check.sh --device cpu      # dry run: a tiny model, few steps, < 1 minute
 #
-# Other arguments go to gpu_bench.py (e.g. --batches 16,32 --modes eager,compile). Python: $PYTHON, else
-# .venv/bin/python, else python3. Where that cannot import brainjepa: with torch present (a GPU image's CUDA torch)
-# the source tree is put on PYTHONPATH, nothing installed; without torch, a .venv-gpu is made with pip.
+# Other arguments go to gpu_bench.py (e.g. --batches 16,32 --modes eager,compile). GPU_CHECK_BUDGET_S (default
+# 480) is the time in seconds the check may take: the sweep starts no configuration that would end after it.
+# Python: $PYTHON, else .venv/bin/python, else python3. Where that cannot import brainjepa: with torch and the
+# other dependencies present (a GPU image's CUDA torch) the source tree is put on PYTHONPATH and nothing is
+# installed; otherwise a .venv-gpu is made (seeing the system's packages) and torch + brainjepa[dev] pip-installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -35,7 +37,7 @@ fi
 if ! "$PY" -c "import brainjepa" 2>/dev/null; then
     if "$PY" -c "import torch, numpy, yaml, safetensors, tqdm, pytest" 2>/dev/null; then
         export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
-        echo "using $PY with the source tree on PYTHONPATH (its own torch: $("$PY" -c 'import torch; print(torch.__version__)'))"
+        echo "using $PY (its own torch) with the source tree on PYTHONPATH"
     else
         echo "installing into .venv-gpu (torch, then brainjepa[dev])"
         python3 -m venv --system-site-packages .venv-gpu
@@ -58,7 +60,7 @@ echo "== environment"
 if command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,clocks.max.sm --format=csv || true
 fi
-"$PY" benchmarks/gpu_bench.py --env "${ARGS[@]}"
+"$PY" benchmarks/gpu_bench.py --env ${ARGS[@]+"${ARGS[@]}"}
 
 # ---------------------------------------------------------------------------------------------- 2. CUDA tests
 echo "== CUDA tests (pytest -m cuda)"
@@ -76,7 +78,7 @@ fi
 LEFT=$(( BUDGET_S - (SECONDS - START) - 30 ))
 (( LEFT > 60 )) || LEFT=60
 BENCH_RC=0
-"$PY" benchmarks/gpu_bench.py "${EXTRA[@]}" "${ARGS[@]}" --budget-s "$LEFT" --json "$JSON" \
+"$PY" benchmarks/gpu_bench.py ${EXTRA[@]+"${EXTRA[@]}"} ${ARGS[@]+"${ARGS[@]}"} --budget-s "$LEFT" --json "$JSON" \
     --tests-log "$LOG" --tests-rc "$TESTS_RC" || BENCH_RC=$?
 # gpu_bench.py printed the one-line summary last; exit non-zero if a test or a configuration failed
 exit $(( TESTS_RC != 0 ? TESTS_RC : BENCH_RC ))

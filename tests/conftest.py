@@ -5,6 +5,7 @@
   when they are missing the test skips locally and fails under CI (``CI=true``), so CI cannot pass without them.
 * Tests marked ``network`` need the internet (PyPI). They are skipped unless ``--run-network`` is given or
   ``BRAINJEPA_NETWORK=1``; every other test is stopped if it opens a connection to a non-loopback address.
+* ``precision="auto"`` sees a CPU without native bf16 (fp32), so results do not depend on the test machine.
 """
 
 from __future__ import annotations
@@ -90,3 +91,13 @@ def _no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         connect(sock, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+# ------------------------------------------------------------------------------------------------ precision
+@pytest.fixture(autouse=True)
+def _cpu_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`precision="auto"` on a CPU means fp32 in every test, whatever this CPU has: results that tests compare
+    exactly must not depend on the machine (or on a timing). tests/test_precision.py sets the CPU's facts itself."""
+    from brainjepa import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda path=precision.CPUINFO: {"avx2"})

@@ -3,8 +3,10 @@ warm start; the run's write_tag."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import torch
 import yaml
 
 from brainjepa import BrainJEPA
-from brainjepa.config import TrainConfig, load_config, save_config
+from brainjepa.config import SECTIONS, TrainConfig, load_config, save_config
 from brainjepa.errors import ConfigError
 from brainjepa.masks import MaskConfig, draw_masks
 from brainjepa.models import ModelConfig
@@ -76,7 +78,7 @@ EFFECTS: dict[str, tuple[object, dict[str, object] | str]] = {
     "meta.pred_depth": (3, {"model.pred_depth": 3}),
     "meta.pred_emb_dim": (192, {"model.pred_embed_dim": 192}),
     "meta.read_checkpoint": ("runs/x", "meta.read_checkpoint is set but meta.load_checkpoint is false"),
-    "meta.use_bfloat16": (False, {"meta.use_bfloat16": False}),
+    "meta.use_bfloat16": (False, {"meta.precision": "fp32"}),
     "meta.accumulation_steps": (2, {"meta.accumulation_steps": 2}),
     "meta.attn_mode": ("normal", {"meta.attn_mode": "normal"}),
     "meta.add_w": ("origin", {"model.pos_embed": "sincos"}),
@@ -84,7 +86,7 @@ EFFECTS: dict[str, tuple[object, dict[str, object] | str]] = {
     "meta.mask_mode": ("tube_mask", "meta.mask_mode supports only 'roi_mask'"),
     "meta.use_standatdization": (True, {"data.normalization": "sample_zscore"}),
     "optimization.ema": ([0.99, 1.0], {"optimization.ema": [0.99, 1.0]}),
-    "optimization.epochs": (10, {"optimization.epochs": 10}),
+    "optimization.epochs": (100, {"optimization.epochs": 100}),
     "optimization.final_lr": (1e-5, {"optimization.final_lr": 1e-5}),
     "optimization.final_weight_decay": (0.2, {"optimization.final_weight_decay": 0.2}),
     "optimization.ipe_scale": (0.5, {"optimization.ipe_scale": 0.5}),
@@ -129,6 +131,7 @@ def test_every_mask_scale_changes_the_masks(reference, key):
 def test_reference_yaml_means_the_defaults(reference):
     expected = TrainConfig().to_dict()
     expected["data"]["gradient_csv_path"] = "path/to/gradient_mapping_450.csv"
+    expected["data"]["num_workers"] = 8  # the reference sets 8; the schema's default (None) is what the machine has
     assert reference.to_dict() == expected
     # the paper's model, masks, data pipeline and optimisation
     m = reference.model
@@ -164,6 +167,76 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(None, ["meta.model_name=vit_huge"])
     with pytest.raises(ConfigError, match="logging.write_tag must be a plain folder name"):
         load_config(None, ["logging.write_tag=a/b"])
+
+
+# Every numeric or list key out of its range: refused by load_config in one line naming the key (and the
+# reference key it came from).
+OUT_OF_RANGE = {
+    "optimization.lr=-1": "optimization.lr must be a number > 0, got -1.0",
+    "optimization.lr=.nan": "optimization.lr must be a number > 0, got nan",
+    "optimization.start_lr=-1e-5": "optimization.start_lr must be a number >= 0",
+    "optimization.final_lr=-1": "optimization.final_lr must be a number >= 0",
+    "optimization.weight_decay=-0.1": "optimization.weight_decay must be a number >= 0",
+    "optimization.final_weight_decay=.inf": "optimization.final_weight_decay must be a number >= 0, got inf",
+    "optimization.ema=[1.5,1]": "optimization.ema must be two numbers with 0 <= low <= high <= 1, got [1.5, 1.0]",
+    "optimization.ema=[1.0,0.99]": "optimization.ema must be two numbers with 0 <= low <= high <= 1",
+    "optimization.ema=[0.99]": "optimization.ema must be two numbers",
+    "optimization.epochs=0": "optimization.epochs must be an integer >= 1, got 0",
+    "optimization.warmup=-1": "optimization.warmup must be a number >= 0",
+    "optimization.warmup=400": "optimization.warmup (400 epochs) exceeds optimization.epochs (300)",
+    "optimization.final_lr=0.01": "optimization.final_lr (0.01) exceeds optimization.lr (0.001)",
+    "optimization.ipe_scale=0": "optimization.ipe_scale must be a number > 0, got 0.0",
+    "optimization.clip_grad=0": "optimization.clip_grad must be a number > 0, got 0.0",
+    "optimization.max_steps=0": "optimization.max_steps must be an integer >= 1, got 0",
+    "data.batch_size=0": "data.batch_size must be an integer >= 1, got 0",
+    "data.num_workers=-1": "data.num_workers must be an integer >= 0, got -1",
+    "data.sampling_rate=0": "data.sampling_rate must be an integer >= 1, got 0",
+    "data.target_tr=-2": "data.target_tr must be a number > 0, got -2.0",
+    "data.gradient_sparsity=1": "data.gradient_sparsity must be a number >= 0 and < 1, got 1.0",
+    "data.crop_size=[0,160]": "model.num_rois (from data.crop_size) must be an integer >= 1, got 0",
+    "data.crop_size=[450,-16]": "model.num_frames (from data.crop_size) must be an integer >= 1",
+    "mask.patch_size=0": "model.patch_size (from mask.patch_size) must be an integer >= 1, got 0",
+    "mask.min_keep=0": "mask.min_keep must be an integer >= 1, got 0",
+    "mask.max_tries=0": "mask.max_tries must be an integer >= 1, got 0",
+    "mask.enc_mask_scale=[0.9,0.5]": "mask.enc_mask_scale must be two numbers with 0 <= low <= high <= 1",
+    "mask.pred_mask_T_scale=[-0.1,0.4]": "mask.pred_mask_T_scale must be two numbers with 0 <= low <= high <= 1",
+    "meta.drop_path=1.0": "model.drop_path_rate (from meta.drop_path) must be a number >= 0 and < 1, got 1.0",
+    "model.mlp_ratio=0": "model.mlp_ratio must be a number > 0",
+    "model.norm_eps=0": "model.norm_eps must be a number > 0",
+    "meta.pred_num_heads=0": "model.pred_num_heads (from meta.pred_num_heads) must be an integer >= 1, got 0",
+    "meta.accumulation_steps=0": "meta.accumulation_steps must be an integer >= 1, got 0",
+    "meta.seed=-1": "meta.seed must be an integer >= 0 and <= 4294967295, got -1",
+    "meta.device=gpu": "config key meta.device has value 'gpu'; expected auto, cpu, cuda or cuda:N",
+    "meta.device=cuda:x": "config key meta.device has value 'cuda:x'",
+    "logging.checkpoint_every=0": "logging.checkpoint_every must be an integer >= 1, got 0",
+    "logging.log_every=0": "logging.log_every must be an integer >= 1, got 0",
+    "logging.keep_last=0": "logging.keep_last must be an integer >= 1, got 0",
+    "logging.collapse_every=-5": "logging.collapse_every must be an integer >= 1, got -5",
+}
+
+
+@pytest.mark.parametrize("override", OUT_OF_RANGE)
+def test_out_of_range_settings_are_refused_naming_the_key(override):
+    with pytest.raises(ConfigError) as err:
+        load_config(REFERENCE, [override])
+    assert OUT_OF_RANGE[override] in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_numeric_and_list_key_declares_its_range():
+    """A new int / float / list key without a declared range fails here (bounds.py: `bounded`)."""
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            kinds = set(typing.get_args(hints[f.name])) | {typing.get_origin(hints[f.name]), hints[f.name]}
+            if kinds & {int, float, list, tuple}:
+                assert "bounds" in f.metadata, f"{section}.{f.name} has no declared range"
+
+
+def test_edges_of_the_ranges_are_accepted():
+    cfg = load_config(REFERENCE, ["optimization.ema=[1,1]", "optimization.start_lr=0", "optimization.final_lr=0",
+                                  "optimization.warmup=300", "data.num_workers=0", "mask.pred_mask_T_scale=[0,0]",
+                                  "meta.seed=0", "meta.device=cuda:1", "model.drop_path_rate=0.0"])
+    assert cfg.optimization.ema == [1.0, 1.0] and cfg.optimization.warmup == 300 and cfg.meta.device == "cuda:1"
 
 
 def test_two_keys_of_one_source_for_one_field_are_refused():

@@ -109,14 +109,16 @@ def test_pretrain_resume_is_bit_exact_on_gpu(tmp_path, deterministic):
     from brainjepa.training import checkpoint as ckpt
     from brainjepa.training import pretrain
 
-    store = tmp_path / "store"
+    store, gradient = tmp_path / "store", tmp_path / "gradient.csv"
     simulate_store(store, SimulationConfig(subjects=16, rois=R, frames=80, seed=0), progress=False)
+    # a given gradient file: a GPU image need not have BrainSpace, which computing one from the store takes
+    np.savetxt(gradient, np.random.default_rng(0).normal(size=(R, 30)), delimiter=",")
 
     def overrides(max_steps: int) -> list[str]:
         values = {
             "data.path": store, "data.crop_size": f"[{R},{T}]", "data.batch_size": 4, "data.num_workers": 0,
-            "data.sampling_rate": 1, "data.pin_mem": "true", "data.gradient_components": 8,
-            "data.gradient_sparsity": 0.5, "mask.patch_size": 16, "meta.model_name": "vit_small",
+            "data.sampling_rate": 1, "data.pin_mem": "true", "data.gradient_csv_path": gradient,
+            "mask.patch_size": 16, "meta.model_name": "vit_small",
             "meta.embed_dim": 128, "meta.depth": 2, "meta.num_heads": 2, "meta.pred_emb_dim": 64,
             "meta.pred_depth": 2, "meta.use_bfloat16": "true", "meta.accumulation_steps": 1,
             "meta.device": "cuda", "optimization.epochs": 5, "optimization.warmup": 1,
@@ -163,7 +165,9 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     result = json.loads((tmp_path / "gpu_check.json").read_text())
     assert {"environment", "tests", "bench", "json"} <= set(result)
     assert result["environment"]["torch"] == torch.__version__
-    assert result["tests"]["rc"] == 0 and "skipped" in result["tests"]["summary"]
+    # on a GPU machine the nested `pytest -m cuda` runs the CUDA tests; elsewhere they skip
+    assert result["tests"]["rc"] == 0
+    assert ("passed" if torch.cuda.is_available() else "skipped") in result["tests"]["summary"]
     bench = result["bench"]
     assert bench["matmul_peak_tflops"] > 0
     rows = {(r["mode"], r["batch"]): r for r in bench["sweep"]}

@@ -147,6 +147,20 @@ def test_epoch_loader_is_seeded_and_worker_independent(store):
         assert all(torch.equal(getattr(a, n), getattr(b, n)) for n in ("x", "context_idx", "target_idx", "index"))
 
 
+def test_one_loader_spans_epochs_like_one_loader_per_epoch(store):
+    """The training loop's single loader over the rest of the run (workers kept across epoch ends) gives the same
+    batches, in order, as one loader per epoch, with or without workers."""
+    ds = StoreDataset(store, window=SPEC, seed=1)
+    batches = _masked(ds, 2)
+    per_epoch = [b for e in (1, 2, 3) for b in epoch_loader(batches, GlobalBatchSampler(len(ds), 2, seed=7), e,
+                                                             3 if e == 1 else 0)]
+    span = list(epoch_loader(batches, GlobalBatchSampler(len(ds), 2, seed=7), 1, 3, end_epoch=4, num_workers=2,
+                             prefetch_factor=3))
+    assert [(b.epoch, b.batch) for b in span] == [(1, 3), (1, 4)] + [(e, b) for e in (2, 3) for b in range(5)]
+    for a, b in zip(per_epoch, span, strict=True):
+        assert all(torch.equal(getattr(a, n), getattr(b, n)) for n in ("x", "context_idx", "target_idx", "index"))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA")
 def test_loader_pins_batches_for_async_copies(store):
     ds = StoreDataset(store, window=SPEC, seed=1)

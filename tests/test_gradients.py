@@ -159,11 +159,11 @@ def test_compute_gradients_bad_input(fc, kwargs, error, message):
 def test_missing_brainspace_says_how_to_install(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "brainspace", None)
     monkeypatch.setitem(sys.modules, "brainspace.gradient", None)
-    with pytest.raises(MissingDependencyError, match=r"pip install --no-deps brainspace==0\.3\.0"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'brainjepa\[gradients\]'"):
         compute_gradients(_line_fc(), 3)
     np.save(tmp_path / "fc.npy", _line_fc())
     assert main(["gradients", "--fc", str(tmp_path / "fc.npy"), "--out", str(tmp_path / "g.csv")]) == 2
-    assert "pip install --no-deps brainspace==0.3.0" in capsys.readouterr().err
+    assert "pip install 'brainjepa[gradients]'" in capsys.readouterr().err
     assert not (tmp_path / "g.csv").exists()
 
 

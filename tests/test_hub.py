@@ -128,7 +128,7 @@ def test_model_card_describes_the_model(tmp_path):
 def test_local_folder_wins_over_a_hub_id(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _model().save_pretrained(REPO)
-    assert not is_hub_id(REPO)
+    assert not is_hub_id(REPO) and is_hub_id("org/other") and not is_hub_id("checkpoints/jepa-ep300.pth.tar")
     monkeypatch.setattr("brainjepa.hub.download", lambda *a, **k: pytest.fail("went to the Hub"))
     assert torch.equal(BrainJEPA.load(REPO).gradient, _model().gradient)
 

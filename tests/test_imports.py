@@ -31,6 +31,11 @@ DATA_LAYERS = [
     ["prepare", "gradients", "simulate", "samples"],  # what writes stores / reads whole stores
 ]
 BELOW_MODELS = ("data", "training", "evaluation", "report", "cli")
+# Imports of brainjepa modules inside a function, as "module:function" -> why it must stay there. Empty: every
+# module imports what it uses at its top, so the graph above is what runs and no import hides a cycle. An optional
+# third-party package (huggingface_hub, brainspace, nilearn, ...) is imported lazily by the one module that wraps
+# it, which callers import at the top as usual.
+LOCAL_IMPORTS_ALLOWED: dict[str, str] = {}
 
 
 def module_name(path: Path) -> str:
@@ -64,6 +69,30 @@ def imports_in(source: str, here: str, *, is_package: bool = False, modules: Col
         for target in targets:
             if target in modules and target != here:
                 found.setdefault(target, node.lineno)
+    return found
+
+
+def _is_package_import(node: ast.AST) -> bool:
+    if isinstance(node, ast.Import):
+        return any(alias.name.split(".")[0] == PACKAGE for alias in node.names)
+    return isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").split(".")[0] == PACKAGE)
+
+
+def local_imports(source: str) -> list[tuple[str, int]]:
+    """(function, line) of every import of a brainjepa module inside a function (or a class body), named by its
+    innermost enclosing function; module level, including ``if TYPE_CHECKING:`` and ``try:``, is not local."""
+    found: list[tuple[str, int]] = []
+
+    def visit(node: ast.AST, scope: str | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                visit(child, getattr(child, "name", "<lambda>"))
+            elif scope is not None and _is_package_import(child):
+                found.append((scope, child.lineno))
+            else:
+                visit(child, scope)
+
+    visit(ast.parse(source), None)
     return found
 
 
@@ -161,3 +190,42 @@ def test_data_is_a_one_way_stack():
         if target.startswith(f"{PACKAGE}.data") and (target not in rank or rank[target] >= rank[name])
     ]
     assert not bad, "data/ modules import only from lower layers (never the package itself): " + "; ".join(bad)
+
+
+def test_local_imports_are_found():
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "import numpy\n"
+        "from brainjepa.io import atomic_write\n"
+        "if TYPE_CHECKING:\n"
+        "    from brainjepa.data.store import RunStore\n"
+        "try:\n"
+        "    import brainjepa.hub\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "def f():\n"
+        "    import torch\n"
+        "    from brainjepa.models import BrainJEPA\n"
+        "    def g():\n"
+        "        if True:\n"
+        "            import brainjepa.hub as hub\n"
+        "class C:\n"
+        "    def m(self):\n"
+        "        from . import layers\n"
+    )
+    assert local_imports(source) == [("f", 12), ("g", 15), ("m", 18)]
+
+
+def test_no_function_local_package_import():
+    """A brainjepa import inside a function hides an edge of the graph (often one that dodges a cycle); each
+    module imports what it uses at its top, apart from the commented entries of LOCAL_IMPORTS_ALLOWED."""
+    found = {
+        f"{name}:{function}": line
+        for name, path in MODULES.items()
+        for function, line in local_imports(path.read_text(encoding="utf-8"))
+    }
+    bad = [f"{MODULES[key.split(':')[0]].relative_to(SRC)}:{line} in {key.split(':')[1]}()"
+           for key, line in sorted(found.items()) if key not in LOCAL_IMPORTS_ALLOWED]
+    assert not bad, "function-local brainjepa imports (move them to the top of the module): " + "; ".join(bad)
+    stale = sorted(set(LOCAL_IMPORTS_ALLOWED) - set(found))
+    assert not stale, f"LOCAL_IMPORTS_ALLOWED lists imports that are gone: {stale}"

@@ -114,6 +114,16 @@ def test_temperature_fixed_or_learned():
     assert learned.metrics["temperature"] != pytest.approx(0.2, abs=1e-4)
 
 
+def test_weight_decay_spares_the_temperature():
+    """One decay rule (models.optim.param_groups): lr * weight_decay = 1 wipes every decayed tensor each step, yet
+    the learned temperature (a 0-d parameter, like biases and norm gains) keeps its value up to Adam's small steps."""
+    brain, other = _pair()
+    cfg = AlignConfig(hidden_dim=32, out_dim=16, epochs=1, batch_size=64, temperature=0.2, lr=1e-3, weight_decay=1e3)
+    result = align(brain, other, config=cfg, progress=False)
+    assert result.metrics["temperature"] == pytest.approx(0.2, rel=0.05)
+    assert float(result.projectors.brain.net[0].weight.detach().abs().max()) < 0.05  # the matrices were decayed
+
+
 def test_same_seed_same_result_and_subjects_stay_together():
     brain, other = _pair()
     subjects = np.repeat(np.arange(N // 3), 3)  # three rows per subject

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
@@ -84,3 +86,124 @@ def test_default_workers_read_torchrun_local_world_size(monkeypatch):
     monkeypatch.setattr(precision, "available_cpus", lambda: 16)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     assert default_num_workers("cuda") == 3
+
+
+# ------------------------------------------------------------------------------------- the settings and their use
+R, T = 20, 64
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from brainjepa.data.simulate import SimulationConfig, simulate_store
+
+    path = tmp_path_factory.mktemp("store") / "s"
+    simulate_store(path, SimulationConfig(subjects=8, rois=R, frames=80, seed=0), progress=False)
+    return path
+
+
+def _overrides(store, **extra) -> list[str]:
+    base = {"data.path": str(store), "data.crop_size": f"[{R},{T}]", "data.batch_size": 4, "data.sampling_rate": 1,
+            "data.pin_mem": "false", "data.gradient_components": 8, "data.gradient_sparsity": 0.5,
+            "mask.patch_size": 16, "meta.model_name": "vit_tiny", "meta.embed_dim": 32, "meta.depth": 1,
+            "meta.num_heads": 2, "meta.pred_emb_dim": 16, "meta.pred_depth": 1, "meta.accumulation_steps": 1,
+            "optimization.epochs": 2, "optimization.warmup": 1, **extra}
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+@pytest.mark.parametrize(("given", "precision"), [
+    ({}, "auto"), ({"meta.use_bfloat16": True}, "auto"), ({"meta.use_bfloat16": False}, "fp32"),
+    ({"meta.use_bfloat16": True, "meta.precision": "fp32"}, "fp32"), ({"meta.precision": "bf16"}, "bf16"),
+])
+def test_reference_use_bfloat16_maps_onto_precision(given, precision):
+    from brainjepa.config import build_config
+    from brainjepa.config import adapt_reference
+
+    values, sources = adapt_reference({"meta": dict(given)})
+    assert build_config(values, sources).meta.precision == precision
+
+
+def test_contradicting_or_unknown_precision_is_refused():
+    from brainjepa.config import load_config
+
+    with pytest.raises(ConfigError, match="meta.use_bfloat16 and meta.precision both set meta.precision"):
+        load_config(None, ["meta.use_bfloat16=false", "meta.precision=bf16"])
+    with pytest.raises(ConfigError, match=r"meta.precision has value 'half'; expected one of \['auto', 'bf16'"):
+        load_config(None, ["meta.precision=half"])
+
+
+@pytest.mark.parametrize(("flags", "setting", "dtype", "reason"), [
+    ({"avx2"}, "meta.use_bfloat16=true", torch.float32, "auto: the CPU has no native bf16"),  # the 4x slower case
+    ({"amx_bf16"}, "meta.precision=auto", torch.bfloat16, "auto: the CPU has bf16 matrix units"),
+    ({"avx2"}, "meta.precision=bf16", torch.bfloat16, "bf16 as requested"),
+    ({"amx_bf16"}, "meta.precision=fp32", torch.float32, "fp32 as requested"),
+])
+def test_pretraining_logs_and_applies_its_precision(store, tmp_path, monkeypatch, caplog, flags, setting, dtype,
+                                                    reason):
+    from brainjepa.config import load_config
+    from brainjepa.training.distributed import DistEnv
+    from brainjepa.training.loop import Trainer
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
+    caplog.set_level(logging.INFO, logger="brainjepa.training.loop")
+    trainer = Trainer(load_config(None, _overrides(store, **{"data.num_workers": 0}) + [setting]), tmp_path,
+                      DistEnv(), resume=False)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("precision: ")]
+    assert lines == [f"precision: {'bf16' if dtype == torch.bfloat16 else 'fp32'} ({reason}"] or (
+        len(lines) == 1 and lines[0].startswith(f"precision: {trainer.precision.name} ({reason}"))
+    batch = next(trainer.micro_batches())
+    with trainer.autocast():
+        out = trainer.forward(batch.x, batch.context_idx, batch.target_idx)
+    assert out.prediction.dtype == dtype
+
+
+def test_pretraining_workers_default_to_the_machine(store, tmp_path, monkeypatch):
+    from brainjepa.config import load_config
+    from brainjepa.training.distributed import DistEnv
+    from brainjepa.training.loop import Trainer
+
+    monkeypatch.setattr(precision, "available_cpus", lambda: 16)
+    auto = Trainer(load_config(None, _overrides(store)), tmp_path / "a", DistEnv(), resume=False)
+    assert auto.cfg.data.num_workers is None and auto.num_workers == default_num_workers("cpu") == 1
+    assert next(auto.micro_batches()).x.shape == (4, R, T)  # the loader runs with that worker
+    given = Trainer(load_config(None, _overrides(store, **{"data.num_workers": 0})), tmp_path / "b", DistEnv(),
+                    resume=False)
+    assert given.num_workers == 0
+
+
+@pytest.mark.parametrize(("flags", "dtype"), [({"amx_bf16"}, torch.bfloat16), ({"avx2"}, torch.float32)])
+def test_embedding_auto_precision_equals_the_chosen_one(monkeypatch, caplog, flags, dtype):
+    from brainjepa import BrainJEPA, model_config
+    from brainjepa.evaluation.embed import EmbedOptions, embed
+
+    model = BrainJEPA(model_config("vit_tiny", num_rois=R, num_frames=T, embed_dim=32, depth=1, num_heads=2,
+                                   pred_embed_dim=16, pred_depth=1, gradient_dim=8), torch.rand(R, 8).numpy())
+    x = torch.randn(3, R, T)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
+    caplog.set_level(logging.INFO, logger="brainjepa.evaluation.embed")
+    auto = embed(model, x, options=EmbedOptions(device="cpu"))
+    name = "bf16" if dtype == torch.bfloat16 else "fp32"
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("precision: ")] == [
+        f"precision: {name} ({choose_precision('cpu').reason})"]
+    assert torch.equal(auto, embed(model, x, options=EmbedOptions(device="cpu", precision=name)))
+    other = embed(model, x, options=EmbedOptions(device="cpu", precision="fp32" if name == "bf16" else "bf16"))
+    assert not torch.equal(auto, other)  # so the equality above says which precision ran
+
+
+@pytest.mark.parametrize(("flags", "requested", "dtype"), [
+    ({"amx_bf16"}, "auto", torch.bfloat16), ({"avx2"}, "auto", torch.float32), ({"avx2"}, "bf16", torch.bfloat16),
+])
+def test_finetuning_resolves_logs_and_applies_its_precision(monkeypatch, caplog, flags, requested, dtype):
+    import numpy as np
+
+    from brainjepa.evaluation.finetune import FinetuneConfig, _Step
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(precision, "available_cpus", lambda: 2)
+    caplog.set_level(logging.INFO, logger="brainjepa.evaluation.finetune")
+    cfg = FinetuneConfig(device="cpu", precision=requested).for_machine()
+    name = "bf16" if dtype == torch.bfloat16 else "fp32"
+    assert (cfg.precision, cfg.num_workers) == (name, 0)  # what finetune.json records
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == [f"precision: {name}"]
+    step = _Step(None, None, None, "classification", cfg, 0.0, 1.0, torch.device("cpu"), 0, np.zeros(2))
+    with step._autocast():
+        assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == dtype

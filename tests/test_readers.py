@@ -11,6 +11,7 @@ import pytest
 from brainjepa.data.readers import (
     UKB_CORTICAL,
     UKB_SUBCORTICAL,
+    ReadOptions,
     find_sources,
     parse_ids,
     read_phenotypes,
@@ -171,7 +172,7 @@ def test_ukb_pair_subcortical_first(tmp_path):
     assert labels == ["S0", "S1", "S2", "C0", "C1", "C2", "C3", "C4"]
     sources = find_sources([tmp_path])
     assert [(s.kind, s.subject) for s in sources] == [("ukb", "1000123")]
-    run = read_source(sources[0], tr=0.735)
+    run = read_source(sources[0], ReadOptions(tr=0.735))
     assert run.subject == "1000123" and run.tr == 0.735 and run.ts.shape == (8, 20)
 
 
@@ -243,7 +244,7 @@ def test_nifti_roi_means_and_tr(tmp_path, units):
     data, img_path, atlases, cortex, subcortex = _nifti(tmp_path, units)
     sources = find_sources([tmp_path], skip=atlases)  # atlases next to the image are not runs
     assert [(s.kind, s.subject, s.run) for s in sources] == [("nifti", "09", "1")]
-    run = read_source(sources[0], atlases=atlases)
+    run = read_source(sources[0], ReadOptions(atlases=atlases))
     expected = [data[subcortex == 1].mean(0), data[cortex == 2].mean(0), data[cortex == 5].mean(0)]
     np.testing.assert_allclose(run.ts, np.stack(expected), rtol=1e-5, atol=1e-6)
     assert run.tr == pytest.approx(0.8)
@@ -258,13 +259,13 @@ def test_nifti_errors(tmp_path):
     with pytest.raises(DataError, match="bold.nii.gz: NIfTI input needs at least one label atlas"):
         read_source(source)
     with pytest.raises(DataError, match="subcortex.nii.gz: expected a 4-D image"):
-        read_source(find_sources([atlases[0]])[0], atlases=atlases)
+        read_source(find_sources([atlases[0]])[0], ReadOptions(atlases=atlases))
     fine = np.zeros((8, 8, 6), np.int16)  # 1 mm atlas: label 3 lies between the image's 2 mm voxel centres
     fine[4:] = 4
     fine[1, 1, 1] = 3
     nib.save(nib.Nifti1Image(fine, np.eye(4)), tmp_path / "fine.nii.gz")
     with pytest.raises(DataError, match="bold.nii.gz: atlas fine.nii.gz labels \\[3.0\\] have no voxels"):
-        read_source(source, atlases=[tmp_path / "fine.nii.gz"])
+        read_source(source, ReadOptions(atlases=[tmp_path / "fine.nii.gz"]))
 
 
 def test_phenotypes(tmp_path):

@@ -119,7 +119,7 @@ def _facts(data: str) -> dict:
             "runs": 20, "subjects": 10, "rois": 8, "atlas": "a", "frames_min": 160, "frames_max": 160, "tr": 2.0,
             "label": "group", "label_counts": {"a": 10, "b": 10}, "sample": None, "store": "s",
             "gradient_components": 3, "window": 160, "epochs": 2, "steps": 4, "seconds_per_step": 0.1,
-            "bf16": False, "pretrain_minutes": 0.1}
+            "precision": "fp32", "precision_reason": "auto: the CPU has no native bf16", "pretrain_minutes": 0.1}
 
 
 @pytest.mark.parametrize("data", ["simulated", "connattractor"])

@@ -13,7 +13,7 @@ import pytest
 
 from brainjepa.cli import main
 from brainjepa.data.prepare import prepare_store
-from brainjepa.data.readers import UKB_CORTICAL, UKB_SUBCORTICAL
+from brainjepa.data.readers import UKB_CORTICAL, UKB_SUBCORTICAL, ReadOptions
 from brainjepa.data.store import RunStore
 from brainjepa.data.validate import check_timeseries
 
@@ -263,7 +263,7 @@ def test_prepare_keeps_a_store_whose_stats_cannot_be_fitted(tmp_path, capsys, ca
 
 def test_prepare_store_api_and_no_stats(tmp_path):
     runs = _good(tmp_path)
-    prepared = prepare_store([tmp_path / "in"], tmp_path / "s", num_rois=5, progress=False)
+    prepared = prepare_store([tmp_path / "in"], tmp_path / "s", ReadOptions(num_rois=5), progress=False)
     assert prepared.skipped == [] and prepared.store.metadata["normalization"] == prepared.stats.to_dict()
     np.testing.assert_allclose(prepared.stats.median, np.median([ts.mean(axis=1) for ts in runs], axis=0), rtol=1e-5)
     assert _prepare(tmp_path / "in", "--out", tmp_path / "s", "--rois", 5, "--overwrite", "--no-stats") == 0

@@ -15,6 +15,7 @@ ill-typed, unsupported or conflicting key raises ConfigError naming it. See docs
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,10 +24,14 @@ from typing import Any, Literal
 
 import yaml
 
+from brainjepa.bounds import bounded, check_bounds
 from brainjepa.data.normalize import NormalizationKind
 from brainjepa.errors import ConfigError
+from brainjepa.io import atomic_write_text
 from brainjepa.masks.config import MaskConfig
 from brainjepa.models.config import PRESETS, ModelConfig
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")  # meta.device; availability is checked when a run starts
 
 
 @dataclass(frozen=True)
@@ -34,15 +39,18 @@ class DataConfig:
     """Where the samples come from and how they are windowed and scaled (the window's shape is `model`'s)."""
 
     path: str | None = None  # a store written by `brainjepa prepare` or `brainjepa simulate`
-    batch_size: int = 16  # per process
-    num_workers: int = 8
+    batch_size: int = bounded(16, ge=1)  # per process
+    num_workers: int | None = bounded(None, ge=0)  # None: what the machine has (precision.default_num_workers)
     pin_mem: bool = True
     gradient_csv_path: str | None = None  # None: computed from the store's group FC and saved in the run folder
-    gradient_sparsity: float = 0.9  # BrainSpace sparsity of a computed gradient (lower it for few ROIs)
+    gradient_sparsity: float = bounded(0.9, ge=0, lt=1)  # BrainSpace sparsity of a computed gradient
     normalization: NormalizationKind = "robust"
-    sampling_rate: int = 3  # frame stride of the random clip (the reference's stride-3 clip)
-    target_tr: float | None = None  # resample to this TR (seconds) instead of a fixed stride
+    sampling_rate: int = bounded(3, ge=1)  # frame stride of the random clip (the reference's stride-3 clip)
+    target_tr: float | None = bounded(None, gt=0)  # resample to this TR (seconds) instead of a fixed stride
     short_runs: Literal["error", "pad"] = "error"
+
+    def __post_init__(self) -> None:
+        check_bounds(self, "data")
 
 
 @dataclass(frozen=True)
@@ -51,16 +59,20 @@ class MetaConfig:
 
     load_checkpoint: bool = False  # true: start from meta.read_checkpoint's weights (a warm start)
     read_checkpoint: str | None = None  # a model folder, a run folder or the official .pth.tar
-    use_bfloat16: bool = True
-    accumulation_steps: int = 8
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where it is faster (brainjepa.precision)
+    accumulation_steps: int = bounded(8, ge=1)
     attn_mode: Literal["flash_attn", "normal"] = "flash_attn"  # flash_attn -> fused SDPA, normal -> explicit softmax
     grad_checkpointing: bool = False
-    compile: bool = False
-    seed: int = 0
-    device: str = "auto"  # auto -> cuda if available, else cpu
+    compile: bool = False  # torch.compile of the step's forward, token counts marked dynamic
+    compile_backend: Literal["inductor", "aot_eager", "eager"] = "inductor"  # torch.compile's backend
+    seed: int = bounded(0, ge=0, le=2**32 - 1)  # numpy / scikit-learn seeds are 32-bit
+    device: str = "auto"  # auto -> cuda if available, else cpu; or cpu, cuda, cuda:N
     legacy_ema: bool = False  # True: the reference's EMA schedule that stalls at ~0.9965 with accumulation
 
     def __post_init__(self) -> None:
+        check_bounds(self, "meta")
+        if not (isinstance(self.device, str) and DEVICE.fullmatch(self.device)):
+            raise ConfigError(f"config key meta.device has value {self.device!r}; expected auto, cpu, cuda or cuda:N")
         if self.read_checkpoint is not None and not self.load_checkpoint:
             raise ConfigError("meta.read_checkpoint is set but meta.load_checkpoint is false: set "
                               "meta.load_checkpoint=true to warm-start from it, or remove meta.read_checkpoint")
@@ -71,18 +83,34 @@ class MetaConfig:
 
 @dataclass(frozen=True)
 class OptimizationConfig:
-    ema: list[float] = field(default_factory=lambda: [0.996, 1.0])
-    epochs: int = 300
-    final_lr: float = 1e-6
-    final_weight_decay: float = 0.4
-    ipe_scale: float = 1.0
-    lr: float = 1e-3
-    start_lr: float = 5e-5
-    warmup: float = 40  # epochs
-    weight_decay: float = 0.04
+    """The reference's schedules (brainjepa.training.schedules): LR warmup start_lr -> lr over `warmup` epochs,
+    cosine to final_lr; weight decay cosine weight_decay -> final_weight_decay; EMA momentum ema[0] -> ema[1]."""
+
+    ema: list[float] = bounded(factory=lambda: [0.996, 1.0], ge=0, le=1, pair=True)
+    epochs: int = bounded(300, ge=1)
+    final_lr: float = bounded(1e-6, ge=0)
+    final_weight_decay: float = bounded(0.4, ge=0)
+    ipe_scale: float = bounded(1.0, gt=0)
+    lr: float = bounded(1e-3, gt=0)
+    start_lr: float = bounded(5e-5, ge=0)
+    warmup: float = bounded(40, ge=0)  # epochs
+    weight_decay: float = bounded(0.04, ge=0)
     # --- brainjepa additions ---
-    clip_grad: float | None = None
-    max_steps: int | None = None  # stop after this many optimizer steps (schedules still span all epochs)
+    clip_grad: float | None = bounded(None, gt=0)
+    max_steps: int | None = bounded(None, ge=1)  # stop after this many optimizer steps (schedules span all epochs)
+
+    def __post_init__(self) -> None:
+        check_bounds(self, "optimization")
+
+    def check_schedule(self) -> None:
+        """Pretraining's own rules (fine-tuning reuses the schedules with its own limits): every LR key is reached."""
+        if self.warmup > self.epochs:
+            raise ConfigError(f"optimization.warmup ({self.warmup:g} epochs) exceeds optimization.epochs "
+                              f"({self.epochs}): the learning rate would never reach optimization.lr; lower "
+                              "optimization.warmup")
+        if self.final_lr > self.lr:
+            raise ConfigError(f"optimization.final_lr ({self.final_lr:g}) exceeds optimization.lr ({self.lr:g}): "
+                              "the cosine decay from lr to final_lr would never run")
 
 
 @dataclass(frozen=True)
@@ -90,13 +118,14 @@ class LoggingConfig:
     folder: str = "logs/ukb_vitb_ep300"
     write_tag: str = "jepa"  # names the run: its default folder is folder/write_tag, and the model carries it
     # --- brainjepa additions ---
-    log_every: int = 10  # optimizer steps between log lines
-    checkpoint_every: int = 500  # optimizer steps between checkpoints (and one at the end)
-    keep_last: int = 3
+    log_every: int = bounded(10, ge=1)  # optimizer steps between log lines
+    checkpoint_every: int = bounded(500, ge=1)  # optimizer steps between checkpoints (and one at the end)
+    keep_last: int = bounded(3, ge=1)
     tensorboard: bool = False
-    collapse_every: int = 10  # optimizer steps between collapse checks (std / effective rank of targets)
+    collapse_every: int = bounded(10, ge=1)  # optimizer steps between collapse checks (std / rank of targets)
 
     def __post_init__(self) -> None:
+        check_bounds(self, "logging")
         if not self.write_tag or Path(self.write_tag).name != self.write_tag or self.write_tag in (".", ".."):
             raise ConfigError(f"logging.write_tag must be a plain folder name, got {self.write_tag!r}")
 
@@ -117,6 +146,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.mask.check_grid(self.model.num_rois, self.model.num_time_patches)
+        self.optimization.check_schedule()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-safe dict in schema form (tuples as lists)."""
@@ -153,8 +183,9 @@ def adapt_reference(raw: dict[str, Any], where: str = "config") -> tuple[dict[st
     `meta.pred_emb_dim`, `pred_depth` -> model.pred_embed_dim, pred_depth; `meta.add_w` mapping / origin ->
     model.pos_embed mapping / sincos; `meta.use_standatdization` true / false -> data.normalization sample_zscore /
     robust; `meta.downsample` true / false -> data.sampling_rate 3 / 1 (an explicit data.sampling_rate of the same
-    source is kept with true); `mask.allow_overlap` must be false and `meta.mask_mode` roi_mask (the only
-    behaviours); plus the names in RENAMED.
+    source is kept with true); `meta.use_bfloat16` true / false -> meta.precision auto / fp32 (bf16 only where it
+    is faster; an explicit meta.precision of the same source is kept with true); `mask.allow_overlap` must be
+    false and `meta.mask_mode` roi_mask (the only behaviours); plus the names in RENAMED.
     """
     values: dict[str, dict[str, Any]] = {}
     for section, items in raw.items():
@@ -207,6 +238,10 @@ def adapt_reference(raw: dict[str, Any], where: str = "config") -> tuple[dict[st
         downsample = _flag(meta.pop("downsample"), "meta.downsample", where)
         if not downsample or "sampling_rate" not in data:
             put("data.sampling_rate", DataConfig.sampling_rate if downsample else 1, "meta.downsample")
+    if "use_bfloat16" in meta:
+        bf16 = _flag(meta.pop("use_bfloat16"), "meta.use_bfloat16", where)
+        if not bf16 or "precision" not in meta:
+            put("meta.precision", "auto" if bf16 else "fp32", "meta.use_bfloat16")
     if "allow_overlap" in mask and _flag(mask.pop("allow_overlap"), "mask.allow_overlap", where):
         raise ConfigError(f"{where}: mask.allow_overlap=true is not supported: context and targets never overlap "
                           "(set it false or leave it out)")
@@ -228,7 +263,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     if path is not None:
         try:
             raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
             raise ConfigError(f"{path}: cannot read config ({err})") from err
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a config must be a mapping of sections")
@@ -259,7 +294,8 @@ def build_config(values: dict[str, dict[str, Any]], sources: dict[str, str] | No
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write the resolved config (schema form) atomically: a crash never leaves half a config.yaml."""
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def _build(cls: type, values: dict[str, Any], section: str, sources: dict[str, str]):

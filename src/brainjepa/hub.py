@@ -19,14 +19,20 @@ from typing import Any
 from torch import nn
 
 from brainjepa.errors import BrainJEPAError, CheckpointError
+from brainjepa.io import atomic_write_text
 
 HUB_FILES = ("config.json", "model.safetensors", "README.md")
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
+_FILE_SUFFIXES = (".pth", ".tar", ".pt", ".ckpt", ".safetensors", ".bin", ".json")
+
+
 def is_hub_id(path: str | Path) -> bool:
-    """True for ``org/name`` that is not an existing local path (a local folder always wins)."""
-    return isinstance(path, str) and bool(_REPO_ID.fullmatch(path)) and not Path(path).exists()
+    """True for ``org/name`` that is not an existing local path (a local folder always wins) nor a checkpoint
+    file name (``checkpoints/jepa-ep300.pth.tar`` that is missing stays a missing file)."""
+    return (isinstance(path, str) and bool(_REPO_ID.fullmatch(path)) and not path.endswith(_FILE_SUFFIXES)
+            and not Path(path).exists())
 
 
 def _hub(purpose: str, error: type[BrainJEPAError] = CheckpointError):
@@ -190,8 +196,6 @@ def model_card(model: nn.Module, repo_id: str, *, evaluation: Any = None, licens
 def save_for_hub(model: nn.Module, folder: str | Path, repo_id: str, *, evaluation: Any = None,
                  license: str | None = None) -> Path:
     """Write the files of a Hub repository (`save_pretrained` + README.md) into `folder`."""
-    from brainjepa.io import atomic_write_text
-
     folder = model.save_pretrained(folder)
     atomic_write_text(folder / "README.md", model_card(model, repo_id, evaluation=evaluation, license=license))
     return folder

@@ -15,6 +15,7 @@ from brainjepa import __version__
 from brainjepa.cli import (
     align,
     embed,
+    evaluate,
     finetune,
     gradients,
     info,
@@ -28,7 +29,8 @@ from brainjepa.cli import (
 )
 from brainjepa.errors import BrainJEPAError
 
-_COMMANDS = [quickstart, info, validate, prepare, simulate, samples, gradients, pretrain, embed, probe, finetune, align]
+_COMMANDS = [quickstart, info, validate, prepare, simulate, samples, gradients, pretrain, embed, probe, evaluate,
+             finetune, align]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,5 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # User errors (bad data, config, files): one clear line, no traceback unless --verbose.
         if args.verbose:
             raise
-        print(f"brainjepa {args.command}: error: {err}", file=sys.stderr)
+        print(f"brainjepa {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def one_line(err: BaseException) -> str:
+    """The message on one line: wrapped library messages (pandas, YAML) often carry their own line breaks."""
+    return "; ".join(line.strip() for line in str(err).splitlines() if line.strip())

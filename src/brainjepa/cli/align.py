@@ -6,6 +6,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
+from brainjepa.errors import DataError
+from brainjepa.evaluation.multimodal import AlignConfig, align
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -39,10 +44,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from brainjepa.evaluation.multimodal import AlignConfig, align
-
     cfg = AlignConfig(
         hidden_dim=args.hidden_dim, out_dim=args.out_dim, dropout=args.dropout, temperature=args.temperature,
         learn_temperature=not args.fixed_temperature, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -62,11 +63,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(path: str):
-    import numpy as np
-
-    from brainjepa.errors import DataError
-
+def _load(path: str) -> np.ndarray:
     try:
         return np.load(path)
     except ValueError as err:  # pickled objects or a file that is not .npy

@@ -3,34 +3,64 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+import torch
+
+from brainjepa.errors import ConfigError
+from brainjepa.evaluation.embed import (
+    NORMALIZATIONS,
+    EmbedOptions,
+    check_embeddings_path,
+    embed_store,
+    load_model,
+    save_embeddings,
+)
+from brainjepa.precision import PRECISIONS
 
 
 def add_model_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
-    """--model / --gradient (shared with `brainjepa probe`)."""
+    """--model / --gradient (shared with `brainjepa probe` and `brainjepa finetune`)."""
     p.add_argument("--model", required=required,
                    help="save_pretrained folder, pretraining run folder, or official jepa-ep*.pth.tar")
     p.add_argument("--gradient", help="gradient CSV (ROIs x components) for an official .pth.tar checkpoint")
 
 
+def add_window_arguments(g: argparse._ActionsContainer, defaults: Any) -> None:
+    """Which encoder and how a run becomes its input windows (shared with `brainjepa probe` and `finetune`):
+    --encoder, --sampling-rate, --target-tr, --pad, --normalization, with the defaults of `defaults` (the
+    `EmbedOptions` or `FinetuneConfig` whose fields they set)."""
+    g.add_argument("--encoder", choices=("target", "context"), default=defaults.encoder,
+                   help="EMA target encoder (the reference's downstream choice) or the context encoder "
+                   f"(default {defaults.encoder})")
+    g.add_argument("--sampling-rate", type=int, default=defaults.sampling_rate,
+                   help=f"frame stride inside a window (default {defaults.sampling_rate}; the reference's UKB "
+                   "setting is 3)")
+    g.add_argument("--target-tr", type=float, default=defaults.target_tr, metavar="SECONDS",
+                   help="resample each run to this TR instead of a fixed stride (needs the runs' TR)")
+    g.add_argument("--pad", action="store_true",
+                   help="repeat the last frame of runs shorter than one window (default: error naming the run)")
+    g.add_argument("--normalization", choices=NORMALIZATIONS, default=defaults.normalization,
+                   help="per-window normalisation: model (the model's stored normaliser; a per-sample z-score if "
+                   f"it has none) or an explicit one (default {defaults.normalization})")
+
+
+def add_precision_argument(g: argparse._ActionsContainer) -> None:
+    """--precision (shared with `brainjepa probe` and `finetune`); see `brainjepa.precision.choose_precision`."""
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="autocast dtype. auto (default): bf16 where it is faster (a GPU with bf16, a CPU with native "
+                   "bf16), else fp32; the choice and its reason are logged")
+
+
 def add_embed_arguments(p: argparse.ArgumentParser) -> None:
     """How embeddings are computed (shared with `brainjepa probe`); see `EmbedOptions`."""
     g = p.add_argument_group("embedding")
-    g.add_argument("--encoder", choices=("target", "context"), default="target",
-                   help="EMA target encoder (default, as the reference's downstream code) or the context encoder")
+    add_window_arguments(g, EmbedOptions())
     g.add_argument("--layer", type=int, default=-1, metavar="BLOCK",
                    help="encoder block whose tokens are pooled, negative from the end (default -1: the last "
                    "block); every block's output gets the final LayerNorm")
     g.add_argument("--windows", type=int, default=1, metavar="K",
                    help="average K evenly spaced windows per run (default 1: the centre window)")
-    g.add_argument("--sampling-rate", type=int, default=1,
-                   help="frame stride inside a window (default 1; the reference's UKB setting is 3)")
-    g.add_argument("--target-tr", type=float, default=None, metavar="SECONDS",
-                   help="resample each run to this TR instead of a fixed stride (needs the runs' TR)")
-    g.add_argument("--pad", action="store_true",
-                   help="repeat the last frame of runs shorter than one window (default: error naming the run)")
-    g.add_argument("--normalization", choices=("model", "sample_zscore", "roi_zscore", "none"), default="model",
-                   help="per-window normalisation: the model's stored normaliser (default; per-sample z-score "
-                   "if it has none) or an explicit one")
     g.add_argument("--masked-views", type=int, default=0, metavar="V",
                    help="average V random masked views (default 0: the full input)")
     g.add_argument("--mask-keep", type=float, default=0.85,
@@ -38,23 +68,35 @@ def add_embed_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of the masked views (default 0)")
     g.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
     g.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    g.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                   help="auto: bf16 autocast on bf16-capable GPUs, float32 elsewhere")
+    add_precision_argument(g)
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def embed_options(args: argparse.Namespace):
+def embed_options(args: argparse.Namespace) -> EmbedOptions:
     """EmbedOptions from the parsed flags."""
-    import torch
-
-    from brainjepa.evaluation.embed import EmbedOptions
-
     return EmbedOptions(
         encoder=args.encoder, layer=args.layer, windows=args.windows, sampling_rate=args.sampling_rate,
         target_tr=args.target_tr, pad=args.pad, normalization=args.normalization, masked_views=args.masked_views,
-        mask_keep=args.mask_keep, seed=args.seed, batch_size=args.batch_size,
-        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"), precision=args.precision,
+        mask_keep=args.mask_keep, seed=args.seed, batch_size=args.batch_size, device=device_option(args.device),
+        precision=args.precision,
     )
+
+
+def device_option(device: str | None) -> str:
+    """--device checked before any work (default: cuda if available, else cpu); a CUDA device on a machine
+    without one is refused by name instead of failing deep inside torch."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device)
+    except RuntimeError as err:
+        raise ConfigError(f"--device {device!r} is not a torch device ({err})") from err
+    if kind.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); use "
+                          "--device cpu")
+    if kind.type == "cuda" and kind.index is not None and kind.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA devices are visible")
+    return device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,10 +117,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brainjepa.evaluation.embed import embed_store, load_model, save_embeddings
-
+    check_embeddings_path(args.out, args.pooling)  # before any work
+    options = embed_options(args)
     model = load_model(args.model, gradient=args.gradient)
-    result = embed_store(model, args.data, pooling=args.pooling, options=embed_options(args),
+    result = embed_store(model, args.data, pooling=args.pooling, options=options,
                          progress=not args.no_progress)
     out = save_embeddings(result, args.out)
     print(f"embeddings {list(result.embeddings.shape)} -> {out}")

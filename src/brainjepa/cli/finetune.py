@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from brainjepa.cli.embed import add_model_arguments, add_precision_argument, add_window_arguments, device_option
+from brainjepa.evaluation.finetune import FinetuneConfig, finetune
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from brainjepa.evaluation.finetune import FinetuneConfig
-
     d = FinetuneConfig()
     p = sub.add_parser(
         "finetune",
@@ -17,9 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Prints mean ± std of the test metrics over folds and writes finetune.csv, finetune.md, "
         "history_fold<k>.csv and fold<k>/ checkpoints to --out.",
     )
-    p.add_argument("--model", required=True, metavar="PATH",
-                   help="pretrained model folder, training run folder, or official jepa-ep*.pth.tar")
-    p.add_argument("--gradient", metavar="CSV", help="gradient CSV (needed only for an official checkpoint)")
+    add_model_arguments(p, required=True)
     p.add_argument("--data", required=True, metavar="DIR", help="store directory (brainjepa prepare / simulate)")
     p.add_argument("--label", required=True, metavar="COLUMN", help="phenotype column of the manifest to predict")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -46,18 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"cross-entropy label smoothing, classification only (default {d.label_smoothing})")
     p.add_argument("--patience", type=int, default=d.patience,
                    help=f"epochs without a better validation loss before stopping, 0 = never (default {d.patience})")
-    p.add_argument("--encoder", choices=("target", "context"), default=d.encoder,
-                   help="start from the EMA target encoder (reference) or the context encoder (default target)")
-    p.add_argument("--sampling-rate", type=int, default=d.sampling_rate,
-                   help=f"frame stride inside a window (default {d.sampling_rate}; the reference's UKB setting is 3)")
-    p.add_argument("--target-tr", type=float, help="resample every run to this TR in seconds instead of a stride")
-    p.add_argument("--pad", action="store_true", help="pad runs shorter than a window by repeating the last frame")
-    p.add_argument("--normalization", default=d.normalization,
-                   choices=("model", "sample_zscore", "roi_zscore", "none"),
-                   help="model: the model's stored normaliser, else per-sample z-score (default model)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast for forward passes")
+    add_window_arguments(p, d)
+    add_precision_argument(p)
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward (less memory)")
-    p.add_argument("--num-workers", type=int, default=d.num_workers, help="DataLoader workers (default 0)")
+    p.add_argument("--num-workers", type=int, default=d.num_workers,
+                   help="DataLoader workers (default: what the machine has: 0 or 1 on a CPU, CPUs - 1 up to 8 on a "
+                   "GPU)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of splits, init, windows and order (default 0)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--no-checkpoints", action="store_true", help="do not write the per-fold best weights")
@@ -66,16 +59,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brainjepa.evaluation.finetune import FinetuneConfig, finetune
-
     cfg = FinetuneConfig(
         task=args.task, folds=args.folds, val_fraction=args.val_fraction, epochs=args.epochs,
         batch_size=args.batch_size, blr=args.blr, lr=args.lr, min_lr=args.min_lr, warmup_epochs=args.warmup_epochs,
         weight_decay=args.weight_decay, layer_decay=args.layer_decay, drop_path=args.drop_path,
         label_smoothing=args.label_smoothing, patience=args.patience, encoder=args.encoder,
         sampling_rate=args.sampling_rate, target_tr=args.target_tr, pad=args.pad, normalization=args.normalization,
-        bf16=args.bf16, grad_checkpointing=args.grad_checkpointing, num_workers=args.num_workers, seed=args.seed,
-        device=args.device,
+        precision=args.precision, grad_checkpointing=args.grad_checkpointing, num_workers=args.num_workers,
+        seed=args.seed, device=device_option(args.device),
     )
     result = finetune(args.model, args.data, args.label, config=cfg, gradient=args.gradient, out=args.out,
                       save_checkpoints=not args.no_checkpoints, progress=not args.no_progress)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from brainjepa.config import load_config
+from brainjepa.training import pretrain
+from brainjepa.training.interrupt import Interrupted
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,10 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brainjepa.config import load_config
-    from brainjepa.training import pretrain
-
     cfg = load_config(args.config, args.overrides)
-    run_dir = pretrain(cfg, args.out, resume=args.resume)
+    try:
+        run_dir = pretrain(cfg, args.out, resume=args.resume)
+    except Interrupted as stop:  # SIGINT / SIGTERM: a checkpoint was saved; one line, exit 128 + signal
+        print(f"brainjepa pretrain: {stop}", file=sys.stderr)
+        return stop.exit_code
     print(f"run folder: {run_dir}  (weights: {run_dir / 'model'}, curves: {run_dir / 'training_curves.png'})")
     return 0

@@ -5,13 +5,20 @@ from __future__ import annotations
 import argparse
 
 from brainjepa.cli.embed import add_embed_arguments, embed_options
+from brainjepa.errors import ConfigError
+from brainjepa.evaluation.probe import probe_store
+
+# Flags that act on embedding with a model; with --embeddings they could not take effect, so they are refused.
+MODEL_ONLY = ("gradient", "pooling", "random_init_seed", "encoder", "layer", "windows", "sampling_rate", "target_tr",
+              "pad", "normalization", "masked_views", "mask_keep", "seed", "batch_size", "device", "precision")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "probe", help="linear probe of a label: brainjepa vs random-init encoder vs functional connectivity",
-        description="Standardised features + logistic/ridge regression (C/alpha by inner grouped CV), outer "
-        "folds grouped by subject, repeated over seeds; prints mean ± std per metric for brainjepa, random-init "
+        "probe", help="probe a label: brainjepa vs random-init encoder vs functional connectivity",
+        description="Standardised features + logistic/ridge regression (C/alpha by inner grouped CV; or "
+        "--head attentive: a learned-query attention probe over the tokens), outer folds grouped by subject, "
+        "repeated over seeds; prints mean ± std per metric for brainjepa, random-init "
         "and FC, and saves probe.csv / probe.md / probe_folds.csv in --out. Example: brainjepa probe --data sim "
         "--label group --model runs/small --out probe_group",
     )
@@ -29,23 +36,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=3, help="repetitions with different splits (default 3)")
     p.add_argument("--baselines", nargs="*", choices=("random-init", "fc"), default=["random-init", "fc"],
                    help="baselines to probe beside brainjepa (default both; give none to skip)")
-    p.add_argument("--pooling", choices=("mean", "roi"), default="mean",
-                   help="mean over all tokens (default, the reference's downstream pooling) or per-ROI means "
-                   "flattened to R*D features; applies to brainjepa and random-init")
+    p.add_argument("--pooling", choices=("mean", "roi", "tokens"), default=None,
+                   help="for brainjepa and random-init: with --head linear, mean over all tokens (default, the "
+                   "reference's downstream pooling) or roi (per-ROI means flattened to R*D features); with --head "
+                   "attentive, tokens (all R*P tokens, default) or roi (R per-ROI tokens)")
+    p.add_argument("--head", choices=("linear", "attentive"), default="linear",
+                   help="linear: standardise + logistic/ridge regression (default); attentive: learned-query "
+                   "cross-attention over the tokens, then a linear layer (FC keeps the linear probe)")
     p.add_argument("--random-init-seed", type=int, default=0, help="weight seed of the random-init encoder")
     p.add_argument("--out", default=None, help="folder for probe.csv, probe.md and probe_folds.csv")
     add_embed_arguments(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, model_only={dest: p.get_default(dest) for dest in MODEL_ONLY})
 
 
 def run(args: argparse.Namespace) -> int:
-    from brainjepa.evaluation.probe import probe_store
-
+    if args.embeddings:
+        given = [f"--{dest.replace('_', '-')}" for dest, default in args.model_only.items()
+                 if getattr(args, dest) != default]
+        if given:
+            raise ConfigError(f"{' '.join(given)} need --model: --embeddings gives finished embeddings")
     table = probe_store(
         args.data, args.label, model=args.model, embeddings=args.embeddings, gradient=args.gradient,
         task=args.task, groups=args.groups, folds=args.folds, seeds=args.seeds, baselines=args.baselines,
-        pooling=args.pooling, options=embed_options(args), random_init_seed=args.random_init_seed, out=args.out,
-        progress=not args.no_progress,
+        pooling=args.pooling, options=None if args.embeddings else embed_options(args),
+        random_init_seed=args.random_init_seed, head=args.head, out=args.out, progress=not args.no_progress,
     )
     print(f"probe of {args.label!r} ({table.task}), mean ± std over {args.seeds} seeds x {args.folds} folds\n")
     print(table.to_markdown())

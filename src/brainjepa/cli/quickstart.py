@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from brainjepa.report.quickstart import quickstart
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -23,8 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brainjepa.report.quickstart import quickstart
-
     result = quickstart(args.out, minutes=args.minutes, data=args.data, cache=args.cache, seed=args.seed,
                         folds=args.folds, seeds=args.seeds)
     print(f"report: {result.report}")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
-from brainjepa.data.fmriprep import CONFOUND_STRATEGIES
+from brainjepa.data.fmriprep import CONFOUND_STRATEGIES, FmriprepOptions
 from brainjepa.data.prepare import validate_paths
+from brainjepa.data.readers import ReadOptions
+from brainjepa.data.tables import ORIENTATIONS
+from brainjepa.errors import ConfigError
 
 
 def add_input_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,7 +25,7 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=1, metavar="T", help="fewest frames a run may have (default 1)")
     p.add_argument(
         "--orientation",
-        choices=("auto", "rois-x-time", "time-x-rois"),
+        choices=ORIENTATIONS,
         default="auto",
         help="layout of tables/arrays: rows are ROIs or rows are frames (default: infer from a "
         "label column, a header of ROI names, or --rois)",
@@ -83,11 +87,8 @@ def add_fmriprep_arguments(p: argparse.ArgumentParser) -> None:
                    help="remove each ROI's linear trend and mean (default --no-detrend)")
 
 
-def fmriprep_options(args: argparse.Namespace):
+def fmriprep_options(args: argparse.Namespace) -> FmriprepOptions | None:
     """FmriprepOptions when --fmriprep is given, else None; a group flag without --fmriprep is refused."""
-    from brainjepa.data.fmriprep import FmriprepOptions
-    from brainjepa.errors import ConfigError
-
     values = {"task": args.task, "space": args.space, "session": args.session, "confounds": args.confounds,
               "high_pass": args.high_pass, "detrend": args.detrend}
     given = {k: v for k, v in values.items() if v is not None}
@@ -100,18 +101,17 @@ def fmriprep_options(args: argparse.Namespace):
 
 
 def input_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The keywords of `validate_paths` / `prepare_store` that `add_input_arguments` collected."""
-    return {
-        "num_rois": args.rois,
-        "min_frames": args.frames,
-        "orientation": args.orientation,
-        "header": args.header,
-        "index_col": args.index_col,
-        "atlases": args.atlas,
-        "tr": args.tr,
-        "workers": args.workers,
-        "fmriprep": fmriprep_options(args),
-    }
+    """The keywords of `validate_paths` / `prepare_store` that `add_input_arguments` collected (ranges checked
+    before any file is read)."""
+    for flag, value in (("--rois", args.rois), ("--frames", args.frames), ("--workers", args.workers)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
+    if args.tr is not None and not (math.isfinite(args.tr) and args.tr > 0):
+        raise ConfigError(f"--tr must be a positive number of seconds, got {args.tr}")
+    options = ReadOptions(num_rois=args.rois, orientation=args.orientation, header=args.header,
+                          index_col=args.index_col, atlases=args.atlas, tr=args.tr)
+    return {"options": options, "min_frames": args.frames, "workers": args.workers,
+            "fmriprep": fmriprep_options(args)}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -18,7 +18,7 @@ from brainjepa.data.normalize import (
     normalizer_from_dict,
 )
 from brainjepa.data.prepare import Prepared, prepare_store, save_robust_stats, validate_paths
-from brainjepa.data.readers import Run, Source, find_sources, read_phenotypes, read_source
+from brainjepa.data.readers import ReadOptions, Run, Source, find_sources, read_phenotypes, read_source
 from brainjepa.data.samples import download_sample, list_samples, prepare_sample
 from brainjepa.data.simulate import SimulationConfig, simulate_bold, simulate_store
 from brainjepa.data.store import RunStore, StoreWriter, open_runs
@@ -31,6 +31,7 @@ __all__ = [
     "Normalizer",
     "Prepared",
     "Problem",
+    "ReadOptions",
     "RobustScaler",
     "RoiZScore",
     "Run",

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from brainjepa.data.atlases import CiftiLabels, is_cifti_atlas, resolve_atlas
-from brainjepa.data.readers import Run, Source
+from brainjepa.data.nifti import read_nifti
+from brainjepa.data.readers import Run, Source, pick_tr
 from brainjepa.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -243,14 +244,10 @@ def read_fmriprep(source: FmriprepSource, *, atlases: Sequence[str | Path] = (),
     file_tr = sidecar_tr(path)
     if tr is None and file_tr is None:
         raise DataError(f"{path}: no RepetitionTime in its JSON sidecar; give the TR with --tr")
-    if tr is not None and file_tr is not None and not np.isclose(tr, file_tr):
-        logger.warning("%s: sidecar says TR %.4g s, using the given TR %.4g s", path, file_tr, tr)
-    t_r = float(tr if tr is not None else file_tr)
+    t_r = float(pick_tr(path, tr, file_tr, found_in="sidecar"))
     if source.cifti:
         ts, names = parcellate_cifti(path, files)
     else:
-        from brainjepa.data.nifti import read_nifti
-
         ts, _, names = read_nifti(path, files)
     confounds, sample_mask = fmriprep_confounds(path, options.confounds)
     frames = ts.shape[1]

@@ -9,15 +9,17 @@ BrainSpace from a group FC matrix; this module does the same for any atlas:
 * `gradients_file` runs both and writes the headerless CSV (or ``.npy``) with `brainjepa.io.save_gradient`;
   `brainjepa.io.load_gradient` reads it (the models use it too, so it lives below them).
 
-BrainSpace is imported only inside `compute_gradients`; install it with ``pip install --no-deps brainspace==0.3.0``
-(its vtk dependency is only needed for surface plotting).
+BrainSpace is imported only inside `compute_gradients`; the ``gradients`` extra installs it
+(``pip install 'brainjepa[gradients]'``: brainspace 0.3.0 with its vtk dependency).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +89,7 @@ def _import_gradient_maps():
         from brainspace.gradient import GradientMaps
     except ImportError as err:
         raise MissingDependencyError(
-            f"computing gradients needs BrainSpace ({err}); install it with: pip install --no-deps brainspace==0.3.0"
+            f"computing gradients needs BrainSpace ({err}); install it with: pip install 'brainjepa[gradients]'"
         ) from err
     return GradientMaps
 
@@ -173,28 +175,27 @@ def gradients_file(
     *,
     store: RunStore | str | Path | None = None,
     fc: np.ndarray | str | Path | None = None,
-    n_components: int = 30,
-    kernel: str = "cosine",
-    sparsity: float = 0.9,
-    alpha: float = 0.5,
-    approach: str = "dm",
-    seed: int = 0,
     progress: bool = True,
+    **settings: Any,
 ) -> np.ndarray:
     """End to end (what `brainjepa gradients` runs): FC from a store or a matrix, gradients, CSV at `out`.
 
-    Exactly one of `store` and `fc` must be given. Returns the [R, G] gradients that were written.
+    Exactly one of `store` and `fc` must be given; `settings` are the keywords of `compute_gradients`
+    (n_components, kernel, sparsity, alpha, approach, seed). Returns the [R, G] gradients that were written.
     """
     if (store is None) == (fc is None):
         raise DataError("give exactly one source of connectivity: a store (--data) or an FC matrix (--fc)")
+    try:  # a misspelt setting is refused before the group FC is computed
+        inspect.signature(compute_gradients).bind(None, **settings)
+    except TypeError as err:
+        raise ConfigError(f"gradients_file: {err}") from err
     if store is not None:
         matrix = compute_group_fc(store, progress=progress)
     elif isinstance(fc, (str, os.PathLike)):
         matrix = load_fc(fc)
     else:
         matrix = np.asarray(fc, dtype=np.float64)
-    grads = compute_gradients(matrix, n_components, kernel=kernel, sparsity=sparsity, alpha=alpha,
-                              approach=approach, seed=seed)
+    grads = compute_gradients(matrix, **settings)
     save_gradient(out, grads)
     logger.info("wrote %s (%d ROIs x %d gradients)", out, *grads.shape)
     return grads

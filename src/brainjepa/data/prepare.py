@@ -18,7 +18,7 @@ import numpy as np
 
 from brainjepa.data.fmriprep import FmriprepOptions, find_fmriprep_runs, options_record
 from brainjepa.data.normalize import RobustScaler
-from brainjepa.data.readers import Phenotypes, Source, find_sources, read_phenotypes
+from brainjepa.data.readers import DEFAULT_READ, Phenotypes, ReadOptions, Source, find_sources, read_phenotypes
 from brainjepa.data.store import RunStore, StoreWriter, check_target, open_runs
 from brainjepa.data.validate import Checked, Problem, check_inputs
 from brainjepa.errors import DataError
@@ -50,35 +50,21 @@ def save_robust_stats(
 
 def _checked_runs(
     inputs: Sequence[str | Path],
+    options: ReadOptions,
     *,
-    num_rois: int | None,
     min_frames: int,
-    orientation: str,
-    header: bool | None,
-    index_col: bool | None,
-    atlases: Sequence[str | Path],
-    tr: float | None,
     workers: int,
     progress: bool,
-    fmriprep: FmriprepOptions | None = None,
+    fmriprep: FmriprepOptions | None,
 ) -> tuple[list[Source], Iterator[Checked]]:
     """(the runs found under `inputs`, their checks in input order); raises when there is nothing to read."""
-    sources = find_fmriprep_runs(inputs, fmriprep) if fmriprep is not None else find_sources(inputs, skip=atlases)
+    if fmriprep is not None:
+        sources = find_fmriprep_runs(inputs, fmriprep)
+    else:
+        sources = find_sources(inputs, skip=options.atlases)
     if not sources:
         raise DataError(f"no time series found in {', '.join(map(str, inputs))}")
-    checks = check_inputs(
-        sources,
-        num_rois=num_rois,
-        min_frames=min_frames,
-        orientation=orientation,
-        header=header,
-        index_col=index_col,
-        atlases=atlases,
-        tr=tr,
-        workers=workers,
-        progress=progress,
-    )
-    return sources, checks
+    return sources, check_inputs(sources, options, min_frames=min_frames, workers=workers, progress=progress)
 
 
 def _check_join(table: Phenotypes, sources: Sequence[Source], path: str | Path) -> None:
@@ -98,14 +84,9 @@ def _check_join(table: Phenotypes, sources: Sequence[Source], path: str | Path) 
 
 def validate_paths(
     inputs: Sequence[str | Path],
+    options: ReadOptions = DEFAULT_READ,
     *,
-    num_rois: int | None = None,
     min_frames: int = 1,
-    orientation: str = "auto",
-    header: bool | None = None,
-    index_col: bool | None = None,
-    atlases: Sequence[str | Path] = (),
-    tr: float | None = None,
     workers: int = 1,
     fmriprep: FmriprepOptions | None = None,
 ) -> tuple[int, list[Problem]]:
@@ -114,33 +95,17 @@ def validate_paths(
     Raises:
         DataError: an input does not exist or nothing readable-looking was found.
     """
-    sources, checks = _checked_runs(
-        inputs,
-        num_rois=num_rois,
-        min_frames=min_frames,
-        orientation=orientation,
-        header=header,
-        index_col=index_col,
-        atlases=atlases,
-        tr=tr,
-        workers=workers,
-        progress=False,
-        fmriprep=fmriprep,
-    )
+    sources, checks = _checked_runs(inputs, options, min_frames=min_frames, workers=workers, progress=False,
+                                    fmriprep=fmriprep)
     return len(sources), [problem for checked in checks for problem in checked.problems]
 
 
 def prepare_store(
     inputs: Sequence[str | Path],
     out: str | Path,
+    options: ReadOptions = DEFAULT_READ,
     *,
-    num_rois: int | None = None,
     min_frames: int = 1,
-    orientation: str = "auto",
-    header: bool | None = None,
-    index_col: bool | None = None,
-    atlases: Sequence[str | Path] = (),
-    tr: float | None = None,
     phenotypes: str | Path | None = None,
     subject_column: str | None = None,
     skip_bad: bool = False,
@@ -155,13 +120,9 @@ def prepare_store(
     Args:
         inputs: files, folders or glob patterns (see `brainjepa.data.readers.find_sources`).
         out: store directory to create.
-        num_rois: expected R; by default the first good run sets it.
+        options: how runs are read (`ReadOptions`: ROI count, orientation, header, index column, atlases, TR);
+            without a ROI count the first good run sets it.
         min_frames: fewest frames a run may have.
-        orientation: "auto", "rois-x-time" or "time-x-rois" for tables and arrays.
-        header: whether tables' first row is a header (None: decide per file from the evidence, or refuse).
-        index_col: whether tables' first column is an index or ROI names (None: decide per file, or refuse).
-        atlases: label images for NIfTI inputs, joined in this order.
-        tr: TR in seconds for inputs that do not carry one (overrides NIfTI/npz values).
         phenotypes: CSV/TSV joined on subject (and run, if it has a ``run`` column).
         subject_column: subject id column of `phenotypes` (default: found by name).
         skip_bad: leave bad runs out and list them in ``skipped.csv`` instead of stopping at the first.
@@ -182,19 +143,8 @@ def prepare_store(
     out = Path(out)
     check_target(out, overwrite=overwrite)
     table = read_phenotypes(phenotypes, subject_column=subject_column) if phenotypes is not None else None
-    sources, checks = _checked_runs(
-        inputs,
-        num_rois=num_rois,
-        min_frames=min_frames,
-        orientation=orientation,
-        header=header,
-        index_col=index_col,
-        atlases=atlases,
-        tr=tr,
-        workers=workers,
-        progress=progress,
-        fmriprep=fmriprep,
-    )
+    sources, checks = _checked_runs(inputs, options, min_frames=min_frames, workers=workers, progress=progress,
+                                    fmriprep=fmriprep)
     if table is not None:
         _check_join(table, sources, phenotypes)  # before reading any run (the checks are lazy)
     writer: StoreWriter | None = None
@@ -226,10 +176,10 @@ def prepare_store(
             "prepare",
             {
                 "inputs": [str(p) for p in inputs],
-                "atlases": [str(a) for a in atlases],
-                "orientation": orientation,
-                "header": header,
-                "index_col": index_col,
+                "atlases": [str(a) for a in options.atlases],
+                "orientation": options.orientation,
+                "header": options.header,
+                "index_col": options.index_col,
             },
         )
         if fmriprep is not None:

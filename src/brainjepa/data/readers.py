@@ -22,7 +22,7 @@ import numpy as np
 
 from brainjepa.data.layout import MANIFEST_COLUMNS, META_FILE
 from brainjepa.data.nifti import read_nifti
-from brainjepa.data.tables import read_numpy, read_table
+from brainjepa.data.tables import ORIENTATIONS, read_numpy, read_table
 from brainjepa.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,36 @@ class Source:
     def label(self) -> str:
         """How problems name this run: the file, or the subject folder for the UKB pair."""
         return str(self.path)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How runs are read: the input flags of `brainjepa validate` / `prepare`, passed down as one value from the
+    CLI through `brainjepa.data.prepare` and the checks (`brainjepa.data.validate`) to `read_source`.
+
+    Args:
+        num_rois: expected R (orients tables/arrays without labels; the checks also hold every run to it).
+        orientation: "auto", "rois-x-time" or "time-x-rois" for tables and arrays.
+        header: whether a table's first row is a header (None: decide from the evidence, see `read_table`).
+        index_col: whether a table's first column is an index or ROI names (None: decide from the evidence).
+        atlases: label images for NIfTI inputs, joined in this order (files beside the inputs are not read as runs).
+        tr: TR in seconds; fills in where the file has none and overrides a NIfTI/npz value (with a warning).
+    """
+
+    num_rois: int | None = None
+    orientation: str = "auto"
+    header: bool | None = None
+    index_col: bool | None = None
+    atlases: tuple[str | Path, ...] = ()
+    tr: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "atlases", tuple(self.atlases))  # a list is accepted; the value stays hashable
+        if self.orientation not in ORIENTATIONS:
+            raise DataError(f"orientation must be one of {ORIENTATIONS}, got {self.orientation!r}")
+
+
+DEFAULT_READ = ReadOptions()  # every default decided from the evidence in the files (frozen: safe to share)
 
 
 @dataclass
@@ -188,48 +218,33 @@ def read_ukb_pair(folder: str | Path) -> tuple[np.ndarray, list[str] | None]:
     return np.concatenate([sub_ts, ctx_ts], axis=0), labels
 
 
-def read_source(
-    source: Source,
-    *,
-    num_rois: int | None = None,
-    orientation: str = "auto",
-    header: bool | None = None,
-    index_col: bool | None = None,
-    atlases: Sequence[str | Path] = (),
-    tr: float | None = None,
-) -> Run:
-    """Read one source into a `Run`.
+def pick_tr(label: str | Path, given: float | None, found: float | None, *, found_in: str = "file") -> float | None:
+    """The TR a run gets: the given one (with a warning where the file says otherwise), else the file's."""
+    if given is not None and found is not None and not np.isclose(given, found):
+        logger.warning("%s: %s says TR %.4g s, using the given TR %.4g s", label, found_in, found, given)
+    return given if given is not None else found
 
-    Args:
-        source: from `find_sources`.
-        num_rois: expected R (used to orient tables/arrays without labels).
-        orientation: "auto", "rois-x-time" or "time-x-rois" for tables and arrays.
-        header: whether a table's first row is a header (None: decide from the evidence, see `read_table`).
-        index_col: whether a table's first column is an index or ROI names (None: decide from the evidence).
-        atlases: label images for NIfTI inputs, joined in this order.
-        tr: TR in seconds; fills in where the file has none and overrides a NIfTI/npz value (with a warning).
-    """
+
+def read_source(source: Source, options: ReadOptions = DEFAULT_READ) -> Run:
+    """Read one source (from `find_sources`) into a `Run`, as `options` say."""
     labels = None
     file_tr = None
     if source.kind == "table":
-        ts, labels = read_table(
-            source.path, orientation=orientation, num_rois=num_rois, header=header, index_col=index_col
-        )
+        ts, labels = read_table(source.path, orientation=options.orientation, num_rois=options.num_rois,
+                                header=options.header, index_col=options.index_col)
     elif source.kind == "array":
-        ts, file_tr = read_numpy(source.path, orientation=orientation, num_rois=num_rois)
+        ts, file_tr = read_numpy(source.path, orientation=options.orientation, num_rois=options.num_rois)
     elif source.kind == "ukb":
         ts, labels = read_ukb_pair(source.path)
     elif source.kind == "nifti":
-        ts, file_tr, labels = read_nifti(source.path, atlases)
+        ts, file_tr, labels = read_nifti(source.path, options.atlases)
     else:
         raise DataError(f"{source.label}: unknown source kind {source.kind!r}")
-    if tr is not None and file_tr is not None and not np.isclose(tr, file_tr):
-        logger.warning("%s: file says TR %.4g s, using the given TR %.4g s", source.label, file_tr, tr)
     return Run(
         ts=ts,
         subject=source.subject,
         run=source.run,
-        tr=tr if tr is not None else file_tr,
+        tr=pick_tr(source.label, options.tr, file_tr),
         source=source.label,
         roi_labels=labels,
     )

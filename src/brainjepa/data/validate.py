@@ -12,12 +12,11 @@ import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from brainjepa.data.fmriprep import FmriprepSource, read_fmriprep
-from brainjepa.data.readers import Run, Source, read_source
+from brainjepa.data.readers import DEFAULT_READ, ReadOptions, Run, Source, read_source
 from brainjepa.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -102,54 +101,33 @@ class Checked:
     problems: list[Problem]
 
 
-def check_source(
-    source: Source,
-    *,
-    num_rois: int | None = None,
-    min_frames: int = 1,
-    orientation: str = "auto",
-    header: bool | None = None,
-    index_col: bool | None = None,
-    atlases: Sequence[str | Path] = (),
-    tr: float | None = None,
-) -> Checked:
-    """Read and check one source; reading errors (unreadable, missing UKB partner, ...) become problems."""
+def check_source(source: Source, options: ReadOptions = DEFAULT_READ, *, min_frames: int = 1) -> Checked:
+    """Read (as `options` say) and check one source; reading errors (unreadable, missing UKB partner, ...) become
+    problems."""
     label = source.label
     try:
         if isinstance(source, FmriprepSource):
-            run = read_fmriprep(source, atlases=atlases, tr=tr)
+            run = read_fmriprep(source, atlases=options.atlases, tr=options.tr)
         else:
-            run = read_source(
-                source,
-                num_rois=num_rois,
-                orientation=orientation,
-                header=header,
-                index_col=index_col,
-                atlases=atlases,
-                tr=tr,
-            )
+            run = read_source(source, options)
     except DataError as err:
         return Checked(label, None, [Problem(label, str(err).removeprefix(f"{label}: "))])
     problems = check_timeseries(
-        run.ts, source=label, num_rois=num_rois, min_frames=min_frames, roi_labels=run.roi_labels
+        run.ts, source=label, num_rois=options.num_rois, min_frames=min_frames, roi_labels=run.roi_labels
     )
     return Checked(label, run, problems)
 
 
 def check_inputs(
     sources: Sequence[Source],
+    options: ReadOptions = DEFAULT_READ,
     *,
-    num_rois: int | None = None,
     min_frames: int = 1,
-    orientation: str = "auto",
-    header: bool | None = None,
-    index_col: bool | None = None,
-    atlases: Sequence[str | Path] = (),
-    tr: float | None = None,
     workers: int = 1,
     progress: bool = False,
 ) -> Iterator[Checked]:
-    """Every check of `sources` (from `find_sources`), in input order, read in `workers` processes.
+    """Every check of `sources` (from `find_sources`), read as `options` say, in input order, in `workers`
+    processes.
 
     A run's problems are its own (`check_source`), or, when it has none, those relative to the runs accepted
     before it (`Consistency`: ROI count and labels, duplicate ids). Problems are reported, not raised, so a caller
@@ -158,17 +136,8 @@ def check_inputs(
     """
     from tqdm.auto import tqdm
 
-    check = functools.partial(
-        check_source,
-        num_rois=num_rois,
-        min_frames=min_frames,
-        orientation=orientation,
-        header=header,
-        index_col=index_col,
-        atlases=atlases,
-        tr=tr,
-    )
-    across = Consistency(num_rois)
+    check = functools.partial(check_source, options=options, min_frames=min_frames)
+    across = Consistency(options.num_rois)
     pool = ProcessPoolExecutor(workers) if workers > 1 else None
     try:
         # Results come back in input order; a small chunk keeps every worker busy without hoarding memory.

@@ -16,7 +16,8 @@ The procedure, chosen to match the reference's downstream code and to be determi
    tokens -> [D] (the reference's global pool), ``"roi"`` over the time patches of each ROI -> [R, D],
    ``"tokens"`` -> [R*P, D].
 
-Results are float32 CPU tensors; bf16 autocast is used on GPUs that support it.
+Results are float32 CPU tensors; bf16 autocast is used where it is faster (`brainjepa.precision`: GPUs with bf16,
+CPUs with native bf16), and the choice is logged once per call.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from brainjepa.data.windows import WindowSpec, take_windows
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.models import BrainJEPA
 from brainjepa.models.encoder import POOLINGS, BrainEncoder, Pooling
+from brainjepa.precision import PRECISIONS, choose_precision
 
 if TYPE_CHECKING:
     import pandas
@@ -73,7 +75,8 @@ class EmbedOptions:
         seed: seed of the masked views.
         batch_size: windows per encoder forward pass.
         device: where to run (e.g. ``"cuda"``); None runs where the model is. The encoder is moved there.
-        precision: ``"auto"`` (bf16 autocast on bf16-capable GPUs, float32 elsewhere), ``"bf16"`` or ``"fp32"``.
+        precision: ``"auto"`` (bf16 autocast where it is faster: bf16-capable GPUs, CPUs with native bf16; see
+            `brainjepa.precision.choose_precision`), ``"bf16"`` or ``"fp32"``.
     """
 
     encoder: Literal["target", "context"] = "target"
@@ -97,7 +100,7 @@ class EmbedOptions:
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"embedding option {name} must be an integer >= {minimum}, got {value!r}")
         choices = {"encoder": ("target", "context"), "normalization": NORMALIZATIONS,
-                   "precision": ("auto", "bf16", "fp32")}
+                   "precision": PRECISIONS}
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
@@ -220,25 +223,38 @@ def save_embeddings(result: StoreEmbeddings, out: str | Path) -> Path:
     Raises:
         ConfigError: another suffix, a non-[N, D] array for parquet, or pyarrow missing for parquet.
     """
-    out = Path(out)
     emb = result.embeddings.numpy()
+    out = check_embeddings_path(out, "mean" if emb.ndim == 2 else "roi/tokens")
     _refuse_non_finite(emb, result.index, f"{out}: refusing to write")
     if out.suffix == ".npy":
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, emb)
         result.index.to_csv(index_path(out), index=False)
-    elif out.suffix == ".parquet":
-        if emb.ndim != 2:
-            raise ConfigError(f"{out}: parquet holds [N, D] embeddings only; write {list(emb.shape)} to a .npy file")
-        _require_pyarrow(out)
+    else:
         import pandas as pd
 
         cols = pd.DataFrame(emb, columns=[f"emb_{d}" for d in range(emb.shape[1])])
         out.parent.mkdir(parents=True, exist_ok=True)
         pd.concat([result.index.reset_index(drop=True), cols], axis=1).to_parquet(out, index=False)
-    else:
-        raise ConfigError(f"{out}: embeddings are written to .npy or .parquet, not {out.suffix or 'no suffix'!r}")
     logger.info("wrote embeddings %s to %s", list(emb.shape), out)
+    return out
+
+
+def check_embeddings_path(out: str | Path, pooling: str = "mean") -> Path:
+    """The file `save_embeddings` writes for embeddings of `pooling`, checked before any work.
+
+    Raises:
+        ConfigError: a suffix other than .npy / .parquet, parquet for embeddings that are not [N, D] (mean
+            pooling), or pyarrow missing for parquet.
+    """
+    out = Path(out)
+    if out.suffix not in (".npy", ".parquet"):
+        raise ConfigError(f"{out}: embeddings are written to .npy or .parquet, not {out.suffix or 'no suffix'!r}")
+    if out.suffix == ".parquet":
+        if pooling != "mean":
+            raise ConfigError(f"{out}: parquet holds [N, D] embeddings only (--pooling mean); write --pooling "
+                              f"{pooling} to a .npy file")
+        _require_pyarrow(out)
     return out
 
 
@@ -329,9 +345,9 @@ def _embed_samples(
     net = model.target_encoder if options.encoder == "target" else model.encoder
     device = torch.device(options.device) if options.device else next(net.parameters()).device
     net.to(device)
-    bf16 = options.precision == "bf16" or (
-        options.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
+    precision = choose_precision(device, options.precision)
+    logger.info("precision: %s (%s)", precision.name, precision.reason)
+    bf16 = precision.dtype == torch.bfloat16
     spec = options.window_spec(cfg.num_frames)
     normalizer = model_normalizer(model, options.normalization)
     chunk = max(1, options.batch_size // options.windows)

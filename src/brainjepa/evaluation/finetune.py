@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,16 +29,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from brainjepa.config import OptimizationConfig
 from brainjepa.data.dataset import StoreDataset
 from brainjepa.data.normalize import Normalizer
 from brainjepa.data.store import RunStore, open_runs
 from brainjepa.data.windows import WindowSpec
 from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingError
+from brainjepa.evaluation.embed import NORMALIZATIONS, load_model, model_normalizer
 from brainjepa.evaluation.labels import Labels, read_labels
+from brainjepa.evaluation.metrics import classification_metrics, grouped_splits, regression_metrics, summarize
 from brainjepa.io import load_weights_folder, save_weights_folder
 from brainjepa.models import BrainJEPA, ModelConfig
 from brainjepa.models.encoder import BrainEncoder
 from brainjepa.models.optim import param_groups
+from brainjepa.precision import PRECISIONS, choose_precision, default_num_workers
+from brainjepa.training.schedules import Schedule
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +79,10 @@ class FinetuneConfig:
             validation and test windows are the centre window).
         normalization: "model" (the model's stored normaliser, else a per-sample z-score), "sample_zscore",
             "roi_zscore" or "none".
-        bf16: bf16 autocast for forward passes.
+        precision: "auto" (bf16 autocast where it is faster: `brainjepa.precision.choose_precision`), "bf16" or
+            "fp32". `finetune` logs the choice and records it (bf16 / fp32) in each fold's finetune.json.
         grad_checkpointing: recompute block activations in backward (less memory, more time).
-        num_workers: DataLoader workers.
+        num_workers: DataLoader workers; None: what the machine has (`brainjepa.precision.default_num_workers`).
         seed: seeds splits, head init, drop path, window draws and batch order.
         device: torch device (default: CUDA if available, else CPU).
     """
@@ -100,22 +106,22 @@ class FinetuneConfig:
     target_tr: float | None = None
     pad: bool = False
     normalization: str = "model"
-    bf16: bool = False
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     grad_checkpointing: bool = False
-    num_workers: int = 0
+    num_workers: int | None = None
     seed: int = 0
     device: str | None = None
 
     def __post_init__(self) -> None:
-        from brainjepa.evaluation.embed import NORMALIZATIONS
-
         for name, minimum in (("folds", 2), ("epochs", 1), ("batch_size", 1), ("patience", 0), ("num_workers", 0),
                               ("seed", 0), ("sampling_rate", 1)):
             value = getattr(self, name)
+            if name == "num_workers" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"finetune {name} must be an integer >= {minimum}, got {value!r}")
         choices = {"task": ("auto", "classification", "regression"), "encoder": ("target", "context"),
-                   "normalization": NORMALIZATIONS}
+                   "normalization": NORMALIZATIONS, "precision": PRECISIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"finetune {name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
@@ -132,6 +138,19 @@ class FinetuneConfig:
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"finetune lr must be a positive number, got {self.lr!r}")
         self.window(1, train=True)  # WindowSpec checks target_tr
+
+    @property
+    def torch_device(self) -> torch.device:
+        """`device`, or CUDA if available, else CPU."""
+        return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def for_machine(self) -> FinetuneConfig:
+        """This config with `precision` chosen for the device (logged in one line) and `num_workers` for the CPUs:
+        what the run uses, and what finetune.json records."""
+        choice = choose_precision(self.torch_device, self.precision)
+        logger.info("precision: %s (%s)", choice.name, choice.reason)
+        workers = default_num_workers(self.torch_device) if self.num_workers is None else self.num_workers
+        return replace(self, precision=choice.name, num_workers=workers)
 
     @property
     def peak_lr(self) -> float:
@@ -294,12 +313,10 @@ def finetune(
         ConfigError: bad hyperparameters.
         TrainingError: a non-finite training loss (the message says whether the labels or the LR are the cause).
     """
-    from brainjepa.evaluation.embed import load_model, model_normalizer
-    from brainjepa.evaluation.metrics import grouped_splits, summarize
-
     cfg = config or FinetuneConfig()
     store, _ = open_runs(store, None)
     labels = read_labels(store, label, cfg.task, folds=cfg.folds)  # refused here, before any training
+    cfg = cfg.for_machine()
     pretrained = load_model(model, gradient=gradient)
     if store.num_rois != pretrained.config.num_rois:
         raise DataError(f"{store.path}: store has {store.num_rois} ROIs but the model expects "
@@ -329,10 +346,6 @@ def _run_fold(pretrained: BrainJEPA, store: RunStore, labels: Labels, train: np.
     """Train on one fold (validation carved from its training subjects); test metrics of the best epoch."""
     from tqdm.auto import tqdm
 
-    from brainjepa.config import OptimizationConfig
-    from brainjepa.evaluation.metrics import grouped_splits
-    from brainjepa.training.schedules import Schedule
-
     try:
         inner = grouped_splits(labels.targets[train], labels.groups[train], task=labels.task,
                                folds=max(2, round(1 / cfg.val_fraction)), seed=cfg.seed + fold)
@@ -346,7 +359,7 @@ def _run_fold(pretrained: BrainJEPA, store: RunStore, labels: Labels, train: np.
         if std == 0:
             raise DataError(f"{store.path}: label {labels.name!r} is constant in the training subjects of fold "
                             f"{fold + 1}; it cannot be standardised")
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = cfg.torch_device
     fold_seed = cfg.seed * 1000 + fold
     num_outputs = len(labels.classes) if labels.classes is not None else 1
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -428,7 +441,7 @@ class _Step:
         self.step = 0
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
 
     def loss(self, out: Tensor, y: Tensor, smoothing: float = 0.0) -> Tensor:
         if self.task == "classification":
@@ -474,8 +487,6 @@ class _Step:
     @torch.no_grad()
     def evaluate(self, loader: torch.utils.data.DataLoader, labels: Labels) -> tuple[float, dict[str, float]]:
         """Loss (no label smoothing) and metrics on deterministic windows."""
-        from brainjepa.evaluation.metrics import classification_metrics, regression_metrics
-
         self.net.eval()
         outs, ys = [], []
         for batch in loader:

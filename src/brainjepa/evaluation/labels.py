@@ -77,10 +77,10 @@ def value_problem(values: np.ndarray) -> tuple[str, np.ndarray] | None:
     y = np.asarray(values, dtype=np.float64)
     bad = ~np.isfinite(y)
     if bad.any():
-        return f"{int(bad.sum())} non-finite values ({', '.join(map(str, y[bad][:_SHOWN]))})", bad
+        return f"{_count(bad, 'non-finite value')} ({', '.join(map(str, y[bad][:_SHOWN]))})", bad
     bad = np.abs(y) > FLOAT32_MAX
     if bad.any():
-        return f"{int(bad.sum())} values beyond the float32 range (up to {np.abs(y).max():.3g})", bad
+        return f"{_count(bad, 'value')} beyond the float32 range (up to {np.abs(y).max():.3g})", bad
     return None
 
 
@@ -139,17 +139,16 @@ def read_labels(store: RunStore, column: str, task: str | None = None, *, groups
     miss = missing(raw)
     if miss.all():
         raise DataError(f"{where} has no values: all {len(raw)} runs are empty or NaN")
-    y, runs, group = drop_missing(raw, np.arange(len(raw)), group_all, what=f"{column!r} label")
-    names = subjects[runs]
-    if task in (None, "auto"):
-        task = infer_task(y)
-        logger.info("label %r: task %s (inferred; --task sets it)", column, task)
+    runs = np.flatnonzero(~miss)
+    y, group, names = present(raw), group_all[runs], subjects[runs]
+    inferred = task in (None, "auto")
+    task = infer_task(y) if inferred else task
     if task not in ("classification", "regression"):
         raise ConfigError(f"label task must be 'classification' or 'regression', got {task!r}")
     numeric = _numeric(y)
     if task == "regression" and numeric is None:
         text = [i for i, v in enumerate(y) if _as_float(v) is None]
-        raise DataError(f"{where}: regression label has non-numeric values "
+        raise DataError(f"{store.path}: regression label {column!r} has non-numeric values "
                         f"{', '.join(repr(y[i]) for i in text[:_SHOWN])} (subjects "
                         f"{', '.join(names[i] for i in text[:_SHOWN])}); fix the column or use --task classification")
     if numeric is not None and (problem := value_problem(numeric)) is not None:
@@ -168,7 +167,16 @@ def read_labels(store: RunStore, column: str, task: str | None = None, *, groups
     if folds is not None and n_groups < folds:
         what = "subjects" if groups == "subject" else f"{groups!r} values"
         raise DataError(f"{where}: {n_groups} groups ({what}) cannot make {folds} folds; lower --folds")
+    if miss.any():  # logged once the label is accepted, so that a refusal stays one line
+        logger.warning("dropped %d of %d runs with a missing %r label", int(miss.sum()), len(raw), column)
+    if inferred:
+        logger.info("label %r: task %s (inferred; --task sets it)", column, task)
     return Labels(column, task, runs.astype(np.int64), group, y, classes, targets, int(miss.sum()))
+
+
+def _count(mask: np.ndarray, noun: str) -> str:
+    n = int(mask.sum())
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def _as_float(value: Any) -> float | None:

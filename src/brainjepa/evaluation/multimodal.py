@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from brainjepa.errors import CheckpointError, ConfigError, DataError
 from brainjepa.io import load_weights_folder, save_weights_folder
+from brainjepa.models.optim import param_groups
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,9 @@ class AlignConfig:
         temperature: initial softmax temperature of the InfoNCE logits (CLIP: 0.07).
         learn_temperature: learn log(1 / temperature) (capped at 1/T = 100, as CLIP); False keeps it fixed.
         epochs / batch_size / lr / weight_decay: AdamW training on the training rows (in-batch negatives, so
-            larger batches give a harder task; a last batch of one row is dropped).
+            larger batches give a harder task; a last batch of one row is dropped); weight decay applies to the
+            weight matrices only, as everywhere (`brainjepa.models.optim.param_groups`): not to biases, norms or
+            the temperature.
         test_fraction: share of subjects held out for the retrieval test.
         seed: seeds the subject split, the projector init, dropout and the batch order.
     """
@@ -243,7 +246,7 @@ def align(
             getattr(model, f"{side}_mean").copy_(t.mean(0))
             getattr(model, f"{side}_std").copy_(t.std(0, unbiased=False).clamp_min(1e-6))
         model.to(dev).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(param_groups(model.named_parameters(), cfg.weight_decay), lr=cfg.lr)
         history: list[float] = []
         bar = tqdm(range(cfg.epochs), desc="align", unit="epoch", disable=not progress)
         for _ in bar:

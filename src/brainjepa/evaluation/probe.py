@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,6 +20,9 @@ import numpy as np
 
 from brainjepa.data.store import RunStore, open_runs
 from brainjepa.errors import ConfigError, DataError
+from brainjepa.evaluation.attentive import AttentiveConfig, AttentiveProbe
+from brainjepa.evaluation.baselines import functional_connectivity, random_init_like
+from brainjepa.evaluation.embed import EmbedOptions, embed_store, load_embeddings, load_model
 from brainjepa.evaluation.labels import drop_missing, infer_task, read_labels
 from brainjepa.evaluation.metrics import (
     CLASSIFICATION_METRICS,
@@ -29,16 +32,18 @@ from brainjepa.evaluation.metrics import (
     regression_metrics,
     summarize,
 )
+from brainjepa.models import BrainJEPA
 
 if TYPE_CHECKING:
     import pandas
 
-    from brainjepa.evaluation.embed import EmbedOptions
-    from brainjepa.models import BrainJEPA
-
 logger = logging.getLogger(__name__)
 
 Task = Literal["classification", "regression"]
+Head = Literal["linear", "attentive"]
+HEADS = ("linear", "attentive")
+# Features computed per fold from (training rows, test rows), for features fitted on the training data only.
+FoldFeatures = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 DEFAULT_CS = tuple(np.logspace(-4, 4, 9).tolist())
 DEFAULT_ALPHAS = tuple(np.logspace(-2, 6, 9).tolist())
 BASELINES = ("random-init", "fc")
@@ -112,7 +117,7 @@ class ProbeTable:
 
 
 def probe(
-    features: np.ndarray,
+    features: np.ndarray | FoldFeatures,
     labels: np.ndarray,
     groups: np.ndarray | None = None,
     *,
@@ -122,11 +127,15 @@ def probe(
     inner_folds: int = 3,
     Cs: Sequence[float] = DEFAULT_CS,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
+    head: Head = "linear",
+    attentive: AttentiveConfig | None = None,
 ) -> ProbeResult:
-    """Cross-validated linear probe of `features` for `labels`.
+    """Cross-validated probe of `features` for `labels`: linear (default) or attentive.
 
     Args:
-        features: [N, F] (higher-rank arrays are flattened per row).
+        features: [N, F] (higher-rank arrays are flattened per row by the linear head), [N, tokens, D] for the
+            attentive head, or a function (training rows, test rows) -> (training features, test features)
+            called once per fold with row numbers of `labels`, for features fitted on the training rows only.
         labels: [N] class labels or continuous values; missing values are dropped (count logged).
         groups: [N] group ids (subjects) kept on one side of every split; None: each row its own group.
         task: "classification" / "regression"; None infers it (`infer_task`).
@@ -135,12 +144,25 @@ def probe(
         inner_folds: grouped inner CV folds choosing C / alpha (fewer if a training fold has fewer groups).
         Cs: inverse L2 strengths of the logistic regression grid.
         alphas: ridge penalties of the regression grid.
+        head: "linear" (standardise + logistic / ridge regression tuned by inner CV) or "attentive"
+            (`brainjepa.evaluation.attentive.AttentiveProbe`, fixed hyper-parameters from `attentive`, seeded by
+            (attentive.seed, split seed, fold)).
+        attentive: hyper-parameters of the attentive head (default `AttentiveConfig()`).
 
     Raises:
-        DataError: mismatched lengths, too few groups for the folds, or a single class.
+        DataError: mismatched lengths, too few groups for the folds, a single class, or attentive features
+            that are not [N, tokens, D].
+        ConfigError: an unknown head.
     """
-    x = np.asarray(features, dtype=np.float64)
-    x = x.reshape(len(x), -1)
+    if head not in HEADS:
+        raise ConfigError(f"probe head must be one of {list(HEADS)}, got {head!r}")
+    per_fold = features if callable(features) else None
+    dtype = np.float64 if head == "linear" else np.float32  # token features are large; torch takes float32
+    x = np.arange(len(labels))[:, None] if per_fold else np.asarray(features, dtype=dtype)
+    if head == "linear":
+        x = x.reshape(len(x), -1)
+    elif per_fold is None and x.ndim != 3:
+        raise DataError(f"the attentive probe needs token features [N, tokens, D], got shape {list(x.shape)}")
     y = np.asarray(labels)
     g = np.arange(len(y)) if groups is None else np.asarray(groups)
     if not len(x) == len(y) == len(g):
@@ -150,7 +172,7 @@ def probe(
     task = task or infer_task(y)
     if task not in ("classification", "regression"):
         raise ConfigError(f"probe task must be 'classification' or 'regression', got {task!r}")
-    if not np.isfinite(x).all():
+    if per_fold is None and not np.isfinite(x).all():
         raise DataError("probe: features contain NaN or Inf")
     if task == "regression":
         y = y.astype(np.float64)
@@ -159,16 +181,30 @@ def probe(
     unconverged = 0
     for seed in range(seeds):
         for k, (train, test) in enumerate(grouped_splits(y, g, task=task, folds=folds, seed=seed)):
-            model, warned = _fit(x[train], y[train], g[train], task, inner_folds, seed, Cs, alphas)
+            x_train, x_test = per_fold(x[train, 0], x[test, 0]) if per_fold else (x[train], x[test])
+            if head == "attentive":
+                model, warned = _fit_attentive(x_train, y[train], g[train], task, attentive, seed, k), 0
+            else:
+                model, warned = _fit(x_train, y[train], g[train], task, inner_folds, seed, Cs, alphas)
             unconverged += warned
             rows.append({"seed": seed, "fold": k, "n_train": len(train), "n_test": len(test),
-                         **_score(model, x[test], y[test], task, classes)})
+                         **_score(model, x_test, y[test], task, classes)})
     if unconverged:
         logger.info("%d probe fits stopped at max_iter before converging (results are still valid fits)",
                     unconverged)
     metrics = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
     summary = summarize([{m: r[m] for m in metrics} for r in rows])
     return ProbeResult(task, rows, summary, n_samples=len(y), n_dropped=n_all - len(y))
+
+
+def _fit_attentive(x: np.ndarray, y: np.ndarray, g: np.ndarray, task: str, attentive: AttentiveConfig | None,
+                   seed: int, fold: int) -> Any:
+    """An attentive probe fitted on one training fold, seeded by (config seed, split seed, fold)."""
+    from dataclasses import replace
+
+    config = attentive or AttentiveConfig()
+    fold_seed = int(np.random.SeedSequence([config.seed, seed, fold]).generate_state(1)[0])
+    return AttentiveProbe(task, replace(config, seed=fold_seed)).fit(x, y, g)
 
 
 def _fit(x: np.ndarray, y: np.ndarray, g: np.ndarray, task: str, inner_folds: int, seed: int,
@@ -226,6 +262,8 @@ def probe_models(
     folds: int = 5,
     seeds: int = 3,
     inner_folds: int = 3,
+    head: Head = "linear",
+    attentive: AttentiveConfig | None = None,
 ) -> ProbeTable:
     """The same probe (same splits, same grids) on several feature sets: one row per entry of `features`.
 
@@ -233,6 +271,8 @@ def probe_models(
         features: name -> [N, F] features; all share the rows of `labels` / `groups`.
         labels, groups, task, folds, seeds, inner_folds: as in `probe` (missing labels dropped once, logged).
         label: name of the label, for the table's caption.
+        head, attentive: as in `probe`; the attentive head reads token sets [N, tokens, D], while [N, F] sets
+            (such as FC) have no tokens and keep the linear probe.
     """
     labels = np.asarray(labels)
     names = list(features)
@@ -246,7 +286,8 @@ def probe_models(
     table = ProbeTable(label, task)
     for name, x in zip(names, arrays, strict=True):
         logger.info("probing %s features %s for %r (%s)", name, list(x.shape), label, task)
-        table.results[name] = probe(x, y, g, task=task, folds=folds, seeds=seeds, inner_folds=inner_folds)
+        table.results[name] = probe(x, y, g, task=task, folds=folds, seeds=seeds, inner_folds=inner_folds,
+                                    head=head if x.ndim == 3 else "linear", attentive=attentive)
     return table
 
 
@@ -262,9 +303,11 @@ def probe_store(
     folds: int = 5,
     seeds: int = 3,
     baselines: Sequence[str] = BASELINES,
-    pooling: Literal["mean", "roi"] = "mean",
+    pooling: Literal["mean", "roi", "tokens"] | None = None,
     options: EmbedOptions | None = None,
     random_init_seed: int = 0,
+    head: Head = "linear",
+    attentive: AttentiveConfig | None = None,
     out: str | Path | None = None,
     progress: bool = True,
 ) -> ProbeTable:
@@ -282,8 +325,10 @@ def probe_store(
         folds, seeds: outer CV folds and repetitions.
         baselines: any of "random-init" (same architecture, seed `random_init_seed`, same embedding options)
             and "fc" (whole-run Fisher-z functional connectivity).
-        pooling: "mean" (the reference's global pool, [N, D]) or "roi" (per-ROI means flattened, [N, R*D]),
-            for the brainjepa and random-init rows.
+        pooling: for the brainjepa and random-init rows, `pooling_for_head`: with the linear head "mean" (the
+            reference's global pool, [N, D], the default) or "roi" (per-ROI means flattened, [N, R*D]); with the
+            attentive head "tokens" (all R*P tokens, the default) or "roi" (R tokens).
+        head, attentive: the probe on those rows (`probe`); FC always gets the linear probe.
         options: embedding options (windows, normalisation, encoder, device...).
         out: folder for probe.csv / probe.md / probe_folds.csv (None: nothing written).
         progress: show progress bars.
@@ -292,18 +337,24 @@ def probe_store(
         DataError: the label or group column does not exist (available ones listed), a bad label (all missing,
             non-finite, text for a regression, a single class, too few subjects for the folds; see
             `brainjepa.evaluation.labels.read_labels`), embeddings rows that match no run.
-        ConfigError: neither or both of `model` and `embeddings`, an unknown baseline or pooling.
+        ConfigError: neither or both of `model` and `embeddings`, an unknown baseline, a pooling the head cannot
+            read, or pooling / options / gradient with `embeddings` (they apply to embedding with a model).
     """
-    from brainjepa.evaluation.baselines import functional_connectivity, random_init_like
-    from brainjepa.evaluation.embed import embed_store, load_embeddings, load_model
-
     if (model is None) == (embeddings is None):
         raise ConfigError("probe needs exactly one of a model (--model) or an embeddings file (--embeddings)")
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ConfigError(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
-    if pooling not in ("mean", "roi"):
-        raise ConfigError(f"probe pooling must be 'mean' or 'roi', got {pooling!r}")
+    if embeddings is not None:
+        given = [name for name, value in (("pooling", pooling), ("options", options), ("gradient", gradient))
+                 if value is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} apply to embedding with a model, not to an embeddings file")
+    else:
+        pooling = pooling_for_head(head, pooling)
+    for name, value, low in (("folds", folds, 2), ("seeds", seeds, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"probe --{name} must be an integer >= {low}, got {value!r}")
     store, _ = open_runs(data, None)
     labels = read_labels(store, label, task, groups=groups, folds=folds)  # refused here, before any embedding
     features: dict[str, np.ndarray] = {}
@@ -334,10 +385,24 @@ def probe_store(
                                                  names=(f"subject {subjects[i]!r}" for i in runs))
     named = {ROW_NAMES[k]: v for k, v in features.items()}
     y, g = labels.at(runs)
-    table = probe_models(named, y, g, label=label, task=labels.task, folds=folds, seeds=seeds)
+    table = probe_models(named, y, g, label=label, task=labels.task, folds=folds, seeds=seeds, head=head,
+                         attentive=attentive)
     if out is not None:
         table.save(out)
     return table
+
+
+def pooling_for_head(head: Head, pooling: str | None) -> str:
+    """The pooling a head reads (None: its default, "mean" for linear, "tokens" for attentive); a pooling the
+    head cannot use is refused: the attentive head needs tokens, the linear one takes [D] or [R, D] vectors."""
+    allowed = {"linear": ("mean", "roi"), "attentive": ("tokens", "roi")}
+    if head not in allowed:
+        raise ConfigError(f"probe head must be one of {list(HEADS)}, got {head!r}")
+    if pooling is None:
+        return allowed[head][0]
+    if pooling not in allowed[head]:
+        raise ConfigError(f"{head} probe: pooling must be {' or '.join(map(repr, allowed[head]))}, got {pooling!r}")
+    return pooling
 
 
 def _match_runs(store: RunStore, index: pandas.DataFrame, source: str | Path) -> np.ndarray:

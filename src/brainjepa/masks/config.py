@@ -11,6 +11,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+from brainjepa.bounds import bounded, check_bounds
 from brainjepa.errors import ConfigError
 
 Scale = tuple[float, float]
@@ -32,19 +33,18 @@ class MaskConfig:
         ConfigError: naming `mask.<key>` for a scale outside 0 <= low <= high <= 1 or a bad count.
     """
 
-    enc_mask_scale: Scale = (0.84, 1.0)
-    pred_mask_R_scale: Scale = (0.45, 0.6)
-    pred_mask_T_roi_scale: Scale = (0.2, 0.6)
-    pred_mask_R_roi_scale: Scale = (0.15, 0.3)
-    pred_mask_T_scale: Scale = (0.0, 0.4)
-    min_keep: int = 4
-    max_tries: int = 20
+    enc_mask_scale: Scale = bounded((0.84, 1.0), ge=0, le=1, pair=True)
+    pred_mask_R_scale: Scale = bounded((0.45, 0.6), ge=0, le=1, pair=True)
+    pred_mask_T_roi_scale: Scale = bounded((0.2, 0.6), ge=0, le=1, pair=True)
+    pred_mask_R_roi_scale: Scale = bounded((0.15, 0.3), ge=0, le=1, pair=True)
+    pred_mask_T_scale: Scale = bounded((0.0, 0.4), ge=0, le=1, pair=True)
+    min_keep: int = bounded(4, ge=1)
+    max_tries: int = bounded(20, ge=1)
 
     def __post_init__(self) -> None:
+        check_bounds(self, "mask")
         for name in SCALE_KEYS:  # YAML gives lists: store tuples, so the config stays immutable
-            object.__setattr__(self, name, _check_scale(name, getattr(self, name)))
-        for name in ("min_keep", "max_tries"):
-            check_count(f"mask.{name}", getattr(self, name), 1)
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
 
     def check_grid(self, num_rois: int, num_time_patches: int) -> None:
         """Raise ConfigError unless masks can be drawn on a `num_rois` x `num_time_patches` token grid."""
@@ -54,18 +54,6 @@ class MaskConfig:
         if self.min_keep > num_rois * num_time_patches:
             raise ConfigError(f"mask.min_keep={self.min_keep} exceeds the {num_rois * num_time_patches} tokens "
                               f"of the {num_rois} x {num_time_patches} grid")
-
-
-def _check_scale(name: str, value: Any) -> Scale:
-    ok = (
-        isinstance(value, (list, tuple))
-        and len(value) == 2
-        and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
-        and 0.0 <= value[0] <= value[1] <= 1.0
-    )
-    if not ok:
-        raise ConfigError(f"mask.{name} must be two numbers with 0 <= low <= high <= 1, got {value!r}")
-    return float(value[0]), float(value[1])
 
 
 def check_count(label: str, value: Any, minimum: int) -> None:

@@ -7,6 +7,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from brainjepa.bounds import bounded, check_bounds
 from brainjepa.errors import ConfigError
 
 PosEmbedKind = Literal["mapping", "sincos"]
@@ -29,28 +30,24 @@ class ModelConfig:
     Defaults are the paper's main model (ViT-B encoder, 384-d depth-6 predictor) on 450 ROIs x 160 frames.
     """
 
-    num_rois: int = 450
-    num_frames: int = 160
-    patch_size: int = 16
-    embed_dim: int = _DEFAULT["embed_dim"]
-    depth: int = _DEFAULT["depth"]
-    num_heads: int = _DEFAULT["num_heads"]
-    mlp_ratio: float = 4.0
+    num_rois: int = bounded(450, ge=1)
+    num_frames: int = bounded(160, ge=1)
+    patch_size: int = bounded(16, ge=1)
+    embed_dim: int = bounded(_DEFAULT["embed_dim"], ge=1)
+    depth: int = bounded(_DEFAULT["depth"], ge=1)
+    num_heads: int = bounded(_DEFAULT["num_heads"], ge=1)
+    mlp_ratio: float = bounded(4.0, gt=0)
     qkv_bias: bool = True
-    pred_embed_dim: int = 384
-    pred_depth: int = 6
-    pred_num_heads: int | None = None  # None: the encoder's head count, as in the reference
-    gradient_dim: int = 30
+    pred_embed_dim: int = bounded(384, ge=1)
+    pred_depth: int = bounded(6, ge=1)
+    pred_num_heads: int | None = bounded(None, ge=1)  # None: the encoder's head count, as in the reference
+    gradient_dim: int = bounded(30, ge=1)
     pos_embed: PosEmbedKind = "mapping"
-    drop_path_rate: float = 0.0
-    norm_eps: float = 1e-6
+    drop_path_rate: float = bounded(0.0, ge=0, lt=1)
+    norm_eps: float = bounded(1e-6, gt=0)
 
     def __post_init__(self) -> None:
-        for name in ("num_rois", "num_frames", "patch_size", "embed_dim", "depth", "num_heads",
-                     "pred_embed_dim", "pred_depth", "gradient_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"model.{name} must be a positive integer, got {value!r}")
+        check_bounds(self, "model")
         if self.num_frames % self.patch_size:
             raise ConfigError(
                 f"model.num_frames ({self.num_frames}) must be a multiple of model.patch_size ({self.patch_size})"
@@ -64,8 +61,6 @@ class ModelConfig:
         if self.pos_embed not in typing.get_args(PosEmbedKind):
             raise ConfigError(f"model.pos_embed must be one of {list(typing.get_args(PosEmbedKind))}, got "
                               f"{self.pos_embed!r}")
-        if not 0.0 <= self.drop_path_rate < 1.0:
-            raise ConfigError(f"model.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
 
     @property
     def num_time_patches(self) -> int:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from brainjepa import hub
 from brainjepa.errors import CheckpointError
 from brainjepa.io import check_finite_weights, load_gradient, load_weights_folder, save_weights_folder
 from brainjepa.models.config import ModelConfig
@@ -117,9 +118,7 @@ class BrainJEPA(nn.Module):
                         revision: str | None = None) -> BrainJEPA:
         """Restore a model written by `save_pretrained`: a folder, a training run folder holding `model/`, or a
         Hugging Face Hub id ``org/name`` that is not a local path (`revision`: its branch, tag or commit)."""
-        from brainjepa.hub import download, is_hub_id
-
-        directory = download(path, revision=revision) if is_hub_id(path) else Path(path)
+        directory = hub.download(path, revision=revision) if hub.is_hub_id(path) else Path(path)
         if not (directory / CONFIG_NAME).is_file() and (directory / "model" / CONFIG_NAME).is_file():
             directory = directory / "model"
         meta, state = load_weights_folder(directory, config_name=CONFIG_NAME, weights_name=WEIGHTS_NAME, fmt=FORMAT,
@@ -132,18 +131,14 @@ class BrainJEPA(nn.Module):
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload config.json, model.safetensors and a generated model card to the Hugging Face Hub (see
         `brainjepa.hub.push_to_hub` for the options); returns the commit URL."""
-        from brainjepa.hub import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
+        return hub.push_to_hub(self, repo_id, **kwargs)
 
     @classmethod
     def load(cls, path: str | Path, *, gradient: str | Path | np.ndarray | None = None,
              num_heads: int | None = None) -> BrainJEPA:
         """Any model a user may point at: a `save_pretrained` folder, a training run folder, or the official
         `jepa-ep*.pth.tar` (which needs `gradient`, e.g. `gradient_mapping_450.csv`), or a Hub id ``org/name``."""
-        from brainjepa.hub import is_hub_id
-
-        if is_hub_id(path):
+        if hub.is_hub_id(path):
             return cls.from_pretrained(path)
         path = Path(path)
         if path.is_dir():

@@ -85,8 +85,8 @@ targets never overlap the context.
 ## 4. Pretraining
 
 A 96-d, depth-4 encoder with a 48-d, depth-2 predictor, {facts['epochs']} epochs ({facts['steps']} optimizer steps,
-batch 8, {facts['seconds_per_step']} s per step measured before the run, bf16 autocast
-{"on: this CPU multiplies bf16 faster than fp32" if facts["bf16"] else "off: bf16 is no faster than fp32 here"}),
+batch 8, {facts['seconds_per_step']} s per step measured before the run, precision {facts['precision']}:
+{facts['precision_reason']}),
 {facts['pretrain_minutes']} minutes. {_loss_summary(metrics_csv)}
 
 ![curves](figures/training_curves.png)

@@ -29,6 +29,7 @@ from brainjepa.evaluation.embed import embed_store
 from brainjepa.evaluation.probe import probe_models
 from brainjepa.masks import draw_masks, mask_grid
 from brainjepa.models import BrainJEPA
+from brainjepa.precision import PrecisionChoice
 from brainjepa.report import figures
 from brainjepa.report.markdown import write_report
 from brainjepa.training import pretrain
@@ -50,19 +51,6 @@ class QuickstartResult:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-def bf16_is_faster(n: int = 768, reps: int = 5) -> bool:
-    """Whether this CPU multiplies bf16 matrices faster than fp32 (bf16 matrix units); autocast only pays then."""
-    times = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        a @ b
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        times[dtype] = time.perf_counter() - t0
-    return times[torch.bfloat16] < 0.8 * times[torch.float32]
-
-
 def _step(title: str) -> None:
     logger.info("=== %s", title)
 
@@ -78,14 +66,15 @@ def load_data(choice: DataChoice, out: Path, cache: Path | None, seed: int):
                         "`brainjepa quickstart --data simulated` instead.") from err
 
 
-def pretrain_config(store, gradient_csv: Path, *, epochs: int, bf16: bool, seed: int, frames: int):
-    """A small model for a laptop CPU: 96-d, depth 4, on `frames`-frame windows without striding (TR 2 s data)."""
+def pretrain_config(store, gradient_csv: Path, *, epochs: int, seed: int, frames: int):
+    """A small model for a laptop CPU: 96-d, depth 4, on `frames`-frame windows without striding (TR 2 s data);
+    precision `auto`: bf16 only where it is faster (brainjepa.precision)."""
     return load_config(None, [
         f"data.path={store.path}", f"data.crop_size=[{store.num_rois},{frames}]", "data.batch_size=8",
         # windows and masks cost ~5 ms a batch: a worker process would only compete for the 2 cores
         "data.num_workers=0", "data.pin_mem=false", "data.sampling_rate=1", f"data.gradient_csv_path={gradient_csv}",
         "meta.model_name=vit_tiny", "meta.embed_dim=96", "meta.depth=4", "meta.num_heads=4", "meta.pred_emb_dim=48",
-        "meta.pred_depth=2", f"meta.use_bfloat16={str(bf16).lower()}", "meta.accumulation_steps=1",
+        "meta.pred_depth=2", "meta.accumulation_steps=1",
         f"meta.seed={seed}", f"optimization.epochs={epochs}", f"optimization.warmup={max(1, epochs // 10)}",
         "optimization.start_lr=1e-4", "optimization.lr=1e-3", "optimization.final_lr=1e-5",
         "optimization.final_weight_decay=0.1", "logging.log_every=50", "logging.checkpoint_every=1000000",
@@ -93,8 +82,9 @@ def pretrain_config(store, gradient_csv: Path, *, epochs: int, bf16: bool, seed:
     ])
 
 
-def seconds_per_step(cfg) -> float:
-    """Time a few real training steps of this config (throwaway run) to size the epochs to the time budget."""
+def seconds_per_step(cfg) -> tuple[float, PrecisionChoice]:
+    """Time a few real training steps of this config (throwaway run) to size the epochs to the time budget; also
+    the precision the trainer chose (the run makes the same choice)."""
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp), DistEnv(), resume=False)
         batches = trainer.micro_batches()
@@ -102,7 +92,7 @@ def seconds_per_step(cfg) -> float:
         t0 = time.perf_counter()
         for _ in range(5):
             trainer.train_step([next(batches)])
-        return (time.perf_counter() - t0) / 5
+        return (time.perf_counter() - t0) / 5, trainer.precision
 
 
 def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, data: DataChoice = "connattractor",
@@ -137,18 +127,17 @@ def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, da
     facts["gradient_components"] = n_grad
 
     _step("3/6 pretraining")
-    bf16 = bf16_is_faster()
-    probe_cfg = pretrain_config(store, gradient_csv, epochs=1, bf16=bf16, seed=seed, frames=window)
-    per_step = seconds_per_step(probe_cfg)
+    probe_cfg = pretrain_config(store, gradient_csv, epochs=1, seed=seed, frames=window)
+    per_step, precision = seconds_per_step(probe_cfg)
     steps_per_epoch = len(store) // probe_cfg.data.batch_size
     # 5% margin for what the timed steps leave out (logging, epoch boundaries, the final checkpoint)
     epochs = max(2, int(0.95 * minutes * 60 / (per_step * steps_per_epoch)))
-    cfg = pretrain_config(store, gradient_csv, epochs=epochs, bf16=bf16, seed=seed, frames=window)
+    cfg = pretrain_config(store, gradient_csv, epochs=epochs, seed=seed, frames=window)
     run_dir = out / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    facts.update(bf16=bf16, seconds_per_step=round(per_step, 3), epochs=epochs, steps=epochs * steps_per_epoch,
-                 window=window)
+    facts.update(precision=precision.name, precision_reason=precision.reason, seconds_per_step=round(per_step, 3),
+                 epochs=epochs, steps=epochs * steps_per_epoch, window=window)
     t0 = time.perf_counter()
     pretrain(cfg, run_dir)
     facts["pretrain_minutes"] = round((time.perf_counter() - t0) / 60, 2)

@@ -4,11 +4,13 @@
 `Batch` inside DataLoader workers: the items' windows (`StoreDataset.sample`, seeded by (seed, epoch, item)) and
 the masks of the whole global batch (`draw_masks`, seeded by (seed, epoch, batch)), sharded to this rank's rows.
 Every value is a function of the seed and the position, so process count, worker layout and resuming change
-nothing; `epoch_loader` also gives the DataLoader its own generator, so it never draws from torch's global RNG.
+nothing; `epoch_loader` also gives the DataLoader its own generator, so it never draws from torch's global RNG,
+and can span many epochs with one loader (its workers then live for the whole run).
 """
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
@@ -89,14 +91,39 @@ class MaskedBatches(torch.utils.data.Dataset):
         return Batch(x, ctx[rows], tgt[rows], torch.as_tensor(indices, dtype=torch.long), epoch, batch)
 
 
-def epoch_loader(batches: MaskedBatches, sampler: GlobalBatchSampler, epoch: int, start_batch: int = 0, *,
-                 num_workers: int = 0, pin_memory: bool = False) -> torch.utils.data.DataLoader:
-    """DataLoader over the `Batch`es of `epoch` from `start_batch` on (batches are built whole in the workers).
+class RunKeys(torch.utils.data.Sampler[tuple[int, int, list[int]]]):
+    """The sampler's keys from (epoch, start_batch) to the end of epoch end_epoch - 1, epoch after epoch."""
 
-    Its generator is seeded from (seed, epoch): creating an iterator draws the workers' base seed from it, which
-    would otherwise advance torch's global RNG at a point that differs between a run and its resumption.
+    def __init__(self, sampler: GlobalBatchSampler, epoch: int, start_batch: int, end_epoch: int) -> None:
+        self.sampler, self.epoch, self.start_batch, self.end_epoch = sampler, epoch, start_batch, end_epoch
+
+    def __iter__(self):
+        for e in range(self.epoch, self.end_epoch):
+            yield from self.sampler.keys(e, self.start_batch if e == self.epoch else 0)
+
+    def __len__(self) -> int:
+        return max(0, (self.end_epoch - self.epoch) * self.sampler.batches_per_epoch - self.start_batch)
+
+
+def epoch_loader(batches: MaskedBatches, sampler: GlobalBatchSampler, epoch: int, start_batch: int = 0, *,
+                 end_epoch: int | None = None, num_workers: int = 0, pin_memory: bool = False,
+                 prefetch_factor: int | None = None) -> torch.utils.data.DataLoader:
+    """DataLoader over the `Batch`es from (`epoch`, `start_batch`) to the end of epoch `end_epoch` - 1 (default:
+    the end of `epoch`); batches are built whole in the workers, `prefetch_factor` ahead per worker.
+
+    Spanning the run with one loader keeps its workers alive across epoch boundaries (what `persistent_workers`
+    gives a loader that is iterated once per epoch) and stays deterministic: a batch is a pure function of its key,
+    whichever worker builds it. The generator is seeded from (seed, epoch): creating an iterator draws the workers'
+    base seed from it, which would otherwise advance torch's global RNG at a point that differs between a run and
+    its resumption.
     """
-    sampler.set_epoch(epoch, start_batch)
+    keys = RunKeys(sampler, epoch, start_batch, epoch + 1 if end_epoch is None else end_epoch)
     generator = torch.Generator().manual_seed(derive_seed(batches.seed, LOADER_STREAM, epoch))
-    return torch.utils.data.DataLoader(batches, sampler=sampler, batch_size=None, num_workers=num_workers,
-                                       pin_memory=pin_memory, generator=generator)
+    return torch.utils.data.DataLoader(batches, sampler=keys, batch_size=None, num_workers=num_workers,
+                                       pin_memory=pin_memory, generator=generator, worker_init_fn=_ignore_sigint,
+                                       prefetch_factor=prefetch_factor if num_workers else None)
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    """Workers leave Ctrl-C to the main process, which stops at a step boundary (training/interrupt.py)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

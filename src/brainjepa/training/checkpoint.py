@@ -5,15 +5,16 @@ Layout: RUN_DIR/checkpoints/step-00000120/ with `model.safetensors` + `config.js
 state, as everything random in training is seeded from the seed and the position) and `manifest.json` (sha256 of
 each file), written last. The folder is assembled under a temporary name and renamed into place, so a crash never
 leaves a half-written checkpoint under a real name; a checkpoint whose files do not match its manifest
-(truncated, corrupted) is skipped with a warning in favour of the previous one.
+(truncated, corrupted), or that cannot be read (a training state that is not plain tensors and numbers is never
+unpickled), is skipped with a warning in favour of the previous one.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -21,14 +22,17 @@ from typing import Any
 
 import torch
 
-from brainjepa.errors import CheckpointError
+from brainjepa.errors import BrainJEPAError
+from brainjepa.io import file_sha256
 from brainjepa.models import BrainJEPA
+from brainjepa.models.jepa import CONFIG_NAME, WEIGHTS_NAME
 
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^step-(\d{8})$")
 TRAINING_FILE = "training.pt"
 MANIFEST = "manifest.json"
+REQUIRED_FILES = (CONFIG_NAME, WEIGHTS_NAME, TRAINING_FILE)
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -45,7 +49,7 @@ def save_checkpoint(run_dir: Path, model: BrainJEPA, training_state: dict[str, A
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     torch.save(training_state, tmp / TRAINING_FILE)
-    files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
+    files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
     (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
     if final.exists():
         shutil.rmtree(final)
@@ -64,40 +68,58 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def verify(path: Path) -> str | None:
-    """None if the checkpoint's files match its manifest, else what is wrong."""
+    """None if the checkpoint's manifest lists its files and they match their checksums, else what is wrong."""
     try:
         manifest = json.loads((path / MANIFEST).read_text())
-    except (OSError, ValueError) as err:
+        files = manifest["files"]
+        if not isinstance(files, dict):
+            raise TypeError("'files' is not a mapping")
+    except (OSError, ValueError, KeyError, TypeError) as err:
         return f"unreadable manifest ({err})"
-    for name, digest in manifest.get("files", {}).items():
+    for name in REQUIRED_FILES:
+        if name not in files:
+            return f"its manifest does not list {name}"
+    for name, digest in files.items():
         file = path / name
         if not file.is_file():
             return f"missing {name}"
-        if _sha256(file) != digest:
+        if file_sha256(file) != digest:
             return f"{name} does not match its checksum (truncated or corrupted)"
     return None
 
 
 def load_latest(run_dir: Path, map_location: str | torch.device = "cpu") -> tuple[BrainJEPA, dict[str, Any]] | None:
-    """Newest valid checkpoint as (model, training state); corrupt ones are skipped with a warning."""
+    """Newest usable checkpoint as (model, training state), or None. Each unusable one (files not matching the
+    manifest, unreadable weights, a training state that is not plain tensors and numbers, or one that does not
+    hold a position) is skipped for the previous one with a warning."""
     for path in reversed(list_checkpoints(run_dir)):
         problem = verify(path)
         if problem is None:
             try:
                 model = BrainJEPA.from_pretrained(path)
-                state = torch.load(path / TRAINING_FILE, map_location=map_location, weights_only=True)
-            except (CheckpointError, RuntimeError, OSError) as err:
+            except (BrainJEPAError, RuntimeError, OSError, KeyError) as err:
                 problem = str(err)
             else:
-                logger.info("resuming from %s", path)
-                return model, state
+                state, problem = _training_state(path, map_location)
+                if problem is None:
+                    logger.info("resuming from %s", path)
+                    return model, state
         logger.warning("checkpoint %s is unusable: %s; trying the previous one", path, problem)
     return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _training_state(path: Path, map_location: str | torch.device) -> tuple[dict[str, Any] | None, str | None]:
+    """(state, None) for a readable training.pt holding the optimizer state and the position, else (None, why)."""
+    try:
+        state = torch.load(path / TRAINING_FILE, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        return None, f"{TRAINING_FILE} holds objects other than tensors and plain types (refused, never unpickled)"
+    except (RuntimeError, OSError, EOFError, ValueError) as err:
+        return None, f"cannot read {TRAINING_FILE} ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+    position = ("step", "epoch", "batch")
+    if not (isinstance(state, dict) and isinstance(state.get("optimizer"), dict)
+            and all(isinstance(state.get(k), int) and state[k] >= 0 for k in position)):
+        return None, f"{TRAINING_FILE} does not hold an optimizer state and a position (step, epoch, batch)"
+    if f"step-{state['step']:08d}" != path.name:
+        return None, f"{TRAINING_FILE} is at step {state['step']}, not the folder's"
+    return state, None

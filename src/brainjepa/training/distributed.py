@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from brainjepa.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -25,12 +27,28 @@ class DistEnv:
         return self.world_size > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0, world_size: int = 1) -> torch.device:
+    """meta.device as a torch device: auto -> CUDA if available, else CPU; cuda -> this process's cuda:LOCAL_RANK.
+
+    Raises:
+        ConfigError: CUDA asked for but not available, a GPU index beyond the visible ones, or one fixed GPU for
+            several processes.
+    """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
+    if not name.startswith("cuda"):
+        return torch.device(name)
+    if not torch.cuda.is_available():
+        why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise ConfigError(f"meta.device={name} but {why}; use meta.device=cpu (or auto)")
+    if name != "cuda" and world_size > 1:
+        raise ConfigError(f"meta.device={name} would put all {world_size} processes on one GPU; use meta.device=cuda "
+                          "(each process takes cuda:LOCAL_RANK)")
+    index, count = (local_rank if name == "cuda" else int(name.partition(":")[2])), torch.cuda.device_count()
+    if index >= count:
+        asked = f"LOCAL_RANK {local_rank} needs cuda:{index}" if name == "cuda" else f"meta.device={name}"
+        raise ConfigError(f"{asked} but only {count} CUDA device(s) are visible (cuda:0 to cuda:{count - 1})")
+    return torch.device("cuda", index)
 
 
 def init_distributed(device: str = "auto") -> DistEnv:
@@ -38,7 +56,7 @@ def init_distributed(device: str = "auto") -> DistEnv:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local)
+    dev = resolve_device(device, local, world)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
@@ -52,6 +70,15 @@ def all_reduce_mean(value: torch.Tensor, env: DistEnv) -> torch.Tensor:
         dist.all_reduce(value)
         value /= env.world_size
     return value
+
+
+def all_reduce_max(value: int, env: DistEnv) -> int:
+    """The largest of every process's `value` (a host sync: call it where the processes meet anyway)."""
+    if not env.distributed:
+        return value
+    tensor = torch.tensor(value, device=env.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
 
 
 def barrier(env: DistEnv) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import math
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,30 +25,35 @@ import torch
 import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from brainjepa.config import TrainConfig, load_config, save_config
+from brainjepa.config import TrainConfig
 from brainjepa.data.dataset import StoreDataset
 from brainjepa.data.gradients import compute_gradients, compute_group_fc
 from brainjepa.data.normalize import make_normalizer, normalizer_from_dict
 from brainjepa.data.store import RunStore
-from brainjepa.data.windows import WindowSpec
-from brainjepa.errors import ConfigError, TrainingError
-from brainjepa.io import load_gradient, save_gradient
+from brainjepa.data.windows import WindowSpec, window_positions
+from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingError
+from brainjepa.io import atomic_write_text, load_gradient, save_gradient
 from brainjepa.models import BrainJEPA
+from brainjepa.precision import choose_precision, default_num_workers
 from brainjepa.training import checkpoint as ckpt
 from brainjepa.training.batch import DROP_PATH_STREAM, Batch, MaskedBatches, derive_seed, epoch_loader
-from brainjepa.training.distributed import DistEnv, all_reduce_mean, barrier, cleanup, init_distributed
+from brainjepa.training.compiled import compile_forward, graphs_compiled
+from brainjepa.training.distributed import (
+    DistEnv,
+    all_reduce_max,
+    all_reduce_mean,
+    barrier,
+    cleanup,
+    init_distributed,
+)
+from brainjepa.training.interrupt import Interrupted, StopSignals
 from brainjepa.training.monitor import Monitor, Span, Stopwatch, to_host
+from brainjepa.training.rundir import claim_run_dir
 from brainjepa.training.sampler import GlobalBatchSampler
 from brainjepa.training.schedules import Schedule
 from brainjepa.training.warmstart import warm_start
 
 logger = logging.getLogger(__name__)
-
-# Keys that may differ between a run and its resumption (how long / how it is watched, not what is learned).
-RESUMABLE_CHANGES = {("optimization", "max_steps"), ("data", "num_workers"), ("data", "pin_mem")} | {
-    ("logging", k) for k in ("log_every", "checkpoint_every", "keep_last", "tensorboard", "collapse_every")
-}
-
 
 @dataclass
 class Position:
@@ -73,14 +80,41 @@ def build_dataset(cfg: TrainConfig, env: DistEnv, run_dir: Path):
     if store.num_rois != cfg.model.num_rois:
         raise ConfigError(f"model.num_rois (data.crop_size) is {cfg.model.num_rois} but the store {store.path} has "
                           f"{store.num_rois} ROIs")
+    check_plan(cfg, len(store), env.world_size)
+    window = WindowSpec(frames=cfg.model.num_frames, sampling_rate=cfg.data.sampling_rate, mode="random",
+                        target_tr=cfg.data.target_tr, short=cfg.data.short_runs)
+    for run, subject in enumerate(store.manifest["subject"].astype(str)):  # a short run or missing TR fails now
+        try:
+            window_positions(store.frames(run), window, start=0.0, tr=store.tr(run), subject=subject)
+        except DataError as err:
+            raise DataError(f"{store.path}: {err}") from None
     saved = store.metadata.get("normalization")
     if cfg.data.normalization == "robust" and isinstance(saved, dict) and saved.get("kind") == "robust":
         normalizer = normalizer_from_dict(saved)
     else:
         normalizer = make_normalizer(cfg.data.normalization, store=store, progress=env.is_main)
-    window = WindowSpec(frames=cfg.model.num_frames, sampling_rate=cfg.data.sampling_rate, mode="random",
-                        target_tr=cfg.data.target_tr, short=cfg.data.short_runs)
     return StoreDataset(store, normalizer=normalizer, window=window, seed=cfg.meta.seed), normalizer
+
+
+def check_plan(cfg: TrainConfig, num_items: int, world_size: int) -> None:
+    """Refuse, before any work, a run that names a missing file or would take no optimizer step, naming the key."""
+    for key, path in (("data.gradient_csv_path", cfg.data.gradient_csv_path),
+                      ("meta.read_checkpoint", cfg.meta.read_checkpoint)):
+        if path and not Path(path).exists():
+            raise ConfigError(f"{key} {path}: no such file or folder")
+    opt, accum, batch = cfg.optimization, cfg.meta.accumulation_steps, cfg.data.batch_size
+    per_epoch = num_items // (batch * world_size)  # micro-batches per epoch (the last partial one is dropped)
+    if per_epoch == 0:
+        raise ConfigError(f"data.batch_size={batch} x {world_size} process(es) needs at least {batch * world_size} "
+                          f"runs per batch but the store {cfg.data.path} has {num_items}; lower data.batch_size")
+    if opt.epochs * per_epoch < accum:
+        raise ConfigError(f"optimization.epochs={opt.epochs} x {per_epoch} batch(es) per epoch is fewer micro-batches "
+                          f"than meta.accumulation_steps={accum}, so no optimizer step would run; raise "
+                          "optimization.epochs or lower meta.accumulation_steps")
+    if int(opt.ipe_scale * opt.epochs * per_epoch / accum) == 0:
+        raise ConfigError(f"optimization.ipe_scale={opt.ipe_scale:g} leaves a schedule of 0 optimizer steps "
+                          f"({opt.epochs} epoch(s) x {per_epoch} batch(es) / {accum} accumulation steps); raise "
+                          "optimization.ipe_scale")
 
 
 def resolve_gradient(cfg: TrainConfig, dataset, run_dir: Path, env: DistEnv) -> np.ndarray:
@@ -110,10 +144,11 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path, env: DistEnv, resume: bool) -> None:
         self.cfg, self.run_dir, self.env = cfg, run_dir, env
         torch.manual_seed(cfg.meta.seed)  # identical initial weights on every rank
-        self.dataset, normalizer = build_dataset(cfg, env, run_dir)
         restored = ckpt.load_latest(run_dir, map_location=env.device) if resume else None
         if resume and restored is None:
-            logger.warning("--resume: no usable checkpoint in %s, starting from scratch", run_dir)
+            raise CheckpointError(f"--resume: no usable checkpoint in {run_dir} (each one is named in a warning "
+                                  "above); remove the folder or choose a new --out to start again")
+        self.dataset, normalizer = build_dataset(cfg, env, run_dir)
         if restored is not None:
             self.model, state = restored
         else:
@@ -126,29 +161,46 @@ class Trainer:
                                           rank=env.rank, seed=cfg.meta.seed)
         self.schedule = Schedule(cfg.optimization, self.sampler.batches_per_epoch, cfg.meta.accumulation_steps,
                                  legacy_ema=cfg.meta.legacy_ema)
-        # fused AdamW: one pass over each tensor instead of ~8 multi-tensor ops (CPU and CUDA)
+        # fused AdamW: one pass over each tensor instead of ~8 multi-tensor ops (CPU and CUDA, torch >= 2.4)
         self.optimizer = torch.optim.AdamW(self.model.param_groups(cfg.optimization.weight_decay),
                                            lr=cfg.optimization.start_lr, fused=True)
         self.net = DDP(self.model, broadcast_buffers=False) if env.distributed else self.model
-        self.forward = torch.compile(self.net) if cfg.meta.compile else self.net
+        self.graphs_before = graphs_compiled()
+        self.forward = compile_forward(self.net, cfg.meta.compile_backend) if cfg.meta.compile else self.net
         self.position = Position()
         if state is not None:
             self.optimizer.load_state_dict(state["optimizer"])
             self.position = Position(state["step"], state["epoch"], state["batch"])
-        use_bf16 = cfg.meta.use_bfloat16 and (env.device.type == "cpu" or torch.cuda.is_bf16_supported())
-        self.autocast = lambda: torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=use_bf16)
+        schedule_steps = self.schedule.total_steps
+        self.total_steps = min(schedule_steps, cfg.optimization.max_steps or schedule_steps)
+        if self.position.step >= self.total_steps:
+            more = (f"raise optimization.max_steps (the schedule has {schedule_steps})"
+                    if self.total_steps < schedule_steps else "the schedule is complete")
+            raise ConfigError(f"--resume: nothing to train, {run_dir} is at step {self.position.step} of "
+                              f"{self.total_steps}; {more}")
+        self.precision = choose_precision(env.device, cfg.meta.precision)
+        auto_workers = cfg.data.num_workers is None
+        self.num_workers = default_num_workers(env.device) if auto_workers else cfg.data.num_workers
+        if env.is_main:
+            logger.info("precision: %s (%s)", self.precision.name, self.precision.reason)
+            logger.info("DataLoader workers: %d per process (%s)", self.num_workers,
+                        "auto: from the CPUs available" if auto_workers else "data.num_workers")
+        bf16 = self.precision.dtype == torch.bfloat16
+        self.autocast = lambda: torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=bf16)
 
     # -------------------------------------------------------------------------------------------- data
     def micro_batches(self) -> Iterator[Batch]:
-        """This process's `Batch`es from the current position on, across epochs."""
+        """This process's `Batch`es from the current position to the last epoch's end, from one DataLoader (its
+        workers live for the whole run). On CUDA they are pinned for asynchronous copies (data.pin_mem) and each
+        worker keeps enough batches ahead that two optimizer steps' micro-batches are ready."""
         pos, grid = self.position, (self.model.config.num_rois, self.model.config.num_time_patches)
         batches = MaskedBatches(self.dataset, self.cfg.mask, grid, seed=self.cfg.meta.seed,
                                 batch_size=self.cfg.data.batch_size, rank=self.env.rank,
                                 world_size=self.env.world_size)
-        pin = self.cfg.data.pin_mem and self.env.device.type == "cuda"
-        for epoch in range(pos.epoch, self.cfg.optimization.epochs):
-            yield from epoch_loader(batches, self.sampler, epoch, pos.batch if epoch == pos.epoch else 0,
-                                    num_workers=self.cfg.data.num_workers, pin_memory=pin)
+        cuda, workers = self.env.device.type == "cuda", self.num_workers
+        ahead = max(2, -(-2 * self.cfg.meta.accumulation_steps // workers)) if cuda and workers else None
+        yield from epoch_loader(batches, self.sampler, pos.epoch, pos.batch, end_epoch=self.cfg.optimization.epochs,
+                                num_workers=workers, pin_memory=self.cfg.data.pin_mem and cuda, prefetch_factor=ahead)
 
     # -------------------------------------------------------------------------------------------- step
     def train_step(self, micro: list[Batch]) -> dict[str, Any]:
@@ -202,6 +254,19 @@ class Trainer:
                  "world_size": self.env.world_size, "config": yaml.safe_dump(self.cfg.to_dict())}
         return ckpt.save_checkpoint(self.run_dir, self.model, state, self.position.step, self.cfg.logging.keep_last)
 
+    def write_summary(self) -> Path:
+        """Log the run's last line and write RUN_DIR/summary.json: steps, precision (and why), DataLoader workers
+        and, with meta.compile, the graphs compiled in this process (1 when the dynamic token counts work; each
+        recompilation adds one)."""
+        graphs = graphs_compiled() - self.graphs_before if self.cfg.meta.compile else None
+        summary = {"steps": self.position.step, "total_steps": self.total_steps, "precision": self.precision.name,
+                   "precision_reason": self.precision.reason, "num_workers": self.num_workers,
+                   "compiled_graphs": graphs}
+        logger.info("finished at step %d of %d, precision %s, %d DataLoader worker(s), %s", self.position.step,
+                    self.total_steps, self.precision.name, self.num_workers,
+                    "not compiled" if graphs is None else f"{graphs} compiled graph(s)")
+        return atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+
     # -------------------------------------------------------------------------------------------- loop
     def fit(self) -> None:
         """Train to the end of the schedule (or `optimization.max_steps`).
@@ -210,8 +275,7 @@ class Trainer:
         buffered rows are fetched (`_flush`); a non-finite loss is found there, so no checkpoint ever holds the
         weights it produced. Rank 0's `Monitor` writes metrics.csv (one row per step), the bar and the curves.
         """
-        cfg, env, accum = self.cfg, self.env, self.cfg.meta.accumulation_steps
-        total = min(self.schedule.total_steps, cfg.optimization.max_steps or self.schedule.total_steps)
+        cfg, env, accum, total = self.cfg, self.env, self.cfg.meta.accumulation_steps, self.total_steps
         monitor = Monitor(self.run_dir, total_steps=total, start_step=self.position.step,
                           samples_per_step=cfg.data.batch_size * env.world_size * accum,
                           collapse_every=cfg.logging.collapse_every, log_every=cfg.logging.log_every,
@@ -220,25 +284,35 @@ class Trainer:
         pending: list[dict[str, Any]] = []
         saved = self.position.step if self.position.step else None  # a resumed run starts at its checkpoint
         try:
-            while self.position.step < total:
-                t0 = time.perf_counter()
-                micro = list(itertools.islice(batches, accum))
-                if len(micro) < accum:
-                    break  # the data ran out before the schedule (ipe_scale < 1 or leftover micro-batches)
-                data_time = time.perf_counter() - t0
-                start = stopwatch.mark()
-                row = self.train_step(micro)
-                target = row.pop("target")
-                row.update(data_time_s=data_time, step_time_s=Span(start, stopwatch.mark()))
-                if monitor is not None:
-                    monitor.watch(row["step"], target)
-                pending.append(row)
-                if row["step"] % cfg.logging.checkpoint_every == 0:
-                    self._flush(pending, monitor)
-                    self.save_checkpoint()
-                    saved = self.position.step
-                elif row["step"] % cfg.logging.log_every == 0:
-                    self._flush(pending, monitor)
+            with StopSignals() as stop:
+                while self.position.step < total:
+                    t0 = time.perf_counter()
+                    micro = list(itertools.islice(batches, accum))
+                    if len(micro) < accum:
+                        break  # the data ran out before the schedule (ipe_scale > 1)
+                    data_time = time.perf_counter() - t0
+                    start = stopwatch.mark()
+                    row = self.train_step(micro)
+                    target = row.pop("target")
+                    row.update(data_time_s=data_time, step_time_s=Span(start, stopwatch.mark()))
+                    if monitor is not None:
+                        monitor.watch(row["step"], target)
+                    pending.append(row)
+                    at_checkpoint = row["step"] % cfg.logging.checkpoint_every == 0
+                    synced = at_checkpoint or row["step"] % cfg.logging.log_every == 0
+                    if synced:
+                        self._flush(pending, monitor)
+                    if at_checkpoint:
+                        self.save_checkpoint()
+                        saved = self.position.step
+                    signum = self._agreed_stop(stop.signum, synced)
+                    if signum:
+                        self._flush(pending, monitor)
+                        path = self.save_checkpoint() if saved != self.position.step else None
+                        path = path or ckpt.checkpoint_dir(self.run_dir) / f"step-{self.position.step:08d}"
+                        raise Interrupted(f"interrupted by {signal.Signals(signum).name} at step "
+                                          f"{self.position.step}; checkpoint saved in {path}; resume with --resume",
+                                          signum)
             self._flush(pending, monitor)
             if saved != self.position.step:
                 self.save_checkpoint()
@@ -247,6 +321,14 @@ class Trainer:
                 monitor.close()
         if env.is_main:
             self.model.save_pretrained(self.run_dir / "model")
+            self.write_summary()
+
+    def _agreed_stop(self, signum: int, synced: bool) -> int:
+        """The signal that stops the run at this step boundary (0: go on). Under torchrun the processes agree where
+        they meet anyway (log and checkpoint steps), so all of them stop after the same step."""
+        if not self.env.distributed:
+            return signum
+        return all_reduce_max(signum, self.env) if synced else 0
 
     def _flush(self, pending: list[dict[str, Any]], monitor: Monitor | None) -> None:
         """Fetch the buffered rows in one transfer (loss averaged over processes), empty `pending`, hand the rows
@@ -270,30 +352,18 @@ class Trainer:
 
 def pretrain(cfg: TrainConfig, out_dir: str | Path | None = None, *, resume: bool = False) -> Path:
     """Pretrain Brain-JEPA; returns the run folder (default logging.folder/logging.write_tag; final weights in
-    RUN_DIR/model, loadable with `BrainJEPA.from_pretrained(RUN_DIR)`)."""
+    RUN_DIR/model, loadable with `BrainJEPA.from_pretrained(RUN_DIR)`).
+
+    The folder is locked for the run and checked first (training/rundir.py); config.yaml is written once the run
+    is built, so a start that fails leaves nothing behind. SIGINT / SIGTERM stop it at the next step boundary
+    with a checkpoint (`Interrupted`)."""
     run_dir = Path(out_dir) if out_dir is not None else cfg.logging.run_dir
     env = init_distributed(cfg.meta.device)
     try:
-        _prepare_run_dir(cfg, run_dir, resume, env)
-        Trainer(cfg, run_dir, env, resume).fit()
+        with claim_run_dir(run_dir, cfg, resume, env) as start:
+            trainer = Trainer(cfg, run_dir, env, resume)
+            start()
+            trainer.fit()
     finally:
         cleanup(env)
     return run_dir
-
-
-def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool, env: DistEnv) -> None:
-    saved = run_dir / "config.yaml"
-    if saved.exists():
-        if not resume:
-            raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out")
-        old = load_config(saved).to_dict()  # through the adapter: run folders of the earlier config form compare too
-        new = cfg.to_dict()
-        changed = [f"{s}.{k}" for s in new for k in new[s] if old.get(s, {}).get(k) != new[s][k]
-                   and (s, k) not in RESUMABLE_CHANGES]
-        if changed:
-            raise ConfigError(f"cannot resume {run_dir} with a different config: {', '.join(changed)} changed")
-    barrier(env)  # every rank has checked the folder before rank 0 writes into it
-    if env.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, saved)
-    barrier(env)

@@ -32,7 +32,8 @@ TIMING_FIELDS = ("samples_per_s", "data_time_s", "step_time_s")  # differ betwee
 @torch.no_grad()
 def collapse_sample(target: Tensor, max_tokens: int = 2048) -> tuple[Tensor, Tensor]:
     """What the collapse statistics need from targets [B, K, D], taken without waiting on the device: up to
-    `max_tokens` token features (evenly strided, fp32 copies) and the per-sample pooled features [B, D]."""
+    `max_tokens` token features (evenly strided, fp32 copies) and each sample's mean over its K target tokens
+    [B, D]: a statistic of the masked targets, not an embedding (features are pooled by `BrainEncoder.pool`)."""
     flat = target.detach().reshape(-1, target.shape[-1])
     stride = -(-flat.shape[0] // max_tokens)
     return flat[::stride].to(torch.float32, copy=True), target.detach().float().mean(1)

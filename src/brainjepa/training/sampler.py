@@ -47,10 +47,14 @@ class GlobalBatchSampler(torch.utils.data.Sampler[tuple[int, int, list[int]]]):
         return np.random.default_rng((self.seed, epoch)).permutation(self.num_items)
 
     def __iter__(self) -> Iterator[tuple[int, int, list[int]]]:
-        order = self.global_order(self.epoch)
-        for b in range(self.start_batch, self.batches_per_epoch):
+        return self.keys(self.epoch, self.start_batch)
+
+    def keys(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[int, int, list[int]]]:
+        """This rank's keys of `epoch` from `start_batch` on (no state: `__iter__` is keys(set_epoch's values))."""
+        order = self.global_order(epoch)
+        for b in range(start_batch, self.batches_per_epoch):
             start = b * self.global_batch + self.rank * self.batch_size
-            yield self.epoch, b, order[start : start + self.batch_size].tolist()
+            yield epoch, b, order[start : start + self.batch_size].tolist()
 
     def __len__(self) -> int:
         return self.batches_per_epoch - self.start_batch

@@ -1,0 +1,87 @@
+"""Value ranges declared with config fields: `bounded(default, gt=0)` next to the field, `check_bounds` enforces
+them in the dataclass's `__post_init__`, so every config section checks its keys in one place.
+
+A value must have its field's type (an int field takes only integers, a float field any finite number), lie in the
+declared range, and a `pair` field is two such numbers, low <= high. None (an optional key left unset) passes.
+A violation raises ConfigError naming the dotted key, its value and the range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import numbers
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from brainjepa.errors import ConfigError
+
+_KEY = "bounds"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    pair: bool = False  # two numbers (low, high), each in range, low <= high
+
+    def holds(self, v: float) -> bool:
+        return ((self.ge is None or v >= self.ge) and (self.gt is None or v > self.gt)
+                and (self.le is None or v <= self.le) and (self.lt is None or v < self.lt))
+
+    def describe(self, integer: bool) -> str:
+        lower = [f"{_num(v)} {op}" for op, v in (("<=", self.ge), ("<", self.gt)) if v is not None]
+        upper = [f"{op} {_num(v)}" for op, v in (("<=", self.le), ("<", self.lt)) if v is not None]
+        if self.pair:
+            return f"two numbers with {' '.join([*lower, 'low <= high', *upper])}"
+        limits = [f"{op} {_num(v)}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                  if v is not None]
+        return f"{'an integer' if integer else 'a number'} {' and '.join(limits)}"
+
+
+def bounded(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **limits: Any) -> Any:
+    """A dataclass field with its valid range (`ge`, `gt`, `le`, `lt`, `pair`); see `check_bounds`."""
+    return dataclasses.field(default=default, default_factory=factory, metadata={_KEY: Bounds(**limits)})
+
+
+def check_bounds(obj: Any, section: str) -> None:
+    """Raise ConfigError naming `section.key` for the first field of `obj` outside its declared range."""
+    integers = _integer_fields(type(obj))
+    for f in dataclasses.fields(obj):
+        bounds = f.metadata.get(_KEY)
+        value = getattr(obj, f.name)
+        if bounds is None or value is None:
+            continue
+        integer = f.name in integers
+        items = value if bounds.pair and isinstance(value, list | tuple) and len(value) == 2 else None
+        if bounds.pair:
+            ok = items is not None and all(_valid(v, bounds, integer) for v in items) and items[0] <= items[1]
+        else:
+            ok = _valid(value, bounds, integer)
+        if not ok:
+            raise ConfigError(f"{section}.{f.name} must be {bounds.describe(integer)}, got {value!r}")
+
+
+def _valid(v: Any, bounds: Bounds, integer: bool) -> bool:
+    kind = numbers.Integral if integer else numbers.Real
+    return isinstance(v, kind) and not isinstance(v, bool) and math.isfinite(v) and bounds.holds(v)
+
+
+@functools.cache
+def _integer_fields(cls: type) -> frozenset[str]:
+    """Names of the fields annotated `int` or `int | None`."""
+    out = set()
+    for name, hint in typing.get_type_hints(cls).items():
+        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if int in args:
+            out.add(name)
+    return frozenset(out)
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
