@@ -4,11 +4,12 @@ Each doc in `SESSIONS` is run as a session in its own temporary folder: its `bra
 same `command_lines` as tests/test_docs.py), in order, through ``python -m brainjepa`` of this interpreter. A
 command is the documented line with only sizes changed, by two explicit tables: `SIZES` (text replaced, e.g.
 ``--subjects 200``) and `APPEND` (options or overrides added after the line's own, e.g. a tiny model and
-``optimization.max_steps=2``; argparse and the config take the last value). Files a user brings (their runs,
-``participants.tsv``, a second modality) are written by `INPUTS` as small synthetic stand-ins. Lines that need what a
-test cannot have (the official checkpoint, the network, several processes) are in `SKIP` with the reason; a
-documented line that is neither run nor skipped fails `test_every_documented_line_is_run_or_skipped`, so the docs
-cannot drift from what runs.
+``optimization.max_steps=2``; argparse and the config take the last value). Paths stay as written: they are
+relative, so they land in the session's folder (``configs/`` is copied there). Files a user brings (their runs,
+``participants.tsv``, a second modality) are written by the functions `SESSIONS` lists, as small synthetic
+stand-ins. Lines that need what a test cannot have (the official checkpoint, the network, several processes) are in
+`SKIP` with the reason; a documented line that is neither run nor skipped fails
+`test_every_documented_line_is_run_or_skipped`, so the docs cannot drift from what runs.
 
 `make test` (and so CI, `.ci/run`) runs this in the fresh ``.venv`` it builds from the documented ``[dev]`` extra
 (= ``[all]``: data, viz, hub, gradients, plus pytest and ruff): the evidence that installing the documented extras
@@ -18,6 +19,7 @@ runs every documented command.
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 import shutil
 import subprocess
@@ -50,6 +52,7 @@ APPEND = {
     "probe": "--folds 2 --seeds 1",
     "finetune": "--epochs 1",  # 5 folds (the default) keep >= 5 subjects per class for the validation split
     "align": "--epochs 2",
+    "evaluate": f"--folds 2 --seeds 1 --sim-subjects {SUBJECTS}",
     "configs/ukb_vitb_ep300.yaml": f"data.crop_size=[{USER_ROIS},160]",  # the config's 450 ROIs -> the stand-in's
     "--resume": "optimization.max_steps=3",  # continues the 2-step run above it, as after an interruption
 }
@@ -58,6 +61,8 @@ CHECKPOINT = "needs the official checkpoint jepa-ep300.pth.tar (tests/test_refer
 HUB = "a Hugging Face Hub id needs the network (tests/test_hub.py loads ids offline from a pre-filled cache)"
 ATLAS = ("the atlas name is fetched from the web and the input is a user's fMRIPrep folder (tests/test_fmriprep.py "
          "runs these flags on synthetic derivatives with atlas files)")
+QUICKSTART = ("the model of `brainjepa quickstart` and the connattractor sample, downloaded from PyPI (network; "
+              "tests/test_evaluate.py runs the suite offline)")
 TORCHRUN = "several torchrun processes (tests/test_training.py runs `torchrun -m brainjepa pretrain` with 2 ranks)"
 # (doc, text found in its command lines) -> why the lines with that text are not run here.
 SKIP = {
@@ -79,6 +84,7 @@ SKIP = {
     ("fmriprep.md", "--out stores/mine/emb.npy"): CHECKPOINT,
     ("fmriprep.md", "--windows 3 --pad --out probes/diagnosis"): CHECKPOINT,
     ("fmriprep.md", "--target-tr 2.2 --pad --out probes/diagnosis"): CHECKPOINT,
+    ("evaluation.md", "--model runs/quickstart"): QUICKSTART,
     ("hub.md", "embed --model org/name"): HUB,
     ("hub.md", "probe --data stores/mine --label diagnosis --model org/name"): HUB,
     ("hub.md", "finetune --model org/name"): HUB,
@@ -122,6 +128,7 @@ SESSIONS: dict[str, tuple[str | None, tuple[Callable[[Path], None], ...]]] = {
     "gradients.md": (None, (_store("stores/mydata"), _group_fc)),
     "data.md": (None, (_user_runs, _participants)),
     "samples.md": (None, ()),
+    "evaluation.md": ("README.md", ()),  # runs/sim from the README's typical session
 }
 
 
@@ -144,8 +151,9 @@ def scaled(line: str) -> list[str]:
 
 def _run(ws: Path, doc: str, line: str) -> None:
     args = scaled(line)
-    proc = subprocess.run([sys.executable, "-m", "brainjepa", *args], cwd=ws, capture_output=True, text=True,
-                          timeout=600)
+    offline = {**os.environ, "HF_HUB_OFFLINE": "1", "PIP_NO_INDEX": "1"}  # a subprocess escapes conftest's guard
+    proc = subprocess.run([sys.executable, "-m", "brainjepa", *args], cwd=ws, env=offline, capture_output=True,
+                          text=True, timeout=600)
     tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
     ran = shlex.join(args)
     assert proc.returncode == 0, f"{doc}: `brainjepa {line}` (run as `{ran}`) exit {proc.returncode}:\n{tail}"
@@ -197,6 +205,7 @@ def test_scaling_changes_only_sizes():
     assert args[5] == "data.path=sim" and "optimization.max_steps=2" in args
 
 
+@pytest.mark.slow  # ~25 commands, each a fresh interpreter importing torch: minutes on 2 busy cores
 @pytest.mark.parametrize("doc", list(SESSIONS))
 def test_documented_session_runs(doc, sessions_root):
     ws = _session(doc, sessions_root)

@@ -130,6 +130,25 @@ def test_evaluate_skips_the_sample_when_it_cannot_be_downloaded(model_dir, tmp_p
     assert table["status"].tolist() == ["skipped"] and not (tmp_path / "eval" / "evaluate.png").exists()
 
 
+def test_evaluate_attentive_head_reads_tokens(model_dir, monkeypatch):
+    from brainjepa.evaluation.attentive import AttentiveConfig, AttentiveProbe
+
+    shapes = []
+    fit = AttentiveProbe.fit
+
+    def spy(self, x, y, groups=None):
+        shapes.append(np.shape(x))
+        return fit(self, x, y, groups)
+
+    monkeypatch.setattr(AttentiveProbe, "fit", spy)
+    options = SuiteOptions(tasks=("simulation/group",), folds=2, seeds=1, sim_subjects=8, head="attentive",
+                           attentive=AttentiveConfig(epochs=3))
+    (result,) = evaluate(model_dir, None, options, progress=False).results
+    assert list(result.scores) == list(METHODS) and len(result.units) == 2
+    # brainjepa and random-init, 2 folds each, on all R * P tokens of width 16; FC rows stay linear
+    assert shapes == [(4, R * (T // 16), 16)] * 4
+
+
 def test_suite_options_refusals():
     with pytest.raises(ConfigError, match=r"unknown evaluation tasks \['ukb/sex'\]"):
         SuiteOptions(tasks=("ukb/sex",))
