@@ -13,7 +13,7 @@ from brainjepa import BrainJEPA, model_config
 from brainjepa.cli import main
 from brainjepa.data.store import StoreWriter
 from brainjepa.errors import ConfigError, DataError
-from brainjepa.evaluation.metrics import paired_difference
+from brainjepa.evaluation.metrics import bootstrap_interval, paired_bootstrap
 from brainjepa.evaluation.suite import (
     COLUMNS,
     METHODS,
@@ -60,8 +60,9 @@ def connattractor(tmp_path_factory):
 
 def test_evaluate_cli_end_to_end(model_dir, connattractor, tmp_path, capsys):
     out = tmp_path / "eval"
-    code = main(["evaluate", "--model", str(model_dir), "--out", str(out), "--folds", "3", "--seeds", "1",
-                 "--sim-subjects", "15", "--store", f"connattractor={connattractor}", "--no-progress"])
+    code = main(["evaluate", "--model", str(model_dir), "--out", str(out), "--folds", "3", "--seeds", "2",
+                 "--sim-subjects", "15", "--store", f"connattractor={connattractor}", "--bootstrap", "300",
+                 "--no-progress"])
     assert code == 0
     printed = capsys.readouterr().out
     table = pd.read_csv(out / "evaluate.csv")
@@ -75,24 +76,37 @@ def test_evaluate_cli_end_to_end(model_dir, connattractor, tmp_path, capsys):
                                  "brainjepa - best FC"}
     ident = scores[scores["task"] == "connattractor/identification"].set_index("row")
     assert ident.loc["FC", "mean"] > 0.8 and ident.loc["FC", "chance"] == pytest.approx(1 / 9)
-    assert (ident["units"] == "subject").all() and (ident["n_units"] == 9).all()
+    assert (table["units"] == "subject").all() and (ident["n_units"] == 9).all()
     condition = scores[scores["task"] == "connattractor/condition"]
-    assert (condition["metric"] == "balanced_acc").all() and (condition["n_units"] == 3).all()
+    assert (condition["metric"] == "balanced_acc").all() and (condition["n_units"] == 9).all()
     assert condition["chance"].iloc[0] == pytest.approx(1 / 3)
-    # Every difference is the shared paired_difference of the per-unit scores saved beside the table (the
-    # intervals are checked where the units are subjects; fold units also depend on the fold sizes).
-    units = pd.read_csv(out / "evaluate_units.csv")
-    for row in diffs.itertuples():
-        other = row.row.removeprefix("brainjepa - ")
-        other = row.reason.removeprefix("best FC is ") if other == "best FC" else other
-        a = units[(units["task"] == row.task) & (units["method"] == "brainjepa")]["score"].to_numpy()
-        b = units[(units["task"] == row.task) & (units["method"] == other)]["score"].to_numpy()
-        d = paired_difference(a, b)
-        assert row.mean == pytest.approx(d.mean)
-        if row.units == "subject":
-            assert (row.ci_low, row.ci_high) == pytest.approx((d.low, d.high))
+    assert ((scores["ci_low"] >= 0) & (scores["ci_high"] <= 1))[scores["metric"] != "pearson_r"].all()
+    # Every score and difference is the subject bootstrap (--bootstrap resamples) of the out-of-fold predictions
+    # saved beside the table: 2 seeds x 27 runs per method for condition, one row per query for identification.
+    units = pd.read_csv(out / "evaluate_units.csv", dtype={"subject": str, "truth": str, "prediction": str})
+    assert len(units[(units["task"] == "connattractor/condition") & (units["method"] == "FC")]) == 2 * 27
+
+    def predictions(task: str, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = units[(units["task"] == task) & (units["method"] == method)]
+        wide = rows.assign(seed=rows["seed"].fillna(0)).pivot(index=["subject", "unit"], columns="seed",
+                                                               values=["truth", "prediction"])
+        truth, pred = wide["truth"].iloc[:, 0].to_numpy(), wide["prediction"].to_numpy().T
+        if TASKS[task].kind == "regression":
+            truth, pred = truth.astype(float), pred.astype(float)
+        return truth, pred, wide.index.get_level_values("subject").to_numpy()
+
+    for row in table.itertuples():
+        truth, pred, subjects = predictions(row.task, "brainjepa" if row.type == "difference" else row.row)
+        if row.type == "score":
+            d = bootstrap_interval(truth, pred, subjects, row.metric, n_boot=300)
+        else:
+            other = row.row.removeprefix("brainjepa - ")
+            other = row.reason.removeprefix("best FC is ") if other == "best FC" else other
+            d = paired_bootstrap(truth, pred, predictions(row.task, other)[1], subjects, row.metric, n_boot=300)
+        assert (row.mean, row.ci_low, row.ci_high, row.n_units) == pytest.approx((d.mean, d.low, d.high, d.n))
     md = (out / "evaluate.md").read_text()
     assert "| connattractor/rating | pearson_r |" in md and "| simulation/coupling |" in printed
+    assert "subject-level bootstrap (300 resamples of subjects" in md and "not independent" in printed
     assert (out / "evaluate.png").stat().st_size > 0
 
 
@@ -144,7 +158,7 @@ def test_evaluate_attentive_head_reads_tokens(model_dir, monkeypatch):
     options = SuiteOptions(tasks=("simulation/group",), folds=2, seeds=1, sim_subjects=8, head="attentive",
                            attentive=AttentiveConfig(epochs=3))
     (result,) = evaluate(model_dir, None, options, progress=False).results
-    assert list(result.scores) == list(METHODS) and len(result.units) == 2
+    assert list(result.predictions) == list(METHODS) and result.predictions["FC"].shape == (1, 8)
     # brainjepa and random-init, 2 folds each, on all R * P tokens of width 16; FC rows stay linear
     assert shapes == [(4, R * (T // 16), 16)] * 4
 
@@ -158,6 +172,8 @@ def test_suite_options_refusals():
         SuiteOptions(stores={"hcp": "x"})
     with pytest.raises(ConfigError, match="folds must be an integer >= 2"):
         SuiteOptions(folds=1)
+    with pytest.raises(ConfigError, match="bootstrap must be an integer >= 100, got 50"):
+        SuiteOptions(bootstrap=50)
     assert SuiteOptions(head="attentive").encoder_pooling == "tokens"
     assert SuiteOptions().encoder_pooling == "mean"
 
@@ -209,5 +225,5 @@ def test_evaluate_on_the_real_connattractor_sample(tmp_path):
     result = evaluate(tmp_path / "m", tmp_path / "eval", SuiteOptions(tasks=("connattractor/identification",)),
                       progress=False)
     (ident,) = result.results
-    assert not ident.skipped and len(ident.units) == 33 and 0 < ident.chance < 0.05
-    assert ident.scores["FC"].mean() > 5 * ident.chance
+    assert not ident.skipped and len(set(ident.subjects)) == 33 and 0 < ident.chance < 0.05
+    assert (ident.predictions["FC"] == ident.truth).mean() > 5 * ident.chance

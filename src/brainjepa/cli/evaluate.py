@@ -16,9 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "correlations) and tangent-space connectivity on every task whose data the model can read: connattractor "
         "(real heat-pain fMRI from PyPI: subject identification, regulation condition, mean pain rating) and a "
         "simulation made to the model's shape (group, coupling). Subject-grouped folds x seeds, paired "
-        "differences with confidence intervals; writes evaluate.csv, evaluate.md, evaluate_units.csv and "
-        "evaluate.png into --out. Tasks that cannot run are skipped with the reason. Example: brainjepa evaluate "
-        "--model runs/quickstart --out runs/quickstart/evaluate",
+        "differences, intervals from a subject-level bootstrap of the out-of-fold predictions; writes "
+        "evaluate.csv, evaluate.md, evaluate_units.csv and evaluate.png into --out. Tasks that cannot run are "
+        "skipped with the reason. Example: brainjepa evaluate --model runs/quickstart --out runs/quickstart/evaluate",
     )
     add_model_arguments(p, required=True)
     p.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS), metavar="TASK",
@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default) or roi")
     p.add_argument("--random-init-seed", type=int, default=0, help="weight seed of the random-init encoder")
     p.add_argument("--confidence", type=float, default=0.95, help="coverage of the intervals (default 0.95)")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="N",
+                   help="subject resamples of the bootstrap behind every interval: subjects are drawn with "
+                   "replacement with all their runs, and each score is recomputed (default 2000, at least 100)")
     p.add_argument("--store", action="append", default=[], metavar="NAME=DIR",
                    help=f"use an already prepared store for a data set ({', '.join(DATASETS)}) instead of "
                    "fetching or simulating it; repeatable")
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     options = SuiteOptions(
         tasks=tuple(args.tasks), folds=args.folds, seeds=args.seeds, head=args.head, pooling=args.pooling,
         embed=embed_options(args), random_init_seed=args.random_init_seed, confidence=args.confidence,
-        sim_subjects=args.sim_subjects, stores=_stores(args.store), cache=args.cache,
+        bootstrap=args.bootstrap, sim_subjects=args.sim_subjects, stores=_stores(args.store), cache=args.cache,
     )
     result = evaluate(args.model, args.out, options, gradient=args.gradient, progress=not args.no_progress)
     print(result.to_markdown())

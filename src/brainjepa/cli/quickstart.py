@@ -9,9 +9,10 @@ from brainjepa.report.quickstart import quickstart
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "quickstart", help="fetch real fMRI, pretrain a small Brain-JEPA, probe it against baselines, write a report",
-        description="Runs data -> gradients -> pretraining -> embeddings -> probes on the connattractor heat-pain "
-        "sample (fetched from PyPI) or on simulated data, and writes OUT/report.md.",
+        "quickstart", help="fetch real fMRI, pretrain a small Brain-JEPA, evaluate it beside baselines, write a report",
+        description="Runs data -> gradients -> pretraining -> embeddings -> the evaluation suite (brainjepa "
+        "evaluate, on the tasks of the data) on the connattractor heat-pain sample (fetched from PyPI) or on "
+        "simulated data, and writes OUT/report.md.",
     )
     p.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
     p.add_argument("--minutes", type=float, default=10.0, help="pretraining time budget in minutes (default 10)")
@@ -19,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="real heat-pain task fMRI from PyPI (default) or simulated BOLD with known labels")
     p.add_argument("--cache", help="sample cache folder (default: $BRAINJEPA_CACHE/samples or ~/.cache/brainjepa)")
     p.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
-    p.add_argument("--folds", type=int, default=5, help="subject-grouped probe folds (default 5)")
-    p.add_argument("--seeds", type=int, default=3, help="probe repetitions with different splits (default 3)")
+    p.add_argument("--folds", type=int, default=5, help="evaluation suite: subject-grouped folds (default 5)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="evaluation suite: repetitions with different splits (default 1, to keep it short)")
     p.set_defaults(func=run)
 
 

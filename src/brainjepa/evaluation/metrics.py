@@ -2,8 +2,9 @@
 
 Classification reports accuracy, balanced accuracy, F1 and ROC AUC (binary: F1 and AUC of the larger label;
 multi-class: macro F1 and one-vs-rest macro AUC). Regression reports MAE, MSE and Pearson r (the reference's
-"r2" is a Pearson r, not R^2). `paired_difference` compares two feature sets scored on the same folds.
-scikit-learn and scipy are imported inside the functions.
+"r2" is a Pearson r, not R^2). Intervals on a score or a difference come from `bootstrap_interval` /
+`paired_bootstrap`, a subject-level (cluster) bootstrap of the out-of-fold predictions (`brainjepa evaluate` and
+the quickstart's findings). scikit-learn and scipy are imported inside the functions.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from brainjepa.errors import ConfigError, DataError
 
 CLASSIFICATION_METRICS = ("acc", "balanced_acc", "f1", "auc")
 REGRESSION_METRICS = ("mae", "mse", "pearson_r")
+BOOTSTRAP_METRICS = ("accuracy", "balanced_acc", "pearson_r")
+MIN_BOOTSTRAP = 100  # fewer resamples leave too few values in each tail for percentile limits
 
 
 def classification_metrics(
@@ -162,44 +165,136 @@ class PairedDiff:
 
     @property
     def differs(self) -> bool:
-        """Whether the interval excludes 0 (a NaN interval, from fewer than 2 pairs, never does)."""
+        """Whether the interval excludes 0 (a NaN interval, from too few subjects, never does)."""
         return bool(self.low > 0 or self.high < 0)
 
 
-def paired_difference(
-    a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95, test_train_ratio: float = 0.0
+# ------------------------------------------------------------------------------------------ subject bootstrap
+def bootstrap_interval(
+    y_true: Sequence, y_pred: Sequence | np.ndarray, groups: Sequence, metric: str, *, n_boot: int = 2000,
+    confidence: float = 0.95, seed: int = 0,
 ) -> PairedDiff:
-    """Mean difference a - b over paired scores (same folds, same seeds) with a t confidence interval.
+    """One method's score with a subject-level (cluster) bootstrap percentile interval.
 
-    Folds of a cross-validation share training data, so their scores are not independent and a plain t-interval
-    is too narrow. With ``test_train_ratio = n_test / n_train`` > 0 the variance of the mean is inflated to
-    ``(1/n + n_test/n_train) * s^2`` (Nadeau & Bengio 2003, the corrected resampled t-test); 0 gives the
-    plain paired t-interval, for independent pairs. Pairs where either score is NaN are left out.
+    The score is `metric` of all out-of-fold predictions, averaged over the CV seeds. Each of `n_boot` resamples
+    draws as many subjects (`groups`) as there are, with replacement, takes every run of each drawn subject
+    (several times if drawn several times) and recomputes the score; the interval is the resamples' percentiles.
+    Resampling subjects, not runs, because the runs of one subject are not independent. The interval stays inside
+    the metric's range (a balanced accuracy interval inside [0, 1]).
 
     Args:
-        a, b: scores of two methods, one per (seed, fold), in the same order.
+        y_true: true label or value of each of the N units (runs) [N].
+        y_pred: out-of-fold predictions, [N] or [S, N] for S cross-validation seeds.
+        groups: subject of each unit [N].
+        metric: one of `BOOTSTRAP_METRICS`: "accuracy", "balanced_acc" (mean recall over the classes of
+            the resample's true labels) or "pearson_r".
+        n_boot: number of resamples (>= `MIN_BOOTSTRAP`).
         confidence: coverage of the interval, in (0, 1).
-        test_train_ratio: test over training size of the folds (0 for independent pairs).
+        seed: seed of the subject draws; the same seed draws the same subjects, so intervals repeat exactly.
+
+    Returns:
+        `PairedDiff` with `mean` the score, [`low`, `high`] the interval and `n` the number of subjects; NaN limits
+        with fewer than 2 subjects.
 
     Raises:
-        DataError: `a` and `b` differ in length.
-        ConfigError: `confidence` outside (0, 1) or a negative `test_train_ratio`.
+        DataError: mismatched lengths, or non-finite predictions or labels for "pearson_r".
+        ConfigError: an unknown metric, `n_boot` below `MIN_BOOTSTRAP` or `confidence` outside (0, 1).
     """
-    from scipy.stats import t as student_t
+    point, reps, n = _bootstrap(y_true, [y_pred], groups, metric, n_boot, confidence, seed)
+    return _percentile_interval(point[0], reps[:, 0], n, confidence)
 
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise DataError(f"paired_difference: {a.shape} and {b.shape} scores cannot be paired")
+
+def paired_bootstrap(
+    y_true: Sequence, pred_a: Sequence | np.ndarray, pred_b: Sequence | np.ndarray, groups: Sequence, metric: str,
+    *, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0,
+) -> PairedDiff:
+    """Score of method a minus that of method b on the same units, with a subject-level paired bootstrap interval.
+
+    Both methods are rescored on the same resamples of subjects (as in `bootstrap_interval`), so what the two share
+    (which subjects are easy) cancels in the difference. Identical predictions give a difference of exactly 0 with
+    a zero-width interval.
+
+    Args:
+        y_true, groups, metric, n_boot, confidence, seed: as in `bootstrap_interval`.
+        pred_a, pred_b: out-of-fold predictions of the two methods, [N] or [S, N] each (the same shape).
+
+    Returns:
+        `PairedDiff`: `mean` = score(a) - score(b), its percentile interval, `n` = subjects.
+
+    Raises:
+        DataError / ConfigError: as in `bootstrap_interval`; also predictions of different shapes.
+    """
+    if np.shape(pred_a) != np.shape(pred_b):
+        raise DataError(f"paired_bootstrap: predictions of shape {np.shape(pred_a)} and {np.shape(pred_b)} cannot "
+                        "be paired")
+    point, reps, n = _bootstrap(y_true, [pred_a, pred_b], groups, metric, n_boot, confidence, seed)
+    return _percentile_interval(point[0] - point[1], reps[:, 0] - reps[:, 1], n, confidence)
+
+
+def _percentile_interval(point: float, reps: np.ndarray, n: int, confidence: float) -> PairedDiff:
+    reps = reps[np.isfinite(reps)]  # a resample can leave Pearson r undefined (one value drawn)
+    if n < 2 or not np.isfinite(point) or len(reps) == 0:
+        return PairedDiff(float(point), math.nan, math.nan, n, confidence)
+    low, high = np.percentile(reps, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return PairedDiff(float(point), float(low), float(high), n, confidence)
+
+
+def _bootstrap(y_true: Sequence, preds: list, groups: Sequence, metric: str, n_boot: int, confidence: float,
+               seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Score of each prediction set on all units [M] and on every subject resample [n_boot, M], and the number
+    of subjects. A resample is a count per subject; each run weighs its subject's count, which is the same as
+    stacking the drawn copies, and lets every resample be scored in a few matrix products."""
+    if metric not in BOOTSTRAP_METRICS:
+        raise ConfigError(f"bootstrap metric must be one of {list(BOOTSTRAP_METRICS)}, got {metric!r}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < MIN_BOOTSTRAP:
+        raise ConfigError(f"bootstrap: n_boot must be an integer >= {MIN_BOOTSTRAP}, got {n_boot!r}")
     if not 0 < confidence < 1:
-        raise ConfigError(f"paired_difference: confidence must be in (0, 1), got {confidence}")
-    if test_train_ratio < 0:
-        raise ConfigError(f"paired_difference: test_train_ratio must be >= 0, got {test_train_ratio}")
-    d = (a - b)[np.isfinite(a) & np.isfinite(b)]
-    n = len(d)
-    if n == 0:
-        return PairedDiff(math.nan, math.nan, math.nan, 0, confidence)
-    mean = float(d.mean())
-    if n == 1:
-        return PairedDiff(mean, math.nan, math.nan, 1, confidence)
-    half = float(student_t.ppf(0.5 + confidence / 2, n - 1) * math.sqrt((1 / n + test_train_ratio) * d.var(ddof=1)))
-    return PairedDiff(mean, mean - half, mean + half, n, confidence)
+        raise ConfigError(f"bootstrap: confidence must be in (0, 1), got {confidence}")
+    y = np.asarray(y_true)
+    preds = [np.atleast_2d(np.asarray(p)) for p in preds]
+    g = np.asarray(groups)
+    if y.ndim != 1 or len(g) != len(y) or any(p.ndim != 2 or p.shape[1] != len(y) for p in preds):
+        raise DataError(f"bootstrap: {len(y)} true labels, {len(g)} subjects and predictions of shape "
+                        f"{[list(p.shape) for p in preds]} do not describe the same units")
+    if len(y) == 0:
+        raise DataError("bootstrap: no units to score")
+    if metric == "pearson_r":
+        y = y.astype(np.float64)
+        preds = [p.astype(np.float64) for p in preds]
+        if not (np.isfinite(y).all() and all(np.isfinite(p).all() for p in preds)):
+            raise DataError("bootstrap: pearson_r needs finite true values and predictions")
+    _, subject = np.unique(g.astype(str), return_inverse=True)
+    n = int(subject.max()) + 1
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    point = np.array([_weighted_score(metric, y, p, np.ones((1, len(y))))[0].mean() for p in preds])
+    reps = np.empty((n_boot, len(preds)))
+    chunk = max(1, 2**20 // len(y))  # bounds the [resamples, runs] weight matrix to ~8 MB
+    for start in range(0, n_boot, chunk):
+        weights = counts[start:start + chunk][:, subject]
+        for m, p in enumerate(preds):
+            reps[start:start + chunk, m] = _weighted_score(metric, y, p, weights).mean(1)
+    return point, reps, n
+
+
+def _weighted_score(metric: str, y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """`metric` of predictions [S, N] under run weights [B, N] (integer copies of each run): [B, S]."""
+    if metric == "accuracy":
+        return (w @ (pred == y).T) / w.sum(1, keepdims=True)
+    if metric == "balanced_acc":
+        classes, truth = np.unique(y, return_inverse=True)
+        onehot = np.eye(len(classes))[truth]  # [N, K]
+        support = w @ onehot  # [B, K]
+        hits = np.einsum("bn,snk->bsk", w, (pred == y)[..., None] * onehot)
+        recall = np.divide(hits, support[:, None], out=np.zeros_like(hits), where=support[:, None] > 0)
+        # Mean recall over the classes present in the resample's true labels (as scikit-learn's).
+        return recall.sum(-1) / (support > 0).sum(-1, keepdims=True)
+    # Pearson r from weighted moments, centred on the full-data means for numerical stability.
+    x, p = y - y.mean(), pred - pred.mean(1, keepdims=True)
+    total = w.sum(1, keepdims=True)
+    mx, mp = (w @ x)[:, None] / total, (w @ p.T) / total
+    cov = (w @ (p * x).T) / total - mx * mp
+    vx, vp = (w @ x**2)[:, None] / total - mx**2, (w @ (p**2).T) / total - mp**2
+    # A resample (or data set) with no spread in either side has no correlation: NaN, as `regression_metrics`.
+    tiny_x, tiny_p = 1e-10 * max(x.var(), 1e-300), 1e-10 * np.maximum(p.var(1), 1e-300)
+    ok = (vx > tiny_x) & (vp > tiny_p)
+    return np.where(ok, cov / np.sqrt(np.where(ok, vx * vp, 1.0)), math.nan)

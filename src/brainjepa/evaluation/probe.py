@@ -60,6 +60,8 @@ class ProbeResult:
         summary: metric name -> (mean, std) over all folds (NaNs left out, see `summarize`).
         n_samples: rows used (after dropping missing labels).
         n_dropped: rows dropped for a missing label.
+        predictions: out-of-fold predictions [seeds, n_samples] (each seed's folds cover every row once), in the
+            order of the labels left after dropping missing ones; what a bootstrap over subjects rescores.
     """
 
     task: str
@@ -67,6 +69,7 @@ class ProbeResult:
     summary: dict[str, tuple[float, float]]
     n_samples: int
     n_dropped: int = 0
+    predictions: np.ndarray | None = None
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -178,6 +181,7 @@ def probe(
         y = y.astype(np.float64)
     classes = np.unique(y) if task == "classification" else None
     rows: list[dict[str, Any]] = []
+    predictions = np.empty((seeds, len(y)), dtype=y.dtype)
     unconverged = 0
     for seed in range(seeds):
         for k, (train, test) in enumerate(grouped_splits(y, g, task=task, folds=folds, seed=seed)):
@@ -187,14 +191,15 @@ def probe(
             else:
                 model, warned = _fit(x_train, y[train], g[train], task, inner_folds, seed, Cs, alphas)
             unconverged += warned
+            predictions[seed, test] = model.predict(x_test)
             rows.append({"seed": seed, "fold": k, "n_train": len(train), "n_test": len(test),
-                         **_score(model, x_test, y[test], task, classes)})
+                         **_score(model, x_test, predictions[seed, test], y[test], task, classes)})
     if unconverged:
         logger.info("%d probe fits stopped at max_iter before converging (results are still valid fits)",
                     unconverged)
     metrics = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
     summary = summarize([{m: r[m] for m in metrics} for r in rows])
-    return ProbeResult(task, rows, summary, n_samples=len(y), n_dropped=n_all - len(y))
+    return ProbeResult(task, rows, summary, n_samples=len(y), n_dropped=n_all - len(y), predictions=predictions)
 
 
 def _fit_attentive(x: np.ndarray, y: np.ndarray, g: np.ndarray, task: str, attentive: AttentiveConfig | None,
@@ -242,14 +247,15 @@ def _fit(x: np.ndarray, y: np.ndarray, g: np.ndarray, task: str, inner_folds: in
     return fitted, sum(issubclass(w.category, ConvergenceWarning) for w in caught)
 
 
-def _score(model: Any, x: np.ndarray, y: np.ndarray, task: str, classes: np.ndarray | None) -> dict[str, float]:
+def _score(model: Any, x: np.ndarray, pred: np.ndarray, y: np.ndarray, task: str,
+           classes: np.ndarray | None) -> dict[str, float]:
     if task == "regression":
-        return regression_metrics(y, model.predict(x))
+        return regression_metrics(y, pred)
     proba = model.predict_proba(x)
     score = np.zeros((len(x), len(classes)))
     # A training fold may lack a class: its column stays 0, others keep their place in the full class list.
     score[:, np.searchsorted(classes, model.classes_)] = proba
-    return classification_metrics(y, model.predict(x), score, labels=classes)
+    return classification_metrics(y, pred, score, labels=classes)
 
 
 def probe_models(

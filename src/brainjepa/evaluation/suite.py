@@ -12,8 +12,10 @@ and a small simulation generated here with a fixed seed. Methods (`METHODS`), al
 
 Classification and regression tasks use `brainjepa.evaluation.probe.probe` (subject-grouped folds repeated over
 seeds, the same splits for every method); subject identification needs no training (`identify_subjects`).
-Differences between methods are paired over the same units (folds, or subjects for identification) and get a
-confidence interval from the shared `paired_difference`.
+Every score and every difference between methods gets a subject-level bootstrap interval
+(`brainjepa.evaluation.metrics.bootstrap_interval` / `paired_bootstrap`) over the out-of-fold predictions of all
+seeds (or the matches of identification): subjects are resampled, because the runs of one subject are not
+independent.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,7 +38,7 @@ from brainjepa.evaluation.attentive import AttentiveConfig
 from brainjepa.evaluation.baselines import functional_connectivity, random_init_like
 from brainjepa.evaluation.embed import EmbedOptions, embed_store, load_model
 from brainjepa.evaluation.labels import read_labels
-from brainjepa.evaluation.metrics import PairedDiff, paired_difference
+from brainjepa.evaluation.metrics import MIN_BOOTSTRAP, PairedDiff, bootstrap_interval, paired_bootstrap
 from brainjepa.evaluation.probe import HEADS, Head, ProbeTable, pooling_for_head, probe
 from brainjepa.io import atomic_write_text
 from brainjepa.models import BrainJEPA
@@ -52,8 +55,10 @@ METHODS = ENCODERS + CONNECTIVITY
 PRIMARY_METRIC = {"identification": "accuracy", "classification": "balanced_acc", "regression": "pearson_r"}
 SIM_SEED = 0  # the suite's simulation is always the same data set for a given model shape
 SIM_TR = 2.0
+BOOTSTRAP_SEED = 0  # the same subject resamples for every interval of a task, and from one call to the next
 COLUMNS = ("task", "kind", "metric", "row", "type", "mean", "ci_low", "ci_high", "units", "n_units", "n_runs",
            "chance", "status", "reason")
+UNIT_COLUMNS = ("task", "metric", "method", "seed", "subject", "unit", "truth", "prediction")
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class SuiteOptions:
         attentive: hyper-parameters of the attentive head.
         random_init_seed: weight seed of the random-init encoder.
         confidence: coverage of every interval.
+        bootstrap: subject resamples of every interval (`bootstrap_interval`, `paired_bootstrap`).
         sim_subjects: subjects of the simulated data set (one run each).
         stores: dataset name -> an already prepared store to use instead of fetching or simulating it.
         cache: sample cache folder (default: the samples mechanism's, `default_cache_dir`).
@@ -112,6 +118,7 @@ class SuiteOptions:
     attentive: AttentiveConfig = field(default_factory=AttentiveConfig)
     random_init_seed: int = 0
     confidence: float = 0.95
+    bootstrap: int = 2000
     sim_subjects: int = 60
     stores: Mapping[str, str | Path] = field(default_factory=dict)
     cache: str | Path | None = None
@@ -120,8 +127,8 @@ class SuiteOptions:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown or not self.tasks:
             raise ConfigError(f"unknown evaluation tasks {unknown}; choose from {list(TASKS)}")
-        for name, value, low in (("folds", self.folds, 2), ("seeds", self.seeds, 1), ("sim_subjects",
-                                                                                       self.sim_subjects, 4)):
+        for name, value, low in (("folds", self.folds, 2), ("seeds", self.seeds, 1),
+                                 ("sim_subjects", self.sim_subjects, 4), ("bootstrap", self.bootstrap, MIN_BOOTSTRAP)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"evaluate {name} must be an integer >= {low}, got {value!r}")
         if self.head not in HEADS:
@@ -141,24 +148,28 @@ class SuiteOptions:
 # ------------------------------------------------------------------------------------------ identification
 @dataclass(frozen=True)
 class Identification:
-    """Subject identification across runs.
+    """Subject identification across runs: one entry per query (a run matched against another session).
 
     Attributes:
-        subjects: subjects that were queried at least once.
-        scores: per subject, the fraction of its queries matched to its own other run.
+        subjects: the subject of each query run [Q].
+        pairs: the sessions of each query, "a->b" (run of session a matched among the runs of session b) [Q].
+        matched: the subject each query was matched to [Q].
         chance: expected accuracy of a random match: mean over queries of 1 / candidates.
-        queries: number of (query run, other session) matches made.
     """
 
     subjects: np.ndarray
-    scores: np.ndarray
+    pairs: np.ndarray
+    matched: np.ndarray
     chance: float
-    queries: int
+
+    @property
+    def queries(self) -> int:
+        return len(self.subjects)
 
     @property
     def accuracy(self) -> float:
-        """Per-subject accuracies averaged (each subject weighs the same)."""
-        return float(self.scores.mean()) if len(self.scores) else math.nan
+        """Fraction of the queries matched to their own subject."""
+        return float(np.mean(self.matched == self.subjects)) if self.queries else math.nan
 
 
 def identify_subjects(features: np.ndarray, subjects: Sequence, sessions: Sequence) -> Identification:
@@ -186,7 +197,7 @@ def identify_subjects(features: np.ndarray, subjects: Sequence, sessions: Sequen
         if r in where.setdefault(s, {}):
             raise DataError(f"identification: subject {s!r} has two runs labelled {r!r}")
         where[s][r] = i
-    hits: dict[str, list[float]] = {}
+    found: list[tuple[str, str, str]] = []  # (subject, "a->b", matched subject)
     inverse_candidates: list[float] = []
     labels = sorted(set(sess))
     for a in labels:
@@ -197,15 +208,13 @@ def identify_subjects(features: np.ndarray, subjects: Sequence, sessions: Sequen
             query = _row_zscore(_centre(x[[where[s][a] for s in both]]))
             database = _row_zscore(_centre(x[[where[s][b] for s in both]]))
             best = (query @ database.T).argmax(1)
-            for k, s in enumerate(both):
-                hits.setdefault(s, []).append(float(best[k] == k))
+            found += [(s, f"{a}->{b}", both[best[k]]) for k, s in enumerate(both)]
             inverse_candidates += [1.0 / len(both)] * len(both)
-    if not hits:
+    if not found:
         raise DataError("identification needs two sessions (runs) shared by at least two subjects; "
                         f"found sessions {labels} with no such pair")
-    names = np.array(sorted(hits))
-    return Identification(names, np.array([np.mean(hits[s]) for s in names]), float(np.mean(inverse_candidates)),
-                          len(inverse_candidates))
+    subject_of, pair, matched = (np.array(column) for column in zip(*found, strict=True))
+    return Identification(subject_of, pair, matched, float(np.mean(inverse_candidates)))
 
 
 def _centre(x: np.ndarray) -> np.ndarray:
@@ -262,17 +271,28 @@ class TangentFeatures:
 
 
 # ------------------------------------------------------------------------------------------ results
+@dataclass(frozen=True)
+class TaskStats:
+    """A task's statistics: each method's score and brainjepa's paired difference to each other method, with
+    their bootstrap intervals, and which connectivity baseline scored higher."""
+
+    scores: dict[str, PairedDiff]
+    differences: dict[str, PairedDiff]  # other method -> brainjepa - other
+    best_connectivity: str
+
+
 @dataclass
 class TaskResult:
-    """One task's outcome: per-unit scores of each method (the same units for all), or why it was skipped.
+    """One task's outcome: every method's out-of-fold predictions of the same units, or why it was skipped.
 
     Attributes:
         task: the task.
         reason: why it was skipped ("" when it ran).
-        scores: method -> primary-metric score per unit (a (seed, fold) pair, or a subject for identification).
-        units: names of the units, in the order of the scores.
-        unit_kind: "seed x fold" or "subject".
-        ratio: mean n_test / n_train of the folds (0 for subjects), for the intervals' correction.
+        truth: the true label or value of each unit [N] (a run; for identification a query, whose truth is its
+            subject).
+        predictions: method -> its predictions of the units, [S, N] for S CV seeds (S = 1 for identification).
+        subjects: the subject of each unit [N], the bootstrap's resampling unit.
+        units: name of each unit [N]: the store's run label, or the "a->b" sessions of an identification query.
         chance: the score of a random guess (balanced accuracy 1 / classes, identification 1 / candidates,
             Pearson r 0).
         n_runs: runs the task used.
@@ -281,10 +301,10 @@ class TaskResult:
 
     task: Task
     reason: str = ""
-    scores: dict[str, np.ndarray] = field(default_factory=dict)
-    units: list[str] = field(default_factory=list)
-    unit_kind: str = ""
-    ratio: float = 0.0
+    truth: np.ndarray = field(default_factory=lambda: np.empty(0))
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    subjects: np.ndarray = field(default_factory=lambda: np.empty(0))
+    units: np.ndarray = field(default_factory=lambda: np.empty(0))
     chance: float = math.nan
     n_runs: int = 0
     table: ProbeTable | None = None
@@ -297,55 +317,60 @@ class TaskResult:
     def metric(self) -> str:
         return PRIMARY_METRIC[self.task.kind]
 
-    def interval(self, method: str, confidence: float) -> PairedDiff:
-        """A method's mean score and its confidence interval over the units."""
-        s = self.scores[method]
-        return paired_difference(s, np.zeros_like(s), confidence=confidence, test_train_ratio=self.ratio)
-
-    def best_connectivity(self) -> str:
-        """The FC baseline (FC or tangent) with the higher mean score."""
-        present = [m for m in CONNECTIVITY if m in self.scores]
-        return max(present, key=lambda m: np.nanmean(self.scores[m]))
-
-    def comparisons(self) -> list[tuple[str, str]]:
-        """(row name, other method) of each paired difference brainjepa - other, best FC last."""
-        pairs = [(f"brainjepa - {m}", m) for m in METHODS[1:] if m in self.scores]
-        return pairs + [("brainjepa - best FC", self.best_connectivity())]
-
-    def difference(self, other: str, confidence: float) -> PairedDiff:
-        return paired_difference(self.scores["brainjepa"], self.scores[other], confidence=confidence,
-                                 test_train_ratio=self.ratio)
+    def stats(self, *, confidence: float = 0.95, n_boot: int = 2000) -> TaskStats:
+        """Scores and differences with subject-level bootstrap intervals, all on the same subject resamples."""
+        common = {"n_boot": n_boot, "confidence": confidence, "seed": BOOTSTRAP_SEED}
+        scores = {m: bootstrap_interval(self.truth, p, self.subjects, self.metric, **common)
+                  for m, p in self.predictions.items()}
+        differences = {m: paired_bootstrap(self.truth, self.predictions["brainjepa"], p, self.subjects, self.metric,
+                                           **common)
+                       for m, p in self.predictions.items() if m != "brainjepa"}
+        present = [m for m in CONNECTIVITY if m in scores]
+        best = max(present, key=lambda m: -math.inf if math.isnan(scores[m].mean) else scores[m].mean)
+        return TaskStats(scores, differences, best)
 
 
 @dataclass
 class SuiteResult:
-    """All tasks' results; `to_frame` is the table, `save` writes it with the figure."""
+    """All tasks' results; `to_frame` is the table, `save` writes it with the figure. `embeddings`: per data set,
+    the encoder rows' features of all its runs in store order (what the quickstart's PCA figure reuses)."""
 
     results: list[TaskResult]
     options: SuiteOptions
     model: str = ""
+    embeddings: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    @cached_property
+    def stats(self) -> dict[str, TaskStats]:
+        """Task name -> its statistics, for the tasks that ran (computed once)."""
+        o = self.options
+        return {r.task.name: r.stats(confidence=o.confidence, n_boot=o.bootstrap) for r in self.results
+                if not r.skipped}
+
+    def method_note(self) -> str:
+        """How the intervals were computed, for every table's caption."""
+        o = self.options
+        return (f"{o.confidence:.0%} confidence intervals from a subject-level bootstrap ({o.bootstrap} resamples "
+                "of subjects with replacement, each with all its runs, as runs of one subject are not independent; "
+                "percentile limits), paired for differences")
 
     def rows(self) -> list[dict[str, Any]]:
         """The long table: per task, a score row per method and a difference row per comparison (or one
         skipped row with its reason)."""
-        conf = self.options.confidence
         rows: list[dict[str, Any]] = []
         for res in self.results:
             base = {"task": res.task.name, "kind": res.task.kind, "metric": res.metric}
             if res.skipped:
                 rows.append({**base, "row": "", "type": "skipped", "status": "skipped", "reason": res.reason})
                 continue
-            common = {"units": res.unit_kind, "n_runs": res.n_runs, "chance": res.chance, "status": "done",
-                      "reason": ""}
-            for method in res.scores:
-                d = res.interval(method, conf)
-                rows.append({**base, "row": method, "type": "score", "mean": d.mean, "ci_low": d.low,
-                             "ci_high": d.high, "n_units": d.n, **common})
-            for name, other in res.comparisons():
-                d = res.difference(other, conf)
-                reason = f"best FC is {other}" if name.endswith("best FC") else ""
-                rows.append({**base, "row": name, "type": "difference", "mean": d.mean, "ci_low": d.low,
-                             "ci_high": d.high, "n_units": d.n, **common, "reason": reason})
+            st = self.stats[res.task.name]
+            common = {"units": "subject", "n_runs": res.n_runs, "chance": res.chance, "status": "done", "reason": ""}
+            named = [(m, "score", d, "") for m, d in st.scores.items()]
+            named += [(f"brainjepa - {m}", "difference", d, "") for m, d in st.differences.items()]
+            named.append(("brainjepa - best FC", "difference", st.differences[st.best_connectivity],
+                          f"best FC is {st.best_connectivity}"))
+            rows += [{**base, "row": name, "type": kind, "mean": d.mean, "ci_low": d.low, "ci_high": d.high,
+                      "n_units": d.n, **common, "reason": reason} for name, kind, d, reason in named]
         return [{c: r.get(c, math.nan if c in ("mean", "ci_low", "ci_high", "chance") else "") for c in COLUMNS}
                 for r in rows]
 
@@ -355,16 +380,23 @@ class SuiteResult:
         return pd.DataFrame(self.rows(), columns=list(COLUMNS))
 
     def unit_frame(self) -> pandas.DataFrame:
-        """Every method's score on every unit: what the intervals are computed from."""
+        """Every method's prediction of every unit, per CV seed (empty for identification): what every score and
+        interval is computed from."""
         import pandas as pd
 
-        rows = [{"task": r.task.name, "metric": r.metric, "method": m, "unit": u, "score": float(v)}
-                for r in self.results for m, s in r.scores.items() for u, v in zip(r.units, s, strict=True)]
-        return pd.DataFrame(rows, columns=["task", "metric", "method", "unit", "score"])
+        parts = []
+        for r in self.results:
+            for method, pred in r.predictions.items():
+                for seed, row in enumerate(pred):
+                    parts.append(pd.DataFrame({
+                        "task": r.task.name, "metric": r.metric, "method": method,
+                        "seed": "" if r.task.kind == "identification" else seed, "subject": r.subjects,
+                        "unit": r.units, "truth": r.truth, "prediction": row}))
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(UNIT_COLUMNS))
 
     def to_markdown(self, digits: int = 3) -> str:
-        """One line per task: each method's score [CI], brainjepa's differences [CI], or the skip reason."""
-        conf = self.options.confidence
+        """A caption naming the interval method, then one line per task: each method's score [CI], brainjepa's
+        differences [CI], or the skip reason."""
 
         def cell(d: PairedDiff, signed: bool = False) -> str:
             if not np.isfinite(d.mean):
@@ -374,16 +406,18 @@ class SuiteResult:
             return f"{d.mean:{sign}.{digits}f}{ci}"
 
         head = ["task", "metric", "chance", *METHODS, "brainjepa - random-init", "brainjepa - best FC", "note"]
-        lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+        lines = [f"Score [CI] per method; {self.method_note()}.", "",
+                 "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
         for res in self.results:
             if res.skipped:
                 cells = [res.task.name, res.metric] + ["–"] * (len(head) - 3) + [f"skipped: {res.reason}"]
             else:
-                best = res.best_connectivity()
-                diff_random = cell(res.difference("random-init", conf), True) if "random-init" in res.scores else "–"
+                st = self.stats[res.task.name]
+                best = st.best_connectivity
+                diff_random = cell(st.differences["random-init"], True) if "random-init" in st.differences else "–"
                 cells = [res.task.name, res.metric, f"{res.chance:.{digits}f}",
-                         *(cell(res.interval(m, conf)) if m in res.scores else "–" for m in METHODS),
-                         diff_random, cell(res.difference(best, conf), True), f"best FC: {best}"]
+                         *(cell(st.scores[m]) if m in st.scores else "–" for m in METHODS),
+                         diff_random, cell(st.differences[best], True), f"best FC: {best}"]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
@@ -400,12 +434,11 @@ class SuiteResult:
 
     def markdown_report(self) -> str:
         o = self.options
-        intervals = ("t-intervals over (seed, fold) units corrected for overlapping training sets (Nadeau & Bengio)"
-                     " and over subjects for identification")
         return (
             f"# brainjepa evaluate{f': `{self.model}`' if self.model else ''}\n\n"
-            f"Scores with {o.confidence:.0%} confidence intervals ({intervals}); differences are paired over the same "
-            f"units. {o.folds} subject-grouped folds x {o.seeds} seeds; encoder rows: {o.head} head on "
+            f"Each score is the task metric of all out-of-fold predictions, averaged over the {o.seeds} CV seeds "
+            "(identification: of all matches); differences are brainjepa minus the other row on the same runs. "
+            f"{o.folds} subject-grouped folds x {o.seeds} seeds; encoder rows: {o.head} head on "
             f"`{o.encoder_pooling}` pooling, layer {o.embed.layer}, {o.embed.windows} window(s), normalisation "
             f"`{o.embed.normalization}`, {o.embed.encoder} encoder.\n\n{self.to_markdown()}\n"
         )
@@ -423,10 +456,10 @@ def suite_figure(result: SuiteResult, out: Path) -> Path | None:
 
     fig, axes = plt.subplots(1, len(done), figsize=(3.2 * len(done), 3.4), squeeze=False)
     for ax, res in zip(axes[0], done, strict=True):
-        methods = list(res.scores)
-        stats = [res.interval(m, result.options.confidence) for m in methods]
-        mean = np.array([d.mean for d in stats])
-        err = np.array([[d.mean - d.low, d.high - d.mean] for d in stats]).T
+        scores = result.stats[res.task.name].scores
+        methods = list(scores)
+        mean = np.array([d.mean for d in scores.values()])
+        err = np.array([[d.mean - d.low, d.high - d.mean] for d in scores.values()]).T
         ax.errorbar(range(len(methods)), mean, yerr=np.nan_to_num(err), fmt="o", capsize=4, color="k")
         ax.axhline(res.chance, ls="--", color="grey", lw=1, label="chance")
         ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
@@ -480,6 +513,7 @@ def evaluate(
     fresh = random_init_like(model, seed=options.random_init_seed)
     tasks = [TASKS[t] for t in TASKS if t in options.tasks]
     results: dict[str, TaskResult] = {}
+    embeddings: dict[str, dict[str, np.ndarray]] = {}
     with tempfile.TemporaryDirectory() as tmp, tqdm(total=len(tasks) * len(METHODS), desc="evaluate",
                                                    unit="score", disable=not progress) as bar:
         root = Path(out) / "stores" if out is not None else Path(tmp)
@@ -487,6 +521,7 @@ def evaluate(
             todo = [t for t in tasks if t.dataset == dataset]
             try:
                 data = _dataset_features(dataset, root / dataset, model, fresh, options, progress)
+                embeddings[dataset] = data.encoded
             except DataError as err:
                 reason = f"{dataset} data: {err}"
                 logger.warning("skipping %s: %s", ", ".join(t.name for t in todo), reason)
@@ -499,7 +534,7 @@ def evaluate(
                 except DataError as err:
                     logger.warning("skipping %s: %s", task.name, err)
                     results[task.name] = TaskResult(task, reason=str(err))
-        result = SuiteResult([results[t.name] for t in tasks], options, model=name)
+        result = SuiteResult([results[t.name] for t in tasks], options, model=name, embeddings=embeddings)
         if out is not None:
             result.save(out)
     return result
@@ -558,9 +593,9 @@ def _identification(task: Task, data: _Features, advance: Callable[[int], Any]) 
     for name, x in features.items():
         found[name] = identify_subjects(x, subjects, sessions)
         advance(1)
-    first = next(iter(found.values()))
-    return TaskResult(task, scores={m: r.scores for m, r in found.items()}, units=list(first.subjects),
-                      unit_kind="subject", ratio=0.0, chance=first.chance, n_runs=len(store))
+    first = next(iter(found.values()))  # every method makes the same queries, in the same order
+    return TaskResult(task, truth=first.subjects, predictions={m: r.matched[None] for m, r in found.items()},
+                      subjects=first.subjects, units=first.pairs, chance=first.chance, n_runs=len(store))
 
 
 def _identification_features(x: np.ndarray, num_rois: int) -> np.ndarray:
@@ -582,12 +617,10 @@ def _probe_task(task: Task, data: _Features, options: SuiteOptions, advance: Cal
         table.results[name] = probe(x, labels.values, labels.groups, task=labels.task, folds=options.folds,
                                     seeds=options.seeds, head=head, attentive=options.attentive)
         advance(1)
-    metric = PRIMARY_METRIC[task.kind]
-    folds = next(iter(table.results.values())).folds
     chance = 1.0 / len(labels.classes) if labels.task == "classification" else 0.0
+    manifest = data.store.manifest
     return TaskResult(
-        task, scores={m: np.array([f[metric] for f in r.folds], dtype=np.float64) for m, r in table.results.items()},
-        units=[f"seed {f['seed']} fold {f['fold']}" for f in folds], unit_kind="seed x fold",
-        ratio=float(np.mean([f["n_test"] / f["n_train"] for f in folds])), chance=chance, n_runs=len(runs),
-        table=table,
+        task, truth=labels.values, predictions={m: r.predictions for m, r in table.results.items()},
+        subjects=manifest["subject"].astype(str).to_numpy()[runs], units=manifest["run"].astype(str).to_numpy()[runs],
+        chance=chance, n_runs=len(runs), table=table,
     )

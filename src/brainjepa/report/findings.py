@@ -1,145 +1,151 @@
-"""The findings of a probe table, computed from its fold-level scores rather than written in advance.
+"""The findings of an evaluation-suite run, computed from its intervals and paired differences, not written in advance.
 
-Every row of a `ProbeTable` is scored on the same (seed, fold) splits, so rows are compared by their paired
-per-fold differences (`paired_difference`, corrected for the folds' overlapping training sets). Each sentence
-states what the intervals show: which rows differ and in which direction, which do not, and where each row
-stands against chance.
+Every method of a task predicts the same runs, so the pretrained encoder is compared with each baseline by the
+suite's paired differences (`SuiteResult.stats`: `TaskStats.differences`, each a `PairedDiff` of brainjepa minus
+the other method). A comparison **differs** when its interval excludes 0; each method's own interval
+(`TaskStats.scores`) is placed against the task's chance level. How the intervals are computed is the suite's
+business (docs/evaluation.md); the sentences only read `PairedDiff`'s mean, bounds, n and `differs`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from itertools import combinations
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from brainjepa.errors import DataError
-from brainjepa.evaluation.metrics import PairedDiff, paired_difference
+from brainjepa.evaluation.metrics import PairedDiff
 
 if TYPE_CHECKING:
-    from brainjepa.evaluation.probe import ProbeTable
+    from brainjepa.evaluation.suite import SuiteResult, TaskResult, TaskStats
 
-PRIMARY_METRIC = {"classification": "balanced_acc", "regression": "pearson_r"}
-METRIC_NAMES = {"balanced_acc": "balanced accuracy", "pearson_r": "Pearson r"}
+PRETRAINED = "brainjepa"
+RANDOM_INIT = "random-init"
+METRIC_NAMES = {"accuracy": "identification accuracy", "balanced_acc": "balanced accuracy", "pearson_r": "Pearson r"}
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """`diff` is the paired difference first - second over the shared folds."""
+    """`diff` is the paired difference brainjepa - `other` on one task."""
 
-    first: str
-    second: str
+    task: str
+    other: str
     diff: PairedDiff
 
-
-def fold_scores(table: ProbeTable, metric: str) -> dict[str, np.ndarray]:
-    """Each row's `metric` per (seed, fold), in one shared order.
-
-    Raises:
-        DataError: rows were not scored on the same (seed, fold) splits, so they cannot be paired.
-    """
-    keyed = {name: {(f["seed"], f["fold"]): f[metric] for f in res.folds} for name, res in table.results.items()}
-    keys = sorted(next(iter(keyed.values())).keys()) if keyed else []
-    for name, scores in keyed.items():
-        if sorted(scores) != keys:
-            raise DataError(f"probe row {name!r} was scored on other (seed, fold) splits than the first row")
-    return {name: np.array([scores[k] for k in keys], dtype=np.float64) for name, scores in keyed.items()}
+    @property
+    def direction(self) -> str:
+        """"higher", "lower", "same" (the interval includes 0) or "unknown" (no interval: too few subjects)."""
+        if math.isnan(self.diff.low) or math.isnan(self.diff.high):
+            return "unknown"
+        if not self.diff.differs:
+            return "same"
+        return "higher" if self.diff.mean > 0 else "lower"
 
 
-def fold_size_ratio(table: ProbeTable) -> float:
-    """Mean n_test / n_train of the table's folds (the same for every row), for the interval's correction."""
-    folds = next(iter(table.results.values())).folds
-    return float(np.mean([f["n_test"] / f["n_train"] for f in folds]))
+def comparisons(task: str, stats: TaskStats) -> list[Comparison]:
+    """brainjepa against every other method of a task, in the table's order."""
+    return [Comparison(task, other, d) for other, d in stats.differences.items()]
 
 
-def compare_rows(table: ProbeTable, metric: str, *, confidence: float = 0.95) -> list[Comparison]:
-    """Every pair of rows, in table order (first row vs the others, then second vs the rest...)."""
-    scores = fold_scores(table, metric)
-    ratio = fold_size_ratio(table)
-    return [Comparison(a, b, paired_difference(scores[a], scores[b], confidence=confidence, test_train_ratio=ratio))
-            for a, b in combinations(scores, 2)]
+def best_fc(task: str, stats: TaskStats) -> Comparison:
+    """brainjepa against the connectivity baseline (FC or tangent) that scored higher on the task."""
+    return Comparison(task, stats.best_connectivity, stats.differences[stats.best_connectivity])
 
 
-def _interval(d: PairedDiff) -> str:
-    return f"{d.confidence:.0%} CI {d.low:+.3f} to {d.high:+.3f}, {d.n} folds"
+def _reference(res: TaskResult) -> str:
+    return "r = 0" if res.task.kind == "regression" else f"chance ({res.chance:.3f})"
 
 
-def _higher_first(c: Comparison) -> tuple[str, str, PairedDiff]:
-    """The pair as (higher row, lower row, their positive difference)."""
-    d = c.diff
-    if d.mean >= 0:
-        return c.first, c.second, d
-    return c.second, c.first, PairedDiff(-d.mean, -d.high, -d.low, d.n, d.confidence)
+def _interval(d: PairedDiff, signed: bool) -> str:
+    fmt = "+.3f" if signed else ".3f"
+    return f"{d.confidence:.0%} CI {d.low:{fmt}} to {d.high:{fmt}}, {d.n} subjects"
 
 
-def _pair_sentence(c: Comparison, metric_name: str) -> str:
-    d = c.diff
-    if np.isnan(d.low):
-        return f"{c.first} vs {c.second}: {d.n} paired folds are too few for an interval."
-    if not d.differs:
-        return (f"{c.first} and {c.second} do not differ detectably: {metric_name} difference {d.mean:+.3f} "
-                f"({_interval(d)}; the interval includes 0).")
-    high, low, diff = _higher_first(c)
-    return f"**{high} scores higher than {low}**: {metric_name} difference {diff.mean:+.3f} ({_interval(diff)})."
-
-
-def _row_sentence(name: str, scores: np.ndarray, reference: float, reference_name: str, *, confidence: float,
-                  ratio: float) -> str:
-    d = paired_difference(scores, np.full_like(scores, reference), confidence=confidence, test_train_ratio=ratio)
-    mean, low, high = d.mean + reference, d.low + reference, d.high + reference
-    if d.differs:
-        where = f"{'above' if d.mean > 0 else 'below'} {reference_name}"
+def method_sentence(res: TaskResult, method: str, d: PairedDiff) -> str:
+    """A method's score `d` and where its interval lies against the task's chance level."""
+    if math.isnan(d.low) or math.isnan(d.high):
+        return f"{method}: {d.mean:.3f} (no interval: {d.n} subject(s))."
+    if d.low > res.chance:
+        where = f"above {_reference(res)}"
+    elif d.high < res.chance:
+        where = f"below {_reference(res)}"
     else:
-        where = f"not distinguishable from {reference_name}"
-    return f"{name}: {mean:.3f} ({d.confidence:.0%} CI {low:.3f} to {high:.3f}), {where}."
+        where = f"not distinguishable from {_reference(res)}"
+    return f"{method}: {d.mean:.3f} ({_interval(d, signed=False)}), {where}."
 
 
-def findings(table: ProbeTable, *, chance: float | None, simulated: bool, confidence: float = 0.95) -> str:
-    """Markdown paragraphs stating what the table's fold-level scores show, every claim backed by an interval.
+def comparison_sentence(c: Comparison, metric: str) -> str:
+    d = c.diff
+    if c.direction == "unknown":
+        return f"{PRETRAINED} vs {c.other}: difference {d.mean:+.3f}, no interval ({d.n} subject(s))."
+    detail = f"{metric} difference {d.mean:+.3f} ({_interval(d, signed=True)})"
+    if c.direction == "same":
+        return f"{PRETRAINED} and {c.other} do not differ detectably: {detail}; the interval includes 0."
+    return f"**{PRETRAINED} scores {c.direction} than {c.other}**: {detail}."
+
+
+def _task_lines(res: TaskResult, stats: TaskStats) -> list[str]:
+    metric = METRIC_NAMES.get(res.metric, res.metric)
+    lines = [f"**{res.task.name}** ({metric}, {res.n_runs} runs; reference {_reference(res)}):", ""]
+    lines += [f"- {method_sentence(res, m, d)}" for m, d in stats.scores.items()]
+    lines += [f"- {comparison_sentence(c, metric)}" for c in comparisons(res.task.name, stats)]
+    return lines + [""]
+
+
+def _names(items: list[str]) -> str:
+    return ", ".join(items) or "none"
+
+
+def _summary(stats: dict[str, TaskStats]) -> list[str]:
+    """Across tasks: where pretraining helped (vs random init) and where the encoder kept up with the best FC."""
+    random = {t: Comparison(t, RANDOM_INIT, s.differences[RANDOM_INIT]) for t, s in stats.items()
+              if RANDOM_INIT in s.differences}
+    fc = {t: best_fc(t, s) for t, s in stats.items()}
+    by = {k: [t for t, c in random.items() if c.direction == k] for k in ("higher", "same", "lower", "unknown")}
+    kept_up = [f"{t} ({'above' if c.direction == 'higher' else 'no detectable difference from'} {c.other})"
+               for t, c in fc.items() if c.direction in ("higher", "same")]
+    below = [f"{t} ({c.other})" for t, c in fc.items() if c.direction == "lower"]
+    lines = [
+        f"- Pretraining helped ({PRETRAINED} above {RANDOM_INIT}, interval excluding 0) on {len(by['higher'])} of "
+        f"{len(random)} tasks: {_names(by['higher'])}. No detectable difference: {_names(by['same'])}. "
+        f"{PRETRAINED} below {RANDOM_INIT}: {_names(by['lower'])}.",
+        f"- Against the better connectivity baseline of each task (FC or tangent, whichever scored higher), "
+        f"{PRETRAINED} was above it or not detectably different on {len(kept_up)} of {len(fc)} tasks: "
+        f"{_names(kept_up)}; below it on {_names(below)}.",
+    ]
+    unknown = sorted({*by["unknown"], *(t for t, c in fc.items() if c.direction == "unknown")})
+    if unknown:
+        lines.append(f"- No interval (too few subjects): {_names(unknown)}.")
+    return lines
+
+
+def findings(result: SuiteResult, *, simulated: bool) -> str:
+    """Markdown stating what the suite's intervals show, across tasks and task by task.
 
     Args:
-        table: probe rows scored on the same folds (`probe_models`).
-        chance: chance level of the primary metric for classification (balanced accuracy: 1 / number of
-            classes); ignored for regression, whose reference is r = 0.
+        result: the suite's run (`brainjepa.evaluation.suite.evaluate`); skipped tasks are listed with why.
         simulated: the data were simulated; the text says so.
-        confidence: coverage of every interval.
     """
-    metric = PRIMARY_METRIC[table.task]
-    metric_name = METRIC_NAMES[metric]
-    scores = fold_scores(table, metric)
-    ratio = fold_size_ratio(table)
-    comparisons = compare_rows(table, metric, confidence=confidence)
-    differ = [c for c in comparisons if c.diff.differs]
-    same = [c for c in comparisons if not c.diff.differs]
+    stats = result.stats
+    done = [r for r in result.results if not r.skipped]
     lines = [
-        f"Computed from the per-fold {metric_name} of the probe above: each row's mean with a {confidence:.0%} "
-        f"confidence interval, and for each pair of rows the mean of their paired differences over the same "
-        f"{len(next(iter(scores.values())))} (seed, fold) splits. The intervals are t-intervals corrected for "
-        f"the folds' overlapping training sets (Nadeau & Bengio; n_test/n_train = {ratio:.2f}), each on its own "
-        "(not corrected for multiple comparisons).",
-        "",
-        f"- Rows that differ: {'; '.join(' > '.join(_higher_first(c)[:2]) for c in differ) or 'none'}.",
-        f"- Rows with no detectable difference: {'; '.join(f'{c.first} vs {c.second}' for c in same) or 'none'}.",
+        f"Computed from the suite's results above ({result.method_note()}): each method's score against the "
+        f"task's reference, and {PRETRAINED} minus every other method on the same runs. A difference is called "
+        "detectable when its interval excludes 0. Each interval stands on its own (not corrected for multiple "
+        "comparisons).",
         "",
     ]
-    lines += [f"- {_pair_sentence(c, metric_name)}" for c in comparisons]
-    reference: float | None = None
-    if table.task == "classification" and chance is not None:
-        reference, reference_name = chance, f"chance ({chance:.3f})"
-    elif table.task == "regression":
-        reference, reference_name = 0.0, "r = 0 (no linear relation)"
-    if reference is not None:
-        lines += ["", f"Against {reference_name}, {metric_name} per row:", ""]
-        lines += [f"- {_row_sentence(name, s, reference, reference_name, confidence=confidence, ratio=ratio)}"
-                  for name, s in scores.items()]
-    lines += ["", "No detectable difference means the interval includes 0 at this sample size, not that the rows "
+    if done:
+        lines += ["Across tasks:", "", *_summary({r.task.name: stats[r.task.name] for r in done}), ""]
+    for res in done:
+        lines += _task_lines(res, stats[res.task.name])
+    lines += [f"- {r.task.name} was skipped: {r.reason}" for r in result.results if r.skipped]
+    lines += ["", "No detectable difference means the interval includes 0 at this sample size, not that the methods "
               "are equal."]
     if simulated:
-        lines += ["", "These numbers come from **simulated data** (`brainjepa simulate`), whose label was planted "
-                  "in the dynamics of one network module: they show whether the pipeline recovers a known effect, "
-                  "not how Brain-JEPA does on real fMRI."]
+        lines += ["", "These numbers come from **simulated data** (`brainjepa simulate`), whose labels were planted "
+                  "in the dynamics (the group in one network module, the coupling strength across the network): "
+                  "they show whether the pipeline recovers a known effect, not how Brain-JEPA does on real fMRI."]
     return "\n".join(lines)
 
 
-__all__ = ["Comparison", "compare_rows", "findings", "fold_scores", "fold_size_ratio"]
+__all__ = ["Comparison", "best_fc", "comparison_sentence", "comparisons", "findings", "method_sentence"]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from brainjepa.io import atomic_write_text
 from brainjepa.report.findings import findings
+
+if TYPE_CHECKING:
+    from brainjepa.evaluation.suite import SuiteResult
 
 
 def _collapse_summary(metrics_csv: Path) -> str:
@@ -30,11 +34,29 @@ def _loss_summary(metrics_csv: Path) -> str:
             f"{end:.4f} ({(end - start) / start:+.0%}).")
 
 
-def write_report(out: Path, facts: dict[str, Any], table, *, metrics_csv: Path) -> Path:
-    """Assemble report.md in `out` from the facts, the probe table and the figures written beside it."""
+def _settings(suite: SuiteResult) -> str:
+    o = suite.options
+    return (f"{o.folds} subject-grouped folds x {o.seeds} seed(s); encoder rows: {o.head} head on "
+            f"`{o.encoder_pooling}` pooling, layer {o.embed.layer}, {o.embed.windows} window(s), normalisation "
+            f"`{o.embed.normalization}`, {o.embed.encoder} encoder; random-init weight seed {o.random_init_seed}")
+
+
+def _evaluate_command(suite: SuiteResult, out: Path) -> str:
+    o = suite.options
+    stores = " ".join(f"--store {name}={path}" for name, path in o.stores.items())
+    return (f"brainjepa evaluate --model {out}/run --out {out}/evaluate --tasks {' '.join(o.tasks)} {stores} "
+            f"--folds {o.folds} --seeds {o.seeds} --bootstrap {o.bootstrap} --random-init-seed {o.random_init_seed}")
+
+
+def _time_table(seconds: dict[str, float]) -> str:
+    rows = "\n".join(f"| {step} | {s:.0f} |" for step, s in seconds.items())
+    return f"| step | seconds |\n|---|---|\n{rows}"
+
+
+def write_report(out: Path, facts: dict[str, Any], suite: SuiteResult, *, metrics_csv: Path) -> Path:
+    """Assemble report.md in `out` from the facts, the evaluation suite's result and the figures written beside
+    it (`figures/`, and the suite's `evaluate/evaluate.png`)."""
     counts = facts["label_counts"]
-    majority = max(counts.values()) / sum(counts.values())
-    chance = 1 / len(counts)  # balanced accuracy of any classifier that ignores the features
     data_line = (
         f"**{facts['runs']} runs** of **{facts['subjects']} subjects**, **{facts['rois']} ROIs** "
         f"({facts['atlas']}), {facts['frames_min']}-{facts['frames_max']} frames per run at TR {facts['tr']} s."
@@ -46,17 +68,19 @@ def write_report(out: Path, facts: dict[str, Any], table, *, metrics_csv: Path) 
               if sample else "simulated coupled oscillators on a modular connectome (`brainjepa simulate`)")
     store, o = facts["store"], out
     label = facts["label"]
+    simulated = facts["data"] == "simulated"
+    tasks = ", ".join(f"`{t}`" for t in suite.options.tasks)
     text = f"""# Brain-JEPA quickstart report
 
 Everything below was measured by this run (`brainjepa quickstart --data {facts['data']} --minutes {facts['minutes']}
 --out {o}`, seed {facts['seed']}, torch {facts['torch']}, {facts['threads']} CPU threads, {facts['total_minutes']}
-minutes in all).
+minutes in all; the time of each step is in section 8).{" **The data are simulated.**" if simulated else ""}
 
 ## 1. Data
 
 {data_line} Source: {source}.
-Label probed: `{label}`, per run: {", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))} (majority-class
-accuracy {majority:.3f}, balanced-accuracy chance {chance:.3f}).
+`{label}` per run: {", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))}. Evaluated on these data: {tasks}
+(section 6).
 
 ```bash
 brainjepa samples prepare {facts['data']} --out {store}   # (simulated: brainjepa simulate --out {store} ...)
@@ -99,7 +123,8 @@ brainjepa pretrain --config {o}/run/config.yaml --out {o}/run-again
 
 ## 5. Embeddings
 
-Mean-pooled target-encoder embeddings of each run's centre window; first two principal components, coloured by
+The evaluation suite's embeddings of each run (section 6; `{suite.options.encoder_pooling}` pooling, flattened),
+pretrained (`brainjepa`) and at random init (`random-init`); first two principal components, coloured by
 `{label}`.
 
 ![pca](figures/pca.png)
@@ -108,27 +133,40 @@ Mean-pooled target-encoder embeddings of each run's centre window; first two pri
 brainjepa embed --model {o}/run --data {store} --out {o}/embeddings.npy
 ```
 
-## 6. Probe
+## 6. Evaluation suite
 
-Standardised features, logistic regression with inner grouped CV over C, outer
-subject-grouped folds repeated over seeds; mean ± std over all folds. Rows: the pretrained encoder, the same
-architecture with random weights, and the functional-connectivity matrix (upper triangle, Fisher z).
+`brainjepa evaluate` on this run's model and store (`docs/evaluation.md` in the brainjepa repository explains the
+tasks, methods and intervals): the pretrained encoder (`brainjepa`), the same architecture with random weights
+(`random-init`), Fisher-z functional connectivity (`FC`) and tangent-space connectivity (`tangent`), each
+scored on the same runs; {_settings(suite)}. The difference columns are brainjepa minus the other row on the same
+runs. Files: `evaluate/evaluate.csv` (every score and difference), `evaluate/evaluate_units.csv` (every
+prediction), `evaluate/evaluate.md`.
 
-{table.to_markdown()}
+{suite.to_markdown()}
+
+![evaluation](evaluate/evaluate.png)
 
 ```bash
-brainjepa probe --data {store} --label {label} --model {o}/run --out {o}/probe
+{_evaluate_command(suite, o)}
 ```
 
 ## 7. Findings
 
-{findings(table, chance=chance, simulated=facts["data"] == "simulated")}
+{findings(suite, simulated=simulated)}
 
 Scale: the paper pretrains a ViT-B on ~32,000 UK Biobank subjects for 300 epochs; this run trained the small
 model above for {facts['pretrain_minutes']} minutes on {facts['runs']} runs of {facts['subjects']} subjects.
+
+## 8. Time
+
+Wall-clock seconds of each step of this run ({facts['threads']} CPU threads); the pretraining budget was
+{facts['minutes']} minutes, the other steps are sized to stay short (the evaluation: {suite.options.folds} folds x
+{suite.options.seeds} seed(s)).
+
+{_time_table(facts['step_seconds'])}
 """
     path = out / "report.md"
-    path.write_text(text)
+    atomic_write_text(path, text)
     return path
 
 

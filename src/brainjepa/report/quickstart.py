@@ -1,7 +1,9 @@
-"""`brainjepa quickstart`: real fMRI in, a pretrained Brain-JEPA, probes against baselines, and a report out.
+"""`brainjepa quickstart`: real fMRI in, a pretrained Brain-JEPA, the evaluation suite against its baselines, and a
+report out.
 
 Each step calls the same public functions as the CLI commands, so `report.md` can list the command line that
-reproduces each part.
+reproduces each part. The evaluation is `brainjepa evaluate` on the quickstart's own model and store, for the
+suite's tasks of that data (connattractor: identification, condition, rating; simulated: group, coupling).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,9 +28,8 @@ from brainjepa.data.prepare import save_robust_stats
 from brainjepa.data.samples import prepare_sample
 from brainjepa.data.simulate import SimulationConfig, simulate_store
 from brainjepa.errors import DataError
-from brainjepa.evaluation.baselines import functional_connectivity, random_init_like
-from brainjepa.evaluation.embed import embed_store
-from brainjepa.evaluation.probe import probe_models
+from brainjepa.evaluation.suite import TASKS, SuiteOptions, evaluate
+from brainjepa.io import atomic_write_text
 from brainjepa.masks import draw_masks, mask_grid
 from brainjepa.models import BrainJEPA
 from brainjepa.precision import PrecisionChoice
@@ -39,7 +42,9 @@ from brainjepa.training.loop import Trainer
 logger = logging.getLogger(__name__)
 
 DataChoice = Literal["connattractor", "simulated"]
-LABELS = {"connattractor": "condition", "simulated": "group"}
+LABELS = {"connattractor": "condition", "simulated": "group"}  # the label that colours the PCA figure
+SUITE_DATASET = {"connattractor": "connattractor", "simulated": "simulation"}  # evaluation-suite data set
+STEPS = ("data", "gradients", "pretraining", "evaluation")
 
 
 @dataclass
@@ -49,10 +54,6 @@ class QuickstartResult:
     out: Path
     report: Path
     facts: dict[str, Any] = field(default_factory=dict)
-
-
-def _step(title: str) -> None:
-    logger.info("=== %s", title)
 
 
 def load_data(choice: DataChoice, out: Path, cache: Path | None, seed: int):
@@ -95,38 +96,88 @@ def seconds_per_step(cfg) -> tuple[float, PrecisionChoice]:
         return (time.perf_counter() - t0) / 5, trainer.precision
 
 
+@contextmanager
+def _step(seconds: dict[str, float], name: str, title: str) -> Iterator[None]:
+    """Log the step and record its wall-clock seconds under `name` (the report's time table)."""
+    logger.info("=== %s/%d %s", len(seconds) + 1, len(STEPS), title)
+    t0 = time.perf_counter()
+    yield
+    seconds[name] = round(time.perf_counter() - t0, 1)
+
+
+def suite_options(data: DataChoice, store, *, folds: int, seeds: int, seed: int) -> SuiteOptions:
+    """The evaluation suite's tasks for this data, on the store the quickstart prepared; embedding and probe
+    settings are the suite's defaults."""
+    dataset = SUITE_DATASET[data]
+    return SuiteOptions(tasks=tuple(t for t, task in TASKS.items() if task.dataset == dataset), folds=folds,
+                        seeds=seeds, random_init_seed=seed + 1, stores={dataset: str(store.path)})
+
+
 def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, data: DataChoice = "connattractor",
-               cache: str | Path | None = None, seed: int = 0, folds: int = 5, seeds: int = 3) -> QuickstartResult:
-    """Run the whole pipeline and write `out/report.md`. See docs/quickstart.md."""
+               cache: str | Path | None = None, seed: int = 0, folds: int = 5, seeds: int = 1) -> QuickstartResult:
+    """Run the whole pipeline and write `out/report.md`. See docs/quickstart.md.
+
+    Args:
+        folds, seeds: the evaluation suite's subject-grouped folds and split seeds (5 x 1 keeps it to about a
+            minute on a laptop CPU).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
+    seconds: dict[str, float] = {}
     facts: dict[str, Any] = {"data": data, "minutes": minutes, "seed": seed, "torch": torch.__version__,
-                             "python": platform.python_version(), "threads": torch.get_num_threads()}
+                             "python": platform.python_version(), "threads": torch.get_num_threads(),
+                             "step_seconds": seconds}
     started = time.perf_counter()
 
-    _step("1/6 data: fetch, validate and prepare")
-    store = load_data(data, out / "store", Path(cache) if cache else None, seed)
-    label = LABELS[data]
-    frames = store.manifest["frames"].to_numpy()
-    facts.update(store=str(store.path), runs=len(store), subjects=int(store.manifest["subject"].nunique()),
-                 rois=store.num_rois, frames_min=int(frames.min()), frames_max=int(frames.max()),
-                 tr=store.tr(0), label=label, label_counts=store.manifest[label].astype(str).value_counts().to_dict(),
-                 atlas=store.metadata.get("atlas", "simulated modular network"),
-                 sample=store.metadata.get("sample"))
-    window = int(min(160, frames.min()) // 16 * 16)
-    if "normalization" not in store.metadata:  # the reference's robust scaling, fitted once, kept with the store
-        save_robust_stats(store)
+    with _step(seconds, "data", "data: fetch, validate and prepare"):
+        store = load_data(data, out / "store", Path(cache) if cache else None, seed)
+        # checked before pretraining, so bad suite settings fail in seconds, not after the time budget
+        options = suite_options(data, store, folds=folds, seeds=seeds, seed=seed)
+        label = LABELS[data]
+        frames = store.manifest["frames"].to_numpy()
+        facts.update(store=str(store.path), runs=len(store), subjects=int(store.manifest["subject"].nunique()),
+                     rois=store.num_rois, frames_min=int(frames.min()), frames_max=int(frames.max()),
+                     tr=store.tr(0), label=label,
+                     label_counts=store.manifest[label].astype(str).value_counts().to_dict(),
+                     atlas=store.metadata.get("atlas", "simulated modular network"),
+                     sample=store.metadata.get("sample"))
+        window = int(min(160, frames.min()) // 16 * 16)
+        if "normalization" not in store.metadata:  # the reference's robust scaling, fitted once, kept with the store
+            save_robust_stats(store)
 
-    _step("2/6 brain gradients from the group FC (BrainSpace)")
-    gradient_csv = out / "gradients.csv"
-    n_grad = min(30, store.num_rois - 2)
-    gradient = gradients_file(gradient_csv, store=store, n_components=n_grad)
-    figures.gradients_figure(gradient, fig_dir / "gradients.png")
-    facts["gradient_components"] = n_grad
+    with _step(seconds, "gradients", "brain gradients from the group FC (BrainSpace)"):
+        gradient_csv = out / "gradients.csv"
+        n_grad = min(30, store.num_rois - 2)
+        gradient = gradients_file(gradient_csv, store=store, n_components=n_grad)
+        figures.gradients_figure(gradient, fig_dir / "gradients.png")
+        facts["gradient_components"] = n_grad
 
-    _step("3/6 pretraining")
+    with _step(seconds, "pretraining", "pretraining"):
+        run_dir = _pretrain(store, gradient_csv, out, facts, minutes=minutes, seed=seed, window=window)
+
+    with _step(seconds, "evaluation", f"evaluation suite ({', '.join(options.tasks)})"):
+        suite = evaluate(BrainJEPA.from_pretrained(run_dir), out / "evaluate", options)
+        if SUITE_DATASET[data] not in suite.embeddings:  # the suite skipped the store's tasks: say why, in one line
+            raise DataError(f"the evaluation suite could not use {store.path}: {suite.results[0].reason}")
+        # the PCA figure reuses the suite's embeddings of every run (store order), computed once
+        encoded = {name: x.reshape(len(x), -1) for name, x in suite.embeddings[SUITE_DATASET[data]].items()}
+        labels = store.manifest[label].astype(str).to_numpy()
+        figures.pca_figure(encoded, labels, fig_dir / "pca.png", label)
+
+    facts["suite"] = {"tasks": list(options.tasks), "folds": folds, "seeds": seeds,
+                      "bootstrap": options.bootstrap, "random_init_seed": options.random_init_seed}
+    facts["total_minutes"] = round((time.perf_counter() - started) / 60, 2)
+    atomic_write_text(out / "facts.json", json.dumps(facts, indent=2, default=str))
+    report = write_report(out, facts, suite, metrics_csv=run_dir / "metrics.csv")
+    logger.info("report: %s (%.1f min in all)", report, facts["total_minutes"])
+    return QuickstartResult(out, report, facts)
+
+
+def _pretrain(store, gradient_csv: Path, out: Path, facts: dict[str, Any], *, minutes: float, seed: int,
+              window: int) -> Path:
+    """Size the epochs to the time budget from a few timed steps, pretrain into `out/run`, draw its figures."""
     probe_cfg = pretrain_config(store, gradient_csv, epochs=1, seed=seed, frames=window)
     per_step, precision = seconds_per_step(probe_cfg)
     steps_per_epoch = len(store) // probe_cfg.data.batch_size
@@ -141,30 +192,9 @@ def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, da
     t0 = time.perf_counter()
     pretrain(cfg, run_dir)
     facts["pretrain_minutes"] = round((time.perf_counter() - t0) / 60, 2)
+    fig_dir = out / "figures"
     grid = (cfg.model.num_rois, cfg.model.num_time_patches)
     ctx, tgt = draw_masks(cfg.mask, *grid, seed=seed, epoch=0, batch=0, batch_size=1)
     figures.mask_figure(mask_grid(ctx[0], tgt[0], *grid).numpy(), fig_dir / "masks.png", cfg.model.patch_size)
     shutil.copy(run_dir / "training_curves.png", fig_dir / "training_curves.png")
-
-    _step("4/6 embeddings of every run")
-    model = BrainJEPA.from_pretrained(run_dir)
-    features = {
-        "Brain-JEPA (pretrained)": embed_store(model, store).embeddings.numpy(),
-        "Brain-JEPA (random init)": embed_store(random_init_like(model, seed + 1), store).embeddings.numpy(),
-        "FC (Fisher z)": functional_connectivity(store.run(i) for i in range(len(store))),
-    }
-    labels = store.manifest[label].astype(str).to_numpy()
-    figures.pca_figure({k: v for k, v in features.items() if "Brain-JEPA" in k}, labels, fig_dir / "pca.png", label)
-
-    _step("5/6 probes (subject-grouped CV)")
-    table = probe_models(features, labels, store.manifest["subject"].astype(str).to_numpy(), label=label,
-                         folds=folds, seeds=seeds)
-    table.save(out)
-
-    _step("6/6 report")
-    facts["total_minutes"] = round((time.perf_counter() - started) / 60, 2)
-    (out / "facts.json").write_text(json.dumps(facts, indent=2, default=str))
-    report = write_report(out, facts, table, metrics_csv=run_dir / "metrics.csv")
-    logger.info("report: %s (%.1f min in all)", report, facts["total_minutes"])
-    return QuickstartResult(out, report, facts)
-
+    return run_dir
