@@ -73,7 +73,7 @@ def test_attentive_refusals():
         probe(x.mean(1), s, head="attentive", folds=2, seeds=1)
     with pytest.raises(ConfigError, match="probe head must be one of"):
         probe(x, s, head="mlp")
-    with pytest.raises(ConfigError, match="attentive probe epochs must be an integer >= 1"):
+    with pytest.raises(ConfigError, match="attentive.epochs must be an integer >= 1, got 0"):
         AttentiveConfig(epochs=0)
     with pytest.raises(ConfigError, match="call fit before predict"):
         AttentiveProbe("classification").predict(x)

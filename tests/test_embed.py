@@ -142,11 +142,11 @@ def test_bad_inputs_name_the_sample(model, store):
 
 
 def test_option_errors_name_the_option(model, store):
-    with pytest.raises(ConfigError, match="windows must be an integer >= 1, got 0"):
+    with pytest.raises(ConfigError, match="embed.windows must be an integer >= 1, got 0"):
         EmbedOptions(windows=0)
-    with pytest.raises(ConfigError, match=r"mask_keep must be in \(0, 1\], got 1.5"):
+    with pytest.raises(ConfigError, match=r"embed\.mask_keep must be a number > 0 and <= 1, got 1\.5"):
         EmbedOptions(mask_keep=1.5)
-    with pytest.raises(ConfigError, match="encoder must be one of"):
+    with pytest.raises(ConfigError, match="embed.encoder must be one of"):
         EmbedOptions(encoder="online")
     with pytest.raises(ConfigError, match="pooling must be one of"):
         embed(model, np.stack([store.run(0)]), pooling="max")
@@ -178,7 +178,7 @@ def test_cli_npy_and_parquet(model, store, tmp_path, capsys):
     # --layer reaches the embedding (values per layer: tests/test_features.py); this model has one block
     assert main(["embed", "--model", str(folder), "--data", str(store.path), "--out", str(roi), "--layer", "1",
                  "--no-progress"]) == 2
-    assert "layer must be in [-1, 1) for this 1-block encoder, got 1" in capsys.readouterr().err
+    assert "embed.layer must be in [-1, 1) for this 1-block encoder, got 1" in capsys.readouterr().err
 
 
 def test_file_errors(model, store, tmp_path, capsys, monkeypatch):

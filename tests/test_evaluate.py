@@ -170,9 +170,9 @@ def test_suite_options_refusals():
         SuiteOptions(head="attentive", pooling="mean")
     with pytest.raises(ConfigError, match=r"--store names \['hcp'\]"):
         SuiteOptions(stores={"hcp": "x"})
-    with pytest.raises(ConfigError, match="folds must be an integer >= 2"):
+    with pytest.raises(ConfigError, match="evaluate.folds must be an integer >= 2, got 1"):
         SuiteOptions(folds=1)
-    with pytest.raises(ConfigError, match="bootstrap must be an integer >= 100, got 50"):
+    with pytest.raises(ConfigError, match="evaluate.bootstrap must be an integer >= 100, got 50"):
         SuiteOptions(bootstrap=50)
     assert SuiteOptions(head="attentive").encoder_pooling == "tokens"
     assert SuiteOptions().encoder_pooling == "mean"

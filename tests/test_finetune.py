@@ -223,15 +223,18 @@ def test_load_finetuned_errors(tmp_path):
 
 
 def test_bad_config_is_named():
-    with pytest.raises(ConfigError, match="finetune folds must be an integer >= 2, got 1"):
+    with pytest.raises(ConfigError, match="finetune.folds must be an integer >= 2, got 1"):
         FinetuneConfig(folds=1)
-    with pytest.raises(ConfigError, match=r"finetune val_fraction must be in \(0.0, 0.5\), got 0.6"):
+    with pytest.raises(ConfigError, match=r"finetune\.val_fraction must be a number > 0 and < 0\.5, got 0\.6"):
         FinetuneConfig(val_fraction=0.6)
-    with pytest.raises(ConfigError, match=r"finetune layer_decay must be in \(0.0, 1.0\], got 0"):
+    with pytest.raises(ConfigError, match=r"finetune\.layer_decay must be a number > 0 and <= 1, got 0"):
         FinetuneConfig(layer_decay=0)
-    with pytest.raises(ConfigError, match="finetune task must be one of"):
+    with pytest.raises(ConfigError, match="finetune.task must be one of"):
         FinetuneConfig(task="ranking")
-    with pytest.raises(ConfigError, match="finetune lr must be a positive number"):
+    with pytest.raises(ConfigError, match=r"finetune\.lr must be a number > 0, got -1\.0"):
         FinetuneConfig(lr=-1.0)
-    with pytest.raises(ConfigError, match="window.target_tr"):
+    # the peak LR reaches the schedule's OptimizationConfig: a zero blr is refused by its own name, not that one's
+    with pytest.raises(ConfigError, match=r"^finetune\.blr must be a number > 0, got 0$"):
+        FinetuneConfig(blr=0)
+    with pytest.raises(ConfigError, match=r"finetune\.target_tr must be a number > 0, got -2\.0"):
         FinetuneConfig(target_tr=-2.0)

@@ -57,9 +57,9 @@ def test_projector_is_the_seed_design():
     assert proj(torch.randn(5, 48)).shape == (5, 512)
     assert BrainJEPAProjector(48, hidden_dim=32, out_dim=16)(torch.randn(3, 48)).shape == (3, 16)
     assert brainjepa.BrainJEPAProjector is BrainJEPAProjector
-    with pytest.raises(ConfigError, match="projector hidden_dim must be a positive integer, got 0"):
+    with pytest.raises(ConfigError, match="projector.hidden_dim must be an integer >= 1, got 0"):
         BrainJEPAProjector(48, hidden_dim=0)
-    with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\), got 1.5"):
+    with pytest.raises(ConfigError, match=r"projector\.dropout must be a number >= 0 and < 1, got 1\.5"):
         BrainJEPAProjector(48, dropout=1.5)
 
 
@@ -149,9 +149,9 @@ def test_bad_inputs_are_named():
         align(brain[:3], other[:3], progress=False)
     with pytest.raises(DataError, match="299 subject ids for 300 paired rows"):
         align(brain, other, subjects=np.arange(299), progress=False)
-    with pytest.raises(ConfigError, match="batch_size must be >= 2"):
+    with pytest.raises(ConfigError, match="align.batch_size must be an integer >= 2, got 1"):
         AlignConfig(batch_size=1)
-    with pytest.raises(ConfigError, match="temperature must be a positive number"):
+    with pytest.raises(ConfigError, match=r"align\.temperature must be a number > 0, got 0\.0"):
         AlignConfig(temperature=0.0)
 
 

@@ -118,14 +118,14 @@ def test_hrf_and_connectome():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"rois": 0}, r"simulation\.rois must be a positive integer, got 0"),
-        ({"frames": 10.5}, r"simulation\.frames must be a positive integer, got 10\.5"),
-        ({"seed": -1}, r"simulation\.seed must be a non-negative integer"),
+        ({"rois": 0}, r"simulation\.rois must be an integer >= 1, got 0"),
+        ({"frames": 10.5}, r"simulation\.frames must be an integer >= 1, got 10\.5"),
+        ({"seed": -1}, r"simulation\.seed must be an integer >= 0, got -1"),
         ({"rois": 3, "modules": 4}, r"simulation\.modules must be at most rois \(3\)"),
-        ({"tr": -1.0}, r"simulation\.tr must be a positive number"),
+        ({"tr": -1.0}, r"simulation\.tr must be a number > 0, got -1\.0"),
         ({"dt": 3.0}, r"simulation\.dt must be at most tr"),
         ({"coupling_max": 5.0}, r"simulation\.dt must be <= 0\.25 / coupling_max"),
-        ({"p_within": 1.5}, r"simulation\.p_within must be a probability"),
+        ({"p_within": 1.5}, r"simulation\.p_within must be a number >= 0 and <= 1, got 1\.5"),
         ({"age_slowing": 0.1}, r"simulation\.age_slowing must be < 1 / 30"),
     ],
 )

@@ -153,7 +153,7 @@ def test_sample_at_interpolates_fractional_positions():
         ({"frames": 0}, "window.frames must be an integer >= 1, got 0"),
         ({"sampling_rate": 2.5}, "window.sampling_rate must be an integer >= 1, got 2.5"),
         ({"mode": "middle"}, "window.mode must be 'random' or 'center', got 'middle'"),
-        ({"target_tr": -1.0}, "window.target_tr must be a positive number of seconds or None, got -1.0"),
+        ({"target_tr": -1.0}, "window.target_tr must be a number > 0, got -1.0"),
         ({"short": "crop"}, "window.short must be 'error' or 'pad', got 'crop'"),
     ],
 )

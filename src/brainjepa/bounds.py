@@ -3,7 +3,8 @@ them in the dataclass's `__post_init__`, so every config section checks its keys
 
 A value must have its field's type (an int field takes only integers, a float field any finite number), lie in the
 declared range, and a `pair` field is two such numbers, low <= high. None (an optional key left unset) passes.
-A violation raises ConfigError naming the dotted key, its value and the range.
+A violation raises ConfigError naming the dotted key, its value and the range. `check_value` applies the same
+rules to one plain argument (a function's, not a config field).
 """
 
 from __future__ import annotations
@@ -41,7 +42,19 @@ class Bounds:
             return f"two numbers with {' '.join([*lower, 'low <= high', *upper])}"
         limits = [f"{op} {_num(v)}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
                   if v is not None]
-        return f"{'an integer' if integer else 'a number'} {' and '.join(limits)}"
+        return " ".join(["an integer" if integer else "a number", " and ".join(limits)]).rstrip()
+
+    def check(self, name: str, value: Any, integer: bool) -> None:
+        """Raise ConfigError naming `name` unless `value` is None or of the kind and in the range declared."""
+        if value is None:
+            return
+        items = value if self.pair and isinstance(value, list | tuple) and len(value) == 2 else None
+        if self.pair:
+            ok = items is not None and all(_valid(v, self, integer) for v in items) and items[0] <= items[1]
+        else:
+            ok = _valid(value, self, integer)
+        if not ok:
+            raise ConfigError(f"{name} must be {self.describe(integer)}, got {value!r}")
 
 
 def bounded(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **limits: Any) -> Any:
@@ -54,17 +67,13 @@ def check_bounds(obj: Any, section: str) -> None:
     integers = _integer_fields(type(obj))
     for f in dataclasses.fields(obj):
         bounds = f.metadata.get(_KEY)
-        value = getattr(obj, f.name)
-        if bounds is None or value is None:
-            continue
-        integer = f.name in integers
-        items = value if bounds.pair and isinstance(value, list | tuple) and len(value) == 2 else None
-        if bounds.pair:
-            ok = items is not None and all(_valid(v, bounds, integer) for v in items) and items[0] <= items[1]
-        else:
-            ok = _valid(value, bounds, integer)
-        if not ok:
-            raise ConfigError(f"{section}.{f.name} must be {bounds.describe(integer)}, got {value!r}")
+        if bounds is not None:
+            bounds.check(f"{section}.{f.name}", getattr(obj, f.name), f.name in integers)
+
+
+def check_value(name: str, value: Any, *, integer: bool = False, **limits: Any) -> None:
+    """Raise ConfigError naming `name` unless `value` is in the range `limits` (as `bounded` takes them)."""
+    Bounds(**limits).check(name, value, integer)
 
 
 def _valid(v: Any, bounds: Bounds, integer: bool) -> bool:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainjepa.bounds import bounded, check_bounds
 from brainjepa.data.store import RunStore, StoreWriter
 from brainjepa.errors import ConfigError
 
@@ -47,49 +48,38 @@ class SimulationConfig:
     Times are in seconds, frequencies in Hz.
     """
 
-    subjects: int = 100
-    rois: int = 100
-    frames: int = 160
-    tr: float = 2.0
-    seed: int = 0
-    modules: int = 4  # ROIs are split into this many contiguous modules
-    p_within: float = 0.5  # connection probability inside a module
-    p_between: float = 0.05  # connection probability between modules
-    dt: float = 0.2  # integration step; shrunk slightly if needed so that TR is a whole number of steps
-    transient: float = 60.0  # simulated time discarded before the first frame
-    freq: float = 0.05  # mean intrinsic frequency of the ROIs
-    freq_sd: float = 0.01  # spread of intrinsic frequencies across ROIs
-    bifurcation: float = -0.02  # a < 0: noise-driven damped oscillations
-    group_shift: float = 0.1  # added to `a` of module 0 in group 1
-    coupling_min: float = 0.05
-    coupling_max: float = 1.0
-    age_min: float = 20.0
-    age_max: float = 80.0
-    age_slowing: float = 0.004  # relative frequency change per year around the middle age
-    noise: float = 0.02  # sigma of the dynamical noise
-    obs_noise: float = 0.1  # measurement noise, as a fraction of each subject's BOLD standard deviation
-    batch_size: int = 32  # subjects integrated together; memory ~ 4 B * batch * rois * simulated seconds / 0.5
+    subjects: int = bounded(100, ge=1)
+    rois: int = bounded(100, ge=1)
+    frames: int = bounded(160, ge=1)
+    tr: float = bounded(2.0, gt=0)
+    seed: int = bounded(0, ge=0)
+    modules: int = bounded(4, ge=1)  # ROIs are split into this many contiguous modules
+    p_within: float = bounded(0.5, ge=0, le=1)  # connection probability inside a module
+    p_between: float = bounded(0.05, ge=0, le=1)  # connection probability between modules
+    dt: float = bounded(0.2, gt=0)  # integration step; shrunk slightly if needed so that TR is a whole number of steps
+    transient: float = bounded(60.0, ge=0)  # simulated time discarded before the first frame
+    freq: float = bounded(0.05, gt=0)  # mean intrinsic frequency of the ROIs
+    freq_sd: float = bounded(0.01, ge=0)  # spread of intrinsic frequencies across ROIs
+    bifurcation: float = bounded(-0.02)  # a < 0: noise-driven damped oscillations
+    group_shift: float = bounded(0.1)  # added to `a` of module 0 in group 1
+    coupling_min: float = bounded(0.05, ge=0)
+    coupling_max: float = bounded(1.0)
+    age_min: float = bounded(20.0)
+    age_max: float = bounded(80.0)
+    age_slowing: float = bounded(0.004, ge=0)  # relative frequency change per year around the middle age
+    noise: float = bounded(0.02, gt=0)  # sigma of the dynamical noise
+    obs_noise: float = bounded(0.1, ge=0)  # measurement noise, as a fraction of each subject's BOLD standard deviation
+    batch_size: int = bounded(32, ge=1)  # subjects integrated together; memory ~ 4 B * batch * rois * seconds / 0.5
 
     def validate(self) -> None:
-        """Raise ConfigError naming the first inconsistent parameter."""
+        """Raise ConfigError naming the first parameter out of its range or inconsistent with another."""
         def need(ok: bool, key: str, what: str) -> None:
             if not ok:
                 raise ConfigError(f"simulation.{key} must be {what}, got {getattr(self, key)!r}")
 
-        def is_int(value: object) -> bool:
-            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-        for key in ("subjects", "rois", "frames", "modules", "batch_size"):
-            need(is_int(getattr(self, key)) and getattr(self, key) >= 1, key, "a positive integer")
-        need(is_int(self.seed) and self.seed >= 0, "seed", "a non-negative integer")
+        check_bounds(self, "simulation")
         need(self.modules <= self.rois, "modules", f"at most rois ({self.rois})")
-        for key in ("tr", "dt", "freq", "noise"):
-            need(math.isfinite(getattr(self, key)) and getattr(self, key) > 0, key, "a positive number")
         need(self.dt <= self.tr, "dt", f"at most tr ({self.tr})")
-        for key in ("transient", "freq_sd", "obs_noise", "age_slowing", "coupling_min"):
-            need(math.isfinite(getattr(self, key)) and getattr(self, key) >= 0, key, "a non-negative number")
-        for key in ("p_within", "p_between"):
-            need(0.0 <= getattr(self, key) <= 1.0, key, "a probability in [0, 1]")
         need(self.coupling_max >= self.coupling_min, "coupling_max", f">= coupling_min ({self.coupling_min})")
         need(self.age_max >= self.age_min, "age_max", f">= age_min ({self.age_min})")
         half_span = (self.age_max - self.age_min) / 2

@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from brainjepa.bounds import bounded, check_bounds, check_value
 from brainjepa.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -45,29 +46,16 @@ class WindowSpec:
         short: what a run too short for the window gets: "error" (DataError) or "pad" (repeat last frame).
     """
 
-    frames: int = 160
-    sampling_rate: int = 3
+    frames: int = bounded(160, ge=1)
+    sampling_rate: int = bounded(3, ge=1)
     mode: Literal["random", "center"] = "random"
-    target_tr: float | None = None
+    target_tr: float | None = bounded(None, gt=0)  # seconds
     short: Literal["error", "pad"] = "error"
 
     def __post_init__(self) -> None:
-        if isinstance(self.frames, bool) or not isinstance(self.frames, int) or self.frames < 1:
-            raise ConfigError(f"window.frames must be an integer >= 1, got {self.frames!r}")
-        if (
-            isinstance(self.sampling_rate, bool)
-            or not isinstance(self.sampling_rate, int)
-            or self.sampling_rate < 1
-        ):
-            raise ConfigError(f"window.sampling_rate must be an integer >= 1, got {self.sampling_rate!r}")
+        check_bounds(self, "window")
         if self.mode not in ("random", "center"):
             raise ConfigError(f"window.mode must be 'random' or 'center', got {self.mode!r}")
-        if self.target_tr is not None and not (
-            isinstance(self.target_tr, (int, float)) and math.isfinite(self.target_tr) and self.target_tr > 0
-        ):
-            raise ConfigError(
-                f"window.target_tr must be a positive number of seconds or None, got {self.target_tr!r}"
-            )
         if self.short not in ("error", "pad"):
             raise ConfigError(f"window.short must be 'error' or 'pad', got {self.short!r}")
 
@@ -178,8 +166,7 @@ def window_starts(
 ) -> np.ndarray:
     """Starts (float64 [k]) of k deterministic windows: k=1 is the centre window (as mode "center"); k>=2 are
     evenly spaced from the first possible start to the last, so together they cover the whole run."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ConfigError(f"number of windows must be an integer >= 1, got {k!r}")
+    check_value("number of windows", k, integer=True, ge=1)
     layout = _layout(spec, tr, subject)
     top = _max_start(num_frames, layout)
     if k == 1:

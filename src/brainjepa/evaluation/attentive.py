@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from brainjepa.bounds import bounded, check_bounds
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.models.optim import param_groups
 
@@ -52,28 +53,18 @@ class AttentiveConfig:
         seed: seed of initialisation, batch order and validation split.
     """
 
-    heads: int = 4
-    queries: int = 1
-    epochs: int = 100
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    batch_size: int = 32
-    patience: int = 0
-    val_fraction: float = 0.2
-    seed: int = 0
+    heads: int = bounded(4, ge=1)
+    queries: int = bounded(1, ge=1)
+    epochs: int = bounded(100, ge=1)
+    lr: float = bounded(1e-3, gt=0)
+    weight_decay: float = bounded(0.05, ge=0)
+    batch_size: int = bounded(32, ge=1)
+    patience: int = bounded(0, ge=0)
+    val_fraction: float = bounded(0.2, gt=0, lt=1)
+    seed: int = bounded(0, ge=0)
 
     def __post_init__(self) -> None:
-        for name, minimum in (("heads", 1), ("queries", 1), ("epochs", 1), ("batch_size", 1), ("patience", 0),
-                              ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-                raise ConfigError(f"attentive probe {name} must be an integer >= {minimum}, got {value!r}")
-        for name in ("lr", "weight_decay"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ConfigError(f"attentive probe {name} must be a finite number >= 0, got {value!r}")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"attentive probe val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        check_bounds(self, "attentive")
 
 
 class AttentivePooler(nn.Module):

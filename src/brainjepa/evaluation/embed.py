@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from brainjepa.bounds import bounded, check_bounds
 from brainjepa.data.normalize import (
     NORMALIZATION_KINDS,
     Normalizer,
@@ -80,37 +81,27 @@ class EmbedOptions:
     """
 
     encoder: Literal["target", "context"] = "target"
-    layer: int = -1
-    windows: int = 1
-    sampling_rate: int = 1
-    target_tr: float | None = None
+    layer: int = bounded(-1)  # any integer here; its range is the model's depth, checked when embedding
+    windows: int = bounded(1, ge=1)
+    sampling_rate: int = bounded(1, ge=1)
+    target_tr: float | None = bounded(None, gt=0)
     pad: bool = False
     normalization: str = "model"
-    masked_views: int = 0
-    mask_keep: float = 0.85
-    seed: int = 0
-    batch_size: int = 32
+    masked_views: int = bounded(0, ge=0)
+    mask_keep: float = bounded(0.85, gt=0, le=1)
+    seed: int = bounded(0, ge=0)
+    batch_size: int = bounded(32, ge=1)
     device: str | None = None
     precision: Literal["auto", "bf16", "fp32"] = "auto"
 
     def __post_init__(self) -> None:
-        for name, minimum in (("windows", 1), ("sampling_rate", 1), ("masked_views", 0), ("seed", 0),
-                              ("batch_size", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(f"embedding option {name} must be an integer >= {minimum}, got {value!r}")
+        check_bounds(self, "embed")
         choices = {"encoder": ("target", "context"), "normalization": NORMALIZATIONS,
                    "precision": PRECISIONS}
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
-                raise ConfigError(f"embedding option {name} must be one of {list(allowed)}, got {value!r}")
-        if isinstance(self.layer, bool) or not isinstance(self.layer, int):
-            raise ConfigError(f"embedding option layer must be an integer block index, got {self.layer!r}")
-        if not (isinstance(self.mask_keep, (int, float)) and 0 < self.mask_keep <= 1):
-            raise ConfigError(f"embedding option mask_keep must be in (0, 1], got {self.mask_keep!r}")
-        # target_tr is checked by WindowSpec (built here so a bad value fails at construction).
-        self.window_spec(1)
+                raise ConfigError(f"embed.{name} must be one of {list(allowed)}, got {value!r}")
 
     def window_spec(self, frames: int) -> WindowSpec:
         """The deterministic (centre-mode) window of `frames` samples these options describe."""
@@ -340,7 +331,7 @@ def _embed_samples(
         raise ConfigError("masked views average pooled embeddings; use pooling 'mean' or 'roi' with masked_views")
     cfg = model.config
     if not -cfg.depth <= options.layer < cfg.depth:
-        raise ConfigError(f"embedding option layer must be in [{-cfg.depth}, {cfg.depth}) for this "
+        raise ConfigError(f"embed.layer must be in [{-cfg.depth}, {cfg.depth}) for this "
                           f"{cfg.depth}-block encoder, got {options.layer}")
     net = model.target_encoder if options.encoder == "target" else model.encoder
     device = torch.device(options.device) if options.device else next(net.parameters()).device

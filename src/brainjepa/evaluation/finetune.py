@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from brainjepa.bounds import bounded, check_bounds
 from brainjepa.config import OptimizationConfig
 from brainjepa.data.dataset import StoreDataset
 from brainjepa.data.normalize import Normalizer
@@ -88,56 +89,37 @@ class FinetuneConfig:
     """
 
     task: Task = "auto"
-    folds: int = 5
-    val_fraction: float = 0.2
-    epochs: int = 20
-    batch_size: int = 16
-    blr: float = 1e-3
-    lr: float | None = None
-    min_lr: float = 1e-6
-    warmup_epochs: float = 2.0
-    weight_decay: float = 0.05
-    layer_decay: float = 0.75
-    drop_path: float = 0.1
-    label_smoothing: float = 0.0
-    patience: int = 5
+    folds: int = bounded(5, ge=2)
+    val_fraction: float = bounded(0.2, gt=0, lt=0.5)
+    epochs: int = bounded(20, ge=1)
+    batch_size: int = bounded(16, ge=1)
+    blr: float = bounded(1e-3, gt=0)
+    lr: float | None = bounded(None, gt=0)
+    min_lr: float = bounded(1e-6, ge=0)
+    warmup_epochs: float = bounded(2.0, ge=0)
+    weight_decay: float = bounded(0.05, ge=0)
+    layer_decay: float = bounded(0.75, gt=0, le=1)
+    drop_path: float = bounded(0.1, ge=0, lt=1)
+    label_smoothing: float = bounded(0.0, ge=0, lt=1)
+    patience: int = bounded(5, ge=0)
     encoder: Literal["target", "context"] = "target"
-    sampling_rate: int = 1
-    target_tr: float | None = None
+    sampling_rate: int = bounded(1, ge=1)
+    target_tr: float | None = bounded(None, gt=0)
     pad: bool = False
     normalization: str = "model"
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     grad_checkpointing: bool = False
-    num_workers: int | None = None
-    seed: int = 0
+    num_workers: int | None = bounded(None, ge=0)
+    seed: int = bounded(0, ge=0)
     device: str | None = None
 
     def __post_init__(self) -> None:
-        for name, minimum in (("folds", 2), ("epochs", 1), ("batch_size", 1), ("patience", 0), ("num_workers", 0),
-                              ("seed", 0), ("sampling_rate", 1)):
-            value = getattr(self, name)
-            if name == "num_workers" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(f"finetune {name} must be an integer >= {minimum}, got {value!r}")
+        check_bounds(self, "finetune")
         choices = {"task": ("auto", "classification", "regression"), "encoder": ("target", "context"),
                    "normalization": NORMALIZATIONS, "precision": PRECISIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"finetune {name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
-        ranges = {"val_fraction": (0.0, 0.5, False), "layer_decay": (0.0, 1.0, True),
-                  "drop_path": (0.0, 1.0, False), "label_smoothing": (0.0, 1.0, False)}
-        for name, (lo, hi, hi_ok) in ranges.items():
-            value = getattr(self, name)
-            inside = lo <= value <= hi if hi_ok else lo <= value < hi
-            if not inside or (name in ("val_fraction", "layer_decay") and value == lo):
-                raise ConfigError(f"finetune {name} must be in ({lo}, {hi}{']' if hi_ok else ')'}, got {value!r}")
-        for name in ("blr", "min_lr", "warmup_epochs", "weight_decay"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ConfigError(f"finetune {name} must be a number >= 0, got {getattr(self, name)!r}")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"finetune lr must be a positive number, got {self.lr!r}")
-        self.window(1, train=True)  # WindowSpec checks target_tr
+                raise ConfigError(f"finetune.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
 
     @property
     def torch_device(self) -> torch.device:

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from brainjepa.errors import CheckpointError, ConfigError, DataError
+from brainjepa.bounds import bounded, check_bounds, check_value
+from brainjepa.errors import CheckpointError, DataError
 from brainjepa.io import load_weights_folder, save_weights_folder
 from brainjepa.models.optim import param_groups
 
@@ -49,10 +50,8 @@ class BrainJEPAProjector(nn.Module):
     def __init__(self, in_dim: int, hidden_dim: int = 1024, out_dim: int = 512, dropout: float = 0.1) -> None:
         super().__init__()
         for name, value in (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"projector {name} must be a positive integer, got {value!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"projector dropout must be in [0, 1), got {dropout!r}")
+            check_value(f"projector.{name}", value, integer=True, ge=1)
+        check_value("projector.dropout", dropout, ge=0, lt=1)
         self.net = nn.Sequential(
             nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout),
             nn.Linear(hidden_dim, out_dim), nn.LayerNorm(out_dim),
@@ -79,31 +78,20 @@ class AlignConfig:
         seed: seeds the subject split, the projector init, dropout and the batch order.
     """
 
-    hidden_dim: int = 1024
-    out_dim: int = 512
-    dropout: float = 0.1
-    temperature: float = 0.07
+    hidden_dim: int = bounded(1024, ge=1)
+    out_dim: int = bounded(512, ge=1)
+    dropout: float = bounded(0.1, ge=0, lt=1)
+    temperature: float = bounded(0.07, gt=0)
     learn_temperature: bool = True
-    epochs: int = 100
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    test_fraction: float = 0.2
-    seed: int = 0
+    epochs: int = bounded(100, ge=1)
+    batch_size: int = bounded(128, ge=2)  # InfoNCE needs a negative in every batch
+    lr: float = bounded(1e-3, gt=0)
+    weight_decay: float = bounded(0.01, ge=0)
+    test_fraction: float = bounded(0.2, gt=0, lt=1)
+    seed: int = bounded(0, ge=0)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"align {name} must be a positive integer, got {value!r}")
-        if self.batch_size < 2:
-            raise ConfigError(f"align batch_size must be >= 2 (InfoNCE needs negatives), got {self.batch_size}")
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise ConfigError(f"align temperature must be a positive number, got {self.temperature!r}")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ConfigError(f"align test_fraction must be in (0, 1), got {self.test_fraction!r}")
-        if not (self.lr > 0 and self.weight_decay >= 0):
-            raise ConfigError(f"align lr must be > 0 and weight_decay >= 0, got {self.lr!r}, {self.weight_decay!r}")
+        check_bounds(self, "align")
 
 
 class AlignedProjectors(nn.Module):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from brainjepa.bounds import check_value
 from brainjepa.data.store import RunStore, open_runs
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.attentive import AttentiveConfig, AttentiveProbe
@@ -358,9 +359,8 @@ def probe_store(
             raise ConfigError(f"{', '.join(given)} apply to embedding with a model, not to an embeddings file")
     else:
         pooling = pooling_for_head(head, pooling)
-    for name, value, low in (("folds", folds, 2), ("seeds", seeds, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"probe --{name} must be an integer >= {low}, got {value!r}")
+    check_value("probe --folds", folds, integer=True, ge=2)
+    check_value("probe --seeds", seeds, integer=True, ge=1)
     store, _ = open_runs(data, None)
     labels = read_labels(store, label, task, groups=groups, folds=folds)  # refused here, before any embedding
     features: dict[str, np.ndarray] = {}

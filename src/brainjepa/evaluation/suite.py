@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from brainjepa.bounds import bounded, check_bounds
 from brainjepa.data.samples import prepare_sample
 from brainjepa.data.simulate import SimulationConfig, simulate_store
 from brainjepa.data.store import RunStore
@@ -110,16 +111,16 @@ class SuiteOptions:
     """
 
     tasks: tuple[str, ...] = tuple(TASKS)
-    folds: int = 5
-    seeds: int = 3
+    folds: int = bounded(5, ge=2)
+    seeds: int = bounded(3, ge=1)
     head: Head = "linear"
     pooling: str | None = None
     embed: EmbedOptions = field(default_factory=EmbedOptions)
     attentive: AttentiveConfig = field(default_factory=AttentiveConfig)
-    random_init_seed: int = 0
-    confidence: float = 0.95
-    bootstrap: int = 2000
-    sim_subjects: int = 60
+    random_init_seed: int = bounded(0, ge=0)
+    confidence: float = bounded(0.95, gt=0, lt=1)
+    bootstrap: int = bounded(2000, ge=MIN_BOOTSTRAP)
+    sim_subjects: int = bounded(60, ge=4)
     stores: Mapping[str, str | Path] = field(default_factory=dict)
     cache: str | Path | None = None
 
@@ -127,15 +128,10 @@ class SuiteOptions:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown or not self.tasks:
             raise ConfigError(f"unknown evaluation tasks {unknown}; choose from {list(TASKS)}")
-        for name, value, low in (("folds", self.folds, 2), ("seeds", self.seeds, 1),
-                                 ("sim_subjects", self.sim_subjects, 4), ("bootstrap", self.bootstrap, MIN_BOOTSTRAP)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"evaluate {name} must be an integer >= {low}, got {value!r}")
+        check_bounds(self, "evaluate")
         if self.head not in HEADS:
-            raise ConfigError(f"evaluate head must be one of {list(HEADS)}, got {self.head!r}")
+            raise ConfigError(f"evaluate.head must be one of {list(HEADS)}, got {self.head!r}")
         pooling_for_head(self.head, self.pooling)
-        if not 0 < self.confidence < 1:
-            raise ConfigError(f"evaluate confidence must be in (0, 1), got {self.confidence!r}")
         bad = [name for name in self.stores if name not in DATASETS]
         if bad:
             raise ConfigError(f"--store names {bad} are not suite data sets; choose from {list(DATASETS)}")
