@@ -6,7 +6,7 @@
 #    this machine: tiny 0.46 s/step, small 1.17 s/step, 12 steps per epoch): tiny 5 / 15 / 45 min, small 15 min,
 #    two runs side by side;
 # 3. `brainjepa evaluate` on the three real tasks (5 subject-grouped folds x 3 seeds, subject-level bootstrap) for
-#    each budget, and the embedding / probe settings on the tiny models;
+#    each budget, and the embedding / probe settings on the 45-minute tiny model, in two stages;
 # 4. one table: python benchmarks/recipe_table.py OUT/eval/*
 set -euo pipefail
 out=${1:-runs/study}
@@ -30,15 +30,16 @@ evaluate() {  # MODEL NAME [evaluate options]
   brainjepa evaluate --model "$out/$model" --out "$out/eval/$name" --store connattractor="$out/store" --no-progress \
     --tasks connattractor/identification connattractor/condition connattractor/rating "$@" > "$out/eval/$name.log" 2>&1
 }
-for model in tiny5 tiny15 tiny45 small15; do evaluate $model ${model}_base; done
-for model in tiny5 tiny45; do
-  evaluate $model ${model}_roi --pooling roi
-  evaluate $model ${model}_att --head attentive
-  evaluate $model ${model}_attroi --head attentive --pooling roi
-  evaluate $model ${model}_layer2 --layer -2
-  evaluate $model ${model}_win3 --windows 3
-  evaluate $model ${model}_szs --normalization sample_zscore
-  evaluate $model ${model}_rzs --normalization roi_zscore
-  evaluate $model ${model}_ctx --encoder context
-done
+# stage 1: the reference's mean pooling on every budget and size, then the pooling / head choices on tiny45
+for model in tiny5 tiny15 tiny45 small15; do evaluate $model ${model}_base --pooling mean; done
+evaluate tiny5 tiny5_roi --pooling roi
+evaluate tiny45 tiny45_roi --pooling roi
+evaluate tiny45 tiny45_att --head attentive --pooling tokens
+evaluate tiny45 tiny45_attroi --head attentive --pooling roi
+# stage 2: on top of the best pooling of stage 1 (roi), one setting changed at a time
+evaluate tiny45 tiny45_layer2 --pooling roi --layer -2
+evaluate tiny45 tiny45_win3 --pooling roi --windows 3
+evaluate tiny45 tiny45_szs --pooling roi --normalization sample_zscore
+evaluate tiny45 tiny45_rzs --pooling roi --normalization roi_zscore
+evaluate tiny45 tiny45_ctx --pooling roi --encoder context
 python benchmarks/recipe_table.py "$out"/eval/*/

@@ -175,7 +175,7 @@ def test_suite_options_refusals():
     with pytest.raises(ConfigError, match="evaluate.bootstrap must be an integer >= 100, got 50"):
         SuiteOptions(bootstrap=50)
     assert SuiteOptions(head="attentive").encoder_pooling == "tokens"
-    assert SuiteOptions().encoder_pooling == "mean"
+    assert SuiteOptions().encoder_pooling == "roi"
 
 
 # ------------------------------------------------------------------------------------------ identification

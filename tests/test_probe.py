@@ -248,5 +248,5 @@ def test_probe_store_roi_pooling(store, trained):
                         progress=False)
     assert list(table.results) == ["brainjepa", "random-init"]
     assert table.results["brainjepa"].n_samples == 16
-    with pytest.raises(ConfigError, match="pooling must be 'mean' or 'roi', got 'tokens'"):
+    with pytest.raises(ConfigError, match="pooling must be 'roi' or 'mean', got 'tokens'"):
         probe_store(store, "group", model=trained, pooling="tokens")

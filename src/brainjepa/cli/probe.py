@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", nargs="*", choices=("random-init", "fc"), default=["random-init", "fc"],
                    help="baselines to probe beside brainjepa (default both; give none to skip)")
     p.add_argument("--pooling", choices=("mean", "roi", "tokens"), default=None,
-                   help="for brainjepa and random-init: with --head linear, mean over all tokens (default, the "
-                   "reference's downstream pooling) or roi (per-ROI means flattened to R*D features); with --head "
+                   help="for brainjepa and random-init: with --head linear, roi (per-ROI means flattened to R*D "
+                   "features; default, best in benchmarks/RESULTS.md) or mean over all tokens (the reference's "
+                   "downstream pooling); with --head "
                    "attentive, tokens (all R*P tokens, default) or roi (R per-ROI tokens)")
     p.add_argument("--head", choices=("linear", "attentive"), default="linear",
                    help="linear: standardise + logistic/ridge regression (default); attentive: learned-query "

@@ -99,7 +99,7 @@ class SuiteOptions:
         tasks: names from `TASKS` (default all), run in that table order.
         folds, seeds: outer subject-grouped folds and their repetitions (`probe`).
         head: "linear" or "attentive" probe for the brainjepa and random-init rows (FC rows are always linear).
-        pooling: the encoder rows' pooling (`pooling_for_head`; None: "mean" for linear, "tokens" for attentive).
+        pooling: the encoder rows' pooling (`pooling_for_head`; None: "roi" for linear, "tokens" for attentive).
         embed: windows, normalisation, layer, encoder... of the encoder rows (`EmbedOptions`).
         attentive: hyper-parameters of the attentive head.
         random_init_seed: weight seed of the random-init encoder.
@@ -495,7 +495,7 @@ def evaluate(
     Args:
         model: the pretrained model.
         out: folder for the table, figure and the suite's stores (None: a temporary folder, nothing kept).
-        options: `SuiteOptions` (default: all tasks, 5 folds x 3 seeds, linear head on mean pooling).
+        options: `SuiteOptions` (default: all tasks, 5 folds x 3 seeds, linear head on per-ROI pooling).
         gradient: gradient CSV of an official checkpoint.
         progress: tqdm bars.
     """
