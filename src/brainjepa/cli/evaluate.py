@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="probe of the brainjepa and random-init rows: linear (logistic/ridge regression, default) "
                    "or attentive (learned-query attention over tokens); FC rows always use the linear probe")
     p.add_argument("--pooling", choices=("mean", "roi", "tokens"), default=None,
-                   help="pooling of the encoder rows: linear head roi (default, best measured) or mean; attentive head tokens "
-                   "(default) or roi")
+                   help="pooling of the encoder rows: linear head roi (default, best measured) or mean; attentive "
+                   "head tokens (default) or roi")
     p.add_argument("--random-init-seed", type=int, default=0, help="weight seed of the random-init encoder")
     p.add_argument("--confidence", type=float, default=0.95, help="coverage of the intervals (default 0.95)")
     p.add_argument("--bootstrap", type=int, default=2000, metavar="N",
