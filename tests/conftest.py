@@ -101,3 +101,16 @@ def _cpu_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     from brainjepa import precision
 
     monkeypatch.setattr(precision, "cpu_flags", lambda path=precision.CPUINFO: {"avx2"})
+
+
+@pytest.fixture(scope="module")
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 simulated subjects (coupled oscillators on a modular connectome), 80 frames, the test module's `R` ROIs.
+
+    Shared by the training, config, compile, run-folder and probe tests; a module that defines its own `store`
+    fixture uses that one instead."""
+    from brainjepa.data.simulate import SimulationConfig, simulate_store
+
+    path = tmp_path_factory.mktemp("store") / "s"
+    simulate_store(path, SimulationConfig(subjects=16, rois=request.module.R, frames=80, seed=0), progress=False)
+    return path

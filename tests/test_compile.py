@@ -11,21 +11,10 @@ import json
 import logging
 from pathlib import Path
 
-import pytest
-
 from brainjepa.config import load_config
 from brainjepa.training import pretrain
 
 R, T = 20, 64
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    from brainjepa.data.simulate import SimulationConfig, simulate_store
-
-    path = tmp_path_factory.mktemp("store") / "s"
-    simulate_store(path, SimulationConfig(subjects=16, rois=R, frames=80, seed=0), progress=False)
-    return path
 
 
 def _tiny(store: Path, **extra) -> list[str]:

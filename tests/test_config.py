@@ -276,15 +276,6 @@ def test_gradient_width_is_declared(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- warm start
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    from brainjepa.data.simulate import SimulationConfig, simulate_store
-
-    path = tmp_path_factory.mktemp("store") / "s"
-    simulate_store(path, SimulationConfig(subjects=16, rois=R, frames=80, seed=0), progress=False)
-    return path
-
-
 def _tiny(store: Path, **extra) -> list[str]:
     base = {**TINY, "data.path": str(store), "data.batch_size": 4, "data.num_workers": 0, "data.sampling_rate": 1,
             "data.pin_mem": "false", "data.gradient_sparsity": 0.5, "meta.use_bfloat16": "false",

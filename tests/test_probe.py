@@ -169,15 +169,6 @@ def test_random_init_is_seeded_and_keeps_the_architecture(trained):
 
 # ------------------------------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    from brainjepa.data.simulate import SimulationConfig, simulate_store
-
-    path = tmp_path_factory.mktemp("store") / "s"
-    simulate_store(path, SimulationConfig(subjects=16, rois=R, frames=80, seed=0), progress=False)
-    return path
-
-
-@pytest.fixture(scope="module")
 def trained(store, tmp_path_factory) -> Path:
     """A tiny model pretrained for a few steps (as in tests/test_training.py)."""
     from brainjepa.config import load_config

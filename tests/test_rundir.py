@@ -33,15 +33,6 @@ R, T = 20, 64
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    from brainjepa.data.simulate import SimulationConfig, simulate_store
-
-    path = tmp_path_factory.mktemp("store") / "s"
-    simulate_store(path, SimulationConfig(subjects=16, rois=R, frames=80, seed=0), progress=False)
-    return path
-
-
 def _args(store: Path, **extra) -> list[str]:
     base = {"model.num_rois": R, "model.num_frames": T, "model.embed_dim": 32, "model.depth": 1,
             "model.num_heads": 2, "model.pred_embed_dim": 16, "model.pred_depth": 1, "model.gradient_dim": 8,

@@ -25,16 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 R, T = 20, 64
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    """16 simulated subjects (coupled oscillators on a modular connectome), R ROIs, 80 frames."""
-    from brainjepa.data.simulate import SimulationConfig, simulate_store
-
-    path = tmp_path_factory.mktemp("store") / "s"
-    simulate_store(path, SimulationConfig(subjects=16, rois=R, frames=80, seed=0), progress=False)
-    return path
-
-
 def _overrides(store: Path, **extra) -> list[str]:
     base = {
         "data.path": str(store), "data.crop_size": f"[{R},{T}]", "data.batch_size": 4, "data.num_workers": 0,
