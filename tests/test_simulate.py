@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from brainjepa.cli import main
 from brainjepa.data.simulate import (
     SimulationConfig,
+    StoreStatistics,
+    Surrogate,
+    SurrogateConfig,
     double_gamma_hrf,
+    event_design,
+    fit_store_statistics,
     modular_connectome,
     roi_labels,
     simulate_bold,
     simulate_store,
+    surrogate_bold,
+    surrogate_store,
 )
-from brainjepa.data.store import RunStore
+from brainjepa.data.store import RunStore, StoreWriter
 from brainjepa.errors import ConfigError
 
 
@@ -132,3 +141,189 @@ def test_hrf_and_connectome():
 def test_bad_config(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         next(simulate_bold(SimulationConfig(**kwargs), progress=False))
+
+
+# ---------------------------------------------------------------------------------------------- surrogates (--like)
+_R, _FRAMES, _TR = 16, 180, 2.0
+
+
+def _fake_events(frames: int, tr: float, shift: float) -> pd.DataFrame:
+    """Alternating heat (12 s) and rating (10 s) blocks every ~36 s, starting at `shift` s."""
+    onsets = np.arange(shift, frames * tr - 20, 36.0)
+    rows = [(o, 12.0, "heat") for o in onsets] + [(o + 18, 10.0, "rating") for o in onsets]
+    return pd.DataFrame(rows, columns=["onset", "duration", "trial_type"]).sort_values("onset")
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> tuple[Path, Path]:
+    """A store of 12 subjects x 2 runs: subject-specific mixing of per-ROI AR(1) noise (so each subject has its own
+    FC), plus heat/rating responses with subject-specific per-ROI betas, demeaned and in units of about 500; and its
+    events folder."""
+    root = tmp_path_factory.mktemp("surrogate_source")
+    rng = np.random.default_rng(0)
+    phi = np.linspace(0.3, 0.8, _R)
+    base = rng.standard_normal((_R, 4))
+    beta = rng.normal(0, 0.8, (2, _R))
+    (root / "events").mkdir()
+    with StoreWriter(root / "store", _R, roi_labels=[f"roi{i}" for i in range(_R)]) as writer:
+        for s in range(12):
+            mix = base + 0.6 * rng.standard_normal((_R, 4))
+            beta_s = beta + 0.5 * rng.standard_normal((2, _R))
+            for run in ("1", "2"):
+                events = _fake_events(_FRAMES, _TR, 8.0 + 3 * int(run))
+                events.to_csv(root / "events" / f"sub-{s:02d}_task-x_run-{run}_events.tsv", sep="\t", index=False)
+                e = rng.standard_normal((_FRAMES, _R)) @ np.eye(_R) + rng.standard_normal((_FRAMES, 4)) @ mix.T
+                x = np.zeros_like(e)
+                x[0] = e[0]
+                for t in range(1, _FRAMES):
+                    x[t] = phi * x[t - 1] + e[t]
+                x += event_design(events, _FRAMES, _TR, ["heat", "rating"]) @ beta_s * x.std(axis=0)
+                x = 500 * (x - x.mean(axis=0))
+                writer.add(x.T.astype(np.float32), subject=f"{s:02d}", run=run, tr=_TR)
+    return root / "store", root / "events"
+
+
+def _residuals(x: np.ndarray, design: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GLM of [T, R] on the design + intercept + trend: (betas [K, R], residuals [T, R])."""
+    t = len(x)
+    full = np.column_stack([design, np.ones(t), np.linspace(-1, 1, t)])
+    coef, *_ = np.linalg.lstsq(full, x, rcond=None)
+    return coef[: design.shape[1]], x - full @ coef
+
+
+def _ar1(residuals: list[np.ndarray]) -> np.ndarray:
+    return sum((e[1:] * e[:-1]).sum(0) for e in residuals) / sum((e**2).sum(0) for e in residuals)
+
+
+@pytest.fixture(scope="module")
+def surrogates(source) -> tuple[StoreStatistics, list[Surrogate]]:
+    stats = fit_store_statistics(source[0], events=source[1], progress=False)
+    return stats, list(surrogate_bold(stats, SurrogateConfig(subjects=64, frames=_FRAMES, seed=1), progress=False))
+
+
+def test_surrogates_match_the_source_fc_ar1_and_scale(source, surrogates):
+    stats, subs = surrogates
+    store = RunStore(source[0])
+    iu = np.triu_indices(_R, 1)
+    src_fc = np.mean([np.corrcoef(store.run(i)) for i in range(len(store))], axis=0)
+    sur_fc = np.mean([np.corrcoef(s.bold) for s in subs], axis=0)
+    assert np.corrcoef(src_fc[iu], sur_fc[iu])[0, 1] > 0.8
+    design = stats.design(_FRAMES)
+    assert stats.regressors == ["heat", "rating"] and design.shape == (_FRAMES, 2) and stats.runs_with_events == 24
+    ar1 = _ar1([_residuals(s.bold.T.astype(np.float64), design)[1] for s in subs])
+    np.testing.assert_allclose(ar1, stats.ar1_measured, atol=0.05)
+    assert np.corrcoef(ar1, stats.ar1_measured)[0, 1] > 0.9  # the ROI-to-ROI differences (0.3 ... 0.8) are kept
+    src_sd = np.sqrt(np.mean([store.run(i).astype(np.float64).var(axis=1) for i in range(len(store))], axis=0))
+    sur_sd = np.sqrt(np.mean([s.bold.astype(np.float64).var(axis=1) for s in subs], axis=0))
+    np.testing.assert_allclose(sur_sd / src_sd, 1, atol=0.15)
+    assert stats.demeaned and np.abs(np.array([s.bold.mean(axis=1) for s in subs])).max() < 1e-2 * src_sd.min()
+
+
+def test_surrogate_subjects_have_their_own_fc(surrogates):
+    """Each surrogate subject has its own FC: the two halves of its run identify it far above chance (1/64)."""
+    stats, subs = surrogates
+    iu = np.triu_indices(_R, 1)
+    half = _FRAMES // 2
+    a = np.array([np.arctanh(np.corrcoef(s.bold[:, :half])[iu]) for s in subs])
+    b = np.array([np.arctanh(np.corrcoef(s.bold[:, half:])[iu]) for s in subs])
+    a, b = a - a.mean(0), b - b.mean(0)
+    sim = np.corrcoef(a, b)[: len(subs), len(subs):]
+    assert np.mean(sim.argmax(axis=1) == np.arange(len(subs))) > 0.5
+    # the auto jitter matches the source's between-subject FC variance
+    fcs = np.array([s.fc for s in subs])
+    z = np.arctanh(np.clip(fcs[:, iu[0], iu[1]], -0.999999, 0.999999))
+    spread = ((z - z.mean(0)) ** 2).mean()
+    assert stats.fc_between > 0 and spread == pytest.approx(stats.fc_between, rel=0.3)
+
+
+def test_surrogate_evoked_betas_are_recovered(surrogates):
+    stats, subs = surrogates
+    design = stats.design(_FRAMES)
+    got = np.array([_residuals(s.bold.T.astype(np.float64), design)[0] for s in subs])  # [S, K, R]
+    planted = np.array([s.betas for s in subs])
+    assert all(s.evoked == 1 for s in subs)
+    assert np.corrcoef(got.ravel(), planted.ravel())[0, 1] > 0.9
+    dev_got, dev_planted = got - got.mean(0), planted - planted.mean(0)  # the subject-specific part too
+    assert np.corrcoef(dev_got.ravel(), dev_planted.ravel())[0, 1] > 0.5
+    group = stats.beta * stats.sd
+    assert np.corrcoef(planted.mean(0).ravel(), group.ravel())[0, 1] > 0.95
+
+
+def test_surrogate_store_is_reproducible_and_labelled(source, tmp_path):
+    cfg = SurrogateConfig(subjects=5, frames=40, seed=3, evoked_share=0.5)
+    a = surrogate_store(tmp_path / "a", source[0], cfg, events=source[1], progress=False)
+    b = surrogate_store(tmp_path / "b", source[0], cfg, events=source[1], progress=False)
+    assert (a.path / "data.f32").read_bytes() == (b.path / "data.f32").read_bytes()
+    assert a.metadata == b.metadata and a.manifest.equals(b.manifest)
+    c = surrogate_store(tmp_path / "c", source[0], dataclasses.replace(cfg, subjects=3), events=source[1],
+                        progress=False)
+    np.testing.assert_array_equal(c.run(2), a.run(2))  # a subject's data do not depend on how many are drawn
+    d = surrogate_store(tmp_path / "d", source[0], dataclasses.replace(cfg, seed=4), events=source[1],
+                        progress=False)
+    assert not np.array_equal(d.run(0), a.run(0))
+    src = RunStore(source[0])
+    assert a.num_rois == _R and a.roi_labels == src.roi_labels and {a.tr(i) for i in range(5)} == {_TR}
+    assert list(a.manifest["subject"]) == [f"sur{i:04d}" for i in range(5)] and set(a.phenotype("evoked")) <= {0, 1}
+    meta = a.metadata["surrogate"]
+    assert meta["surrogates"] is True and meta["source_store"] == str(source[0].resolve())
+    assert meta["seed"] == 3 and "AR(1)" in meta["method"] and meta["events"]["regressors"] == ["heat", "rating"]
+    assert meta["events"]["design_run"] == "sub-00 run-1" and np.shape(meta["events"]["design"]) == (40, 2)
+
+
+def test_surrogate_events_from_the_sample_cache(source, tmp_path, monkeypatch):
+    """A store from `samples prepare` (metadata "sample") finds CACHE/samples/<name>/events by itself."""
+    import shutil
+
+    store = tmp_path / "sample_store"
+    src = RunStore(source[0])
+    with StoreWriter(store, _R) as writer:
+        for i in range(4):
+            writer.add(src.run(i), subject=src.manifest["subject"].iat[i], run=src.manifest["run"].iat[i], tr=_TR)
+        writer.set_metadata("sample", {"name": "fake"})
+    assert fit_store_statistics(store, progress=False).regressors == []  # no cache: no events, no evoked part
+    shutil.copytree(source[1], tmp_path / "cache" / "samples" / "fake" / "events")
+    monkeypatch.setenv("BRAINJEPA_CACHE", str(tmp_path / "cache"))
+    stats = fit_store_statistics(store, progress=False)
+    assert stats.regressors == ["heat", "rating"] and stats.runs_with_events == 4
+
+
+def _simulate_parser():
+    from brainjepa.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices["simulate"]
+
+
+def test_cli_simulate_like(source, tmp_path, capsys):
+    parser = _simulate_parser()
+    text = parser.format_help()
+    for action in parser._actions:
+        for flag in action.option_strings:
+            assert flag in text
+        assert action.help, action.option_strings  # every flag has help text
+    for flag in ("--like", "--events", "--fc-jitter", "--evoked-share", "--components", "--frames", "--seed"):
+        assert flag in text
+    out = tmp_path / "sur"
+    argv = ["simulate", "--like", str(source[0]), "--events", str(source[1]), "--subjects", "6", "--out", str(out),
+            "--frames", "50", "--no-progress"]
+    assert main(argv) == 0
+    assert "6 surrogate runs x 16 ROIs x 50 frames" in capsys.readouterr().out
+    assert RunStore(out).metadata["surrogate"]["subjects"] == 6
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--like", "MISSING"], "no such store directory"),
+        (["--subjects", "0"], "surrogate.subjects must be an integer >= 1, got 0"),
+        (["--rois", "5"], "--rois cannot be used with --like"),
+        (["--events", "MISSING"], "no such events folder"),
+        (["--fc-jitter", "-1"], "surrogate.fc_jitter must be auto or a number >= 0"),
+    ],
+)
+def test_cli_simulate_like_bad_input(source, tmp_path, capsys, extra, message):
+    argv = ["simulate", "--like", str(source[0]), "--out", str(tmp_path / "x"), "--no-progress", *extra]
+    argv = [str(tmp_path / a) if a == "MISSING" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
