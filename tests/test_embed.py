@@ -17,6 +17,7 @@ from brainjepa.data import RunStore, WindowSpec, make_normalizer, take_window, t
 from brainjepa.data.normalize import SampleZScore
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.embed import EmbedOptions, embed_store, load_embeddings, save_embeddings
+from brainjepa.models.encoder import POOLINGS, token_fc
 
 R, T, F = 16, 64, 32  # store ROIs and frames; model window frames
 
@@ -112,8 +113,58 @@ def test_masked_views_are_seeded_and_batch_invariant(model, store):
     # keep = 1 keeps every token: identical to the full input.
     torch.testing.assert_close(embed(model, x, options=EmbedOptions(masked_views=2, mask_keep=1.0)),
                                embed(model, x), atol=1e-5, rtol=1e-5)
-    with pytest.raises(ConfigError, match="masked views"):
+    with pytest.raises(ConfigError, match="masked views average pooled embeddings; use pooling 'mean', 'roi' or "
+                       "'tokenfc'"):
         embed(model, x, pooling="tokens", options=EmbedOptions(masked_views=2))
+
+
+def test_tokenfc_is_the_token_fc_of_the_embedded_tokens(model, store):
+    tokens = embed_store(model, store, pooling="tokens", progress=False).embeddings
+    fc = embed_store(model, store, pooling="tokenfc", progress=False).embeddings
+    assert fc.shape == (10, R * (R - 1) // 2) and fc.dtype == torch.float32
+    torch.testing.assert_close(fc, token_fc(tokens, R), atol=1e-5, rtol=1e-5)
+    x = np.stack([store.run(i) for i in range(3)])
+    two = embed(model, x, pooling="tokenfc", options=EmbedOptions(windows=2))  # windows average the z's
+    one = [embed(model, x[:, :, start:start + F], pooling="tokenfc") for start in (0, T - F)]
+    torch.testing.assert_close(two, (one[0] + one[1]) / 2, atol=1e-5, rtol=1e-5)
+
+
+def test_tokenfc_masked_views_average_the_fisher_z(model, store):
+    from brainjepa.evaluation.embed import _encode, _view_indices
+
+    net, P = model.target_encoder, F // 8
+    x = torch.from_numpy(np.stack([SampleZScore()(store.run(i)[:, :F]) for i in range(3)]))
+    options = EmbedOptions(masked_views=3, mask_keep=0.5, seed=2)
+    idx = _view_indices(0, 3, options, R, P)
+    assert idx.shape == (3, 3, R * 2)  # views x samples x (2 of 4 patches of every ROI)
+    with torch.no_grad():
+        want = sum(net.pool(net.forward_features(x, idx[v]), "tokenfc") for v in range(3)) / 3
+    torch.testing.assert_close(_encode(net, x, "tokenfc", options, 0, 3), want, atol=1e-6, rtol=1e-6)
+    runs = [store.run(i) for i in range(3)]
+    full = embed(model, runs, pooling="tokenfc")
+    same = embed(model, runs, pooling="tokenfc", options=EmbedOptions(masked_views=2, mask_keep=1.0))
+    torch.testing.assert_close(same, full, atol=1e-4, rtol=1e-4)  # keep = 1: every token, the full input
+    viewed = embed(model, runs, pooling="tokenfc", options=EmbedOptions(masked_views=2, mask_keep=0.5))
+    assert viewed.shape == full.shape and not torch.allclose(viewed, full, atol=1e-3)
+    with pytest.raises(ConfigError, match=r"tokenfc pooling correlates .* mask_keep 0.25 keeps 1 of 4 time patches"):
+        embed(model, runs, pooling="tokenfc", options=EmbedOptions(masked_views=2, mask_keep=0.25))
+
+
+def test_cli_tokenfc(model, store, tmp_path, capsys):
+    folder = model.save_pretrained(tmp_path / "m")
+    base = ["embed", "--model", str(folder), "--data", str(store.path), "--no-progress", "--pooling", "tokenfc"]
+    out = tmp_path / "fc.npy"
+    assert main(base + ["--out", str(out)]) == 0
+    emb = np.load(out)
+    assert emb.shape == (10, R * (R - 1) // 2)
+    np.testing.assert_allclose(emb, embed_store(model, store, pooling="tokenfc", progress=False).embeddings.numpy(),
+                               atol=1e-5)
+    pq = tmp_path / "fc.parquet"  # one vector per run: parquet holds it as emb_0 .. emb_{R(R-1)/2 - 1}
+    assert main(base + ["--out", str(pq)]) == 0
+    np.testing.assert_allclose(load_embeddings(pq).embeddings.numpy(), emb, atol=1e-6)
+    with pytest.raises(SystemExit):  # the choices are the encoder's POOLINGS
+        main(base[:-2] + ["--pooling", "max", "--out", str(out)])
+    assert "invalid choice: 'max' (choose from " + ", ".join(map(repr, POOLINGS)) in capsys.readouterr().err
 
 
 def test_inputs_of_any_length_and_bf16(model, store):

@@ -13,6 +13,7 @@ from brainjepa.data.normalize import SampleZScore
 from brainjepa.errors import ConfigError
 from brainjepa.evaluation.embed import EmbedOptions
 from brainjepa.evaluation.finetune import build_finetune_model
+from brainjepa.models.encoder import FISHER_CLIP, token_fc
 from brainjepa.models.optim import param_groups
 
 CFG = ModelConfig(num_rois=6, num_frames=32, patch_size=8, embed_dim=32, depth=4, num_heads=2, pred_embed_dim=16,
@@ -132,6 +133,78 @@ def test_pool_kinds_shapes_and_values(model):
         enc.pool(tokens, "max")
 
 
+def _token_fc_numpy(tokens: np.ndarray, num_rois: int) -> np.ndarray:
+    """Token FC by hand: per ROI, centre its [k, D] tokens over k and flatten; np.corrcoef between ROIs;
+    arctanh of the upper triangle (k=1)."""
+    out = []
+    for sample in tokens:
+        traj = sample.reshape(num_rois, -1, sample.shape[-1])
+        traj = (traj - traj.mean(1, keepdims=True)).reshape(num_rois, -1)
+        out.append(np.arctanh(np.corrcoef(traj)[np.triu_indices(num_rois, k=1)]))
+    return np.stack(out)
+
+
+def test_tokenfc_equals_a_numpy_reference(model):
+    enc = model.encoder
+    tokens = torch.randn(3, R * P, D, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    want = _token_fc_numpy(tokens.numpy(), R)
+    got = enc.pool(tokens, "tokenfc")
+    assert got.shape == (3, R * (R - 1) // 2) == (3, *enc.pooled_shape("tokenfc")) and got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(enc.pool(tokens.float(), "tokenfc").numpy(), want, rtol=0, atol=1e-5)
+    # pair order: row-major upper triangle, so entry 0 is ROIs (0, 1) and entry R-1 is ROIs (1, 2)
+    a, b, c = (tokens[0].view(R, P, D)[i] for i in range(3))
+    r01 = np.corrcoef((a - a.mean(0)).flatten(), (b - b.mean(0)).flatten())[0, 1]
+    r12 = np.corrcoef((b - b.mean(0)).flatten(), (c - c.mean(0)).flatten())[0, 1]
+    np.testing.assert_allclose(got[0, [0, R - 1]].numpy(), np.arctanh([r01, r12]), atol=1e-12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the correlations are not rounded to bf16
+        np.testing.assert_allclose(enc.pool(tokens.float(), "tokenfc").numpy(), want, rtol=0, atol=1e-5)
+
+
+def test_tokenfc_ignores_a_per_roi_constant_but_not_its_time_course(model):
+    enc = model.encoder
+    tokens = torch.randn(2, R, P, D, generator=torch.Generator().manual_seed(4))
+    offset = 5.0 * torch.randn(2, R, 1, D, generator=torch.Generator().manual_seed(5))  # per ROI, same every patch
+    base = enc.pool(tokens.reshape(2, R * P, D), "tokenfc")
+    torch.testing.assert_close(enc.pool((tokens + offset).reshape(2, R * P, D), "tokenfc"), base, atol=1e-5, rtol=0)
+    scaled = tokens * torch.linspace(0.5, 3.0, R).view(1, R, 1, 1)  # a positive scale per ROI does not matter
+    torch.testing.assert_close(enc.pool(scaled.reshape(2, R * P, D), "tokenfc"), base, atol=1e-5, rtol=0)
+    shuffled = tokens.clone()
+    shuffled[:, 0] = tokens[:, 0, torch.tensor([1, 0, *range(2, P)])]  # ROI 0's time patches reordered
+    assert not torch.allclose(enc.pool(shuffled.reshape(2, R * P, D), "tokenfc")[:, : R - 1], base[:, : R - 1],
+                              atol=1e-3)
+    torch.testing.assert_close(enc.pool(shuffled.reshape(2, R * P, D), "tokenfc")[:, R - 1:], base[:, R - 1:],
+                               atol=1e-6, rtol=0)  # pairs without ROI 0 are unchanged
+
+
+def test_tokenfc_on_masked_subsets_and_its_edge_cases(model):
+    enc = model.encoder
+    tokens = torch.randn(2, R * P, D, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    keep = torch.tensor([0, 2, 3])  # a masked view keeping the same 3 patches of every ROI, ROI-major
+    kept = tokens[:, (torch.arange(R)[:, None] * P + keep).flatten()]
+    got = enc.pool(kept, "tokenfc")
+    assert got.shape == (2, R * (R - 1) // 2)
+    np.testing.assert_allclose(got.numpy(), _token_fc_numpy(kept.numpy(), R), atol=1e-12)
+    with pytest.raises(ValueError, match="tokenfc pooling needs the same number of tokens per ROI"):
+        enc.pool(tokens[:, :-1], "tokenfc")
+    with pytest.raises(ValueError, match="at least 2 tokens per ROI"):
+        enc.pool(tokens[:, ::P], "tokenfc")
+    flat = tokens.view(2, R, P, D).clone()
+    flat[:, 1] = flat[:, 0]  # ROIs 0 and 1 identical: r = 1, clipped as the FC baseline clips it
+    flat[:, 2] = 7.0  # ROI 2 constant over time: r = 0 with every ROI, as FC sets a constant ROI's pairs
+    z = token_fc(flat.reshape(2, R * P, D), R)
+    assert torch.isfinite(z).all()
+    torch.testing.assert_close(z[:, 0], torch.full((2,), float(np.arctanh(FISHER_CLIP)), dtype=torch.float64))
+    pairs = [(i, j) for i in range(R) for j in range(i + 1, R)]
+    assert all(z[:, k].eq(0).all() for k, (i, j) in enumerate(pairs) if 2 in (i, j))
+
+
+def test_fisher_clip_is_the_fc_baselines():
+    from brainjepa.evaluation import baselines
+
+    assert FISHER_CLIP == baselines._FISHER_CLIP
+
+
 # ---------------------------------------------------------------------------------------------- embeddings
 def _windows(x: torch.Tensor) -> torch.Tensor:
     """What `embed` feeds the encoder with default options (centre window, per-sample z-score)."""
@@ -174,6 +247,18 @@ def test_sklearn_layer_option(model, x):
     assert got.shape == (3, R * D)
     np.testing.assert_array_equal(got, embed(model, x, pooling="roi", options=EmbedOptions(layer=2))
                                   .reshape(3, -1).numpy())
+
+
+def test_sklearn_tokenfc_pooling(model, x):
+    from brainjepa.evaluation.sklearn import BrainJEPAEmbedder
+
+    est = BrainJEPAEmbedder(model=model, pooling="tokenfc").fit(x.numpy())
+    got = est.transform(x.numpy())
+    assert got.shape == (3, R * (R - 1) // 2)
+    np.testing.assert_array_equal(got, embed(model, x, pooling="tokenfc").numpy())
+    names = est.get_feature_names_out()
+    assert len(names) == got.shape[1] and list(names[:2]) == ["fc_roi0_roi1", "fc_roi0_roi2"]
+    assert names[R - 1] == "fc_roi1_roi2" and names[-1] == f"fc_roi{R - 2}_roi{R - 1}"
 
 
 # ------------------------------------------------------------------------------------------ param groups

@@ -16,6 +16,7 @@ from brainjepa.evaluation.embed import (
     load_model,
     save_embeddings,
 )
+from brainjepa.models.encoder import POOLINGS
 from brainjepa.precision import PRECISIONS
 
 
@@ -109,9 +110,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p, required=True)
     p.add_argument("--data", required=True, help="store directory (from `brainjepa prepare` or `simulate`)")
     p.add_argument("--out", required=True, help="output file, .npy or .parquet (parquet needs pyarrow)")
-    p.add_argument("--pooling", choices=("mean", "roi", "tokens"), default="mean",
-                   help="mean over all tokens -> [N, D] (default), per ROI -> [N, R, D], or all tokens "
-                   "[N, R*P, D] (roi/tokens need .npy)")
+    p.add_argument("--pooling", choices=POOLINGS, default="mean",
+                   help="mean over all tokens -> [N, D] (default), per ROI -> [N, R, D], all tokens [N, R*P, D] "
+                   "(roi/tokens need .npy), or tokenfc (token FC: Fisher-z ROI x ROI correlation of each ROI's "
+                   "centred token trajectory) -> [N, R(R-1)/2]")
     add_embed_arguments(p)
     p.set_defaults(func=run)
 

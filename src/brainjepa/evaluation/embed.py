@@ -14,7 +14,9 @@ The procedure, chosen to match the reference's downstream code and to be determi
    time patches, drawn from ``(seed, sample index)``) and averages the views.
 4. Pooling of the tokens [R*P, D] (ROI-major, token = r * P + t) by `BrainEncoder.pool`: ``"mean"`` over all
    tokens -> [D] (the reference's global pool), ``"roi"`` over the time patches of each ROI -> [R, D],
-   ``"tokens"`` -> [R*P, D].
+   ``"tokens"`` -> [R*P, D], ``"tokenfc"`` (token FC: Fisher-z ROI x ROI correlation of each ROI's centred
+   token trajectory, `brainjepa.models.encoder.token_fc`) -> [R(R-1)/2]. Masked views average the pooled
+   outputs (for tokenfc the Fisher z's).
 
 Results are float32 CPU tensors; bf16 autocast is used where it is faster (`brainjepa.precision`: GPUs with bf16,
 CPUs with native bf16), and the choice is logged once per call.
@@ -55,6 +57,7 @@ logger = logging.getLogger(__name__)
 NORMALIZATIONS = ("model", *(k for k in NORMALIZATION_KINDS if k != "robust"))  # "model": the stored robust stats
 _ID_COLUMNS = ("subject", "run")
 _NOT_INDEX = ("offset", "frames", "tr", "source")  # manifest bookkeeping columns left out of the index
+_FLAT_POOLINGS = ("mean", "tokenfc")  # one vector per run: the poolings a parquet file can hold
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,8 @@ class EmbedOptions:
 class StoreEmbeddings(NamedTuple):
     """Embeddings of the runs of a store, with the ids needed to match rows to labels."""
 
-    embeddings: Tensor  # float32 [N, D] ("mean"), [N, R, D] ("roi") or [N, R*P, D] ("tokens")
+    embeddings: Tensor  # float32 [N, D] ("mean"), [N, R, D] ("roi"), [N, R*P, D] ("tokens") or [N, R(R-1)/2]
+    # ("tokenfc")
     index: pandas.DataFrame  # N rows: subject, run and the store's phenotype columns
 
 
@@ -148,7 +152,8 @@ def embed(
     Args:
         model: a BrainJEPA, or a folder / file `BrainJEPA.load` reads.
         x: raw (un-normalised) series [N, R, T], or a sequence of N arrays [R, T_i] of any lengths.
-        pooling: ``"mean"`` -> [N, D], ``"roi"`` -> [N, R, D], ``"tokens"`` -> [N, R*P, D].
+        pooling: ``"mean"`` -> [N, D], ``"roi"`` -> [N, R, D], ``"tokens"`` -> [N, R*P, D], ``"tokenfc"`` (token
+            FC, `brainjepa.models.encoder.token_fc`) -> [N, R(R-1)/2].
         options: windows, normalisation, encoder, masked views, batching (default `EmbedOptions()`).
         tr: TR in seconds of every sample (needed only with ``options.target_tr``).
         progress: show a tqdm bar over samples.
@@ -235,16 +240,16 @@ def check_embeddings_path(out: str | Path, pooling: str = "mean") -> Path:
     """The file `save_embeddings` writes for embeddings of `pooling`, checked before any work.
 
     Raises:
-        ConfigError: a suffix other than .npy / .parquet, parquet for embeddings that are not [N, D] (mean
-            pooling), or pyarrow missing for parquet.
+        ConfigError: a suffix other than .npy / .parquet, parquet for embeddings that are not [N, F] (mean or
+            tokenfc pooling), or pyarrow missing for parquet.
     """
     out = Path(out)
     if out.suffix not in (".npy", ".parquet"):
         raise ConfigError(f"{out}: embeddings are written to .npy or .parquet, not {out.suffix or 'no suffix'!r}")
     if out.suffix == ".parquet":
-        if pooling != "mean":
-            raise ConfigError(f"{out}: parquet holds [N, D] embeddings only (--pooling mean); write --pooling "
-                              f"{pooling} to a .npy file")
+        if pooling not in _FLAT_POOLINGS:
+            raise ConfigError(f"{out}: parquet holds [N, D] embeddings only (--pooling mean or tokenfc); write "
+                              f"--pooling {pooling} to a .npy file")
         _require_pyarrow(out)
     return out
 
@@ -328,8 +333,13 @@ def _embed_samples(
     if pooling not in POOLINGS:
         raise ConfigError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
     if pooling == "tokens" and options.masked_views:
-        raise ConfigError("masked views average pooled embeddings; use pooling 'mean' or 'roi' with masked_views")
+        raise ConfigError("masked views average pooled embeddings; use pooling 'mean', 'roi' or 'tokenfc' with "
+                          "masked_views")
     cfg = model.config
+    if pooling == "tokenfc" and options.masked_views and _kept_patches(options, cfg.num_time_patches) < 2:
+        raise ConfigError(f"tokenfc pooling correlates each ROI's tokens over time, but mask_keep "
+                          f"{options.mask_keep} keeps {_kept_patches(options, cfg.num_time_patches)} of "
+                          f"{cfg.num_time_patches} time patches per ROI; keep at least 2")
     if not -cfg.depth <= options.layer < cfg.depth:
         raise ConfigError(f"embed.layer must be in [{-cfg.depth}, {cfg.depth}) for this "
                           f"{cfg.depth}-block encoder, got {options.layer}")
@@ -413,7 +423,7 @@ def _features(net: BrainEncoder, x: Tensor, layer: int, context_idx: Tensor | No
 def _view_indices(first: int, count: int, options: EmbedOptions, num_rois: int, num_patches: int) -> Tensor:
     """Token indices [views, count * k, R * keep]: each ROI keeps the same number of its time patches, drawn
     from numpy's generator seeded by (seed, sample index), so results do not depend on batching."""
-    keep = max(1, round(options.mask_keep * num_patches))
+    keep = _kept_patches(options, num_patches)
     views, k = options.masked_views, options.windows
     per_sample = []
     for i in range(first, first + count):
@@ -423,3 +433,7 @@ def _view_indices(first: int, count: int, options: EmbedOptions, num_rois: int, 
     idx = np.stack(per_sample, axis=1)  # [views, count, k, R, keep]
     return torch.from_numpy(idx.reshape(views, count * k, num_rois * keep))
 
+
+def _kept_patches(options: EmbedOptions, num_patches: int) -> int:
+    """Time patches per ROI that a masked view keeps."""
+    return max(1, round(options.mask_keep * num_patches))

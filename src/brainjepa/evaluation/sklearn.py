@@ -25,13 +25,13 @@ class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
 
     Input X is [N, R, T] (raw series) or its 2-D flattening [N, R*T] (row-major, as ``X.reshape(N, -1)``);
     R must be the model's ROI count; T is cut into windows as described in `brainjepa.evaluation.embed`.
-    Output is float32 [N, D] for ``pooling="mean"``, [N, R*D] for ``"roi"`` (ROI-major) and [N, R*P*D] for
-    ``"tokens"``.
+    Output is float32 [N, D] for ``pooling="mean"``, [N, R*D] for ``"roi"`` (ROI-major), [N, R*P*D] for
+    ``"tokens"`` and [N, R(R-1)/2] for ``"tokenfc"`` (token FC, `brainjepa.models.encoder.token_fc`).
 
     Args:
         model: a BrainJEPA, or a save_pretrained / run folder, or a reference ``jepa-ep*.pth.tar``.
         gradient: gradient CSV for a reference checkpoint `model`.
-        pooling: "mean", "roi" or "tokens".
+        pooling: "mean", "roi", "tokens" or "tokenfc".
         encoder: "target" (default, as the reference's downstream code) or "context".
         layer: encoder block whose tokens are pooled (default -1: the last; see `EmbedOptions.layer`).
         windows: deterministic windows per sample whose embeddings are averaged.
@@ -115,12 +115,15 @@ class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
         return out.reshape(len(series), -1).numpy()
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
-        """``emb_<d>`` (mean), ``roi<r>_emb_<d>`` (roi) or ``tok<n>_emb_<d>`` (tokens), in output order."""
+        """``emb_<d>`` (mean), ``roi<r>_emb_<d>`` (roi), ``tok<n>_emb_<d>`` (tokens) or ``fc_roi<i>_roi<j>``
+        (tokenfc, i < j), in output order."""
         check_is_fitted(self, "model_")
         cfg = self.model_.config
         dims = range(cfg.embed_dim)
         if self.pooling == "mean":
             names = [f"emb_{d}" for d in dims]
+        elif self.pooling == "tokenfc":
+            names = [f"fc_roi{i}_roi{j}" for i in range(cfg.num_rois) for j in range(i + 1, cfg.num_rois)]
         else:
             prefix, count = ("roi", cfg.num_rois) if self.pooling == "roi" else ("tok", cfg.num_patches)
             names = [f"{prefix}{i}_emb_{d}" for i in range(count) for d in dims]
@@ -128,7 +131,7 @@ class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
 
     def _options(self) -> EmbedOptions:
         if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be 'mean', 'roi' or 'tokens', got {self.pooling!r}")
+            raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
         return EmbedOptions(
             encoder=self.encoder, layer=self.layer, windows=self.windows, sampling_rate=self.sampling_rate,
             target_tr=self.target_tr, pad=self.pad, normalization=self.normalization, masked_views=self.masked_views,

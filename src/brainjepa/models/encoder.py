@@ -13,8 +13,9 @@ from brainjepa.models.config import ModelConfig
 from brainjepa.models.layers import Block, GradientPosEmbed, PatchEmbed, gather_tokens
 from brainjepa.models.optim import param_groups
 
-Pooling = Literal["mean", "roi", "tokens"]
-POOLINGS = ("mean", "roi", "tokens")
+Pooling = Literal["mean", "roi", "tokens", "tokenfc"]
+POOLINGS = ("mean", "roi", "tokens", "tokenfc")
+FISHER_CLIP = 1.0 - 1e-7  # |r| = 1 would give an infinite Fisher z; the clip of evaluation.baselines' FC
 
 
 def run_blocks(blocks: Iterable[nn.Module], x: Tensor, grad_checkpointing: bool) -> Tensor:
@@ -97,9 +98,19 @@ class BrainEncoder(nn.Module):
         return self.norm(self.blocks[-1](gather_tokens(tokens, idx), tokens))
 
     def pool(self, tokens: Tensor, kind: Pooling = "mean") -> Tensor:
-        """Pool ROI-major tokens [B, R*k, D] (all k = P time patches per ROI, or the same k kept per ROI):
-        ``"mean"`` over all tokens -> [B, D] (the reference's global pool), ``"roi"`` over each ROI's tokens
-        -> [B, R, D], ``"tokens"`` -> unchanged [B, R*k, D]."""
+        """Pool ROI-major tokens [B, R*k, D] (all k = P time patches per ROI, or the same k kept per ROI).
+
+        Args:
+            tokens: encoder tokens, token r*k + t belonging to ROI r.
+            kind: ``"mean"`` over all tokens -> [B, D] (the reference's global pool); ``"roi"`` over each
+                ROI's tokens -> [B, R, D]; ``"tokens"`` -> unchanged [B, R*k, D]; ``"tokenfc"`` ("token FC",
+                a second-order readout, `token_fc`) -> the Fisher-z ROI x ROI correlation of each ROI's centred
+                token trajectory, upper triangle [B, R(R-1)/2].
+
+        Raises:
+            ValueError: an unknown kind, a token count that is not a multiple of R (roi, tokenfc), or fewer
+                than 2 tokens per ROI (tokenfc).
+        """
         if kind == "mean":
             return tokens.mean(1)
         if kind == "roi":
@@ -110,15 +121,18 @@ class BrainEncoder(nn.Module):
             return tokens.view(B, R, N // R, D).mean(2)
         if kind == "tokens":
             return tokens
+        if kind == "tokenfc":
+            return token_fc(tokens, self.cfg.num_rois)
         raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {kind!r}")
 
     def pooled_shape(self, kind: Pooling) -> tuple[int, ...]:
-        """Shape of one sample's `pool` output over all tokens: (D,), (R, D) or (R*P, D)."""
+        """Shape of one sample's `pool` output over all tokens: (D,), (R, D), (R*P, D) or (R(R-1)/2,)."""
         if kind not in POOLINGS:
             raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {kind!r}")
         cfg = self.cfg
         return {"mean": (cfg.embed_dim,), "roi": (cfg.num_rois, cfg.embed_dim),
-                "tokens": (cfg.num_patches, cfg.embed_dim)}[kind]
+                "tokens": (cfg.num_patches, cfg.embed_dim),
+                "tokenfc": (cfg.num_rois * (cfg.num_rois - 1) // 2,)}[kind]
 
     # ------------------------------------------------------------------------------------------ optimiser
     @property
@@ -166,6 +180,46 @@ class BrainEncoder(nn.Module):
         if x.ndim != 3 or x.shape[1:] != (R, T):
             raise ValueError(f"encoder expects input [B, {R}, {T}] or [B, 1, {R}, {T}], got {tuple(x.shape)}")
         return x
+
+
+def token_fc(tokens: Tensor, num_rois: int) -> Tensor:
+    """Token FC: the functional connectivity of the encoder's token trajectories, a second-order readout.
+
+    Each ROI's tokens [k, D] (its time patches in order) are centred over time (each feature minus its mean over
+    the ROI's k tokens) and flattened to a trajectory of k*D values; the Pearson correlation of every ROI pair's
+    trajectories is Fisher z-transformed (``arctanh``, |r| clipped to `FISHER_CLIP` as
+    `brainjepa.evaluation.baselines.functional_connectivity` does) and its upper triangle (row-major, diagonal
+    excluded) returned. A ROI whose trajectory is constant gets r = 0 with every other ROI, as constant ROIs do
+    in that FC. Adding a constant per ROI (the same vector to each of its tokens) leaves the output unchanged.
+
+    It is computed in float32 (float64 input stays float64) with autocast off, so a bf16 forward pass does not
+    round the correlations.
+
+    Args:
+        tokens: ROI-major tokens [B, R*k, D], token r*k + t of ROI r; all P time patches, or the same k >= 2
+            kept per ROI (masked views).
+        num_rois: R.
+
+    Returns:
+        [B, R(R-1)/2] Fisher-z correlations, pairs (0, 1), (0, 2), ..., (R-2, R-1).
+
+    Raises:
+        ValueError: N not a multiple of R, or fewer than 2 tokens per ROI (no trajectory to correlate).
+    """
+    B, N, D = tokens.shape
+    R = num_rois
+    if N % R:
+        raise ValueError(f"tokenfc pooling needs the same number of tokens per ROI: {N} tokens, {R} ROIs")
+    if N // R < 2:
+        raise ValueError(f"tokenfc pooling needs at least 2 tokens per ROI to correlate trajectories, got {N // R}")
+    with torch.autocast(tokens.device.type, enabled=False):
+        x = tokens if tokens.dtype in (torch.float32, torch.float64) else tokens.float()
+        x = x.reshape(B, R, N // R, D)
+        x = (x - x.mean(2, keepdim=True)).reshape(B, R, -1)
+        x = x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)  # zero stays zero: r = 0
+        r = x @ x.transpose(1, 2)
+        upper = torch.triu_indices(R, R, offset=1, device=x.device)
+        return torch.atanh(r[:, upper[0], upper[1]].clamp(-FISHER_CLIP, FISHER_CLIP))
 
 
 def _check_gradient(gradient: Tensor, cfg: ModelConfig) -> None:
