@@ -239,5 +239,29 @@ def test_probe_store_roi_pooling(store, trained):
                         progress=False)
     assert list(table.results) == ["brainjepa", "random-init"]
     assert table.results["brainjepa"].n_samples == 16
-    with pytest.raises(ConfigError, match="pooling must be 'roi' or 'mean', got 'tokens'"):
+    with pytest.raises(ConfigError, match="linear probe: pooling must be 'roi', 'mean' or 'tokenfc', got 'tokens'"):
         probe_store(store, "group", model=trained, pooling="tokens")
+
+
+def test_probe_store_tokenfc_pooling(store, trained, monkeypatch, capsys):
+    import brainjepa.evaluation.probe as probe_module
+
+    shapes = []
+    original = probe_module.probe_models
+
+    def spy(features, *args, **kwargs):
+        shapes.extend((name, x.shape) for name, x in features.items())
+        return original(features, *args, **kwargs)
+
+    monkeypatch.setattr(probe_module, "probe_models", spy)
+    table = probe_store(store, "group", model=trained, pooling="tokenfc", baselines=["random-init"], folds=2,
+                        seeds=1, progress=False)
+    pairs = R * (R - 1) // 2
+    assert shapes == [("brainjepa", (16, pairs)), ("random-init", (16, pairs))]
+    assert all(np.isfinite(r.summary["balanced_acc"][0]) for r in table.results.values())
+    assert main(["probe", "--data", str(store), "--label", "group", "--model", str(trained), "--pooling", "tokenfc",
+                 "--folds", "2", "--seeds", "1", "--baselines", "--no-progress"]) == 0
+    assert "| brainjepa |" in capsys.readouterr().out and shapes[-1] == ("brainjepa", (16, pairs))
+    assert main(["probe", "--data", str(store), "--label", "group", "--model", str(trained), "--pooling", "tokenfc",
+                 "--head", "attentive", "--no-progress"]) == 2
+    assert "attentive probe: pooling must be 'tokens' or 'roi', got 'tokenfc'" in capsys.readouterr().err

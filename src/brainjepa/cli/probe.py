@@ -6,7 +6,8 @@ import argparse
 
 from brainjepa.cli.embed import add_embed_arguments, embed_options
 from brainjepa.errors import ConfigError
-from brainjepa.evaluation.probe import probe_store
+from brainjepa.evaluation.probe import HEADS, POOLINGS_FOR_HEAD, probe_store
+from brainjepa.models.encoder import POOLINGS
 
 # Flags that act on embedding with a model; with --embeddings they could not take effect, so they are refused.
 MODEL_ONLY = ("gradient", "pooling", "random_init_seed", "encoder", "layer", "windows", "sampling_rate", "target_tr",
@@ -36,14 +37,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=3, help="repetitions with different splits (default 3)")
     p.add_argument("--baselines", nargs="*", choices=("random-init", "fc"), default=["random-init", "fc"],
                    help="baselines to probe beside brainjepa (default both; give none to skip)")
-    p.add_argument("--pooling", choices=("mean", "roi", "tokens"), default=None,
-                   help="for brainjepa and random-init: with --head linear, roi (per-ROI means flattened to R*D "
-                   "features; default, best in benchmarks/RESULTS.md) or mean over all tokens (the reference's "
-                   "downstream pooling); with --head "
-                   "attentive, tokens (all R*P tokens, default) or roi (R per-ROI tokens)")
-    p.add_argument("--head", choices=("linear", "attentive"), default="linear",
+    p.add_argument("--pooling", choices=POOLINGS, default=None,
+                   help="for brainjepa and random-init: with --head linear "
+                   f"({' / '.join(POOLINGS_FOR_HEAD['linear'])}), roi (per-ROI means flattened to R*D features; "
+                   "default, chosen in-sample by the recipe study, benchmarks/RESULTS.md), mean over all tokens "
+                   "(the reference's downstream pooling) or tokenfc (token FC: Fisher-z ROI x ROI correlation "
+                   "of each ROI's centred token trajectory, R(R-1)/2 features); with --head attentive "
+                   f"({' / '.join(POOLINGS_FOR_HEAD['attentive'])}), tokens (all R*P tokens, default) or roi "
+                   "(R per-ROI tokens)")
+    p.add_argument("--head", choices=HEADS, default="linear",
                    help="linear: standardise + logistic/ridge regression (default); attentive: learned-query "
-                   "cross-attention over the tokens, then a linear layer (FC keeps the linear probe)")
+                   "cross-attention over the tokens, then a linear layer, its learning rate, weight decay and "
+                   "epochs chosen on held-out training subjects (FC keeps the linear probe)")
     p.add_argument("--random-init-seed", type=int, default=0, help="weight seed of the random-init encoder")
     p.add_argument("--out", default=None, help="folder for probe.csv, probe.md and probe_folds.csv")
     add_embed_arguments(p)
