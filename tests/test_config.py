@@ -132,6 +132,8 @@ def test_reference_yaml_means_the_defaults(reference):
     expected = TrainConfig().to_dict()
     expected["data"]["gradient_csv_path"] = "path/to/gradient_mapping_450.csv"
     expected["data"]["num_workers"] = 8  # the reference sets 8; the schema's default (None) is what the machine has
+    # the reference's input scale (robust scaling, no gain), where our default is a ROI z-score x auto gain (issue 16)
+    expected["data"].update(normalization="robust", input_gain=1.0)
     assert reference.to_dict() == expected
     # the paper's model, masks, data pipeline and optimisation
     m = reference.model
@@ -212,6 +214,12 @@ OUT_OF_RANGE = {
     "logging.log_every=0": "logging.log_every must be an integer >= 1, got 0",
     "logging.keep_last=0": "logging.keep_last must be an integer >= 1, got 0",
     "logging.collapse_every=-5": "logging.collapse_every must be an integer >= 1, got -5",
+    "logging.eval_every=0": "logging.eval_every must be an integer >= 1, got 0",
+    "data.input_gain=0": "data.input_gain must be a number > 0, got 0.0",
+    "data.input_gain=-3": "data.input_gain must be a number > 0, got -3.0",
+    "data.input_gain=automatic": "config key data.input_gain has value 'automatic'; expected float or 'auto'",
+    "data.holdout=1": "data.holdout must be a number >= 0 and < 1, got 1.0",
+    "data.holdout=-0.1": "data.holdout must be a number >= 0 and < 1",
 }
 
 
@@ -316,7 +324,9 @@ def test_warm_start_from_a_run_folder_takes_its_weights_and_starts_at_step_0(sto
     fused = {m.fused for net in (cold.model, trainer.model) for m in net.modules() if isinstance(m, Attention)}
     assert {m.fused for m in cold.model.modules() if isinstance(m, Attention)} == {False} and fused == {False, True}
     assert cold.model.metadata["normalization"]["kind"] == "sample_zscore"
-    assert trainer.model.metadata["normalization"]["kind"] == "robust"
+    assert "gain" not in cold.model.metadata["normalization"]  # the reference's pipeline: no input gain
+    record = trainer.model.metadata["normalization"]  # the default: ROI z-score x a calibrated gain
+    assert record["kind"] == "roi_zscore" and record["gain"] > 1
 
 
 def _saved_model(path: Path, **changes) -> BrainJEPA:

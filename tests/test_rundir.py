@@ -39,7 +39,8 @@ def _args(store: Path, **extra) -> list[str]:
             "data.path": str(store), "data.batch_size": 4, "data.num_workers": 0, "data.sampling_rate": 1,
             "data.pin_mem": "false", "data.gradient_sparsity": 0.5, "meta.use_bfloat16": "false",
             "meta.accumulation_steps": 1, "optimization.epochs": 4, "optimization.warmup": 1,
-            "optimization.max_steps": 3, "logging.checkpoint_every": 2, "logging.log_every": 1}
+            "optimization.max_steps": 3, "logging.checkpoint_every": 2, "logging.log_every": 1,
+            "data.holdout": 0}
     return [f"{k}={v}" for k, v in {**base, **extra}.items()]
 
 

@@ -34,6 +34,7 @@ def _overrides(store: Path, **extra) -> list[str]:
         "meta.use_bfloat16": "false", "meta.accumulation_steps": 1, "optimization.epochs": 4,
         "optimization.warmup": 1, "optimization.start_lr": 1e-4, "logging.checkpoint_every": 3,
         "logging.keep_last": 2, "logging.collapse_every": 2,
+        "data.holdout": 0,  # exact step counts: every run trains (held-out subjects: tests/test_health.py)
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
@@ -77,7 +78,8 @@ def test_pretrain_cli_end_to_end(store, tmp_path):
     assert float(rows[-1]["momentum"]) == pytest.approx(1.0)
     assert rows[1]["target_rank"] and float(rows[1]["target_std"]) > 0
     model = BrainJEPA.from_pretrained(run)
-    assert model.metadata["normalization"]["kind"] == "robust"
+    record = model.metadata["normalization"]  # the default input scale: a ROI z-score x the calibrated gain
+    assert record["kind"] == "roi_zscore" and record["gain"] > 1
     # the run folder is not silently reused
     assert main(["pretrain", "--out", str(run), *_overrides(store)]) == 2
 

@@ -46,7 +46,7 @@ class Bounds:
 
     def check(self, name: str, value: Any, integer: bool) -> None:
         """Raise ConfigError naming `name` unless `value` is None or of the kind and in the range declared."""
-        if value is None:
+        if value is None or isinstance(value, str):  # a word (e.g. "auto") is a Literal choice, checked by its type
             return
         items = value if self.pair and isinstance(value, list | tuple) and len(value) == 2 else None
         if self.pair:

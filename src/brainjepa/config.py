@@ -44,13 +44,17 @@ class DataConfig:
     pin_mem: bool = True
     gradient_csv_path: str | None = None  # None: computed from the store's group FC and saved in the run folder
     gradient_sparsity: float = bounded(0.9, ge=0, lt=1)  # BrainSpace sparsity of a computed gradient
-    normalization: NormalizationKind = "robust"
+    normalization: NormalizationKind = "roi_zscore"  # the reference's is robust (its yaml loads as robust, gain 1)
+    input_gain: float | Literal["auto"] = bounded("auto", gt=0)  # x after normalising; auto: patch norm = position norm
+    holdout: float = bounded(0.05, ge=0, lt=1)  # share of subjects held out of training for the held-out loss
     sampling_rate: int = bounded(3, ge=1)  # frame stride of the random clip (the reference's stride-3 clip)
     target_tr: float | None = bounded(None, gt=0)  # resample to this TR (seconds) instead of a fixed stride
     short_runs: Literal["error", "pad"] = "error"
 
     def __post_init__(self) -> None:
         check_bounds(self, "data")
+        if isinstance(self.input_gain, str) and self.input_gain != "auto":
+            raise ConfigError(f"data.input_gain must be auto or a number > 0, got {self.input_gain!r}")
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ class LoggingConfig:
     keep_last: int = bounded(3, ge=1)
     tensorboard: bool = False
     collapse_every: int = bounded(10, ge=1)  # optimizer steps between collapse checks (std / rank of targets)
+    eval_every: int = bounded(50, ge=1)  # optimizer steps between held-out loss and encoder-health checks
 
     def __post_init__(self) -> None:
         check_bounds(self, "logging")
@@ -234,6 +239,8 @@ def adapt_reference(raw: dict[str, Any], where: str = "config") -> tuple[dict[st
         standardize = _flag(meta.pop("use_standatdization"), "meta.use_standatdization", where)
         if standardize or "normalization" not in data:
             put("data.normalization", "sample_zscore" if standardize else "robust", "meta.use_standatdization")
+            if "input_gain" not in data:  # the reference's own pipeline: its scaling, no gain
+                put("data.input_gain", 1.0, "meta.use_standatdization")
     if "downsample" in meta:
         downsample = _flag(meta.pop("downsample"), "meta.downsample", where)
         if not downsample or "sampling_rate" not in data:
@@ -356,6 +363,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 
 def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args if a is not type(None))
+    if origin is Literal:
+        return " or ".join(repr(a) for a in args)
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 

@@ -8,7 +8,9 @@ statistics and keeps them with the store).
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,19 +43,42 @@ def _check_sample(x: np.ndarray, num_rois: int | None = None) -> np.ndarray:
 
 
 class Normalizer(ABC):
-    """Maps one sample [R, T] to float32 [R, T]; `to_dict()` records it, `normalizer_from_dict` rebuilds it."""
+    """Maps one sample [R, T] to float32 [R, T]; `to_dict()` records it, `normalizer_from_dict` rebuilds it.
+
+    Every kind ends with a multiplication by `gain` (default 1): the input scale the encoder sees. Pretraining's
+    `data.input_gain: auto` sets it so that the patch embedding and the positional code have equal token norms
+    (`brainjepa.models.health.calibrate_gain`); the record carries it, so embedding uses the same scale.
+    """
 
     kind: ClassVar[str]
     num_rois: int | None = None  # ROI count the normaliser is tied to (None: works for any R)
+    gain: float = 1.0
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out = self._apply(x)
+        return out if self.gain == 1.0 else (out * np.float32(self.gain)).astype(np.float32, copy=False)
 
     @abstractmethod
-    def __call__(self, x: np.ndarray) -> np.ndarray: ...
+    def _apply(self, x: np.ndarray) -> np.ndarray: ...
+
+    def with_gain(self, gain: float) -> Normalizer:
+        """A copy of this normaliser whose output is multiplied by `gain` (finite, > 0)."""
+        gain = float(gain)
+        if not (math.isfinite(gain) and gain > 0):
+            raise ConfigError(f"input gain must be a finite number > 0, got {gain!r}")
+        out = copy.copy(self)
+        out.gain = gain
+        return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind}
+        return {"kind": self.kind, **self._fields(), **({"gain": self.gain} if self.gain != 1.0 else {})}
+
+    def _fields(self) -> dict[str, Any]:
+        return {}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        gain = f"gain={self.gain:g}" if self.gain != 1.0 else ""
+        return f"{type(self).__name__}({gain})"
 
 
 class Identity(Normalizer):
@@ -61,7 +86,7 @@ class Identity(Normalizer):
 
     kind = "none"
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def _apply(self, x: np.ndarray) -> np.ndarray:
         return _check_sample(x).astype(np.float32, copy=False)
 
 
@@ -79,7 +104,7 @@ class _ZScore(Normalizer):
             raise ConfigError(f"normalization eps must be a finite number >= 0, got {eps!r}")
         self.eps = float(eps)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def _apply(self, x: np.ndarray) -> np.ndarray:
         arr = _check_sample(x).astype(np.float64)
         if (arr.size if self.axis is None else arr.shape[1]) < 2:
             raise DataError(f"{self.kind}: needs at least 2 values to estimate a std, got shape {arr.shape}")
@@ -93,11 +118,12 @@ class _ZScore(Normalizer):
     @abstractmethod
     def _check_std(self, std: np.ndarray) -> None: ...
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "eps": self.eps}
+    def _fields(self) -> dict[str, Any]:
+        return {"eps": self.eps}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(eps={self.eps})"
+        gain = f", gain={self.gain:g}" if self.gain != 1.0 else ""
+        return f"{type(self).__name__}(eps={self.eps}{gain})"
 
 
 class SampleZScore(_ZScore):
@@ -226,14 +252,13 @@ class RobustScaler(Normalizer):
             med, q75 - q25, roi_labels=store.roi_labels, num_subjects=len(sums), num_runs=int(idx.size)
         )
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def _apply(self, x: np.ndarray) -> np.ndarray:
         arr = _check_sample(x, self.num_rois)
         # float64 arithmetic: raw fMRI offsets can be ~1e4, where float32 subtraction would lose digits.
         return ((arr - self.median[:, None]) / self.iqr[:, None]).astype(np.float32)
 
-    def to_dict(self) -> dict[str, Any]:
+    def _fields(self) -> dict[str, Any]:
         return {
-            "kind": self.kind,
             "median": self.median.tolist(),
             "iqr": self.iqr.tolist(),
             "num_subjects": self.num_subjects,
@@ -241,7 +266,8 @@ class RobustScaler(Normalizer):
         }
 
     def __repr__(self) -> str:
-        return f"RobustScaler(num_rois={self.num_rois}, num_subjects={self.num_subjects})"
+        gain = f", gain={self.gain:g}" if self.gain != 1.0 else ""
+        return f"RobustScaler(num_rois={self.num_rois}, num_subjects={self.num_subjects}{gain})"
 
 
 _KINDS: dict[str, type[Normalizer]] = {
@@ -286,7 +312,7 @@ def normalizer_from_dict(d: Mapping[str, Any]) -> Normalizer:
     if not isinstance(d, Mapping) or "kind" not in d:
         raise ConfigError(f"normalization record must be a mapping with a 'kind' key, got {d!r:.80}")
     kind = d["kind"]
-    fields = {k: v for k, v in d.items() if k != "kind"}
+    fields = {k: v for k, v in d.items() if k not in ("kind", "gain")}
     if kind == "robust":
         missing = {"median", "iqr"} - fields.keys()
         if missing:
@@ -301,5 +327,9 @@ def normalizer_from_dict(d: Mapping[str, Any]) -> Normalizer:
     unknown = fields.keys() - allowed
     if unknown:
         raise ConfigError(f"normalization record of kind {kind!r} has unknown keys {sorted(unknown)}")
-    return _KINDS[kind](**fields)
+    normalizer = _KINDS[kind](**fields)
+    gain = d.get("gain", 1.0)
+    if isinstance(gain, bool) or not isinstance(gain, int | float):
+        raise ConfigError(f"normalization record: gain must be a number, got {gain!r}")
+    return normalizer.with_gain(gain) if gain != 1.0 else normalizer
 

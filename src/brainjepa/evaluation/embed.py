@@ -47,6 +47,7 @@ from brainjepa.data.windows import WindowSpec, take_windows
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.models import BrainJEPA
 from brainjepa.models.encoder import POOLINGS, BrainEncoder, Pooling
+from brainjepa.models.health import Health, encoder_health
 from brainjepa.precision import PRECISIONS, choose_precision
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+HEALTH_WINDOWS = 16  # windows the health check of an embedding call reads (the first ones embedded)
 NORMALIZATIONS = ("model", *(k for k in NORMALIZATION_KINDS if k != "robust"))  # "model": the stored robust stats
 _ID_COLUMNS = ("subject", "run")
 _NOT_INDEX = ("offset", "frames", "tr", "source")  # manifest bookkeeping columns left out of the index
@@ -362,6 +364,8 @@ def _embed_samples(
                 x = np.stack([_windows(ts, tr, name, spec, options.windows, normalizer, cfg.num_rois)
                               for ts, tr, name in block])
                 x = torch.from_numpy(x.reshape(-1, *x.shape[2:])).to(device)
+                if first == 0 and len(x) >= 2:
+                    check_health(model, net, x, normalizer)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     pooled = _encode(net, x, pooling, options, first, len(block))
                 out.append(pooled.view(len(block), options.windows, *pooled.shape[1:]).mean(1))
@@ -377,6 +381,25 @@ def _embed_samples(
     if not out:
         return torch.empty(0, *net.pooled_shape(pooling))
     return torch.cat(out)
+
+
+def check_health(model: BrainJEPA, net: BrainEncoder, x: Tensor, normalizer: Normalizer) -> Health:
+    """Log the encoder's health on the first windows embedded (`brainjepa.models.health`), and warn when these
+    data put it in a degenerate regime, or when the model's normalisation gives them another input scale than
+    its training data had (the model's ``metadata["input_sd"]``, written by pretraining)."""
+    health = encoder_health(net, x[:HEALTH_WINDOWS])
+    logger.info("encoder health on %d windows: %s", min(len(x), HEALTH_WINDOWS), health.summary())
+    for problem in health.problems():
+        logger.warning("DEGENERATE ENCODER? %s", problem)
+    trained = model.metadata.get("input_sd")
+    if isinstance(trained, int | float) and trained > 0 and not 0.25 <= health.input_sd / trained <= 4:
+        logger.warning(
+            "the model's normalisation (%r) gives these data an input SD of %.3g, but its training data had %.3g: "
+            "they are on another scale than the model was trained on (raw vs demeaned or z-scored series?). The "
+            "embeddings describe the scale, not the model: prepare the data as its training data were, or pass "
+            "--normalization roi_zscore if the model was trained on z-scored windows", normalizer,
+            health.input_sd, trained)
+    return health
 
 
 def _chunks(samples: Iterable, size: int) -> Iterator[tuple[int, list]]:

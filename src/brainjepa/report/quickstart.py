@@ -24,7 +24,6 @@ import torch
 
 from brainjepa.config import load_config
 from brainjepa.data.gradients import gradients_file
-from brainjepa.data.prepare import save_robust_stats
 from brainjepa.data.samples import prepare_sample
 from brainjepa.data.simulate import SimulationConfig, simulate_store
 from brainjepa.errors import DataError
@@ -83,9 +82,10 @@ def pretrain_config(store, gradient_csv: Path, *, epochs: int, seed: int, frames
     ])
 
 
-def seconds_per_step(cfg) -> tuple[float, PrecisionChoice]:
+def seconds_per_step(cfg) -> tuple[float, PrecisionChoice, int]:
     """Time a few real training steps of this config (throwaway run) to size the epochs to the time budget; also
-    the precision the trainer chose (the run makes the same choice)."""
+    the precision the trainer chose (the run makes the same choice) and the runs it trains on (data.holdout's
+    subjects are held out)."""
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp), DistEnv(), resume=False)
         batches = trainer.micro_batches()
@@ -93,7 +93,7 @@ def seconds_per_step(cfg) -> tuple[float, PrecisionChoice]:
         t0 = time.perf_counter()
         for _ in range(5):
             trainer.train_step([next(batches)])
-        return (time.perf_counter() - t0) / 5, trainer.precision
+        return (time.perf_counter() - t0) / 5, trainer.precision, len(trainer.dataset)
 
 
 @contextmanager
@@ -144,8 +144,6 @@ def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, da
                      atlas=store.metadata.get("atlas", "simulated modular network"),
                      sample=store.metadata.get("sample"))
         window = int(min(160, frames.min()) // 16 * 16)
-        if "normalization" not in store.metadata:  # the reference's robust scaling, fitted once, kept with the store
-            save_robust_stats(store)
 
     with _step(seconds, "gradients", "brain gradients from the group FC (BrainSpace)"):
         gradient_csv = out / "gradients.csv"
@@ -179,8 +177,8 @@ def _pretrain(store, gradient_csv: Path, out: Path, facts: dict[str, Any], *, mi
               window: int) -> Path:
     """Size the epochs to the time budget from a few timed steps, pretrain into `out/run`, draw its figures."""
     probe_cfg = pretrain_config(store, gradient_csv, epochs=1, seed=seed, frames=window)
-    per_step, precision = seconds_per_step(probe_cfg)
-    steps_per_epoch = len(store) // probe_cfg.data.batch_size
+    per_step, precision, train_runs = seconds_per_step(probe_cfg)
+    steps_per_epoch = train_runs // probe_cfg.data.batch_size
     # 5% margin for what the timed steps leave out (logging, epoch boundaries, the final checkpoint)
     epochs = max(2, int(0.95 * minutes * 60 / (per_step * steps_per_epoch)))
     cfg = pretrain_config(store, gradient_csv, epochs=epochs, seed=seed, frames=window)

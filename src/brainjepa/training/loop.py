@@ -34,6 +34,7 @@ from brainjepa.data.windows import WindowSpec, window_positions
 from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingError
 from brainjepa.io import atomic_write_text, load_gradient, save_gradient
 from brainjepa.models import BrainJEPA
+from brainjepa.models.health import HEALTH_FIELDS, Health
 from brainjepa.precision import choose_precision, default_num_workers
 from brainjepa.training import checkpoint as ckpt
 from brainjepa.training.batch import DROP_PATH_STREAM, Batch, MaskedBatches, derive_seed, epoch_loader
@@ -52,6 +53,7 @@ from brainjepa.training.rundir import claim_run_dir
 from brainjepa.training.sampler import GlobalBatchSampler
 from brainjepa.training.schedules import Schedule
 from brainjepa.training.warmstart import warm_start
+from brainjepa.training.watch import Watch, holdout_split, input_gain
 
 logger = logging.getLogger(__name__)
 
@@ -72,15 +74,18 @@ def build_model(cfg: TrainConfig, dataset: StoreDataset, run_dir: Path, env: Dis
     return BrainJEPA(cfg.model, resolve_gradient(cfg, dataset, run_dir, env), metadata=metadata)
 
 
-def build_dataset(cfg: TrainConfig, env: DistEnv, run_dir: Path):
-    """Store -> normaliser (statistics reused from the store when present) -> windowed dataset."""
+def build_dataset(cfg: TrainConfig, env: DistEnv) -> tuple[StoreDataset, np.ndarray]:
+    """Store -> held-out subjects (data.holdout) -> normaliser fitted on the training runs (robust statistics
+    reused from the store when present), gain 1 until `input_gain` sets it -> windowed dataset of the training
+    runs. Returns the dataset and the held-out run indices."""
     if cfg.data.path is None:
         raise ConfigError("data.path is not set: give the store written by `brainjepa prepare` or `simulate`")
     store = RunStore(cfg.data.path)
     if store.num_rois != cfg.model.num_rois:
         raise ConfigError(f"model.num_rois (data.crop_size) is {cfg.model.num_rois} but the store {store.path} has "
                           f"{store.num_rois} ROIs")
-    check_plan(cfg, len(store), env.world_size)
+    train, held = holdout_split(store, cfg.data.holdout, cfg.meta.seed)
+    check_plan(cfg, len(train), env.world_size, held=len(held))
     window = WindowSpec(frames=cfg.model.num_frames, sampling_rate=cfg.data.sampling_rate, mode="random",
                         target_tr=cfg.data.target_tr, short=cfg.data.short_runs)
     for run, subject in enumerate(store.manifest["subject"].astype(str)):  # a short run or missing TR fails now
@@ -92,11 +97,11 @@ def build_dataset(cfg: TrainConfig, env: DistEnv, run_dir: Path):
     if cfg.data.normalization == "robust" and isinstance(saved, dict) and saved.get("kind") == "robust":
         normalizer = normalizer_from_dict(saved)
     else:
-        normalizer = make_normalizer(cfg.data.normalization, store=store, progress=env.is_main)
-    return StoreDataset(store, normalizer=normalizer, window=window, seed=cfg.meta.seed), normalizer
+        normalizer = make_normalizer(cfg.data.normalization, store=store, indices=train, progress=env.is_main)
+    return StoreDataset(store, indices=train, normalizer=normalizer, window=window, seed=cfg.meta.seed), held
 
 
-def check_plan(cfg: TrainConfig, num_items: int, world_size: int) -> None:
+def check_plan(cfg: TrainConfig, num_items: int, world_size: int, held: int = 0) -> None:
     """Refuse, before any work, a run that names a missing file or would take no optimizer step, naming the key."""
     for key, path in (("data.gradient_csv_path", cfg.data.gradient_csv_path),
                       ("meta.read_checkpoint", cfg.meta.read_checkpoint)):
@@ -105,8 +110,10 @@ def check_plan(cfg: TrainConfig, num_items: int, world_size: int) -> None:
     opt, accum, batch = cfg.optimization, cfg.meta.accumulation_steps, cfg.data.batch_size
     per_epoch = num_items // (batch * world_size)  # micro-batches per epoch (the last partial one is dropped)
     if per_epoch == 0:
+        kept = f" once data.holdout={cfg.data.holdout:g} holds {held} run(s) out" if held else ""
         raise ConfigError(f"data.batch_size={batch} x {world_size} process(es) needs at least {batch * world_size} "
-                          f"runs per batch but the store {cfg.data.path} has {num_items}; lower data.batch_size")
+                          f"runs per batch but the store {cfg.data.path} has {num_items}{kept}; lower data.batch_size"
+                          + (" or data.holdout" if held else ""))
     if opt.epochs * per_epoch < accum:
         raise ConfigError(f"optimization.epochs={opt.epochs} x {per_epoch} batch(es) per epoch is fewer micro-batches "
                           f"than meta.accumulation_steps={accum}, so no optimizer step would run; raise "
@@ -148,12 +155,15 @@ class Trainer:
         if resume and restored is None:
             raise CheckpointError(f"--resume: no usable checkpoint in {run_dir} (each one is named in a warning "
                                   "above); remove the folder or choose a new --out to start again")
-        self.dataset, normalizer = build_dataset(cfg, env, run_dir)
-        if restored is not None:
+        self.dataset, held = build_dataset(cfg, env)
+        if restored is not None:  # the input scale the run started with (its gain was calibrated on the init)
             self.model, state = restored
+            self.dataset.normalizer = normalizer_from_dict(self.model.metadata["normalization"])
         else:
-            metadata = {"normalization": normalizer.to_dict(), "write_tag": cfg.logging.write_tag}
-            self.model, state = build_model(cfg, self.dataset, run_dir, env, metadata), None
+            self.model, state = build_model(cfg, self.dataset, run_dir, env, {"write_tag": cfg.logging.write_tag}), None
+            self.dataset.normalizer = self.dataset.normalizer.with_gain(input_gain(cfg, self.dataset, self.model))
+            self.model.metadata["normalization"] = self.dataset.normalizer.to_dict()
+        self.watch = Watch(self.dataset, held, cfg) if env.is_main else None
         self.model.to(env.device)
         self.model.set_fused_attn(cfg.meta.attn_mode == "flash_attn")
         self.model.set_grad_checkpointing(cfg.meta.grad_checkpointing)
@@ -187,6 +197,21 @@ class Trainer:
                         "auto: from the CPUs available" if auto_workers else "data.num_workers")
         bf16 = self.precision.dtype == torch.bfloat16
         self.autocast = lambda: torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=bf16)
+        self.start_watch = self.check() if env.is_main and state is None else None
+        self.last_watch, self.last_watch_step = self.start_watch, 0
+        if self.start_watch is not None:  # what `embed` compares new data with (a wrong scale is warned about)
+            self.model.metadata["input_sd"] = self.start_watch["input_sd"]
+
+    def check(self) -> dict[str, Any]:
+        """Held-out loss and encoder health now (rank 0), logged; degenerate regimes are warned about by name."""
+        row = self.watch.measure(self.model, self.autocast)
+        health = Health(**{k: row[k] for k in HEALTH_FIELDS})
+        held = (f"held-out JEPA loss {row['heldout_loss']:.5f} on {len(self.watch.held_x)} windows of "
+                f"{self.watch.held_subjects} subject(s)" if row["heldout_loss"] is not None else "no held-out subjects")
+        logger.info("step %d: encoder health: %s; %s", self.position.step, health.summary(), held)
+        for problem in health.problems():
+            logger.warning("step %d: DEGENERATE ENCODER? %s", self.position.step, problem)
+        return row
 
     # -------------------------------------------------------------------------------------------- data
     def micro_batches(self) -> Iterator[Batch]:
@@ -261,7 +286,9 @@ class Trainer:
         graphs = graphs_compiled() - self.graphs_before if self.cfg.meta.compile else None
         summary = {"steps": self.position.step, "total_steps": self.total_steps, "precision": self.precision.name,
                    "precision_reason": self.precision.reason, "num_workers": self.num_workers,
-                   "compiled_graphs": graphs}
+                   "compiled_graphs": graphs, "input_gain": self.dataset.normalizer.gain,
+                   "heldout_subjects": self.watch.held_subjects, "start": self.start_watch,
+                   "end": self.last_watch if self.last_watch_step == self.position.step else self.check()}
         logger.info("finished at step %d of %d, precision %s, %d DataLoader worker(s), %s", self.position.step,
                     self.total_steps, self.precision.name, self.num_workers,
                     "not compiled" if graphs is None else f"{graphs} compiled graph(s)")
@@ -279,6 +306,7 @@ class Trainer:
         monitor = Monitor(self.run_dir, total_steps=total, start_step=self.position.step,
                           samples_per_step=cfg.data.batch_size * env.world_size * accum,
                           collapse_every=cfg.logging.collapse_every, log_every=cfg.logging.log_every,
+                          patch_size=cfg.model.patch_size,
                           tensorboard=cfg.logging.tensorboard) if env.is_main else None
         stopwatch, batches = Stopwatch(env.device), self.micro_batches()
         pending: list[dict[str, Any]] = []
@@ -295,6 +323,10 @@ class Trainer:
                     row = self.train_step(micro)
                     target = row.pop("target")
                     row.update(data_time_s=data_time, step_time_s=Span(start, stopwatch.mark()))
+                    if env.is_main and row["step"] % cfg.logging.eval_every == 0:  # where an interrupted run has
+                        self.last_watch = self.check()                               # them too: rows stay equal
+                        row.update(self.last_watch)
+                        self.last_watch_step = row["step"]
                     if monitor is not None:
                         monitor.watch(row["step"], target)
                     pending.append(row)

@@ -19,6 +19,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from brainjepa.errors import ConfigError
+from brainjepa.models.health import HEALTH_FIELDS, MIN_BLOCK_RATIO, RUN_SHARE_RANGE
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +53,21 @@ def collapse_stats(tokens: Tensor, pooled: Tensor) -> dict[str, float]:
     return dict(zip(("target_std", "target_batch_std", "target_rank"), values, strict=True))
 
 
-def collapse_warning(stats: dict[str, float], dim: int) -> str | None:
-    if stats["target_std"] < COLLAPSE_STD or stats["target_rank"] < max(2.0, COLLAPSE_RANK_FRACTION * dim):
+def rank_floor(dim: int, patch_size: int) -> float:
+    """The effective rank below which the targets are suspect: 2% of the width (collapse), and, up to a quarter of
+    the width, the patch size: LayerNorm(W x_patch) spans at most patch_size directions, so a rank below it means
+    the encoder is no richer than a per-patch linear map (the patch-dominated regime sits at about patch_size / 2)."""
+    return max(2.0, COLLAPSE_RANK_FRACTION * dim, min(float(patch_size), dim / 4))
+
+
+def collapse_warning(stats: dict[str, float], dim: int, patch_size: int) -> str | None:
+    floor = rank_floor(dim, patch_size)
+    if stats["target_std"] < COLLAPSE_STD or stats["target_rank"] < floor:
         return (
             f"REPRESENTATION COLLAPSE? target feature std {stats['target_std']:.4f} (warn < {COLLAPSE_STD}), "
-            f"effective rank {stats['target_rank']:.1f} of {dim}; consider a lower LR, a longer warmup or a higher EMA"
+            f"effective rank {stats['target_rank']:.1f} of {dim} (warn < {floor:g}: a {patch_size}-frame patch's "
+            "linear map spans no more); consider a lower LR, a longer warmup or a higher EMA, and read the encoder "
+            "health (a rank below the patch size with small block updates means the input scale is too large)"
         )
     return None
 
@@ -115,14 +126,17 @@ class Monitor:
         run_dir: the run folder. total_steps: steps of the whole run (for the bar). start_step: steps already done;
             metrics.csv rows after it (left by an interrupted run) are dropped, so each step has one row.
         samples_per_step: samples of one optimizer step, all processes and micro-batches (for samples_per_s).
+        patch_size: frames per patch (the rank floor of `collapse_warning`).
     """
 
     FIELDS = ("step", "epoch", "batch", "loss", "lr", "weight_decay", "momentum", "samples_per_s", "data_time_s",
-              "step_time_s", "grad_norm", "k_context", "k_target", "target_std", "target_batch_std", "target_rank")
+              "step_time_s", "grad_norm", "k_context", "k_target", "target_std", "target_batch_std", "target_rank",
+              "heldout_loss", *HEALTH_FIELDS)
 
     def __init__(self, run_dir: Path, *, total_steps: int, start_step: int = 0, samples_per_step: int,
-                 collapse_every: int, log_every: int, tensorboard: bool = False) -> None:
+                 collapse_every: int, log_every: int, patch_size: int, tensorboard: bool = False) -> None:
         self.run_dir = Path(run_dir)
+        self.patch_size = patch_size
         self.samples_per_step, self.collapse_every, self.log_every = samples_per_step, collapse_every, log_every
         self._tb = _tensorboard(self.run_dir) if tensorboard else None
         path = self.run_dir / "metrics.csv"
@@ -150,7 +164,7 @@ class Monitor:
         if step in self._samples:
             tokens, pooled = self._samples.pop(step)
             row.update(collapse_stats(tokens, pooled))
-            warning = collapse_warning(row, tokens.shape[-1])
+            warning = collapse_warning(row, tokens.shape[-1], self.patch_size)
             if warning:
                 logger.warning("step %d: %s", step, warning)
         self._csv.writerow(row)
@@ -161,6 +175,8 @@ class Monitor:
                     self._tb.add_scalar(key, value, step)
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", sps=f"{row['samples_per_s']:.1f}")
+        if row.get("heldout_loss") is not None:
+            logger.info("step %d held-out JEPA loss %.5f (training loss %.5f)", step, row["heldout_loss"], row["loss"])
         if step % self.log_every == 0:
             logger.info("step %d epoch %d loss %.5f lr %.3e wd %.3f ema %.5f %.1f samples/s", step, row["epoch"],
                         row["loss"], row["lr"], row["weight_decay"], row["momentum"], row["samples_per_s"])
@@ -182,6 +198,12 @@ def _tensorboard(run_dir: Path):
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
+def _points(step: list[float], values: list[float]) -> tuple[list[float], list[float]]:
+    """The (step, value) pairs where a sparse column (measured every eval_every steps) has a value."""
+    kept = [(s, v) for s, v in zip(step, values, strict=True) if v == v]
+    return [s for s, _ in kept], [v for _, v in kept]
+
+
 def plot_curves(metrics_csv: Path, out_png: Path) -> Path | None:
     """Loss, LR and collapse statistics against the step, as one PNG (None if matplotlib is missing)."""
     try:
@@ -201,8 +223,12 @@ def plot_curves(metrics_csv: Path, out_png: Path) -> Path | None:
         return [float(r[name]) if r.get(name) not in (None, "") else float("nan") for r in rows]
 
     step = col("step")
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    axes[0].plot(step, col("loss"))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+    axes[0].plot(step, col("loss"), label="training")
+    held = col("heldout_loss")
+    if any(v == v for v in held):
+        axes[0].plot(*_points(step, held), "o-", label="held-out subjects")
+        axes[0].legend(fontsize=8)
     axes[0].set(title="JEPA loss (smooth L1)", xlabel="optimizer step", yscale="log")
     axes[1].plot(step, col("lr"), label="lr")
     axes[1].set(title="learning rate", xlabel="optimizer step")
@@ -214,6 +240,12 @@ def plot_curves(metrics_csv: Path, out_png: Path) -> Path | None:
     axes[2].axhline(COLLAPSE_STD, color="gray", ls="--", lw=0.8)
     axes[2].set(title="collapse monitor", xlabel="optimizer step")
     axes[2].legend(loc="lower left", fontsize=8)
+    axes[3].plot(*_points(step, col("block_ratio")), "o-", label="block change of the stream")
+    axes[3].plot(*_points(step, col("run_share")), "s-", label="feature variance between windows")
+    axes[3].axhline(MIN_BLOCK_RATIO, color="C0", ls="--", lw=0.8)
+    axes[3].axhspan(*RUN_SHARE_RANGE, color="C1", alpha=0.1, label="healthy share")
+    axes[3].set(title="encoder health (dashed: min block change)", xlabel="optimizer step", ylim=(0, 1.05))
+    axes[3].legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)

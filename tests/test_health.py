@@ -1,0 +1,184 @@
+"""Encoder health (does the encoder see the data?), the input gain, held-out subjects, and the warnings that fire."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from brainjepa import BrainJEPA
+from brainjepa.config import load_config
+from brainjepa.data.normalize import RoiZScore, normalizer_from_dict
+from brainjepa.data.store import RunStore
+from brainjepa.errors import ConfigError
+from brainjepa.evaluation.embed import embed
+from brainjepa.models.config import ModelConfig
+from brainjepa.models.health import calibrate_gain, encoder_health
+from brainjepa.training import pretrain
+from brainjepa.training.monitor import collapse_warning
+from brainjepa.training.watch import holdout_split
+
+R, T = 20, 64
+
+
+def _model(seed: int = 0) -> BrainJEPA:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(num_rois=R, num_frames=T, patch_size=16, embed_dim=32, depth=2, num_heads=2, pred_embed_dim=16,
+                      pred_depth=1, gradient_dim=4)
+    return BrainJEPA(cfg, torch.randn(R, 4))
+
+
+def _windows(n: int = 8, seed: int = 0) -> torch.Tensor:
+    """Unit-scale windows [n, R, T] that differ between samples (per-ROI z-scored noise)."""
+    x = np.random.default_rng(seed).standard_normal((n, R, T))
+    return torch.from_numpy(np.stack([RoiZScore()(w) for w in x]))
+
+
+def test_health_tells_the_three_regimes_apart():
+    enc, x = _model().target_encoder, _windows()
+    gain = calibrate_gain(enc, x)
+    big, unit, balanced = (encoder_health(enc, x * s) for s in (400.0, 1.0, gain))
+    # patch-dominated: the blocks barely touch the stream and nearly all variance is content
+    assert big.block_ratio < 0.1 and big.run_share > 0.85
+    assert any("per-patch linear map" in p for p in big.problems())
+    # position-dominated: most of the feature variance is the token position
+    assert unit.run_share < 0.15 and any("mostly the token position" in p for p in unit.problems())
+    # matched norms: content and position both count, no warning (a fresh 2-block model's updates are small)
+    assert big.block_ratio < balanced.block_ratio and 0.15 <= balanced.run_share < big.run_share
+    assert not balanced.problems()
+    assert big.input_sd == pytest.approx(400 * float(x.std()), rel=1e-4)
+
+
+def test_calibrated_gain_matches_patch_and_position_norms():
+    enc, x = _model().target_encoder, _windows()
+    gain = calibrate_gain(enc, x)
+    health = encoder_health(enc, x * gain)
+    assert health.patch_norm == pytest.approx(health.pos_norm, rel=1e-4)
+    assert calibrate_gain(enc, 10 * x) == pytest.approx(gain / 10, rel=1e-5)  # linear in the input scale
+    with pytest.raises(ValueError, match="zero patch embedding"):
+        calibrate_gain(enc, torch.zeros_like(x))
+
+
+def test_health_needs_two_windows_and_restores_training_mode():
+    enc = _model().target_encoder.train()
+    with pytest.raises(ValueError, match="at least 2 windows"):
+        encoder_health(enc, _windows(1))
+    encoder_health(enc, _windows(2))
+    assert enc.training
+
+
+def test_gain_is_part_of_the_normalisation_record():
+    x = np.random.default_rng(0).standard_normal((R, T)) * 3 + 5
+    scaled = RoiZScore().with_gain(7.5)
+    np.testing.assert_allclose(scaled(x), 7.5 * RoiZScore()(x), rtol=1e-6)
+    record = scaled.to_dict()
+    assert record == {"kind": "roi_zscore", "eps": 0.0, "gain": 7.5}
+    np.testing.assert_array_equal(normalizer_from_dict(record)(x), scaled(x))
+    assert "gain" not in RoiZScore().to_dict()  # records written before gains existed read the same
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ConfigError, match="input gain"):
+            RoiZScore().with_gain(bad)
+    with pytest.raises(ConfigError, match="gain must be a number"):
+        normalizer_from_dict({"kind": "none", "gain": "big"})
+
+
+def test_holdout_split_keeps_subjects_apart(store):
+    runs = RunStore(store)
+    subjects = runs.manifest["subject"].astype(str).to_numpy()
+    train, held = holdout_split(runs, 0.2, seed=0)
+    assert np.unique(subjects[held]).size == round(0.2 * np.unique(subjects).size)
+    assert not set(subjects[train]) & set(subjects[held])
+    assert sorted([*train, *held]) == list(range(len(runs)))
+    assert np.array_equal(holdout_split(runs, 0.2, seed=0)[1], held)  # a function of the seed
+    assert holdout_split(runs, 0.01, seed=0)[1].size > 0  # at least one subject when asked for any
+    assert holdout_split(runs, 0.0, seed=0)[1].size == 0
+
+
+def _config(store: Path, **extra) -> list[str]:
+    base = {"data.path": str(store), "data.crop_size": f"[{R},{T}]", "data.batch_size": 4, "data.num_workers": 0,
+            "data.sampling_rate": 1, "data.pin_mem": "false", "data.gradient_components": 4,
+            "data.gradient_sparsity": 0.5, "meta.model_name": "vit_tiny", "meta.embed_dim": 32, "meta.depth": 2,
+            "meta.num_heads": 2, "meta.pred_emb_dim": 16, "meta.pred_depth": 1, "meta.precision": "fp32",
+            "meta.accumulation_steps": 1, "optimization.epochs": 2, "optimization.warmup": 1,
+            "data.holdout": 0.2, "logging.eval_every": 3, "logging.checkpoint_every": 100}
+    return [f"{k}={v}" for k, v in {**base, **extra}.items()]
+
+
+@pytest.fixture(scope="module")
+def run(store, tmp_path_factory) -> Path:
+    return pretrain(load_config(None, _config(store)), tmp_path_factory.mktemp("runs") / "run")
+
+
+def test_pretraining_logs_heldout_loss_and_health(run):
+    with open(run / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    measured = [r for r in rows if r["heldout_loss"]]
+    assert [int(r["step"]) for r in measured] == [s for s in range(1, len(rows) + 1) if s % 3 == 0]
+    assert len(rows) % 3 == 0  # so the last step has a measurement, which summary.json repeats as "end"
+    for r in measured:
+        assert float(r["heldout_loss"]) > 0 and 0 < float(r["run_share"]) < 1 and float(r["block_ratio"]) > 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["heldout_subjects"] == 3  # 20% of 16 subjects
+    assert summary["start"]["heldout_loss"] > 0 and summary["end"] == {
+        k: pytest.approx(float(measured[-1][k])) for k in summary["end"]}
+    # the default input scale: a ROI z-score times the gain that matched patch and position norms at init
+    model = BrainJEPA.from_pretrained(run)
+    record = model.metadata["normalization"]
+    assert record["kind"] == "roi_zscore" and record["gain"] == pytest.approx(summary["input_gain"])
+    assert summary["start"]["patch_norm"] == pytest.approx(summary["start"]["pos_norm"], rel=0.05)
+    assert model.metadata["input_sd"] == pytest.approx(summary["start"]["input_sd"])
+
+
+def test_resume_keeps_the_gain_the_run_started_with(store, tmp_path):
+    cfg = load_config(None, _config(store, **{"optimization.max_steps": 2, "logging.checkpoint_every": 1}))
+    first = pretrain(cfg, tmp_path / "r")
+    gain = json.loads((first / "summary.json").read_text())["input_gain"]
+    longer = load_config(None, _config(store, **{"optimization.max_steps": 4, "logging.checkpoint_every": 1}))
+    pretrain(longer, tmp_path / "r", resume=True)
+    assert json.loads((first / "summary.json").read_text())["input_gain"] == gain  # not re-calibrated
+
+
+def test_degenerate_input_scale_is_warned_about_by_name(store, tmp_path, caplog):
+    cfg = load_config(None, _config(store, **{"data.input_gain": 300, "optimization.max_steps": 1}))
+    with caplog.at_level(logging.WARNING):
+        pretrain(cfg, tmp_path / "big")
+    assert "DEGENERATE ENCODER? the blocks change the residual stream by only" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        pretrain(load_config(None, _config(store, **{"data.input_gain": 1, "optimization.max_steps": 1})),
+                 tmp_path / "unit")
+    assert "mostly the token position" in caplog.text
+
+
+def test_holdout_that_leaves_no_batch_is_refused_by_name(store, tmp_path):
+    with pytest.raises(ConfigError, match="data.holdout"):
+        pretrain(load_config(None, _config(store, **{"data.holdout": 0.8, "data.batch_size": 8})), tmp_path / "x")
+
+
+def test_embed_warns_when_the_data_have_another_scale(run, caplog):
+    model = BrainJEPA.from_pretrained(run)
+    x = np.random.default_rng(0).standard_normal((4, R, T)).astype(np.float32)
+    with caplog.at_level(logging.INFO):
+        embed(model, x)  # the model's own pipeline (ROI z-score x gain): same scale as in training
+    assert "encoder health on 4 windows" in caplog.text and "another scale" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        from brainjepa.evaluation.embed import EmbedOptions
+
+        embed(model, x * 500, options=EmbedOptions(normalization="none"))
+    assert "another scale than the model was trained on" in caplog.text
+
+
+def test_collapse_monitor_fires_on_a_per_patch_map():
+    """The default small model measured on the real sample: target rank 8.0 under robust scaling of demeaned runs
+    (the per-patch map), 21-24 at any healthy input scale (benchmarks/RESULTS.md, "Input scale")."""
+    healthy, patch_map = ({"target_std": 0.9, "target_rank": r} for r in (21.4, 7.98))
+    assert collapse_warning(healthy, 96, 16) is None
+    assert "linear map spans no more" in collapse_warning(patch_map, 96, 16)
+    assert collapse_warning({"target_std": 0.9, "target_rank": 9.0}, 32, 16) is None  # floor min(16, 32 / 4) = 8
+    assert "COLLAPSE" in collapse_warning({"target_std": 0.01, "target_rank": 40.0}, 96, 16)
