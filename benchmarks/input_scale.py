@@ -117,16 +117,16 @@ def main() -> None:
             results.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     (out / "input_scale.json").write_text(json.dumps(results, indent=2) + "\n")
-    print("| data | option | gain | input SD | block ratio init -> trained | run share init -> trained "
-          "| held-out loss init -> trained |")
-    print("|---|---|---|---|---|---|---|")
+    print("| data | option | gain | input SD | patch / position norm | block ratio init -> trained "
+          "| run share init -> trained | held-out loss init -> trained |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         i, t = r["init"], r["trained"]
-        drop = 1 - r["heldout_loss_end"] / r["heldout_loss_init"]
-        print(f"| {r['copy']} | {r['option']} | {r['gain']:.3g} | {t['input_sd']:.3g} | {i['block_ratio']:.3f} -> "
-              f"**{t['block_ratio']:.3f}** | {i['run_share']:.2f} -> **{t['run_share']:.2f}** | "
-              f"{r['heldout_loss_init']:.4f} -> {r['heldout_loss_end']:.4f} ({100 * drop:+.0f}%) |")
-
+        change = 100 * (r["heldout_loss_end"] / r["heldout_loss_init"] - 1)
+        print(f"| {r['copy']} | {r['option']} | {r['gain']:.3g} | {t['input_sd']:.3g} | "
+              f"{t['patch_norm'] / t['pos_norm']:.2g} | {i['block_ratio']:.3f} -> **{t['block_ratio']:.3f}** | "
+              f"{i['run_share']:.2f} -> **{t['run_share']:.2f}** | {r['heldout_loss_init']:.3f} -> "
+              f"{r['heldout_loss_end']:.3f} ({change:+.0f}%) |")
 
 if __name__ == "__main__":
     main()
