@@ -741,19 +741,22 @@ def surrogate_bold(stats: StoreStatistics, config: SurrogateConfig, *, progress:
 
 
 def surrogate_store(out: str | Path, like: str | Path | RunStore, config: SurrogateConfig, *,
-                    events: str | Path | None = None, overwrite: bool = False, progress: bool = True) -> RunStore:
+                    events: str | Path | None = None, overwrite: bool = False, progress: bool = True,
+                    stats: StoreStatistics | None = None) -> RunStore:
     """Write `config.subjects` surrogate subjects of the store `like` into a new store at `out` and return it.
 
     Same ROI count, labels and TR as `like`; subjects ``sur0000``... (one run each, phenotype column ``evoked``);
     ``metadata["surrogate"]`` records that the data are surrogates, the source store, the method, the config, the
-    fitted statistics' summary and the shared design; ``metadata["atlas"]`` is copied from the source.
+    fitted statistics' summary and the shared design; ``metadata["atlas"]`` is copied from the source. `stats`
+    (from `fit_store_statistics(like, events=...)`) skips the fit, e.g. when writing several sizes.
 
     Raises:
         DataError / ConfigError: no such store, bad config, unusable events (see `fit_store_statistics`).
     """
     config.validate()
     source = like if isinstance(like, RunStore) else RunStore(like)
-    stats = fit_store_statistics(source, events=events, progress=progress)
+    if stats is None:
+        stats = fit_store_statistics(source, events=events, progress=progress)
     eps = surrogate_jitter(stats, config)
     design = stats.design(config.frames)
     width = max(4, len(str(config.subjects - 1)))
