@@ -156,7 +156,7 @@ def probe_rate(children: list[Child], lo: int, hi: int) -> dict[str, float]:
     for c in children:
         if lo not in c.seen or hi not in c.seen:
             raise RuntimeError(f"probe {c.name} did not reach step {hi} (exit {c.rc}); see {c.log_path}")
-        rate = (c.seen[hi] - c.seen[lo]) / (hi - lo)
+        rate = max((c.seen[hi] - c.seen[lo]) / (hi - lo), 1e-4)
         per.append(rate)
         start.append(c.seen[lo] - c.started - lo * rate)
         tail.append((c.ended or c.seen[hi]) - c.seen[hi])
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     g1_steps = args.g1_steps
     if args.probe_steps:
         lo, hi = min(10, args.probe_steps // 2), args.probe_steps
-        probe = g1_children("probe_g1", hi, ["logging.log_every=10", "logging.eval_every=1000000"])
+        probe = g1_children("probe_g1", hi, [f"logging.log_every={lo}", "logging.eval_every=1000000"])
         log(f"G1 probe: {len(probe)} runs x {hi} steps in parallel")
         run_all(probe, env, g1_end, marks=(lo, hi))
         try:
@@ -428,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.probe_steps and sizes:
         hi = max(args.probe_steps * 3 // 5, 2)
         lo = min(10, hi // 2)
-        probe = g2_children("probe_g2", hi, ["logging.log_every=10", "logging.eval_every=1000000"])
+        probe = g2_children("probe_g2", hi, [f"logging.log_every={lo}", "logging.eval_every=1000000"])
         log(f"G2 probe: {len(probe)} runs x {hi} steps in parallel")
         run_all(probe, env, g2_end, marks=(lo, hi))
         try:
