@@ -1,6 +1,6 @@
-"""The subject-level (cluster) bootstrap behind `brainjepa evaluate`'s intervals, on constructed predictions whose
-answer is known: a perfect method beats chance, identical methods differ by exactly 0, copies of a subject's runs
-add no information, and a fixed seed repeats."""
+"""The subject-level (cluster) bootstrap behind `brainjepa evaluate`'s intervals, two-level with model seeds, on
+constructed predictions whose answer is known: a perfect method beats chance, identical methods differ by exactly 0,
+copies of a subject's runs add no information, a fixed seed repeats, and disagreeing seeds widen the interval."""
 
 from __future__ import annotations
 
@@ -124,3 +124,33 @@ def test_refusals_and_too_few_subjects():
         bootstrap_interval(np.array([1.0, np.nan, 2.0, 3.0]), np.ones(4), g, "pearson_r")
     one = bootstrap_interval(y, y, ["s"] * 4, "balanced_acc")
     assert one.n == 1 and one.mean == 1.0 and np.isnan(one.low) and not one.differs
+
+
+# ------------------------------------------------------------------------------------------ two levels: seeds, subjects
+def test_a_single_model_seed_is_the_one_level_bootstrap():
+    y, g = runs()
+    p = noisy(y, 0.7, seeds=3)
+    assert bootstrap_interval(y, p[None], g, "balanced_acc") == bootstrap_interval(y, p, g, "balanced_acc")
+
+
+def test_the_interval_widens_when_model_seeds_disagree():
+    """Three model seeds of the same average quality: agreeing (each right 70% of the time) or not (55, 70 and 85%).
+    The point estimate is the seeds' mean score either way; only the two-level interval sees the disagreement."""
+    y, g = runs(subjects=40)
+    agree = np.stack([noisy(y, 0.7, seeds=2, seed=s) for s in (1, 2, 3)])  # [3 model seeds, 2 CV seeds, N]
+    disagree = np.stack([noisy(y, r, seeds=2, seed=s) for s, r in ((1, 0.55), (2, 0.7), (3, 0.85))])
+    a, d = (bootstrap_interval(y, p, g, "balanced_acc") for p in (agree, disagree))
+    for p, interval in ((agree, a), (disagree, d)):
+        assert interval.seeds == 3
+        assert interval.mean == pytest.approx(np.mean([[balanced_accuracy_score(y, row) for row in m] for m in p]))
+    assert (d.high - d.low) > 1.5 * (a.high - a.low)
+
+
+def test_paired_differences_take_each_methods_own_seeds():
+    y, g = runs(subjects=30)
+    pretrained = np.stack([noisy(y, 0.8, seeds=1, seed=s) for s in (1, 2)])  # 2 pretraining seeds
+    fresh = np.stack([noisy(y, 0.6, seeds=1, seed=s) for s in (3, 4, 5)])  # 3 random-init seeds
+    d = paired_bootstrap(y, pretrained, fresh, g, "balanced_acc")
+    assert d.differs and d.seeds == 2 and 0.1 < d.mean < 0.3
+    with pytest.raises(DataError, match="cannot be paired"):
+        paired_bootstrap(y, pretrained, fresh[:, :, :-1], g, "balanced_acc")

@@ -1,5 +1,5 @@
-"""Findings are derived from the evaluation suite's paired differences, and the report carries them: checked on
-constructed suite results whose answer is known."""
+"""Findings are derived from the evaluation suite's nulls and paired differences, and the report carries them:
+checked on constructed suite results whose answer is known."""
 
 from __future__ import annotations
 
@@ -8,93 +8,118 @@ import math
 import numpy as np
 import pytest
 
-from brainjepa.evaluation.metrics import PairedDiff
-from brainjepa.evaluation.suite import TASKS, SuiteOptions, SuiteResult, TaskResult
-from brainjepa.report.findings import Comparison, best_fc, comparisons, findings
+from brainjepa.evaluation.metrics import Interval
+from brainjepa.evaluation.results import RowResult, SuiteResult, TaskResult
+from brainjepa.evaluation.suite import TASKS, SuiteOptions
+from brainjepa.report.findings import Comparison, comparisons, findings
 from brainjepa.report.markdown import write_report
 
-PRE, RND, FC, TAN = "brainjepa", "random-init", "FC", "tangent"
+PRE, RND, FC, TAN = "brainjepa, ROI mean", "random-init, ROI mean", "FC", "tangent"
 
 
 # ------------------------------------------------------------------------------------- constructed suite results
 SUBJECTS = np.repeat(np.arange(40), 2).astype(str)  # 40 subjects, 2 runs each
 
 
-def _task(name: str, truth: np.ndarray, predictions: dict[str, np.ndarray], chance: float) -> TaskResult:
-    """A finished task whose methods predicted the 80 runs as given (one CV seed)."""
-    return TaskResult(TASKS[name], truth=truth, predictions={m: p[None] for m, p in predictions.items()},
-                      subjects=SUBJECTS, units=np.array([f"run {i}" for i in range(len(truth))]), chance=chance,
-                      n_runs=len(truth))
+def _row(name: str, pred: np.ndarray, null: np.ndarray | None) -> RowResult:
+    method, _, readout = name.partition(", ")
+    return RowResult(name, method=method, readout=readout, predictions=pred[None, None], null=null)
+
+
+def _task(name: str, truth: np.ndarray, predictions: dict[str, np.ndarray], nulls: dict[str, np.ndarray],
+          chance: float) -> TaskResult:
+    """A finished task whose rows predicted the 80 runs as given (one model seed, one CV seed)."""
+    rows = {m: _row(m, p, nulls.get(m)) for m, p in predictions.items()}
+    return TaskResult(TASKS[name], truth=truth, rows=rows, subjects=SUBJECTS,
+                      units=np.array([f"run {i}" for i in range(len(truth))]), chance=chance, n_runs=len(truth),
+                      scheme="labels shuffled within-subject", permutations=100)
 
 
 @pytest.fixture
 def suite() -> SuiteResult:
-    """condition: brainjepa right on all but 8 subjects' runs, random init guessing, FC identical to brainjepa,
-    tangent always right. rating: brainjepa unrelated to the truth, random init and FC close to it, tangent
-    partly. identification: skipped."""
+    """regulation: brainjepa right on all but 8 subjects' runs, random init guessing, FC identical to brainjepa,
+    tangent always right; nulls around 0.5. rating: brainjepa unrelated to the truth, random init and FC close to
+    it, tangent partly; nulls around -0.3 (the bias of pooled r), and tangent's score (about 0.7) clears it.
+    identification: skipped."""
     rng = np.random.default_rng(0)
-    truth = np.tile(["down", "none", "up"], 27)[:80]
+    truth = np.tile(["down", "up"], 40)
     wrong = np.isin(SUBJECTS, [str(s) for s in range(0, 40, 5)])
     pre = np.where(wrong, np.roll(truth, 1), truth)
-    condition = _task("connattractor/condition", truth, {PRE: pre, RND: rng.permutation(truth), FC: pre.copy(),
-                                                         TAN: truth.copy()}, chance=1 / 3)
+    half = rng.normal(0.5, 0.04, 100)
+    regulation = _task("connattractor/regulation", truth,
+                       {PRE: pre, RND: rng.permutation(truth), FC: pre.copy(), TAN: truth.copy()},
+                       {PRE: half, RND: half, FC: half, TAN: half}, chance=0.5)
     value = rng.normal(size=80)
+    biased = rng.normal(-0.3, 0.1, 100)
     rating = _task("connattractor/rating", value, {PRE: rng.normal(size=80), RND: value + rng.normal(0, 0.3, 80),
                                                    FC: value + rng.normal(0, 0.1, 80),
-                                                   TAN: value + rng.normal(0, 1.0, 80)}, chance=0.0)
+                                                   TAN: value + rng.normal(0, 1.0, 80)},
+                   {PRE: biased, RND: biased, FC: biased}, chance=0.0)  # tangent: no null
     skipped = TaskResult(TASKS["connattractor/identification"], reason="connattractor data: offline")
-    options = SuiteOptions(tasks=tuple(TASKS)[:3], folds=5, seeds=1, bootstrap=200)
-    return SuiteResult([skipped, condition, rating], options)
+    options = SuiteOptions(tasks=tuple(TASKS)[:3], folds=5, seeds=1, bootstrap=200, random_init_seeds=(0,))
+    return SuiteResult([skipped, regulation, rating], options)
 
 
 def test_comparisons_are_the_suites_paired_differences(suite):
-    condition, rating = suite.stats["connattractor/condition"], suite.stats["connattractor/rating"]
-    found = comparisons("connattractor/condition", condition)
-    assert [c.other for c in found] == [RND, FC, TAN]
-    assert [c.diff for c in found] == list(condition.differences.values())  # not recomputed
-    assert {c.other: c.direction for c in found} == {RND: "higher", FC: "same", TAN: "lower"}
-    assert best_fc("connattractor/condition", condition).other == TAN
-    assert best_fc("connattractor/rating", rating).other == FC
-    assert {c.other: c.direction for c in comparisons("x", rating)} == {RND: "lower", FC: "lower", TAN: "lower"}
+    regulation, rating = suite.stats["connattractor/regulation"], suite.stats["connattractor/rating"]
+    found = comparisons("connattractor/regulation", regulation)
+    assert [(c.row, c.other) for c in found] == [(PRE, RND), (PRE, FC)]  # fixed in advance; tangent is no party
+    assert [c.diff for c in found] == list(regulation.differences.values())  # not recomputed
+    assert {c.other: c.direction for c in found} == {RND: "higher", FC: "same"}
+    assert {c.other: c.direction for c in comparisons("x", rating)} == {RND: "lower", FC: "lower"}
 
 
 def _pair(low: float, high: float) -> Comparison:
-    return Comparison("t", "x", PairedDiff((low + high) / 2, low, high, 10, 0.95))
+    return Comparison("t", "a", "x", Interval((low + high) / 2, low, high, 10, 0.95))
 
 
 def test_direction_reads_only_the_interval():
     assert _pair(0.01, 0.2).direction == "higher" and _pair(-0.2, -0.01).direction == "lower"
     assert _pair(-0.01, 0.2).direction == "same" and _pair(0.0, 0.0).direction == "same"
-    assert Comparison("t", "x", PairedDiff(0.4, math.nan, math.nan, 1, 0.95)).direction == "unknown"
+    assert Comparison("t", "a", "x", Interval(0.4, math.nan, math.nan, 1, 0.95)).direction == "unknown"
 
 
-def test_findings_name_the_direction_chance_and_skips(suite):
+def test_findings_call_chance_from_the_null_and_name_directions_and_skips(suite):
     text = findings(suite, simulated=False)
-    gain = suite.stats["connattractor/condition"].differences[RND]
+    gain = suite.stats["connattractor/regulation"].differences[f"{PRE} - {RND}"]
     assert f"**{PRE} scores higher than {RND}**: balanced accuracy difference {gain.mean:+.3f} (95% CI " \
            f"{gain.low:+.3f} to {gain.high:+.3f}, 40 subjects)." in text
     assert f"{PRE} and {FC} do not differ detectably: balanced accuracy difference +0.000" in text
-    assert f"**{PRE} scores lower than {TAN}**: balanced accuracy difference" in text
     assert f"**{PRE} scores lower than {RND}**: Pearson r difference" in text  # sign taken from the numbers
-    assert f"- {TAN}: 1.000 (95% CI 1.000 to 1.000, 40 subjects), above chance (0.333)." in text
-    assert "not distinguishable from r = 0" in text
-    assert "Pretraining helped (brainjepa above random-init, interval excluding 0) on 1 of 2 tasks: " \
-           "connattractor/condition. No detectable difference: none. brainjepa below random-init: " \
-           "connattractor/rating." in text
-    assert "on 0 of 2 tasks: none; below it on connattractor/condition (tangent), connattractor/rating (FC)." in text
+    tangent = suite.stats["connattractor/regulation"].nulls[TAN]
+    assert f"- {TAN}: 1.000 (95% CI 1.000 to 1.000, 40 subjects), above chance: its null has mean " \
+           f"{tangent.mean:.3f} and 95th percentile {tangent.high:.3f} (p = 0.010; nominal chance 0.500)." in text
+    rating = suite.stats["connattractor/rating"]
+    assert rating.above_chance(FC) and not rating.above_chance(TAN)
+    assert f"- {TAN}: " in text and "no permutation null for this row, so it is not called above chance" in text
+    assert "Pretraining helped (brainjepa above random-init with the same readout, interval excluding 0) on 1 of " \
+           f"2 comparisons: connattractor/regulation ({PRE}). No detectable difference: none. brainjepa below " \
+           f"random-init: connattractor/rating ({PRE})." in text
+    assert f"on 1 of 2 comparisons: connattractor/regulation ({PRE}: no detectable difference); below it on " \
+           f"connattractor/rating ({PRE})." in text
+    assert f"These tables show {suite.intervals_read()} intervals" in suite.to_markdown()
+    assert suite.intervals_read() == 2 * (4 + 2)
     assert "connattractor/identification was skipped: connattractor data: offline" in text
     assert "simulated" not in text
     assert "simulated data" in findings(suite, simulated=True)
 
 
 def test_findings_change_when_the_numbers_do(suite):
-    condition = suite.results[1]
-    condition.predictions[TAN] = condition.predictions[PRE].copy()  # tangent now exactly as good as brainjepa (and
-    # as FC: of equal baselines the best is the first, FC)
+    regulation = suite.results[1]
+    regulation.rows[FC].predictions = regulation.rows[TAN].predictions.copy()  # FC now always right
     text = findings(suite, simulated=False)
-    assert f"{PRE} and {TAN} do not differ detectably" in text
-    assert "on 1 of 2 tasks: connattractor/condition (no detectable difference from FC); below it on " \
-           "connattractor/rating (FC)." in text
+    assert f"**{PRE} scores lower than {FC}**" in text
+    assert f"below it on connattractor/regulation ({PRE}), connattractor/rating ({PRE})." in text
+
+
+def test_a_score_above_nominal_chance_is_not_called_above_chance_inside_its_null(suite):
+    regulation = suite.results[1]
+    regulation.rows[PRE].null = np.full(100, 0.95)  # a null this high: 0.8 is chance for this pipeline
+    text = findings(suite, simulated=False)
+    score = suite.stats["connattractor/regulation"].scores[PRE]
+    assert score.mean == pytest.approx(0.8) and score.low > 0.5  # far above the nominal 0.5
+    assert f"- {PRE}: 0.800 (95% CI {score.low:.3f} to {score.high:.3f}, 40 subjects), not above chance: its null " \
+           "has mean 0.950 and 95th percentile 0.950 (p = 1.000; nominal chance 0.500)." in text
 
 
 # ------------------------------------------------------------------------------------------------ report.md
@@ -117,4 +142,4 @@ def test_report_carries_the_suite_table_and_derived_findings(suite, tmp_path, da
     assert findings_text.strip().startswith("## 7. Findings\n\n" + findings(suite, simulated=data == "simulated"))
     assert ("simulated data" in text) == (data == "simulated")
     assert "| evaluation | 42 |" in text and "5 folds x\n1 seed(s)" in text
-    assert "--folds 5 --seeds 1 --bootstrap 200 --random-init-seed 0" in text
+    assert "--folds 5 --seeds 1 --bootstrap 200 --permutations 200 --random-init-seeds 0" in text

@@ -3,8 +3,9 @@
 Classification reports accuracy, balanced accuracy, F1 and ROC AUC (binary: F1 and AUC of the larger label;
 multi-class: macro F1 and one-vs-rest macro AUC). Regression reports MAE, MSE and Pearson r (the reference's
 "r2" is a Pearson r, not R^2). Intervals on a score or a difference come from `bootstrap_interval` /
-`paired_bootstrap`, a subject-level (cluster) bootstrap of the out-of-fold predictions (`brainjepa evaluate` and
-the quickstart's findings). scikit-learn and scipy are imported inside the functions.
+`paired_bootstrap`, a subject-level (cluster) bootstrap of the out-of-fold predictions, two-level (model seeds,
+then subjects) when a method was run with several seeds (`brainjepa evaluate` and the quickstart's findings); each
+is an `Interval`. scikit-learn and scipy are imported inside the functions.
 """
 
 from __future__ import annotations
@@ -154,96 +155,123 @@ def summarize(results: Sequence[dict[str, float]]) -> dict[str, tuple[float, flo
 
 
 @dataclass(frozen=True)
-class PairedDiff:
-    """Mean of the paired differences a - b, its confidence interval [low, high] and the number of pairs n."""
+class Interval:
+    """A score or a difference of scores with its confidence interval.
+
+    Attributes:
+        mean: the point estimate (a score, or score a - score b for a paired difference).
+        low, high: the interval's limits (NaN when there is none: fewer than 2 subjects).
+        n: subjects resampled.
+        confidence: the interval's coverage.
+        seeds: model seeds the estimate averages (1: one model, or a method without weights); with several, the
+            interval resamples them too (two-level bootstrap). For a difference, the seeds of side a.
+    """
 
     mean: float
     low: float
     high: float
     n: int
     confidence: float
+    seeds: int = 1
 
     @property
     def differs(self) -> bool:
         """Whether the interval excludes 0 (a NaN interval, from too few subjects, never does)."""
-        return bool(self.low > 0 or self.high < 0)
+        return self.excludes(0.0)
+
+    def excludes(self, value: float) -> bool:
+        """Whether `value` lies outside [low, high] (never, for a NaN interval)."""
+        return bool(self.low > value or self.high < value)
 
 
 # ------------------------------------------------------------------------------------------ subject bootstrap
 def bootstrap_interval(
     y_true: Sequence, y_pred: Sequence | np.ndarray, groups: Sequence, metric: str, *, n_boot: int = 2000,
     confidence: float = 0.95, seed: int = 0,
-) -> PairedDiff:
-    """One method's score with a subject-level (cluster) bootstrap percentile interval.
+) -> Interval:
+    """One method's score with a subject-level (cluster) bootstrap percentile interval; two-level with seeds.
 
-    The score is `metric` of all out-of-fold predictions, averaged over the CV seeds. Each of `n_boot` resamples
-    draws as many subjects (`groups`) as there are, with replacement, takes every run of each drawn subject
-    (several times if drawn several times) and recomputes the score; the interval is the resamples' percentiles.
-    Resampling subjects, not runs, because the runs of one subject are not independent. The interval stays inside
-    the metric's range (a balanced accuracy interval inside [0, 1]).
+    The score is `metric` of all out-of-fold predictions, averaged over the CV seeds, then over the model seeds.
+    Each of `n_boot` resamples draws as many subjects (`groups`) as there are, with replacement, takes every run of
+    each drawn subject (several times if drawn several times) and recomputes the score; with M > 1 model seeds
+    (predictions [M, S, N]: several pretraining or random-init seeds) it also draws M seeds with replacement and
+    averages the drawn seeds' scores on the drawn subjects, so the interval covers seed variance as well. The
+    interval is the resamples' percentiles. Resampling subjects, not runs, because the runs of one subject are not
+    independent. The interval stays inside the metric's range (a balanced accuracy interval inside [0, 1]).
 
     Args:
         y_true: true label or value of each of the N units (runs) [N].
-        y_pred: out-of-fold predictions, [N] or [S, N] for S cross-validation seeds.
+        y_pred: out-of-fold predictions, [N], [S, N] for S cross-validation seeds, or [M, S, N] for M model seeds.
         groups: subject of each unit [N].
         metric: one of `BOOTSTRAP_METRICS`: "accuracy", "balanced_acc" (mean recall over the classes of
             the resample's true labels) or "pearson_r".
         n_boot: number of resamples (>= `MIN_BOOTSTRAP`).
         confidence: coverage of the interval, in (0, 1).
-        seed: seed of the subject draws; the same seed draws the same subjects, so intervals repeat exactly.
+        seed: seed of the subject (and model-seed) draws; the same seed draws the same subjects, so intervals
+            repeat exactly.
 
     Returns:
-        `PairedDiff` with `mean` the score, [`low`, `high`] the interval and `n` the number of subjects; NaN limits
-        with fewer than 2 subjects.
+        `Interval` with `mean` the score, [`low`, `high`] the interval, `n` the number of subjects and `seeds` = M;
+        NaN limits with fewer than 2 subjects.
 
     Raises:
         DataError: mismatched lengths, or non-finite predictions or labels for "pearson_r".
         ConfigError: an unknown metric, `n_boot` below `MIN_BOOTSTRAP` or `confidence` outside (0, 1).
     """
-    point, reps, n = _bootstrap(y_true, [y_pred], groups, metric, n_boot, confidence, seed)
-    return _percentile_interval(point[0], reps[:, 0], n, confidence)
+    point, reps, n, seeds = _bootstrap(y_true, [y_pred], groups, metric, n_boot, confidence, seed)
+    return _percentile_interval(point[0], reps[:, 0], n, confidence, seeds[0])
 
 
 def paired_bootstrap(
     y_true: Sequence, pred_a: Sequence | np.ndarray, pred_b: Sequence | np.ndarray, groups: Sequence, metric: str,
     *, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0,
-) -> PairedDiff:
+) -> Interval:
     """Score of method a minus that of method b on the same units, with a subject-level paired bootstrap interval.
 
     Both methods are rescored on the same resamples of subjects (as in `bootstrap_interval`), so what the two share
-    (which subjects are easy) cancels in the difference. Identical predictions give a difference of exactly 0 with
-    a zero-width interval.
+    (which subjects are easy) cancels in the difference. Model seeds, where a method has several ([M, S, N]), are
+    drawn for each method independently (they are separate random processes, e.g. pretraining seeds and
+    random-init seeds). Identical single-seed predictions give a difference of exactly 0 with a zero-width interval.
 
     Args:
         y_true, groups, metric, n_boot, confidence, seed: as in `bootstrap_interval`.
-        pred_a, pred_b: out-of-fold predictions of the two methods, [N] or [S, N] each (the same shape).
+        pred_a, pred_b: out-of-fold predictions of the two methods, [N], [S, N] or [M, S, N] each, on the same N
+            units (M may differ).
 
     Returns:
-        `PairedDiff`: `mean` = score(a) - score(b), its percentile interval, `n` = subjects.
+        `Interval`: `mean` = score(a) - score(b), its percentile interval, `n` = subjects.
 
     Raises:
-        DataError / ConfigError: as in `bootstrap_interval`; also predictions of different shapes.
+        DataError / ConfigError: as in `bootstrap_interval`; also predictions of different units or CV seeds.
     """
-    if np.shape(pred_a) != np.shape(pred_b):
+    a, b = _as_3d(pred_a), _as_3d(pred_b)
+    if a.shape[1:] != b.shape[1:]:
         raise DataError(f"paired_bootstrap: predictions of shape {np.shape(pred_a)} and {np.shape(pred_b)} cannot "
                         "be paired")
-    point, reps, n = _bootstrap(y_true, [pred_a, pred_b], groups, metric, n_boot, confidence, seed)
-    return _percentile_interval(point[0] - point[1], reps[:, 0] - reps[:, 1], n, confidence)
+    point, reps, n, seeds = _bootstrap(y_true, [a, b], groups, metric, n_boot, confidence, seed)
+    return _percentile_interval(point[0] - point[1], reps[:, 0] - reps[:, 1], n, confidence, seeds[0])
 
 
-def _percentile_interval(point: float, reps: np.ndarray, n: int, confidence: float) -> PairedDiff:
+def _as_3d(pred: Sequence | np.ndarray) -> np.ndarray:
+    """Predictions as [M model seeds, S CV seeds, N units]."""
+    p = np.asarray(pred)
+    return p.reshape((1,) * (3 - p.ndim) + p.shape) if p.ndim <= 3 else p
+
+
+def _percentile_interval(point: float, reps: np.ndarray, n: int, confidence: float, seeds: int) -> Interval:
     reps = reps[np.isfinite(reps)]  # a resample can leave Pearson r undefined (one value drawn)
     if n < 2 or not np.isfinite(point) or len(reps) == 0:
-        return PairedDiff(float(point), math.nan, math.nan, n, confidence)
+        return Interval(float(point), math.nan, math.nan, n, confidence, seeds)
     low, high = np.percentile(reps, [50 * (1 - confidence), 50 * (1 + confidence)])
-    return PairedDiff(float(point), float(low), float(high), n, confidence)
+    return Interval(float(point), float(low), float(high), n, confidence, seeds)
 
 
 def _bootstrap(y_true: Sequence, preds: list, groups: Sequence, metric: str, n_boot: int, confidence: float,
-               seed: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Score of each prediction set on all units [M] and on every subject resample [n_boot, M], and the number
-    of subjects. A resample is a count per subject; each run weighs its subject's count, which is the same as
-    stacking the drawn copies, and lets every resample be scored in a few matrix products."""
+               seed: int) -> tuple[np.ndarray, np.ndarray, int, list[int]]:
+    """Score of each prediction set on all units [P] and on every resample [n_boot, P], the number of subjects
+    and each set's model seeds. A subject resample is a count per subject; each run weighs its subject's count,
+    which is the same as stacking the drawn copies, and lets every resample be scored in a few matrix products.
+    A set with M > 1 model seeds averages, per resample, the scores of M seeds drawn with replacement."""
     if metric not in BOOTSTRAP_METRICS:
         raise ConfigError(f"bootstrap metric must be one of {list(BOOTSTRAP_METRICS)}, got {metric!r}")
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < MIN_BOOTSTRAP:
@@ -251,9 +279,9 @@ def _bootstrap(y_true: Sequence, preds: list, groups: Sequence, metric: str, n_b
     if not 0 < confidence < 1:
         raise ConfigError(f"bootstrap: confidence must be in (0, 1), got {confidence}")
     y = np.asarray(y_true)
-    preds = [np.atleast_2d(np.asarray(p)) for p in preds]
+    preds = [_as_3d(p) for p in preds]
     g = np.asarray(groups)
-    if y.ndim != 1 or len(g) != len(y) or any(p.ndim != 2 or p.shape[1] != len(y) for p in preds):
+    if y.ndim != 1 or len(g) != len(y) or any(p.ndim != 3 or p.shape[2] != len(y) for p in preds):
         raise DataError(f"bootstrap: {len(y)} true labels, {len(g)} subjects and predictions of shape "
                         f"{[list(p.shape) for p in preds]} do not describe the same units")
     if len(y) == 0:
@@ -265,15 +293,28 @@ def _bootstrap(y_true: Sequence, preds: list, groups: Sequence, metric: str, n_b
             raise DataError("bootstrap: pearson_r needs finite true values and predictions")
     _, subject = np.unique(g.astype(str), return_inverse=True)
     n = int(subject.max()) + 1
-    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
-    point = np.array([_weighted_score(metric, y, p, np.ones((1, len(y))))[0].mean() for p in preds])
-    reps = np.empty((n_boot, len(preds)))
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    flat = [p.reshape(-1, len(y)) for p in preds]  # [M * S, N]
+    point = np.array([_weighted_score(metric, y, f, np.ones((1, len(y))))[0].mean() for f in flat])
+    per_seed = [np.empty((n_boot, p.shape[0])) for p in preds]
     chunk = max(1, 2**20 // len(y))  # bounds the [resamples, runs] weight matrix to ~8 MB
     for start in range(0, n_boot, chunk):
         weights = counts[start:start + chunk][:, subject]
-        for m, p in enumerate(preds):
-            reps[start:start + chunk, m] = _weighted_score(metric, y, p, weights).mean(1)
-    return point, reps, n
+        for m, (p, f) in enumerate(zip(preds, flat, strict=True)):
+            scores = _weighted_score(metric, y, f, weights)  # [B, M * S]
+            per_seed[m][start:start + chunk] = scores.reshape(len(scores), p.shape[0], p.shape[1]).mean(2)
+    reps = np.empty((n_boot, len(preds)))
+    for m, scores in enumerate(per_seed):
+        seeds = scores.shape[1]
+        if seeds == 1:
+            reps[:, m] = scores[:, 0]
+            continue
+        # Model seeds drawn per set from its own stream, so adding a set does not change another's draws.
+        draws = np.random.default_rng([seed, m + 1]).multinomial(seeds, np.full(seeds, 1.0 / seeds), size=n_boot)
+        # A seed left undrawn adds nothing, even where its score is undefined (NaN); a drawn NaN stays NaN.
+        reps[:, m] = np.where(draws > 0, scores * draws, 0.0).sum(1) / seeds
+    return point, reps, n, [p.shape[0] for p in preds]
 
 
 def _weighted_score(metric: str, y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:

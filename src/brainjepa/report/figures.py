@@ -1,10 +1,15 @@
-"""Figures for the quickstart report (matplotlib, Agg backend, PNG). Each function writes one file and returns it."""
+"""Figures for the quickstart report and `brainjepa evaluate` (matplotlib, Agg backend, PNG). Each function writes
+one file and returns it."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from brainjepa.evaluation.results import SuiteResult
 
 
 def _plt():
@@ -80,3 +85,38 @@ def pca_figure(embeddings: dict[str, np.ndarray], labels: np.ndarray, out: Path,
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def suite_figure(result: SuiteResult, out: Path) -> Path:
+    """`brainjepa evaluate`'s figure: per task, every row's score with its interval (filled: above chance, i.e.
+    clearing its permutation null), the null's mean to 95th percentile as a grey bar, and the nominal chance level
+    as a dashed line. PNG whatever the file name (atomic writes use a temporary name)."""
+    plt = _plt()
+    done = [r for r in result.results if not r.skipped]
+    fig, axes = plt.subplots(1, len(done), figsize=(max(3.6, 0.42 * _max_rows(done)) * len(done), 4.4),
+                             squeeze=False)
+    for ax, res in zip(axes[0], done, strict=True):
+        st = result.stats[res.task.name]
+        names = list(st.scores)
+        for i, name in enumerate(names):
+            d = st.scores[name]
+            if name in st.nulls:
+                null = st.nulls[name]
+                ax.plot([i, i], [null.mean, null.high], color="0.75", lw=6, solid_capstyle="butt", zorder=1)
+            err = [[d.mean - d.low], [d.high - d.mean]] if np.isfinite(d.low) else None
+            ax.errorbar([i], [d.mean], yerr=err, fmt="o", capsize=3, color="k", zorder=2,
+                        markerfacecolor="k" if st.above_chance(name) else "white")
+        ax.axhline(res.chance, ls="--", color="grey", lw=1)
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+        ax.set_title(res.task.name, fontsize=9)
+        ax.set_ylabel(res.metric)
+    fig.text(0.01, 0.01, "filled: above chance (clears its permutation null); grey bar: null mean to 95th "
+             "percentile; dashed: nominal chance", fontsize=7)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(out, dpi=110, format="png")
+    plt.close(fig)
+    return out
+
+
+def _max_rows(done: list) -> int:
+    return max(len(r.predictions) for r in done)

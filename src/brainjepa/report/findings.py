@@ -1,10 +1,12 @@
-"""The findings of an evaluation-suite run, computed from its intervals and paired differences, not written in advance.
+"""The findings of an evaluation-suite run, computed from its intervals and nulls, not written in advance.
 
-Every method of a task predicts the same runs, so the pretrained encoder is compared with each baseline by the
-suite's paired differences (`SuiteResult.stats`: `TaskStats.differences`, each a `PairedDiff` of brainjepa minus
-the other method). A comparison **differs** when its interval excludes 0; each method's own interval
-(`TaskStats.scores`) is placed against the task's chance level. How the intervals are computed is the suite's
-business (docs/evaluation.md); the sentences only read `PairedDiff`'s mean, bounds, n and `differs`.
+Every row of a task predicts the same units. A row is **above chance** only when it clears its permutation null
+(`TaskStats.above_chance`: the score exceeds the null's 95th percentile and its interval excludes the null mean),
+never merely against the nominal chance level, which a cross-validated probe can sit far from (pooled Pearson r
+under subject-grouped folds is biased negative). The suite's fixed comparisons (`brainjepa.evaluation.results.
+comparisons`: pretrained vs random init with the same readout, pretrained vs FC) **differ** when their paired
+interval excludes 0. How the intervals and nulls are computed is the suite's business (docs/evaluation.md); the
+sentences only read `Interval` and `Null`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from brainjepa.evaluation.metrics import PairedDiff
+from brainjepa.evaluation.metrics import Interval
 
 if TYPE_CHECKING:
-    from brainjepa.evaluation.suite import SuiteResult, TaskResult, TaskStats
+    from brainjepa.evaluation.nulls import Null
+    from brainjepa.evaluation.results import SuiteResult, TaskResult, TaskStats
 
 PRETRAINED = "brainjepa"
 RANDOM_INIT = "random-init"
@@ -25,11 +28,12 @@ METRIC_NAMES = {"accuracy": "identification accuracy", "balanced_acc": "balanced
 
 @dataclass(frozen=True)
 class Comparison:
-    """`diff` is the paired difference brainjepa - `other` on one task."""
+    """`diff` is the paired difference `row` - `other` on one task."""
 
     task: str
+    row: str
     other: str
-    diff: PairedDiff
+    diff: Interval
 
     @property
     def direction(self) -> str:
@@ -42,51 +46,44 @@ class Comparison:
 
 
 def comparisons(task: str, stats: TaskStats) -> list[Comparison]:
-    """brainjepa against every other method of a task, in the table's order."""
-    return [Comparison(task, other, d) for other, d in stats.differences.items()]
+    """The task's fixed comparisons, in the table's order."""
+    return [Comparison(task, *stats.pairs[label], d) for label, d in stats.differences.items()]
 
 
-def best_fc(task: str, stats: TaskStats) -> Comparison:
-    """brainjepa against the connectivity baseline (FC or tangent) that scored higher on the task."""
-    return Comparison(task, stats.best_connectivity, stats.differences[stats.best_connectivity])
-
-
-def _reference(res: TaskResult) -> str:
-    return "r = 0" if res.task.kind == "regression" else f"chance ({res.chance:.3f})"
-
-
-def _interval(d: PairedDiff, signed: bool) -> str:
+def _interval(d: Interval, signed: bool) -> str:
     fmt = "+.3f" if signed else ".3f"
-    return f"{d.confidence:.0%} CI {d.low:{fmt}} to {d.high:{fmt}}, {d.n} subjects"
+    seeds = f", {d.seeds} seeds" if d.seeds > 1 else ""
+    return f"{d.confidence:.0%} CI {d.low:{fmt}} to {d.high:{fmt}}, {d.n} subjects{seeds}"
 
 
-def method_sentence(res: TaskResult, method: str, d: PairedDiff) -> str:
-    """A method's score `d` and where its interval lies against the task's chance level."""
+def method_sentence(res: TaskResult, row: str, d: Interval, null: Null | None) -> str:
+    """A row's score and whether it clears its permutation null."""
     if math.isnan(d.low) or math.isnan(d.high):
-        return f"{method}: {d.mean:.3f} (no interval: {d.n} subject(s))."
-    if d.low > res.chance:
-        where = f"above {_reference(res)}"
-    elif d.high < res.chance:
-        where = f"below {_reference(res)}"
-    else:
-        where = f"not distinguishable from {_reference(res)}"
-    return f"{method}: {d.mean:.3f} ({_interval(d, signed=False)}), {where}."
+        return f"{row}: {d.mean:.3f} (no interval: {d.n} subject(s)); not called above chance."
+    score = f"{row}: {d.mean:.3f} ({_interval(d, signed=False)})"
+    if null is None:
+        return f"{score}; no permutation null for this row, so it is not called above chance."
+    where = "above chance" if null.cleared_by(d) else "not above chance"
+    return (f"{score}, {where}: its null has mean {null.mean:.3f} and 95th percentile {null.high:.3f} "
+            f"(p = {null.p_value:.3f}; nominal chance {res.chance:.3f}).")
 
 
 def comparison_sentence(c: Comparison, metric: str) -> str:
     d = c.diff
     if c.direction == "unknown":
-        return f"{PRETRAINED} vs {c.other}: difference {d.mean:+.3f}, no interval ({d.n} subject(s))."
+        return f"{c.row} vs {c.other}: difference {d.mean:+.3f}, no interval ({d.n} subject(s))."
     detail = f"{metric} difference {d.mean:+.3f} ({_interval(d, signed=True)})"
     if c.direction == "same":
-        return f"{PRETRAINED} and {c.other} do not differ detectably: {detail}; the interval includes 0."
-    return f"**{PRETRAINED} scores {c.direction} than {c.other}**: {detail}."
+        return f"{c.row} and {c.other} do not differ detectably: {detail}; the interval includes 0."
+    return f"**{c.row} scores {c.direction} than {c.other}**: {detail}."
 
 
 def _task_lines(res: TaskResult, stats: TaskStats) -> list[str]:
     metric = METRIC_NAMES.get(res.metric, res.metric)
-    lines = [f"**{res.task.name}** ({metric}, {res.n_runs} runs; reference {_reference(res)}):", ""]
-    lines += [f"- {method_sentence(res, m, d)}" for m, d in stats.scores.items()]
+    flag = f" {res.task.confound}." if res.task.confound else ""
+    lines = [f"**{res.task.name}** ({metric}, {res.n_runs} runs; nominal chance {res.chance:.3f}, null: "
+             f"{res.scheme}).{flag}", ""]
+    lines += [f"- {method_sentence(res, m, d, stats.nulls.get(m))}" for m, d in stats.scores.items()]
     lines += [f"- {comparison_sentence(c, metric)}" for c in comparisons(res.task.name, stats)]
     return lines + [""]
 
@@ -96,30 +93,32 @@ def _names(items: list[str]) -> str:
 
 
 def _summary(stats: dict[str, TaskStats]) -> list[str]:
-    """Across tasks: where pretraining helped (vs random init) and where the encoder kept up with the best FC."""
-    random = {t: Comparison(t, RANDOM_INIT, s.differences[RANDOM_INIT]) for t, s in stats.items()
-              if RANDOM_INIT in s.differences}
-    fc = {t: best_fc(t, s) for t, s in stats.items()}
-    by = {k: [t for t, c in random.items() if c.direction == k] for k in ("higher", "same", "lower", "unknown")}
-    kept_up = [f"{t} ({'above' if c.direction == 'higher' else 'no detectable difference from'} {c.other})"
-               for t, c in fc.items() if c.direction in ("higher", "same")]
-    below = [f"{t} ({c.other})" for t, c in fc.items() if c.direction == "lower"]
+    """Across tasks: which rows clear their nulls, where pretraining helped, where the encoder kept up with FC."""
+    found = [c for t, s in stats.items() for c in comparisons(t, s)]
+    random = [c for c in found if c.other.startswith(RANDOM_INIT)]
+    fc = [c for c in found if not c.other.startswith(RANDOM_INIT)]
+    by = {k: [f"{c.task} ({c.row})" for c in random if c.direction == k] for k in ("higher", "same", "lower")}
+    kept_up = [f"{c.task} ({c.row}: {'above' if c.direction == 'higher' else 'no detectable difference'})"
+               for c in fc if c.direction in ("higher", "same")]
+    below = [f"{c.task} ({c.row})" for c in fc if c.direction == "lower"]
+    above = [f"{t}: {', '.join(r for r in s.scores if s.above_chance(r))}" for t, s in stats.items()
+             if any(s.above_chance(r) for r in s.scores)]
     lines = [
-        f"- Pretraining helped ({PRETRAINED} above {RANDOM_INIT}, interval excluding 0) on {len(by['higher'])} of "
-        f"{len(random)} tasks: {_names(by['higher'])}. No detectable difference: {_names(by['same'])}. "
-        f"{PRETRAINED} below {RANDOM_INIT}: {_names(by['lower'])}.",
-        f"- Against the better connectivity baseline of each task (FC or tangent, whichever scored higher), "
-        f"{PRETRAINED} was above it or not detectably different on {len(kept_up)} of {len(fc)} tasks: "
-        f"{_names(kept_up)}; below it on {_names(below)}.",
+        f"- Above chance (clearing the permutation null): {'; '.join(above) or 'no row on any task'}.",
+        f"- Pretraining helped ({PRETRAINED} above {RANDOM_INIT} with the same readout, interval excluding 0) on "
+        f"{len(by['higher'])} of {len(random)} comparisons: {_names(by['higher'])}. No detectable difference: "
+        f"{_names(by['same'])}. {PRETRAINED} below {RANDOM_INIT}: {_names(by['lower'])}.",
+        f"- Against FC on the same frames, {PRETRAINED} was above it or not detectably different on {len(kept_up)} "
+        f"of {len(fc)} comparisons: {_names(kept_up)}; below it on {_names(below)}.",
     ]
-    unknown = sorted({*by["unknown"], *(t for t, c in fc.items() if c.direction == "unknown")})
+    unknown = sorted({c.task for c in found if c.direction == "unknown"})
     if unknown:
         lines.append(f"- No interval (too few subjects): {_names(unknown)}.")
     return lines
 
 
 def findings(result: SuiteResult, *, simulated: bool) -> str:
-    """Markdown stating what the suite's intervals show, across tasks and task by task.
+    """Markdown stating what the suite's intervals and nulls show, across tasks and task by task.
 
     Args:
         result: the suite's run (`brainjepa.evaluation.suite.evaluate`); skipped tasks are listed with why.
@@ -128,10 +127,10 @@ def findings(result: SuiteResult, *, simulated: bool) -> str:
     stats = result.stats
     done = [r for r in result.results if not r.skipped]
     lines = [
-        f"Computed from the suite's results above ({result.method_note()}): each method's score against the "
-        f"task's reference, and {PRETRAINED} minus every other method on the same runs. A difference is called "
-        "detectable when its interval excludes 0. Each interval stands on its own (not corrected for multiple "
-        "comparisons).",
+        f"Computed from the suite's results above ({result.method_note()}). A row is called above chance only when "
+        "it clears its permutation null; a comparison is called detectable when its paired interval excludes 0. "
+        f"The tables show {result.intervals_read()} intervals, each standing on its own (not corrected for "
+        "multiple comparisons).",
         "",
     ]
     if done:
@@ -139,7 +138,7 @@ def findings(result: SuiteResult, *, simulated: bool) -> str:
     for res in done:
         lines += _task_lines(res, stats[res.task.name])
     lines += [f"- {r.task.name} was skipped: {r.reason}" for r in result.results if r.skipped]
-    lines += ["", "No detectable difference means the interval includes 0 at this sample size, not that the methods "
+    lines += ["", "No detectable difference means the interval includes 0 at this sample size, not that the rows "
               "are equal."]
     if simulated:
         lines += ["", "These numbers come from **simulated data** (`brainjepa simulate`), whose labels were planted "
@@ -148,4 +147,4 @@ def findings(result: SuiteResult, *, simulated: bool) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Comparison", "best_fc", "comparison_sentence", "comparisons", "findings", "method_sentence"]
+__all__ = ["Comparison", "comparison_sentence", "comparisons", "findings", "method_sentence"]

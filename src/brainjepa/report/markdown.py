@@ -10,7 +10,7 @@ from brainjepa.io import atomic_write_text
 from brainjepa.report.findings import findings
 
 if TYPE_CHECKING:
-    from brainjepa.evaluation.suite import SuiteResult
+    from brainjepa.evaluation.results import SuiteResult
 
 
 def _collapse_summary(metrics_csv: Path) -> str:
@@ -38,14 +38,16 @@ def _settings(suite: SuiteResult) -> str:
     o = suite.options
     return (f"{o.folds} subject-grouped folds x {o.seeds} seed(s); encoder rows: {o.head} head on "
             f"`{o.encoder_pooling}` pooling, layer {o.embed.layer}, {o.embed.windows} window(s), normalisation "
-            f"`{o.embed.normalization}`, {o.embed.encoder} encoder; random-init weight seed {o.random_init_seed}")
+            f"`{o.embed.normalization}`, {o.embed.encoder} encoder; random-init weight seeds "
+            f"{' '.join(map(str, o.random_init_seeds))}; {o.permutations} permutations per null")
 
 
 def _evaluate_command(suite: SuiteResult, out: Path) -> str:
     o = suite.options
     stores = " ".join(f"--store {name}={path}" for name, path in o.stores.items())
     return (f"brainjepa evaluate --model {out}/run --out {out}/evaluate --tasks {' '.join(o.tasks)} {stores} "
-            f"--folds {o.folds} --seeds {o.seeds} --bootstrap {o.bootstrap} --random-init-seed {o.random_init_seed}")
+            f"--folds {o.folds} --seeds {o.seeds} --bootstrap {o.bootstrap} --permutations {o.permutations} "
+            f"--random-init-seeds {' '.join(map(str, o.random_init_seeds))}")
 
 
 def _time_table(seconds: dict[str, float]) -> str:
@@ -123,7 +125,7 @@ brainjepa pretrain --config {o}/run/config.yaml --out {o}/run-again
 
 ## 5. Embeddings
 
-The evaluation suite's embeddings of each run (section 6; `{suite.options.encoder_pooling}` pooling, flattened),
+The evaluation suite's embeddings of each run (section 6; `{suite.options.encoder_poolings[0]}` pooling, flattened),
 pretrained (`brainjepa`) and at random init (`random-init`); first two principal components, coloured by
 `{label}`.
 
@@ -136,11 +138,13 @@ brainjepa embed --model {o}/run --data {store} --out {o}/embeddings.npy
 ## 6. Evaluation suite
 
 `brainjepa evaluate` on this run's model and store (`docs/evaluation.md` in the brainjepa repository explains the
-tasks, methods and intervals): the pretrained encoder (`brainjepa`), the same architecture with random weights
-(`random-init`), Fisher-z functional connectivity (`FC`) and tangent-space connectivity (`tangent`), each
-scored on the same runs; {_settings(suite)}. The difference columns are brainjepa minus the other row on the same
-runs. Files: `evaluate/evaluate.csv` (every score and difference), `evaluate/evaluate_units.csv` (every
-prediction), `evaluate/evaluate.md`.
+tasks, rows, nulls and intervals): the pretrained encoder (`brainjepa`) and the same architecture with random
+weights (`random-init`), each read out per ROI (ROI mean) and second-order (token FC); a no-learning patch
+embedding; the raw window; GLM betas (when the data have events); Fisher-z functional connectivity (`FC`) and
+tangent-space connectivity (`tangent`) on the frames the encoders see, and whole-run FC; each scored on the same
+units against its own permutation null; {_settings(suite)}. The differences are fixed in advance: brainjepa minus
+random init with the same readout, and minus FC. Files: `evaluate/evaluate.csv` (every score, null and
+difference), `evaluate/evaluate_units.csv` (every prediction), `evaluate/evaluate.md`.
 
 {suite.to_markdown()}
 

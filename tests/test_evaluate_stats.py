@@ -1,0 +1,201 @@
+"""The statistical parts of `brainjepa evaluate`, on constructed data whose answer is known: the closed-form ridge
+equals scikit-learn's pipeline, permutation nulls find the negative bias of pooled Pearson r and let a planted
+signal through, identification and its null, tangent features fitted on training runs only, GLM betas, token FC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from brainjepa.errors import ConfigError, DataError
+from brainjepa.evaluation.baselines import TangentFeatures, functional_connectivity, mean_patch_profile, token_fc
+from brainjepa.evaluation.glm import canonical_hrf, event_regressors, glm_betas
+from brainjepa.evaluation.identification import identification_null, identify_subjects
+from brainjepa.evaluation.metrics import Interval
+from brainjepa.evaluation.nulls import Null, permutations, score_many
+from brainjepa.evaluation.ridge import ALPHAS, RidgeCV, cv_plan, decode, encode
+
+
+# ------------------------------------------------------------------------------------------------ ridge
+def test_ridge_predictions_equal_scikit_learns_standardised_ridge():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(36, 50)) * rng.uniform(0.1, 10, 50) + 3
+    y = x[:, :3].sum(1) + rng.normal(size=36)
+    groups = np.repeat(np.arange(12), 3)
+    plan = cv_plan(y, groups, task="regression", folds=3, seeds=1)
+    pred = decode(RidgeCV(x, plan, alphas=(1.0,)).predict(encode(y, "regression")[0][None]), None)[0, 0]
+    for split in plan[0]:
+        z = StandardScaler().fit(x[split.train])
+        scale = (z.transform(x[split.train]) ** 2).sum() / len(split.train)  # mean eigenvalue of the kernel
+        ref = make_pipeline(StandardScaler(), Ridge(alpha=scale)).fit(x[split.train], y[split.train])
+        assert pred[split.test] == pytest.approx(ref.predict(x[split.test]), abs=1e-8)
+
+
+def test_ridge_finds_a_planted_class_signal_and_uses_subject_grouped_folds():
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(20), 2)
+    y = np.tile(["down", "up"], 20)
+    x = rng.normal(size=(40, 30)) + 1.5 * (y == "up")[:, None] * (np.arange(30) < 5)
+    plan = cv_plan(y, groups, task="classification", folds=5, seeds=2)
+    for seed in plan:
+        for split in seed:
+            assert not set(groups[split.train]) & set(groups[split.test])
+            assert all(not set(groups[split.train][tr]) & set(groups[split.train][va]) for tr, va in split.inner)
+    targets, classes = encode(y, "classification")
+    pred = decode(RidgeCV(x, plan).predict(targets[None]), classes)[0]
+    assert pred.shape == (2, 40) and set(pred.ravel()) <= {"down", "up"}
+    assert (pred == y).mean() > 0.85
+    assert len(ALPHAS) == 8
+
+
+# ------------------------------------------------------------------------------------------------ nulls
+def test_within_subject_permutations_keep_each_subjects_labels():
+    groups = np.repeat(["a", "b", "c"], [2, 3, 1])
+    y = np.array([0, 1, 5, 6, 7, 9])
+    perms = permutations(groups, "within-subject", 50, seed=0)
+    assert perms.shape == (50, 6)
+    for p in perms:
+        for g in "abc":
+            assert sorted(y[p][groups == g]) == sorted(y[groups == g])
+    assert perms[:, 5].tolist() == [5] * 50  # a subject with one unit keeps it
+    assert np.array_equal(perms, permutations(groups, "within-subject", 50, seed=0))
+    with pytest.raises(DataError, match="one unit per subject"):
+        permutations(groups, "across-subjects", 5)
+    with pytest.raises(ConfigError, match="permutation scheme"):
+        permutations(groups, "anywhere", 5)
+
+
+def _rating_like(seed: int = 0, subjects: int = 30, runs: int = 3):
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(subjects), runs)
+    y = rng.normal(size=subjects)[groups] * 2 + rng.normal(size=len(groups))  # mostly between subjects
+    return y, groups
+
+
+def _null_of(x, y, groups, n=100):
+    """Pooled out-of-fold Pearson r of the suite's ridge and its across-label-permutation null."""
+    plan = cv_plan(y, groups, task="regression", folds=5, seeds=1)
+    perms = permutations(groups, "within-subject", n, seed=0)
+    targets = encode(y, "regression")[0]
+    pred = decode(RidgeCV(x, plan).predict(np.concatenate([targets[None], targets[perms]])), None)
+    score = score_many("pearson_r", y[None], pred[:1])[0]
+    return score, Null(score_many("pearson_r", y[perms], pred[1:]), score, "within-subject")
+
+
+def test_pooled_r_on_noise_features_has_a_negative_null_and_is_not_called_above_chance():
+    y, groups = _rating_like()
+    x = np.random.default_rng(5).normal(size=(len(y), 200))
+    score, null = _null_of(x, y, groups)
+    assert null.mean < -0.1  # the bias the nominal chance level (r = 0) hides
+    assert null.n == 100 and 0 < null.p_value <= 1
+    interval = Interval(score, score - 0.1, score + 0.1, 30, 0.95)
+    assert not null.cleared_by(interval)
+
+
+def test_a_planted_signal_clears_the_null():
+    y, groups = _rating_like(seed=2)
+    rng = np.random.default_rng(3)
+    x = np.column_stack([y + rng.normal(0, 0.5, len(y)), rng.normal(size=(len(y), 50))])
+    score, null = _null_of(x, y, groups)
+    assert score > 0.7 and score > null.high and null.p_value == pytest.approx(1 / 101)
+    assert null.cleared_by(Interval(score, score - 0.1, score + 0.05, 30, 0.95))
+    # The interval must also exclude the null mean: a score above the 95th percentile with a wide interval is not
+    # enough.
+    assert not null.cleared_by(Interval(score, null.mean - 0.01, score + 0.1, 30, 0.95))
+
+
+def test_score_many_matches_the_metrics():
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(0)
+    truth = rng.choice(["a", "b", "c"], (4, 30))
+    pred = rng.choice(["a", "b", "c"], (4, 2, 30))
+    expected = [np.mean([balanced_accuracy_score(t, p) for p in ps]) for t, ps in zip(truth, pred, strict=True)]
+    assert score_many("balanced_acc", truth, pred) == pytest.approx(expected)
+    values, fitted = rng.normal(size=(3, 20)), rng.normal(size=(3, 2, 20))
+    expected = [np.mean([np.corrcoef(t, p)[0, 1] for p in ps]) for t, ps in zip(values, fitted, strict=True)]
+    assert score_many("pearson_r", values, fitted) == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------------------------------ identification
+def test_identification_identical_features_are_found_and_random_ones_at_chance():
+    rng = np.random.default_rng(0)
+    subjects = np.repeat([f"s{i}" for i in range(40)], 3)
+    sessions = np.tile(["a", "b", "c"], 40)
+    own = rng.normal(size=(40, 50))
+    same = identify_subjects(np.repeat(own, 3, axis=0), subjects, sessions)
+    assert same.accuracy == 1.0 and same.chance == pytest.approx(1 / 40) and same.queries == 40 * 6
+    assert same.by_pair() == {p: 1.0 for p in ("a->b", "a->c", "b->a", "b->c", "c->a", "c->b")}
+    noise = identify_subjects(rng.normal(size=(120, 50)), subjects, sessions)
+    assert noise.accuracy < 0.1 and noise.chance == pytest.approx(1 / 40)
+    null = identification_null([same, noise], 400, seed=0)
+    assert null.shape == (400,) and null.mean() == pytest.approx(1 / 40, abs=0.01)
+    # A subject missing a session takes part only in the pairs it has; chance follows the candidate counts.
+    keep = ~((subjects == "s0") & (sessions == "a"))
+    partial = identify_subjects(np.repeat(own, 3, axis=0)[keep], subjects[keep], sessions[keep])
+    pairs_without_s0, pairs_with_s0 = 4, 2  # (a, b), (a, c), (b, a), (c, a) lack s0; (b, c), (c, b) have it
+    expected = (pairs_without_s0 + pairs_with_s0) / (pairs_without_s0 * 39 + pairs_with_s0 * 40)
+    assert partial.accuracy == 1.0 and partial.chance == pytest.approx(expected)
+
+
+def test_identification_refusals():
+    with pytest.raises(DataError, match="subject 's0' has two runs labelled 'a'"):
+        identify_subjects(np.zeros((2, 3)), ["s0", "s0"], ["a", "a"])
+    with pytest.raises(DataError, match="two sessions .* shared by at least two subjects"):
+        identify_subjects(np.zeros((2, 3)), ["s0", "s1"], ["a", "b"])
+
+
+# ------------------------------------------------------------------------------------------ features
+def test_tangent_features_are_fitted_on_training_runs_only():
+    rng = np.random.default_rng(0)
+    series = [rng.normal(size=(5, 60)) for _ in range(8)]
+    train, test = np.arange(6), np.array([6, 7])
+    x_train, x_test = TangentFeatures(series)(train, test)
+    assert x_train.shape == (6, 10) and x_test.shape == (2, 10)  # 5 ROIs: 10 pairs, diagonal left out
+    changed = series[:6] + [rng.normal(size=(5, 60)) * 3 + rng.normal(size=(5, 1)) * rng.normal(size=(1, 60)),
+                            series[7]]
+    again_train, again_test = TangentFeatures(changed)(train, test)
+    assert np.allclose(again_train, x_train)  # a test run cannot move the training features
+    assert np.allclose(again_test[1], x_test[1]) and not np.allclose(again_test[0], x_test[0])
+    # At the reference itself (one run, fitted on itself) the tangent vector is 0.
+    assert np.allclose(TangentFeatures(series[:1]).all_runs(), 0, atol=1e-8)
+
+
+def test_token_fc_is_the_fc_of_centred_token_trajectories():
+    rng = np.random.default_rng(0)
+    tokens = rng.normal(size=(2, 4 * 5, 3))  # 4 ROIs x 5 time patches, width 3
+    shifted = tokens + np.repeat(rng.normal(size=(2, 4, 3)), 5, axis=1)  # a constant per ROI changes nothing
+    got = token_fc(tokens, 4)
+    assert got.shape == (2, 6) and np.allclose(token_fc(shifted, 4), got, atol=1e-6)
+    trajectories = tokens.reshape(2, 4, 5, 3)
+    trajectories = (trajectories - trajectories.mean(2, keepdims=True)).reshape(2, 4, 15)
+    assert np.allclose(got, functional_connectivity(trajectories), atol=1e-5)
+    with pytest.raises(DataError, match="at least 2 tokens per ROI"):
+        token_fc(tokens[:, :4], 4)
+
+
+def test_mean_patch_profile_averages_each_rois_patches():
+    w = np.arange(2 * 3 * 8, dtype=float).reshape(2, 3, 8)
+    got = mean_patch_profile(w, 4)
+    assert got.shape == (2, 3, 4) and np.allclose(got, (w[..., :4] + w[..., 4:]) / 2)
+
+
+def test_glm_recovers_planted_event_responses():
+    tr, frames = 2.0, 160
+    events = pd.DataFrame({"onset_run": [10.0, 47.0, 85.0, 121.0, 160.0, 200.0, 240.0, 280.0],
+                           "duration": [12.5, 11.0] * 4, "trial_type": ["heat", "rating"] * 4})
+    times = np.arange(frames) * tr
+    x = event_regressors(events, times)
+    assert x.shape == (frames, 2) and x[:5].max() < 1e-3  # nothing before the first onset's response
+    betas_true = np.array([[2.0, 0.0], [0.0, -1.0], [1.0, 1.0]])
+    rng = np.random.default_rng(0)
+    window = betas_true @ x.T + 5.0 + 0.01 * times + 0.05 * rng.normal(size=(3, frames))
+    assert glm_betas(window, times, events) == pytest.approx(betas_true, abs=0.1)
+    hrf = canonical_hrf(dt=0.1)
+    assert hrf.sum() == pytest.approx(1.0) and 4.5 <= hrf.argmax() * 0.1 <= 5.5
+    with pytest.raises(DataError, match="no columns"):
+        event_regressors(events.drop(columns="trial_type"), times)
