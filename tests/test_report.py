@@ -13,6 +13,7 @@ from brainjepa.evaluation.results import RowResult, SuiteResult, TaskResult
 from brainjepa.evaluation.suite import TASKS, SuiteOptions
 from brainjepa.report.findings import Comparison, comparisons, findings
 from brainjepa.report.markdown import write_report
+from brainjepa.report.tables import suite_tables
 
 PRE, RND, FC, TAN = "brainjepa, ROI mean", "random-init, ROI mean", "FC", "tangent"
 
@@ -97,7 +98,7 @@ def test_findings_call_chance_from_the_null_and_name_directions_and_skips(suite)
            f"random-init: connattractor/rating ({PRE})." in text
     assert f"on 1 of 2 comparisons: connattractor/regulation ({PRE}: no detectable difference); below it on " \
            f"connattractor/rating ({PRE})." in text
-    assert f"These tables show {suite.intervals_read()} intervals" in suite.to_markdown()
+    assert f"These tables show {suite.intervals_read()} intervals" in suite_tables(suite)
     assert suite.intervals_read() == 2 * (4 + 2)
     assert "connattractor/identification was skipped: connattractor data: offline" in text
     assert "simulated" not in text
@@ -137,7 +138,7 @@ def test_report_carries_the_suite_table_and_derived_findings(suite, tmp_path, da
     metrics = tmp_path / "metrics.csv"
     metrics.write_text("step,loss,target_std,target_rank\n0,1.0,0.5,4\n1,0.8,0.4,3.5\n")
     text = write_report(tmp_path, _facts(data), suite, metrics_csv=metrics).read_text()
-    assert suite.to_markdown() in text and "![evaluation](evaluate/evaluate.png)" in text
+    assert suite_tables(suite) in text and "![evaluation](evaluate/evaluate.png)" in text
     findings_text = text[text.index("## 7. Findings"):text.index("## 8. Time")]
     assert findings_text.strip().startswith("## 7. Findings\n\n" + findings(suite, simulated=data == "simulated"))
     assert ("simulated data" in text) == (data == "simulated")

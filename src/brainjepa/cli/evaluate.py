@@ -7,6 +7,7 @@ import argparse
 from brainjepa.cli.embed import add_embed_arguments, embed_options
 from brainjepa.errors import ConfigError
 from brainjepa.evaluation.suite import DATASETS, DEFAULT_TASKS, SPLITS, TASKS, SuiteOptions, evaluate
+from brainjepa.report.tables import suite_tables
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     )
     models = args.model if len(args.model) > 1 else args.model[0]
     result = evaluate(models, args.out, options, gradient=args.gradient, progress=not args.no_progress)
-    print(result.to_markdown())
+    print(suite_tables(result))
     for res in result.results:
         if res.skipped:
             print(f"skipped {res.task.name}: {res.reason}")

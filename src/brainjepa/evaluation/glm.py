@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from brainjepa.data.samples import default_cache_dir
 from brainjepa.errors import DataError
 
 if TYPE_CHECKING:
@@ -87,8 +88,6 @@ def sample_events(store: RunStore, cache: str | Path | None = None) -> list[pand
             it: run `brainjepa samples download <name>` to extract the sample into the cache).
     """
     import pandas as pd
-
-    from brainjepa.data.samples import default_cache_dir
 
     sample = store.metadata.get("sample") or {}
     if not sample.get("name"):

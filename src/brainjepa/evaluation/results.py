@@ -3,8 +3,8 @@
 Per task (`TaskResult`), every row keeps its out-of-fold predictions of the same units ([model seeds, CV seeds,
 units]) and its permutation null; `TaskResult.stats` turns them into intervals (`brainjepa.evaluation.metrics`:
 subject bootstrap, two-level when a row has several model seeds), nulls (`brainjepa.evaluation.nulls.Null`) and
-the suite's fixed comparisons (`comparisons`). `SuiteResult` holds every task, writes the long table, the units
-table, evaluate.md and the figure (atomically), and counts the intervals it shows.
+the suite's fixed comparisons (`comparisons`). `SuiteResult` holds every task, makes the long table and the units
+table, and counts the intervals it shows; `brainjepa.report.tables` writes them with evaluate.md and the figure.
 """
 
 from __future__ import annotations
@@ -12,19 +12,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from brainjepa.evaluation.metrics import Interval, bootstrap_interval, paired_bootstrap
 from brainjepa.evaluation.nulls import Null
-from brainjepa.io import atomic_write_text
 
 if TYPE_CHECKING:
     import pandas
 
-    from brainjepa.evaluation.suite import SuiteOptions, Task
+    from brainjepa.evaluation.tasks import SuiteOptions, Task
 
 BOOTSTRAP_SEED = 0  # the same subject resamples for every interval of a task, and from one call to the next
 PRETRAINED, RANDOM_INIT, FC = "brainjepa", "random-init", "FC"
@@ -160,7 +158,7 @@ class TaskResult:
 
 @dataclass
 class SuiteResult:
-    """All tasks' results; `to_frame` is the table, `save` writes it with the figure.
+    """All tasks' results; `to_frame` is the long table (`brainjepa.report.tables.save_suite` writes the files).
 
     Attributes:
         results: one `TaskResult` per task, in table order.
@@ -248,35 +246,6 @@ class SuiteResult:
                     "subject": np.tile(r.subjects, m * s), "unit": np.tile(r.units, m * s),
                     "truth": np.tile(r.truth, m * s), "prediction": pred.reshape(-1)}))
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(UNIT_COLUMNS))
-
-    def to_markdown(self, digits: int = 3) -> str:
-        """The tables of evaluate.md (`brainjepa.report.tables.suite_tables`)."""
-        from brainjepa.report.tables import suite_tables
-
-        return suite_tables(self, digits)
-
-    def markdown_report(self) -> str:
-        from brainjepa.report.tables import suite_report
-
-        return suite_report(self)
-
-    def save(self, out: str | Path) -> list[Path]:
-        """Write evaluate.csv (the long table), evaluate_units.csv, evaluate.md and evaluate.png into `out`, each
-        atomically (a reader never sees half a file)."""
-        from brainjepa.io import atomic_write
-        from brainjepa.report.figures import suite_figure
-
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = [out / "evaluate.csv", out / "evaluate_units.csv", out / "evaluate.md"]
-        atomic_write_text(paths[0], self.to_frame().to_csv(index=False))
-        atomic_write_text(paths[1], self.unit_frame().to_csv(index=False))
-        atomic_write_text(paths[2], self.markdown_report())
-        if not any(not r.skipped for r in self.results):
-            return paths
-        figure = out / "evaluate.png"
-        atomic_write(figure, lambda tmp: suite_figure(self, tmp))
-        return [*paths, figure]
 
 
 _NUMERIC = ("mean", "ci_low", "ci_high", "chance", "null_mean", "null_high", "p_value")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from brainjepa.io import atomic_write_text
 from brainjepa.report.findings import findings
+from brainjepa.report.tables import suite_tables
 
 if TYPE_CHECKING:
     from brainjepa.evaluation.results import SuiteResult
@@ -146,7 +147,7 @@ units against its own permutation null; {_settings(suite)}. The differences are 
 random init with the same readout, and minus FC. Files: `evaluate/evaluate.csv` (every score, null and
 difference), `evaluate/evaluate_units.csv` (every prediction), `evaluate/evaluate.md`.
 
-{suite.to_markdown()}
+{suite_tables(suite)}
 
 ![evaluation](evaluate/evaluate.png)
 

@@ -1,13 +1,17 @@
-"""`brainjepa evaluate`'s text: the markdown tables (scores, nulls, differences, identification per session pair)
-and evaluate.md, written from a `SuiteResult`'s statistics only."""
+"""`brainjepa evaluate`'s text and files: the markdown tables (scores, nulls, differences, identification per
+session pair), evaluate.md, and `save_suite`, which writes them with the long table, the units table and the
+figure; all from a `SuiteResult`'s statistics only."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from brainjepa.evaluation.metrics import Interval
+from brainjepa.io import atomic_write, atomic_write_text
+from brainjepa.report.figures import suite_figure
 
 if TYPE_CHECKING:
     from brainjepa.evaluation.results import SuiteResult, TaskResult
@@ -118,8 +122,24 @@ def suite_report(result: SuiteResult) -> str:
         f"{o.embed.windows} window(s), normalisation `{o.embed.normalization}`, {o.embed.encoder} encoder; "
         f"{max(len(result.models), 1)} pretrained model(s), random-init weight seeds "
         f"{', '.join(map(str, o.random_init_seeds))}; subjects: {o.split}. Every baseline sees the encoders' "
-        f"window(s) except `FC, whole run`.\n\n{result.to_markdown()}\n"
+        f"window(s) except `FC, whole run`.\n\n{suite_tables(result)}\n"
     )
 
 
-__all__ = ["suite_report", "suite_tables"]
+def save_suite(result: SuiteResult, out: str | Path) -> list[Path]:
+    """Write evaluate.csv (the long table), evaluate_units.csv, evaluate.md and evaluate.png (when a task ran)
+    into `out`, each atomically (a reader never sees half a file)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "evaluate.csv", out / "evaluate_units.csv", out / "evaluate.md"]
+    atomic_write_text(paths[0], result.to_frame().to_csv(index=False))
+    atomic_write_text(paths[1], result.unit_frame().to_csv(index=False))
+    atomic_write_text(paths[2], suite_report(result))
+    if all(r.skipped for r in result.results):
+        return paths
+    figure = out / "evaluate.png"
+    atomic_write(figure, lambda tmp: suite_figure(result, tmp))
+    return [*paths, figure]
+
+
+__all__ = ["save_suite", "suite_report", "suite_tables"]
