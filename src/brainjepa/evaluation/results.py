@@ -192,8 +192,10 @@ class SuiteResult:
     def method_note(self) -> str:
         """How the intervals and nulls were computed, for every table's caption."""
         o = self.options
-        seeds = (f"; rows with several model seeds (random-init: {len(o.random_init_seeds)} weight seeds; "
-                 f"brainjepa: {max(len(self.models), 1)} model(s)) also resample their seeds (two-level bootstrap)")
+        counts = {"random-init": len(o.random_init_seeds), "brainjepa": max(len(self.models), 1)}
+        several = [f"{name}: {k} seeds" for name, k in counts.items() if k > 1]
+        seeds = (f"; rows with several model seeds ({', '.join(several)}) also resample their seeds (two-level "
+                 "bootstrap)" if several else "; every row has one model seed, so intervals cover subjects, not seeds")
         return (f"{o.confidence:.0%} confidence intervals from a subject-level bootstrap ({o.bootstrap} resamples "
                 "of subjects with replacement, each with all its runs, as runs of one subject are not independent; "
                 f"percentile limits), paired for differences{seeds}; chance is judged against each row's "

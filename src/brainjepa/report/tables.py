@@ -37,7 +37,7 @@ def suite_tables(result: SuiteResult, digits: int = 3) -> str:
     """The caption, then: scores per row and task (* above chance), each row's permutation null, the fixed
     paired differences, identification per session pair, and the notes (confounds, skipped rows and tasks)."""
     done = [r for r in result.results if not r.skipped]
-    tasks = [r.task.name for r in done]
+    tasks = [r.task.name + (" (confounded)" if r.task.confound else "") for r in done]
     lines = [f"Score [CI] per row and task; `*`: above chance (the score exceeds the 95th percentile of the row's "
              f"permutation null and its interval excludes the null mean). {result.method_note()}. These tables "
              f"show {result.intervals_read()} intervals, none corrected for the others.", ""]
