@@ -94,23 +94,78 @@ def check_finite_weights(state: dict, source: str | Path) -> None:
                                   f"{tensor.numel()} (a corrupt file or a diverged run)")
 
 
-def read_matrix(path: str | Path) -> np.ndarray:
-    """A numeric 2-D matrix from .npy or a headerless comma/whitespace-separated text file (CSV/TSV/TXT)."""
+def _read_text_rows(path: Path) -> tuple[np.ndarray, list[int]]:
+    """A headerless comma/whitespace-separated numeric file, with the file line of each row (blank lines and
+    ``#`` comments are skipped, as numpy does); errors name the row as a spreadsheet would (1-based)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not a text file of numbers ({err})") from err
+    lines, content = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        data = line.split("#", 1)[0].strip()
+        if data:
+            lines.append(number)
+            content.append(data)
+    if not content:
+        raise DataError(f"{path}: no numeric rows (the file is empty)")
+    sep = "," if "," in content[0] else None
+    try:
+        return np.loadtxt(content, delimiter=sep, ndmin=2, comments=None), lines
+    except ValueError:
+        pass
+    width = None  # numpy's message counts from 0 and without the skipped lines: find the row ourselves
+    for i, data in enumerate(content):
+        where = row_name(i, lines)
+        cells = [c.strip() for c in data.split(sep)]
+        bad = []
+        for j, cell in enumerate(cells):
+            try:
+                float(cell)
+            except ValueError:
+                bad.append(j)
+        if i == 0 and len(bad) == len(cells):
+            raise DataError(f"{path}: {where} is not numeric ({data[:60]!r}); the file has no header line: "
+                            "numbers only, one row per ROI")
+        if bad:
+            raise DataError(f"{path}: {where}, column {bad[0] + 1}: {cells[bad[0]][:30]!r} is not a number")
+        if width is not None and len(cells) != width:
+            raise DataError(f"{path}: {where} has {len(cells)} values but row 1 has {width}; every row needs the "
+                            "same number of columns")
+        width = len(cells)
+    raise DataError(f"{path}: unreadable as a numeric matrix without header")
+
+
+def row_name(index: int, lines: Sequence[int] | None = None) -> str:
+    """``row N`` (1-based, as a spreadsheet counts) for row `index`, with ``(line M)`` when the file's line differs
+    (comment or blank lines above it)."""
+    if lines is not None and lines[index] != index + 1:
+        return f"row {index + 1} (line {lines[index]})"
+    return f"row {index + 1}"
+
+
+def _read_rows(path: str | Path) -> tuple[np.ndarray, list[int] | None]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    try:
-        if path.suffix.lower() == ".npy":
+    if path.suffix.lower() == ".npy":
+        try:
             arr = np.load(path, allow_pickle=False)
-        else:
-            with open(path, encoding="utf-8") as fh:
-                first = fh.readline()
-            arr = np.loadtxt(path, delimiter="," if "," in first else None, ndmin=2)
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: unreadable as a numeric matrix without header ({err})") from err
+        except (OSError, ValueError) as err:
+            raise DataError(f"{path}: unreadable as a numeric .npy matrix ({err})") from err
+        lines = None
+    else:
+        arr, lines = _read_text_rows(path)
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
         raise DataError(f"{path}: expected a 2-D numeric matrix, got shape {arr.shape} ({arr.dtype})")
-    return arr
+    return arr, lines
+
+
+def read_matrix(path: str | Path) -> np.ndarray:
+    """A numeric 2-D matrix from .npy or a headerless comma/whitespace-separated text file (CSV/TSV/TXT); blank and
+    ``#`` lines are skipped. `DataError` names the file and the 1-based row (and line) of a non-numeric cell or
+    ragged row."""
+    return _read_rows(path)[0]
 
 
 def load_gradient(path_or_array: str | Path | np.ndarray | Sequence, num_rois: int | None = None) -> np.ndarray:
@@ -121,11 +176,14 @@ def load_gradient(path_or_array: str | Path | np.ndarray | Sequence, num_rois: i
         num_rois: expected R (rows); None accepts any.
 
     Raises:
-        DataError: naming the file (or "gradient array") for unreadable files, wrong shape or NaN/Inf values.
+        DataError: one line naming the file (or "gradient array") for an unreadable file, a header line, a wrong
+            shape, NaN/Inf values, a constant column or linearly dependent columns; rows are counted from 1 as in
+            a spreadsheet ("row N (line M)" when comment or blank lines make them differ).
     """
+    lines = None
     if isinstance(path_or_array, (str, os.PathLike)):
         where = str(path_or_array)
-        grads = read_matrix(path_or_array)
+        grads, lines = _read_rows(path_or_array)
     else:
         where = "gradient array"
         grads = np.asarray(path_or_array)
@@ -137,9 +195,26 @@ def load_gradient(path_or_array: str | Path | np.ndarray | Sequence, num_rois: i
         raise DataError(f"{where}: {grads.shape[0]} rows but the model has {num_rois} ROIs (one row per ROI)")
     bad = ~np.isfinite(grads)
     if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
-        raise DataError(f"{where}: {int(bad.sum())} NaN/Inf values (first in row {rows[0]})")
+        row, col = np.argwhere(bad)[0]
+        raise DataError(f"{where}: {int(bad.sum())} NaN/Inf values (first in {row_name(row, lines)}, column "
+                        f"{col + 1})")
+    check_gradient_columns(grads.astype(np.float64), where)
     return grads.astype(np.float32)
+
+
+def check_gradient_columns(grads: np.ndarray, where: str) -> None:
+    """Refuse gradients that cannot place ROIs: a column equal in every row, or columns linearly dependent."""
+    constant = np.flatnonzero((grads == grads[:1]).all(axis=0))
+    if constant.size:
+        j = constant[0]
+        raise DataError(f"{where}: gradient column {j + 1} is constant ({grads[0, j]:g} in every row), so it places "
+                        "no ROI; each column must vary across ROIs")
+    rank = np.linalg.matrix_rank(grads)
+    if rank < grads.shape[1]:
+        first = next(j for j in range(1, grads.shape[1] + 1) if np.linalg.matrix_rank(grads[:, :j]) < j)
+        raise DataError(f"{where}: the {grads.shape[1]} gradient columns are linearly dependent (rank {rank}; column "
+                        f"{first} is a combination of columns 1-{first - 1}); each column must be a separate "
+                        "gradient")
 
 
 def save_gradient(path: str | Path, gradients: np.ndarray) -> Path:

@@ -1,4 +1,4 @@
-"""`brainjepa gradients`: group FC (from a store or a matrix) -> BrainSpace gradients -> headerless CSV."""
+"""`brainjepa gradients`: group FC (from a store or a matrix) -> diffusion-map gradients -> headerless CSV."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from brainjepa.data.gradients import APPROACHES, KERNELS, gradients_file
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "gradients",
-        help="compute the [ROIs, gradients] CSV used for gradient positioning (needs brainspace)",
-        description="Group FC (Fisher-z mean of per-run Pearson FC) from a store, or a given FC matrix, "
-        "embedded with BrainSpace GradientMaps; writes a headerless CSV with one row per ROI.",
+        help="compute the [ROIs, gradients] CSV used for gradient positioning",
+        description="Group FC (Fisher-z mean of per-run Pearson FC) from a store, or a given symmetric FC matrix, "
+        "embedded as BrainSpace's GradientMaps does (diffusion map, same numbers; numpy and scipy only); writes a "
+        "headerless CSV with one row per ROI.",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", metavar="DIR", help="store directory whose runs give the group FC")
@@ -26,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="diffusion-map anisotropy in [0, 1] (default 0.5)")
     p.add_argument("--approach", choices=APPROACHES, default="dm",
                    help="embedding: dm (diffusion map), le (Laplacian eigenmaps) or pca (default dm)")
+    p.add_argument("--diffusion-time", type=float, default=0,
+                   help="dm only: 0 = multi-scale eigenvalues l / (1 - l) (default), t > 0 = l ** t")
     p.add_argument("--seed", type=int, default=0, help="random state of the eigensolver (default 0)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -41,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         sparsity=args.sparsity,
         alpha=args.alpha,
         approach=args.approach,
+        diffusion_time=args.diffusion_time,
         seed=args.seed,
         progress=not args.no_progress,
     )
