@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from brainjepa.extras import MissingExtraError, hint_for_import_error  # noqa: E402
 from brainjepa.models import BrainJEPA, ModelConfig, list_models, model_config  # noqa: E402
 
 # Loaded on first use: `embed` pulls in the data stack, `BrainJEPAEmbedder` scikit-learn.
@@ -16,5 +17,12 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        try:
+            module = importlib.import_module(_LAZY[name])
+        except ImportError as err:  # e.g. BrainJEPAEmbedder without scikit-learn: name the extra to install
+            hint = hint_for_import_error(f"brainjepa.{name}", err)
+            if hint is None:
+                raise
+            raise MissingExtraError(hint, name=err.name) from err
+        return getattr(module, name)
     raise AttributeError(f"module 'brainjepa' has no attribute {name!r}")
