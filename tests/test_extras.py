@@ -53,6 +53,16 @@ def test_extras_table_is_pyprojects():
     assert any(r.startswith("brainspace") for r in optional["dev"])  # the tests' reference only
 
 
+def test_brainmarks_extra_can_resolve_beside_torch():
+    """brainmarks 0.1.1 pins setuptools<67 and torch 2.13 needs setuptools>=77.0.3: the extra holds brainmarks'
+    other dependencies, brainmarks itself goes in with --no-deps (README)."""
+    optional = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = _requirement_names(optional["brainmarks"])
+    assert "brainmarks" not in names and "setuptools" not in names
+    assert {"templateflow", "peft", "wandb", "pycortex"} <= names
+    assert "pip install --no-deps brainmarks==0.1.1" in (ROOT / "README.md").read_text()
+
+
 def test_every_command_declares_its_extras():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert set(sub.choices) == set(COMMAND_EXTRAS)
@@ -179,3 +189,14 @@ def test_requires_python_is_what_is_tested():
     assert project["requires-python"] == ">=3.11"
     assert "Programming Language :: Python :: 3.11" in project["classifiers"]
     assert sys.version_info[:2] >= (3, 11)
+
+
+def test_makefile_torch_index_defaults_to_plain_pip():
+    """Plain `pip install torch==2.13.0` by default (offline mirrors, macOS, Windows); TORCH_INDEX=<PyTorch CPU
+    index> for CPU-only Linux, documented in the README."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^TORCH_INDEX \?=\s*$", makefile, flags=re.M)
+    assert "$(BIN)/pip install -q torch==2.13.0\n" in makefile
+    assert "--index-url $(TORCH_INDEX) torch==2.13.0" in makefile
+    assert "make install TORCH_INDEX=https://download.pytorch.org/whl/cpu" in " ".join(
+        (ROOT / "README.md").read_text().split())
