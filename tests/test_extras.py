@@ -14,7 +14,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
+import brainjepa
 import brainjepa.cli as cli
 from brainjepa.cli import COMMAND_EXTRAS, build_parser, main
 from brainjepa.extras import EXTRAS, MissingExtraError, extra_of, install_hint, missing, require
@@ -200,3 +202,21 @@ def test_makefile_torch_index_defaults_to_plain_pip():
     assert "--index-url $(TORCH_INDEX) torch==2.13.0" in makefile
     assert "make install TORCH_INDEX=https://download.pytorch.org/whl/cpu" in " ".join(
         (ROOT / "README.md").read_text().split())
+
+
+def test_license_and_citation():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0 AND BSD-3-Clause"
+    for pattern in project["license-files"]:
+        assert list(ROOT.glob(pattern)), pattern
+    assert "Apache License\n                           Version 2.0, January 2004" in (ROOT / "LICENSE").read_text()
+    notice = (ROOT / "LICENSES/BSD-3-Clause-BrainSpace.txt").read_text()
+    assert "Copyright (c) 2019, The BrainSpace developers" in notice
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["version"] == brainjepa.__version__ and cff["license"] == "Apache-2.0"
+    paper = cff["preferred-citation"]
+    assert paper["title"].startswith("Brain-JEPA: Brain Dynamics Foundation Model with Gradient Positioning")
+    assert [a["family-names"] for a in paper["authors"]] == ["Dong", "Li", "Wu", "Nguyen", "Chong", "Ji", "Tong",
+                                                              "Chen", "Zhou"]
+    assert paper["year"] == 2024 and "NeurIPS 2024" in paper["collection-title"]
+    assert "10.48550/arXiv.2409.19407" in [i["value"] for i in paper["identifiers"]]

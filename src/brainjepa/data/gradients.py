@@ -85,9 +85,10 @@ def compute_group_fc(store: RunStore | str | Path, *, progress: bool = True) -> 
 
 
 # ------------------------------------------------------------------------------------------------ BrainSpace port
-# BrainSpace 0.3.0 (BSD-3, O. Benkarim): brainspace/gradient/{kernels,utils,embedding}.py. Every step below is the
-# same operation in the same order (scikit-learn's cosine_similarity / rbf_kernel written out in numpy), so the
-# result matches BrainSpace to rounding; keep it that way, tests/test_gradients.py checks it.
+# BrainSpace 0.3.0 (O. Benkarim; BSD-3-Clause, notice in LICENSES/BSD-3-Clause-BrainSpace.txt):
+# brainspace/gradient/{kernels,utils,embedding}.py. Every step below is the same operation in the same order
+# (scikit-learn's cosine_similarity / rbf_kernel written out in numpy), so the result matches BrainSpace to the
+# last bit; keep it that way, tests/test_gradients.py checks it.
 
 
 def _row_normalized(x: np.ndarray) -> np.ndarray:
