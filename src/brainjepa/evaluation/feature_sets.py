@@ -10,7 +10,9 @@ model's frame count) and normalised as the encoders' input is (the model's norma
 * ``patch embedding``: a no-learning baseline (brainmarks' ``patch_embed``): the random-init model's per-patch
   linear map plus a parameter-free LayerNorm, no positions, no blocks, read out like the encoders;
 * ``raw window``: the normalised window itself, first order: each ROI's time patches averaged, [R, patch];
-* ``GLM``: per ROI, the betas of the task's event regressors (`brainjepa.evaluation.glm`) on the window;
+* ``GLM``: per ROI, the betas of the task's event regressors (`brainjepa.evaluation.glm`) on the window's frames
+  as stored (not normalised: betas in the data's units, the same whatever model is evaluated; the probe
+  standardises each beta across runs);
 * ``FC``: Fisher-z Pearson correlations of the window's ROIs; ``tangent``: tangent-space connectivity of the
   window, reference fitted on training runs only;
 * ``FC, whole run``: FC over every frame of the run, the classic connectome, for reference: it sees more frames
@@ -104,10 +106,11 @@ class FeatureSet:
 
 @dataclass
 class Windows:
-    """The normalised window(s) of every run [N, k, R, F], their frame times (seconds from the run start)
-    [N, k, F], and the raw runs."""
+    """The normalised window(s) of every run [N, k, R, F], the same frames as stored (`raw`), their frame times
+    (seconds from the run start) [N, k, F], and the whole runs."""
 
     data: np.ndarray
+    raw: np.ndarray
     times: np.ndarray
     series: list[np.ndarray]
 
@@ -123,17 +126,19 @@ def run_windows(store: RunStore, model: BrainJEPA, options: EmbedOptions) -> Win
     cfg = model.config
     spec = options.window_spec(cfg.num_frames)
     normalizer = model_normalizer(model, options.normalization)
-    data, times, series = [], [], []
+    data, raw, times, series = [], [], [], []
     manifest = store.manifest
     for i in range(len(store)):
         ts, tr = store.run(i), store.tr(i)
         name = f"subject {manifest['subject'].iloc[i]!r} run {manifest['run'].iloc[i]!r}"
         starts = window_starts(ts.shape[1], spec, options.windows, tr=tr, subject=name)
         positions = [window_positions(ts.shape[1], spec, start=s, tr=tr, subject=name) for s in starts]
-        data.append(np.stack([normalizer(sample_at(ts, p)) for p in positions]))
+        frames = [sample_at(ts, p) for p in positions]
+        raw.append(np.stack(frames))
+        data.append(np.stack([normalizer(f) for f in frames]))
         times.append(np.stack(positions) * (tr if tr else 1.0))
         series.append(ts)
-    return Windows(np.stack(data).astype(np.float32), np.stack(times), series)
+    return Windows(np.stack(data).astype(np.float32), np.stack(raw).astype(np.float32), np.stack(times), series)
 
 
 def encoder_features(model: BrainJEPA, store: RunStore, poolings: Sequence[str], options: EmbedOptions,
@@ -229,10 +234,10 @@ def _glm(store: RunStore, windows: Windows, cache: str | Path | None) -> Feature
         events = sample_events(store, cache)
     except DataError as err:
         return FeatureSet(GLM, reason=str(err))
-    betas = [np.concatenate([glm_betas(windows.data[i, w], windows.times[i, w], events[i])
+    betas = [np.concatenate([glm_betas(windows.raw[i, w], windows.times[i, w], events[i])
                              for w in range(windows.data.shape[1])], axis=1) for i in range(len(events))]
     return FeatureSet(GLM, values=[np.stack(betas).astype(np.float32)],
-                      note="heat and rating regressors (canonical HRF) per ROI, on the window(s)")
+                      note="heat and rating regressors (canonical HRF) per ROI, on the window(s) as stored")
 
 
 __all__ = ["BASELINES", "ENCODERS", "FC", "FC_WHOLE", "GLM", "PATCH", "RAW", "READOUT_NAMES", "TANGENT",
