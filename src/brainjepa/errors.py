@@ -21,3 +21,8 @@ class CheckpointError(BrainJEPAError):
 
 class TrainingError(BrainJEPAError):
     """Training cannot go on (e.g. a non-finite loss); the message names the step."""
+
+
+class OutputError(OSError):
+    """An output could not be written (a full disk, no permission); the message names the file and, for a full
+    disk, the disk. Nothing was replaced: the previous file, if any, is unchanged."""

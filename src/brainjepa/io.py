@@ -1,39 +1,145 @@
 """Plain file formats shared by the models and the data stack, below both.
 
-Atomic writes (readers, and a crash, never see half a file); config + safetensors folders; the headerless numeric
-matrix files of brain gradients (``gradient_mapping_450.csv``: one row per ROI) and FC matrices.
+Atomic writes (readers, a crash and a full disk never see half a file, and never lose the previous one; files
+get the umask's permissions); config + safetensors folders; the headerless numeric matrix files of brain gradients
+(``gradient_mapping_450.csv``: one row per ROI) and FC matrices.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
-import tempfile
+import secrets
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from brainjepa.errors import CheckpointError, DataError
+from brainjepa.errors import CheckpointError, DataError, OutputError
+
+
+def _new_temp(path: Path) -> Path:
+    """An empty file beside `path` with a name no one else uses; created with mode 0666 minus the umask (as `open`
+    would create `path` itself), where `tempfile.mkstemp` always gives 0600."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"{path}: no free temporary name beside it")
+
+
+def atomic_writes(writes: Sequence[tuple[str | Path, Callable[[Path], object]]], *,
+                  before_replace: Callable[[], object] | None = None) -> list[Path]:
+    """Write several files together: each `write(tmp)` fills a temporary file beside its path, and only when all
+    of them succeeded are they renamed over their paths (an output and its companion, e.g. embeddings and their
+    index, are replaced together or not at all).
+
+    Files get the permissions `open` would give (0666 minus the umask). A write that fails (a full disk, a
+    killed process) removes every temporary file and leaves every existing file as it was. `before_replace` runs
+    once every file is written, just before the renames (e.g. to retire a file that must not outlive them).
+
+    Raises:
+        OutputError: an OSError while writing, naming the file and, for a full disk, the disk and its free space.
+    """
+    paths = [Path(path) for path, _ in writes]
+    temps: list[Path] = []
+    try:
+        for path, (_, write) in zip(paths, writes, strict=True):
+            try:
+                temps.append(_new_temp(path))
+                mode = temps[-1].stat().st_mode & 0o777  # 0666 minus the umask
+                write(temps[-1])
+                if temps[-1].stat().st_mode & 0o777 != mode:  # a writer that replaced the file (safetensors: 0600)
+                    os.chmod(temps[-1], mode)
+            except Exception as err:  # writers wrap a full disk in their own types (safetensors, torch)
+                failed = output_error(path, err)
+                if failed is None:
+                    raise
+                raise failed from err
+        if before_replace is not None:
+            before_replace()
+        for tmp, path in zip(temps, paths, strict=True):
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        raise
+    return paths
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path` (see `atomic_writes`)."""
+    return atomic_writes([(path, write)])[0]
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_save_npy(path: str | Path, array: np.ndarray) -> Callable[[Path], None]:
+    """A writer for `atomic_write(s)` that saves `array` as .npy under the temporary name (`np.save` given a path
+    would add ``.npy`` to it)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+
+    return write
+
+
+def mount_point(path: str | Path) -> Path:
+    """The mount point of the file system holding `path` (or its nearest existing parent)."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def output_error(path: str | Path, err: BaseException) -> OutputError | None:
+    """One line for a failed write of `path`: the file, why, and for a full disk the disk's mount point and its
+    free space. A full disk is ENOSPC or a quota, or any error of a writer that wraps it in its own type
+    (numpy's "N requested and M written", safetensors, torch) while the disk has under 1 MiB free. None for an
+    error that is not about the file system (a bug to raise as it is); an OutputError is returned unchanged."""
+    if isinstance(err, OutputError):
+        return err
+    path = Path(path)
+    disk = mount_point(path.parent)
+    try:
+        usage = shutil.disk_usage(disk)
+    except OSError:
+        usage = None
+    code = getattr(err, "errno", None)
+    full = code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(err) or (
+        usage is not None and usage.free < (1 << 20))
+    if full:
+        space = f"{_size(usage.free)} free of {_size(usage.total)}" if usage is not None else "free space unknown"
+        reason = "disk quota exceeded" if code == errno.EDQUOT else "no space left on the disk"
+        out = OutputError(f"{path}: not written: {reason} mounted at {disk} ({space}); free some space and run "
+                          "it again (nothing was replaced)")
+        out.errno = code or errno.ENOSPC
+        return out
+    if not isinstance(err, OSError):
+        return None
+    why = err.strerror or " ".join(str(err).split()) or type(err).__name__
+    out = OutputError(f"{path}: not written: {why}")
+    out.errno = code
+    return out
 
 
 def file_sha256(path: str | Path) -> str:
@@ -47,15 +153,16 @@ def file_sha256(path: str | Path) -> str:
 
 def save_weights_folder(directory: str | Path, module, meta: dict, *, config_name: str, weights_name: str,
                         fmt: str, json_default=None) -> Path:
-    """Write a module's state dict (safetensors) and a JSON record tagged with `fmt` into directory, atomically."""
+    """Write a module's state dict (safetensors) and a JSON record tagged with `fmt` into directory, atomically
+    (both files are replaced together)."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    atomic_write(directory / weights_name, lambda p: save_file(state, str(p), metadata={"format": fmt}))
-    record = {"format": fmt, "version": 1, **meta}
-    atomic_write_text(directory / config_name, json.dumps(record, indent=2, default=json_default) + "\n")
+    record = json.dumps({"format": fmt, "version": 1, **meta}, indent=2, default=json_default) + "\n"
+    atomic_writes([(directory / weights_name, lambda p: save_file(state, str(p), metadata={"format": fmt})),
+                   (directory / config_name, lambda p: p.write_text(record, encoding="utf-8"))])
     return directory
 
 

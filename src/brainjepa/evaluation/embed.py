@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from brainjepa.bounds import bounded, check_bounds
+from brainjepa.bounds import SCANNER_TR, bounded, check_bounds
 from brainjepa.data.normalize import (
     NORMALIZATION_KINDS,
     Normalizer,
@@ -45,6 +45,7 @@ from brainjepa.data.normalize import (
 from brainjepa.data.store import RunStore, open_runs
 from brainjepa.data.windows import WindowSpec, take_windows
 from brainjepa.errors import ConfigError, DataError
+from brainjepa.io import atomic_save_npy, atomic_write, atomic_writes
 from brainjepa.models import BrainJEPA
 from brainjepa.models.encoder import POOLINGS, BrainEncoder, Pooling
 from brainjepa.models.health import Health, encoder_health
@@ -89,7 +90,7 @@ class EmbedOptions:
     layer: int = bounded(-1)  # any integer here; its range is the model's depth, checked when embedding
     windows: int = bounded(1, ge=1)
     sampling_rate: int = bounded(1, ge=1)
-    target_tr: float | None = bounded(None, gt=0)
+    target_tr: float | None = bounded(None, ge=SCANNER_TR[0], le=SCANNER_TR[1])
     pad: bool = False
     normalization: str = "model"
     masked_views: int = bounded(0, ge=0)
@@ -218,22 +219,25 @@ def store_index(store: RunStore, indices: np.ndarray) -> pandas.DataFrame:
 def save_embeddings(result: StoreEmbeddings, out: str | Path) -> Path:
     """Write embeddings to ``.npy`` (array + ``<out>.index.csv`` sidecar) or ``.parquet`` (ids + emb_0..emb_{D-1}).
 
+    Written to temporary files and renamed: a failed write (a full disk) leaves the previous files as they were.
+
     Raises:
+        OutputError: the write failed (naming the file, and the disk when it is full).
         ConfigError: another suffix, a non-[N, D] array for parquet, or pyarrow missing for parquet.
     """
     emb = result.embeddings.numpy()
     out = check_embeddings_path(out, "mean" if emb.ndim == 2 else "roi/tokens")
     _refuse_non_finite(emb, result.index, f"{out}: refusing to write")
-    if out.suffix == ".npy":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, emb)
-        result.index.to_csv(index_path(out), index=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":  # the array and its index are replaced together, or neither is
+        atomic_writes([(out, atomic_save_npy(out, emb)),
+                       (index_path(out), lambda tmp: result.index.to_csv(tmp, index=False))])
     else:
         import pandas as pd
 
         cols = pd.DataFrame(emb, columns=[f"emb_{d}" for d in range(emb.shape[1])])
-        out.parent.mkdir(parents=True, exist_ok=True)
-        pd.concat([result.index.reset_index(drop=True), cols], axis=1).to_parquet(out, index=False)
+        table = pd.concat([result.index.reset_index(drop=True), cols], axis=1)
+        atomic_write(out, lambda tmp: table.to_parquet(tmp, index=False))
     logger.info("wrote embeddings %s to %s", list(emb.shape), out)
     return out
 
@@ -250,8 +254,8 @@ def check_embeddings_path(out: str | Path, pooling: str = "mean") -> Path:
         raise ConfigError(f"{out}: embeddings are written to .npy or .parquet, not {out.suffix or 'no suffix'!r}")
     if out.suffix == ".parquet":
         if pooling not in _FLAT_POOLINGS:
-            raise ConfigError(f"{out}: parquet holds [N, D] embeddings only (--pooling mean or tokenfc); write "
-                              f"--pooling {pooling} to a .npy file")
+            raise ConfigError(f"{out}: parquet holds [N, D] embeddings only (pooling mean or tokenfc); write "
+                              f"pooling {pooling} (--pooling) to a .npy file")
         _require_pyarrow(out)
     return out
 
@@ -377,7 +381,8 @@ def _embed_samples(
     if non_finite:
         raise DataError(f"non-finite embeddings for {len(non_finite)} of {n} runs ({', '.join(non_finite[:3])}"
                         f"{', ...' if len(non_finite) > 3 else ''}); nothing is written. Check these runs' values, "
-                        "the model's weights, the normalisation (--normalization) and --precision fp32")
+                        "the model's weights, the normalisation (normalization=, --normalization) and precision "
+                        "fp32 (precision=, --precision)")
     if not out:
         return torch.empty(0, *net.pooled_shape(pooling))
     return torch.cat(out)

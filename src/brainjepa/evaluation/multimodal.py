@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from brainjepa.bounds import bounded, check_bounds, check_value
 from brainjepa.errors import CheckpointError, DataError
-from brainjepa.io import load_weights_folder, save_weights_folder
+from brainjepa.io import atomic_write_text, load_weights_folder, save_weights_folder
 from brainjepa.models.optim import param_groups
 
 logger = logging.getLogger(__name__)
@@ -267,7 +267,7 @@ def align(
     result = AlignResult(model, metrics, train_rows, test_rows, history)
     if out is not None:
         model.save(out)
-        (Path(out) / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic_write_text(Path(out) / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     logger.info("held-out recall@1 brain->other %.3f (chance %.3f) on %d rows",
                 metrics["recall"]["brain_to_other"][1], metrics["chance"][1], n_test)
     return result

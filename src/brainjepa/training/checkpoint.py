@@ -4,7 +4,8 @@ Layout: RUN_DIR/checkpoints/step-00000120/ with `model.safetensors` + `config.js
 `training.pt` (optimizer state and position; tensors and plain types only, read with weights_only=True; no RNG
 state, as everything random in training is seeded from the seed and the position) and `manifest.json` (sha256 of
 each file), written last. The folder is assembled under a temporary name and renamed into place, so a crash never
-leaves a half-written checkpoint under a real name; a checkpoint whose files do not match its manifest
+leaves a half-written checkpoint under a real name, and a failed write (a full disk) removes it and raises one
+`OutputError` naming the checkpoint and the disk; a checkpoint whose files do not match its manifest
 (truncated, corrupted), or that cannot be read (a training state that is not plain tensors and numbers is never
 unpickled), is skipped with a warning in favour of the previous one.
 """
@@ -22,8 +23,8 @@ from typing import Any
 
 import torch
 
-from brainjepa.errors import BrainJEPAError
-from brainjepa.io import file_sha256
+from brainjepa.errors import BrainJEPAError, OutputError
+from brainjepa.io import file_sha256, output_error
 from brainjepa.models import BrainJEPA
 from brainjepa.models.jepa import CONFIG_NAME, WEIGHTS_NAME
 
@@ -47,10 +48,22 @@ def save_checkpoint(run_dir: Path, model: BrainJEPA, training_state: dict[str, A
     final = root / f"step-{step:08d}"
     tmp = root / f".tmp-step-{step:08d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    torch.save(training_state, tmp / TRAINING_FILE)
-    files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
-    (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
+    try:
+        model.save_pretrained(tmp)
+        with open(tmp / TRAINING_FILE, "wb") as fh:
+            torch.save(training_state, fh)
+        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
+        (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
+    except Exception as err:  # a full disk: no .tmp-* folder is left, one line names the checkpoint and the disk
+        cause = err.__cause__ if isinstance(err, OutputError) and err.__cause__ is not None else err
+        failed = output_error(final, cause)  # while the partial files still fill the disk
+        shutil.rmtree(tmp, ignore_errors=True)
+        if failed is None:
+            raise
+        raise failed from err
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

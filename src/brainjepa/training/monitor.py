@@ -19,6 +19,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from brainjepa.errors import ConfigError
+from brainjepa.io import atomic_write
 from brainjepa.models.health import HEALTH_FIELDS, MIN_BLOCK_RATIO, RUN_SHARE_RANGE
 
 logger = logging.getLogger(__name__)
@@ -247,6 +248,8 @@ def plot_curves(metrics_csv: Path, out_png: Path) -> Path | None:
     axes[3].set(title="encoder health (dashed: min block change)", xlabel="optimizer step", ylim=(0, 1.05))
     axes[3].legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
+    try:
+        atomic_write(out_png, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
     return out_png
