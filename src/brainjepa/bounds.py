@@ -21,6 +21,9 @@ from typing import Any
 from brainjepa.errors import ConfigError
 
 _KEY = "bounds"
+# TRs (seconds) that scanners use: fast multiband / MREG ~0.1 s to sparse designs of ~20 s. A value outside is
+# most likely milliseconds given as seconds (720 for 0.72 s); inputs outside need a confirmation (readers.check_tr).
+SCANNER_TR = (0.05, 30.0)
 
 
 @dataclass(frozen=True)

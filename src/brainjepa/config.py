@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import yaml
 
-from brainjepa.bounds import bounded, check_bounds
+from brainjepa.bounds import SCANNER_TR, bounded, check_bounds
 from brainjepa.data.normalize import NormalizationKind
 from brainjepa.errors import ConfigError
 from brainjepa.io import atomic_write_text
@@ -48,7 +48,8 @@ class DataConfig:
     input_gain: float | Literal["auto"] = bounded("auto", gt=0)  # x after normalising; auto: patch norm = position norm
     holdout: float = bounded(0.05, ge=0, lt=1)  # share of subjects held out of training for the held-out loss
     sampling_rate: int = bounded(3, ge=1)  # frame stride of the random clip (the reference's stride-3 clip)
-    target_tr: float | None = bounded(None, gt=0)  # resample to this TR (seconds) instead of a fixed stride
+    # resample to this TR (seconds) instead of a fixed stride; a TR scanners use (bounds.SCANNER_TR)
+    target_tr: float | None = bounded(None, ge=SCANNER_TR[0], le=SCANNER_TR[1])
     short_runs: Literal["error", "pad"] = "error"
 
     def __post_init__(self) -> None:
@@ -269,7 +270,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     raw: dict[str, Any] = {}
     if path is not None:
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
+            text = Path(path).read_text()
+            _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), str(path))
+            raw = yaml.safe_load(text) or {}
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
             raise ConfigError(f"{path}: cannot read config ({err})") from err
         if not isinstance(raw, dict):
@@ -286,6 +289,26 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     for section, items in over_values.items():
         values.setdefault(section, {}).update(items)
     return build_config(values, {**sources, **over_sources})
+
+
+def _refuse_duplicate_keys(node: yaml.Node | None, where: str, prefix: str = "") -> None:
+    """YAML lets a key appear twice in one mapping and keeps the last value without a word; refuse it, naming the
+    dotted key and both lines (merge keys ``<<`` may be overridden, as YAML intends)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(f"{where}: line {line}: key {prefix}{key} is given twice (also on line {seen[key]}); "
+                                  "YAML would keep the last one without a word: keep one")
+            seen[key] = line
+            _refuse_duplicate_keys(value_node, where, f"{prefix}{key}.")
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_duplicate_keys(item, where, prefix)
 
 
 def build_config(values: dict[str, dict[str, Any]], sources: dict[str, str] | None = None) -> TrainConfig:

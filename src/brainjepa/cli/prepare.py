@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from brainjepa.cli.arguments import intermixed
 from brainjepa.cli.validate import add_input_arguments, input_options
 from brainjepa.data.prepare import SKIPPED_FILE, prepare_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("prepare", help="read time series (csv/tsv/npy/npz/UKB/NIfTI) into a dataset store")
+    p = intermixed(sub.add_parser("prepare", help="read time series (csv/tsv/npy/npz/UKB/NIfTI) into a dataset store"))
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or glob patterns to read")
     p.add_argument("--out", required=True, metavar="DIR", help="store directory to create")
     add_input_arguments(p)

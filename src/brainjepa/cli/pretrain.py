@@ -5,19 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 
+from brainjepa.cli.arguments import intermixed
 from brainjepa.config import load_config
 from brainjepa.training import pretrain
 from brainjepa.training.interrupt import Interrupted
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = intermixed(sub.add_parser(
         "pretrain", help="pretrain Brain-JEPA on a store (one process, or many under torchrun)",
         description="Pretrain Brain-JEPA. The config has sections model, mask, data, optimization, logging and meta; "
         "the reference's YAML keys (e.g. meta.model_name, data.crop_size, mask.patch_size) are read too and mapped "
         "onto them (docs/pretraining.md). Keys left out take the reference defaults. Example: brainjepa pretrain "
         "--config configs/small_cpu.yaml --out runs/small data.path=sim optimization.epochs=5",
-    )
+    ))
     p.add_argument("--config", help="YAML config file (default: reference defaults only)")
     p.add_argument("--out", help="run folder (default: the config's logging.folder/logging.write_tag)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest valid checkpoint")

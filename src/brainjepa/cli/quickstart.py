@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from brainjepa.bounds import check_value
 from brainjepa.report.quickstart import quickstart
 
 
@@ -27,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A budget that cannot be meant is refused before anything is fetched (a report would state it).
+    check_value("--minutes", args.minutes, gt=0)
+    check_value("--folds", args.folds, integer=True, ge=2)
+    check_value("--seeds", args.seeds, integer=True, ge=1)
     result = quickstart(args.out, minutes=args.minutes, data=args.data, cache=args.cache, seed=args.seed,
                         folds=args.folds, seeds=args.seeds)
     print(f"report: {result.report}")

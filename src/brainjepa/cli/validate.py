@@ -6,9 +6,10 @@ import argparse
 import math
 from typing import Any
 
+from brainjepa.cli.arguments import intermixed
 from brainjepa.data.fmriprep import CONFOUND_STRATEGIES, FmriprepOptions
 from brainjepa.data.prepare import validate_paths
-from brainjepa.data.readers import ReadOptions
+from brainjepa.data.readers import ReadOptions, check_tr
 from brainjepa.data.tables import ORIENTATIONS
 from brainjepa.errors import ConfigError
 
@@ -61,6 +62,12 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
         help="TR in seconds for inputs without one; overrides a NIfTI header or .npz value",
     )
     p.add_argument(
+        "--allow-unusual-tr",
+        action="store_true",
+        help="accept TRs outside what scanners use (0.05-30 s), which are refused as likely milliseconds given "
+        "as seconds",
+    )
+    p.add_argument(
         "--workers", type=int, default=1, metavar="N", help="processes reading inputs in parallel (default 1)"
     )
     add_fmriprep_arguments(p)
@@ -108,14 +115,18 @@ def input_options(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
     if args.tr is not None and not (math.isfinite(args.tr) and args.tr > 0):
         raise ConfigError(f"--tr must be a positive number of seconds, got {args.tr}")
+    if args.tr is not None:
+        check_tr(args.tr, "--tr", allow_unusual=args.allow_unusual_tr)
     options = ReadOptions(num_rois=args.rois, orientation=args.orientation, header=args.header,
-                          index_col=args.index_col, atlases=args.atlas, tr=args.tr)
+                          index_col=args.index_col, atlases=args.atlas, tr=args.tr,
+                          allow_unusual_tr=args.allow_unusual_tr)
     return {"options": options, "min_frames": args.frames, "workers": args.workers,
             "fmriprep": fmriprep_options(args)}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("validate", help="check ROI time series (NaN/Inf, constant ROIs, ROI count, frames, ...)")
+    p = intermixed(sub.add_parser(
+        "validate", help="check ROI time series (NaN/Inf, constant ROIs, ROI count, frames, ...)"))
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or glob patterns to check")
     add_input_arguments(p)
     p.set_defaults(func=run)

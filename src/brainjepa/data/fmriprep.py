@@ -27,7 +27,7 @@ import numpy as np
 
 from brainjepa.data.atlases import CiftiLabels, is_cifti_atlas, resolve_atlas
 from brainjepa.data.nifti import read_nifti
-from brainjepa.data.readers import Run, Source, pick_tr
+from brainjepa.data.readers import Run, Source, pick_tr, walk
 from brainjepa.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -129,9 +129,8 @@ def find_fmriprep_runs(inputs: Sequence[str | Path], options: FmriprepOptions | 
         root = Path(item)
         if not root.exists():
             raise DataError(f"{root}: no such fMRIPrep derivatives folder or file")
-        files = [root] if root.is_file() else sorted(
-            p for suffix in (VOLUME_SUFFIX, CIFTI_SUFFIX) for p in root.rglob(f"*{suffix}")
-        )
+        files = [root] if root.is_file() else [  # symbolic links to subject folders are followed
+            p for p in walk(root) if p.name.endswith((VOLUME_SUFFIX, CIFTI_SUFFIX)) and p.is_file()]
         for path in files:
             if not path.name.endswith((VOLUME_SUFFIX, CIFTI_SUFFIX)):
                 raise DataError(f"{path}: not an fMRIPrep BOLD run (*{VOLUME_SUFFIX} or *{CIFTI_SUFFIX})")
@@ -150,7 +149,7 @@ def find_fmriprep_runs(inputs: Sequence[str | Path], options: FmriprepOptions | 
         )
     spaces = sorted({_space_key(e) for _, e in keep})
     if len(spaces) > 1:
-        raise DataError(f"the runs are in several output spaces ({', '.join(spaces)}); choose one with --space")
+        raise DataError(f"the runs are in several output spaces ({', '.join(spaces)}); choose one (space=, --space)")
     sources = [
         FmriprepSource("fmriprep", p, e["sub"], _run_id(e), entities=tuple(sorted(e.items())), options=options)
         for p, e in sorted(keep, key=lambda pe: str(pe[0]))
@@ -160,9 +159,14 @@ def find_fmriprep_runs(inputs: Sequence[str | Path], options: FmriprepOptions | 
     return sources
 
 
+def sidecar_path(path: Path) -> Path:
+    """The run's JSON sidecar: the image's name with ``.json`` for its extension."""
+    return path.with_name(path.name.split(".", 1)[0] + ".json")
+
+
 def sidecar_tr(path: Path) -> float | None:
-    """RepetitionTime (s) from the run's JSON sidecar (same name, ``.json``), None if absent."""
-    sidecar = path.with_name(path.name.split(".", 1)[0] + ".json")
+    """RepetitionTime (s) from the run's JSON sidecar (`sidecar_path`), None if the sidecar or the key is absent."""
+    sidecar = sidecar_path(path)
     if not sidecar.is_file():
         return None
     try:
@@ -188,8 +192,17 @@ def fmriprep_confounds(image: Path, strategy: str) -> tuple[np.ndarray | None, n
             confounds, sample_mask = load_confounds_strategy(str(image), denoise_strategy=strategy)
     except (ValueError, OSError, KeyError) as err:
         reason = " ".join(str(err).split())
-        raise DataError(f"{image}: confounds '{strategy}' ({reason}); try another --confounds, or none") from err
+        raise DataError(f"{image}: confounds '{strategy}' ({reason}); try another strategy (confounds=, "
+                        "--confounds), or none") from err
     values = None if confounds is None or confounds.shape[1] == 0 else confounds.to_numpy(dtype=np.float64)
+    if values is not None and not np.isfinite(values).all():  # an n/a the strategy does not fill (mid-column)
+        row, col = np.argwhere(~np.isfinite(values))[0]
+        count = int((~np.isfinite(values)).sum())
+        table = image.name.split("_desc-")[0].split("_space-")[0] + "_desc-confounds_timeseries.tsv"
+        raise DataError(f"{image}: confounds file {table}: column {confounds.columns[col]!r} has {count} n/a or "
+                        f"non-finite value(s) that strategy '{strategy}' does not fill (first in data row "
+                        f"{row + 1}, line {row + 2}); fix the confounds file or choose another strategy (none: "
+                        "no cleaning)")
     return values, None if sample_mask is None else np.asarray(sample_mask, dtype=np.int64)
 
 
@@ -221,7 +234,8 @@ def parcellate_cifti(path: Path, atlases: Sequence[Path]) -> tuple[np.ndarray, l
 
 def _atlas_files(source: FmriprepSource, atlases: Sequence[str | Path]) -> list[Path]:
     if not atlases:
-        raise DataError(f"{source.path}: fMRIPrep runs need --atlas (a label image for volumes, a .dlabel.nii for "
+        raise DataError(f"{source.path}: fMRIPrep runs need an atlas (atlases=, --atlas): a label image for "
+                        "volumes, a .dlabel.nii for "
                         "CIFTI, or a name such as schaefer400_tians3)")
     files = [resolve_atlas(a, kind="cifti" if source.cifti else "volume", space=source.space) for a in atlases]
     wrong = [f.name for f in files if is_cifti_atlas(f) != source.cifti]
@@ -231,20 +245,25 @@ def _atlas_files(source: FmriprepSource, atlases: Sequence[str | Path]) -> list[
     return files
 
 
-def read_fmriprep(source: FmriprepSource, *, atlases: Sequence[str | Path] = (), tr: float | None = None) -> Run:
+def read_fmriprep(source: FmriprepSource, *, atlases: Sequence[str | Path] = (), tr: float | None = None,
+                  allow_unusual_tr: bool = False) -> Run:
     """Parcellate and clean one fMRIPrep run (see the module docstring) into a `Run`.
 
     Args:
         source: from `find_fmriprep_runs`.
         atlases: files or names, joined in this order (e.g. Tian S3, then Schaefer 400).
         tr: TR in seconds; required when the sidecar has no RepetitionTime, and overrides it (with a warning).
+        allow_unusual_tr: accept a TR outside what scanners use (`brainjepa.data.readers.check_tr`).
     """
     path, options = source.path, source.options
     files = _atlas_files(source, atlases)
     file_tr = sidecar_tr(path)
     if tr is None and file_tr is None:
-        raise DataError(f"{path}: no RepetitionTime in its JSON sidecar; give the TR with --tr")
-    t_r = float(pick_tr(path, tr, file_tr, found_in="sidecar"))
+        sidecar = sidecar_path(path)
+        what = (f"no RepetitionTime in its JSON sidecar {sidecar.name}" if sidecar.is_file()
+                else f"no JSON sidecar ({sidecar.name} is missing) to read the TR from")
+        raise DataError(f"{path}: {what}; give the TR (tr=, --tr)")
+    t_r = float(pick_tr(path, tr, file_tr, found_in="sidecar", allow_unusual=allow_unusual_tr))
     if source.cifti:
         ts, names = parcellate_cifti(path, files)
     else:
@@ -258,8 +277,11 @@ def read_fmriprep(source: FmriprepSource, *, atlases: Sequence[str | Path] = (),
     if confounds is not None or options.high_pass or options.detrend or sample_mask is not None:
         from nilearn.signal import clean
 
-        ts = clean(ts.T.astype(np.float64), detrend=options.detrend, standardize=None, confounds=confounds,
-                   sample_mask=sample_mask, high_pass=options.high_pass, t_r=t_r).T.astype(np.float32)
+        try:
+            ts = clean(ts.T.astype(np.float64), detrend=options.detrend, standardize=None, confounds=confounds,
+                       sample_mask=sample_mask, high_pass=options.high_pass, t_r=t_r).T.astype(np.float32)
+        except ValueError as err:  # nilearn refuses e.g. a cut-off above Nyquist, non-finite signals
+            raise DataError(f"{path}: signal cleaning failed ({' '.join(str(err).split())})") from err
     removed = frames - ts.shape[1]
     if removed:
         logger.info("%s: removed %d of %d frames (confounds '%s')", path.name, removed, frames, options.confounds)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from brainjepa.data.atlases import label_names
+from brainjepa.data.tables import to_float32
 from brainjepa.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def read_nifti(path: str | Path, atlases: Sequence[str | Path]) -> tuple[np.ndar
 
     path = Path(path)
     if not atlases:
-        raise DataError(f"{path}: NIfTI input needs at least one label atlas (--atlas)")
+        raise DataError(f"{path}: NIfTI input needs at least one label atlas (atlases=, --atlas)")
     try:
         img = nib.load(path)
         shape = img.shape
@@ -97,7 +98,8 @@ def read_nifti(path: str | Path, atlases: Sequence[str | Path]) -> tuple[np.ndar
         if len(found) != len(wanted):
             lost = sorted(set(wanted) - {float(v) for v in found})
             raise DataError(f"{path}: atlas {atlas.name} labels {lost[:10]} have no voxels on this image's grid")
-        parts.append(np.asarray(signals, dtype=np.float32).T)
+        signals = np.asarray(signals).T
+        parts.append(to_float32(signals, path, lambda i, j, a=atlas.name: f"atlas {a} ROI {i}, frame {j}"))
         names = label_names(atlas)  # from the atlas's <stem>.tsv (index, name), when it has one
         labels += [names.get(int(v), f"{_atlas_name(atlas)}:{v:g}") for v in np.asarray(found, dtype=float)]
     return np.concatenate(parts, axis=0), header_tr(img), labels

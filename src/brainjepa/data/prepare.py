@@ -18,10 +18,19 @@ import numpy as np
 
 from brainjepa.data.fmriprep import FmriprepOptions, find_fmriprep_runs, options_record
 from brainjepa.data.normalize import RobustScaler
-from brainjepa.data.readers import DEFAULT_READ, Phenotypes, ReadOptions, Source, find_sources, read_phenotypes
+from brainjepa.data.readers import (
+    DEFAULT_READ,
+    Phenotypes,
+    ReadOptions,
+    Source,
+    find_sources,
+    read_phenotypes,
+    run_key,
+)
 from brainjepa.data.store import RunStore, StoreWriter, check_target, open_runs
 from brainjepa.data.validate import Checked, Problem, check_inputs
 from brainjepa.errors import DataError
+from brainjepa.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +79,7 @@ def _checked_runs(
 def _check_join(table: Phenotypes, sources: Sequence[Source], path: str | Path) -> None:
     """Refuse a phenotype table that matches none of the runs: its ids follow another convention (a prefix, a
     different subject column), and every phenotype would silently be empty."""
-    keys = [(s.subject, s.run) if table.by_run else (s.subject,) for s in sources]
+    keys = [(s.subject, run_key(s.run)) if table.by_run else (s.subject,) for s in sources]
     if any(key in table.rows for key in keys):
         return
 
@@ -79,7 +88,8 @@ def _check_join(table: Phenotypes, sources: Sequence[Source], path: str | Path) 
         return ", ".join(shown[:4]) + (", ..." if len(shown) > 4 else "")
 
     raise DataError(f"{path}: no phenotype row matches any run (joined on {' and '.join(table.keys)}); "
-                    f"runs: {few(keys)}; table: {few(list(table.rows))}; fix the ids or give --subject-column")
+                    f"runs: {few(keys)}; table: {few(list(table.rows))}; fix the ids or give the subject column "
+                    "(subject_column=, --subject-column)")
 
 
 def validate_paths(
@@ -155,16 +165,15 @@ def prepare_store(
             run = checked.run
             if checked.problems and not skip_bad:
                 raise DataError(
-                    "; ".join(map(str, checked.problems)) + " (nothing written; fix it, or pass --skip-bad to leave "
-                    "bad runs out; `brainjepa validate` lists every problem)"
+                    "; ".join(map(str, checked.problems)) + " (nothing written; fix it, or leave bad runs out "
+                    "(skip_bad=True, --skip-bad); `validate_paths` / `brainjepa validate` lists every problem)"
                 )
             if checked.problems:
                 skipped += checked.problems
                 continue
             if writer is None:
-                writer = StoreWriter(
-                    out, run.ts.shape[0], roi_labels=run.roi_labels, overwrite=overwrite, min_frames=min_frames
-                )
+                writer = StoreWriter(out, run.ts.shape[0], roi_labels=run.roi_labels, overwrite=overwrite,
+                                     min_frames=min_frames, allow_unusual_tr=options.allow_unusual_tr)
             values = table.lookup(run.subject, run.run) if table is not None else None
             unmatched += table is not None and values is None
             extra = values if values is not None else dict.fromkeys(table.columns if table else [], None)
@@ -195,9 +204,9 @@ def prepare_store(
         raise
     (out / SKIPPED_FILE).unlink(missing_ok=True)
     if skip_bad:
-        pd.DataFrame(
-            [{"source": p.source, "problem": p.message} for p in skipped], columns=["source", "problem"]
-        ).to_csv(out / SKIPPED_FILE, index=False)
+        report = pd.DataFrame([{"source": p.source, "problem": p.message} for p in skipped],
+                              columns=["source", "problem"])
+        atomic_write(out / SKIPPED_FILE, lambda tmp: report.to_csv(tmp, index=False))
     if skipped:
         logger.warning(
             "skipped %d bad runs (%d problems); see %s",

@@ -6,13 +6,19 @@ naming the file, never a guess.
 
 Ids: a BIDS-like name ``sub-XX[_ses-SS]..._run-YY`` gives subject ``XX`` and run ``YY`` (``SS_YY`` with a
 session); otherwise a file inside a per-subject folder gets the folder name as subject and its stem as run; a
-lone file gets its stem as subject and run ``1``. A leading ``sub-`` is dropped from folder names too.
+lone file gets its stem as subject and run ``1``. A leading ``sub-`` is dropped from folder names too. Run
+indices are compared as numbers, as BIDS does (`run_key`): ``run-1`` and ``run-01`` are one run.
+
+Folders are searched recursively and symbolic links to folders are followed (each real folder once, so a link
+loop ends); a broken symbolic link is a problem of its own, named with its missing target.
 """
 
 from __future__ import annotations
 
 import glob
 import logging
+import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainjepa.bounds import SCANNER_TR
 from brainjepa.data.layout import MANIFEST_COLUMNS, META_FILE
 from brainjepa.data.nifti import read_nifti
 from brainjepa.data.tables import ORIENTATIONS, read_numpy, read_table
@@ -62,6 +69,7 @@ class ReadOptions:
         index_col: whether a table's first column is an index or ROI names (None: decide from the evidence).
         atlases: label images for NIfTI inputs, joined in this order (files beside the inputs are not read as runs).
         tr: TR in seconds; fills in where the file has none and overrides a NIfTI/npz value (with a warning).
+        allow_unusual_tr: accept TRs outside `SCANNER_TR` (0.05-30 s), which are refused by default (`check_tr`).
     """
 
     num_rois: int | None = None
@@ -70,6 +78,7 @@ class ReadOptions:
     index_col: bool | None = None
     atlases: tuple[str | Path, ...] = ()
     tr: float | None = None
+    allow_unusual_tr: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "atlases", tuple(self.atlases))  # a list is accepted; the value stays hashable
@@ -116,6 +125,21 @@ def _strip_sub(name: str) -> str:
     return name[4:] if name.startswith("sub-") and len(name) > 4 else name
 
 
+_INDEX_ENTITY = re.compile(r"(run|echo)-0*(\d+)\Z")
+
+
+def run_key(run: str) -> str:
+    """The run id as BIDS compares it: run indices as numbers, so "01" and "1" (``run-02`` and ``run-2`` in an
+    fMRIPrep id such as ``ses-1_task-rest_run-02``) are one run. Other labels are compared as written."""
+    parts = str(run).split("_")
+    for i, part in enumerate(parts):
+        if (match := _INDEX_ENTITY.fullmatch(part)) is not None:
+            parts[i] = f"{match.group(1)}-{match.group(2)}"
+    if parts[-1].isdigit():  # "YY" or the run of "SS_YY" (a session is a label: kept as written)
+        parts[-1] = str(int(parts[-1]))
+    return "_".join(parts)
+
+
 def parse_ids(path: Path, root: Path | None = None) -> tuple[str, str]:
     """(subject, run) for a file, from BIDS entities, its per-subject folder under `root`, or its stem."""
     stem = path.name[: len(path.name) - len(_suffix(path))] if _suffix(path) else path.stem
@@ -134,8 +158,14 @@ def _is_ukb_dir(path: Path) -> bool:
     return (path / UKB_SUBCORTICAL).exists() or (path / UKB_CORTICAL).exists()
 
 
+def _broken_link(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()
+
+
 def _source(path: Path, root: Path | None, skip: set[Path]) -> Source | None:
     """The run a file belongs to (its folder for a UKB file), None for a skipped one; raises if unsupported."""
+    if _broken_link(path):  # reported when read, beside the other runs: validate lists it, --skip-bad skips it
+        return Source("broken", path, *parse_ids(path, root))
     if path.name in (UKB_SUBCORTICAL, UKB_CORTICAL):
         return Source("ukb", path.parent, _strip_sub(path.parent.name))
     kind = _kind(path)
@@ -151,15 +181,49 @@ def _glob_root(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
+def walk(root: Path) -> list[Path]:
+    """Every file, folder and link under `root`, sorted, following symbolic links to folders; each real folder is
+    entered once, so a link loop (or a link back up the tree) ends instead of repeating runs.
+
+    Raises:
+        DataError: a folder that cannot be listed (no permission), naming it.
+    """
+    found: list[Path] = []
+    entered: set[Path] = set()
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        real = folder.resolve()
+        if real in entered:
+            continue
+        entered.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as err:
+            raise DataError(f"{folder}: cannot list the folder ({err.strerror or err})") from err
+        for entry in entries:
+            path = Path(entry.path)
+            found.append(path)
+            try:
+                is_dir = entry.is_dir()  # follows links
+            except OSError:
+                is_dir = False
+            if is_dir:
+                pending.append(path)
+    return sorted(found)
+
+
 def _sources_in_dir(root: Path, skip: set[Path]) -> list[Source]:
-    stores = {p.parent for p in root.rglob(META_FILE)}  # a store's own manifest is not a time series
+    paths = walk(root)
+    stores = {p.parent for p in paths if p.name == META_FILE}  # a store's own manifest is not a time series
+    _refuse_fmriprep(root, paths)
     sources = []
     ignored = 0
     # A folder named like a data file (x.csv/) is kept as an input, so that it is reported rather than ignored.
-    for path in sorted(p for p in root.rglob("*") if p.is_file() or _kind(p) is not None):
+    for path in (p for p in paths if p.is_file() or _kind(p) is not None or _broken_link(p)):
         if stores.intersection(path.parents):
             continue
-        if _kind(path) is None and path.name not in (UKB_SUBCORTICAL, UKB_CORTICAL):
+        if _kind(path) is None and path.name not in (UKB_SUBCORTICAL, UKB_CORTICAL) and not _broken_link(path):
             ignored += 1
         elif (src := _source(path, root, skip)) is not None:
             sources.append(src)
@@ -168,6 +232,20 @@ def _sources_in_dir(root: Path, skip: set[Path]) -> list[Source]:
             "%s: ignored %d files that are not time series (csv/tsv/txt[.gz], npy/npz, nii[.gz])", root, ignored
         )
     return sources
+
+
+# Names fMRIPrep gives its outputs: read as plain inputs they are images without an atlas and confound tables.
+_FMRIPREP_NAMES = ("_desc-preproc_bold.nii.gz", "_bold.dtseries.nii")
+
+
+def _refuse_fmriprep(root: Path, paths: Sequence[Path]) -> None:
+    """fMRIPrep derivatives (a preprocessed BOLD image or dtseries) given as plain inputs would fail run by run
+    (images without confound cleaning, confound tables read as time series); say what they are instead."""
+    bold = [p for p in paths if p.name.endswith(_FMRIPREP_NAMES[:2])]
+    if bold:
+        raise DataError(f"{root}: holds fMRIPrep derivatives ({bold[0].name}, ...); read them as such "
+                        "(fmriprep=FmriprepOptions(...) and atlases in Python; --fmriprep and --atlas on the "
+                        "command line)")
 
 
 def find_sources(inputs: Sequence[str | Path], *, skip: Sequence[str | Path] = ()) -> list[Source]:
@@ -184,7 +262,7 @@ def find_sources(inputs: Sequence[str | Path], *, skip: Sequence[str | Path] = (
     sources: list[Source] = []
     for item in inputs:
         path = Path(item)
-        if path.exists():
+        if path.exists() or _broken_link(path):
             paths, root = [path], None
         else:
             paths, root = [Path(p) for p in sorted(glob.glob(str(item), recursive=True))], _glob_root(str(item))
@@ -218,11 +296,34 @@ def read_ukb_pair(folder: str | Path) -> tuple[np.ndarray, list[str] | None]:
     return np.concatenate([sub_ts, ctx_ts], axis=0), labels
 
 
-def pick_tr(label: str | Path, given: float | None, found: float | None, *, found_in: str = "file") -> float | None:
-    """The TR a run gets: the given one (with a warning where the file says otherwise), else the file's."""
+def check_tr(tr: float, where: str | Path, *, allow_unusual: bool = False, given_as: str = "TR") -> float:
+    """`tr` if it is a TR in seconds that a scanner could have used (`SCANNER_TR`, 0.05-30 s) or `allow_unusual`.
+
+    Raises:
+        DataError: naming `where` for a TR that is not a positive number, or one outside the range (milliseconds
+            given as seconds, most likely), with how to confirm it.
+    """
+    if not (isinstance(tr, int | float | np.number) and math.isfinite(tr) and tr > 0):
+        raise DataError(f"{where}: {given_as} must be a positive number of seconds, got {tr}")
+    low, high = SCANNER_TR
+    if not allow_unusual and not low <= tr <= high:
+        guess = f" (milliseconds given as seconds? {tr:g} ms is {tr / 1000:g} s)" if tr > high else ""
+        raise DataError(f"{where}: {given_as} {tr:g} s is outside what scanners use ({low:g}-{high:g} s){guess}; "
+                        "give the TR in seconds, or confirm this one (allow_unusual_tr=True in Python, "
+                        "--allow-unusual-tr on the command line)")
+    return float(tr)
+
+
+def pick_tr(label: str | Path, given: float | None, found: float | None, *, found_in: str = "file",
+            allow_unusual: bool = False) -> float | None:
+    """The TR a run gets: the given one (with a warning where the file says otherwise), else the file's; checked
+    with `check_tr` (a TR outside what scanners use is refused unless `allow_unusual`)."""
     if given is not None and found is not None and not np.isclose(given, found):
         logger.warning("%s: %s says TR %.4g s, using the given TR %.4g s", label, found_in, found, given)
-    return given if given is not None else found
+    tr = given if given is not None else found
+    if tr is not None:
+        check_tr(tr, label, allow_unusual=allow_unusual, given_as="TR" if given is not None else f"the {found_in}'s TR")
+    return tr
 
 
 def read_source(source: Source, options: ReadOptions = DEFAULT_READ) -> Run:
@@ -238,13 +339,16 @@ def read_source(source: Source, options: ReadOptions = DEFAULT_READ) -> Run:
         ts, labels = read_ukb_pair(source.path)
     elif source.kind == "nifti":
         ts, file_tr, labels = read_nifti(source.path, options.atlases)
+    elif source.kind == "broken":
+        raise DataError(f"{source.label}: broken symbolic link (its target {os.readlink(source.path)} does not "
+                        "exist)")
     else:
         raise DataError(f"{source.label}: unknown source kind {source.kind!r}")
     return Run(
         ts=ts,
         subject=source.subject,
         run=source.run,
-        tr=pick_tr(source.label, options.tr, file_tr),
+        tr=pick_tr(source.label, options.tr, file_tr, allow_unusual=options.allow_unusual_tr),
         source=source.label,
         roi_labels=labels,
     )
@@ -263,8 +367,8 @@ class Phenotypes:
     keys: tuple[str, ...] = ("subject",)  # the table's columns the rows are keyed on (subject[, run])
 
     def lookup(self, subject: str, run: str) -> dict[str, object] | None:
-        """Values for one run, or None when the table has no row for it."""
-        return self.rows.get((subject, run) if self.by_run else (subject,))
+        """Values for one run, or None when the table has no row for it (runs compared as numbers: `run_key`)."""
+        return self.rows.get((subject, run_key(run)) if self.by_run else (subject,))
 
 
 def read_phenotypes(path: str | Path, *, subject_column: str | None = None) -> Phenotypes:
@@ -304,6 +408,8 @@ def read_phenotypes(path: str | Path, *, subject_column: str | None = None) -> P
         raise DataError(f"{path}: {int(empty.sum())} rows have no subject id in column {col!r} (first: data row "
                         f"{int(np.flatnonzero(empty.to_numpy())[0]) + 1})")
     df[col] = df[col].str.strip().map(_strip_sub)
+    if run_col:  # "1" and "01" are one run, as in the file names (`run_key`)
+        df[run_col] = df[run_col].fillna("").str.strip().map(run_key)
     keys = [col] + ([run_col] if run_col else [])
     dup = df[df.duplicated(keys, keep=False)]
     if len(dup):

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from brainjepa.data.layout import DATA_FILE, FORMAT, MANIFEST_COLUMNS, MANIFEST_FILE, META_FILE, VERSION
+from brainjepa.data.readers import check_tr, run_key
 from brainjepa.data.validate import check_timeseries, raise_for_problems
 from brainjepa.errors import DataError
-from brainjepa.io import atomic_write, atomic_write_text
+from brainjepa.io import atomic_write_text, atomic_writes, output_error
 
 if TYPE_CHECKING:
     from typing import Self
@@ -77,6 +78,7 @@ class StoreWriter:
         roi_labels: optional R names, kept in ``store.json``.
         overwrite: replace an existing store at `path` instead of refusing.
         min_frames: fewest frames a run may have.
+        allow_unusual_tr: accept TRs outside what scanners use (0.05-30 s; `brainjepa.data.readers.check_tr`).
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class StoreWriter:
         roi_labels: list[str] | None = None,
         overwrite: bool = False,
         min_frames: int = 1,
+        allow_unusual_tr: bool = False,
     ) -> None:
         self.path = Path(path)
         if num_rois < 1:
@@ -99,6 +102,7 @@ class StoreWriter:
         self.num_rois = int(num_rois)
         self.roi_labels = list(roi_labels) if roi_labels is not None else None
         self.min_frames = int(min_frames)
+        self.allow_unusual_tr = bool(allow_unusual_tr)
         self._metadata: dict[str, Any] = {}
         self._rows: list[dict[str, Any]] = []
         self._keys: set[tuple[str, str]] = set()
@@ -151,17 +155,20 @@ class StoreWriter:
                 arr, source=label, num_rois=self.num_rois, min_frames=self.min_frames, roi_labels=self.roi_labels
             )
         )
-        if (subject, run) in self._keys:
+        if (subject, run_key(run)) in self._keys:  # run "1" and run "01" are one run, as in BIDS
             raise DataError(f"{label}: duplicate run (subject {subject}, run {run} was already added)")
-        if tr is not None and not (math.isfinite(tr) and tr > 0):
-            raise DataError(f"{label}: TR must be a positive number of seconds, got {tr}")
+        if tr is not None:  # a positive number of seconds, in what scanners use unless allowed
+            check_tr(tr, label, allow_unusual=self.allow_unusual_tr)
         extra = dict(phenotypes or {})
         clash = sorted(set(extra) & set(MANIFEST_COLUMNS))
         if clash:
             raise DataError(f"{label}: phenotype columns {clash} clash with manifest columns")
         frames = arr.shape[1]
-        self._fh.write(np.ascontiguousarray(arr.T, dtype=_DTYPE).data)
-        self._keys.add((subject, run))
+        try:
+            self._fh.write(np.ascontiguousarray(arr.T, dtype=_DTYPE).data)
+        except OSError as err:  # a full disk: one line naming the store and the disk
+            raise output_error(self.path / DATA_FILE, err) from err
+        self._keys.add((subject, run_key(run)))
         self._rows.append(
             {
                 "subject": subject,
@@ -186,14 +193,13 @@ class StoreWriter:
 
         if self._fh.closed:
             raise DataError(f"{self.path}: store writer is already closed")
-        self._fh.close()
-        # A store being replaced stops being a store first, so no crash can pair old metadata with new data.
-        (self.path / META_FILE).unlink(missing_ok=True)
-        os.replace(self._tmp, self.path / DATA_FILE)
+        try:
+            self._fh.close()
+        except OSError as err:
+            raise output_error(self.path / DATA_FILE, err) from err
         manifest = pd.DataFrame(self._rows)
         if manifest.empty:
             manifest = pd.DataFrame(columns=list(MANIFEST_COLUMNS))
-        atomic_write(self.path / MANIFEST_FILE, lambda tmp: manifest.to_csv(tmp, index=False))
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -203,7 +209,17 @@ class StoreWriter:
             "total_frames": self._offset,
             "metadata": self._metadata,
         }
-        atomic_write_text(self.path / META_FILE, _dump_meta(meta))
+        text = _dump_meta(meta)
+
+        def retire_old_store() -> None:
+            # A store being replaced stops being a store first, so no crash can pair old metadata with new data;
+            # only once the new manifest and metadata are written (a full disk leaves the old store whole).
+            (self.path / META_FILE).unlink(missing_ok=True)
+            os.replace(self._tmp, self.path / DATA_FILE)
+
+        atomic_writes([(self.path / MANIFEST_FILE, lambda tmp: manifest.to_csv(tmp, index=False)),
+                       (self.path / META_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))],
+                      before_replace=retire_old_store)
         logger.info(
             "wrote store %s: %d runs, %d frames x %d ROIs", self.path, len(self._rows), self._offset, self.num_rois
         )

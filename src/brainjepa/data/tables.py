@@ -17,7 +17,7 @@ import gzip
 import re
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,19 @@ _INT = re.compile(r"[+-]?\d+\Z")
 _NUMBERED = re.compile(r"(.*?)(\d+)\Z", re.DOTALL)
 _SEPARATOR_NAMES = {",": "commas", "\t": "tabs", ";": "semicolons", " ": "spaces", None: "whitespace"}
 _MAX_SHOWN = 5  # cells quoted in a message
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def to_float32(values: np.ndarray, source: str | Path, cell: Callable[[int, int], str]) -> np.ndarray:
+    """`values` [rows, cols] as float32; a finite value beyond the float32 range (about 3.4e38), which the cast
+    would turn into Inf with numpy's warning, is an error naming `cell(i, j)` of the first one and its value."""
+    big = np.isfinite(values) & (np.abs(values) > _FLOAT32_MAX) if values.dtype.itemsize > 4 else None
+    if big is not None and big.any():
+        i, j = np.argwhere(big)[0]
+        more = f" (and {int(big.sum()) - 1} more)" if big.sum() > 1 else ""
+        raise DataError(f"{source}: {cell(int(i), int(j))}: value {values[i, j]:.4g} is beyond the float32 range "
+                        f"(+-{_FLOAT32_MAX:.3g}) the store holds{more}; rescale the data")
+    return values.astype(np.float32)
 
 
 def _one_line(err: BaseException) -> str:
@@ -209,7 +222,7 @@ def _decide_header(path: Path, number: int, row0: Sequence[str], decimals: bool)
         question = f"row {number} ({_show(row0)}) holds whole numbers above decimals: a header of labels, or data"
     else:
         return False
-    raise DataError(f"{path}: cannot tell whether {question}; give --header or --no-header")
+    raise DataError(f"{path}: cannot tell whether {question}; give header=True or False (--header or --no-header)")
 
 
 def _decide_index(path: Path, column: Sequence[str], head: str | None, decimals: bool) -> bool:
@@ -232,7 +245,8 @@ def _decide_index(path: Path, column: Sequence[str], head: str | None, decimals:
         question = f"column 1 ({_show(column)}) holds whole numbers beside decimals: an index of labels, or data"
     else:
         return False
-    raise DataError(f"{path}: cannot tell whether {question}; give --index-col or --no-index-col")
+    raise DataError(f"{path}: cannot tell whether {question}; give index_col=True or False (--index-col or "
+                    "--no-index-col)")
 
 
 def _to_float(
@@ -330,7 +344,8 @@ def read_table(
     rows_are = None if named_rows == named_cols else "rois" if named_rows else "time"
     axis = roi_axis(values.shape, source=str(path), rows_are=rows_are, orientation=orientation, num_rois=num_rois)
     labels = row_names if axis == 0 else col_names
-    return (values if axis == 0 else values.T).astype(np.float32), labels
+    values = to_float32(values, path, lambda i, j: f"row {numbers[top + i]}, column {left + j + 1}")
+    return values if axis == 0 else values.T, labels
 
 
 def roi_axis(
@@ -358,14 +373,15 @@ def roi_axis(
     if num_rois is None:
         raise DataError(
             f"{source}: cannot tell ROIs from frames in shape {shape}; "
-            "give the expected ROI count (--rois) or the orientation (--orientation)"
+            "give the expected ROI count (num_rois=, --rois) or the orientation (orientation=, --orientation)"
         )
     match = [axis for axis in (0, 1) if shape[axis] == num_rois]
     if not match:
         raise DataError(f"{source}: wrong ROI count: shape {shape} has no axis of {num_rois} ROIs")
     if len(match) == 2:
         raise DataError(
-            f"{source}: ambiguous orientation: both axes of shape {shape} have {num_rois} entries; give --orientation"
+            f"{source}: ambiguous orientation: both axes of shape {shape} have {num_rois} entries; give the "
+            "orientation (orientation=, --orientation)"
         )
     return match[0]
 
@@ -394,6 +410,8 @@ def _load_numpy(path: Path) -> tuple[np.ndarray, float | None]:
         raise DataError(f"{path}: cannot read the file ({_one_line(err)})") from err
     if not magic:
         raise DataError(f"{path}: empty file")
+    if magic.startswith(b"PK\x05\x06"):  # a zip archive with no members: np.savez() of no arrays
+        raise DataError(f"{path}: empty .npz archive (it holds no arrays)")
     if magic != b"\x93NUMPY" and not magic.startswith(b"PK\x03\x04"):
         raise DataError(f"{path}: not a numpy file (.npy or .npz)")
     try:
@@ -435,4 +453,6 @@ def read_numpy(
         raise DataError(f"{path}: non-numeric array (dtype {array.dtype}); need integers or floats")
     if array.size == 0:
         raise DataError(f"{path}: empty array (shape {array.shape})")
+    if array.ndim == 2:
+        array = to_float32(array, path, lambda i, j: f"element [{i}, {j}]")
     return orient(array.astype(np.float32), source=str(path), orientation=orientation, num_rois=num_rois), tr

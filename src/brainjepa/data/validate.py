@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from brainjepa.data.fmriprep import FmriprepSource, read_fmriprep
-from brainjepa.data.readers import DEFAULT_READ, ReadOptions, Run, Source, read_source
+from brainjepa.data.readers import DEFAULT_READ, ReadOptions, Run, Source, read_source, run_key
 from brainjepa.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,8 @@ def check_source(source: Source, options: ReadOptions = DEFAULT_READ, *, min_fra
     label = source.label
     try:
         if isinstance(source, FmriprepSource):
-            run = read_fmriprep(source, atlases=options.atlases, tr=options.tr)
+            run = read_fmriprep(source, atlases=options.atlases, tr=options.tr,
+                                allow_unusual_tr=options.allow_unusual_tr)
         else:
             run = read_source(source, options)
     except DataError as err:
@@ -168,10 +169,10 @@ class Consistency:
             problems.append(Problem(source, f"wrong ROI count: {rois} (the first run has {self.num_rois})"))
         if self.roi_labels is not None and run.roi_labels is not None and run.roi_labels != self.roi_labels:
             problems.append(Problem(source, "ROI labels differ from the first run's"))
-        key = (run.subject, run.run)
+        key = (run.subject, run_key(run.run))  # run-1 and run-01 are one run, as in BIDS
         if key in self._seen:
             problems.append(
-                Problem(source, f"duplicate run: subject {key[0]}, run {key[1]} is also in {self._seen[key]}")
+                Problem(source, f"duplicate run: subject {key[0]}, run {run.run} is also in {self._seen[key]}")
             )
         if not problems:
             self._seen[key] = source

@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from brainjepa.bounds import bounded, check_bounds, check_value
+from brainjepa.bounds import SCANNER_TR, bounded, check_bounds, check_value
 from brainjepa.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class WindowSpec:
     frames: int = bounded(160, ge=1)
     sampling_rate: int = bounded(3, ge=1)
     mode: Literal["random", "center"] = "random"
-    target_tr: float | None = bounded(None, gt=0)  # seconds
+    target_tr: float | None = bounded(None, ge=SCANNER_TR[0], le=SCANNER_TR[1])  # seconds
     short: Literal["error", "pad"] = "error"
 
     def __post_init__(self) -> None:
@@ -99,8 +99,8 @@ def _check_length(num_frames: int, spec: WindowSpec, layout: _Layout, subject: s
     if spec.short == "error":
         raise DataError(
             f"subject {subject!r}: run has {num_frames} frames but a {spec.frames}-frame window at {how} needs "
-            f"{layout.needed}; repeat its last frame with --pad (embed, probe, finetune) or data.short_runs=pad "
-            "(pretrain), or leave this run out"
+            f"{layout.needed}; repeat its last frame (pad=True in Python; --pad (embed, probe, finetune) or "
+            "data.short_runs=pad (pretrain)), or leave this run out"
         )
     logger.debug(
         "subject %r: run has %d of the %d frames needed; padding the window end with the last frame",
