@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from brainjepa.bounds import bounded, check_bounds
+from brainjepa.bounds import SCANNER_TR, bounded, check_bounds
 from brainjepa.config import OptimizationConfig
 from brainjepa.data.dataset import StoreDataset
 from brainjepa.data.normalize import Normalizer
@@ -39,7 +39,8 @@ from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingEr
 from brainjepa.evaluation.embed import NORMALIZATIONS, load_model, model_normalizer
 from brainjepa.evaluation.labels import Labels, read_labels
 from brainjepa.evaluation.metrics import classification_metrics, grouped_splits, regression_metrics, summarize
-from brainjepa.io import load_weights_folder, save_weights_folder
+from brainjepa.evaluation.probe import check_learnable
+from brainjepa.io import atomic_writes, load_weights_folder, save_weights_folder
 from brainjepa.models import BrainJEPA, ModelConfig
 from brainjepa.models.encoder import BrainEncoder
 from brainjepa.models.optim import param_groups
@@ -104,7 +105,7 @@ class FinetuneConfig:
     patience: int = bounded(5, ge=0)
     encoder: Literal["target", "context"] = "target"
     sampling_rate: int = bounded(1, ge=1)
-    target_tr: float | None = bounded(None, gt=0)
+    target_tr: float | None = bounded(None, ge=SCANNER_TR[0], le=SCANNER_TR[1])
     pad: bool = False
     normalization: str = "model"
     precision: Literal["auto", "bf16", "fp32"] = "auto"
@@ -253,11 +254,12 @@ class FinetuneResult:
         rows = [{"fold": str(k + 1), "best_epoch": epoch, **m} for k, (m, epoch) in pairs]
         rows.append({"fold": "mean", **{n: v[0] for n, v in self.summary.items()}})
         rows.append({"fold": "std", **{n: v[1] for n, v in self.summary.items()}})
-        pd.DataFrame(rows).to_csv(out / "finetune.csv", index=False)
         title = f"# Fine-tuning: {self.label} ({self.task}, {len(self.folds)} subject-grouped folds)\n\n"
-        (out / "finetune.md").write_text(title + self.table() + "\n")
-        for k, history in enumerate(self.histories):
-            pd.DataFrame(history).to_csv(out / f"history_fold{k + 1}.csv", index=False)
+        text = title + self.table() + "\n"
+        tables = [("finetune.csv", pd.DataFrame(rows))] + [
+            (f"history_fold{k + 1}.csv", pd.DataFrame(history)) for k, history in enumerate(self.histories)]
+        writes = [(out / name, lambda tmp, t=table: t.to_csv(tmp, index=False)) for name, table in tables]
+        atomic_writes([*writes, (out / "finetune.md", lambda tmp: tmp.write_text(text, encoding="utf-8"))])
 
 
 # ----------------------------------------------------------------------------------------------- main loop
@@ -298,6 +300,7 @@ def finetune(
     cfg = config or FinetuneConfig()
     store, _ = open_runs(store, None)
     labels = read_labels(store, label, cfg.task, folds=cfg.folds)  # refused here, before any training
+    check_learnable(labels.targets, labels.groups, labels.task, cfg.folds, f"{store.path}: label {label!r}")
     cfg = cfg.for_machine()
     pretrained = load_model(model, gradient=gradient)
     if store.num_rois != pretrained.config.num_rois:
@@ -464,7 +467,7 @@ class _Step:
             checked = f"the labels are finite (standardised with mean {self.mean:.3g}, std {self.std:.3g})"
         else:
             checked = f"the labels are {len(np.unique(self.targets))} valid classes"
-        return f"{checked}, so the learning rate is likely too high: lower --lr (now {self.cfg.peak_lr:.3g})"
+        return f"{checked}, so the learning rate is likely too high: lower lr (--lr; now {self.cfg.peak_lr:.3g})"
 
     @torch.no_grad()
     def evaluate(self, loader: torch.utils.data.DataLoader, labels: Labels) -> tuple[float, dict[str, float]]:

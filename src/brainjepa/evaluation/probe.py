@@ -33,6 +33,7 @@ from brainjepa.evaluation.metrics import (
     regression_metrics,
     summarize,
 )
+from brainjepa.io import atomic_writes
 from brainjepa.models import BrainJEPA
 from brainjepa.models.encoder import Pooling
 
@@ -115,10 +116,12 @@ class ProbeTable:
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        self.to_frame().to_csv(out / "probe.csv", index=False)
-        (out / "probe.md").write_text(f"Probe of `{self.label}` ({self.task})\n\n{self.to_markdown()}\n")
-        folds = [{"features": name, **f} for name, res in self.results.items() for f in res.folds]
-        pd.DataFrame(folds).to_csv(out / "probe_folds.csv", index=False)
+        summary, folds = self.to_frame(), pd.DataFrame(
+            [{"features": name, **f} for name, res in self.results.items() for f in res.folds])
+        text = f"Probe of `{self.label}` ({self.task})\n\n{self.to_markdown()}\n"
+        atomic_writes([(out / "probe.csv", lambda tmp: summary.to_csv(tmp, index=False)),  # together or not at all
+                       (out / "probe.md", lambda tmp: tmp.write_text(text, encoding="utf-8")),
+                       (out / "probe_folds.csv", lambda tmp: folds.to_csv(tmp, index=False))])
         return out
 
 
@@ -183,12 +186,13 @@ def probe(
         raise DataError("probe: features contain NaN or Inf")
     if task == "regression":
         y = y.astype(np.float64)
+    check_learnable(y, g, task, folds)
     classes = np.unique(y) if task == "classification" else None
     rows: list[dict[str, Any]] = []
     predictions = np.empty((seeds, len(y)), dtype=y.dtype)
     unconverged = 0
     for seed in range(seeds):
-        for k, (train, test) in enumerate(grouped_splits(y, g, task=task, folds=folds, seed=seed)):
+        for k, (train, test) in enumerate(_outer_splits(y, g, task, folds, seed)):
             x_train, x_test = per_fold(x[train, 0], x[test, 0]) if per_fold else (x[train], x[test])
             chosen: dict[str, float] = {}
             if head == "attentive":
@@ -206,6 +210,62 @@ def probe(
     metrics = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
     summary = summarize([{m: r[m] for m in metrics} for r in rows])
     return ProbeResult(task, rows, summary, n_samples=len(y), n_dropped=n_all - len(y), predictions=predictions)
+
+
+def check_learnable(y: np.ndarray, groups: np.ndarray | None, task: str, folds: int, where: str = "probe labels"
+                    ) -> None:
+    """Refuse labels that subject-grouped `folds`-fold cross-validation cannot learn or score, before any fit.
+
+    A constant regression target (every error would be 0: a perfect-looking MAE of 0.000); a single class;
+    classes all smaller than `folds` (stratified splitting is impossible: e.g. one sample per class); two classes
+    of which one comes from a single group (subject), so the fold testing that group trains on one class. A class
+    smaller than `folds` beside larger ones is allowed (it is missing from some test folds), with a warning.
+
+    Raises:
+        DataError: naming `where`, the class or value and what to change.
+    """
+    y = np.asarray(y)
+    g = np.arange(len(y)) if groups is None else np.asarray(groups)
+    show = lambda v: repr(v.item() if isinstance(v, np.generic) else v)  # noqa: E731 - 'x', not np.str_('x')
+    if task == "regression":
+        values = y.astype(np.float64)
+        if len(values) and np.ptp(values) == 0:
+            raise DataError(f"{where} is constant ({values[0]:g} in all {len(values)} samples): there is nothing to "
+                            "predict, and every error would be 0")
+        return
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise DataError(f"{where} has a single class {classes.tolist()}; nothing to learn")
+    if counts.max() < folds:  # scikit-learn's StratifiedGroupKFold would raise
+        biggest = int(np.argmax(counts))
+        raise DataError(f"{where}: every one of its {len(classes)} classes has fewer samples than the {folds} folds "
+                        f"(largest: class {show(classes[biggest])} with {counts[biggest]}), so stratified {folds}-fold "
+                        "cross-validation cannot be made; use fewer folds or merge classes")
+    spread = {c: np.unique(g[y == c]) for c in classes}
+    lonely = [c for c in classes if len(spread[c]) < 2]
+    if len(classes) == 2 and lonely:
+        c = lonely[0]
+        raise DataError(f"{where}: class {show(c)} comes from one group only ({spread[c][0]}), so the fold that tests "
+                        "it trains on the other class alone; each of two classes needs samples from at least 2 "
+                        "groups (subjects)")
+    rare = [f"{show(c)} ({n})" for c, n in zip(classes, counts, strict=True) if n < folds]
+    if rare:
+        logger.warning("%s: classes with fewer samples than the %d folds are missing from some test folds: %s",
+                       where, folds, ", ".join(rare[:5]))
+
+
+def _outer_splits(y: np.ndarray, g: np.ndarray, task: str, folds: int, seed: int) -> list[tuple[np.ndarray,
+                                                                                               np.ndarray]]:
+    """`grouped_splits` for labels `check_learnable` accepted; a training fold with a single class is refused
+    (scikit-learn's own warning about rare classes is replaced by `check_learnable`'s)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        splits = grouped_splits(y, g, task=task, folds=folds, seed=seed)
+    for k, (train, _) in enumerate(splits):
+        if task == "classification" and len(np.unique(y[train])) < 2:
+            raise DataError(f"probe labels: the training rows of fold {k + 1} (seed {seed}) hold a single class "
+                            f"{np.unique(y[train]).tolist()}; use fewer folds or more subjects per class")
+    return splits
 
 
 def _fit_attentive(x: np.ndarray, y: np.ndarray, g: np.ndarray, task: str, attentive: AttentiveConfig | None,
@@ -296,6 +356,7 @@ def probe_models(
     g = np.arange(len(labels)) if groups is None else np.asarray(groups)
     y, g, *arrays = drop_missing(labels, g, *arrays, what=f"{label!r} label")
     task = task or infer_task(y)
+    check_learnable(y, g, task, folds, f"label {label!r}")
     table = ProbeTable(label, task)
     for name, x in zip(names, arrays, strict=True):
         logger.info("probing %s features %s for %r (%s)", name, list(x.shape), label, task)
@@ -357,7 +418,8 @@ def probe_store(
             read, or pooling / options / gradient with `embeddings` (they apply to embedding with a model).
     """
     if (model is None) == (embeddings is None):
-        raise ConfigError("probe needs exactly one of a model (--model) or an embeddings file (--embeddings)")
+        raise ConfigError("probe needs exactly one of a model (model=, --model) or an embeddings file (embeddings=, "
+                          "--embeddings)")
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ConfigError(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
@@ -368,10 +430,11 @@ def probe_store(
             raise ConfigError(f"{', '.join(given)} apply to embedding with a model, not to an embeddings file")
     else:
         pooling = pooling_for_head(head, pooling)
-    check_value("probe --folds", folds, integer=True, ge=2)
-    check_value("probe --seeds", seeds, integer=True, ge=1)
+    check_value("probe folds (--folds)", folds, integer=True, ge=2)
+    check_value("probe seeds (--seeds)", seeds, integer=True, ge=1)
     store, _ = open_runs(data, None)
     labels = read_labels(store, label, task, groups=groups, folds=folds)  # refused here, before any embedding
+    check_learnable(labels.values, labels.groups, labels.task, folds, f"{store.path}: label {label!r}")
     features: dict[str, np.ndarray] = {}
     if embeddings is not None:
         loaded = load_embeddings(embeddings)
@@ -389,7 +452,7 @@ def probe_store(
         features["brainjepa"] = emb.numpy()
     if "random-init" in baselines:
         if model is None:
-            logger.warning("random-init baseline skipped: it needs the model's architecture (--model)")
+            logger.warning("random-init baseline skipped: it needs the model's architecture (model=, --model)")
         else:
             fresh = random_init_like(model, seed=random_init_seed)
             emb = embed_store(fresh, store, indices=runs, pooling=pooling, options=options, progress=progress)
