@@ -6,7 +6,9 @@ recomputed), so it is checked against our table instead of loaded.
 
 from __future__ import annotations
 
+import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +50,31 @@ def read_reference_checkpoint(path: str | Path) -> dict[str, dict[str, Tensor]]:
                 if module in raw:
                     raw[module][rest] = value
         else:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about pickle protocols on its way to refusing a file
+                warnings.simplefilter("ignore", UserWarning)
+                raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # torch advises turning the safe load off: never relayed
+        raise CheckpointError(f"{path}: cannot read checkpoint: {unpickling_refusal(err)}") from None
     except Exception as err:  # torch/safetensors raise many types for corrupt files
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(err).__name__}: {err})") from err
+        if path.stat().st_size == 0:
+            raise CheckpointError(f"{path}: cannot read checkpoint: empty file") from err
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else "truncated file"
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(err).__name__}: {reason})") from err
     missing = [m for m in ("encoder", "predictor") if not raw.get(m)]
     if missing:
         raise CheckpointError(f"{path}: not a Brain-JEPA checkpoint (missing {', '.join(missing)})")
     return {m: _strip_prefix(raw[m]) for m in MODULES if raw.get(m)}
+
+
+def unpickling_refusal(err: pickle.UnpicklingError) -> str:
+    """Why torch.load(weights_only=True) refused a file, without torch's advice to retry with the safe load off
+    (which would run any code the file holds): the Python object it would have to create, or what stopped it."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    if found:
+        return (f"it holds Python objects other than tensors ({found.group(1)}), which could run code and are never "
+                "unpickled; use the official checkpoint or a .safetensors conversion of trusted weights")
+    detail = [line.strip() for line in str(err).split("\n\n")[1:2] if line.strip() and "weights_only" not in line]
+    return "not a PyTorch checkpoint of tensors" + (f" ({' '.join(detail[0].split())})" if detail else "")
 
 
 def _strip_prefix(sd: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from brainjepa.models.config import ModelConfig
-from brainjepa.models.layers import Block, GradientPosEmbed, PatchEmbed, gather_tokens
+from brainjepa.models.layers import Block, GradientPosEmbed, PatchEmbed, check_token_indices, gather_tokens
 from brainjepa.models.optim import param_groups
 
 Pooling = Literal["mean", "roi", "tokens", "tokenfc"]
@@ -94,7 +94,9 @@ class BrainEncoder(nn.Module):
     def forward_at(self, x: Tensor, idx: Tensor) -> Tensor:
         """Full-sequence features gathered at idx [B, K]: equal to `gather(forward(x), idx)`, but the last block
         updates only the K selected tokens (they still attend to all tokens); used for JEPA targets."""
-        tokens = run_blocks(self.blocks[:-1], self._embed(x, None), self.grad_checkpointing)
+        tokens = self._embed(x, None)
+        self._check_indices(idx, "target_idx", tokens)
+        tokens = run_blocks(self.blocks[:-1], tokens, self.grad_checkpointing)
         return self.norm(self.blocks[-1](gather_tokens(tokens, idx), tokens))
 
     def pool(self, tokens: Tensor, kind: Pooling = "mean") -> Tensor:
@@ -158,7 +160,10 @@ class BrainEncoder(nn.Module):
     # ------------------------------------------------------------------------------------------- internals
     def _embed(self, x: Tensor, context_idx: Tensor | None) -> Tensor:
         """Patch tokens plus positions [B, R*P, D], then the context selection [B, K, D] if any."""
-        tokens = self.patch_embed(self._check_input(x)) + self.pos_embed().unsqueeze(0)
+        x = self._check_input(x)
+        if context_idx is not None:
+            self._check_indices(context_idx, "context_idx", x)
+        tokens = self.patch_embed(x) + self.pos_embed().unsqueeze(0)
         return tokens if context_idx is None else gather_tokens(tokens, context_idx)
 
     def _block_indices(self, indices: int | Sequence[int]) -> list[int]:
@@ -174,12 +179,28 @@ class BrainEncoder(nn.Module):
         return [i % depth for i in indices]
 
     def _check_input(self, x: Tensor) -> Tensor:
+        """x as [B, R, T] in the model's dtype, or a TypeError / ValueError saying what the encoder takes."""
+        R, T = self.cfg.num_rois, self.cfg.num_frames
+        dtype = self.patch_embed.proj.weight.dtype
+        name = str(dtype).removeprefix("torch.")
+        expect = f"a torch.Tensor [B, {R}, {T}] (or [B, 1, {R}, {T}]) of {name}, the model's dtype"
+        if not isinstance(x, Tensor):
+            kind = f"{type(x).__module__}.{type(x).__name__}"
+            fix = f"; convert it with torch.from_numpy(x).to(torch.{name})" if hasattr(x, "__array__") else ""
+            raise TypeError(f"the encoder takes {expect}, got a {kind}{fix}")
+        if x.dtype != dtype:
+            raise TypeError(f"the encoder takes {expect}, got dtype {str(x.dtype).removeprefix('torch.')}; convert "
+                            f"it with x.to(torch.{name}) (under torch.autocast, keep {name} inputs)")
         if x.ndim == 4 and x.shape[1] == 1:
             x = x[:, 0]
-        R, T = self.cfg.num_rois, self.cfg.num_frames
         if x.ndim != 3 or x.shape[1:] != (R, T):
-            raise ValueError(f"encoder expects input [B, {R}, {T}] or [B, 1, {R}, {T}], got {tuple(x.shape)}")
+            raise ValueError(f"the encoder takes {expect}, got shape {list(x.shape)}")
         return x
+
+    def _check_indices(self, idx: Tensor, name: str, x: Tensor) -> None:
+        """Token indices [B, K] int64 in [0, R*P) (values checked on CPU, and on CUDA outside training)."""
+        check_token_indices(idx, name, x.shape[0], self.cfg.num_patches,
+                            check_values=x.device.type == "cpu" or not self.training)
 
 
 def token_fc(tokens: Tensor, num_rois: int) -> Tensor:

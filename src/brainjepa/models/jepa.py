@@ -121,6 +121,7 @@ class BrainJEPA(nn.Module):
         directory = hub.download(path, revision=revision) if hub.is_hub_id(path) else Path(path)
         if not (directory / CONFIG_NAME).is_file() and (directory / "model" / CONFIG_NAME).is_file():
             directory = directory / "model"
+        _refuse_unfinished_run(directory)
         meta, state = load_weights_folder(directory, config_name=CONFIG_NAME, weights_name=WEIGHTS_NAME, fmt=FORMAT,
                                           what="brainjepa model", map_location=str(map_location))
         cfg = ModelConfig.from_dict(meta["model"])
@@ -146,7 +147,7 @@ class BrainJEPA(nn.Module):
         if not path.exists():
             raise CheckpointError(f"{path}: no such model folder or checkpoint file")
         if gradient is None:
-            raise CheckpointError(f"{path}: a reference checkpoint needs its gradient CSV (--gradient)")
+            raise CheckpointError(f"{path}: a reference checkpoint needs its gradient CSV (gradient=, --gradient)")
         return cls.from_reference_checkpoint(path, gradient, num_heads=num_heads)
 
     @classmethod
@@ -180,6 +181,18 @@ class BrainJEPA(nn.Module):
         check_finite_weights(state, path)
         _load_strict(model, state, str(path))
         return model
+
+
+def _refuse_unfinished_run(directory: Path) -> None:
+    """A training run folder without `model/` (stopped before its end) is not a model folder, but each of its
+    checkpoints is one: say so, naming the newest."""
+    if (directory / CONFIG_NAME).is_file() or not (directory / "checkpoints").is_dir():
+        return
+    steps = sorted(p for p in (directory / "checkpoints").glob("step-*") if (p / CONFIG_NAME).is_file())
+    if steps:
+        raise CheckpointError(f"{directory}: an unfinished training run (no model/ yet: it stopped before its "
+                              f"end); its checkpoints are model folders, the newest is {steps[-1]}; or finish the "
+                              "run by resuming it (pretrain with resume=True, --resume)")
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -14,6 +14,37 @@ def use_fused_attn() -> bool:
     return os.environ.get("BRAINJEPA_FUSED_ATTN", "1") != "0"
 
 
+def check_token_indices(idx: object, name: str, batch: int, num_tokens: int, *, check_values: bool = True) -> None:
+    """Refuse token indices that are not what the models take: a torch.Tensor [B, K] of int64 in [0, num_tokens).
+
+    The values are checked when `check_values` (callers skip it on CUDA in training, where it would wait for the
+    device every step, and under torch.compile); a CPU tensor costs nothing to check.
+
+    Raises:
+        TypeError: not a tensor, or not int64.
+        ValueError: not [batch, K], or a value outside [0, num_tokens).
+    """
+    expect = f"a torch.Tensor [B, K] of int64 token indices in [0, R*P) = [0, {num_tokens})"
+    if not isinstance(idx, Tensor):
+        raise TypeError(f"{name} must be {expect}, got {type(idx).__module__}.{type(idx).__name__}"
+                        + ("; convert it with torch.from_numpy(idx).long()" if hasattr(idx, "__array__") else ""))
+    if idx.dtype != torch.int64:
+        raise TypeError(f"{name} must be {expect}, got dtype {str(idx.dtype).removeprefix('torch.')}; convert it "
+                        "with .long()")
+    if idx.ndim != 2 or idx.shape[0] != batch:
+        raise ValueError(f"{name} must be {expect} with B = {batch} (the input's batch), got shape {list(idx.shape)}")
+    if check_values and idx.numel() and not torch.compiler.is_compiling():
+        inside = ((idx >= 0) & (idx < num_tokens)).all()
+        try:
+            if idx.device.type == "cpu":  # raises here, without reading a value on the host (a training step)
+                torch._assert_async(inside, "token index out of range")
+            elif not inside:  # an eval-mode call on a device: one sync, before gather's device-side assert
+                raise RuntimeError("token index out of range")
+        except RuntimeError:
+            low, high = (int(v) for v in torch.stack([idx.min(), idx.max()]).tolist())
+            raise ValueError(f"{name} must be {expect}, got values from {low} to {high}") from None
+
+
 def gather_tokens(x: Tensor, idx: Tensor) -> Tensor:
     """Select tokens per sample: x [B, N, D], idx LongTensor [B, K] -> [B, K, D]."""
     return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from brainjepa.models.config import ModelConfig
 from brainjepa.models.encoder import run_blocks
-from brainjepa.models.layers import Block, GradientPosEmbed, gather_tokens
+from brainjepa.models.layers import Block, GradientPosEmbed, check_token_indices, gather_tokens
 
 
 class BrainPredictor(nn.Module):
@@ -34,11 +34,19 @@ class BrainPredictor(nn.Module):
         self.grad_checkpointing = enable
 
     def forward(self, z: Tensor, context_idx: Tensor, target_idx: Tensor) -> Tensor:
-        """z [B, K, D] context features at context_idx [B, K]; returns predictions [B, K_pred, D] at target_idx."""
+        """z [B, K, D] context features at context_idx [B, K]; returns predictions [B, K_pred, D] at target_idx.
+
+        Raises:
+            TypeError / ValueError: indices that are not int64 [B, K] in [0, R*P), or context_idx not matching z.
+        """
+        if not isinstance(z, torch.Tensor) or z.ndim != 3 or z.shape[-1] != self.cfg.embed_dim:
+            got = list(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"the predictor takes context features z [B, K, {self.cfg.embed_dim}], got {got}")
+        check_values = z.device.type == "cpu" or not self.training
+        for name, idx in (("context_idx", context_idx), ("target_idx", target_idx)):
+            check_token_indices(idx, name, z.shape[0], self.cfg.num_patches, check_values=check_values)
         if context_idx.shape != z.shape[:2]:
-            raise ValueError(f"context_idx {tuple(context_idx.shape)} does not match z {tuple(z.shape[:2])}")
-        if target_idx.ndim != 2 or target_idx.shape[0] != z.shape[0]:
-            raise ValueError(f"target_idx must be [B, K_pred] with B={z.shape[0]}, got {tuple(target_idx.shape)}")
+            raise ValueError(f"context_idx {list(context_idx.shape)} does not match z {list(z.shape[:2])}")
         pos = self.pos_embed().unsqueeze(0).expand(z.shape[0], -1, -1)
         ctx = self.embed(z) + gather_tokens(pos, context_idx)
         queries = self.mask_token + gather_tokens(pos, target_idx)
