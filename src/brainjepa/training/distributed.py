@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -86,6 +87,23 @@ def barrier(env: DistEnv) -> None:
         dist.barrier()
 
 
-def cleanup(env: DistEnv) -> None:
-    if env.distributed and dist.is_initialized():
-        dist.destroy_process_group()
+def cleanup(env: DistEnv, *, finished: bool = True) -> None:
+    """Leave the process group, deterministically: every process exits, none hangs at interpreter shutdown.
+
+    Drop every DistributedDataParallel wrapper before calling this. A gloo group's C++ destructor joins its worker
+    threads while this thread holds the GIL, and a worker that is freeing the tensors of a finished collective
+    needs the GIL: a deadlock, seen in about half the runs when the DDP reducer freed the group at exit. So, when
+    the run `finished` (every process is here), a last barrier is kept open from Python: the barrier holds the
+    last collectives (and their tensors) until `work` is dropped, so once it is done the worker threads have
+    nothing left to free; reference cycles (DDP's hooks) are collected while the group is still registered; the
+    group is destroyed (its threads joined, idle); only then are the held collectives freed, in this thread. After
+    a failure (`finished` False) the other processes may be gone, so there is no barrier.
+    """
+    if not (env.distributed and dist.is_initialized()):
+        return
+    work = dist.barrier(async_op=True) if finished else None
+    if work is not None:
+        work.wait()
+    gc.collect()  # wrappers in reference cycles release their hold on the group now, not at exit
+    dist.destroy_process_group()
+    del work  # the barrier's prior collectives are freed here, by this thread, after the gloo threads were joined

@@ -355,6 +355,11 @@ class Trainer:
             self.model.save_pretrained(self.run_dir / "model")
             self.write_summary()
 
+    def release(self) -> None:
+        """Drop the DDP wrapper (and the compiled forward around it): its reducer holds the process group, which
+        `brainjepa.training.distributed.cleanup` must be the one to tear down. The trainer cannot step after."""
+        self.net = self.forward = None
+
     def _agreed_stop(self, signum: int, synced: bool) -> int:
         """The signal that stops the run at this step boundary (0: go on). Under torchrun the processes agree where
         they meet anyway (log and checkpoint steps), so all of them stop after the same step."""
@@ -391,11 +396,15 @@ def pretrain(cfg: TrainConfig, out_dir: str | Path | None = None, *, resume: boo
     with a checkpoint (`Interrupted`)."""
     run_dir = Path(out_dir) if out_dir is not None else cfg.logging.run_dir
     env = init_distributed(cfg.meta.device)
+    finished, trainer = False, None
     try:
         with claim_run_dir(run_dir, cfg, resume, env) as start:
             trainer = Trainer(cfg, run_dir, env, resume)
             start()
             trainer.fit()
+        finished = True
     finally:
-        cleanup(env)
+        if trainer is not None:  # (a traceback may keep the trainer alive, but not its DDP wrapper)
+            trainer.release()
+        cleanup(env, finished=finished)
     return run_dir

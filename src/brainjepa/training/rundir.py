@@ -84,7 +84,8 @@ def check_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
                               "to resume; remove the folder or choose a new --out to start again")
     if not resume:
         if saved.exists():
-            raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out")
+            raise ConfigError(f"{run_dir} already holds a run; continue it (resume=True, --resume) or choose a new "
+                              "run folder (out_dir=, --out)")
         leftovers = [name for name in RUN_FILES if (run_dir / name).exists()]
         if leftovers:
             raise ConfigError(f"{run_dir} holds {', '.join(leftovers)} but no {CONFIG_FILE}: not a run this command "
