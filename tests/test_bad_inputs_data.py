@@ -118,6 +118,16 @@ CASES = {
     "ragged table": ("bad.csv", _bytes(_csv("1.5,2.5,3.5,4.5\n1.5,2.5\n")), "ragged rows"),
     "semicolon table": ("bad.csv", _bytes(_csv("1,5;2,5;3,5;4,5\n" * 10)), "wrong separator"),
     "truncated NIfTI": ("bad.nii.gz", _truncated_nifti, "corrupt or truncated image"),
+    # issue 19: said as what they are
+    ".npz of no arrays": ("bad.npz", _npz(), "empty .npz archive \\(it holds no arrays\\)"),
+    "value beyond float32 in a table": ("bad.csv", _bytes(_csv("1.5,2.5,3.5,4.5\n1e300,3.5,0.5,1.5\n" * 5)),
+                                        "row 2, column 1: value 1e\\+300 is beyond the float32 range"),
+    "value beyond float32 in a .npy": ("bad.npy", lambda p: np.save(p, np.full((4, 10), 1e300)),
+                                       "element \\[0, 0\\]: value 1e\\+300 is beyond the float32 range"),
+    "broken symbolic link": ("bad.npy", lambda p: p.symlink_to(p.parent / "gone.npy"),
+                             "broken symbolic link \\(its target .*gone.npy does not exist\\)"),
+    "broken link to a subject folder": ("sub-09", lambda p: p.symlink_to(p.parent / "gone"),
+                                        "broken symbolic link"),
 }
 
 

@@ -67,7 +67,7 @@ def test_runs_ids_and_filters(tmp_path):
     write_volume_run(root, "02", "motor", run=None)
     write_volume_run(root, "02", "motor", run=None, space="MNI152NLin2009cAsym")
     with pytest.raises(DataError, match=r"several output spaces \(MNI152NLin2009cAsym, MNI152NLin6Asym\); "
-                                        r"choose one with --space"):
+                                        r"choose one \(space=, --space\)"):
         find_fmriprep_runs([root])
     runs = find_fmriprep_runs([root], FmriprepOptions(space="MNI152NLin6Asym"))
     assert [(s.subject, s.run) for s in runs] == [("01", "ses-1_task-rest_run-1"), ("01", "ses-1_task-rest_run-2"),
@@ -84,7 +84,11 @@ def test_runs_ids_and_filters(tmp_path):
 
 def test_tr_comes_from_the_sidecar_or_is_refused(tmp_path, atlas_files, caplog):
     write_volume_run(tmp_path, "01", "rest", tr=None)
-    with pytest.raises(DataError, match=r"no RepetitionTime in its JSON sidecar; give the TR with --tr"):
+    with pytest.raises(DataError, match=r"no RepetitionTime in its JSON sidecar \S+bold.json; give the TR \(tr=, --tr"):
+        read_fmriprep(_one(tmp_path), atlases=atlas_files)
+    sidecar = next(tmp_path.rglob("*bold.json"))
+    sidecar.unlink()  # no sidecar at all is said as such
+    with pytest.raises(DataError, match=rf"no JSON sidecar \({sidecar.name} is missing\) to read the TR from"):
         read_fmriprep(_one(tmp_path), atlases=atlas_files)
     assert read_fmriprep(_one(tmp_path), atlases=atlas_files, tr=0.8).tr == 0.8
     write_volume_run(tmp_path, "02", "rest", tr=1.5)
@@ -152,7 +156,7 @@ def test_bad_inputs_are_one_line(tmp_path, atlas_files, dlabels):
     assert "\n" not in str(err.value) and "trans_x" in str(err.value) and "--confounds" in str(err.value)
     with pytest.raises(DataError, match="needs a NIfTI label image, got tian.dlabel.nii"):
         read_fmriprep(_one(tmp_path), atlases=dlabels)
-    with pytest.raises(DataError, match="need --atlas"):
+    with pytest.raises(DataError, match=r"need an atlas \(atlases=, --atlas\)"):
         read_fmriprep(_one(tmp_path))
     (path.parent / "sub-01_task-rest_run-1_space-MNI152NLin6Asym_desc-preproc_bold.json").write_text(
         json.dumps({"RepetitionTime": "2"}))
@@ -219,4 +223,4 @@ def test_cli_validate_and_refusals(tmp_path, merged, capsys):
     assert "--task, --detrend: only for fMRIPrep derivatives; add --fmriprep" in capsys.readouterr().err
     assert main(["prepare", str(root), "--fmriprep", "--out", str(tmp_path / "s"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "need --atlas" in err
+    assert "\n" not in err and "need an atlas (atlases=, --atlas)" in err

@@ -129,7 +129,7 @@ def test_bf16_autocast_on_cpu():
 
 def test_input_and_config_errors():
     model = _model(**SHAPES[0])
-    with pytest.raises(ValueError, match=r"expects input \[B, 37, 48\]"):
+    with pytest.raises(ValueError, match=r"takes a torch.Tensor \[B, 37, 48\]"):
         model.encoder(torch.randn(2, 36, 48))
     with pytest.raises(ConfigError, match="multiple of model.patch_size"):
         ModelConfig(num_frames=50, patch_size=16)

@@ -221,7 +221,7 @@ AMBIGUOUS = {
         "a.csv",
         lambda p: pd.DataFrame(TS[:, :R]).to_csv(p, index=False),
         {"num_rois": R},
-        "ambiguous orientation: both axes of shape \\(5, 5\\) have 5 entries; give --orientation",
+        "ambiguous orientation: both axes of shape \\(5, 5\\) have 5 entries; give the orientation",
         {"orientation": "rois-x-time"},
         TS[:, :R],
     ),
@@ -246,7 +246,7 @@ AMBIGUOUS = {
         lambda p: pd.DataFrame(WHOLE).to_csv(p, index=False),
         {"num_rois": R},
         "cannot tell whether row 1 \\(0, 1, 2, 3, 4, ...\\) is a header of column numbers, or data .*; "
-        "give --header or --no-header",
+        "give header=True or False \\(--header or --no-header\\)",
         {"num_rois": R, "header": True},
         WHOLE,
     ),
@@ -255,7 +255,7 @@ AMBIGUOUS = {
         lambda p: pd.DataFrame(WHOLE).to_csv(p, header=False),
         {"num_rois": R},
         "cannot tell whether column 1 \\(0, 1, 2, 3, 4\\) is an index of row numbers, or data .*; "
-        "give --index-col or --no-index-col",
+        "give index_col=True or False \\(--index-col or --no-index-col\\)",
         {"num_rois": R, "index_col": True},
         WHOLE,
     ),
@@ -264,7 +264,7 @@ AMBIGUOUS = {
         _text(lambda: "3,8,2,6,9\n" + _matlab(TS.T)),
         {"num_rois": R},
         "cannot tell whether row 1 \\(3, 8, 2, 6, 9\\) holds whole numbers above decimals: .*"
-        "give --header or --no-header",
+        "give header=True or False \\(--header or --no-header\\)",
         {"num_rois": R, "header": True},
         TS,
     ),
@@ -273,7 +273,7 @@ AMBIGUOUS = {
         lambda p: pd.DataFrame(TS.T, columns=NAMES, index=pd.Index(np.arange(T) * 0.8, name="time")).to_csv(p),
         {},
         "cannot tell whether column 1 \\(headed 'time': 0.0, 0.8, .*\\) holds times or frame numbers, "
-        "or a ROI's signal; give --index-col or --no-index-col",
+        "or a ROI's signal; give index_col=True or False \\(--index-col or --no-index-col\\)",
         {"index_col": True},
         TS,
     ),
@@ -351,7 +351,7 @@ def test_cli_flags_settle_a_table_and_prepare_stores_it_exactly(tmp_path, capsys
     path.parent.mkdir()
     pd.DataFrame(WHOLE).to_csv(path, index=False)  # whole numbers: a 0..N-1 header cannot be told from data
     assert main(["validate", str(path), "--rois", str(R)]) == 1
-    assert "give --header or --no-header" in capsys.readouterr().out
+    assert "give header=True or False (--header or --no-header)" in capsys.readouterr().out
     flags = ["--rois", str(R), "--header"]
     assert main(["validate", str(path), *flags]) == 0
     assert main(["prepare", str(path), "--out", str(tmp_path / "s"), *flags, "--no-progress", "--no-stats"]) == 0

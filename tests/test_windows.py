@@ -103,7 +103,8 @@ def test_short_run_error_names_subject_and_frames():
     with pytest.raises(
         DataError,
         match=r"subject 'sub-01': run has 300 frames but a 160-frame window at stride 3 "
-        r"needs 480; repeat its last frame with --pad \(embed, probe, finetune\) or data.short_runs=pad",
+        r"needs 480; repeat its last frame \(pad=True in Python; --pad \(embed, probe, finetune\) or "
+        r"data.short_runs=pad",
     ):
         take_window(np.ones((2, 300)), REF, np.random.default_rng(0), subject="sub-01")
     tr_spec = WindowSpec(target_tr=2.16)
@@ -153,7 +154,7 @@ def test_sample_at_interpolates_fractional_positions():
         ({"frames": 0}, "window.frames must be an integer >= 1, got 0"),
         ({"sampling_rate": 2.5}, "window.sampling_rate must be an integer >= 1, got 2.5"),
         ({"mode": "middle"}, "window.mode must be 'random' or 'center', got 'middle'"),
-        ({"target_tr": -1.0}, "window.target_tr must be a number > 0, got -1.0"),
+        ({"target_tr": -1.0}, "window.target_tr must be a number >= 0.05 and <= 30, got -1.0"),
         ({"short": "crop"}, "window.short must be 'error' or 'pad', got 'crop'"),
     ],
 )
