@@ -27,7 +27,7 @@ import yaml
 from brainjepa.bounds import SCANNER_TR, bounded, check_bounds
 from brainjepa.data.normalize import NormalizationKind
 from brainjepa.errors import ConfigError
-from brainjepa.io import atomic_write_text
+from brainjepa.io import atomic_write_text, no_such
 from brainjepa.masks.config import MaskConfig
 from brainjepa.models.config import PRESETS, ModelConfig
 
@@ -269,6 +269,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     """Read a YAML config (or start from defaults), apply `section.key=value` overrides, validate."""
     raw: dict[str, Any] = {}
     if path is not None:
+        if not Path(path).exists():
+            raise ConfigError(f"{no_such(path, 'config file')}; cannot read config")
         try:
             text = Path(path).read_text()
             _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), str(path))

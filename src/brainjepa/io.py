@@ -142,6 +142,14 @@ def output_error(path: str | Path, err: BaseException) -> OutputError | None:
     return out
 
 
+def no_such(path: str | Path, what: str) -> str:
+    """"PATH: no such WHAT", saying so when PATH is a broken symbolic link (and where it points)."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        return f"{path}: no such {what}: it is a broken symbolic link (its target {os.readlink(path)} does not exist)"
+    return f"{path}: no such {what}"
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex sha256 of a file, read in 4 MiB blocks (checkpoint manifests, downloaded sample wheels)."""
     digest = hashlib.sha256()

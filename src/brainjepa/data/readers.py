@@ -31,6 +31,7 @@ from brainjepa.data.layout import MANIFEST_COLUMNS, META_FILE
 from brainjepa.data.nifti import read_nifti
 from brainjepa.data.tables import ORIENTATIONS, read_numpy, read_table
 from brainjepa.errors import DataError
+from brainjepa.io import no_such
 
 logger = logging.getLogger(__name__)
 
@@ -383,6 +384,8 @@ def read_phenotypes(path: str | Path, *, subject_column: str | None = None) -> P
     import pandas as pd
 
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"{no_such(path, 'file')}; unreadable phenotype file")
     sep = "\t" if ".tsv" in path.name.lower() else ","
     try:
         header = list(pd.read_csv(path, sep=sep, nrows=0).columns)

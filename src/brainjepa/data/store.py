@@ -30,7 +30,7 @@ from brainjepa.data.layout import DATA_FILE, FORMAT, MANIFEST_COLUMNS, MANIFEST_
 from brainjepa.data.readers import check_tr, run_key
 from brainjepa.data.validate import check_timeseries, raise_for_problems
 from brainjepa.errors import DataError
-from brainjepa.io import atomic_write_text, atomic_writes, output_error
+from brainjepa.io import atomic_write_text, atomic_writes, no_such, output_error
 
 if TYPE_CHECKING:
     from typing import Self
@@ -263,7 +263,7 @@ class RunStore:
         self.path = Path(path)
         meta_path = self.path / META_FILE
         if not self.path.is_dir():
-            raise DataError(f"{self.path}: no such store directory")
+            raise DataError(no_such(self.path, "store directory"))
         if not meta_path.is_file():
             raise DataError(f"{self.path}: not a brainjepa store (no {META_FILE}; run `brainjepa prepare`)")
         try:

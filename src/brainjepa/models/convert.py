@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from brainjepa.errors import CheckpointError
+from brainjepa.io import no_such
 from brainjepa.models.config import ModelConfig
 from brainjepa.models.registry import heads_for
 
@@ -38,7 +39,7 @@ def read_reference_checkpoint(path: str | Path) -> dict[str, dict[str, Tensor]]:
     """Load the three state dicts of a reference checkpoint without unpickling arbitrary objects."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(no_such(path, "checkpoint file"))
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

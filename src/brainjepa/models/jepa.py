@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from brainjepa import hub
 from brainjepa.errors import CheckpointError
-from brainjepa.io import check_finite_weights, load_gradient, load_weights_folder, save_weights_folder
+from brainjepa.io import check_finite_weights, load_gradient, load_weights_folder, no_such, save_weights_folder
 from brainjepa.models.config import ModelConfig
 from brainjepa.models.convert import (
     MODULES,
@@ -145,7 +145,7 @@ class BrainJEPA(nn.Module):
         if path.is_dir():
             return cls.from_pretrained(path)
         if not path.exists():
-            raise CheckpointError(f"{path}: no such model folder or checkpoint file")
+            raise CheckpointError(no_such(path, "model folder or checkpoint file"))
         if gradient is None:
             raise CheckpointError(f"{path}: a reference checkpoint needs its gradient CSV (gradient=, --gradient)")
         return cls.from_reference_checkpoint(path, gradient, num_heads=num_heads)

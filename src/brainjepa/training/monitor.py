@@ -19,7 +19,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from brainjepa.errors import ConfigError
-from brainjepa.io import atomic_write
+from brainjepa.io import atomic_write, output_error
 from brainjepa.models.health import HEALTH_FIELDS, MIN_BLOCK_RATIO, RUN_SHARE_RANGE
 
 logger = logging.getLogger(__name__)
@@ -145,10 +145,18 @@ class Monitor:
         if path.exists():
             with open(path, newline="") as f:
                 kept = [row for row in csv.DictReader(f) if int(row["step"]) <= start_step]
-        self._file = open(path, "w", newline="")
+
+
+        def rewrite(tmp: Path) -> None:  # the kept rows are replaced atomically: a full disk loses none of them
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self.FIELDS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(kept)
+
+        atomic_write(path, rewrite)
+        self._path = path
+        self._file = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
         self._csv = csv.DictWriter(self._file, fieldnames=self.FIELDS, extrasaction="ignore")
-        self._csv.writeheader()
-        self._csv.writerows(kept)
         self.bar = tqdm(total=total_steps, initial=start_step, desc="pretrain", dynamic_ncols=True)
         self._samples: dict[int, tuple[Tensor, Tensor]] = {}
 
@@ -168,8 +176,11 @@ class Monitor:
             warning = collapse_warning(row, tokens.shape[-1], self.patch_size)
             if warning:
                 logger.warning("step %d: %s", step, warning)
-        self._csv.writerow(row)
-        self._file.flush()
+        try:
+            self._csv.writerow(row)
+            self._file.flush()
+        except OSError as err:  # a full disk: one line naming metrics.csv and the disk
+            raise output_error(self._path, err) from err
         if self._tb is not None:
             for key, value in row.items():
                 if key not in ("step", "epoch", "batch") and value is not None and value == value:
@@ -185,7 +196,10 @@ class Monitor:
     def close(self) -> None:
         """Close the bar and the files and plot the curves (also after a failed run: they show what happened)."""
         self.bar.close()
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as err:  # its last rows could not be flushed (a full disk)
+            raise output_error(self._path, err) from err
         if self._tb is not None:
             self._tb.close()
         plot_curves(self.run_dir / "metrics.csv", self.run_dir / "training_curves.png")
