@@ -929,6 +929,18 @@ def test_a_full_disk_is_one_line_from_the_cli(small_disk, shared, tmp_path, caps
     assert len(RunStore(store)) == 2 and not _temp_files(small_disk)
 
 
+def test_a_checkpoint_on_a_full_disk_is_one_line(small_disk, shared, tmp_path, capsys):
+    """pretrain whose checkpoint does not fit: one line naming the checkpoint and the disk (not the curves drawn
+    after it), exit 2, no .tmp- folder left."""
+    run = small_disk / "run"
+    _fill(small_disk, leave=24 << 10)
+    assert main(Env(tmp_path, shared).pretrain(out=run)) == 2
+    lines = [line for line in _lines(capsys.readouterr().err) if not line.startswith("pretrain: ")]  # the bar
+    assert len(lines) == 1 and re.search(rf"checkpoints/step-\d{{8}}: not written: no space left on the disk "
+                                         rf"mounted at {re.escape(str(small_disk))} ", lines[0]), lines
+    assert not _temp_files(small_disk) and not list((run / "checkpoints").iterdir())
+
+
 UMASK_WRITERS = {
     "text file": lambda d: _write_text(d, big=False),
     "model folder": lambda d: _write_model(d, big=False),

@@ -348,9 +348,15 @@ class Trainer:
             self._flush(pending, monitor)
             if saved != self.position.step:
                 self.save_checkpoint()
-        finally:
-            if monitor is not None:
-                monitor.close()
+        except BaseException:
+            if monitor is not None:  # the error that stopped the run is the one reported (not, on a full disk,
+                try:                 # the curves that could not be drawn after it)
+                    monitor.close()
+                except OSError as err:
+                    logger.debug("closing the monitor after the failure failed too: %s", err)
+            raise
+        if monitor is not None:
+            monitor.close()
         if env.is_main:
             self.model.save_pretrained(self.run_dir / "model")
             self.write_summary()
