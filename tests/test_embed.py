@@ -240,8 +240,8 @@ def test_file_errors(model, store, tmp_path, capsys, monkeypatch):
     assert main(base + [str(tmp_path / "r.parquet"), "--pooling", "roi"]) == 2
     assert "parquet holds [N, D] embeddings only" in capsys.readouterr().err
     result = embed_store(model, store, indices=[0, 1], progress=False)
-    monkeypatch.setitem(sys.modules, "pyarrow", None)
-    with pytest.raises(ConfigError, match=r"parquet needs pyarrow.*brainjepa\[data\]"):
+    with monkeypatch.context() as patch, pytest.raises(ConfigError, match=r"parquet needs pyarrow.*brainjepa\[data\]"):
+        patch.setitem(sys.modules, "pyarrow", None)
         save_embeddings(result, tmp_path / "x.parquet")
     save_embeddings(result, tmp_path / "ok.npy")
     Path(str(tmp_path / "ok.npy") + ".index.csv").unlink()

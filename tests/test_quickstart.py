@@ -19,26 +19,24 @@ def test_quickstart_simulated_writes_a_complete_report(tmp_path):
         assert (out / f"{figure}.png").stat().st_size > 5000
         assert f"{figure}.png" in report
     assert "**The data are simulated.**" in report
-    # The suite ran on the quickstart's own simulated store, for the simulation tasks only, and its table is in
-    # the report.
     facts = json.loads((out / "facts.json").read_text())
     assert facts["runs"] == 120 and facts["label"] == "group"
     assert facts["suite"]["tasks"] == ["simulation/group", "simulation/coupling"]
     assert (facts["suite"]["folds"], facts["suite"]["seeds"]) == (2, 1)
-    assert set(facts["step_seconds"]) == {"data", "gradients", "pretraining", "evaluation"}
     table = (out / "evaluate" / "evaluate.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| simulation/")]
-    assert len(rows) == 2 and all(row in report for row in rows)
+    header = "| row | simulation/group | simulation/coupling |"
+    rows = [line for line in table.splitlines() if line.startswith("| brainjepa, ")]
+    assert header in report and len(rows) == 8 and all(row in report for row in rows)  # scores, nulls, differences
     assert f"--store simulation={out / 'store'}" in report
-    assert not (out / "evaluate" / "stores").exists()  # nothing simulated or fetched a second time
-    # The findings are derived from the suite's paired differences (tests/test_report.py checks the derivation):
-    # every comparison of brainjepa is classified as differing or not, and a simulated run says so.
+    assert not (out / "evaluate" / "stores").exists()
     findings = report[report.index("## 7. Findings"):report.index("## 8. Time")]
     for task in ("simulation/group", "simulation/coupling"):
         assert f"**{task}**" in findings
-    for other in ("random-init", "FC", "tangent"):
-        verdicts = (f"brainjepa and {other} do not differ", f"**brainjepa scores higher than {other}**",
-                    f"**brainjepa scores lower than {other}**", f"brainjepa vs {other}: difference")
-        assert sum(findings.count(v) for v in verdicts) == 2  # once per task
-    assert "chance (0.500)" in findings and "simulated data" in findings
+    for readout in ("ROI mean", "token FC"):
+        for other in (f"random-init, {readout}", "FC"):
+            row = f"brainjepa, {readout}"
+            verdicts = (f"{row} and {other} do not differ", f"**{row} scores higher than {other}**",
+                        f"**{row} scores lower than {other}**", f"{row} vs {other}: difference")
+            assert sum(findings.count(v) for v in verdicts) == 2  # once per task
+    assert "nominal chance 0.500" in findings and "simulated data" in findings
     assert "| evaluation |" in report

@@ -350,3 +350,12 @@ def save_gradient(path: str | Path, gradients: np.ndarray) -> Path:
                 np.savetxt(fh, grads, delimiter=",", fmt="%.17g")
 
     return atomic_write(path, write)
+
+
+def default_cache_dir() -> Path:
+    """Where downloaded samples live: ``$BRAINJEPA_CACHE/samples`` if set, else
+    ``$XDG_CACHE_HOME/brainjepa/samples`` (~/.cache by default)."""
+    root = os.environ.get("BRAINJEPA_CACHE")
+    if root:
+        return Path(root).expanduser() / "samples"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "brainjepa" / "samples"

@@ -37,7 +37,7 @@ import numpy as np
 
 from brainjepa.data.store import RunStore, StoreWriter
 from brainjepa.errors import DataError
-from brainjepa.io import file_sha256
+from brainjepa.io import default_cache_dir, file_sha256
 
 if TYPE_CHECKING:
     import pandas
@@ -350,14 +350,6 @@ def _sample(name: str) -> Sample:
     if name not in SAMPLES:
         raise DataError(f"unknown sample {name!r} (available: {', '.join(SAMPLES)})")
     return SAMPLES[name]
-
-
-def default_cache_dir() -> Path:
-    """``$BRAINJEPA_CACHE/samples`` if set, else ``$XDG_CACHE_HOME/brainjepa/samples`` (~/.cache by default)."""
-    root = os.environ.get("BRAINJEPA_CACHE")
-    if root:
-        return Path(root).expanduser() / "samples"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "brainjepa" / "samples"
 
 
 def _pip_download(sample: Sample, dest_dir: Path) -> Path:

@@ -36,6 +36,7 @@ import numpy as np
 from brainjepa.bounds import bounded, check_bounds
 from brainjepa.data.store import RunStore, StoreWriter, check_target
 from brainjepa.errors import ConfigError, DataError
+from brainjepa.io import default_cache_dir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -493,8 +494,6 @@ def find_events(store: RunStore, events: str | Path | None = None) -> tuple[Path
         name = sample.get("name") if isinstance(sample, dict) else None
         if not name:
             return None, {}
-        from brainjepa.data.samples import default_cache_dir
-
         folder = default_cache_dir() / str(name) / "events"
         if not folder.is_dir():
             logger.info("%s: no events found (no folder %s); surrogates get no evoked component", store.path, folder)

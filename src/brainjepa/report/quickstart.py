@@ -27,7 +27,7 @@ from brainjepa.data.gradients import gradients_file
 from brainjepa.data.samples import prepare_sample
 from brainjepa.data.simulate import SimulationConfig, simulate_store
 from brainjepa.errors import DataError
-from brainjepa.evaluation.suite import TASKS, SuiteOptions, evaluate
+from brainjepa.evaluation.suite import SuiteOptions, default_tasks, evaluate
 from brainjepa.io import atomic_write_text
 from brainjepa.masks import draw_masks, mask_grid
 from brainjepa.models import BrainJEPA
@@ -109,8 +109,8 @@ def suite_options(data: DataChoice, store, *, folds: int, seeds: int, seed: int)
     """The evaluation suite's tasks for this data, on the store the quickstart prepared; embedding and probe
     settings are the suite's defaults."""
     dataset = SUITE_DATASET[data]
-    return SuiteOptions(tasks=tuple(t for t, task in TASKS.items() if task.dataset == dataset), folds=folds,
-                        seeds=seeds, random_init_seed=seed + 1, stores={dataset: str(store.path)})
+    return SuiteOptions(tasks=default_tasks(dataset), folds=folds, seeds=seeds, random_init_seeds=(seed + 1,),
+                        stores={dataset: str(store.path)})
 
 
 def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, data: DataChoice = "connattractor",
@@ -165,7 +165,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, da
         figures.pca_figure(encoded, labels, fig_dir / "pca.png", label)
 
     facts["suite"] = {"tasks": list(options.tasks), "folds": folds, "seeds": seeds,
-                      "bootstrap": options.bootstrap, "random_init_seed": options.random_init_seed}
+                      "bootstrap": options.bootstrap, "random_init_seeds": list(options.random_init_seeds)}
     facts["total_minutes"] = round((time.perf_counter() - started) / 60, 2)
     atomic_write_text(out / "facts.json", json.dumps(facts, indent=2, default=str))
     report = write_report(out, facts, suite, metrics_csv=run_dir / "metrics.csv")
@@ -190,6 +190,9 @@ def _pretrain(store, gradient_csv: Path, out: Path, facts: dict[str, Any], *, mi
     t0 = time.perf_counter()
     pretrain(cfg, run_dir)
     facts["pretrain_minutes"] = round((time.perf_counter() - t0) / 60, 2)
+    summary = json.loads((run_dir / "summary.json").read_text())  # encoder health and held-out loss, start / end
+    facts["health"] = {key: summary[key] for key in ("input_gain", "heldout_subjects", "start", "end")}
+    facts["normalization"] = cfg.data.normalization
     fig_dir = out / "figures"
     grid = (cfg.model.num_rois, cfg.model.num_time_patches)
     ctx, tgt = draw_masks(cfg.mask, *grid, seed=seed, epoch=0, batch=0, batch_size=1)
