@@ -23,7 +23,7 @@ def _tiny(store: Path, **extra) -> list[str]:
             "data.gradient_sparsity": 0.5, "mask.patch_size": 16, "meta.model_name": "vit_tiny",
             "meta.embed_dim": 32, "meta.depth": 1, "meta.num_heads": 2, "meta.pred_emb_dim": 16,
             "meta.pred_depth": 1, "meta.precision": "fp32", "meta.accumulation_steps": 1, "optimization.epochs": 2,
-            "optimization.warmup": 1, "logging.checkpoint_every": 100, **extra}
+            "optimization.warmup": 1, "logging.checkpoint_every": 100, "data.holdout": 0, **extra}
     return [f"{k}={v}" for k, v in base.items()]
 
 

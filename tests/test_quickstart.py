@@ -19,6 +19,7 @@ def test_quickstart_simulated_writes_a_complete_report(tmp_path):
         assert (out / f"{figure}.png").stat().st_size > 5000
         assert f"{figure}.png" in report
     assert "**The data are simulated.**" in report
+    assert "Encoder health (input `roi_zscore` x gain" in report and "held-out subject(s)" in report
     facts = json.loads((out / "facts.json").read_text())
     assert facts["runs"] == 120 and facts["label"] == "group"
     assert facts["suite"]["tasks"] == ["simulation/group", "simulation/coupling"]

@@ -35,6 +35,28 @@ def _loss_summary(metrics_csv: Path) -> str:
             f"{end:.4f} ({(end - start) / start:+.0%}).")
 
 
+def _health_summary(facts: dict[str, Any]) -> str:
+    """Does the encoder see the data (issue 16)? The run's encoder health and held-out loss, before and after."""
+    health = facts.get("health")
+    if not health or not health.get("start") or not health.get("end"):
+        return "Encoder health: not recorded for this run."
+    start, end = health["start"], health["end"]
+
+    def held(row: dict[str, Any]) -> str:
+        return "n/a" if row.get("heldout_loss") is None else f"{row['heldout_loss']:.4f}"
+
+    return (f"Encoder health (input `{facts.get('normalization', '?')}` x gain {health['input_gain']:.3g}; "
+            "healthy: blocks change the stream by >= 10%, 15-85% of the feature variance between windows): "
+            f"blocks change the stream by {100 * start['block_ratio']:.1f}% at init and "
+            f"{100 * end['block_ratio']:.1f}% after pretraining; {100 * start['run_share']:.0f}% -> "
+            f"{100 * end['run_share']:.0f}% of the feature variance between windows; JEPA loss on "
+            f"{health['heldout_subjects']} held-out subject(s) {held(start)} -> {held(end)}. Since the previous "
+            "version of this report: the sample's run-1 files are attached to their true subjects, the input is a "
+            "per-window ROI z-score times a gain that balances patch and position embeddings (robust scaling of "
+            "these demeaned runs had made the encoder a per-patch linear map), and the suite reports "
+            "up- vs down-regulation, within-subject rating and permutation nulls (docs/evaluation.md).")
+
+
 def _settings(suite: SuiteResult) -> str:
     o = suite.options
     return (f"{o.folds} subject-grouped folds x {o.seeds} seed(s); encoder rows: {o.head} head on "
@@ -119,6 +141,8 @@ batch 8, {facts['seconds_per_step']} s per step measured before the run, precisi
 ![curves](figures/training_curves.png)
 
 Collapse monitor: {_collapse_summary(metrics_csv)}
+
+{_health_summary(facts)}
 
 ```bash
 brainjepa pretrain --config {o}/run/config.yaml --out {o}/run-again
