@@ -362,20 +362,25 @@ def main(argv: list[str] | None = None) -> int:
                 kids.append(Child(name, cmd, run, work / "logs" / tag / f"{name}.log"))
         return kids
 
+    def probed_steps(label: str, children, lo: int, hi: int, deadline: float, wanted: int) -> int:
+        """Time `hi` steps of the phase's runs in parallel and return the step count that fits until `deadline`
+        (RuntimeError when the probe could not be timed)."""
+        probe = children(f"probe_{label}", hi, [f"logging.log_every={lo}", "logging.eval_every=1000000"])
+        log(f"{label.upper()} probe: {len(probe)} runs x {hi} steps in parallel")
+        run_all(probe, env, deadline, marks=(lo, hi))
+        rate = probe_rate(probe, lo, hi)
+        steps = fit_steps(rate, deadline - time.monotonic(), wanted, minimum=hi)
+        result["plan"][f"{label}_probe"] = {k: ([round(x, 4) for x in v] if isinstance(v, list) else round(v, 4))
+                                            for k, v in rate.items()}
+        log(f"{label.upper()} probe: {rate['step_s'] * 1000:.1f} ms/step with {len(probe)} concurrent runs, "
+            f"start-up {rate['startup_s']:.1f} s, exit {rate['exit_s']:.1f} s -> {steps} steps (wanted {wanted})")
+        return steps
+
     g1_steps = args.g1_steps
     if args.probe_steps:
-        lo, hi = min(10, args.probe_steps // 2), args.probe_steps
-        probe = g1_children("probe_g1", hi, [f"logging.log_every={lo}", "logging.eval_every=1000000"])
-        log(f"G1 probe: {len(probe)} runs x {hi} steps in parallel")
-        run_all(probe, env, g1_end, marks=(lo, hi))
         try:
-            rate = probe_rate(probe, lo, hi)
-            g1_steps = fit_steps(rate, g1_end - time.monotonic(), args.g1_steps, minimum=hi)
-            result["plan"]["g1_probe"] = {k: ([round(x, 4) for x in v] if isinstance(v, list) else round(v, 4))
-                                          for k, v in rate.items()}
-            log(f"G1 probe: {rate['step_s'] * 1000:.1f} ms/step with {len(probe)} concurrent runs, start-up "
-                f"{rate['startup_s']:.1f} s, exit {rate['exit_s']:.1f} s -> {g1_steps} steps "
-                f"(wanted {args.g1_steps})")
+            g1_steps = probed_steps("g1", g1_children, min(10, args.probe_steps // 2), args.probe_steps, g1_end,
+                                    args.g1_steps)
         except RuntimeError as err:  # G1 is skipped; G2 still runs
             result["failures"].append(str(err))
             log(f"{err}; skipping G1")
@@ -427,16 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     g2_steps = args.g2_steps
     if args.probe_steps and sizes:
         hi = max(args.probe_steps * 3 // 5, 2)
-        lo = min(10, hi // 2)
-        probe = g2_children("probe_g2", hi, [f"logging.log_every={lo}", "logging.eval_every=1000000"])
-        log(f"G2 probe: {len(probe)} runs x {hi} steps in parallel")
-        run_all(probe, env, g2_end, marks=(lo, hi))
         try:
-            rate = probe_rate(probe, lo, hi)
-            g2_steps = fit_steps(rate, g2_end - time.monotonic(), args.g2_steps, minimum=hi)
-            result["plan"]["g2_probe"] = {k: ([round(x, 4) for x in v] if isinstance(v, list) else round(v, 4))
-                                          for k, v in rate.items()}
-            log(f"G2 probe: {rate['step_s'] * 1000:.1f} ms/step with {len(probe)} concurrent runs -> {g2_steps} steps")
+            g2_steps = probed_steps("g2", g2_children, min(10, hi // 2), hi, g2_end, args.g2_steps)
         except RuntimeError as err:
             result["failures"].append(str(err))
             log(str(err))
