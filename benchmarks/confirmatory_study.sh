@@ -32,19 +32,21 @@ for seed in 0 1 2; do
   ( pretrain surrogate$seed "$seed" "${surrogate[@]}" ) &
   wait
 done
-# patch size 8 vs 16 at equal steps (a 16-frame patch at TR 2 s spans a whole heat/rating cycle): two seeds
-( pretrain patch8_0 0 "${real[@]}" model.patch_size=8 ) &
-( pretrain patch8_1 1 "${real[@]}" model.patch_size=8 ) &
-wait
-evaluate() {  # NAME HEAD POOLING MODELS...
+evaluate() {  # NAME HEAD POOLING MODELS... (skipped when its table exists: the study resumes where it stopped)
   local name=$1 head=$2 pooling=$3; shift 3
+  [ -f "$out/eval/$name/evaluate.csv" ] && return
   brainjepa evaluate --model "$@" --out "$out/eval/$name" --store connattractor="$store" --no-progress \
     --tasks connattractor/identification connattractor/regulation --head "$head" --pooling $pooling \
     --random-init-seeds 0 1 2 > "$out/eval/$name.log" 2>&1
 }
-for arm in real surrogate; do
+for arm in real surrogate; do  # two evaluations side by side, one core each
   models=("$out/${arm}0" "$out/${arm}1" "$out/${arm}2")
-  evaluate "${arm}_linear" linear "roi tokenfc" "${models[@]}"
-  evaluate "${arm}_attentive" attentive tokens "${models[@]}"
+  ( evaluate "${arm}_linear" linear "roi tokenfc" "${models[@]}" ) &
+  ( evaluate "${arm}_attentive" attentive tokens "${models[@]}" ) &
+  wait
 done
+# patch size 8 vs 16 at equal steps (a 16-frame patch at TR 2 s spans a whole heat/rating cycle): two seeds
+( pretrain patch8_0 0 "${real[@]}" model.patch_size=8 ) &
+( pretrain patch8_1 1 "${real[@]}" model.patch_size=8 ) &
+wait
 evaluate patch8_linear linear "roi tokenfc" "$out/patch8_0" "$out/patch8_1"

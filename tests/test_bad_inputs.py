@@ -35,6 +35,7 @@ from brainjepa.data.store import RunStore, StoreWriter
 from brainjepa.data.windows import WindowSpec, take_window
 from brainjepa.errors import CheckpointError, DataError
 from brainjepa.evaluation import finetune, labels, probe
+from brainjepa.evaluation.embed import embed
 
 R, FRAMES, SUBJECTS = 8, 64, 12  # shared store: ROIs, frames per run, one run per subject
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal of CUDA where there is none")
@@ -1048,6 +1049,20 @@ def test_unusual_tr_can_be_confirmed(tmp_path):
         writer.add(G((R, 40)), subject="a", tr=0.72)
 
 
+def test_simulate_refuses_an_unusual_tr_before_simulating_unless_confirmed(tmp_path, capsys):
+    """The message names the flag, and the flag exists (it did not: the refusal named a flag simulate lacked)."""
+    argv = ["simulate", "--out", str(tmp_path / "sim"), "--subjects", "2", "--rois", "6", "--frames", "40", "--tr",
+            "45", "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "simulate (tr, --tr): TR 45 s is outside what scanners use" in err and "--allow-unusual-tr" in err
+    assert not (tmp_path / "sim").exists()
+    assert main([*argv, "--allow-unusual-tr"]) == 0
+    assert RunStore(tmp_path / "sim").tr(0) == 45.0
+    assert main(["simulate", "--like", str(tmp_path / "sim"), "--allow-unusual-tr", "--out", str(tmp_path / "s2")]) == 2
+    assert "--allow-unusual-tr cannot be used with --like" in capsys.readouterr().err
+
+
 def _api_model() -> BrainJEPA:
     return _tiny_model()
 
@@ -1076,6 +1091,16 @@ def test_python_api_says_what_it_expects(name):
     with pytest.raises(error) as err:
         _api_model()(*args)
     assert text in str(err.value) and "--" not in str(err.value)
+
+
+@pytest.mark.parametrize("series", [
+    np.random.default_rng(0).normal(size=(2, R, 40)).astype(str),  # np.loadtxt(..., dtype=str)
+    [np.zeros((R, 40)), np.full((R, 40), "1.5", dtype=object)],  # a DataFrame of text columns, .to_numpy()
+], ids=["text array", "object sample"])
+def test_embed_refuses_text_series_by_sample(series):
+    """Text is not silently parsed (nor does it fail deep inside numpy): the sample is named, and how to parse."""
+    with pytest.raises(DataError, match=r"embed: sample \d holds (<U\d+|object) values, not numbers.*np.loadtxt"):
+        embed(_tiny_model(), series)
 
 
 def test_python_api_hints_name_keywords(tmp_path, shared):

@@ -4,6 +4,8 @@ row, skipped tasks and rows with their reasons, several models and random-init s
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -197,6 +199,37 @@ def test_evaluate_skips_tasks_with_reasons(model_dir, tmp_path, capsys):
     assert skipped["task"].tolist() == ["connattractor/regulation"] and "has 8" in skipped["reason"].iloc[0]
     assert set(table[table["status"] == "done"]["task"]) == {"simulation/group"}
     assert "skipped: connattractor data: the model takes 10 ROIs" in (tmp_path / "eval" / "evaluate.md").read_text()
+
+
+def test_evaluate_without_matplotlib_writes_the_tables_and_says_why_there_is_no_figure(model_dir, tmp_path,
+                                                                                      monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the [viz] extra were not installed
+    code = main(["evaluate", "--model", str(model_dir), "--out", str(tmp_path / "eval"), "--folds", "2", "--seeds",
+                 "1", "--sim-subjects", "8", "--tasks", "simulation/group", "--random-init-seeds", "0",
+                 "--no-progress"])
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "eval").iterdir() if p.is_file()) == [
+        "evaluate.csv", "evaluate.md", "evaluate_units.csv"]
+    (line,) = [r.getMessage() for r in caplog.records if "evaluate.png" in r.getMessage()]
+    assert line == ("evaluate.png not drawn: the figure: needs the [viz] extra (matplotlib not installed): "
+                    "pip install 'brainjepa[viz]'")
+
+
+def test_evaluate_skips_a_task_whose_labels_cross_validation_cannot_learn(model_dir, tmp_path):
+    """'down' from one subject only: the fold testing that subject would train on 'up' alone, so the suite skips
+    the task with the probe's own reason instead of scoring it."""
+    rng = np.random.default_rng(1)
+    with StoreWriter(tmp_path / "lonely", R) as writer:
+        for s in range(6):
+            for run in ("03", "07"):
+                condition = "down" if (s, run) == (0, "07") else "up"
+                writer.add(rng.normal(size=(R, 40)).astype(np.float32), subject=f"{s:02d}", run=run, tr=2.0,
+                           phenotypes={"condition": condition, "mean_rating": 50.0})
+    options = SuiteOptions(tasks=("connattractor/regulation",), stores={"connattractor": tmp_path / "lonely"},
+                           folds=2, seeds=1, random_init_seeds=(0,), permutations=100)
+    (result,) = evaluate(model_dir, None, options, progress=False).results
+    assert result.skipped and "class 'down' comes from one group only (00)" in result.reason
+    assert "connattractor/regulation: labels of" in result.reason
 
 
 def test_evaluate_skips_runs_shorter_than_the_window(model_dir, tmp_path):

@@ -49,9 +49,7 @@ COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
     "pretrain": ("data",),
     "embed": ("data",),
     "probe": ("data",),
-    # viz: evaluate.png, drawn after the tables by report/tables.py save_suite (report/figures.py suite_figure), which
-    # does not skip it without matplotlib yet; once it does, [viz] becomes optional here.
-    "evaluate": ("data", "viz"),
+    "evaluate": ("data",),  # evaluate.png only with [viz] (one warning line otherwise)
     "finetune": ("data",),
     "align": (),  # .npy in, .npy/.json out: torch and numpy only
 }

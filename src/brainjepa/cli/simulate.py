@@ -9,7 +9,7 @@ import time
 from brainjepa.data.simulate import SimulationConfig, SurrogateConfig, simulate_store, surrogate_store
 from brainjepa.errors import ConfigError
 
-_HOPF_ONLY = ("rois", "tr", "modules", "batch_size")
+_HOPF_ONLY = ("rois", "tr", "modules", "batch_size", "allow_unusual_tr")
 _LIKE_ONLY = ("events", "components", "fc_jitter", "evoked_share")
 
 
@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rois", type=int, default=None, help="number of ROIs R (default 100; not with --like)")
     p.add_argument("--tr", type=float, default=None,
                    help="repetition time in seconds (default 2.0; not with --like, which uses the store's)")
+    p.add_argument("--allow-unusual-tr", action="store_true",
+                   help="accept a --tr outside what scanners use (0.05-30 s), which is refused by default")
     p.add_argument("--modules", type=int, default=None, help="number of network modules (default 4; not with --like)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="subjects integrated together, memory vs speed (default 32; not with --like)")
@@ -64,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _refuse(args: argparse.Namespace, names: tuple[str, ...], why: str) -> None:
-    given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is not None]
+    given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) not in (None, False)]
     if given:
         raise ConfigError(f"{', '.join(given)} {why}")
 
@@ -98,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=_or(args.batch_size, 32),
     )
-    store = simulate_store(args.out, config, overwrite=args.overwrite, progress=not args.no_progress)
+    store = simulate_store(args.out, config, overwrite=args.overwrite, progress=not args.no_progress,
+                           allow_unusual_tr=args.allow_unusual_tr)
     print(f"wrote {store.path}: {len(store)} runs x {store.num_rois} ROIs x {config.frames} frames "
           f"(phenotypes: coupling, group, age)")
     return 0

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from brainjepa.bounds import bounded, check_bounds
+from brainjepa.data.readers import check_tr
 from brainjepa.data.store import RunStore, StoreWriter, check_target
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.io import default_cache_dir
@@ -292,16 +293,20 @@ def simulate_bold(config: SimulationConfig, *, progress: bool = True) -> Iterato
 
 
 def simulate_store(
-    out: str | Path, config: SimulationConfig, *, overwrite: bool = False, progress: bool = True
+    out: str | Path, config: SimulationConfig, *, overwrite: bool = False, progress: bool = True,
+    allow_unusual_tr: bool = False,
 ) -> RunStore:
     """Simulate `config.subjects` subjects (one run each) into a new store at `out` and return it.
 
     Subjects are named ``sim0000``...; ``metadata["simulation"]`` holds every parameter plus the model name,
-    and ROI labels are ``mod<m>_roi<j>``.
+    and ROI labels are ``mod<m>_roi<j>``. A TR outside what scanners use (0.05-30 s) is refused before any
+    simulation unless `allow_unusual_tr`, as it is for real runs.
     """
     config.validate()
+    check_tr(config.tr, "simulate (tr, --tr)", allow_unusual=allow_unusual_tr)
     width = max(4, len(str(config.subjects - 1)))
-    with StoreWriter(out, config.rois, roi_labels=roi_labels(config), overwrite=overwrite) as writer:
+    with StoreWriter(out, config.rois, roi_labels=roi_labels(config), overwrite=overwrite,
+                     allow_unusual_tr=allow_unusual_tr) as writer:
         for i, (bold, pheno) in enumerate(simulate_bold(config, progress=progress)):
             writer.add(bold, subject=f"sim{i:0{width}d}", run="1", tr=config.tr, source="simulate",
                        phenotypes=pheno)

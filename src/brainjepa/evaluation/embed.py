@@ -172,9 +172,18 @@ def embed(
         x = x.detach().cpu().numpy()
     if isinstance(x, np.ndarray) and x.ndim != 3:
         raise DataError(f"embed expects series [N, R, T] or a list of [R, T] arrays, got shape {x.shape}")
-    samples = ((np.asarray(s), tr, f"sample {i}") for i, s in enumerate(x))
+    samples = ((_numeric(s, f"sample {i}"), tr, f"sample {i}") for i, s in enumerate(x))
     return _embed_samples(load_model(model), samples, len(x), pooling=pooling, options=options or EmbedOptions(),
                           progress=progress)
+
+
+def _numeric(sample: object, name: str) -> np.ndarray:
+    """`sample` as an array of numbers; text or objects (a file read as strings) are refused, naming the sample."""
+    array = np.asarray(sample)
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"embed: {name} holds {array.dtype} values, not numbers (text read as strings?); parse it "
+                        "first, e.g. np.loadtxt(path) or pandas.read_csv(path).to_numpy(float)")
+    return array
 
 
 def embed_store(

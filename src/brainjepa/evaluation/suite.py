@@ -36,7 +36,7 @@ from brainjepa.evaluation.feature_sets import READOUT_NAMES, FeatureSet, dataset
 from brainjepa.evaluation.identification import identification_null, identify_subjects
 from brainjepa.evaluation.labels import read_labels
 from brainjepa.evaluation.nulls import permutations, score_many
-from brainjepa.evaluation.probe import probe
+from brainjepa.evaluation.probe import check_learnable, probe
 from brainjepa.evaluation.results import RowResult, SuiteResult, TaskResult
 from brainjepa.evaluation.ridge import RidgeCV, cv_plan, decode, encode
 from brainjepa.evaluation.tasks import (
@@ -235,8 +235,7 @@ def _task_runs(task: Task, store: RunStore, keep: np.ndarray, options: SuiteOpti
         y = np.asarray(y, dtype=np.float64) - _subject_means(np.asarray(y, dtype=np.float64), subjects)
     if len(np.unique(groups)) < options.folds:
         raise DataError(f"{task.name}: {len(np.unique(groups))} subjects cannot make {options.folds} folds")
-    if task.kind == "classification" and len(np.unique(y)) < 2:
-        raise DataError(f"{task.name}: a single class {np.unique(y).tolist()}")
+    check_learnable(y, groups, task.kind, options.folds, f"{task.name}: labels of {store.path}")
     return runs, y, groups, subjects
 
 

@@ -1,5 +1,5 @@
 """Figures for the quickstart report and `brainjepa evaluate` (matplotlib, Agg backend, PNG). Each function writes
-one file and returns it."""
+one file atomically (a reader never sees half a PNG; a full disk leaves the old one) and returns it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from brainjepa.io import atomic_write
 
 if TYPE_CHECKING:
     from brainjepa.evaluation.results import SuiteResult
@@ -19,6 +21,15 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig, out: Path) -> Path:
+    """Write `fig` as PNG to `out` through a temporary file, then close it."""
+    try:
+        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        _plt().close(fig)
+    return Path(out)
 
 
 def gradients_figure(gradient: np.ndarray, out: Path, roi_labels: list[str] | None = None) -> Path:
@@ -35,9 +46,7 @@ def gradients_figure(gradient: np.ndarray, out: Path, roi_labels: list[str] | No
                 title="gradient values per ROI")
     fig.colorbar(im, ax=axes[1])
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def mask_figure(grid: np.ndarray, out: Path, patch_size: int) -> Path:
@@ -61,9 +70,7 @@ def mask_figure(grid: np.ndarray, out: Path, patch_size: int) -> Path:
                                                                 strict=True)],
               loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def pca_figure(embeddings: dict[str, np.ndarray], labels: np.ndarray, out: Path, label_name: str) -> Path:
@@ -82,15 +89,13 @@ def pca_figure(embeddings: dict[str, np.ndarray], labels: np.ndarray, out: Path,
         ax.set(title=name, xlabel=f"PC1 ({share[0]:.0%})", ylabel=f"PC2 ({share[1]:.0%})")
     axes[0][0].legend(title=label_name, fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def suite_figure(result: SuiteResult, out: Path) -> Path:
     """`brainjepa evaluate`'s figure: per task, every row's score with its interval (filled: above chance, i.e.
     clearing its permutation null), the null's mean to 95th percentile as a grey bar, and the nominal chance level
-    as a dashed line. PNG whatever the file name (atomic writes use a temporary name)."""
+    as a dashed line."""
     plt = _plt()
     done = [r for r in result.results if not r.skipped]
     fig, axes = plt.subplots(1, len(done), figsize=(max(3.6, 0.42 * _max_rows(done)) * len(done), 4.4),
@@ -113,9 +118,7 @@ def suite_figure(result: SuiteResult, out: Path) -> Path:
     fig.text(0.01, 0.01, "filled: above chance (clears its permutation null); grey bar: null mean to 95th "
              "percentile; dashed: nominal chance", fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(out, dpi=110, format="png")
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def _max_rows(done: list) -> int:

@@ -4,17 +4,21 @@ figure; all from a `SuiteResult`'s statistics only."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from brainjepa.evaluation.metrics import Interval
-from brainjepa.io import atomic_write, atomic_write_text
+from brainjepa.extras import install_hint, installed
+from brainjepa.io import atomic_write_text
 from brainjepa.report.figures import suite_figure
 
 if TYPE_CHECKING:
     from brainjepa.evaluation.results import SuiteResult, TaskResult
+
+logger = logging.getLogger(__name__)
 
 
 def _cell(d: Interval, digits: int, signed: bool = False) -> str:
@@ -127,8 +131,8 @@ def suite_report(result: SuiteResult) -> str:
 
 
 def save_suite(result: SuiteResult, out: str | Path) -> list[Path]:
-    """Write evaluate.csv (the long table), evaluate_units.csv, evaluate.md and evaluate.png (when a task ran)
-    into `out`, each atomically (a reader never sees half a file)."""
+    """Write evaluate.csv (the long table), evaluate_units.csv, evaluate.md and evaluate.png (when a task ran and
+    matplotlib, the [viz] extra, is installed) into `out`, each atomically (a reader never sees half a file)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "evaluate.csv", out / "evaluate_units.csv", out / "evaluate.md"]
@@ -137,9 +141,10 @@ def save_suite(result: SuiteResult, out: str | Path) -> list[Path]:
     atomic_write_text(paths[2], suite_report(result))
     if all(r.skipped for r in result.results):
         return paths
-    figure = out / "evaluate.png"
-    atomic_write(figure, lambda tmp: suite_figure(result, tmp))
-    return [*paths, figure]
+    if not installed("matplotlib"):
+        logger.warning("evaluate.png not drawn: %s", install_hint("the figure", {"viz": ["matplotlib"]}))
+        return paths
+    return [*paths, suite_figure(result, out / "evaluate.png")]
 
 
 __all__ = ["save_suite", "suite_report", "suite_tables"]
