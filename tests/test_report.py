@@ -125,7 +125,8 @@ def test_a_score_above_nominal_chance_is_not_called_above_chance_inside_its_null
 
 # ------------------------------------------------------------------------------------------------ report.md
 def _facts(data: str) -> dict:
-    return {"data": data, "minutes": 1, "seed": 0, "torch": "x", "threads": 2, "total_minutes": 1.0,
+    return {"data": data, "steps_asked": 297, "minutes": 1, "budget": "steps", "embed_dim": 32, "patch_size": 16,
+            "seed": 0, "torch": "x", "threads": 2, "total_minutes": 1.0,
             "runs": 20, "subjects": 10, "rois": 8, "atlas": "a", "frames_min": 160, "frames_max": 160, "tr": 2.0,
             "label": "group", "label_counts": {"a": 10, "b": 10}, "sample": None, "store": "s",
             "gradient_components": 3, "window": 160, "epochs": 2, "steps": 4, "seconds_per_step": 0.1,
@@ -143,4 +144,19 @@ def test_report_carries_the_suite_table_and_derived_findings(suite, tmp_path, da
     assert findings_text.strip().startswith("## 7. Findings\n\n" + findings(suite, simulated=data == "simulated"))
     assert ("simulated data" in text) == (data == "simulated")
     assert "| evaluation | 42 |" in text and "5 folds x\n1 seed(s)" in text
+    # ranks 4 and 3.5 of a 32-d encoder on 16-frame patches: below the monitor's floor of 8 at both checks
+    assert "**the monitor warned at 2 of 2 checks** (first at step 0)" in text and "no sign of collapse" not in text
+    assert "--steps 297" in text and "297 steps asked" in text
     assert "--folds 5 --seeds 1 --bootstrap 200 --permutations 200 --random-init-seeds 0" in text
+
+
+def test_collapse_summary_reads_the_monitors_rank_floor(tmp_path):
+    """The report's verdict is the monitor's own test: a healthy std with a rank under the floor is a warning
+    (it was reported as 'no sign of collapse' while the run log warned 69 times)."""
+    from brainjepa.report.markdown import _collapse_summary
+
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("step,loss,target_std,target_rank\n1,1.0,0.7,21.4\n10,0.9,,\n500,0.8,0.7,14.6\n")
+    assert "**the monitor warned at 1 of 2 checks** (first at step 500)" in _collapse_summary(metrics, 96, 16)
+    assert "no sign of collapse (std above 0.05, effective rank above 8 at every check)" in _collapse_summary(
+        metrics, 32, 16)

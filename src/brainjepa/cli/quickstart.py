@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from brainjepa.bounds import check_value
-from brainjepa.report.quickstart import quickstart
+from brainjepa.report.quickstart import STUDY_STEPS, quickstart
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "simulated data, and writes OUT/report.md.",
     )
     p.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
-    p.add_argument("--minutes", type=float, default=10.0, help="pretraining time budget in minutes (default 10)")
+    p.add_argument("--steps", type=int, default=STUDY_STEPS,
+                   help=f"pretraining optimizer steps, rounded up to whole epochs (default {STUDY_STEPS}, the "
+                   "confirmatory study's budget; longer runs on the sample lost effective rank, see "
+                   "benchmarks/RESULTS.md)")
+    p.add_argument("--minutes", type=float, default=10.0,
+                   help="upper bound on pretraining time in minutes: fewer steps when timed steps say --steps "
+                   "would not fit (default 10)")
     p.add_argument("--data", choices=["connattractor", "simulated"], default="connattractor",
                    help="real heat-pain task fMRI from PyPI (default) or simulated BOLD with known labels")
     p.add_argument("--cache", help="sample cache folder (default: $BRAINJEPA_CACHE/samples or ~/.cache/brainjepa)")
@@ -29,10 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # A budget that cannot be meant is refused before anything is fetched (a report would state it).
+    check_value("--steps", args.steps, integer=True, ge=1)
     check_value("--minutes", args.minutes, gt=0)
     check_value("--folds", args.folds, integer=True, ge=2)
     check_value("--seeds", args.seeds, integer=True, ge=1)
-    result = quickstart(args.out, minutes=args.minutes, data=args.data, cache=args.cache, seed=args.seed,
-                        folds=args.folds, seeds=args.seeds)
+    result = quickstart(args.out, steps=args.steps, minutes=args.minutes, data=args.data, cache=args.cache,
+                        seed=args.seed, folds=args.folds, seeds=args.seeds)
     print(f"report: {result.report}")
     return 0

@@ -9,22 +9,36 @@ from typing import TYPE_CHECKING, Any
 from brainjepa.io import atomic_write_text
 from brainjepa.report.findings import findings
 from brainjepa.report.tables import suite_tables
+from brainjepa.training.monitor import COLLAPSE_STD, collapse_warning, rank_floor
 
 if TYPE_CHECKING:
     from brainjepa.evaluation.results import SuiteResult
 
 
-def _collapse_summary(metrics_csv: Path) -> str:
+def _collapse_summary(metrics_csv: Path, dim: int, patch_size: int) -> str:
+    """The training monitor's own collapse test (`collapse_warning`: std and effective-rank floor), read back."""
     rows = [r for r in csv.DictReader(open(metrics_csv)) if r.get("target_std")]
     if not rows:
         return "No collapse statistics were logged."
     first, last = rows[0], rows[-1]
-    low = [r["step"] for r in rows if float(r["target_std"]) < 0.05]
-    verdict = (f"the std fell below 0.05 at steps {', '.join(low[:5])}: the representation may be collapsing"
-               if low else "no sign of collapse (the std stayed above 0.05)")
+    stats = [{k: float(r[k]) for k in ("target_std", "target_rank")} for r in rows]
+    low = [r["step"] for r, st in zip(rows, stats, strict=True) if collapse_warning(st, dim, patch_size)]
+    verdict = (f"**the monitor warned at {len(low)} of {len(rows)} checks** (first at step {low[0]}): std below "
+               f"{COLLAPSE_STD} or effective rank below {rank_floor(dim, patch_size):g}, the span of a "
+               f"{patch_size}-frame patch's linear map; the features are losing dimensions"
+               if low else f"no sign of collapse (std above {COLLAPSE_STD}, effective rank above "
+               f"{rank_floor(dim, patch_size):g} at every check)")
     return (f"Target-feature std across tokens and samples went from {float(first['target_std']):.3f} (step "
             f"{first['step']}) to {float(last['target_std']):.3f} (step {last['step']}); effective rank from "
             f"{float(first['target_rank']):.1f} to {float(last['target_rank']):.1f}; {verdict}.")
+
+
+def _budget_line(facts: dict[str, Any]) -> str:
+    if facts.get("budget") == "minutes":
+        return (f"fewer than the {facts['steps_asked']} steps asked, as the timed steps said they would not fit in "
+                f"{facts['minutes']} minutes.")
+    return (f"{facts['steps_asked']} steps asked (rounded up to whole epochs; the default is the confirmatory "
+            "study's budget, benchmarks/RESULTS.md).")
 
 
 def _loss_summary(metrics_csv: Path) -> str:
@@ -97,9 +111,10 @@ def write_report(out: Path, facts: dict[str, Any], suite: SuiteResult, *, metric
     tasks = ", ".join(f"`{t}`" for t in suite.options.tasks)
     text = f"""# Brain-JEPA quickstart report
 
-Everything below was measured by this run (`brainjepa quickstart --data {facts['data']} --minutes {facts['minutes']}
---out {o}`, seed {facts['seed']}, torch {facts['torch']}, {facts['threads']} CPU threads, {facts['total_minutes']}
-minutes in all; the time of each step is in section 8).{" **The data are simulated.**" if simulated else ""}
+Everything below was measured by this run (`brainjepa quickstart --data {facts['data']}
+--steps {facts['steps_asked']} --minutes {facts['minutes']} --out {o}`, seed {facts['seed']}, torch {facts['torch']},
+{facts['threads']} CPU threads, {facts['total_minutes']} minutes in all; the time of each step is in
+section 8).{" **The data are simulated.**" if simulated else ""}
 
 ## 1. Data
 
@@ -115,7 +130,7 @@ brainjepa validate {store}
 ## 2. Brain gradients
 
 The first three of {facts['gradient_components']} diffusion-map gradients of the group functional connectivity
-(BrainSpace, cosine kernel), which give each ROI its position code.
+(BrainSpace's diffusion map in numpy, cosine kernel), which give each ROI its position code.
 
 ![gradients](figures/gradients.png)
 
@@ -136,11 +151,11 @@ targets never overlap the context.
 A 96-d, depth-4 encoder with a 48-d, depth-2 predictor, {facts['epochs']} epochs ({facts['steps']} optimizer steps,
 batch 8, {facts['seconds_per_step']} s per step measured before the run, precision {facts['precision']}:
 {facts['precision_reason']}),
-{facts['pretrain_minutes']} minutes. {_loss_summary(metrics_csv)}
+{facts['pretrain_minutes']} minutes; {_budget_line(facts)} {_loss_summary(metrics_csv)}
 
 ![curves](figures/training_curves.png)
 
-Collapse monitor: {_collapse_summary(metrics_csv)}
+Collapse monitor: {_collapse_summary(metrics_csv, facts['embed_dim'], facts['patch_size'])}
 
 {_health_summary(facts)}
 
@@ -188,8 +203,9 @@ model above for {facts['pretrain_minutes']} minutes on {facts['runs']} runs of {
 
 ## 8. Time
 
-Wall-clock seconds of each step of this run ({facts['threads']} CPU threads); the pretraining budget was
-{facts['minutes']} minutes, the other steps are sized to stay short (the evaluation: {suite.options.folds} folds x
+Wall-clock seconds of each step of this run ({facts['threads']} CPU threads); pretraining was asked for
+{facts['steps_asked']} steps within {facts['minutes']} minutes, the other steps are sized to stay short (the
+evaluation: {suite.options.folds} folds x
 {suite.options.seeds} seed(s)).
 
 {_time_table(facts['step_seconds'])}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import platform
 import shutil
 import tempfile
@@ -44,6 +45,7 @@ DataChoice = Literal["connattractor", "simulated"]
 LABELS = {"connattractor": "condition", "simulated": "group"}  # the label that colours the PCA figure
 SUITE_DATASET = {"connattractor": "connattractor", "simulated": "simulation"}  # evaluation-suite data set
 STEPS = ("data", "gradients", "pretraining", "evaluation")
+STUDY_STEPS = 297  # the confirmatory study's pretraining budget (benchmarks/RESULTS.md, issue 18)
 
 
 @dataclass
@@ -113,11 +115,16 @@ def suite_options(data: DataChoice, store, *, folds: int, seeds: int, seed: int)
                         stores={dataset: str(store.path)})
 
 
-def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, data: DataChoice = "connattractor",
-               cache: str | Path | None = None, seed: int = 0, folds: int = 5, seeds: int = 1) -> QuickstartResult:
+def quickstart(out: str | Path = "runs/quickstart", *, steps: int = STUDY_STEPS, minutes: float = 10.0,
+               data: DataChoice = "connattractor", cache: str | Path | None = None, seed: int = 0, folds: int = 5,
+               seeds: int = 1) -> QuickstartResult:
     """Run the whole pipeline and write `out/report.md`. See docs/quickstart.md.
 
     Args:
+        steps: optimizer steps of pretraining (rounded up to whole epochs); the default is the confirmatory
+            study's budget (benchmarks/RESULTS.md): on the sample's 92 training runs, 1,045 steps lost effective
+            rank (21 -> 8) and second-order subject identification (0.89 -> 0.19 of random init's).
+        minutes: upper bound on pretraining time: fewer epochs when the timed steps say `steps` would not fit.
         folds, seeds: the evaluation suite's subject-grouped folds and split seeds (5 x 1 keeps it to about a
             minute on a laptop CPU).
     """
@@ -126,9 +133,9 @@ def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, da
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
     seconds: dict[str, float] = {}
-    facts: dict[str, Any] = {"data": data, "minutes": minutes, "seed": seed, "torch": torch.__version__,
-                             "python": platform.python_version(), "threads": torch.get_num_threads(),
-                             "step_seconds": seconds}
+    facts: dict[str, Any] = {"data": data, "steps_asked": steps, "minutes": minutes, "seed": seed,
+                             "torch": torch.__version__, "python": platform.python_version(),
+                             "threads": torch.get_num_threads(), "step_seconds": seconds}
     started = time.perf_counter()
 
     with _step(seconds, "data", "data: fetch, validate and prepare"):
@@ -145,7 +152,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, da
                      sample=store.metadata.get("sample"))
         window = int(min(160, frames.min()) // 16 * 16)
 
-    with _step(seconds, "gradients", "brain gradients from the group FC (BrainSpace)"):
+    with _step(seconds, "gradients", "brain gradients from the group FC"):
         gradient_csv = out / "gradients.csv"
         n_grad = min(30, store.num_rois - 2)
         gradient = gradients_file(gradient_csv, store=store, n_components=n_grad)
@@ -153,7 +160,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, da
         facts["gradient_components"] = n_grad
 
     with _step(seconds, "pretraining", "pretraining"):
-        run_dir = _pretrain(store, gradient_csv, out, facts, minutes=minutes, seed=seed, window=window)
+        run_dir = _pretrain(store, gradient_csv, out, facts, steps=steps, minutes=minutes, seed=seed, window=window)
 
     with _step(seconds, "evaluation", f"evaluation suite ({', '.join(options.tasks)})"):
         suite = evaluate(BrainJEPA.from_pretrained(run_dir), out / "evaluate", options)
@@ -173,20 +180,25 @@ def quickstart(out: str | Path = "runs/quickstart", *, minutes: float = 10.0, da
     return QuickstartResult(out, report, facts)
 
 
-def _pretrain(store, gradient_csv: Path, out: Path, facts: dict[str, Any], *, minutes: float, seed: int,
+def _pretrain(store, gradient_csv: Path, out: Path, facts: dict[str, Any], *, steps: int, minutes: float, seed: int,
               window: int) -> Path:
-    """Size the epochs to the time budget from a few timed steps, pretrain into `out/run`, draw its figures."""
+    """Pretrain into `out/run` for whole epochs covering `steps` optimizer steps, fewer if a few timed steps say
+    they would not fit in `minutes`; draw its figures."""
     probe_cfg = pretrain_config(store, gradient_csv, epochs=1, seed=seed, frames=window)
     per_step, precision, train_runs = seconds_per_step(probe_cfg)
     steps_per_epoch = train_runs // probe_cfg.data.batch_size
     # 5% margin for what the timed steps leave out (logging, epoch boundaries, the final checkpoint)
-    epochs = max(2, int(0.95 * minutes * 60 / (per_step * steps_per_epoch)))
+    fit = int(0.95 * minutes * 60 / (per_step * steps_per_epoch))
+    wanted = math.ceil(steps / steps_per_epoch)
+    epochs = max(2, min(wanted, fit))
+    facts["budget"] = "steps" if wanted <= fit else "minutes"
     cfg = pretrain_config(store, gradient_csv, epochs=epochs, seed=seed, frames=window)
     run_dir = out / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     facts.update(precision=precision.name, precision_reason=precision.reason, seconds_per_step=round(per_step, 3),
-                 epochs=epochs, steps=epochs * steps_per_epoch, window=window)
+                 epochs=epochs, steps=epochs * steps_per_epoch, window=window, embed_dim=cfg.model.embed_dim,
+                 patch_size=cfg.model.patch_size)
     t0 = time.perf_counter()
     pretrain(cfg, run_dir)
     facts["pretrain_minutes"] = round((time.perf_counter() - t0) / 60, 2)
