@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import nibabel as nib
 import numpy as np
 import pytest
 
 from brainjepa.data import atlases
 from brainjepa.data.atlases import CiftiLabels, label_names, merge_dlabels, merge_label_images, resolve_atlas
-from brainjepa.errors import DataError
+from brainjepa.errors import DataError, DownloadError
+from local_http import LocalServer
 from synthetic_derivatives import (
     AFFINE,
     CTX_NAMES,
@@ -21,6 +24,7 @@ from synthetic_derivatives import (
     subcortical_dlabel,
     subcortical_volume,
     write_label_image,
+    write_volume_run,
 )
 
 OFFICIAL = [*SUB_NAMES.values(), *CTX_NAMES.values()]  # 3 subcortical, then 4 cortical
@@ -141,3 +145,46 @@ def test_named_cifti_reorders_the_combined_file(tmp_path, monkeypatch):
     path = resolve_atlas("schaefer400_tians3", kind="cifti", space="fsLR")
     assert list(label_names(path).values()) == OFFICIAL
     assert list(label_names(resolve_atlas("tians3", kind="cifti")).values()) == list(SUB_NAMES.values())
+
+
+@pytest.fixture
+def tian_server(monkeypatch, volumes):
+    """Tian's repository on a local server: the S3 volume and its label list."""
+    with LocalServer() as server:
+        monkeypatch.setattr(atlases, "_TIAN_URL", server.url)
+        server.files["/Subcortex-Only/Tian_Subcortex_S3_3T.nii.gz"] = volumes[0].read_bytes()
+        server.files["/Subcortex-Only/Tian_Subcortex_S3_3T_label.txt"] = "\n".join(SUB_NAMES.values()).encode()
+        yield server
+
+
+def test_tian_files_are_fetched_once_and_their_hash_checked(tmp_path, tian_server):
+    image, names = atlases._fetch_tian_volume(3, "MNI152NLin6Asym", tmp_path)
+    assert list(names.values()) == list(SUB_NAMES.values())
+    assert image.read_bytes() == tian_server.files["/Subcortex-Only/" + image.name]
+    record = image.with_name(image.name + ".sha256")  # not pinned in the code: the first download's hash is kept
+    assert record.read_text().strip() == hashlib.sha256(image.read_bytes()).hexdigest()
+    atlases._fetch_tian_volume(3, "MNI152NLin6Asym", tmp_path)
+    assert set(tian_server.requests.values()) == {1}  # cached once
+    image.write_bytes(b"damaged")  # a cached file that no longer matches its hash is fetched again
+    assert atlases._fetch_tian_volume(3, "MNI152NLin6Asym", tmp_path)[0].read_bytes() != b"damaged"
+    assert tian_server.requests["/Subcortex-Only/" + image.name] == 2
+    tian_server.files["/Subcortex-Only/" + image.name] = b"changed upstream"
+    image.write_bytes(b"damaged")
+    with pytest.raises(DownloadError, match="does not match the pinned"):
+        atlases._fetch_tian_volume(3, "MNI152NLin6Asym", tmp_path)
+
+
+def test_an_unreachable_atlas_stops_prepare_once_not_per_run(tmp_path, monkeypatch, tian_server, capsys):
+    from brainjepa.cli import main
+
+    monkeypatch.setenv("BRAINJEPA_CACHE", str(tmp_path / "cache"))
+    tian_server.status = 503
+    for s in range(3):
+        write_volume_run(tmp_path / "deriv", f"0{s}", "rest", seed=s)
+    argv = ["prepare", str(tmp_path / "deriv"), "--fmriprep", "--atlas", "schaefer400_tians3", "--skip-bad",
+            "--out", str(tmp_path / "store"), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "HTTP 503" in err[0] and err[0].endswith(
+        "--atlas Tian_Subcortex_S3_3T.nii.gz --atlas Schaefer2018_400Parcels_17Networks_order_FSLMNI152_2mm.nii.gz")
+    assert sum(tian_server.requests.values()) == 1 and not (tmp_path / "store").exists()

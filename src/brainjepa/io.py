@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from brainjepa.errors import CheckpointError, DataError, OutputError
+from brainjepa.errors import CheckpointError, DataError, DownloadError, OutputError
+
+logger = logging.getLogger(__name__)
 
 
 def _new_temp(path: Path) -> Path:
@@ -157,6 +160,87 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _why(err: BaseException, timeout: float) -> str:
+    """The reason of a failed fetch in a few words (HTTP status, DNS or connection error, timeout)."""
+    import urllib.error
+
+    if isinstance(err, urllib.error.HTTPError):
+        return f"HTTP {err.code} {err.reason}"
+    reason = err.reason if isinstance(err, urllib.error.URLError) else err
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    return f"{type(reason).__name__}: {' '.join(str(reason).split())}"
+
+
+def _network(url: str, timeout: float, call: Callable[[], object]):
+    """`call()`, with a network failure turned into a DownloadError (write errors stay OSErrors: `output_error`)."""
+    import http.client
+
+    try:
+        return call()
+    except (OSError, http.client.HTTPException) as err:
+        raise DownloadError(f"could not download {url} ({_why(err, timeout)})") from err
+
+
+def _fetch(url: str, tmp: Path, name: str, sha256: str | None, progress: bool | None, timeout: float) -> str:
+    """Stream `url` into `tmp` with a byte progress bar named `name`; returns its sha256, raising when it is not
+    `sha256`."""
+    import urllib.request
+
+    from tqdm.auto import tqdm
+
+    digest = hashlib.sha256()
+    request = urllib.request.Request(url, headers={"User-Agent": "brainjepa"})
+    response = _network(url, timeout, lambda: urllib.request.urlopen(request, timeout=timeout))
+    size = int(response.headers.get("Content-Length") or 0) or None
+    with response, open(tmp, "wb") as fh, tqdm(total=size, desc=name, unit="B", unit_scale=True,
+                                               unit_divisor=1024, disable=None if progress is None else not progress,
+                                               leave=False) as bar:
+        while block := _network(url, timeout, lambda: response.read(1 << 20)):
+            fh.write(block)
+            digest.update(block)
+            bar.update(len(block))
+    got = digest.hexdigest()
+    if sha256 is not None and got != sha256:
+        raise DownloadError(f"{url}: sha256 {got} does not match the pinned {sha256}; the file was not kept")
+    return got
+
+
+def download(url: str, dest: str | Path, *, sha256: str | None, progress: bool | None = None,
+             timeout: float = 60.0, hint: str = "") -> Path:
+    """`dest`, fetched once from `url` (standard library only: works where pip is not installed) and kept only
+    when its sha256 is `sha256`; written atomically, so a broken download never leaves a file behind.
+
+    A cached `dest` is hashed again on every call: a wrong hash (a corrupt or tampered cache) is deleted and
+    fetched again. ``sha256=None`` (a file whose hash is not pinned yet) keeps the first download and records its
+    hash in ``dest.sha256``, which later calls check instead. ``progress=None`` shows the bar only on a terminal.
+
+    Raises:
+        DownloadError: one line naming the URL and why (HTTP status, no network, timeout, wrong hash), then `hint`.
+    """
+    dest = Path(dest)
+    record = dest.with_name(dest.name + ".sha256")
+    want = sha256 or (record.read_text().strip() if record.is_file() else None)
+    if dest.is_file():
+        got = file_sha256(dest)
+        if want is None:
+            atomic_write_text(record, got + "\n")
+        if want in (None, got):
+            return dest
+        logger.warning("%s: sha256 %s, not %s; downloading it again", dest, got, want)
+        dest.unlink()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("downloading %s into %s", url, dest)
+    digests: list[str] = []
+    try:
+        atomic_write(dest, lambda tmp: digests.append(_fetch(url, tmp, dest.name, want, progress, timeout)))
+    except DownloadError as err:
+        raise DownloadError(f"{err}{'; ' + hint if hint else ''}") from err
+    if sha256 is None:
+        atomic_write_text(record, digests[0] + "\n")
+    return dest
 
 
 def save_weights_folder(directory: str | Path, module, meta: dict, *, config_name: str, weights_name: str,

