@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-import torch
 
 from brainjepa.errors import ConfigError
 
 
-class GlobalBatchSampler(torch.utils.data.Sampler[tuple[int, int, list[int]]]):
+class GlobalBatchSampler:
+    """Which items make each batch of each epoch on this rank: `keys(epoch, start_batch)`, a pure function of
+    (seed, epoch), so nothing has to be set before an epoch (`batch.RunKeys` is the DataLoader's sampler)."""
+
     def __init__(self, num_items: int, batch_size: int, *, world_size: int = 1, rank: int = 0, seed: int = 0,
                  shuffle: bool = True) -> None:
         self.num_items, self.batch_size = num_items, batch_size
@@ -28,7 +30,6 @@ class GlobalBatchSampler(torch.utils.data.Sampler[tuple[int, int, list[int]]]):
                 f"data.batch_size={batch_size} x {world_size} process(es) needs at least {self.global_batch} runs, "
                 f"the dataset has {num_items}"
             )
-        self.epoch, self.start_batch = 0, 0
 
     @property
     def global_batch(self) -> int:
@@ -38,24 +39,14 @@ class GlobalBatchSampler(torch.utils.data.Sampler[tuple[int, int, list[int]]]):
     def batches_per_epoch(self) -> int:
         return self.num_items // self.global_batch  # drop_last, as the reference
 
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
-
     def global_order(self, epoch: int) -> np.ndarray:
         if not self.shuffle:
             return np.arange(self.num_items)
         return np.random.default_rng((self.seed, epoch)).permutation(self.num_items)
 
-    def __iter__(self) -> Iterator[tuple[int, int, list[int]]]:
-        return self.keys(self.epoch, self.start_batch)
-
     def keys(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[int, int, list[int]]]:
-        """This rank's keys of `epoch` from `start_batch` on (no state: `__iter__` is keys(set_epoch's values))."""
+        """This rank's keys (epoch, batch, item indices) of `epoch` from `start_batch` on."""
         order = self.global_order(epoch)
         for b in range(start_batch, self.batches_per_epoch):
             start = b * self.global_batch + self.rank * self.batch_size
             yield epoch, b, order[start : start + self.batch_size].tolist()
-
-    def __len__(self) -> int:
-        return self.batches_per_epoch - self.start_batch
-

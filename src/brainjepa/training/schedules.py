@@ -30,10 +30,6 @@ class Schedule:
     legacy_ema: bool = False
 
     @property
-    def steps_per_epoch(self) -> int:
-        return max(1, self.iters_per_epoch // self.accumulation_steps)
-
-    @property
     def total_steps(self) -> int:
         return max(1, int(self.opt.ipe_scale * self.opt.epochs * self.iters_per_epoch / self.accumulation_steps))
 
