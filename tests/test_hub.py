@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ def _model() -> BrainJEPA:
         "normalization": {"kind": "robust", "median": rng.normal(size=R).tolist(),
                           "iqr": rng.uniform(1, 2, R).tolist(), "num_subjects": 12, "num_runs": 20},
         "roi_labels": [f"ROI_{i}" for i in range(R)],
+        "atlas": "Schaefer 2018, 6 parcels",
         "training": {"data": "stores/sim (12 subjects)", "schedule": {"epochs": 3, "lr": 1e-3}},
     }
     model = BrainJEPA(cfg, rng.normal(size=(R, 3)), metadata=metadata)
@@ -123,6 +125,77 @@ def test_model_card_describes_the_model(tmp_path):
     assert "| brainjepa | 0.61 |" in model_card(_model(), REPO, evaluation=probe_csv)
     bare = model_card(BrainJEPA(_model().config, np.zeros((R, 3))), REPO)
     assert "None recorded" in bare and "## Evaluation" not in bare and "not recorded" in bare
+
+
+def test_hub_options_have_the_mixin_signature_and_reach_snapshot_download(tmp_path, monkeypatch):
+    mixin = inspect.signature(huggingface_hub.ModelHubMixin.from_pretrained).parameters
+    ours = inspect.signature(BrainJEPA.from_pretrained).parameters
+    for name in ("force_download", "token", "cache_dir", "local_files_only", "revision"):
+        assert ours[name].kind == mixin[name].kind and ours[name].default == mixin[name].default, name
+    folder = _model().save_pretrained(tmp_path / "snapshot")
+    calls = []
+
+    def snapshot_download(repo_id, **kwargs):
+        calls.append((repo_id, kwargs))
+        return str(folder)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    options = {"cache_dir": tmp_path / "hf", "token": "hf_secret", "force_download": True, "local_files_only": True,
+               "revision": "v1"}
+    model = BrainJEPA.from_pretrained(REPO, **options)
+    assert torch.equal(model.gradient, _model().gradient)
+    assert calls == [(REPO, {**options, "allow_patterns": list(HUB_FILES)})]
+    assert BrainJEPA.from_pretrained(REPO) is not None and calls[-1][1] == {
+        "cache_dir": None, "token": None, "force_download": False, "local_files_only": False, "revision": None,
+        "allow_patterns": list(HUB_FILES)}
+
+
+def test_a_local_folder_ignores_the_download_options_and_refuses_the_rest(tmp_path, monkeypatch):
+    folder = _model().save_pretrained(tmp_path / "local")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("went to the Hub"))
+    loaded = BrainJEPA.from_pretrained(folder, token="t", cache_dir=tmp_path / "hf", local_files_only=True)
+    assert torch.equal(loaded.gradient, _model().gradient)
+    with pytest.raises(CheckpointError, match=r"local path, not a Hugging Face Hub id: revision and force_download "
+                       r"apply to Hub ids only"):
+        BrainJEPA.from_pretrained(folder, revision="v1", force_download=True)
+
+
+def _evaluate_csv(folder: Path) -> Path:
+    """An evaluate.csv as `brainjepa evaluate` writes it: scores of the model and of a baseline, a pair row, a
+    skipped task."""
+    rows = [
+        ("sim/sex", "classification", "balanced_acc", "brainjepa, ROI mean", "score", 0.71, 0.6, 0.8, 0.5, 0.01,
+         "done"),
+        ("sim/sex", "classification", "balanced_acc", "FC", "score", 0.65, 0.55, 0.75, 0.5, 0.02, "done"),
+        ("sim/id", "identification", "accuracy", "brainjepa, token FC", "pair", 0.3, "", "", 0.1, "", "done"),
+        ("sim/age", "regression", "pearson_r", "brainjepa, ROI mean", "skipped", "", "", "", "", "", "skipped"),
+    ]
+    header = "task,kind,metric,row,type,mean,ci_low,ci_high,chance,p_value,status,units,n_units,null_high\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    body = "".join(",".join(f'"{v}"' if "," in str(v) else str(v) for v in row) + ",subject,40,\n" for row in rows)
+    (folder / "evaluate.csv").write_text(header + body)
+    return folder / "evaluate.csv"
+
+
+def test_model_card_metadata_and_eval_results(tmp_path):
+    csv = _evaluate_csv(tmp_path / "run" / "evaluate")
+    card = huggingface_hub.ModelCard(model_card(_model(), REPO, evaluation=csv, license="apache-2.0"))
+    data = card.data
+    assert data.library_name == "brainjepa" and data.license == "apache-2.0"
+    assert "arxiv:2409.19407" in data.tags and "https://arxiv.org/abs/2409.19407" in card.text
+    assert "https://github.com/Eric-LRL/Brain-JEPA" in card.text
+    (result,) = data.eval_results  # the model's own done score only: no baseline, pair or skipped row
+    assert (result.task_type, result.task_name, result.dataset_name, result.metric_type) == (
+        "classification", "sim/sex", "sim", "balanced_acc")
+    assert result.metric_value == 0.71 and result.metric_config == "ROI mean"
+    assert result.metric_args == {"ci_low": 0.6, "ci_high": 0.8, "chance": 0.5, "p_value": 0.01, "n_subjects": 40}
+    assert "| sim/sex | FC | balanced_acc | 0.65 |" in card.text  # the table shows the baselines too
+    model = _model()
+    model.name_or_path = str(tmp_path / "run")  # as from_pretrained records it: found without evaluation=
+    assert huggingface_hub.ModelCard(model_card(model, REPO)).data.eval_results[0].metric_value == 0.71
+    bare = huggingface_hub.ModelCard(model_card(BrainJEPA(_model().config, np.zeros((R, 3))), REPO))
+    assert bare.data.eval_results is None and "## Evaluation" not in bare.text and "Atlas:" not in bare.text
+    assert "Atlas: Schaefer 2018" in model_card(_model(), REPO)
 
 
 def test_local_folder_wins_over_a_hub_id(tmp_path, monkeypatch):

@@ -25,6 +25,9 @@ HUB_FILES = ("config.json", "model.safetensors", "README.md")
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
+PAPER_URL = "https://arxiv.org/abs/2409.19407"  # Dong et al., Brain-JEPA, NeurIPS 2024
+PACKAGE_URL = "https://pypi.org/project/brainjepa/"
+REFERENCE_URL = "https://github.com/Eric-LRL/Brain-JEPA"  # the authors' code
 _FILE_SUFFIXES = (".pth", ".tar", ".pt", ".ckpt", ".safetensors", ".bin", ".json")
 
 
@@ -43,15 +46,24 @@ def _hub(purpose: str, error: type[BrainJEPAError] = CheckpointError):
     return huggingface_hub
 
 
-def download(repo_id: str, *, revision: str | None = None) -> Path:
+def download(repo_id: str, *, force_download: bool = False, token: str | bool | None = None,
+             cache_dir: str | Path | None = None, local_files_only: bool = False,
+             revision: str | None = None) -> Path:
     """The local snapshot folder of a Hub model (downloaded once into the HF cache; only the cache offline).
+
+    The options mean what they mean in ``huggingface_hub.snapshot_download`` (and `ModelHubMixin.from_pretrained`):
+    `cache_dir` instead of ``HF_HUB_CACHE``, `token` for a private or gated repository (True: the saved login),
+    `force_download` to fetch again what is cached, `local_files_only` to read the cache only, `revision` a
+    branch, tag or commit.
 
     Raises:
         CheckpointError: one line when the repository or revision cannot be found, or is not cached offline.
     """
     hub = _hub(f"{repo_id}: no such local folder; loading it from the Hugging Face Hub")
     try:
-        folder = hub.snapshot_download(repo_id, revision=revision, allow_patterns=list(HUB_FILES))
+        folder = hub.snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, token=token,
+                                       force_download=force_download, local_files_only=local_files_only,
+                                       allow_patterns=list(HUB_FILES))
     except Exception as err:  # huggingface_hub raises many types (offline, not found, gated, HTTP)
         reason = " ".join(str(err).split())[:300]
         raise CheckpointError(
@@ -59,6 +71,24 @@ def download(repo_id: str, *, revision: str | None = None) -> Path:
             f"({type(err).__name__}: {reason})"
         ) from err
     return Path(folder)
+
+
+def resolve(path: str | Path, *, force_download: bool = False, token: str | bool | None = None,
+            cache_dir: str | Path | None = None, local_files_only: bool = False,
+            revision: str | None = None) -> Path:
+    """The folder `path` names: a Hub id's snapshot (`download`, with these options), else the local path.
+
+    A local path ignores `token`, `cache_dir` and `local_files_only` (it is local already) and refuses `revision`
+    and `force_download`, which cannot apply to it, so that a mistyped id does not load a local folder quietly.
+    """
+    if is_hub_id(path):
+        return download(str(path), force_download=force_download, token=token, cache_dir=cache_dir,
+                        local_files_only=local_files_only, revision=revision)
+    refused = [name for name, value in (("revision", revision), ("force_download", force_download)) if value]
+    if refused:
+        raise CheckpointError(f"{path}: a local path, not a Hugging Face Hub id: {' and '.join(refused)} apply to "
+                              "Hub ids only (drop them, or pass org/name)")
+    return Path(path)
 
 
 # ----------------------------------------------------------------------------------------------- model card
@@ -141,28 +171,94 @@ def _record_lines(record: Any, indent: str = "") -> list[str]:
     return lines
 
 
+def _evaluate_csv(model: nn.Module, evaluation: Any) -> Path | None:
+    """The ``evaluate.csv`` of `brainjepa evaluate` that `evaluation` names (the file, or a folder holding it or an
+    ``evaluate/`` folder with it); by default, one in the folder the model was loaded from."""
+    if evaluation is None:
+        origin = getattr(model, "name_or_path", None)
+        evaluation = Path(origin) if origin and Path(origin).is_dir() else None
+    if not isinstance(evaluation, Path):
+        return None
+    found = [f for f in (evaluation, evaluation / "evaluate.csv", evaluation / "evaluate" / "evaluate.csv")
+             if f.name == "evaluate.csv" and f.is_file()]
+    return found[0] if found else None
+
+
+def _suite_scores(csv: Path):
+    """The done scores of an evaluate.csv (one row per task and row: the model, random init, baselines)."""
+    import pandas as pd
+
+    frame = pd.read_csv(csv)
+    return frame[(frame["type"] == "score") & (frame["status"] == "done")]
+
+
+def _eval_results(hub, scores) -> list:
+    """The pretrained model's scores (rows ``brainjepa, <readout>``) as the Hub's machine-readable
+    ``model-index``: one result per task and readout, with its interval and null in ``metric_args``."""
+    import math
+
+    from brainjepa.evaluation.results import PRETRAINED
+
+    results = []
+    for row in scores[scores["row"].str.startswith(f"{PRETRAINED}, ")].itertuples(index=False):
+        dataset = row.task.split("/")[0]
+        extra = {k: float(getattr(row, k)) for k in ("ci_low", "ci_high", "chance", "null_high", "p_value")
+                 if not math.isnan(float(getattr(row, k)))}
+        results.append(hub.EvalResult(
+            task_type=row.kind, task_name=row.task, dataset_type=dataset, dataset_name=dataset,
+            metric_type=row.metric, metric_name=f"{row.metric} ({row.row})", metric_value=float(row.mean),
+            metric_config=row.row.split(", ", 1)[1], metric_args={**extra, "n_subjects": int(row.n_units)},
+        ))
+    return results
+
+
+def _card_data(hub, repo_id: str, license: str | None, eval_results: list) -> str:
+    """The card's YAML front matter, written by huggingface_hub's `ModelCardData`."""
+    data = hub.ModelCardData(
+        model_name=repo_id, library_name="brainjepa", pipeline_tag="feature-extraction", license=license,
+        tags=["fmri", "neuroscience", "brain-jepa", "self-supervised", f"arxiv:{PAPER_URL.rsplit('/', 1)[1]}"],
+        eval_results=eval_results or None,
+    )
+    return f"---\n{data.to_yaml()}\n---\n"
+
+
 def model_card(model: nn.Module, repo_id: str, *, evaluation: Any = None, license: str | None = None) -> str:
     """The README.md of a Hub repository, written from the model's config and metadata.
 
     Args:
         model: the model to describe.
         repo_id: ``org/name``, used in the usage examples.
-        evaluation: a probe / fine-tuning table (markdown, DataFrame, row dicts, {model: {metric: value}}, or a
-            Path to a probe.md / probe.csv); default: ``model.metadata["evaluation"]`` when present.
+        evaluation: the ``evaluate.csv`` of `brainjepa evaluate` (a Path to it, or to a folder holding it or an
+            ``evaluate/`` folder with it: rendered as a table and, for the model's own rows, as machine-readable
+            eval results), or a probe / fine-tuning table (markdown, DataFrame, row dicts, {model: {metric:
+            value}}, or a Path to a probe.md / probe.csv); default: an evaluate.csv in the folder the model was
+            loaded from, else ``model.metadata["evaluation"]`` when present.
         license: SPDX id for the card's metadata (e.g. ``apache-2.0``), if known.
+
+    Raises:
+        BrainJEPAError: huggingface_hub (``brainjepa[hub]``), which writes the metadata, is not installed.
     """
+    hub = _hub("writing a Hub model card", BrainJEPAError)
     cfg, meta = model.config, model.metadata
     count = lambda m: sum(p.numel() for p in m.parameters())
-    front = ["---", "library_name: brainjepa", "pipeline_tag: feature-extraction",
-             "tags:", "- fmri", "- neuroscience", "- brain-jepa", "- self-supervised"]
-    front += ([f"license: {license}"] if license else []) + ["---", ""]
     grad = model.gradient.detach().cpu()
     training = {k: meta[k] for k in ("training", "data", "schedule", "pretraining") if k in meta}
-    table = _evaluation_markdown(evaluation if evaluation is not None else meta.get("evaluation"))
+    suite = _evaluate_csv(model, evaluation)
+    scores = _suite_scores(suite) if suite is not None else None
+    if scores is not None:
+        columns = ["task", "row", "metric", "mean", "ci_low", "ci_high", "chance", "p_value"]
+        table = (f"From `brainjepa evaluate` ({suite.name}): every row's score with its 95% interval over subjects, "
+                 f"the task's chance level and the permutation p-value.\n\n"
+                 + _table(scores[columns].to_dict(orient="records")))
+    else:
+        table = _evaluation_markdown(evaluation if evaluation is not None else meta.get("evaluation"))
     sections = [
         f"# {repo_id}", "",
         "A Brain-JEPA model (joint-embedding predictive architecture for parcellated fMRI) in the "
-        "[brainjepa](https://pypi.org/project/brainjepa/) format.", "",
+        f"[brainjepa]({PACKAGE_URL}) format.", "",
+        f"- Paper: [Brain-JEPA: Brain Dynamics Foundation Model with Gradient Positioning and Spatiotemporal "
+        f"Masking]({PAPER_URL}) (Dong et al., NeurIPS 2024)",
+        f"- Code: [brainjepa]({PACKAGE_URL}); the authors' reference implementation: {REFERENCE_URL}", "",
         "## Use", "", "```python", "from brainjepa import BrainJEPA", "",
         f'model = BrainJEPA.from_pretrained("{repo_id}")     # safetensors only; cached by huggingface_hub',
         "```", "", "```bash",
@@ -190,7 +286,8 @@ def model_card(model: nn.Module, repo_id: str, *, evaluation: Any = None, licens
     ]
     if table:
         sections += ["## Evaluation", "", table, ""]
-    return "\n".join(front + sections)
+    return _card_data(hub, repo_id, license, _eval_results(hub, scores) if scores is not None else []) + "\n" + \
+        "\n".join(sections)
 
 
 def save_for_hub(model: nn.Module, folder: str | Path, repo_id: str, *, evaluation: Any = None,

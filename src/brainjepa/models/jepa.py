@@ -114,11 +114,19 @@ class BrainJEPA(nn.Module):
                                    config_name=CONFIG_NAME, weights_name=WEIGHTS_NAME, fmt=FORMAT)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, map_location: str | torch.device = "cpu",
-                        revision: str | None = None) -> BrainJEPA:
+    def from_pretrained(cls, path: str | Path, *, force_download: bool = False, token: str | bool | None = None,
+                        cache_dir: str | Path | None = None, local_files_only: bool = False,
+                        revision: str | None = None, map_location: str | torch.device = "cpu") -> BrainJEPA:
         """Restore a model written by `save_pretrained`: a folder, a training run folder holding `model/`, or a
-        Hugging Face Hub id ``org/name`` that is not a local path (`revision`: its branch, tag or commit)."""
-        directory = hub.download(path, revision=revision) if hub.is_hub_id(path) else Path(path)
+        Hugging Face Hub id ``org/name`` that is not a local path.
+
+        The Hub options are `huggingface_hub.ModelHubMixin.from_pretrained`'s, passed to ``snapshot_download``:
+        `force_download`, `token` (True: the saved login), `cache_dir`, `local_files_only`, `revision` (a branch,
+        tag or commit). A local folder ignores them, but refuses `revision` and `force_download` by name
+        (`brainjepa.hub.resolve`). `map_location`: where the tensors are loaded.
+        """
+        directory = hub.resolve(path, force_download=force_download, token=token, cache_dir=cache_dir,
+                                local_files_only=local_files_only, revision=revision)
         if not (directory / CONFIG_NAME).is_file() and (directory / "model" / CONFIG_NAME).is_file():
             directory = directory / "model"
         _refuse_unfinished_run(directory)
