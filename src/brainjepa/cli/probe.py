@@ -11,7 +11,8 @@ from brainjepa.models.encoder import POOLINGS
 
 # Flags that act on embedding with a model; with --embeddings they could not take effect, so they are refused.
 MODEL_ONLY = ("gradient", "pooling", "random_init_seed", "encoder", "layer", "windows", "sampling_rate", "target_tr",
-              "pad", "normalization", "masked_views", "mask_keep", "seed", "batch_size", "device", "precision")
+              "pad", "normalization", "masked_views", "mask_keep", "seed", "batch_size", "device", "precision",
+              "ignore_roi_labels")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

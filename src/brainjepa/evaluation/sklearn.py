@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from brainjepa.errors import DataError
 from brainjepa.evaluation.embed import EmbedOptions, embed, load_model
@@ -106,13 +106,21 @@ class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         series = self._series(X)
         if series.shape[1] * series.shape[2] != self.n_features_in_:
-            raise ValueError(
-                f"X has {series.shape[1] * series.shape[2]} values per sample, but BrainJEPAEmbedder was fitted "
-                f"with {self.n_features_in_}"
+            raise ValueError(  # scikit-learn's wording (check_n_features_in_after_fitting)
+                f"X has {series.shape[1] * series.shape[2]} features, but BrainJEPAEmbedder is expecting "
+                f"{self.n_features_in_} features as input (values per sample: ROIs x frames)"
             )
         out = embed(self.model_, series, pooling=self.pooling, options=self.options_, tr=self.tr,
                     progress=self.progress)
         return out.reshape(len(series), -1).numpy()
+
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]  # embeddings are float32 whatever the input
+        return tags
+
+    def _more_tags(self) -> dict:  # scikit-learn 1.3 - 1.5 (pyproject's minimum is 1.3)
+        return {"preserves_dtype": [np.float32]}
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         """``emb_<d>`` (mean), ``roi<r>_emb_<d>`` (roi), ``tok<n>_emb_<d>`` (tokens) or ``fc_roi<i>_roi<j>``
@@ -140,8 +148,9 @@ class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
         )
 
     def _series(self, X: np.ndarray) -> np.ndarray:  # noqa: N803 (sklearn API)
-        """X as float32 [N, R, T]; a 2-D X is unflattened with the model's ROI count."""
-        arr = np.asarray(X, dtype=np.float32)
+        """X as float32 [N, R, T]; a 2-D X is unflattened with the model's ROI count. scikit-learn's `check_array`
+        refuses what the model cannot take, in its usual words: sparse, complex, NaN / inf, 1-D, empty."""
+        arr = check_array(X, dtype=np.float32, allow_nd=True)
         rois = self.model_.config.num_rois
         if arr.ndim == 2:
             if arr.shape[1] % rois:

@@ -49,6 +49,7 @@ from brainjepa.training.distributed import (
 )
 from brainjepa.training.interrupt import Interrupted, StopSignals
 from brainjepa.training.monitor import Monitor, Span, Stopwatch, to_host
+from brainjepa.training.record import data_record, training_record
 from brainjepa.training.rundir import claim_run_dir
 from brainjepa.training.sampler import GlobalBatchSampler
 from brainjepa.training.schedules import Schedule
@@ -160,7 +161,9 @@ class Trainer:
             self.model, state = restored
             self.dataset.normalizer = normalizer_from_dict(self.model.metadata["normalization"])
         else:
-            self.model, state = build_model(cfg, self.dataset, run_dir, env, {"write_tag": cfg.logging.write_tag}), None
+            record = {"write_tag": cfg.logging.write_tag, **data_record(self.dataset.store),
+                      "training": training_record(cfg, self.dataset.store, self.dataset.indices, held)}
+            self.model, state = build_model(cfg, self.dataset, run_dir, env, record), None
             self.dataset.normalizer = self.dataset.normalizer.with_gain(input_gain(cfg, self.dataset, self.model))
             self.model.metadata["normalization"] = self.dataset.normalizer.to_dict()
         self.watch = Watch(self.dataset, held, cfg) if env.is_main else None
@@ -274,6 +277,7 @@ class Trainer:
         barrier(self.env)
         if not self.env.is_main:
             return None
+        self._record_steps()
         state = {"optimizer": self.optimizer.state_dict(), "step": self.position.step,
                  "epoch": self.position.epoch, "batch": self.position.batch,
                  "world_size": self.env.world_size, "config": yaml.safe_dump(self.cfg.to_dict())}
@@ -358,8 +362,15 @@ class Trainer:
         if monitor is not None:
             monitor.close()
         if env.is_main:
+            self._record_steps()
             self.model.save_pretrained(self.run_dir / "model")
             self.write_summary()
+
+    def _record_steps(self) -> None:
+        """The training record (metadata "training", absent in runs begun before it existed) counts the steps."""
+        record = self.model.metadata.get("training")
+        if isinstance(record, dict):
+            record["steps"] = self.position.step
 
     def release(self) -> None:
         """Drop the DDP wrapper (and the compiled forward around it): its reducer holds the process group, which
