@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean min-deps
 
 # torch==2.13.0 comes from wherever pip looks by default. PyPI's Linux wheel is the CUDA build whatever the pin
 # (multi-GB nvidia-* libraries); its macOS and Windows wheels are CPU builds. A Linux machine that wants CPU only
@@ -46,5 +46,15 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_model.py
 
+# The declared minimum versions (constraints/min-deps.txt) in their own venv, then the tests. Not in .ci/run, which
+# it would slow by far more than a minute: a second full install (torch 2.4.0: PyPI's Linux wheel is the CUDA build;
+# TORCH_INDEX picks the CPU one) and a second test run. Run it by hand when a lower bound in pyproject.toml changes.
+MIN_VENV := .venv-min
+min-deps:
+	$(PY) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/pip install -q $(if $(strip $(TORCH_INDEX)),--index-url $(TORCH_INDEX)) -c constraints/min-deps.txt torch
+	$(MIN_VENV)/bin/pip install -q -c constraints/min-deps.txt -e '.[all]' pytest
+	$(MIN_VENV)/bin/python -m pytest -q tests
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) $(MIN_VENV) build dist src/*.egg-info
