@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from brainjepa.cli import BUILTIN, COMMAND_HELP
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "brainjepa"
 
@@ -102,6 +104,10 @@ def imports_of(name: str) -> dict[str, int]:
 
 
 GRAPH = {name: imports_of(name) for name in MODULES}
+# brainjepa.cli imports each command's module by name (importlib.import_module, from its table COMMAND_HELP) and
+# only when that command is on the line, so that `brainjepa --help` and `--version` start without torch. No import
+# statement shows those edges, so they are added here: the cycle check sees the CLI as it runs.
+GRAPH[f"{PACKAGE}.cli"].update({f"{PACKAGE}.cli.{name}": 0 for name in COMMAND_HELP if name not in BUILTIN})
 
 
 def find_cycle(graph: dict[str, dict[str, int]]) -> list[str] | None:
@@ -128,6 +134,7 @@ def find_cycle(graph: dict[str, dict[str, int]]) -> list[str] | None:
 
 def test_graph_is_read():
     assert f"{PACKAGE}.data.store" in GRAPH[f"{PACKAGE}.data.dataset"]
+    assert f"{PACKAGE}.cli.pretrain" in GRAPH[f"{PACKAGE}.cli"]  # a lazy command edge
     assert len(MODULES) > 40
 
 

@@ -3,11 +3,12 @@
 __version__ = "0.1.0"
 
 from brainjepa.extras import MissingExtraError, hint_for_import_error  # noqa: E402
-from brainjepa.models import BrainJEPA, ModelConfig, list_models, model_config  # noqa: E402
 
-# Loaded on first use: `embed` pulls in the data stack, `BrainJEPAEmbedder` scikit-learn.
-_LAZY = {"embed": "brainjepa.evaluation.embed", "BrainJEPAEmbedder": "brainjepa.evaluation.sklearn",
-         "BrainJEPAProjector": "brainjepa.evaluation.multimodal"}
+# Loaded on first use: the models pull in torch (`brainjepa --version` and `--help` start without it), `embed` the
+# data stack, `BrainJEPAEmbedder` scikit-learn.
+_LAZY = {"BrainJEPA": "brainjepa.models", "ModelConfig": "brainjepa.models", "list_models": "brainjepa.models",
+         "model_config": "brainjepa.models", "embed": "brainjepa.evaluation.embed",
+         "BrainJEPAEmbedder": "brainjepa.evaluation.sklearn", "BrainJEPAProjector": "brainjepa.evaluation.multimodal"}
 
 __all__ = ["BrainJEPA", "BrainJEPAEmbedder", "BrainJEPAProjector", "ModelConfig", "__version__", "embed",
            "list_models", "model_config"]

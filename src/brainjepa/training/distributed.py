@@ -18,10 +18,16 @@ class DistEnv:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    progress: bool = True  # progress bars wanted (the CLI's --no-progress, or stderr not a terminal)
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def bars(self) -> bool:
+        """Draw progress bars here: on rank 0 only, and only if wanted."""
+        return self.is_main and self.progress
 
     @property
     def distributed(self) -> bool:

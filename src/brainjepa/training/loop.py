@@ -16,7 +16,7 @@ import math
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,7 @@ def build_dataset(cfg: TrainConfig, env: DistEnv) -> tuple[StoreDataset, np.ndar
     if cfg.data.normalization == "robust" and isinstance(saved, dict) and saved.get("kind") == "robust":
         normalizer = normalizer_from_dict(saved)
     else:
-        normalizer = make_normalizer(cfg.data.normalization, store=store, indices=train, progress=env.is_main)
+        normalizer = make_normalizer(cfg.data.normalization, store=store, indices=train, progress=env.bars)
     return StoreDataset(store, indices=train, normalizer=normalizer, window=window, seed=cfg.meta.seed), held
 
 
@@ -139,7 +139,7 @@ def resolve_gradient(cfg: TrainConfig, dataset, run_dir: Path, env: DistEnv) -> 
     if not 1 <= n <= dataset.store.num_rois - 2:
         raise ConfigError(f"model.gradient_dim={n} gradients must be between 1 and ROIs - 2 = "
                           f"{dataset.store.num_rois - 2} to be computed from the store")
-    fc = compute_group_fc(dataset.store, progress=env.is_main)
+    fc = compute_group_fc(dataset.store, progress=env.bars)
     gradient = compute_gradients(fc, n, sparsity=cfg.data.gradient_sparsity, seed=cfg.meta.seed)
     if env.is_main:
         save_gradient(run_dir / "gradients.csv", gradient)
@@ -311,7 +311,7 @@ class Trainer:
                           samples_per_step=cfg.data.batch_size * env.world_size * accum,
                           collapse_every=cfg.logging.collapse_every, log_every=cfg.logging.log_every,
                           patch_size=cfg.model.patch_size,
-                          tensorboard=cfg.logging.tensorboard) if env.is_main else None
+                          tensorboard=cfg.logging.tensorboard, progress=env.progress) if env.is_main else None
         stopwatch, batches = Stopwatch(env.device), self.micro_batches()
         pending: list[dict[str, Any]] = []
         saved = self.position.step if self.position.step else None  # a resumed run starts at its checkpoint
@@ -404,15 +404,16 @@ class Trainer:
                 f"{row['batch']}), found at step {self.position.step}; stopped without checkpointing, {last}")
 
 
-def pretrain(cfg: TrainConfig, out_dir: str | Path | None = None, *, resume: bool = False) -> Path:
+def pretrain(cfg: TrainConfig, out_dir: str | Path | None = None, *, resume: bool = False,
+             progress: bool = True) -> Path:
     """Pretrain Brain-JEPA; returns the run folder (default logging.folder/logging.write_tag; final weights in
     RUN_DIR/model, loadable with `BrainJEPA.from_pretrained(RUN_DIR)`).
 
     The folder is locked for the run and checked first (training/rundir.py); config.yaml is written once the run
     is built, so a start that fails leaves nothing behind. SIGINT / SIGTERM stop it at the next step boundary
-    with a checkpoint (`Interrupted`)."""
+    with a checkpoint (`Interrupted`). `progress`: draw the bars (rank 0; log lines are written either way)."""
     run_dir = Path(out_dir) if out_dir is not None else cfg.logging.run_dir
-    env = init_distributed(cfg.meta.device)
+    env = replace(init_distributed(cfg.meta.device), progress=progress)
     finished, trainer = False, None
     try:
         with claim_run_dir(run_dir, cfg, resume, env) as start:

@@ -128,6 +128,7 @@ class Monitor:
             metrics.csv rows after it (left by an interrupted run) are dropped, so each step has one row.
         samples_per_step: samples of one optimizer step, all processes and micro-batches (for samples_per_s).
         patch_size: frames per patch (the rank floor of `collapse_warning`).
+        progress: draw the bar (off: the `log_every` lines alone, e.g. in a Slurm log).
     """
 
     FIELDS = ("step", "epoch", "batch", "loss", "lr", "weight_decay", "momentum", "samples_per_s", "data_time_s",
@@ -135,7 +136,8 @@ class Monitor:
               "heldout_loss", *HEALTH_FIELDS)
 
     def __init__(self, run_dir: Path, *, total_steps: int, start_step: int = 0, samples_per_step: int,
-                 collapse_every: int, log_every: int, patch_size: int, tensorboard: bool = False) -> None:
+                 collapse_every: int, log_every: int, patch_size: int, tensorboard: bool = False,
+                 progress: bool = True) -> None:
         self.run_dir = Path(run_dir)
         self.patch_size = patch_size
         self.samples_per_step, self.collapse_every, self.log_every = samples_per_step, collapse_every, log_every
@@ -157,7 +159,8 @@ class Monitor:
         self._path = path
         self._file = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
         self._csv = csv.DictWriter(self._file, fieldnames=self.FIELDS, extrasaction="ignore")
-        self.bar = tqdm(total=total_steps, initial=start_step, desc="pretrain", dynamic_ncols=True)
+        self.bar = tqdm(total=total_steps, initial=start_step, desc="pretrain", dynamic_ncols=True,
+                        disable=not progress)
         self._samples: dict[int, tuple[Tensor, Tensor]] = {}
 
     def watch(self, step: int, target: Tensor) -> None:

@@ -1,0 +1,283 @@
+"""Terminal habits of the CLI (issue 20): log lines beside progress bars, bars only on a terminal, --no-progress and
+-v anywhere, a subcommand's own usage on its errors, flags (not Python names) in error messages, a fast start
+without torch, shell completion, and `pretrain --print-config`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from tqdm.auto import tqdm
+
+from brainjepa.cli import BUILTIN, COMMAND_EXTRAS, COMMAND_HELP, build_parser, main
+from brainjepa.cli.arguments import all_parsers, name_flags, option_strings
+from brainjepa.cli.completion import bash_script
+from brainjepa.cli.terminal import bars_and_logs, show_progress
+from brainjepa.config import load_config
+from brainjepa.data.store import RunStore
+
+R = 20  # ROIs of the conftest `store` fixture
+TINY = {
+    "data.crop_size": f"[{R},64]", "data.batch_size": 4, "data.num_workers": 0, "data.sampling_rate": 1,
+    "data.pin_mem": "false", "data.gradient_components": 4, "data.gradient_sparsity": 0.5, "mask.patch_size": 16,
+    "meta.model_name": "vit_tiny", "meta.embed_dim": 32, "meta.depth": 1, "meta.num_heads": 2,
+    "meta.pred_emb_dim": 16, "meta.pred_depth": 1, "meta.accumulation_steps": 1, "optimization.epochs": 2,
+    "optimization.warmup": 0, "data.holdout": 0,
+}
+# Commands that draw progress bars (by path in the command tree); quickstart draws them too but has no flag yet.
+WITH_BARS = {"prepare", "simulate", "samples prepare", "gradients", "pretrain", "embed", "probe", "evaluate",
+             "finetune", "align"}
+
+
+MODULE_COMMANDS = sorted(set(COMMAND_HELP) - set(BUILTIN))  # each in its own module brainjepa.cli.<name>
+
+
+def _overrides(store, **more) -> list[str]:
+    return [f"{k}={v}" for k, v in {"data.path": store, **TINY, **more}.items()]
+
+
+def _parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every parser of the CLI by its command path ("" for the top level)."""
+    found: dict[str, argparse.ArgumentParser] = {}
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        found[path] = parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}".strip())
+
+    walk(build_parser(), "")
+    return found
+
+
+# ------------------------------------------------------------------------------------------------ fast start
+def _fresh(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_version_and_help_start_without_torch_or_command_modules(flag):
+    proc = _fresh(
+        "import sys\nfrom brainjepa.cli import main\n"
+        f"try:\n    main([{flag!r}])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "print('LOADED', sorted(m for m in sys.modules if m in ('torch', 'numpy', 'tqdm') "
+        "or m.startswith('brainjepa.cli.') and m.rsplit('.', 1)[1] in " + repr(MODULE_COMMANDS) + "))\n"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines()[-1] == "LOADED []"
+
+
+def test_a_command_imports_its_own_module_only():
+    proc = _fresh("import sys\nfrom brainjepa.cli import main\nassert main(['info']) == 0\n"
+                  "print('LOADED', sorted(m for m in sys.modules if m.startswith('brainjepa.cli.') and "
+                  "m.rsplit('.', 1)[1] in " + repr(MODULE_COMMANDS) + "))\n")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines()[-1] == "LOADED ['brainjepa.cli.info']"
+
+
+def test_lazy_table_lists_each_command_as_its_module_registers_it():
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {choice.dest: choice.help for choice in sub._choices_actions}
+    assert helps == COMMAND_HELP
+    assert set(COMMAND_EXTRAS) == set(COMMAND_HELP)
+    lazy = next(a for a in build_parser(())._actions if isinstance(a, argparse._SubParsersAction))
+    assert {c.dest: c.help for c in lazy._choices_actions} == COMMAND_HELP  # the top-level help without imports
+    assert set(BUILTIN) <= set(COMMAND_HELP)
+
+
+# ------------------------------------------------------------------------------------------------ usage and errors
+@pytest.mark.parametrize(("argv", "usage"), [
+    (["pretrain", "--bogus"], "usage: brainjepa pretrain"),
+    (["pretrain", "data.path=x", "--bogus", "optimization.epochs=2"], "usage: brainjepa pretrain"),
+    (["validate", "a.csv", "--bogus"], "usage: brainjepa validate"),
+    (["samples", "prepare", "x", "--out", "y", "--bogus"], "usage: brainjepa samples prepare"),
+    (["embed", "--model", "m", "--data", "d", "--out", "e.npy", "--bogus"], "usage: brainjepa embed"),
+])
+def test_unrecognized_argument_shows_the_subcommand_usage(argv, usage, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage)
+    assert f"{usage.removeprefix('usage: ')}: error: unrecognized arguments: --bogus" in err
+    assert "usage: brainjepa [-h]" not in err
+
+
+def test_verbose_anywhere_on_the_line():
+    parser = build_parser()
+    assert parser.parse_args(["-v", "pretrain"]).verbose is True
+    assert parser.parse_args(["pretrain", "data.path=x", "-v"]).verbose is True
+    assert parser.parse_args(["samples", "list", "--verbose"]).verbose is True
+    assert parser.parse_args(["pretrain"]).verbose is False
+    assert all({"-v", "--verbose"} <= option_strings(p) for p in all_parsers(parser))
+
+
+def test_python_names_become_flags_in_messages():
+    p = argparse.ArgumentParser()
+    p.add_argument("--batch-size")
+    p.add_argument("--n-components")
+    p.add_argument("--data")
+    assert name_flags("embed.batch_size must be >= 1, got 0", p) == "--batch-size must be >= 1, got 0"
+    assert name_flags("n_components must be between 1 and 8", p) == "--n-components must be between 1 and 8"
+    for prose in ("the data folder is empty", "data.batch_size=8 is too big", "/tmp/x/n_components.csv",
+                  "batch_size(3) failed", "unknown_name must be set"):
+        assert name_flags(prose, p) == prose
+
+
+def test_library_checks_name_the_flags(tmp_path, capsys):
+    assert main(["simulate", "--out", str(tmp_path / "s"), "--subjects", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == "brainjepa simulate: error: --subjects must be an integer >= 1, got 0\n"
+    fc = np.corrcoef(np.random.default_rng(0).normal(size=(12, 50)))
+    np.save(tmp_path / "fc.npy", fc)
+    assert main(["gradients", "--fc", str(tmp_path / "fc.npy"), "--out", str(tmp_path / "g.csv"),
+                 "--n-components", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("brainjepa gradients: error: --n-components must be") and "n_components" not in err
+
+
+# ------------------------------------------------------------------------------------------------ progress bars
+def test_every_command_with_a_bar_takes_no_progress_and_progress():
+    parsers = _parsers()
+    for path in WITH_BARS:
+        assert {"--no-progress", "--progress"} <= option_strings(parsers[path]), path
+    assert {path for path, p in parsers.items() if "--no-progress" in option_strings(p)} == WITH_BARS
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_bars_only_on_a_terminal_unless_forced_or_refused():
+    assert show_progress(no_progress=False, forced=False, stream=_Stream(True))
+    assert not show_progress(no_progress=False, forced=False, stream=_Stream(False))  # a Slurm log, a pipe
+    assert show_progress(no_progress=False, forced=True, stream=_Stream(False))
+    assert not show_progress(no_progress=True, forced=False, stream=_Stream(True))
+
+
+@pytest.mark.parametrize(("flags", "bar"), [([], False), (["--progress"], True), (["--no-progress"], False)])
+def test_simulate_bar_follows_the_terminal_and_the_flags(flags, bar, tmp_path, capsys):
+    """Under pytest stderr is not a terminal: no bar unless --progress."""
+    argv = ["simulate", "--out", str(tmp_path / "s"), "--subjects", "2", "--rois", "6", "--frames", "40", *flags]
+    assert main(argv) == 0
+    assert ("simulate: 100%" in capsys.readouterr().err) is bar
+
+
+def test_progress_and_no_progress_together_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["simulate", "--out", str(tmp_path / "s"), "--progress", "--no-progress"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: brainjepa simulate") and "--progress and --no-progress" in err
+
+
+def _bar_with_a_log_line(redirect: bool) -> str:
+    """What stderr shows when a warning is logged while a bar is drawn (stderr and its handler captured)."""
+    stream = _Stream(True)
+    handler = logging.StreamHandler(stream)
+    root, saved = logging.getLogger(), sys.stderr
+    root.addHandler(handler)
+    sys.stderr = stream  # logging_redirect_tqdm takes over console handlers (those writing to sys.stderr)
+    try:
+        with bars_and_logs() if redirect else contextlib.nullcontext():
+            bar = tqdm(total=3, file=stream, disable=False, mininterval=0)
+            bar.update(1)
+            logging.getLogger("brainjepa.test").warning("the log line")
+            bar.update(2)
+            bar.close()
+    finally:
+        sys.stderr = saved
+        root.removeHandler(handler)
+    return stream.getvalue()
+
+
+def test_log_lines_are_never_glued_onto_a_bar():
+    for redirect in (False, True):
+        out = _bar_with_a_log_line(redirect)
+        before = out.split("the log line")[0].rsplit("\n", 1)[-1].rsplit("\r", 1)[-1]
+        glued = "%|" in before  # the bar's text on the log line's own line
+        assert glued is not redirect, (redirect, out)
+
+
+@pytest.mark.parametrize(("flags", "bar"), [([], False), (["--progress"], True)])
+def test_pretrain_bar_follows_the_flags(flags, bar, store, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["pretrain", "--out", str(run), *flags, *_overrides(store, **{"optimization.max_steps": 2})]) == 0
+    assert ("pretrain: 100%" in capsys.readouterr().err) is bar
+
+
+# ------------------------------------------------------------------------------------------------ completion
+def test_completion_scripts_come_from_the_parser(capsys):
+    assert main(["completion", "bash"]) == 0
+    bash = capsys.readouterr().out
+    assert bash == bash_script(build_parser())
+    for name in COMMAND_HELP:
+        assert f'"/{name}") path="{name}"' in bash
+    assert main(["completion", "zsh"]) == 0
+    zsh = capsys.readouterr().out
+    assert "bashcompinit" in zsh and zsh.endswith(bash)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize(("words", "expected"), [
+    (["pre"], "prepare pretrain"),
+    (["-v", "samples", ""], "list download prepare"),
+    (["samples", "prepare", "--o"], "--out --overwrite"),
+    (["embed", "--pooling", "t"], "tokens tokenfc"),
+    (["pretrain", "--print-c"], "--print-config"),
+])
+def test_bash_completion_completes(words, expected, tmp_path):
+    script = tmp_path / "brainjepa.bash"
+    script.write_text(bash_script(build_parser()))
+    quoted = " ".join(f"'{w}'" for w in ["brainjepa", *words])
+    proc = subprocess.run(["bash", "-c", f"source {script}; COMP_WORDS=({quoted}); COMP_CWORD={len(words)}; "
+                           '_brainjepa; echo "${COMPREPLY[*]}"'], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == expected
+
+
+# ------------------------------------------------------------------------------------------------ --print-config
+def test_print_config_prints_the_resolved_config_and_estimate_without_training(store, tmp_path, capsys):
+    run = tmp_path / "run"
+    overrides = _overrides(store)
+    assert main(["pretrain", "--print-config", "--timed-steps", "2", "--out", str(run), *overrides]) == 0
+    out = capsys.readouterr().out
+    assert not run.exists()  # nothing trained, no run folder
+    assert yaml.safe_load(out) == load_config(None, overrides).to_dict()  # the estimate lines are YAML comments
+    saved = tmp_path / "resolved.yaml"
+    saved.write_text(out)
+    assert load_config(saved).to_dict() == load_config(None, overrides).to_dict()  # usable as a config
+    comments = [line for line in out.splitlines() if line.startswith("#")]
+    steps = TINY["optimization.epochs"] * (len(RunStore(store)) // TINY["data.batch_size"])
+    assert f"# steps: {steps} optimizer steps ({len(RunStore(store))} training runs)" in comments
+    assert any(c.startswith("# time: ") and f"= {steps} steps x " in c and "median of 2 timed step(s)" in c
+               for c in comments)
+    assert any(c.startswith("# peak memory: ") and "analytic estimate" in c for c in comments)  # CPU
+
+
+def test_print_config_without_timing_or_data(store, capsys):
+    assert main(["pretrain", "--print-config", "--timed-steps", "0", *_overrides(store)]) == 0
+    assert "# time: not estimated (--timed-steps 0)" in capsys.readouterr().out
+    assert main(["pretrain", "--print-config", "optimization.epochs=50"]) == 0
+    out = capsys.readouterr().out
+    assert yaml.safe_load(out)["optimization"]["epochs"] == 50
+    assert out.rstrip().endswith("# estimate: set data.path (the store) to count the steps and time them")
+
+
+def test_timed_steps_needs_print_config(store, capsys):
+    assert main(["pretrain", "--timed-steps", "2", *_overrides(store)]) == 2
+    assert capsys.readouterr().err == "brainjepa pretrain: error: --timed-steps only applies with --print-config\n"
