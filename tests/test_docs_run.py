@@ -88,6 +88,8 @@ SKIP = {
     ("hub.md", "embed --model org/name"): HUB,
     ("hub.md", "probe --data stores/mine --label diagnosis --model org/name"): HUB,
     ("hub.md", "finetune --model org/name"): HUB,
+    ("official_model.md", "--file sub-01_task-rest"): CHECKPOINT + "; tests/test_model_record.py embeds an fMRIPrep "
+    "run with --file",
 }
 
 
@@ -129,6 +131,7 @@ SESSIONS: dict[str, tuple[str | None, tuple[Callable[[Path], None], ...]]] = {
     "data.md": (None, (_user_runs, _participants)),
     "samples.md": (None, ()),
     "evaluation.md": ("README.md", ()),  # runs/sim from the README's typical session
+    "official_model.md": (None, ()),  # info --weights
 }
 
 

@@ -1,4 +1,5 @@
-"""`brainjepa embed`: frozen Brain-JEPA embeddings of every run of a store, to .npy or .parquet."""
+"""`brainjepa embed`: frozen Brain-JEPA embeddings of every run of a store, or of files read directly (tables,
+arrays, NIfTI or fMRIPrep runs with an atlas), to .npy or .parquet."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from brainjepa.evaluation.embed import (
     NORMALIZATIONS,
     EmbedOptions,
     check_embeddings_path,
+    embed_files,
     embed_store,
     load_model,
     save_embeddings,
@@ -70,6 +72,9 @@ def add_embed_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
     g.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     add_precision_argument(g)
+    g.add_argument("--ignore-roi-labels", action="store_true",
+                   help="embed even when the data's ROI labels differ from those the model was trained with "
+                   "(default: refuse, naming the first differing ROI)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -79,7 +84,7 @@ def embed_options(args: argparse.Namespace) -> EmbedOptions:
         encoder=args.encoder, layer=args.layer, windows=args.windows, sampling_rate=args.sampling_rate,
         target_tr=args.target_tr, pad=args.pad, normalization=args.normalization, masked_views=args.masked_views,
         mask_keep=args.mask_keep, seed=args.seed, batch_size=args.batch_size, device=device_option(args.device),
-        precision=args.precision,
+        precision=args.precision, check_roi_labels=not args.ignore_roi_labels,
     )
 
 
@@ -101,14 +106,30 @@ def device_option(device: str | None) -> str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from brainjepa.cli.validate import add_fmriprep_arguments
+
     p = sub.add_parser(
-        "embed", help="embed every run of a store with a pretrained model (.npy or .parquet)",
-        description="Embed the runs of a store. .npy holds the array plus <out>.index.csv (subject, run, "
-        "phenotypes, one row per embedding row); .parquet holds those columns plus emb_0..emb_{D-1}. Example: "
-        "brainjepa embed --model runs/small --data sim --out emb.npy",
+        "embed", help="embed every run of a store, or files directly, with a pretrained model (.npy or .parquet)",
+        description="Embed the runs of a store (--data), or files read directly (--file: CSV/TSV/NPY ROI time "
+        "series, a NIfTI run with --atlas, an fMRIPrep run). .npy holds the array plus <out>.index.csv (subject, "
+        "run, phenotypes or source, one row per embedding row); .parquet holds those columns plus "
+        "emb_0..emb_{D-1}. Example: brainjepa embed --model runs/small --data sim --out emb.npy",
     )
     add_model_arguments(p, required=True)
-    p.add_argument("--data", required=True, help="store directory (from `brainjepa prepare` or `simulate`)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="store directory (from `brainjepa prepare` or `simulate`)")
+    source.add_argument("--file", nargs="+", metavar="PATH",
+                        help="files, folders or glob patterns read without a store: tables (CSV/TSV, ROI names in a "
+                        "header or first column are compared with the model's), .npy/.npz, 4-D NIfTI (with "
+                        "--atlas), fMRIPrep *_desc-preproc_bold.nii.gz / *_bold.dtseries.nii runs (cleaned as the "
+                        "fMRIPrep flags say)")
+    files = p.add_argument_group("--file inputs")
+    files.add_argument("--atlas", action="append", default=[], metavar="FILE|NAME",
+                       help="label atlas for NIfTI / fMRIPrep --file runs; repeat to join several in order; names "
+                       "such as schaefer400_tians3 (the official 450-ROI order) are fetched once")
+    files.add_argument("--tr", type=float, default=None, metavar="SEC",
+                       help="TR in seconds of --file runs that carry none (needed with --target-tr)")
+    add_fmriprep_arguments(p)
     p.add_argument("--out", required=True, help="output file, .npy or .parquet (parquet needs pyarrow)")
     p.add_argument("--pooling", choices=POOLINGS, default="mean",
                    help="mean over all tokens -> [N, D] (default), per ROI -> [N, R, D], all tokens [N, R*P, D] "
@@ -119,11 +140,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from brainjepa.cli.validate import fmriprep_options
+
     check_embeddings_path(args.out, args.pooling)  # before any work
     options = embed_options(args)
+    if args.data and (args.atlas or args.tr is not None):
+        raise ConfigError("--atlas and --tr are for --file inputs; a store (--data) has its ROIs and TRs already")
+    fmriprep = fmriprep_options(args)
+    if args.data and fmriprep is not None:
+        raise ConfigError("--fmriprep is for --file inputs; a store (--data) is already prepared")
     model = load_model(args.model, gradient=args.gradient)
-    result = embed_store(model, args.data, pooling=args.pooling, options=options,
-                         progress=not args.no_progress)
+    if args.file:
+        result = embed_files(model, args.file, atlases=args.atlas, tr=args.tr, fmriprep=fmriprep,
+                             pooling=args.pooling, options=options, progress=not args.no_progress)
+    else:
+        result = embed_store(model, args.data, pooling=args.pooling, options=options, progress=not args.no_progress)
     out = save_embeddings(result, args.out)
     print(f"embeddings {list(result.embeddings.shape)} -> {out}")
     return 0

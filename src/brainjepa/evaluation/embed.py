@@ -54,6 +54,9 @@ from brainjepa.precision import PRECISIONS, choose_precision
 if TYPE_CHECKING:
     import pandas
 
+    from brainjepa.data.fmriprep import FmriprepOptions
+    from brainjepa.data.readers import Run
+
 logger = logging.getLogger(__name__)
 
 HEALTH_WINDOWS = 16  # windows the health check of an embedding call reads (the first ones embedded)
@@ -84,6 +87,8 @@ class EmbedOptions:
         device: where to run (e.g. ``"cuda"``); None runs where the model is. The encoder is moved there.
         precision: ``"auto"`` (bf16 autocast where it is faster: bf16-capable GPUs, CPUs with native bf16; see
             `brainjepa.precision.choose_precision`), ``"bf16"`` or ``"fp32"``.
+        check_roi_labels: refuse data whose ROI labels differ from the model's ``metadata["roi_labels"]`` (names
+            or order; `check_roi_labels`). False embeds anyway (``--ignore-roi-labels``).
     """
 
     encoder: Literal["target", "context"] = "target"
@@ -99,6 +104,7 @@ class EmbedOptions:
     batch_size: int = bounded(32, ge=1)
     device: str | None = None
     precision: Literal["auto", "bf16", "fp32"] = "auto"
+    check_roi_labels: bool = True
 
     def __post_init__(self) -> None:
         check_bounds(self, "embed")
@@ -128,6 +134,53 @@ def load_model(model: BrainJEPA | str | Path, *, gradient: str | Path | np.ndarr
     if isinstance(model, BrainJEPA):
         return model
     return BrainJEPA.load(model, gradient=gradient).eval()
+
+
+def model_name(model: BrainJEPA) -> str:
+    """How messages name a model: where it was loaded from, else its training store, else "the model"."""
+    if getattr(model, "name_or_path", None):
+        return f"model {model.name_or_path}"
+    store = (model.metadata.get("training") or {}).get("store")
+    return f"the model trained on {store}" if store else "the model (built in memory)"
+
+
+_WARNED_UNLABELLED: set[tuple[str, bool]] = set()  # (data, model has labels) already warned about: one line each
+
+
+def check_roi_labels(data_labels: Sequence[str] | None, model: BrainJEPA, data: str, *, check: bool = True) -> None:
+    """Refuse data whose ROI labels are not the model's, in the model's order; when either side has no labels,
+    warn once per data (per process) and go on. Counts are checked elsewhere; labels of another count are left to
+    that check.
+
+    Args:
+        data_labels: the data's ROI names in row order (a store's ``roi_labels``), or None.
+        model: its ``metadata["roi_labels"]`` (written by pretraining from its store) are compared.
+        data: how messages name the data (a store path, a file).
+        check: False skips the comparison and the warning (``check_roi_labels=False``, ``--ignore-roi-labels``).
+
+    Raises:
+        DataError: same count, different names or order; one line naming the data, the model, the first
+            differing ROI and the flag that overrides the check.
+    """
+    if not check:
+        return
+    model_labels = model.metadata.get("roi_labels")
+    if data_labels is None or not model_labels:
+        name, key = model_name(model), (data, bool(model_labels))  # random-init copies share the model's key
+        if key not in _WARNED_UNLABELLED:
+            _WARNED_UNLABELLED.add(key)
+            lacking = " or ".join(who for who, labels in ((data, data_labels), (name, model_labels)) if not labels)
+            logger.warning("ROI labels not compared: no ROI labels recorded by %s; make sure %s has the atlas and ROI "
+                           "order of %s (--ignore-roi-labels skips this check)", lacking, data, name)
+        return
+    ours, theirs = [str(v) for v in data_labels], [str(v) for v in model_labels]
+    if len(ours) != len(theirs) or ours == theirs:
+        return
+    i = next(i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b)
+    order = " (the same ROIs in another order)" if sorted(ours) == sorted(theirs) else ""
+    raise DataError(f"{data}: ROI labels differ from {model_name(model)}'s{order}: ROI {i} is {ours[i]!r} in the "
+                    f"data but {theirs[i]!r} in the model; put the rows in the model's atlas and order, or embed "
+                    "anyway with --ignore-roi-labels (check_roi_labels=False)")
 
 
 def model_normalizer(model: BrainJEPA, kind: str = "model") -> Normalizer:
@@ -201,9 +254,11 @@ def embed_store(
         `StoreEmbeddings` whose row i is run ``indices[i]``; the index has subject, run and phenotype columns.
 
     Raises:
-        DataError: the store's ROI count differs from the model's, or a run is too short (both named).
+        DataError: the store's ROI count differs from the model's, its ROI labels differ from the model's
+            (`check_roi_labels`, unless ``options.check_roi_labels`` is False), or a run is too short (all named).
     """
     model = load_model(model)
+    options = options or EmbedOptions()
     store, idx = open_runs(store, indices)
     if store.num_rois != model.config.num_rois and len(idx):
         first = store.manifest.iloc[int(idx[0])]
@@ -211,12 +266,95 @@ def embed_store(
             f"{store.path}: run of subject {first['subject']!r} (run {first['run']!r}) has {store.num_rois} ROIs "
             f"but the model expects {model.config.num_rois}"
         )
+    check_roi_labels(store.roi_labels, model, f"store {store.path}", check=options.check_roi_labels)
     names = [f"subject {s!r} run {r!r}" for s, r in zip(store.manifest["subject"].astype(str),
                                                          store.manifest["run"].astype(str), strict=True)]
     samples = ((store.run(int(i)), store.tr(int(i)), names[i]) for i in idx)
-    emb = _embed_samples(model, samples, len(idx), pooling=pooling, options=options or EmbedOptions(),
-                         progress=progress)
+    emb = _embed_samples(model, samples, len(idx), pooling=pooling, options=options, progress=progress)
     return StoreEmbeddings(emb, store_index(store, idx))
+
+
+def read_files(
+    paths: str | Path | Sequence[str | Path],
+    *,
+    num_rois: int,
+    atlases: Sequence[str | Path] = (),
+    tr: float | None = None,
+    fmriprep: FmriprepOptions | None = None,
+    orientation: str = "auto",
+) -> list[Run]:
+    """Runs [R, T] read from files, folders or glob patterns by the readers `brainjepa prepare` uses: tables
+    (CSV/TSV, with or without ROI names), .npy/.npz, 4-D NIfTI with `atlases`, and fMRIPrep BOLD runs (files
+    named ``*_desc-preproc_bold.nii.gz`` / ``*_bold.dtseries.nii``, or every input when `fmriprep` is given),
+    cleaned as `fmriprep` says (default `FmriprepOptions()`: the "simple" confound strategy) and parcellated
+    with `atlases` (files or names such as ``schaefer400_tians3``).
+
+    Raises:
+        DataError: a missing or unreadable input (named).
+    """
+    from brainjepa.data.fmriprep import CIFTI_SUFFIX, VOLUME_SUFFIX, find_fmriprep_runs, read_fmriprep
+    from brainjepa.data.readers import ReadOptions, find_sources, read_source
+
+    items = [paths] if isinstance(paths, str | Path) else list(paths)
+    derivatives = [p for p in items if fmriprep is not None or str(p).endswith((VOLUME_SUFFIX, CIFTI_SUFFIX))]
+    plain = [p for p in items if p not in derivatives]
+    runs = []
+    if derivatives:
+        runs += [read_fmriprep(src, atlases=atlases, tr=tr) for src in find_fmriprep_runs(derivatives, fmriprep)]
+    if plain:
+        read = ReadOptions(num_rois=num_rois, orientation=orientation, atlases=tuple(atlases), tr=tr)
+        beside = [a for a in atlases if Path(a).exists()]  # atlas files next to the inputs are not runs
+        runs += [read_source(src, read) for src in find_sources(plain, skip=beside)]
+    return runs
+
+
+def embed_files(
+    model: BrainJEPA | str | Path,
+    paths: str | Path | Sequence[str | Path],
+    *,
+    atlases: Sequence[str | Path] = (),
+    tr: float | None = None,
+    fmriprep: FmriprepOptions | None = None,
+    pooling: Pooling = "mean",
+    options: EmbedOptions | None = None,
+    progress: bool = False,
+) -> StoreEmbeddings:
+    """Embed runs straight from files (no store): what `read_files` reads, then as `embed_store`.
+
+    Example: ``embed_files("runs/mine", "sub-01_task-rest_bold.tsv").embeddings[0]`` is the run's [D] embedding.
+
+    Args:
+        model: a BrainJEPA, or a folder / checkpoint / Hub id / known name `BrainJEPA.load` reads.
+        paths: one or more files, folders or glob patterns.
+        atlases: label images for NIfTI and fMRIPrep runs, joined in order (e.g. ``["schaefer400_tians3"]``).
+        tr: TR in seconds where a file has none (needed with ``options.target_tr``); overrides a file's own.
+        fmriprep: how fMRIPrep runs are selected and cleaned (default `FmriprepOptions()`).
+        pooling, options, progress: as `embed_store`.
+
+    Returns:
+        `StoreEmbeddings`, one row per run read (fMRIPrep runs first, then the others in input order); the index
+        has subject, run, source and tr.
+
+    Raises:
+        DataError: unreadable inputs, another ROI count, ROI labels (table header or atlas names) that differ
+            from the model's (unless ``options.check_roi_labels`` is False), runs too short (all named).
+    """
+    import pandas as pd
+
+    model = load_model(model)
+    options = options or EmbedOptions()
+    runs = read_files(paths, num_rois=model.config.num_rois, atlases=atlases, tr=tr, fmriprep=fmriprep)
+    for run in runs:
+        if run.roi_labels is not None and model.metadata.get("roi_labels"):
+            check_roi_labels(run.roi_labels, model, str(run.source), check=options.check_roi_labels)
+    if any(run.roi_labels is None for run in runs) or not model.metadata.get("roi_labels"):
+        given = ", ".join(map(str, [paths] if isinstance(paths, str | Path) else paths))
+        check_roi_labels(None, model, given, check=options.check_roi_labels)
+    samples = ((run.ts, run.tr, run.source) for run in runs)
+    emb = _embed_samples(model, samples, len(runs), pooling=pooling, options=options, progress=progress)
+    index = pd.DataFrame({"subject": [r.subject for r in runs], "run": [r.run for r in runs],
+                          "source": [r.source for r in runs], "tr": [r.tr for r in runs]})
+    return StoreEmbeddings(emb, index)
 
 
 def store_index(store: RunStore, indices: np.ndarray) -> pandas.DataFrame:

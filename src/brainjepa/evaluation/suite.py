@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +118,10 @@ def evaluate(
                 if store.num_rois != models[0].config.num_rois:
                     raise DataError(f"the model takes {models[0].config.num_rois} ROIs but the {dataset} store "
                                     f"{store.path} has {store.num_rois}")
+                own_simulation = dataset == "simulation" and dataset not in options.stores  # shaped to the model:
+                embed = replace(options.embed, check_roi_labels=False) if own_simulation else options.embed  # no labels
                 sets, _ = dataset_feature_sets(store, models, fresh, poolings=options.encoder_poolings,
-                                               head=options.head, options=options.embed, cache=options.cache,
+                                               head=options.head, options=embed, cache=options.cache,
                                                progress=progress)
             except DataError as err:
                 reason = f"{dataset} data: {err}"

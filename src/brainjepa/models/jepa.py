@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from brainjepa import hub
+from brainjepa import __version__, hub
 from brainjepa.errors import CheckpointError
 from brainjepa.io import check_finite_weights, load_gradient, load_weights_folder, no_such, save_weights_folder
 from brainjepa.models.config import ModelConfig
@@ -25,10 +25,13 @@ from brainjepa.models.encoder import BrainEncoder
 from brainjepa.models.layers import Attention
 from brainjepa.models.optim import param_groups
 from brainjepa.models.predictor import BrainPredictor
+from brainjepa.models.weights import is_known_name, resolve_weights
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "brainjepa-model"
+# The official checkpoint's ROI space (the reference's UKB loader: Tian S3 rows first, then Schaefer-400 17n).
+REFERENCE_ATLAS = "Tian S3 subcortex (50 ROIs), then Schaefer-2018 400 parcels, 17 networks (450 ROIs)"
 
 
 class JEPAOutput(NamedTuple):
@@ -45,7 +48,13 @@ class BrainJEPA(nn.Module):
     Args:
         cfg: architecture.
         gradient: brain gradients [R, G] (numpy or tensor) in the model's ROI order.
-        metadata: JSON-serialisable facts carried with the weights (e.g. normalisation statistics, ROI labels).
+        metadata: JSON-serialisable facts carried with the weights and saved in `config.json`: ``roi_labels`` (R
+            names in row order), ``atlas``, ``training`` (the pretraining record), ``normalization``, ``input_sd``.
+            `embed` / `probe` / `evaluate` compare ``roi_labels`` with a store's.
+
+    Attributes:
+        name_or_path: where the model was loaded from (a folder, checkpoint file, Hub id or known name); None for
+            a model built in memory. Used to name the model in messages; not saved.
     """
 
     def __init__(self, cfg: ModelConfig, gradient: Tensor | np.ndarray, *, metadata: dict[str, Any] | None = None):
@@ -53,6 +62,7 @@ class BrainJEPA(nn.Module):
         gradient = torch.as_tensor(np.asarray(gradient, dtype=np.float32))
         self.config = cfg
         self.metadata = dict(metadata or {})
+        self.name_or_path: str | None = None
         self.encoder = BrainEncoder(cfg, gradient)
         self.predictor = BrainPredictor(cfg, gradient)
         self.apply(_init_weights)
@@ -109,22 +119,36 @@ class BrainJEPA(nn.Module):
 
     # ------------------------------------------------------------------------------------------- persistence
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write `config.json` and `model.safetensors` (gradient included) into directory, atomically per file."""
-        return save_weights_folder(directory, self, {"model": self.config.to_dict(), "metadata": self.metadata},
-                                   config_name=CONFIG_NAME, weights_name=WEIGHTS_NAME, fmt=FORMAT)
+        """Write `config.json` (architecture, `metadata`, the brainjepa version writing it) and `model.safetensors`
+        (gradient included) into directory, atomically per file.
+
+        Raises:
+            CheckpointError: ``metadata["roi_labels"]`` does not hold one name per ROI.
+        """
+        labels = self.metadata.get("roi_labels")
+        if labels is not None and len(labels) != self.config.num_rois:
+            raise CheckpointError(f"metadata roi_labels has {len(labels)} names but the model has "
+                                  f"{self.config.num_rois} ROIs; give one name per ROI, in row order")
+        record = {"model": self.config.to_dict(), "metadata": self.metadata, "brainjepa_version": __version__}
+        return save_weights_folder(directory, self, record, config_name=CONFIG_NAME, weights_name=WEIGHTS_NAME,
+                                   fmt=FORMAT)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, force_download: bool = False, token: str | bool | None = None,
                         cache_dir: str | Path | None = None, local_files_only: bool = False,
                         revision: str | None = None, map_location: str | torch.device = "cpu") -> BrainJEPA:
-        """Restore a model written by `save_pretrained`: a folder, a training run folder holding `model/`, or a
-        Hugging Face Hub id ``org/name`` that is not a local path.
+        """Restore a model written by `save_pretrained`: a folder, a training run folder holding `model/`, a
+        Hugging Face Hub id ``org/name`` that is not a local path, or a known weights name
+        (`brainjepa.models.weights`, `brainjepa info --weights`).
 
         The Hub options are `huggingface_hub.ModelHubMixin.from_pretrained`'s, passed to ``snapshot_download``:
         `force_download`, `token` (True: the saved login), `cache_dir`, `local_files_only`, `revision` (a branch,
         tag or commit). A local folder ignores them, but refuses `revision` and `force_download` by name
         (`brainjepa.hub.resolve`). `map_location`: where the tensors are loaded.
         """
+        name = str(path)
+        if is_known_name(path):
+            path = resolve_weights(path)
         directory = hub.resolve(path, force_download=force_download, token=token, cache_dir=cache_dir,
                                 local_files_only=local_files_only, revision=revision)
         if not (directory / CONFIG_NAME).is_file() and (directory / "model" / CONFIG_NAME).is_file():
@@ -135,6 +159,7 @@ class BrainJEPA(nn.Module):
         cfg = ModelConfig.from_dict(meta["model"])
         model = cls(cfg, state["encoder.pos_embed.gradient"], metadata=meta.get("metadata"))
         _load_strict(model, state, str(directory / WEIGHTS_NAME))
+        model.name_or_path = name
         return model
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
@@ -146,8 +171,9 @@ class BrainJEPA(nn.Module):
     def load(cls, path: str | Path, *, gradient: str | Path | np.ndarray | None = None,
              num_heads: int | None = None) -> BrainJEPA:
         """Any model a user may point at: a `save_pretrained` folder, a training run folder, or the official
-        `jepa-ep*.pth.tar` (which needs `gradient`, e.g. `gradient_mapping_450.csv`), or a Hub id ``org/name``."""
-        if hub.is_hub_id(path):
+        `jepa-ep*.pth.tar` (which needs `gradient`, e.g. `gradient_mapping_450.csv`), a Hub id ``org/name``, or a
+        known weights name (`brainjepa info --weights`)."""
+        if hub.is_hub_id(path) or is_known_name(path):
             return cls.from_pretrained(path)
         path = Path(path)
         if path.is_dir():
@@ -178,7 +204,11 @@ class BrainJEPA(nn.Module):
             raise CheckpointError(
                 f"gradient has {grad.shape[1]} components but the checkpoint expects {cfg.gradient_dim}"
             )
-        model = cls(cfg, grad, metadata={"source": f"reference checkpoint {Path(path).name}"})
+        metadata = {"source": f"reference checkpoint {Path(path).name}"}
+        if cfg.num_rois == 450:  # the official ROI space; the reference ships no label names (docs/official_model.md)
+            metadata["atlas"] = REFERENCE_ATLAS
+        model = cls(cfg, grad, metadata=metadata)
+        model.name_or_path = str(path)
         state = {}
         for module in MODULES:
             sd = sds.get(module, sds["encoder"] if module == "target_encoder" else None)

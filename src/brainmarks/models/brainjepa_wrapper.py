@@ -19,10 +19,10 @@ Schaefer-400 17-network parcels: the order Brain-JEPA was trained in (subcortica
 reordering is needed; a model must simply have 450 ROIs in that order.
 
 Per sample (`BrainJEPATransform`): brainmarks' per-ROI z-score is undone (``bold * std + mean``); the run is
-resampled to ``target_tr`` (2 s by default: the official model's effective TR, as in brainmarks' own
-Brain-JEPA wrapper) by linear interpolation, its centre window of the model's frame count is taken (a short run
-repeats its last frame), and the model's own normalisation is applied (the official checkpoint has none
-recorded, so a whole-sample z-score, as the reference's downstream code does).
+resampled to ``target_tr`` (2 s by default, as in brainmarks' own Brain-JEPA wrapper; the official model's
+pretraining frames are 2.2 s apart, docs/official_model.md) by linear interpolation, its centre window of the
+model's frame count is taken (a short run repeats its last frame), and the model's own normalisation is applied
+(the official checkpoint has none recorded, so a whole-sample z-score, as the reference's downstream code does).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def brainjepa(
         num_heads: attention heads of a reference checkpoint that matches no preset (default:
             ``$BRAINJEPA_NUM_HEADS``).
         encoder: "target" (EMA encoder, the reference's downstream choice) or "context".
-        target_tr: TR in seconds the model was trained at.
+        target_tr: seconds between the frames fed to the model (the official model was pretrained at 2.2 s).
         layer: encoder block whose tokens are returned (default -1: the last; see `EmbedOptions.layer`).
     """
     weights = weights or os.environ.get(WEIGHTS_ENV)

@@ -1,0 +1,221 @@
+"""What a model records about its data (ROI labels, atlas, training record), the ROI-label check of embed / probe /
+evaluate, the known-weights catalogue, and embeddings straight from files."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from brainjepa import BrainJEPA, __version__, embed, model_config
+from brainjepa.cli import main
+from brainjepa.data import RunStore
+from brainjepa.data.store import StoreWriter
+from brainjepa.errors import CheckpointError, DataError
+from brainjepa.evaluation.embed import EmbedOptions, embed_files, embed_store
+from brainjepa.models import weights
+
+R, T, F = 20, 64, 32  # ROIs, store frames, model window frames
+SCHAEFER = [f"17Networks_{h}_{n}_{i}" for h in ("LH", "RH") for n in ("VisCent", "DefaultA") for i in range(1, 6)]
+
+
+def _model(labels: list[str] | None = None, rois: int = R) -> BrainJEPA:
+    torch.manual_seed(0)
+    cfg = model_config("vit_tiny", num_rois=rois, num_frames=F, patch_size=8, embed_dim=32, depth=1, num_heads=2,
+                       pred_embed_dim=16, pred_depth=1, gradient_dim=4)
+    meta = {"roi_labels": labels} if labels is not None else None
+    return BrainJEPA(cfg, np.random.default_rng(0).normal(size=(rois, 4)), metadata=meta).eval()
+
+
+def _store(path, labels: list[str] | None, subjects: int = 8, rois: int = R):
+    """A store as `prepare` writes one from labelled tables: named ROIs, TR 0.8 s, a phenotype column."""
+    rng = np.random.default_rng(1)
+    with StoreWriter(path, rois, roi_labels=labels) as writer:
+        for i in range(subjects):
+            writer.add(rng.normal(size=(rois, T)).astype(np.float32) + 100, subject=f"{i:02d}", run="1", tr=0.8,
+                       source=f"sub-{i:02d}_timeseries.tsv", phenotypes={"group": i % 2})
+        writer.set_metadata("prepare", {"inputs": ["derivatives/"], "atlases": ["/atlases/schaefer20.nii.gz"]})
+    return RunStore(path)
+
+
+# ------------------------------------------------------------------------------------------- the training record
+def test_pretrain_records_labels_atlas_and_training(store, tmp_path):
+    run = tmp_path / "run"
+    overrides = {"data.path": store, "data.crop_size": f"[{R},{F}]", "data.batch_size": 4, "data.num_workers": 0,
+                 "data.sampling_rate": 1, "data.pin_mem": "false", "data.gradient_components": 4,
+                 "data.gradient_sparsity": 0.5, "mask.patch_size": 8, "meta.model_name": "vit_tiny",
+                 "meta.embed_dim": 32, "meta.depth": 1, "meta.num_heads": 2, "meta.pred_emb_dim": 16,
+                 "meta.pred_depth": 1, "meta.accumulation_steps": 1, "optimization.epochs": 2,
+                 "optimization.warmup": 1, "optimization.max_steps": 3, "logging.checkpoint_every": 2,
+                 "data.holdout": 0.25}
+    assert main(["pretrain", "--out", str(run), *[f"{k}={v}" for k, v in overrides.items()]]) == 0
+    model, data = BrainJEPA.from_pretrained(run), RunStore(store)
+    assert model.metadata["roi_labels"] == data.roi_labels and len(data.roi_labels) == R
+    record = model.metadata["training"]
+    assert record["store"] == str(store.resolve()) and record["steps"] == 3
+    assert record["subjects"] + record["heldout_subjects"] == 16 and record["heldout_subjects"] >= 1
+    assert record["runs"] == record["subjects"]  # one run per simulated subject
+    assert record["tr"] == pytest.approx(data.tr(0)) and record["frame_spacing_s"] == pytest.approx(data.tr(0))
+    assert record["normalization"] == "roi_zscore" and record["brainjepa_version"] == __version__
+    saved = json.loads((run / "model" / "config.json").read_text())
+    assert saved["brainjepa_version"] == __version__ and saved["metadata"]["training"]["steps"] == 3
+    first = json.loads((run / "checkpoints" / "step-00000002" / "config.json").read_text())
+    assert first["metadata"]["training"]["steps"] == 2  # each checkpoint counts its own steps
+
+
+def test_store_atlas_and_labels_recorded(tmp_path):
+    from brainjepa.training.record import data_record
+
+    assert data_record(_store(tmp_path / "s", SCHAEFER)) == {"roi_labels": SCHAEFER, "atlas": "schaefer20.nii.gz"}
+    assert data_record(_store(tmp_path / "u", None)) == {"atlas": "schaefer20.nii.gz"}
+
+
+def test_old_model_folder_without_record_loads(tmp_path):
+    model = _model()
+    folder = model.save_pretrained(tmp_path / "old")
+    config = json.loads((folder / "config.json").read_text())
+    del config["brainjepa_version"]
+    config["metadata"] = {}
+    (folder / "config.json").write_text(json.dumps(config))
+    loaded = BrainJEPA.from_pretrained(folder)
+    assert loaded.metadata == {} and loaded.name_or_path == str(folder)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+
+
+def test_save_refuses_labels_of_another_count(tmp_path):
+    with pytest.raises(CheckpointError, match="roi_labels has 3 names but the model has 20 ROIs"):
+        _model(SCHAEFER[:3]).save_pretrained(tmp_path / "m")
+
+
+# ------------------------------------------------------------------------------------------- the ROI-label check
+def test_embed_refuses_other_labels_naming_store_model_roi_and_flag(tmp_path, capsys):
+    store = _store(tmp_path / "store", SCHAEFER)
+    folder = _model(SCHAEFER[5:] + SCHAEFER[:5]).save_pretrained(tmp_path / "model")  # same ROIs, another order
+    out = tmp_path / "emb.npy"
+    assert main(["embed", "--model", str(folder), "--data", str(store.path), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and not out.exists()
+    for part in (str(store.path), str(folder), "another order", f"ROI 0 is {SCHAEFER[0]!r}", "--ignore-roi-labels"):
+        assert part in err, part
+    assert main(["embed", "--model", str(folder), "--data", str(store.path), "--out", str(out), "--no-progress",
+                 "--ignore-roi-labels"]) == 0
+    assert np.load(out).shape == (8, 32)
+
+
+def test_same_labels_embed_and_other_names_are_refused_in_the_api(tmp_path):
+    store = _store(tmp_path / "store", SCHAEFER)
+    assert embed_store(_model(SCHAEFER), store, progress=False).embeddings.shape == (8, 32)
+    other = [f"ROI{i}" for i in range(R)]
+    other[0] = SCHAEFER[0]
+    with pytest.raises(DataError, match=r"ROI 1 is '17Networks_LH_VisCent_2' in the data but 'ROI1'"):
+        embed_store(_model(other), store, progress=False)
+    free = embed_store(_model(other), store, options=EmbedOptions(check_roi_labels=False), progress=False)
+    torch.testing.assert_close(free.embeddings, embed_store(_model(SCHAEFER), store, progress=False).embeddings)
+
+
+def test_missing_labels_warn_once_and_embed(tmp_path, caplog):
+    store = _store(tmp_path / "unlabelled", None)
+    model = _model(SCHAEFER)
+    with caplog.at_level(logging.WARNING, logger="brainjepa.evaluation.embed"):
+        for _ in range(2):
+            assert embed_store(model, store, progress=False).embeddings.shape == (8, 32)
+    lines = [r.getMessage() for r in caplog.records if "ROI labels not compared" in r.getMessage()]
+    assert len(lines) == 1 and str(store.path) in lines[0]
+
+
+def test_probe_refuses_other_labels(tmp_path):
+    from brainjepa.evaluation.probe import probe_store
+
+    store = _store(tmp_path / "store", SCHAEFER)
+    with pytest.raises(DataError, match="ROI labels differ"):
+        probe_store(store.path, "group", model=_model(SCHAEFER[::-1]), baselines=[], folds=2, seeds=1,
+                    progress=False)
+
+
+def test_evaluate_skips_a_store_with_other_labels_saying_why(tmp_path):
+    from brainjepa.evaluation.suite import evaluate
+    from brainjepa.evaluation.tasks import SuiteOptions
+
+    store = _store(tmp_path / "store", SCHAEFER)
+    options = SuiteOptions(tasks=("simulation/group",), stores={"simulation": str(store.path)})
+    result = evaluate(_model(SCHAEFER[::-1]), None, options, progress=False)
+    assert "ROI labels differ" in result.results[0].reason and "--ignore-roi-labels" in result.results[0].reason
+
+
+# ------------------------------------------------------------------------------------------- known weights
+def test_unpublished_name_is_one_clear_line(capsys):
+    name = "brainjepa-vitb-ep300"
+    assert not weights.KNOWN_WEIGHTS[name].published
+    with pytest.raises(CheckpointError, match="not published on the Hugging Face Hub yet; load the official") as err:
+        BrainJEPA.from_pretrained(name)
+    assert "\n" not in str(err.value)
+    assert main(["embed", "--model", name, "--data", "x", "--out", "e.npy"]) == 2
+    assert "not published" in capsys.readouterr().err
+    assert main(["info", "--weights"]) == 0
+    assert f"{name}  UNPUBLISHED" in capsys.readouterr().out
+
+
+def test_published_name_resolves_to_its_repo_and_a_local_folder_wins(tmp_path, monkeypatch):
+    from brainjepa import hub
+
+    folder = _model(SCHAEFER).save_pretrained(tmp_path / "snapshot")
+    entry = weights.KnownWeights("tiny-test", "a test entry", repo_id="org/tiny-test")
+    monkeypatch.setitem(weights.KNOWN_WEIGHTS, "tiny-test", entry)
+    asked = []
+    monkeypatch.setattr(hub, "download", lambda repo, **options: asked.append(repo) or folder)
+    model = BrainJEPA.load("tiny-test")
+    assert asked == ["org/tiny-test"] and model.metadata["roi_labels"] == SCHAEFER
+    assert model.name_or_path == "tiny-test"
+    monkeypatch.chdir(tmp_path)
+    _model().save_pretrained(tmp_path / "tiny-test")
+    assert BrainJEPA.from_pretrained("tiny-test").metadata == {} and asked == ["org/tiny-test"]
+    with pytest.raises(CheckpointError, match="not a known weights name"):
+        weights.resolve_weights("nope")
+
+
+# ------------------------------------------------------------------------------------------- files -> embeddings
+def test_embed_files_equals_embed_of_the_same_series(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(R, T)).astype(np.float32)
+    pd.DataFrame(x.T, columns=SCHAEFER).to_csv(tmp_path / "sub-01_timeseries.tsv", sep="\t", index=False)
+    np.save(tmp_path / "sub-02.npy", x[:, ::-1].copy())
+    model = _model(SCHAEFER)
+    got = embed_files(model, [tmp_path / "sub-01_timeseries.tsv", tmp_path / "sub-02.npy"])
+    want = embed(model, np.stack([x, x[:, ::-1]]))
+    torch.testing.assert_close(got.embeddings, want, atol=1e-5, rtol=1e-5)
+    assert list(got.index["subject"]) == ["01", "02"]
+    with pytest.raises(DataError, match="ROI labels differ"):
+        embed_files(_model(SCHAEFER[::-1]), tmp_path / "sub-01_timeseries.tsv")
+    folder = model.save_pretrained(tmp_path / "m")
+    out = tmp_path / "one.npy"
+    assert main(["embed", "--model", str(folder), "--file", str(tmp_path / "sub-01_timeseries.tsv"), "--out",
+                 str(out), "--no-progress"]) == 0
+    np.testing.assert_allclose(np.load(out)[0], want[0].numpy(), atol=1e-5)
+    assert pd.read_csv(f"{out}.index.csv")["source"].str.endswith("sub-01_timeseries.tsv").all()
+    assert main(["embed", "--model", str(folder), "--data", str(tmp_path), "--tr", "2", "--out", str(out)]) == 2
+    assert "--atlas and --tr are for --file inputs" in capsys.readouterr().err
+
+
+def test_embed_file_reads_an_fmriprep_run_with_its_atlases(tmp_path):
+    from brainjepa.data.fmriprep import find_fmriprep_runs, read_fmriprep
+    from synthetic_derivatives import (
+        CTX_NAMES,
+        SUB_NAMES,
+        cortical_volume,
+        subcortical_volume,
+        write_label_image,
+        write_volume_run,
+    )
+
+    atlases = [write_label_image(subcortical_volume(), tmp_path / "sub.nii.gz", SUB_NAMES),
+               write_label_image(cortical_volume(), tmp_path / "ctx.nii.gz", CTX_NAMES)]
+    path = write_volume_run(tmp_path / "deriv", "01", "rest", frames=40)
+    run = read_fmriprep(find_fmriprep_runs([path])[0], atlases=atlases)
+    model = _model(run.roi_labels, rois=7)
+    got = embed_files(model, path, atlases=atlases).embeddings
+    torch.testing.assert_close(got, embed(model, run.ts[None]), atol=1e-5, rtol=1e-5)
+    assert got.shape == (1, 32)
