@@ -8,6 +8,7 @@ import torch
 import naive_reference as naive
 from brainjepa import BrainJEPA, ModelConfig, model_config
 from brainjepa.errors import ConfigError
+from brainjepa.models.layers import Attention, set_fused_attn
 
 SHAPES = [
     dict(num_rois=37, num_frames=48, patch_size=8, embed_dim=48, depth=2, num_heads=3, pred_embed_dim=24,
@@ -67,6 +68,22 @@ def test_fused_and_manual_attention_agree():
 def test_fused_switch_env(monkeypatch):
     monkeypatch.setenv("BRAINJEPA_FUSED_ATTN", "0")
     assert not _model(**SHAPES[0]).encoder.blocks[0].attn.fused
+
+
+def test_one_attention_switch_reaches_any_module():
+    """`set_fused_attn` flips every attention layer of the module it is given (an encoder alone too), nothing
+    outside it; `BrainJEPA.set_fused_attn` is the same switch."""
+    model = _model(**SHAPES[1])
+    set_fused_attn(model.encoder, False)
+    assert _paths(model.encoder) == {False} and _paths(model.predictor) == {True}
+    model.set_fused_attn(False)
+    assert _paths(model) == {False}
+    model.set_fused_attn()
+    assert _paths(model) == {True}
+
+
+def _paths(net: torch.nn.Module) -> set[bool]:
+    return {m.fused for m in net.modules() if isinstance(m, Attention)}
 
 
 def test_every_trainable_parameter_gets_a_gradient_and_target_none():

@@ -22,7 +22,7 @@ from brainjepa.models.convert import (
     read_reference_checkpoint,
 )
 from brainjepa.models.encoder import BrainEncoder
-from brainjepa.models.layers import Attention
+from brainjepa.models.layers import set_fused_attn
 from brainjepa.models.optim import param_groups
 from brainjepa.models.predictor import BrainPredictor
 from brainjepa.models.weights import is_known_name, resolve_weights
@@ -108,10 +108,8 @@ class BrainJEPA(nn.Module):
         self.predictor.set_grad_checkpointing(enable)
 
     def set_fused_attn(self, enable: bool = True) -> None:
-        """Switch every attention layer between SDPA (fused) and the explicit softmax path."""
-        for m in self.modules():
-            if isinstance(m, Attention):
-                m.fused = enable
+        """Switch every attention layer between SDPA (fused) and the explicit softmax path (`set_fused_attn`)."""
+        set_fused_attn(self, enable)
 
     @property
     def gradient(self) -> Tensor:

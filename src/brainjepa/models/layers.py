@@ -10,8 +10,17 @@ from torch import Tensor, nn
 
 
 def use_fused_attn() -> bool:
-    """Default attention path: SDPA unless BRAINJEPA_FUSED_ATTN=0 (read at module construction)."""
+    """The path a new attention layer starts on: SDPA unless BRAINJEPA_FUSED_ATTN=0; `set_fused_attn` switches
+    layers that exist."""
     return os.environ.get("BRAINJEPA_FUSED_ATTN", "1") != "0"
+
+
+def set_fused_attn(module: nn.Module, enable: bool = True) -> None:
+    """The one attention switch: every `Attention` inside `module` to SDPA (fused) or the explicit softmax path
+    (the same numbers within 1e-5; the explicit path is the reference's, and the one FLOP counters can see)."""
+    for m in module.modules():
+        if isinstance(m, Attention):
+            m.fused = enable
 
 
 def check_token_indices(idx: object, name: str, batch: int, num_tokens: int, *, check_values: bool = True) -> None:
@@ -64,14 +73,14 @@ def sincos_1d(positions: Tensor, dim: int) -> Tensor:
 class Attention(nn.Module):
     """Multi-head self-attention with a fused (SDPA) and a manual path that compute the same thing."""
 
-    def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True, fused: bool | None = None) -> None:
+    def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
-        self.fused = use_fused_attn() if fused is None else fused
+        self.fused = use_fused_attn()  # switched with `set_fused_attn`
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
