@@ -20,6 +20,8 @@ from brainjepa.cli import main
 from brainjepa.data import RunStore
 from brainjepa.data.atlases import merge_label_images, save_label_image
 from brainjepa.data.fmriprep import FmriprepOptions, find_fmriprep_runs, read_fmriprep
+from brainjepa.data.readers import ReadOptions, read_source
+from brainjepa.data.validate import check_source
 from brainjepa.errors import DataError
 from synthetic_derivatives import (
     CTX_NAMES,
@@ -122,6 +124,21 @@ def test_none_keeps_every_frame_and_the_raw_means(tmp_path, merged):
     raw = NiftiLabelsMasker(str(merged), standardize=None).fit_transform(str(path)).T
     np.testing.assert_allclose(run.ts, raw, rtol=1e-6)
     assert run.info["frames_removed"] == 0
+
+
+def test_a_run_reads_itself_wherever_runs_are_read(tmp_path, merged):
+    """`read_source` and the checks read an fMRIPrep run by its own `read`: cleaned, with ReadOptions' atlases and
+    TR, the same run `read_fmriprep` gives (the checks never name the fMRIPrep reader)."""
+    write_volume_run(tmp_path, "01", "rest", outliers=(10, 20))
+    source = _one(tmp_path, confounds="scrubbing")
+    expected = read_fmriprep(source, atlases=[merged], tr=2.5)
+    options = ReadOptions(atlases=(merged,), tr=2.5)
+    for run in (read_source(source, options), check_source(source, options).run):
+        np.testing.assert_array_equal(run.ts, expected.ts)
+        assert (run.tr, run.roi_labels, run.info) == (2.5, OFFICIAL, expected.info)
+    removed = expected.info["frames_removed"]
+    assert removed > 0 and expected.ts.shape[1] == 40 - removed  # scrubbed, not a plain NIfTI read
+    assert check_source(source, ReadOptions()).problems[0].message.startswith("this run needs")
 
 
 def test_scrubbed_frames_are_reported(tmp_path, atlas_files, caplog):

@@ -25,8 +25,7 @@ DATA_LAYERS = [
     ["layout", "tables", "atlases"],  # store file names; table/array parsing; label atlases
     ["nifti"],  # 4-D images + atlases -> ROI time series
     ["readers"],  # files -> runs
-    ["fmriprep"],  # fMRIPrep derivatives -> runs (confound cleaning)
-    ["validate"],  # checks of one run and across runs
+    ["fmriprep", "validate"],  # fMRIPrep derivatives -> runs (a source that reads itself); the checks, of any source
     ["store"],  # the store, and opening one
     ["normalize", "windows"],  # transforms of one sample
     ["dataset"],  # store + transforms -> torch Dataset

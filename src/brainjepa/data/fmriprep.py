@@ -27,7 +27,7 @@ import numpy as np
 
 from brainjepa.data.atlases import CiftiLabels, is_cifti_atlas, resolve_atlas
 from brainjepa.data.nifti import read_nifti
-from brainjepa.data.readers import Run, Source, pick_tr, walk
+from brainjepa.data.readers import ReadOptions, Run, Source, pick_tr, walk
 from brainjepa.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -96,6 +96,10 @@ class FmriprepSource(Source):
     @property
     def space(self) -> str | None:
         return dict(self.entities).get("space")
+
+    def read(self, options: ReadOptions) -> Run:
+        """Parcellate and clean this run with `options`' atlases and TR (`read_fmriprep`)."""
+        return read_fmriprep(self, atlases=options.atlases, tr=options.tr, allow_unusual_tr=options.allow_unusual_tr)
 
 
 def bids_entities(name: str) -> dict[str, str]:

@@ -57,6 +57,34 @@ class Source:
         """How problems name this run: the file, or the subject folder for the UKB pair."""
         return str(self.path)
 
+    def read(self, options: ReadOptions) -> Run:
+        """This run as a `Run`, read as `options` say; a source kind with its own reader (fMRIPrep) overrides this,
+        so the checks and the store read every kind through one call."""
+        labels = None
+        file_tr = None
+        if self.kind == "table":
+            ts, labels = read_table(self.path, orientation=options.orientation, num_rois=options.num_rois,
+                                    header=options.header, index_col=options.index_col)
+        elif self.kind == "array":
+            ts, file_tr = read_numpy(self.path, orientation=options.orientation, num_rois=options.num_rois)
+        elif self.kind == "ukb":
+            ts, labels = read_ukb_pair(self.path)
+        elif self.kind == "nifti":
+            ts, file_tr, labels = read_nifti(self.path, options.atlases)
+        elif self.kind == "broken":
+            raise DataError(f"{self.label}: broken symbolic link (its target {os.readlink(self.path)} does not "
+                            "exist)")
+        else:
+            raise DataError(f"{self.label}: unknown source kind {self.kind!r}")
+        return Run(
+            ts=ts,
+            subject=self.subject,
+            run=self.run,
+            tr=pick_tr(self.label, options.tr, file_tr, allow_unusual=options.allow_unusual_tr),
+            source=self.label,
+            roi_labels=labels,
+        )
+
 
 @dataclass(frozen=True)
 class ReadOptions:
@@ -328,31 +356,8 @@ def pick_tr(label: str | Path, given: float | None, found: float | None, *, foun
 
 
 def read_source(source: Source, options: ReadOptions = DEFAULT_READ) -> Run:
-    """Read one source (from `find_sources`) into a `Run`, as `options` say."""
-    labels = None
-    file_tr = None
-    if source.kind == "table":
-        ts, labels = read_table(source.path, orientation=options.orientation, num_rois=options.num_rois,
-                                header=options.header, index_col=options.index_col)
-    elif source.kind == "array":
-        ts, file_tr = read_numpy(source.path, orientation=options.orientation, num_rois=options.num_rois)
-    elif source.kind == "ukb":
-        ts, labels = read_ukb_pair(source.path)
-    elif source.kind == "nifti":
-        ts, file_tr, labels = read_nifti(source.path, options.atlases)
-    elif source.kind == "broken":
-        raise DataError(f"{source.label}: broken symbolic link (its target {os.readlink(source.path)} does not "
-                        "exist)")
-    else:
-        raise DataError(f"{source.label}: unknown source kind {source.kind!r}")
-    return Run(
-        ts=ts,
-        subject=source.subject,
-        run=source.run,
-        tr=pick_tr(source.label, options.tr, file_tr, allow_unusual=options.allow_unusual_tr),
-        source=source.label,
-        roi_labels=labels,
-    )
+    """Read one source (from `find_sources` or `find_fmriprep_runs`) into a `Run`, as `options` say."""
+    return source.read(options)
 
 
 SUBJECT_COLUMNS = ("subject", "subject_id", "participant_id", "participant", "eid", "sub", "id")

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from brainjepa.data.fmriprep import FmriprepSource, read_fmriprep
-from brainjepa.data.readers import DEFAULT_READ, ReadOptions, Run, Source, read_source, run_key
+from brainjepa.data.readers import DEFAULT_READ, ReadOptions, Run, Source, run_key
 from brainjepa.errors import DataError, DownloadError
 
 logger = logging.getLogger(__name__)
@@ -102,15 +101,11 @@ class Checked:
 
 
 def check_source(source: Source, options: ReadOptions = DEFAULT_READ, *, min_frames: int = 1) -> Checked:
-    """Read (as `options` say) and check one source; reading errors (unreadable, missing UKB partner, ...) become
-    problems."""
+    """Read (as `options` say, by the source's own `read`) and check one source of any kind; reading errors
+    (unreadable, missing UKB partner, ...) become problems."""
     label = source.label
     try:
-        if isinstance(source, FmriprepSource):
-            run = read_fmriprep(source, atlases=options.atlases, tr=options.tr,
-                                allow_unusual_tr=options.allow_unusual_tr)
-        else:
-            run = read_source(source, options)
+        run = source.read(options)  # each source kind reads itself (fMRIPrep runs: parcellated and cleaned)
     except DownloadError:  # a named atlas that cannot be fetched: every run would fail alike, so stop once
         raise
     except DataError as err:
