@@ -22,7 +22,7 @@ PACKAGE = "brainjepa"
 
 # data/, bottom to top: a module may import only from layers below its own.
 DATA_LAYERS = [
-    ["layout", "tables", "atlases"],  # store file names; table/array parsing; label atlases
+    ["store_format", "tables", "atlases"],  # store file names; table/array parsing; label atlases
     ["nifti"],  # 4-D images + atlases -> ROI time series
     ["readers"],  # files -> runs
     ["fmriprep", "validate"],  # fMRIPrep derivatives -> runs (a source that reads itself); the checks, of any source

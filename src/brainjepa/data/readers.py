@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from brainjepa.bounds import SCANNER_TR
-from brainjepa.data.layout import MANIFEST_COLUMNS, META_FILE
 from brainjepa.data.nifti import read_nifti
+from brainjepa.data.store_format import MANIFEST_COLUMNS, META_FILE
 from brainjepa.data.tables import ORIENTATIONS, read_numpy, read_table
 from brainjepa.errors import DataError
 from brainjepa.io import no_such

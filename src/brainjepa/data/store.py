@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from brainjepa.data.layout import DATA_FILE, FORMAT, MANIFEST_COLUMNS, MANIFEST_FILE, META_FILE, VERSION
 from brainjepa.data.readers import check_tr, run_key
+from brainjepa.data.store_format import DATA_FILE, FORMAT, MANIFEST_COLUMNS, MANIFEST_FILE, META_FILE, VERSION
 from brainjepa.data.validate import check_timeseries, raise_for_problems
 from brainjepa.errors import DataError
 from brainjepa.io import atomic_write_text, atomic_writes, no_such, output_error

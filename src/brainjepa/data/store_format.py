@@ -1,4 +1,4 @@
-"""The names that make a directory a store, at the bottom of the data stack.
+"""The store's on-disk format: its name, version, file names and manifest columns, at the bottom of the data stack.
 
 The readers need them too (a store inside an input folder is not read as time series; a phenotype column may not
 take a manifest column's name), so they live here rather than in `brainjepa.data.store`, which the readers sit
