@@ -144,13 +144,13 @@ def model_name(model: BrainJEPA) -> str:
     return f"the model trained on {store}" if store else "the model (built in memory)"
 
 
-_WARNED_UNLABELLED: set[tuple[str, bool]] = set()  # (data, model has labels) already warned about: one line each
+_WARNED_UNLABELLED: set[str] = set()  # data already warned about (one line per data and process)
 
 
-def check_roi_labels(data_labels: Sequence[str] | None, model: BrainJEPA, data: str, *, check: bool = True) -> None:
-    """Refuse data whose ROI labels are not the model's, in the model's order; when either side has no labels,
-    warn once per data (per process) and go on. Counts are checked elsewhere; labels of another count are left to
-    that check.
+def check_roi_labels(data_labels: Sequence[str] | None, model: BrainJEPA, data: str, *,
+                     check: bool = True) -> str | None:
+    """Refuse data whose ROI labels are not the model's, in the model's order. Counts are checked elsewhere;
+    labels of another count are left to that check.
 
     Args:
         data_labels: the data's ROI names in row order (a store's ``roi_labels``), or None.
@@ -158,29 +158,37 @@ def check_roi_labels(data_labels: Sequence[str] | None, model: BrainJEPA, data: 
         data: how messages name the data (a store path, a file).
         check: False skips the comparison and the warning (``check_roi_labels=False``, ``--ignore-roi-labels``).
 
+    Returns:
+        When either side has no labels, the warning that they were not compared (None otherwise), for
+        `warn_unlabelled` to log once the data are embedded, so a refusal later on stays one line.
+
     Raises:
         DataError: same count, different names or order; one line naming the data, the model, the first
             differing ROI and the flag that overrides the check.
     """
     if not check:
-        return
+        return None
     model_labels = model.metadata.get("roi_labels")
     if data_labels is None or not model_labels:
-        name, key = model_name(model), (data, bool(model_labels))  # random-init copies share the model's key
-        if key not in _WARNED_UNLABELLED:
-            _WARNED_UNLABELLED.add(key)
-            lacking = " or ".join(who for who, labels in ((data, data_labels), (name, model_labels)) if not labels)
-            logger.warning("ROI labels not compared: no ROI labels recorded by %s; make sure %s has the atlas and ROI "
-                           "order of %s (--ignore-roi-labels skips this check)", lacking, data, name)
-        return
+        name = model_name(model)
+        lacking = " or ".join(who for who, labels in ((data, data_labels), (name, model_labels)) if not labels)
+        return (f"{data}: ROI labels not compared: none recorded by {lacking}; make sure the data have the atlas and "
+                f"ROI order of {name} (--ignore-roi-labels skips this check)")
     ours, theirs = [str(v) for v in data_labels], [str(v) for v in model_labels]
     if len(ours) != len(theirs) or ours == theirs:
-        return
+        return None
     i = next(i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b)
     order = " (the same ROIs in another order)" if sorted(ours) == sorted(theirs) else ""
     raise DataError(f"{data}: ROI labels differ from {model_name(model)}'s{order}: ROI {i} is {ours[i]!r} in the "
                     f"data but {theirs[i]!r} in the model; put the rows in the model's atlas and order, or embed "
                     "anyway with --ignore-roi-labels (check_roi_labels=False)")
+
+
+def warn_unlabelled(message: str | None, data: str) -> None:
+    """Log `check_roi_labels`' warning, once per data (random-init copies and later calls stay quiet)."""
+    if message is not None and data not in _WARNED_UNLABELLED:
+        _WARNED_UNLABELLED.add(data)
+        logger.warning(message)
 
 
 def model_normalizer(model: BrainJEPA, kind: str = "model") -> Normalizer:
@@ -266,11 +274,13 @@ def embed_store(
             f"{store.path}: run of subject {first['subject']!r} (run {first['run']!r}) has {store.num_rois} ROIs "
             f"but the model expects {model.config.num_rois}"
         )
-    check_roi_labels(store.roi_labels, model, f"store {store.path}", check=options.check_roi_labels)
+    what = f"store {store.path}"
+    unchecked = check_roi_labels(store.roi_labels, model, what, check=options.check_roi_labels)
     names = [f"subject {s!r} run {r!r}" for s, r in zip(store.manifest["subject"].astype(str),
                                                          store.manifest["run"].astype(str), strict=True)]
     samples = ((store.run(int(i)), store.tr(int(i)), names[i]) for i in idx)
     emb = _embed_samples(model, samples, len(idx), pooling=pooling, options=options, progress=progress)
+    warn_unlabelled(unchecked, what)
     return StoreEmbeddings(emb, store_index(store, idx))
 
 
@@ -344,14 +354,16 @@ def embed_files(
     model = load_model(model)
     options = options or EmbedOptions()
     runs = read_files(paths, num_rois=model.config.num_rois, atlases=atlases, tr=tr, fmriprep=fmriprep)
-    for run in runs:
+    for run in runs:  # refusals first; one warning for the runs that could not be compared
         if run.roi_labels is not None and model.metadata.get("roi_labels"):
             check_roi_labels(run.roi_labels, model, str(run.source), check=options.check_roi_labels)
-    if any(run.roi_labels is None for run in runs) or not model.metadata.get("roi_labels"):
-        given = ", ".join(map(str, [paths] if isinstance(paths, str | Path) else paths))
-        check_roi_labels(None, model, given, check=options.check_roi_labels)
+    unlabelled = [run for run in runs if run.roi_labels is None or not model.metadata.get("roi_labels")]
+    what = ", ".join(map(str, [paths] if isinstance(paths, str | Path) else paths))
+    unchecked = (check_roi_labels(unlabelled[0].roi_labels, model, what, check=options.check_roi_labels)
+                 if unlabelled else None)
     samples = ((run.ts, run.tr, run.source) for run in runs)
     emb = _embed_samples(model, samples, len(runs), pooling=pooling, options=options, progress=progress)
+    warn_unlabelled(unchecked, what)
     index = pd.DataFrame({"subject": [r.subject for r in runs], "run": [r.run for r in runs],
                           "source": [r.source for r in runs], "tr": [r.tr for r in runs]})
     return StoreEmbeddings(emb, index)
