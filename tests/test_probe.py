@@ -12,11 +12,14 @@ import pytest
 import torch
 
 from brainjepa import BrainJEPA
-from brainjepa.cli import main
+from brainjepa.cli import build_parser, main
+from brainjepa.cli.arguments import all_parsers
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.baselines import functional_connectivity, random_init_like
+from brainjepa.evaluation.finetune import FinetuneConfig
+from brainjepa.evaluation.labels import TASK_KINDS
 from brainjepa.evaluation.metrics import classification_metrics, grouped_splits, regression_metrics, summarize
-from brainjepa.evaluation.probe import infer_task, probe, probe_models, probe_store
+from brainjepa.evaluation.probe import BASELINES, HEADS, POOLINGS_FOR_HEAD, infer_task, probe, probe_models, probe_store
 
 R, T = 20, 64
 
@@ -265,3 +268,20 @@ def test_probe_store_tokenfc_pooling(store, trained, monkeypatch, capsys):
     assert main(["probe", "--data", str(store), "--label", "group", "--model", str(trained), "--pooling", "tokenfc",
                  "--head", "attentive", "--no-progress"]) == 2
     assert "attentive probe: pooling must be 'tokens' or 'roi', got 'tokenfc'" in capsys.readouterr().err
+
+
+def test_cli_choices_are_the_values_the_library_takes():
+    """The flags offer exactly what the library accepts, taken from its constants (no second list to drift)."""
+    parser = build_parser(["probe", "finetune", "evaluate", "quickstart"])
+    choices = {(p.prog.split()[-1], a.option_strings[-1]): tuple(a.choices)
+               for p in all_parsers(parser) for a in p._actions if a.option_strings and a.choices}
+    assert choices["probe", "--task"] == TASK_KINDS == ("classification", "regression")
+    assert choices["finetune", "--task"] == ("auto", *TASK_KINDS)
+    assert [FinetuneConfig(task=t).task for t in choices["finetune", "--task"]] == list(choices["finetune", "--task"])
+    assert choices["probe", "--baselines"] == BASELINES
+    assert choices["probe", "--head"] == choices["evaluate", "--head"] == HEADS == ("linear", "attentive")
+    assert set(choices["evaluate", "--pooling"]) == {p for head in HEADS for p in POOLINGS_FOR_HEAD[head]}
+    assert choices["quickstart", "--data"] == ("connattractor", "simulated")
+    for task in ("identification", "auto"):  # a kind the probe cannot learn is refused by the library too
+        with pytest.raises(ConfigError, match="'classification' or 'regression'"):
+            probe(np.zeros((4, 2)), np.arange(4.0), task=task)

@@ -44,7 +44,7 @@ COMMAND_HELP: dict[str, str] = {
     "gradients": "compute the [ROIs, gradients] CSV used for gradient positioning",
     "pretrain": "pretrain Brain-JEPA on a store (one process, or many under torchrun)",
     "embed": "embed every run of a store, or files directly, with a pretrained model (.npy or .parquet)",
-    "probe": "probe a label: brainjepa vs random-init encoder vs functional connectivity",
+    "probe": "probe a label: brainjepa vs random-init encoder vs FC",
     "evaluate": "does pretraining help? score a model beside random-init, raw, GLM and FC baselines on a task suite, "
     "against permutation nulls",
     "finetune": "fine-tune a pretrained model on a store's phenotype column (k subject-grouped folds)",

@@ -6,7 +6,9 @@ import argparse
 
 from brainjepa.cli.embed import add_embed_arguments, embed_options
 from brainjepa.errors import ConfigError
+from brainjepa.evaluation.probe import HEADS
 from brainjepa.evaluation.suite import DATASETS, DEFAULT_TASKS, SPLITS, TASKS, SuiteOptions, evaluate
+from brainjepa.models.encoder import POOLINGS
 from brainjepa.report.tables import suite_tables
 
 
@@ -36,10 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder for the table, figure and the suite's stores (default runs/evaluate)")
     p.add_argument("--folds", type=int, default=5, help="outer subject-grouped CV folds (default 5)")
     p.add_argument("--seeds", type=int, default=3, help="repetitions with different splits (default 3)")
-    p.add_argument("--head", choices=("linear", "attentive"), default="linear",
+    p.add_argument("--head", choices=HEADS, default="linear",
                    help="probe of the encoder token rows: linear (ridge, default) or attentive (learned-query "
                    "attention over tokens, early-stopped on held-out training subjects); other rows are linear")
-    p.add_argument("--pooling", nargs="+", choices=("mean", "roi", "tokenfc", "tokens"), default=None,
+    p.add_argument("--pooling", nargs="+", choices=POOLINGS, default=None,
                    help="readouts of the encoder rows, one row each: linear head roi (ROI mean) and tokenfc "
                    "(token FC) by default, or mean; attentive head tokens (default) or roi")
     p.add_argument("--random-init-seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",

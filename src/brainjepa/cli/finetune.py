@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from brainjepa.cli.embed import add_model_arguments, add_precision_argument, add_window_arguments, device_option
-from brainjepa.evaluation.finetune import FinetuneConfig, finetune
+from brainjepa.evaluation.finetune import FINETUNE_TASKS, FinetuneConfig, finetune
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="store directory (brainjepa prepare / simulate)")
     p.add_argument("--label", required=True, metavar="COLUMN", help="phenotype column of the manifest to predict")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--task", choices=("auto", "classification", "regression"), default=d.task,
+    p.add_argument("--task", choices=FINETUNE_TASKS, default=d.task,
                    help="auto: text or <= 10 integer values are classes, else regression (default auto)")
     p.add_argument("--folds", type=int, default=d.folds, help=f"subject-grouped folds (default {d.folds})")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,

@@ -6,7 +6,7 @@ import argparse
 
 from brainjepa.cli.embed import add_embed_arguments, embed_options
 from brainjepa.errors import ConfigError
-from brainjepa.evaluation.probe import HEADS, POOLINGS_FOR_HEAD, probe_store
+from brainjepa.evaluation.probe import BASELINES, HEADS, POOLINGS_FOR_HEAD, TASK_KINDS, probe_store
 from brainjepa.models.encoder import POOLINGS
 
 # Flags that act on embedding with a model; with --embeddings they could not take effect, so they are refused.
@@ -17,7 +17,7 @@ MODEL_ONLY = ("gradient", "pooling", "random_init_seed", "encoder", "layer", "wi
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "probe", help="probe a label: brainjepa vs random-init encoder vs functional connectivity",
+        "probe", help="probe a label: brainjepa vs random-init encoder vs FC",
         description="Standardised features + logistic/ridge regression (C/alpha by inner grouped CV; or "
         "--head attentive: a learned-query attention probe over the tokens), outer folds grouped by subject, "
         "repeated over seeds; prints mean ± std per metric for brainjepa, random-init "
@@ -31,12 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--embeddings", help="embeddings file from `brainjepa embed` (.npy + index or .parquet); "
                      "the random-init baseline is skipped then")
     p.add_argument("--gradient", help="gradient CSV for an official .pth.tar --model")
-    p.add_argument("--task", choices=("classification", "regression"), default=None,
+    p.add_argument("--task", choices=TASK_KINDS, default=None,
                    help="default: inferred (text or <= 10 integer values -> classification)")
     p.add_argument("--groups", default="subject", help="column kept on one side of every split (default subject)")
     p.add_argument("--folds", type=int, default=5, help="outer CV folds (default 5)")
     p.add_argument("--seeds", type=int, default=3, help="repetitions with different splits (default 3)")
-    p.add_argument("--baselines", nargs="*", choices=("random-init", "fc"), default=["random-init", "fc"],
+    p.add_argument("--baselines", nargs="*", choices=BASELINES, default=list(BASELINES),
                    help="baselines to probe beside brainjepa (default both; give none to skip)")
     p.add_argument("--pooling", choices=POOLINGS, default=None,
                    help="for brainjepa and random-init: with --head linear "

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import get_args
 
 from brainjepa.bounds import check_value
-from brainjepa.report.quickstart import STUDY_STEPS, quickstart
+from brainjepa.report.quickstart import STUDY_STEPS, DataChoice, quickstart
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--minutes", type=float, default=10.0,
                    help="upper bound on pretraining time in minutes: fewer steps when timed steps say --steps "
                    "would not fit (default 10)")
-    p.add_argument("--data", choices=["connattractor", "simulated"], default="connattractor",
+    p.add_argument("--data", choices=get_args(DataChoice), default="connattractor",
                    help="real heat-pain task fMRI from PyPI (default) or simulated BOLD with known labels")
     p.add_argument("--cache", help="sample cache folder (default: $BRAINJEPA_CACHE/samples or ~/.cache/brainjepa)")
     p.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")

@@ -46,7 +46,7 @@ import math
 import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -54,10 +54,9 @@ from torch import Tensor, nn
 
 from brainjepa.bounds import bounded, check_bounds
 from brainjepa.errors import ConfigError, DataError, TrainingError
+from brainjepa.evaluation.labels import TASK_KINDS, TaskKind
 from brainjepa.evaluation.metrics import grouped_splits
 from brainjepa.models.optim import param_groups
-
-Task = Literal["classification", "regression"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +175,8 @@ class AttentiveProbe:
     ``val_loss``; empty when nothing is tuned).
     """
 
-    def __init__(self, task: Task, config: AttentiveConfig | None = None) -> None:
-        if task not in ("classification", "regression"):
+    def __init__(self, task: TaskKind, config: AttentiveConfig | None = None) -> None:
+        if task not in TASK_KINDS:
             raise ConfigError(f"attentive probe task must be 'classification' or 'regression', got {task!r}")
         self.task = task
         self.config = config or AttentiveConfig()

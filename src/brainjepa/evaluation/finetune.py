@@ -37,7 +37,7 @@ from brainjepa.data.store import RunStore, open_runs
 from brainjepa.data.windows import WindowSpec
 from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingError
 from brainjepa.evaluation.embed import NORMALIZATIONS, load_model, model_normalizer
-from brainjepa.evaluation.labels import Labels, read_labels
+from brainjepa.evaluation.labels import TASK_KINDS, Labels, TaskKind, read_labels
 from brainjepa.evaluation.metrics import classification_metrics, grouped_splits, regression_metrics, summarize
 from brainjepa.evaluation.probe import check_learnable
 from brainjepa.io import atomic_writes, load_weights_folder, save_weights_folder
@@ -49,7 +49,7 @@ from brainjepa.training.schedules import Schedule
 
 logger = logging.getLogger(__name__)
 
-Task = Literal["auto", "classification", "regression"]
+FINETUNE_TASKS = ("auto", *TASK_KINDS)  # "auto": the kind `infer_task` reads from the labels
 CHECKPOINT_CONFIG = "finetune.json"
 CHECKPOINT_WEIGHTS = "model.safetensors"
 FORMAT = "brainjepa-finetuned"
@@ -89,7 +89,7 @@ class FinetuneConfig:
         device: torch device (default: CUDA if available, else CPU).
     """
 
-    task: Task = "auto"
+    task: TaskKind | Literal["auto"] = "auto"
     folds: int = bounded(5, ge=2)
     val_fraction: float = bounded(0.2, gt=0, lt=0.5)
     epochs: int = bounded(20, ge=1)
@@ -116,7 +116,7 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         check_bounds(self, "finetune")
-        choices = {"task": ("auto", "classification", "regression"), "encoder": ("target", "context"),
+        choices = {"task": FINETUNE_TASKS, "encoder": ("target", "context"),
                    "normalization": NORMALIZATIONS, "precision": PRECISIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -356,13 +356,13 @@ def _run_fold(pretrained: BrainJEPA, store: RunStore, labels: Labels, train: np.
         optimizer = torch.optim.AdamW(net.param_groups(cfg.weight_decay, cfg.layer_decay), lr=cfg.peak_lr)
         schedule = Schedule(OptimizationConfig(epochs=cfg.epochs, warmup=cfg.warmup_epochs, start_lr=0.0,
                                                lr=cfg.peak_lr, final_lr=cfg.min_lr), len(loaders["fit"]))
-        step_fn = _Step(net, optimizer, schedule, labels.task, cfg, mean, std, device, fold, labels.targets[fit])
+        trainer = _FoldTrainer(net, optimizer, schedule, labels.task, cfg, mean, std, device, fold, labels.targets[fit])
         best_loss, best_epoch, best_state, waited, history = math.inf, 0, None, 0, []
         bar = tqdm(range(cfg.epochs), desc=f"fold {fold + 1}/{cfg.folds}", unit="epoch", disable=not progress)
         for epoch in bar:
             loaders["fit"].dataset.set_epoch(epoch)
-            train_loss = step_fn.train_epoch(loaders["fit"], epoch)
-            val_loss, val_metrics = step_fn.evaluate(loaders["val"], labels)
+            train_loss = trainer.train_epoch(loaders["fit"], epoch)
+            val_loss, val_metrics = trainer.evaluate(loaders["val"], labels)
             history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[-1]["lr"], "train_loss": train_loss,
                             "val_loss": val_loss, **{f"val_{n}": v for n, v in val_metrics.items()}})
             bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
@@ -377,7 +377,7 @@ def _run_fold(pretrained: BrainJEPA, store: RunStore, labels: Labels, train: np.
         if best_state is None:
             raise TrainingError(f"fine-tuning fold {fold + 1}: the validation loss was never finite")
         net.load_state_dict(best_state)
-        _, test_metrics = step_fn.evaluate(loaders["test"], labels)
+        _, test_metrics = trainer.evaluate(loaders["test"], labels)
     if out is not None:
         info = {"task": labels.task, "classes": labels.classes, "label_mean": mean, "label_std": std,
                 "best_epoch": best_epoch, "normalization": normalizer.to_dict(),
@@ -414,10 +414,10 @@ class _Labelled(torch.utils.data.Dataset):
         return {"x": self.windows[i]["x"], "y": self.targets[i]}
 
 
-class _Step:
+class _FoldTrainer:
     """One fold's optimisation and evaluation (kept apart from the epoch loop so each stays short)."""
 
-    def __init__(self, net: FinetunedModel, optimizer: torch.optim.Optimizer, schedule: Any, task: str,
+    def __init__(self, net: FinetunedModel, optimizer: torch.optim.Optimizer, schedule: Any, task: TaskKind,
                  cfg: FinetuneConfig, mean: float, std: float, device: torch.device, fold: int,
                  targets: np.ndarray) -> None:
         self.net, self.optimizer, self.schedule, self.task, self.cfg = net, optimizer, schedule, task, cfg

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -20,7 +20,8 @@ from brainjepa.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
-Task = Literal["classification", "regression"]
+TaskKind = Literal["classification", "regression"]  # how a label is learned: classes or a number
+TASK_KINDS: tuple[TaskKind, ...] = get_args(TaskKind)
 MAX_CLASSES = 10  # an integer or text label with at most this many values is taken as classes
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # training casts labels to float32; larger values become inf
 _SHOWN = 3  # examples named in a message
@@ -46,7 +47,7 @@ def present(labels: np.ndarray) -> np.ndarray:
     return y
 
 
-def infer_task(labels: np.ndarray) -> Task:
+def infer_task(labels: np.ndarray) -> TaskKind:
     """Classification for text/bool labels or integer-valued labels with at most 10 distinct values,
     regression otherwise (missing values ignored)."""
     y = present(np.asarray(labels))
@@ -100,7 +101,7 @@ class Labels:
     """
 
     name: str
-    task: Task
+    task: TaskKind
     runs: np.ndarray
     groups: np.ndarray
     values: np.ndarray
@@ -143,7 +144,7 @@ def read_labels(store: RunStore, column: str, task: str | None = None, *, groups
     y, group, names = present(raw), group_all[runs], subjects[runs]
     inferred = task in (None, "auto")
     task = infer_task(y) if inferred else task
-    if task not in ("classification", "regression"):
+    if task not in TASK_KINDS:
         raise ConfigError(f"label task must be 'classification' or 'regression', got {task!r}")
     numeric = _numeric(y)
     if task == "regression" and numeric is None:

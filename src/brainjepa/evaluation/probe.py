@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.attentive import AttentiveConfig, AttentiveProbe
 from brainjepa.evaluation.baselines import functional_connectivity, random_init_like
 from brainjepa.evaluation.embed import EmbedOptions, embed_store, load_embeddings, load_model
-from brainjepa.evaluation.labels import drop_missing, infer_task, read_labels
+from brainjepa.evaluation.labels import TASK_KINDS, TaskKind, drop_missing, infer_task, read_labels
 from brainjepa.evaluation.metrics import (
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
@@ -42,9 +42,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Task = Literal["classification", "regression"]
 Head = Literal["linear", "attentive"]
-HEADS = ("linear", "attentive")
+HEADS: tuple[Head, ...] = get_args(Head)
 # Features computed per fold from (training rows, test rows), for features fitted on the training data only.
 FoldFeatures = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 DEFAULT_CS = tuple(np.logspace(-4, 4, 9).tolist())
@@ -68,7 +67,7 @@ class ProbeResult:
             order of the labels left after dropping missing ones; what a bootstrap over subjects rescores.
     """
 
-    task: str
+    task: TaskKind
     folds: list[dict[str, Any]]
     summary: dict[str, tuple[float, float]]
     n_samples: int
@@ -85,7 +84,7 @@ class ProbeTable:
     """Probe results of several feature sets on one label (rows in insertion order)."""
 
     label: str
-    task: str
+    task: TaskKind
     results: dict[str, ProbeResult] = field(default_factory=dict)
 
     def to_frame(self) -> pandas.DataFrame:
@@ -130,7 +129,7 @@ def probe(
     labels: np.ndarray,
     groups: np.ndarray | None = None,
     *,
-    task: Task | None = None,
+    task: TaskKind | None = None,
     folds: int = 5,
     seeds: int = 3,
     inner_folds: int = 3,
@@ -180,7 +179,7 @@ def probe(
     n_all = len(y)
     y, x, g = drop_missing(y, x, g)
     task = task or infer_task(y)
-    if task not in ("classification", "regression"):
+    if task not in TASK_KINDS:
         raise ConfigError(f"probe task must be 'classification' or 'regression', got {task!r}")
     if per_fold is None and not np.isfinite(x).all():
         raise DataError("probe: features contain NaN or Inf")
@@ -212,7 +211,7 @@ def probe(
     return ProbeResult(task, rows, summary, n_samples=len(y), n_dropped=n_all - len(y), predictions=predictions)
 
 
-def check_learnable(y: np.ndarray, groups: np.ndarray | None, task: str, folds: int, where: str = "probe labels"
+def check_learnable(y: np.ndarray, groups: np.ndarray | None, task: TaskKind, folds: int, where: str = "probe labels"
                     ) -> None:
     """Refuse labels that subject-grouped `folds`-fold cross-validation cannot learn or score, before any fit.
 
@@ -254,7 +253,7 @@ def check_learnable(y: np.ndarray, groups: np.ndarray | None, task: str, folds: 
                        where, folds, ", ".join(rare[:5]))
 
 
-def _outer_splits(y: np.ndarray, g: np.ndarray, task: str, folds: int, seed: int) -> list[tuple[np.ndarray,
+def _outer_splits(y: np.ndarray, g: np.ndarray, task: TaskKind, folds: int, seed: int) -> list[tuple[np.ndarray,
                                                                                                np.ndarray]]:
     """`grouped_splits` for labels `check_learnable` accepted; a training fold with a single class is refused
     (scikit-learn's own warning about rare classes is replaced by `check_learnable`'s)."""
@@ -268,7 +267,7 @@ def _outer_splits(y: np.ndarray, g: np.ndarray, task: str, folds: int, seed: int
     return splits
 
 
-def _fit_attentive(x: np.ndarray, y: np.ndarray, g: np.ndarray, task: str, attentive: AttentiveConfig | None,
+def _fit_attentive(x: np.ndarray, y: np.ndarray, g: np.ndarray, task: TaskKind, attentive: AttentiveConfig | None,
                    seed: int, fold: int) -> Any:
     """An attentive probe tuned and fitted on one training fold (its subjects `g` keep the validation split
     grouped), seeded by (config seed, split seed, fold)."""
@@ -279,7 +278,7 @@ def _fit_attentive(x: np.ndarray, y: np.ndarray, g: np.ndarray, task: str, atten
     return AttentiveProbe(task, replace(config, seed=fold_seed)).fit(x, y, g)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, g: np.ndarray, task: str, inner_folds: int, seed: int,
+def _fit(x: np.ndarray, y: np.ndarray, g: np.ndarray, task: TaskKind, inner_folds: int, seed: int,
          Cs: Sequence[float], alphas: Sequence[float]) -> tuple[Any, int]:
     """Standardise + linear model, hyper-parameter chosen by grouped inner CV; returns (fitted, #unconverged)."""
     from sklearn.exceptions import ConvergenceWarning
@@ -314,7 +313,7 @@ def _fit(x: np.ndarray, y: np.ndarray, g: np.ndarray, task: str, inner_folds: in
     return fitted, sum(issubclass(w.category, ConvergenceWarning) for w in caught)
 
 
-def _score(model: Any, x: np.ndarray, pred: np.ndarray, y: np.ndarray, task: str,
+def _score(model: Any, x: np.ndarray, pred: np.ndarray, y: np.ndarray, task: TaskKind,
            classes: np.ndarray | None) -> dict[str, float]:
     if task == "regression":
         return regression_metrics(y, pred)
@@ -331,7 +330,7 @@ def probe_models(
     groups: np.ndarray | None = None,
     *,
     label: str = "label",
-    task: Task | None = None,
+    task: TaskKind | None = None,
     folds: int = 5,
     seeds: int = 3,
     inner_folds: int = 3,
@@ -372,7 +371,7 @@ def probe_store(
     model: BrainJEPA | str | Path | None = None,
     embeddings: str | Path | None = None,
     gradient: str | Path | None = None,
-    task: Task | None = None,
+    task: TaskKind | None = None,
     groups: str = "subject",
     folds: int = 5,
     seeds: int = 3,

@@ -50,7 +50,6 @@ from brainjepa.evaluation.tasks import (
     TASKS,
     SuiteOptions,
     Task,
-    TaskKind,
     default_tasks,
 )
 from brainjepa.models import BrainJEPA
@@ -303,5 +302,5 @@ def _row(fs: FeatureSet, **values: Any) -> RowResult:
 
 # Tasks, options, results and identification live in their own modules; importable from here as before.
 __all__ = ["DATASETS", "DEFAULT_POOLINGS", "DEFAULT_TASKS", "POOLINGS_FOR_HEAD", "PRIMARY_METRIC", "READOUT_NAMES",
-           "SPLITS", "TASKS", "SuiteOptions", "SuiteResult", "Task", "TaskKind", "TaskResult", "default_tasks",
+           "SPLITS", "TASKS", "SuiteOptions", "SuiteResult", "Task", "TaskResult", "default_tasks",
            "evaluate", "identify_subjects"]

@@ -1,5 +1,7 @@
-"""What `brainjepa evaluate` runs: its tasks (`TASKS`, `DEFAULT_TASKS`) and the options that decide its numbers
-(`SuiteOptions`). `brainjepa.evaluation.suite` runs them (and re-exports these names)."""
+"""What `brainjepa evaluate` runs: its tasks (`Task`: a named task of the suite, `TASKS`, `DEFAULT_TASKS`) and the
+options that decide its numbers (`SuiteOptions`). `brainjepa.evaluation.suite` runs them (and re-exports these
+names). A task's `kind` is "identification" or a `TaskKind` (how a label is learned, `brainjepa.evaluation.labels`).
+"""
 
 from __future__ import annotations
 
@@ -12,20 +14,19 @@ from brainjepa.bounds import bounded, check_bounds
 from brainjepa.errors import ConfigError
 from brainjepa.evaluation.attentive import AttentiveConfig
 from brainjepa.evaluation.embed import EmbedOptions
+from brainjepa.evaluation.labels import TaskKind
 from brainjepa.evaluation.metrics import MIN_BOOTSTRAP
 from brainjepa.evaluation.nulls import Scheme
-from brainjepa.evaluation.probe import HEADS, Head
+from brainjepa.evaluation.probe import HEADS, POOLINGS_FOR_HEAD, Head
 
-TaskKind = Literal["identification", "classification", "regression"]
 PRIMARY_METRIC = {"identification": "accuracy", "classification": "balanced_acc", "regression": "pearson_r"}
-POOLINGS_FOR_HEAD = {"linear": ("roi", "tokenfc", "mean"), "attentive": ("tokens", "roi")}
 DEFAULT_POOLINGS = {"linear": ("roi", "tokenfc"), "attentive": ("tokens",)}
 SPLITS = ("all", "selection", "report")
 
 
 @dataclass(frozen=True)
 class Task:
-    """One labelled task.
+    """One task of the suite: what is predicted, on which data set, and how it is scored.
 
     Attributes:
         name, dataset: "dataset/label-ish name" and the data set it runs on.
@@ -42,7 +43,7 @@ class Task:
 
     name: str
     dataset: str
-    kind: TaskKind
+    kind: Literal["identification"] | TaskKind
     label: str | None
     about: str
     runs: tuple[str, ...] | None = None
@@ -171,4 +172,4 @@ class SuiteOptions:
 
 
 __all__ = ["DATASETS", "DEFAULT_POOLINGS", "DEFAULT_TASKS", "POOLINGS_FOR_HEAD", "PRIMARY_METRIC", "SPLITS", "TASKS",
-           "SuiteOptions", "Task", "TaskKind", "default_tasks"]
+           "SuiteOptions", "Task", "default_tasks"]
