@@ -171,7 +171,8 @@ def test_cli_align(tmp_path, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "| 1 |" in text and "chance" in text
-    assert {p.name for p in out.iterdir()} == {"projectors.safetensors", "projectors.json", "metrics.json"}
+    assert {p.name for p in out.iterdir()} == {"projectors.safetensors", "projectors.json", "metrics.json",
+                                               "retrieval.png"}
     assert load_projectors(out).config.learn_temperature is False
 
     np.save(tmp_path / "short.npy", other[:10])

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from brainjepa.errors import DataError
-from brainjepa.evaluation.multimodal import AlignConfig, align
+from brainjepa.evaluation.multimodal import AlignConfig, AlignResult, align, retrieval_recall
+from brainjepa.report.figures import can_draw, retrieval_figure
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train projectors aligning brain embeddings with another modality (symmetric InfoNCE)",
         description="Rows of --brain and --other are paired (same subject). Trains one projector per side "
         "with a symmetric InfoNCE loss, holds out whole subjects, and reports retrieval recall@1/5/10 in both "
-        "directions against chance (k / N_test). Writes projectors.safetensors, projectors.json and "
-        "metrics.json to --out.",
+        "directions against chance (k / N_test). Writes projectors.safetensors, projectors.json, metrics.json "
+        "and retrieval.png (recall@k for every k on the held-out rows; with the [viz] extra) to --out.",
     )
     p.add_argument("--brain", required=True, metavar="FILE", help="brain embeddings [N, D] (.npy)")
     p.add_argument("--other", required=True, metavar="FILE", help="other-modality embeddings [N, D'] (.npy)")
@@ -50,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay, test_fraction=args.test_fraction, seed=args.seed,
     )
     subjects = None if args.subjects is None else np.array(Path(args.subjects).read_text().split())
-    result = align(_load(args.brain), _load(args.other), subjects=subjects, config=cfg, device=args.device,
-                   out=args.out, progress=not args.no_progress)
+    brain, other = _load(args.brain), _load(args.other)
+    result = align(brain, other, subjects=subjects, config=cfg, device=args.device, out=args.out,
+                   progress=not args.no_progress)
     m = result.metrics
     print(f"held-out retrieval on {m['n_test']} rows (trained on {m['n_train']}; temperature {m['temperature']:.4f})")
     print("| k | brain -> other | other -> brain | chance |")
@@ -59,8 +61,23 @@ def run(args: argparse.Namespace) -> int:
     for k, chance in m["chance"].items():
         print(f"| {k} | {m['recall']['brain_to_other'][k]:.3f} | {m['recall']['other_to_brain'][k]:.3f} | "
               f"{chance:.3f} |")
+    if can_draw("retrieval.png"):
+        retrieval_figure(recall_curves(result, brain, other), Path(args.out) / "retrieval.png")
     print(f"wrote {args.out}")
     return 0
+
+
+def recall_curves(result: AlignResult, brain: np.ndarray, other: np.ndarray) -> dict[str, np.ndarray]:
+    """Held-out recall@k for k = 1..N_test in both directions, from the trained projectors."""
+    import torch
+
+    rows = result.test_rows
+    with torch.no_grad():
+        zb = result.projectors.encode_brain(torch.as_tensor(brain[rows], dtype=torch.float32))
+        zo = result.projectors.encode_other(torch.as_tensor(other[rows], dtype=torch.float32))
+    ks = tuple(range(1, len(rows) + 1))
+    return {name: np.array(list(retrieval_recall(a, b, ks).values()))
+            for name, (a, b) in {"brain -> other": (zb, zo), "other -> brain": (zo, zb)}.items()}
 
 
 def _load(path: str) -> np.ndarray:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from brainjepa.data.gradients import APPROACHES, KERNELS, gradients_file
+from brainjepa.data.store import RunStore
+from brainjepa.report.figures import can_draw, gradients_figure
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="compute the [ROIs, gradients] CSV used for gradient positioning",
         description="Group FC (Fisher-z mean of per-run Pearson FC) from a store, or a given symmetric FC matrix, "
         "embedded as BrainSpace's GradientMaps does (diffusion map, same numbers; numpy and scipy only); writes a "
-        "headerless CSV with one row per ROI.",
+        "headerless CSV with one row per ROI, and beside it a PNG of the first three gradients on the ROIs (same name, "
+        ".png; with the [viz] extra).",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", metavar="DIR", help="store directory whose runs give the group FC")
@@ -49,4 +53,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(f"wrote {args.out}: {grads.shape[0]} ROIs x {grads.shape[1]} gradients")
+    figure = Path(args.out).with_suffix(".png")
+    if can_draw(figure.name):
+        labels = RunStore(args.data).roi_labels if args.data else None
+        print(f"drew {gradients_figure(grads, figure, labels)}")
     return 0

@@ -87,6 +87,14 @@ def _evaluate_command(suite: SuiteResult, out: Path) -> str:
             f"--random-init-seeds {' '.join(map(str, o.random_init_seeds))}")
 
 
+def _data_command(facts: dict[str, Any]) -> str:
+    """The command that makes the quickstart's store again (it refuses bad runs, so it is the validation too)."""
+    if facts["data"] == "simulated":
+        return (f"brainjepa simulate --out {facts['store']} --subjects {facts['subjects']} --rois {facts['rois']} "
+                f"--frames {facts['frames_max']} --seed {facts['seed']} --overwrite")
+    return f"brainjepa samples prepare {facts['data']} --out {facts['store']} --overwrite"
+
+
 def _time_table(seconds: dict[str, float]) -> str:
     rows = "\n".join(f"| {step} | {s:.0f} |" for step, s in seconds.items())
     return f"| step | seconds |\n|---|---|\n{rows}"
@@ -123,8 +131,7 @@ section 8).{" **The data are simulated.**" if simulated else ""}
 (section 6).
 
 ```bash
-brainjepa samples prepare {facts['data']} --out {store}   # (simulated: brainjepa simulate --out {store} ...)
-brainjepa validate {store}
+{_data_command(facts)}
 ```
 
 ## 2. Brain gradients
