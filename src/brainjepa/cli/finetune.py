@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from brainjepa.cli.embed import add_model_arguments, add_precision_argument, add_window_arguments, device_option
 from brainjepa.evaluation.finetune import FINETUNE_TASKS, FinetuneConfig, finetune
+from brainjepa.report.figures import can_draw, finetune_figure
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Encoder -> mean pool -> LayerNorm -> linear head, trained end to end with AdamW, layer-wise "
         "LR decay, drop path, warmup + cosine and early stopping on a validation split of the training subjects. "
         "Prints mean ± std of the test metrics over folds and writes finetune.csv, finetune.md, "
-        "history_fold<k>.csv and fold<k>/ checkpoints to --out.",
+        "history_fold<k>.csv, fold<k>/ checkpoints and finetune.png (training and validation curves per fold; with "
+        "the [viz] extra) to --out.",
     )
     add_model_arguments(p, required=True)
     p.add_argument("--data", required=True, metavar="DIR", help="store directory (brainjepa prepare / simulate)")
@@ -72,5 +75,9 @@ def run(args: argparse.Namespace) -> int:
                       save_checkpoints=not args.no_checkpoints, progress=not args.no_progress)
     print(f"fine-tuning {args.label!r} ({result.task}), test metrics over {len(result.folds)} folds:")
     print(result.table())
-    print(f"wrote {args.out}/finetune.csv, finetune.md and history_fold<k>.csv")
+    wrote = "finetune.csv, finetune.md and history_fold<k>.csv"
+    if can_draw("finetune.png"):
+        finetune_figure(result.histories, result.best_epochs, result.task, Path(args.out) / "finetune.png")
+        wrote = "finetune.csv, finetune.md, history_fold<k>.csv and finetune.png"
+    print(f"wrote {wrote} in {args.out}")
     return 0

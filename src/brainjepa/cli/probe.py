@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from brainjepa.cli.embed import add_embed_arguments, embed_options
 from brainjepa.errors import ConfigError
 from brainjepa.evaluation.probe import BASELINES, HEADS, POOLINGS_FOR_HEAD, TASK_KINDS, probe_store
 from brainjepa.models.encoder import POOLINGS
+from brainjepa.report.figures import can_draw, probe_figure
 
 # Flags that act on embedding with a model; with --embeddings they could not take effect, so they are refused.
 MODEL_ONLY = ("gradient", "pooling", "random_init_seed", "encoder", "layer", "windows", "sampling_rate", "target_tr",
@@ -20,9 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "probe", help="probe a label: brainjepa vs random-init encoder vs FC",
         description="Standardised features + logistic/ridge regression (C/alpha by inner grouped CV; or "
         "--head attentive: a learned-query attention probe over the tokens), outer folds grouped by subject, "
-        "repeated over seeds; prints mean ± std per metric for brainjepa, random-init "
-        "and FC, and saves probe.csv / probe.md / probe_folds.csv in --out. Example: brainjepa probe --data sim "
-        "--label group --model runs/small --out probe_group",
+        "repeated over seeds; prints mean ± std per metric for brainjepa, random-init and FC, and saves probe.csv / "
+        "probe.md / probe_folds.csv and probe.png (confusion matrices or predicted vs true values of the out-of-fold "
+        "predictions; with the [viz] extra) in --out. Example: brainjepa probe --data sim --label group --model "
+        "runs/small --out probe_group",
     )
     p.add_argument("--data", required=True, help="store directory holding the runs and the label column")
     p.add_argument("--label", required=True, help="phenotype column to predict")
@@ -51,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "cross-attention over the tokens, then a linear layer, its learning rate, weight decay and "
                    "epochs chosen on held-out training subjects (FC keeps the linear probe)")
     p.add_argument("--random-init-seed", type=int, default=0, help="weight seed of the random-init encoder")
-    p.add_argument("--out", default=None, help="folder for probe.csv, probe.md and probe_folds.csv")
+    p.add_argument("--out", default=None, help="folder for probe.csv, probe.md, probe_folds.csv and probe.png")
     add_embed_arguments(p)
     p.set_defaults(func=run, model_only={dest: p.get_default(dest) for dest in MODEL_ONLY})
 
@@ -71,5 +74,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"probe of {args.label!r} ({table.task}), mean ± std over {args.seeds} seeds x {args.folds} folds\n")
     print(table.to_markdown())
     if args.out:
-        print(f"\nsaved {args.out}/probe.csv and probe.md")
+        saved = "probe.csv, probe.md and probe_folds.csv"
+        if can_draw("probe.png"):
+            probe_figure({name: (res.truth, res.predictions) for name, res in table.results.items()}, table.task,
+                         Path(args.out) / "probe.png", args.label)
+            saved = "probe.csv, probe.md, probe_folds.csv and probe.png"
+        print(f"\nsaved {saved} in {args.out}")
     return 0

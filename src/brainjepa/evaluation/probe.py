@@ -65,6 +65,7 @@ class ProbeResult:
         n_dropped: rows dropped for a missing label.
         predictions: out-of-fold predictions [seeds, n_samples] (each seed's folds cover every row once), in the
             order of the labels left after dropping missing ones; what a bootstrap over subjects rescores.
+        truth: the labels `predictions` predict [n_samples], same order (what `brainjepa probe` draws them against).
     """
 
     task: TaskKind
@@ -73,6 +74,7 @@ class ProbeResult:
     n_samples: int
     n_dropped: int = 0
     predictions: np.ndarray | None = None
+    truth: np.ndarray | None = None
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -208,7 +210,8 @@ def probe(
                     unconverged)
     metrics = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
     summary = summarize([{m: r[m] for m in metrics} for r in rows])
-    return ProbeResult(task, rows, summary, n_samples=len(y), n_dropped=n_all - len(y), predictions=predictions)
+    return ProbeResult(task, rows, summary, n_samples=len(y), n_dropped=n_all - len(y), predictions=predictions,
+                       truth=y)
 
 
 def check_learnable(y: np.ndarray, groups: np.ndarray | None, task: TaskKind, folds: int, where: str = "probe labels"
