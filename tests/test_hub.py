@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from brainjepa import BrainJEPA, model_config
+from brainjepa import BrainJEPA, hub, model_config
 from brainjepa.errors import BrainJEPAError, CheckpointError
 from brainjepa.hub import HUB_FILES, is_hub_id, model_card
 
@@ -212,3 +212,9 @@ def test_missing_huggingface_hub_names_the_extra(monkeypatch):
         BrainJEPA.load("brainjepa-test/not-local")
     with pytest.raises(BrainJEPAError, match=r"brainjepa\[hub\]"):
         _model().push_to_hub(REPO)
+
+
+def test_the_card_reads_the_model_rows_evaluate_writes():
+    from brainjepa.evaluation.results import PRETRAINED
+
+    assert hub.MODEL_ROW_PREFIX == f"{PRETRAINED}, "

@@ -1,8 +1,7 @@
 """brainjepa: Brain-JEPA, a self-supervised foundation model of brain dynamics on parcellated fMRI."""
 
-__version__ = "0.1.0"
-
-from brainjepa.extras import MissingExtraError, hint_for_import_error  # noqa: E402
+from brainjepa.extras import MissingExtraError, hint_for_import_error
+from brainjepa.version import __version__
 
 # Loaded on first use: the models pull in torch (`brainjepa --version` and `--help` start without it), `embed` the
 # data stack, `BrainJEPAEmbedder` scikit-learn.

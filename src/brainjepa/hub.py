@@ -28,6 +28,9 @@ _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 PAPER_URL = "https://arxiv.org/abs/2409.19407"  # Dong et al., Brain-JEPA, NeurIPS 2024
 PACKAGE_URL = "https://pypi.org/project/brainjepa/"
 REFERENCE_URL = "https://github.com/Eric-LRL/Brain-JEPA"  # the authors' code
+# evaluate.csv's rows of the evaluated model itself ("brainjepa, ROI mean", ...): evaluation.results.PRETRAINED
+# names them; the file format is read here without importing the evaluation layer (tests/test_hub.py ties the two)
+MODEL_ROW_PREFIX = "brainjepa, "
 _FILE_SUFFIXES = (".pth", ".tar", ".pt", ".ckpt", ".safetensors", ".bin", ".json")
 
 
@@ -197,10 +200,8 @@ def _eval_results(hub, scores) -> list:
     ``model-index``: one result per task and readout, with its interval and null in ``metric_args``."""
     import math
 
-    from brainjepa.evaluation.results import PRETRAINED
-
     results = []
-    for row in scores[scores["row"].str.startswith(f"{PRETRAINED}, ")].itertuples(index=False):
+    for row in scores[scores["row"].str.startswith(MODEL_ROW_PREFIX)].itertuples(index=False):
         dataset = row.task.split("/")[0]
         extra = {k: float(getattr(row, k)) for k in ("ci_low", "ci_high", "chance", "null_high", "p_value")
                  if not math.isnan(float(getattr(row, k)))}

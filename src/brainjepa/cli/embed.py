@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from brainjepa.cli.validate import add_fmriprep_arguments, fmriprep_options
 from brainjepa.errors import ConfigError
 from brainjepa.evaluation.embed import (
     NORMALIZATIONS,
@@ -106,8 +107,6 @@ def device_option(device: str | None) -> str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from brainjepa.cli.validate import add_fmriprep_arguments
-
     p = sub.add_parser(
         "embed", help="embed every run of a store, or files directly, with a pretrained model (.npy or .parquet)",
         description="Embed the runs of a store (--data), or files read directly (--file: CSV/TSV/NPY ROI time "
@@ -140,8 +139,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brainjepa.cli.validate import fmriprep_options
-
     check_embeddings_path(args.out, args.pooling)  # before any work
     options = embed_options(args)
     if args.data and (args.atlas or args.tr is not None):

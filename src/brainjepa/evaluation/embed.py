@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from brainjepa.bounds import SCANNER_TR, bounded, check_bounds
+from brainjepa.data.fmriprep import CIFTI_SUFFIX, VOLUME_SUFFIX, find_fmriprep_runs, read_fmriprep
 from brainjepa.data.normalize import (
     NORMALIZATION_KINDS,
     Normalizer,
@@ -42,6 +43,7 @@ from brainjepa.data.normalize import (
     make_normalizer,
     normalizer_from_dict,
 )
+from brainjepa.data.readers import ReadOptions, find_sources, read_source
 from brainjepa.data.store import RunStore, open_runs
 from brainjepa.data.windows import WindowSpec, take_windows
 from brainjepa.errors import ConfigError, DataError
@@ -302,9 +304,6 @@ def read_files(
     Raises:
         DataError: a missing or unreadable input (named).
     """
-    from brainjepa.data.fmriprep import CIFTI_SUFFIX, VOLUME_SUFFIX, find_fmriprep_runs, read_fmriprep
-    from brainjepa.data.readers import ReadOptions, find_sources, read_source
-
     items = [paths] if isinstance(paths, str | Path) else list(paths)
     derivatives = [p for p in items if fmriprep is not None or str(p).endswith((VOLUME_SUFFIX, CIFTI_SUFFIX))]
     plain = [p for p in items if p not in derivatives]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from brainjepa import __version__, hub
+from brainjepa import hub
 from brainjepa.errors import CheckpointError
 from brainjepa.io import check_finite_weights, load_gradient, load_weights_folder, no_such, save_weights_folder
 from brainjepa.models.config import ModelConfig
@@ -26,6 +26,7 @@ from brainjepa.models.layers import set_fused_attn
 from brainjepa.models.optim import param_groups
 from brainjepa.models.predictor import BrainPredictor
 from brainjepa.models.weights import is_known_name, resolve_weights
+from brainjepa.version import __version__
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from brainjepa import __version__
 from brainjepa.config import TrainConfig
 from brainjepa.data.store import RunStore
+from brainjepa.version import __version__
 
 
 def store_atlas(store: RunStore) -> str | None:
