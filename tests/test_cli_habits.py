@@ -281,3 +281,14 @@ def test_print_config_without_timing_or_data(store, capsys):
 def test_timed_steps_needs_print_config(store, capsys):
     assert main(["pretrain", "--timed-steps", "2", *_overrides(store)]) == 2
     assert capsys.readouterr().err == "brainjepa pretrain: error: --timed-steps only applies with --print-config\n"
+
+
+def test_no_console_output_is_added_where_none_was_configured(capsys):
+    """main() called in-process under the caller's logging (no console handler) prints no log records: the
+    redirect only takes over console handlers that exist."""
+    consoles = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)
+                and h.stream in (sys.stdout, sys.stderr)]
+    assert not consoles  # pytest's capture handlers only
+    with bars_and_logs():
+        logging.getLogger("brainjepa.test").warning("not for the console")
+    assert "not for the console" not in capsys.readouterr().err

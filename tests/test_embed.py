@@ -229,7 +229,7 @@ def test_cli_npy_and_parquet(model, store, tmp_path, capsys):
     # --layer reaches the embedding (values per layer: tests/test_features.py); this model has one block
     assert main(["embed", "--model", str(folder), "--data", str(store.path), "--out", str(roi), "--layer", "1",
                  "--no-progress"]) == 2
-    assert "embed.layer must be in [-1, 1) for this 1-block encoder, got 1" in capsys.readouterr().err
+    assert "--layer must be in [-1, 1) for this 1-block encoder, got 1" in capsys.readouterr().err
 
 
 def test_file_errors(model, store, tmp_path, capsys, monkeypatch):

@@ -4,6 +4,7 @@ row, skipped tasks and rows with their reasons, several models and random-init s
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -13,12 +14,14 @@ import torch
 
 from brainjepa import BrainJEPA, model_config
 from brainjepa.cli import main
+from brainjepa.data import samples
 from brainjepa.data.store import RunStore, StoreWriter
 from brainjepa.errors import ConfigError
 from brainjepa.evaluation.metrics import bootstrap_interval, paired_bootstrap
 from brainjepa.evaluation.nulls import Null
 from brainjepa.evaluation.results import COLUMNS
 from brainjepa.evaluation.suite import DEFAULT_TASKS, TASKS, SuiteOptions, evaluate
+from local_http import closed_port_url
 
 R, T = 10, 32
 CONDITIONS = ("none", "up", "down")
@@ -240,12 +243,12 @@ def test_evaluate_skips_runs_shorter_than_the_window(model_dir, tmp_path):
 
 
 def test_evaluate_skips_the_sample_when_it_cannot_be_downloaded(model_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip finds nothing and never touches the network
-    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    sample = dataclasses.replace(samples.SAMPLES["connattractor"], url=f"{closed_port_url()}/connattractor.whl")
+    monkeypatch.setitem(samples.SAMPLES, "connattractor", sample)  # no network: a port nobody listens on
     options = SuiteOptions(tasks=("connattractor/identification",), cache=tmp_path / "cache")
     result = evaluate(model_dir, tmp_path / "eval", options, progress=False)
     (only,) = result.results
-    assert only.skipped and "could not download connattractor==0.1.0" in only.reason
+    assert only.skipped and "could not download http://127.0.0.1:" in only.reason
     table = pd.read_csv(tmp_path / "eval" / "evaluate.csv")
     assert table["status"].tolist() == ["skipped"] and not (tmp_path / "eval" / "evaluate.png").exists()
 

@@ -48,5 +48,14 @@ def bars_and_logs() -> Iterator[None]:
     from tqdm.auto import tqdm  # here, not at the top: --help and --version start without it
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    if not any(_console(h) for h in logging.getLogger().handlers):
+        # No console output configured (main() called in-process under the caller's own logging, e.g. pytest):
+        # logging_redirect_tqdm would add a console handler of its own, printing records nobody asked to see.
+        yield
+        return
     with logging_redirect_tqdm(tqdm_class=tqdm):
         yield
+
+
+def _console(handler: logging.Handler) -> bool:
+    return isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.stderr)
