@@ -147,6 +147,7 @@ def test_report_carries_the_suite_table_and_derived_findings(suite, tmp_path, da
     # ranks 4 and 3.5 of a 32-d encoder on 16-frame patches: below the monitor's floor of 8 at both checks
     assert "**the monitor warned at 2 of 2 checks** (first at step 0)" in text and "no sign of collapse" not in text
     assert "--steps 297" in text and "297 steps asked" in text
+    assert "**What the confirmatory study found**" in findings_text
     assert "--folds 5 --seeds 1 --bootstrap 200 --permutations 200 --random-init-seeds 0" in text
 
 
@@ -160,3 +161,16 @@ def test_collapse_summary_reads_the_monitors_rank_floor(tmp_path):
     assert "**the monitor warned at 1 of 2 checks** (first at step 500)" in _collapse_summary(metrics, 96, 16)
     assert "no sign of collapse (std above 0.05, effective rank above 8 at every check)" in _collapse_summary(
         metrics, 32, 16)
+
+
+def test_the_report_states_the_studys_verdict_as_recorded_in_results():
+    """Every interval the quickstart report quotes from the confirmatory study is the one in RESULTS.md."""
+    import re
+    from pathlib import Path
+
+    from brainjepa.report.markdown import STUDY_VERDICT
+
+    results = (Path(__file__).parents[1] / "benchmarks" / "RESULTS.md").read_text()
+    quoted = re.findall(r"[+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", " ".join(STUDY_VERDICT.split()))
+    assert len(quoted) == 6 and all(q in results for q in quoted)
+    assert "**not met**" in STUDY_VERDICT
