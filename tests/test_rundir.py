@@ -147,7 +147,7 @@ def test_a_failed_start_leaves_nothing_behind(store, tmp_path, capsys, extra, me
 def test_a_cuda_device_without_cuda_is_refused_before_any_work(store, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["pretrain", "--out", str(tmp_path / "run"), *_args(store, **{"meta.device": "cuda"})]) == 2
-    assert "error: meta.device=cuda but " in _error_line(capsys)
+    assert "error: meta.device=cuda: CUDA is not available here" in _error_line(capsys)
     assert not (tmp_path / "run").exists()
 
 

@@ -13,14 +13,14 @@ import functools
 import os
 import time
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 
 from brainjepa.errors import ConfigError
 
-Requested = Literal["auto", "bf16", "fp32"]
-PRECISIONS = ("auto", "bf16", "fp32")
+Precision = Literal["auto", "bf16", "fp32"]  # the one spelling of a precision setting (config, options, flags)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 CPUINFO = Path("/proc/cpuinfo")
 
 
@@ -79,7 +79,7 @@ def _cpu_choice() -> PrecisionChoice:
     return PrecisionChoice(torch.float32, f"auto: {what}, a bf16 matmul ran at {speedup:.2f}x the fp32 speed")
 
 
-def choose_precision(device: torch.device | str, requested: Requested = "auto") -> PrecisionChoice:
+def choose_precision(device: torch.device | str, requested: Precision = "auto") -> PrecisionChoice:
     """bf16 or fp32 autocast for `device`: as requested, or by `auto` where bf16 is native and faster.
 
     Raises:

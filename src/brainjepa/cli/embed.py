@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import torch
-
 from brainjepa.cli.validate import add_fmriprep_arguments, fmriprep_options
 from brainjepa.errors import ConfigError
 from brainjepa.evaluation.embed import (
@@ -21,6 +19,7 @@ from brainjepa.evaluation.embed import (
 )
 from brainjepa.models.encoder import POOLINGS
 from brainjepa.precision import PRECISIONS
+from brainjepa.runtime import resolve_device
 
 
 def add_model_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
@@ -90,20 +89,9 @@ def embed_options(args: argparse.Namespace) -> EmbedOptions:
 
 
 def device_option(device: str | None) -> str:
-    """--device checked before any work (default: cuda if available, else cpu); a CUDA device on a machine
-    without one is refused by name instead of failing deep inside torch."""
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        kind = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"--device {device!r} is not a torch device ({err})") from err
-    if kind.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); use "
-                          "--device cpu")
-    if kind.type == "cuda" and kind.index is not None and kind.index >= torch.cuda.device_count():
-        raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA devices are visible")
-    return device
+    """--device checked before any work (default: cuda if available, else cpu): a CUDA device this machine does
+    not have is refused by the flag's name (`brainjepa.runtime.resolve_device`) instead of failing deep in torch."""
+    return str(resolve_device(device, setting="--device"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -51,7 +51,8 @@ from brainjepa.io import atomic_save_npy, atomic_write, atomic_writes
 from brainjepa.models import BrainJEPA
 from brainjepa.models.encoder import POOLINGS, BrainEncoder, Pooling
 from brainjepa.models.health import Health, encoder_health
-from brainjepa.precision import PRECISIONS, choose_precision
+from brainjepa.precision import PRECISIONS
+from brainjepa.runtime import runtime
 
 if TYPE_CHECKING:
     import pandas
@@ -508,11 +509,10 @@ def _embed_samples(
         raise ConfigError(f"embed.layer must be in [{-cfg.depth}, {cfg.depth}) for this "
                           f"{cfg.depth}-block encoder, got {options.layer}")
     net = model.target_encoder if options.encoder == "target" else model.encoder
-    device = torch.device(options.device) if options.device else next(net.parameters()).device
+    run = runtime(options.device or next(net.parameters()).device, options.precision, setting="embed.device")
+    run.log(logger)
+    device = run.device
     net.to(device)
-    precision = choose_precision(device, options.precision)
-    logger.info("precision: %s (%s)", precision.name, precision.reason)
-    bf16 = precision.dtype == torch.bfloat16
     spec = options.window_spec(cfg.num_frames)
     normalizer = model_normalizer(model, options.normalization)
     chunk = max(1, options.batch_size // options.windows)
@@ -528,7 +528,7 @@ def _embed_samples(
                 x = torch.from_numpy(x.reshape(-1, *x.shape[2:])).to(device)
                 if first == 0 and len(x) >= 2:
                     check_health(model, net, x, normalizer)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                with run.autocast():
                     pooled = _encode(net, x, pooling, options, first, len(block))
                 out.append(pooled.view(len(block), options.windows, *pooled.shape[1:]).mean(1))
                 bad = non_finite_rows(out[-1].numpy())

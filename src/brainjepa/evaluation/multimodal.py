@@ -26,6 +26,7 @@ from brainjepa.bounds import bounded, check_bounds, check_value
 from brainjepa.errors import CheckpointError, DataError
 from brainjepa.io import atomic_write_text, load_weights_folder, save_weights_folder
 from brainjepa.models.optim import param_groups
+from brainjepa.runtime import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ def align(
     if groups.shape != (len(xb),):
         raise DataError(f"align: {groups.size} subject ids for {len(xb)} paired rows")
     train_rows, test_rows = _subject_split(groups, cfg.test_fraction, cfg.seed)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device, setting="device")
 
     gen = torch.Generator().manual_seed(cfg.seed)
     # Projector init and dropout draw from this seed; the caller's global RNG state is restored afterwards.

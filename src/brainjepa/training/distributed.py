@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from brainjepa.errors import ConfigError
+from brainjepa.runtime import resolve_device
 
 
 @dataclass(frozen=True)
@@ -32,30 +32,6 @@ class DistEnv:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(name: str, local_rank: int = 0, world_size: int = 1) -> torch.device:
-    """meta.device as a torch device: auto -> CUDA if available, else CPU; cuda -> this process's cuda:LOCAL_RANK.
-
-    Raises:
-        ConfigError: CUDA asked for but not available, a GPU index beyond the visible ones, or one fixed GPU for
-            several processes.
-    """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if not name.startswith("cuda"):
-        return torch.device(name)
-    if not torch.cuda.is_available():
-        why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-        raise ConfigError(f"meta.device={name} but {why}; use meta.device=cpu (or auto)")
-    if name != "cuda" and world_size > 1:
-        raise ConfigError(f"meta.device={name} would put all {world_size} processes on one GPU; use meta.device=cuda "
-                          "(each process takes cuda:LOCAL_RANK)")
-    index, count = (local_rank if name == "cuda" else int(name.partition(":")[2])), torch.cuda.device_count()
-    if index >= count:
-        asked = f"LOCAL_RANK {local_rank} needs cuda:{index}" if name == "cuda" else f"meta.device={name}"
-        raise ConfigError(f"{asked} but only {count} CUDA device(s) are visible (cuda:0 to cuda:{count - 1})")
-    return torch.device("cuda", index)
 
 
 def init_distributed(device: str = "auto") -> DistEnv:

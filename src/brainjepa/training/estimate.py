@@ -23,7 +23,8 @@ import torch
 
 from brainjepa.config import TrainConfig
 from brainjepa.models.flops import step_memory_bytes
-from brainjepa.training.distributed import DistEnv, resolve_device
+from brainjepa.runtime import resolve_device
+from brainjepa.training.distributed import DistEnv
 from brainjepa.training.loop import Trainer
 
 

@@ -35,7 +35,8 @@ from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingEr
 from brainjepa.io import atomic_write_text, load_gradient, save_gradient
 from brainjepa.models import BrainJEPA
 from brainjepa.models.health import HEALTH_FIELDS, Health
-from brainjepa.precision import choose_precision, default_num_workers
+from brainjepa.precision import default_num_workers
+from brainjepa.runtime import runtime
 from brainjepa.training import checkpoint as ckpt
 from brainjepa.training.batch import DROP_PATH_STREAM, Batch, MaskedBatches, derive_seed, epoch_loader
 from brainjepa.training.compiled import compile_forward, graphs_compiled
@@ -191,15 +192,14 @@ class Trainer:
                     if self.total_steps < schedule_steps else "the schedule is complete")
             raise ConfigError(f"--resume: nothing to train, {run_dir} is at step {self.position.step} of "
                               f"{self.total_steps}; {more}")
-        self.precision = choose_precision(env.device, cfg.meta.precision)
+        run = runtime(env.device, cfg.meta.precision, setting="meta.device")
+        self.precision, self.autocast = run.precision, run.autocast
         auto_workers = cfg.data.num_workers is None
         self.num_workers = default_num_workers(env.device) if auto_workers else cfg.data.num_workers
         if env.is_main:
-            logger.info("precision: %s (%s)", self.precision.name, self.precision.reason)
+            run.log(logger)
             logger.info("DataLoader workers: %d per process (%s)", self.num_workers,
                         "auto: from the CPUs available" if auto_workers else "data.num_workers")
-        bf16 = self.precision.dtype == torch.bfloat16
-        self.autocast = lambda: torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=bf16)
         self.start_watch = self.check() if env.is_main and state is None else None
         self.last_watch, self.last_watch_step = self.start_watch, 0
         if self.start_watch is not None:  # what `embed` compares new data with (a wrong scale is warned about)
