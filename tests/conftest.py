@@ -6,15 +6,22 @@
 * Tests marked ``network`` need the internet (PyPI). They are skipped unless ``--run-network`` is given or
   ``BRAINJEPA_NETWORK=1``; every other test is stopped if it opens a connection to a non-loopback address.
 * ``precision="auto"`` sees a CPU without native bf16 (fp32), so results do not depend on the test machine.
+* One tiny-model factory, `tiny_model` (``from conftest import tiny_model``), one `one_thread` fixture, and one
+  simulated quickstart run per session, `quickstart_run`, shared by the quickstart tests.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import ipaddress
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 GOLDEN = Path(os.environ.get("BRAINJEPA_GOLDEN", Path(__file__).resolve().parents[2] / "shared" / "golden"))
@@ -114,3 +121,57 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     path = tmp_path_factory.mktemp("store") / "s"
     simulate_store(path, SimulationConfig(subjects=16, rois=request.module.R, frames=80, seed=0), progress=False)
     return path
+
+
+# ------------------------------------------------------------------------------------------------ tiny models
+TINY_DIMS = {"patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2, "pred_embed_dim": 16, "pred_depth": 1,
+             "gradient_dim": 3}
+
+
+def tiny_model(rois: int, frames: int = 32, *, seed: int = 0, metadata: dict[str, Any] | None = None, **dims: Any):
+    """A tiny seeded BrainJEPA (vit_tiny with TINY_DIMS, any ModelConfig field overridden by `dims`): weights
+    from ``torch.manual_seed(seed)``, the [rois, gradient_dim] gradient from numpy's seed-`seed` normal."""
+    import torch
+
+    from brainjepa.models import BrainJEPA, model_config
+
+    torch.manual_seed(seed)
+    cfg = model_config("vit_tiny", num_rois=rois, num_frames=frames, **{**TINY_DIMS, **dims})
+    gradient = np.random.default_rng(seed).standard_normal((rois, cfg.gradient_dim))
+    return BrainJEPA(cfg, gradient, metadata=metadata)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP spin-waiting when the 2 cores are shared (as in DataLoader
+    workers). A module takes it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------------------------------ quickstart
+@dataclass(frozen=True)
+class QuickstartRun:
+    """One simulated `brainjepa quickstart` (its folder, exit code and what it wrote to stderr)."""
+
+    out: Path
+    code: int
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> QuickstartRun:
+    """`brainjepa quickstart --data simulated` with a tiny budget, run once for the tests that read its report
+    (about a minute and a half). A test that writes into its folder restores it (tests/test_quickstart_reproduce.py)."""
+    from brainjepa.cli import main
+
+    out = tmp_path_factory.mktemp("quickstart") / "qs"
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        code = main(["quickstart", "--data", "simulated", "--minutes", "0.02", "--folds", "2", "--seeds", "1",
+                     "--out", str(out)])
+    return QuickstartRun(out, code, stderr.getvalue())

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import torch
 
-from brainjepa import BrainJEPA, model_config
+from brainjepa import BrainJEPA
 from brainjepa.cli import build_parser, main
 from brainjepa.config import load_config
 from brainjepa.data.store import RunStore, StoreWriter
@@ -36,6 +36,7 @@ from brainjepa.data.windows import WindowSpec, take_window
 from brainjepa.errors import CheckpointError, DataError
 from brainjepa.evaluation import finetune, labels, probe
 from brainjepa.evaluation.embed import embed
+from conftest import tiny_model
 
 R, FRAMES, SUBJECTS = 8, 64, 12  # shared store: ROIs, frames per run, one run per subject
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal of CUDA where there is none")
@@ -44,10 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # ----------------------------------------------------------------------------------------------- shared inputs
 def _tiny_model(rois: int = R, seed: int = 0) -> BrainJEPA:
-    torch.manual_seed(seed)
-    cfg = model_config("vit_tiny", num_rois=rois, num_frames=32, patch_size=16, embed_dim=16, depth=1, num_heads=2,
-                       pred_embed_dim=8, pred_depth=1, gradient_dim=3)
-    return BrainJEPA(cfg, np.random.default_rng(seed).standard_normal((rois, 3)))
+    return tiny_model(rois, seed=seed, patch_size=16, embed_dim=16, pred_embed_dim=8)
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +292,7 @@ CASES = [
     case("pretrain-data-path-missing", lambda e: e.pretrain(f"data.path={e.tmp / 'nostore'}"),
          "nostore: no such store directory"),
     case("pretrain-crop-roi-mismatch", lambda e: e.pretrain(f"data.crop_size=[9,{FRAMES}]"),
-         "model.num_rois (data.crop_size) is 9 but the store"),
+         "store has 8 ROIs but model.num_rois (data.crop_size; leave it out to take the store's) expects 9"),
     case("pretrain-crop-malformed", lambda e: e.pretrain("data.crop_size=[8]"), "expected [ROIs, frames]"),
     case("pretrain-gradient-rows", lambda e: e.pretrain(f"data.gradient_csv_path={_gradient_csv(e, 3, rows=2)}"),
          "g2x3.csv: 2 rows but the model has 8 ROIs"),
@@ -792,9 +790,9 @@ def test_non_finite_weights_are_refused_for_every_loader(shared, tmp_path):
     net = finetune.build_finetune_model(BrainJEPA.from_pretrained(shared / "model"), 2)
     with torch.no_grad():
         net.head.bias[1] = float("inf")
-    net.save(tmp_path / "ft", {})
+    finetune.save_finetuned(net, tmp_path / "ft", {})
     with pytest.raises(CheckpointError, match=r"ft/model.safetensors: weights are not finite: tensor head.bias"):
-        finetune.FinetunedModel.load(tmp_path / "ft")
+        finetune.load_finetuned(tmp_path / "ft")
 
 
 def test_non_finite_reference_checkpoint_is_refused(golden_dir, tmp_path):
@@ -859,12 +857,7 @@ def _write_embeddings(folder: Path, big: bool) -> list[Path]:
 
 
 def _write_model(folder: Path, big: bool) -> list[Path]:
-    if big:
-        cfg = model_config("vit_tiny", num_rois=R, num_frames=32, patch_size=16, embed_dim=256, depth=2, num_heads=2,
-                           pred_embed_dim=128, pred_depth=1, gradient_dim=3)
-        model = BrainJEPA(cfg, np.random.default_rng(0).standard_normal((R, 3)))
-    else:
-        model = _tiny_model()
+    model = tiny_model(R, patch_size=16, embed_dim=256, depth=2, pred_embed_dim=128) if big else _tiny_model()
     folder = model.save_pretrained(folder / "model")
     return [folder / "config.json", folder / "model.safetensors"]
 

@@ -32,9 +32,9 @@ TINY = {
     "meta.pred_emb_dim": 16, "meta.pred_depth": 1, "meta.accumulation_steps": 1, "optimization.epochs": 2,
     "optimization.warmup": 0, "data.holdout": 0,
 }
-# Commands that draw progress bars (by path in the command tree); quickstart draws them too but has no flag yet.
+# Commands that draw progress bars (by path in the command tree).
 WITH_BARS = {"prepare", "simulate", "samples prepare", "gradients", "pretrain", "embed", "probe", "evaluate",
-             "finetune", "align"}
+             "finetune", "align", "quickstart"}
 
 
 MODULE_COMMANDS = sorted(set(COMMAND_HELP) - set(BUILTIN))  # each in its own module brainjepa.cli.<name>

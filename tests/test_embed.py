@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-from brainjepa import BrainJEPA, embed, model_config
+from brainjepa import BrainJEPA, embed
 from brainjepa.cli import main
 from brainjepa.data import RunStore, WindowSpec, make_normalizer, take_window, take_windows
 from brainjepa.data.normalize import SampleZScore
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.embed import EmbedOptions, embed_store, load_embeddings, save_embeddings
 from brainjepa.models.encoder import POOLINGS, token_fc
+from conftest import tiny_model
 
 R, T, F = 16, 64, 32  # store ROIs and frames; model window frames
 
@@ -31,10 +32,7 @@ def store(tmp_path_factory) -> RunStore:
 
 
 def _model(metadata: dict | None = None, rois: int = R) -> BrainJEPA:
-    torch.manual_seed(0)
-    cfg = model_config("vit_tiny", num_rois=rois, num_frames=F, patch_size=8, embed_dim=32, depth=1, num_heads=2,
-                       pred_embed_dim=16, pred_depth=1, gradient_dim=4)
-    model = BrainJEPA(cfg, np.random.default_rng(0).normal(size=(rois, 4)), metadata=metadata).eval()
+    model = tiny_model(rois, F, gradient_dim=4, metadata=metadata).eval()
     # Make the target encoder differ from the context encoder, as after training.
     with torch.no_grad():
         for p in model.target_encoder.parameters():
@@ -188,7 +186,7 @@ def test_bad_inputs_name_the_sample(model, store):
     with pytest.raises(DataError, match=r"expects series \[N, R, T\]"):
         embed(model, x[0])
     other = _model(rois=R + 2)
-    with pytest.raises(DataError, match=rf"subject 'sim0000'.*has {R} ROIs but the model expects {R + 2}"):
+    with pytest.raises(DataError, match=rf"store has {R} ROIs but the model expects {R + 2}"):
         embed_store(other, store, progress=False)
 
 

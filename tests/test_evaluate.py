@@ -195,13 +195,14 @@ def test_evaluate_skips_tasks_with_reasons(model_dir, tmp_path, capsys):
                  "connattractor/regulation", "simulation/group", "--random-init-seeds", "0", "--no-progress"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "skipped connattractor/regulation: connattractor data: the model takes 10 ROIs but the connattractor " \
-           f"store {other} has 8" in printed
+    assert f"skipped connattractor/regulation: connattractor data: {other}: store has 8 ROIs but the model expects " \
+           "10" in printed
     table = pd.read_csv(tmp_path / "eval" / "evaluate.csv", keep_default_na=False)
     skipped = table[table["type"] == "skipped"]
     assert skipped["task"].tolist() == ["connattractor/regulation"] and "has 8" in skipped["reason"].iloc[0]
     assert set(table[table["status"] == "done"]["task"]) == {"simulation/group"}
-    assert "skipped: connattractor data: the model takes 10 ROIs" in (tmp_path / "eval" / "evaluate.md").read_text()
+    assert f"skipped: connattractor data: {other}: store has 8 ROIs but the model expects 10" in (
+        tmp_path / "eval" / "evaluate.md").read_text()
 
 
 def test_evaluate_without_matplotlib_writes_the_tables_and_says_why_there_is_no_figure(model_dir, tmp_path,

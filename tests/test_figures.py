@@ -10,15 +10,14 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
-from brainjepa import BrainJEPA, ModelConfig
 from brainjepa.cli import align as align_cli
 from brainjepa.cli import main
 from brainjepa.data.store import RunStore, StoreWriter
 from brainjepa.report import figures
 from brainjepa.report.qc import QC_DIR, run_qc
+from conftest import tiny_model
 from synthetic_derivatives import (
     CTX_NAMES,
     SUB_NAMES,
@@ -29,17 +28,9 @@ from synthetic_derivatives import (
 )
 
 R, FRAMES, SUBJECTS = 8, 40, 16
-CFG = ModelConfig(num_rois=R, num_frames=32, patch_size=16, embed_dim=32, depth=1, num_heads=2, pred_embed_dim=16,
-                  pred_depth=1, gradient_dim=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waiting when the 2 cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors, one thread
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +48,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    torch.manual_seed(0)
-    net = BrainJEPA(CFG, np.random.default_rng(0).standard_normal((R, 3)).astype(np.float32))
+    net = tiny_model(R, patch_size=16)
     return str(net.save_pretrained(tmp_path_factory.mktemp("model") / "m"))
 
 

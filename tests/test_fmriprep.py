@@ -10,12 +10,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from nilearn.interfaces.fmriprep import load_confounds_strategy
 from nilearn.maskers import NiftiLabelsMasker
 from nilearn.signal import clean
 
-from brainjepa import BrainJEPA, model_config
 from brainjepa.cli import main
 from brainjepa.data import RunStore
 from brainjepa.data.atlases import merge_label_images, save_label_image
@@ -23,6 +21,7 @@ from brainjepa.data.fmriprep import FmriprepOptions, find_fmriprep_runs, read_fm
 from brainjepa.data.readers import ReadOptions, read_source
 from brainjepa.data.validate import check_source
 from brainjepa.errors import DataError
+from conftest import tiny_model
 from synthetic_derivatives import (
     CTX_NAMES,
     SUB_NAMES,
@@ -183,16 +182,8 @@ def test_bad_inputs_are_one_line(tmp_path, atlas_files, dlabels):
 
 
 # ------------------------------------------------------------------------------------ prepare -> embed -> probe
-def _tiny_model(path, rois: int = 7) -> str:
-    torch.manual_seed(0)
-    cfg = model_config("vit_tiny", num_rois=rois, num_frames=32, patch_size=8, embed_dim=32, depth=1, num_heads=2,
-                       pred_embed_dim=16, pred_depth=1, gradient_dim=3)
-    BrainJEPA(cfg, np.random.default_rng(0).normal(size=(rois, 3))).save_pretrained(path)
-    return str(path)
-
-
 def _pipeline(tmp_path, root, atlases, space, capsys):
-    store, model = tmp_path / "store", _tiny_model(tmp_path / "model")
+    store, model = tmp_path / "store", str(tiny_model(7).save_pretrained(tmp_path / "model"))
     args = ["prepare", str(root), "--fmriprep", "--out", str(store), "--space", space, "--confounds", "scrubbing",
             "--high-pass", "0.01", "--no-progress"]
     assert main(args + [a for atlas in atlases for a in ("--atlas", str(atlas))]) == 0

@@ -22,15 +22,6 @@ def _draw(cfg: MaskConfig, rois: int, patches: int, batch_size: int, *, seed: in
     return draw_masks(cfg, rois, patches, seed=seed, epoch=epoch, batch=batch, batch_size=batch_size)
 
 
-@pytest.fixture
-def one_thread():
-    # As in DataLoader workers: these tensors are small, and intra-op threads only add contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("batch_size, batches", [(1, 1000), (4, 300), (16, 100)])
 def test_size_statistics_match_reference(golden_dir, one_thread, batch_size, batches):
     # Same batch counts as the golden file. Standard errors of our mean are ~1% (B=1) to ~3.5% (K_pred, B=16)

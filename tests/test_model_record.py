@@ -11,24 +11,22 @@ import pandas as pd
 import pytest
 import torch
 
-from brainjepa import BrainJEPA, __version__, embed, model_config
+from brainjepa import BrainJEPA, __version__, embed
 from brainjepa.cli import main
 from brainjepa.data import RunStore
 from brainjepa.data.store import StoreWriter
 from brainjepa.errors import CheckpointError, DataError
 from brainjepa.evaluation.embed import EmbedOptions, embed_files, embed_store
 from brainjepa.models import weights
+from conftest import tiny_model
 
 R, T, F = 20, 64, 32  # ROIs, store frames, model window frames
 SCHAEFER = [f"17Networks_{h}_{n}_{i}" for h in ("LH", "RH") for n in ("VisCent", "DefaultA") for i in range(1, 6)]
 
 
 def _model(labels: list[str] | None = None, rois: int = R) -> BrainJEPA:
-    torch.manual_seed(0)
-    cfg = model_config("vit_tiny", num_rois=rois, num_frames=F, patch_size=8, embed_dim=32, depth=1, num_heads=2,
-                       pred_embed_dim=16, pred_depth=1, gradient_dim=4)
     meta = {"roi_labels": labels} if labels is not None else None
-    return BrainJEPA(cfg, np.random.default_rng(0).normal(size=(rois, 4)), metadata=meta).eval()
+    return tiny_model(rois, F, gradient_dim=4, metadata=meta).eval()
 
 
 def _store(path, labels: list[str] | None, subjects: int = 8, rois: int = R):

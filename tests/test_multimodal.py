@@ -24,13 +24,7 @@ N, D_BRAIN, D_OTHER = 300, 48, 24
 SMALL = AlignConfig(hidden_dim=128, out_dim=64, epochs=12, batch_size=64, test_fraction=0.2, seed=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waiting when the 2 cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors, one thread
 
 
 def _pair(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

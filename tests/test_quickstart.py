@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 
-from brainjepa.cli import main
+from brainjepa.config import load_config, save_config
+from brainjepa.data.store import RunStore
+from brainjepa.report.quickstart import pretrain_config
+
+R = 20  # ROIs of the conftest `store` fixture
 
 
-def test_quickstart_simulated_writes_a_complete_report(tmp_path):
-    out = tmp_path / "qs"
-    code = main(["quickstart", "--data", "simulated", "--minutes", "0.02", "--folds", "2", "--seeds", "1",
-                 "--out", str(out)])
-    assert code == 0
+def test_quickstart_simulated_writes_a_complete_report(quickstart_run):
+    out = quickstart_run.out
+    assert quickstart_run.code == 0, quickstart_run.stderr[-2000:]
+    assert "%|" not in quickstart_run.stderr  # stderr not a terminal: no step draws a bar (data ... evaluation)
     report = (out / "report.md").read_text()
     for figure in ("figures/gradients", "figures/masks", "figures/training_curves", "figures/pca",
                    "evaluate/evaluate"):
@@ -41,3 +44,24 @@ def test_quickstart_simulated_writes_a_complete_report(tmp_path):
             assert sum(findings.count(v) for v in verdicts) == 2  # once per task
     assert "nominal chance 0.500" in findings and "simulated data" in findings
     assert "| evaluation |" in report
+
+
+def test_pretrain_config_is_the_reference_form_config_in_schema_form(store, tmp_path):
+    """The quickstart builds its TrainConfig from the dataclasses; it is the config its earlier reference-style
+    overrides gave, to the saved config.yaml."""
+    runs = RunStore(store)
+    csv = tmp_path / "gradients.csv"
+    schema = pretrain_config(runs, csv, epochs=23, seed=7, frames=48)
+    reference = load_config(None, [
+        f"data.path={runs.path}", f"data.crop_size=[{R},48]", "data.batch_size=8", "data.num_workers=0",
+        "data.pin_mem=false", "data.sampling_rate=1", f"data.gradient_csv_path={csv}", "meta.model_name=vit_tiny",
+        "meta.embed_dim=96", "meta.depth=4", "meta.num_heads=4", "meta.pred_emb_dim=48", "meta.pred_depth=2",
+        "meta.accumulation_steps=1", "meta.seed=7", "optimization.epochs=23", "optimization.warmup=2",
+        "optimization.start_lr=1e-4", "optimization.lr=1e-3", "optimization.final_lr=1e-5",
+        "optimization.final_weight_decay=0.1", "logging.log_every=50", "logging.checkpoint_every=1000000",
+        "logging.keep_last=1", "logging.collapse_every=10",
+    ])
+    assert schema == reference
+    save_config(schema, tmp_path / "schema.yaml")
+    save_config(reference, tmp_path / "reference.yaml")
+    assert (tmp_path / "schema.yaml").read_text() == (tmp_path / "reference.yaml").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 
 import numpy as np
 import pytest
@@ -24,10 +25,19 @@ def reproduce_lines(report: str) -> list[list[str]]:
 
 
 @pytest.mark.slow
-def test_every_reproduce_line_of_the_report_runs(tmp_path, capsys):
-    out = tmp_path / "qs"
-    assert main(["quickstart", "--data", "simulated", "--steps", "1", "--minutes", "0.02", "--folds", "2", "--seeds",
-                 "1", "--out", str(out)]) == 0
+def test_every_reproduce_line_of_the_report_runs(quickstart_run, tmp_path, capsys):
+    out = quickstart_run.out
+    assert quickstart_run.code == 0, quickstart_run.stderr[-2000:]
+    # The printed lines write into the shared run's folder (as printed): it is put back as the quickstart left it.
+    shutil.copytree(out, tmp_path / "as-run")
+    try:
+        _run_every_line(out, capsys)
+    finally:
+        shutil.rmtree(out)
+        shutil.copytree(tmp_path / "as-run", out)
+
+
+def _run_every_line(out, capsys):
     report = (out / "report.md").read_text()
     header = re.search(r"\(`brainjepa (quickstart .*?)`", report, flags=re.S).group(1)
     build_parser().parse_args(header.split())  # the run's own command line, as the report states it

@@ -18,16 +18,14 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from brainjepa import BrainJEPA, BrainJEPAEmbedder, embed, model_config
 from brainjepa.errors import ConfigError
 from brainjepa.evaluation.embed import EmbedOptions
+from conftest import tiny_model
 
 R, T, D = 12, 48, 32
 
 
 @pytest.fixture(scope="module")
 def model() -> BrainJEPA:
-    torch.manual_seed(0)
-    cfg = model_config("vit_tiny", num_rois=R, num_frames=32, patch_size=8, embed_dim=D, depth=1, num_heads=2,
-                       pred_embed_dim=16, pred_depth=1, gradient_dim=3)
-    return BrainJEPA(cfg, np.random.default_rng(0).normal(size=(R, 3))).eval()
+    return tiny_model(R, embed_dim=D).eval()
 
 
 @pytest.fixture(scope="module")

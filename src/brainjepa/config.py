@@ -9,7 +9,8 @@ through `adapt_reference`, which maps the reference's keys (`meta.model_name`, `
 `meta.use_standatdization`, ...) onto the schema and passes schema keys through; then the overrides replace what
 the file set, field by field. So the reference's `configs/ukb_vitb_ep300.yaml` loads unchanged and means the same,
 and a saved `config.yaml` (schema form) loads back to the same config. Every key and type is checked: an unknown,
-ill-typed, unsupported or conflicting key raises ConfigError naming it. See docs/pretraining.md.
+ill-typed, unsupported or conflicting key raises ConfigError naming it. A config that names its store (`data.path`)
+and leaves out `model.num_rois` (and `data.crop_size`) takes the store's ROI count. See docs/pretraining.md.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import yaml
 
 from brainjepa.bounds import SCANNER_TR, bounded, check_bounds
 from brainjepa.data.normalize import NormalizationKind
+from brainjepa.data.store import RunStore
 from brainjepa.errors import ConfigError
 from brainjepa.io import atomic_write_text, no_such
 from brainjepa.masks.config import MaskConfig
@@ -315,7 +317,8 @@ def _refuse_duplicate_keys(node: yaml.Node | None, where: str, prefix: str = "")
 
 def build_config(values: dict[str, dict[str, Any]], sources: dict[str, str] | None = None) -> TrainConfig:
     """TrainConfig from schema-form sections, every key and type checked; `sources` names keys in errors."""
-    sources = sources or {}
+    sources = dict(sources or {})
+    values = _rois_from_store(values, sources)
     sections = {}
     for section, items in values.items():
         sections[section] = _build(SECTIONS[section], items, section, sources)
@@ -323,6 +326,17 @@ def build_config(values: dict[str, dict[str, Any]], sources: dict[str, str] | No
         return TrainConfig(**sections)
     except ConfigError as err:
         raise ConfigError(_explain(str(err), sources)) from None
+
+
+def _rois_from_store(values: dict[str, dict[str, Any]], sources: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """A config that names its store (data.path, an existing folder) but not model.num_rois takes the store's ROI
+    count: the data gives its shape. A store not there yet keeps the default; opening it fails later, by name."""
+    path = (values.get("data") or {}).get("path")
+    model = values.get("model") or {}
+    if "num_rois" in model or not isinstance(path, str) or not Path(path).is_dir():
+        return values
+    sources["model.num_rois"] = "data.path"
+    return {**values, "model": {**model, "num_rois": RunStore(path).num_rois}}
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:

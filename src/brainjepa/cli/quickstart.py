@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=5, help="evaluation suite: subject-grouped folds (default 5)")
     p.add_argument("--seeds", type=int, default=1,
                    help="evaluation suite: repetitions with different splits (default 1, to keep it short)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars (log lines stay)")
     p.set_defaults(func=run)
 
 
@@ -41,6 +42,6 @@ def run(args: argparse.Namespace) -> int:
     check_value("--folds", args.folds, integer=True, ge=2)
     check_value("--seeds", args.seeds, integer=True, ge=1)
     result = quickstart(args.out, steps=args.steps, minutes=args.minutes, data=args.data, cache=args.cache,
-                        seed=args.seed, folds=args.folds, seeds=args.seeds)
+                        seed=args.seed, folds=args.folds, seeds=args.seeds, progress=not args.no_progress)
     print(f"report: {result.report}")
     return 0

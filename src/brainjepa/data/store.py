@@ -444,3 +444,10 @@ def open_runs(
     if bad.size:
         raise DataError(f"{store.path}: run index {int(bad[0])} out of range (store has {n} runs)")
     return store, idx.astype(np.int64, copy=False)
+
+
+def check_num_rois(store: RunStore, num_rois: int, model: str = "the model") -> None:
+    """The one refusal wherever a store meets a model (pretraining, embedding, fine-tuning, the evaluation suite):
+    a model has one embedding per ROI, so the counts must agree. `model` names the model's side in the message."""
+    if store.num_rois != num_rois:
+        raise DataError(f"{store.path}: store has {store.num_rois} ROIs but {model} expects {num_rois}")

@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 
 from brainjepa.data.samples import prepare_sample
 from brainjepa.data.simulate import SimulationConfig, simulate_store
-from brainjepa.data.store import RunStore
+from brainjepa.data.store import RunStore, check_num_rois
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.baselines import random_init_like
 from brainjepa.evaluation.embed import EmbedOptions, load_model
@@ -114,9 +114,7 @@ def evaluate(
             todo = [t for t in tasks if t.dataset == dataset]
             try:
                 store = _dataset_store(dataset, root / dataset, models[0], options, progress)
-                if store.num_rois != models[0].config.num_rois:
-                    raise DataError(f"the model takes {models[0].config.num_rois} ROIs but the {dataset} store "
-                                    f"{store.path} has {store.num_rois}")
+                check_num_rois(store, models[0].config.num_rois)
                 own_simulation = dataset == "simulation" and dataset not in options.stores  # shaped to the model:
                 embed = replace(options.embed, check_roi_labels=False) if own_simulation else options.embed  # no labels
                 sets, _ = dataset_feature_sets(store, models, fresh, poolings=options.encoder_poolings,

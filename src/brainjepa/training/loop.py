@@ -29,7 +29,7 @@ from brainjepa.config import TrainConfig
 from brainjepa.data.dataset import StoreDataset
 from brainjepa.data.gradients import compute_gradients, compute_group_fc
 from brainjepa.data.normalize import make_normalizer, normalizer_from_dict
-from brainjepa.data.store import RunStore
+from brainjepa.data.store import RunStore, check_num_rois
 from brainjepa.data.windows import WindowSpec, window_positions
 from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingError
 from brainjepa.io import atomic_write_text, load_gradient, save_gradient
@@ -83,9 +83,7 @@ def build_dataset(cfg: TrainConfig, env: DistEnv) -> tuple[StoreDataset, np.ndar
     if cfg.data.path is None:
         raise ConfigError("data.path is not set: give the store written by `brainjepa prepare` or `simulate`")
     store = RunStore(cfg.data.path)
-    if store.num_rois != cfg.model.num_rois:
-        raise ConfigError(f"model.num_rois (data.crop_size) is {cfg.model.num_rois} but the store {store.path} has "
-                          f"{store.num_rois} ROIs")
+    check_num_rois(store, cfg.model.num_rois, "model.num_rois (data.crop_size; leave it out to take the store's)")
     train, held = holdout_split(store, cfg.data.holdout, cfg.meta.seed)
     check_plan(cfg, len(train), env.world_size, held=len(held))
     window = WindowSpec(frames=cfg.model.num_frames, sampling_rate=cfg.data.sampling_rate, mode="random",
