@@ -277,6 +277,16 @@ def test_schema_and_reference_forms_mean_the_same_and_overrides_win(tmp_path):
     assert load_config(tmp_path / "config.yaml") == cfg
 
 
+def test_the_store_gives_the_roi_count_a_config_leaves_out(store, tmp_path):
+    frames = ["model.num_frames=32"]
+    assert load_config(None, [f"data.path={store}", *frames]).model.num_rois == R  # R: the store's, not 450
+    assert load_config(None, [f"data.path={store}", "model.num_rois=7", *frames]).model.num_rois == 7  # set: kept
+    assert load_config(None, [f"data.path={store}", "data.crop_size=[9,32]"]).model.num_rois == 9
+    assert load_config(None, [f"data.path={tmp_path / 'later'}", *frames]).model.num_rois == 450  # not written yet
+    with pytest.raises(ConfigError, match=rf"tokens of the {R} x 2 grid"):  # checked on the store's grid
+        load_config(None, [f"data.path={store}", "mask.min_keep=10000", *frames])
+
+
 def test_gradient_width_is_declared(tmp_path):
     np.savetxt(tmp_path / "g.csv", np.random.default_rng(0).normal(size=(R, 5)), delimiter=",")
     cfg = load_config(None, [f"{k}={v}" for k, v in TINY.items()] + [f"data.gradient_csv_path={tmp_path / 'g.csv'}"])
