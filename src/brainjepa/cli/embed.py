@@ -4,12 +4,12 @@ arrays, NIfTI or fMRIPrep runs with an atlas), to .npy or .parquet."""
 from __future__ import annotations
 
 import argparse
+import typing
 from typing import Any
 
 from brainjepa.cli.validate import add_fmriprep_arguments, fmriprep_options
 from brainjepa.errors import ConfigError
 from brainjepa.evaluation.embed import (
-    NORMALIZATIONS,
     EmbedOptions,
     check_embeddings_path,
     embed_files,
@@ -17,8 +17,8 @@ from brainjepa.evaluation.embed import (
     load_model,
     save_embeddings,
 )
+from brainjepa.evaluation.options import option_choices, option_fields
 from brainjepa.models.encoder import POOLINGS
-from brainjepa.precision import PRECISIONS
 from brainjepa.runtime import resolve_device
 
 
@@ -29,49 +29,38 @@ def add_model_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--gradient", help="gradient CSV (ROIs x components) for an official .pth.tar checkpoint")
 
 
-def add_window_arguments(g: argparse._ActionsContainer, defaults: Any) -> None:
-    """Which encoder and how a run becomes its input windows (shared with `brainjepa probe` and `finetune`):
-    --encoder, --sampling-rate, --target-tr, --pad, --normalization, with the defaults of `defaults` (the
-    `EmbedOptions` or `FinetuneConfig` whose fields they set)."""
-    g.add_argument("--encoder", choices=("target", "context"), default=defaults.encoder,
-                   help="EMA target encoder (the reference's downstream choice) or the context encoder "
-                   f"(default {defaults.encoder})")
-    g.add_argument("--sampling-rate", type=int, default=defaults.sampling_rate,
-                   help=f"frame stride inside a window (default {defaults.sampling_rate}; the reference's UKB "
-                   "setting is 3)")
-    g.add_argument("--target-tr", type=float, default=defaults.target_tr, metavar="SECONDS",
-                   help="resample each run to this TR instead of a fixed stride (needs the runs' TR)")
-    g.add_argument("--pad", action="store_true",
-                   help="repeat the last frame of runs shorter than one window (default: error naming the run)")
-    g.add_argument("--normalization", choices=NORMALIZATIONS, default=defaults.normalization,
-                   help="per-window normalisation: model (the model's stored normaliser; a per-sample z-score if "
-                   f"it has none) or an explicit one (default {defaults.normalization})")
+def add_option_arguments(group: argparse._ActionsContainer, options: type) -> None:
+    """One flag per setting of the options dataclass `options` (its fields declared with
+    `brainjepa.evaluation.options.option`): ``--sampling-rate`` for `sampling_rate`, with the field's default,
+    help, metavar and choices and its type's converter; a bool is a switch. `EncoderOptions` gives the flags
+    `embed`, `probe` and `finetune` share; `EmbedOptions` adds embedding's own."""
+    hints, choices = typing.get_type_hints(options), option_choices(options)
+    for f in option_fields(options):
+        flag, kind = f"--{f.name.replace('_', '-')}", _converter(hints[f.name])
+        if kind is bool:
+            group.add_argument(flag, action="store_true", help=f.metadata["help"])
+        else:
+            group.add_argument(flag, type=kind, default=f.default, choices=choices.get(f.name),
+                               metavar=f.metadata["metavar"], help=f.metadata["help"])
 
 
-def add_precision_argument(g: argparse._ActionsContainer) -> None:
-    """--precision (shared with `brainjepa probe` and `finetune`); see `brainjepa.precision.choose_precision`."""
-    g.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="autocast dtype. auto (default): bf16 where it is faster (a GPU with bf16, a CPU with native "
-                   "bf16), else fp32; the choice and its reason are logged")
+def option_values(args: argparse.Namespace, options: type) -> dict[str, Any]:
+    """The values of the flags `add_option_arguments(group, options)` added, by field name; --device checked."""
+    return {f.name: device_option(args.device) if f.name == "device" else getattr(args, f.name)
+            for f in option_fields(options)}
+
+
+def _converter(hint: Any) -> type | None:
+    """What argparse converts a flag's text with: int, float or bool from the field's type (optional or not);
+    None (the text itself) for a string or a Literal of strings."""
+    kinds = [a for a in (typing.get_args(hint) or (hint,)) if a is not type(None)]
+    return kinds[0] if len(kinds) == 1 and kinds[0] in (int, float, bool) else None
 
 
 def add_embed_arguments(p: argparse.ArgumentParser) -> None:
-    """How embeddings are computed (shared with `brainjepa probe`); see `EmbedOptions`."""
+    """How embeddings are computed (shared with `brainjepa probe`): the flags of `EmbedOptions`."""
     g = p.add_argument_group("embedding")
-    add_window_arguments(g, EmbedOptions())
-    g.add_argument("--layer", type=int, default=-1, metavar="BLOCK",
-                   help="encoder block whose tokens are pooled, negative from the end (default -1: the last "
-                   "block); every block's output gets the final LayerNorm")
-    g.add_argument("--windows", type=int, default=1, metavar="K",
-                   help="average K evenly spaced windows per run (default 1: the centre window)")
-    g.add_argument("--masked-views", type=int, default=0, metavar="V",
-                   help="average V random masked views (default 0: the full input)")
-    g.add_argument("--mask-keep", type=float, default=0.85,
-                   help="fraction of each ROI's time patches a masked view keeps (default 0.85)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the masked views (default 0)")
-    g.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
-    g.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    add_precision_argument(g)
+    add_option_arguments(g, EmbedOptions)
     g.add_argument("--ignore-roi-labels", action="store_true",
                    help="embed even when the data's ROI labels differ from those the model was trained with "
                    "(default: refuse, naming the first differing ROI)")
@@ -80,12 +69,7 @@ def add_embed_arguments(p: argparse.ArgumentParser) -> None:
 
 def embed_options(args: argparse.Namespace) -> EmbedOptions:
     """EmbedOptions from the parsed flags."""
-    return EmbedOptions(
-        encoder=args.encoder, layer=args.layer, windows=args.windows, sampling_rate=args.sampling_rate,
-        target_tr=args.target_tr, pad=args.pad, normalization=args.normalization, masked_views=args.masked_views,
-        mask_keep=args.mask_keep, seed=args.seed, batch_size=args.batch_size, device=device_option(args.device),
-        precision=args.precision, check_roi_labels=not args.ignore_roi_labels,
-    )
+    return EmbedOptions(**option_values(args, EmbedOptions), check_roi_labels=not args.ignore_roi_labels)
 
 
 def device_option(device: str | None) -> str:

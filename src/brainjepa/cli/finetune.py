@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from brainjepa.cli.embed import add_model_arguments, add_precision_argument, add_window_arguments, device_option
+from brainjepa.cli.embed import add_model_arguments, add_option_arguments, device_option
 from brainjepa.evaluation.finetune import FINETUNE_TASKS, FinetuneConfig, finetune
+from brainjepa.evaluation.options import EncoderOptions
 from brainjepa.report.figures import can_draw, finetune_figure
 
 
@@ -48,14 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"cross-entropy label smoothing, classification only (default {d.label_smoothing})")
     p.add_argument("--patience", type=int, default=d.patience,
                    help=f"epochs without a better validation loss before stopping, 0 = never (default {d.patience})")
-    add_window_arguments(p, d)
-    add_precision_argument(p)
+    add_option_arguments(p, EncoderOptions)
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward (less memory)")
     p.add_argument("--num-workers", type=int, default=d.num_workers,
                    help="DataLoader workers (default: what the machine has: 0 or 1 on a CPU, CPUs - 1 up to 8 on a "
                    "GPU)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of splits, init, windows and order (default 0)")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--no-checkpoints", action="store_true", help="do not write the per-fold best weights")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)

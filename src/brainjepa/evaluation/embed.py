@@ -28,31 +28,28 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from brainjepa.bounds import SCANNER_TR, bounded, check_bounds
 from brainjepa.data.fmriprep import CIFTI_SUFFIX, VOLUME_SUFFIX, find_fmriprep_runs, read_fmriprep
 from brainjepa.data.normalize import (
-    NORMALIZATION_KINDS,
     Normalizer,
     SampleZScore,
     make_normalizer,
     normalizer_from_dict,
 )
 from brainjepa.data.readers import ReadOptions, find_sources, read_source
-from brainjepa.data.store import RunStore, open_runs
+from brainjepa.data.store import RunStore, check_num_rois, open_runs
 from brainjepa.data.windows import WindowSpec, take_windows
 from brainjepa.errors import ConfigError, DataError
+from brainjepa.evaluation.options import NORMALIZATIONS, EncoderOptions, option  # noqa: F401 (finetune.py imports NORMALIZATIONS from here)
 from brainjepa.io import atomic_save_npy, atomic_write, atomic_writes
 from brainjepa.models import BrainJEPA
 from brainjepa.models.encoder import POOLINGS, BrainEncoder, Pooling
 from brainjepa.models.health import Health, encoder_health
-from brainjepa.precision import PRECISIONS
-from brainjepa.runtime import runtime
 
 if TYPE_CHECKING:
     import pandas
@@ -63,60 +60,37 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HEALTH_WINDOWS = 16  # windows the health check of an embedding call reads (the first ones embedded)
-NORMALIZATIONS = ("model", *(k for k in NORMALIZATION_KINDS if k != "robust"))  # "model": the stored robust stats
 _ID_COLUMNS = ("subject", "run")
 _NOT_INDEX = ("offset", "frames", "tr", "source")  # manifest bookkeeping columns left out of the index
 _FLAT_POOLINGS = ("mean", "tokenfc")  # one vector per run: the poolings a parquet file can hold
 
 
 @dataclass(frozen=True)
-class EmbedOptions:
-    """How embeddings are computed (everything except the pooling of the output).
+class EmbedOptions(EncoderOptions):
+    """How embeddings are computed (everything except the pooling of the output): the `EncoderOptions` shared with
+    fine-tuning, and what only embedding has. Each field's meaning is its help text (the CLI's), and:
 
     Args:
-        encoder: ``"target"`` (EMA target encoder, the reference's downstream choice) or ``"context"``.
-        layer: encoder block whose tokens are pooled; negative counts from the end (default -1: the last
-            block, i.e. `forward_features`). Every block's output passes through the final LayerNorm.
-        windows: k deterministic windows per run whose embeddings are averaged (1: the centre window).
-        sampling_rate: frame stride inside a window (1: consecutive frames; the reference's UKB setting is 3).
-        target_tr: resample each run to this TR in seconds instead of a fixed stride (needs the run's TR).
-        pad: a run shorter than one window repeats its last frame instead of raising a DataError.
-        normalization: ``"model"`` (the model's stored normaliser, else per-sample z-score),
-            ``"sample_zscore"``, ``"roi_zscore"`` or ``"none"`` (data already normalised).
-        masked_views: 0 for the full input; v > 0 averages v random masked views.
-        mask_keep: fraction of each ROI's time patches a masked view keeps, in (0, 1].
-        seed: seed of the masked views.
-        batch_size: windows per encoder forward pass.
-        device: where to run (e.g. ``"cuda"``); None runs where the model is. The encoder is moved there.
-        precision: ``"auto"`` (bf16 autocast where it is faster: bf16-capable GPUs, CPUs with native bf16; see
-            `brainjepa.precision.choose_precision`), ``"bf16"`` or ``"fp32"``.
+        layer: any integer here; its range is the model's depth, checked when embedding. Every block's output
+            passes through the final LayerNorm (the last block: exactly `forward_features`).
+        device: None runs where the model is (the encoder is moved to a given device).
+        precision: ``"auto"`` chooses by `brainjepa.precision.choose_precision`.
         check_roi_labels: refuse data whose ROI labels differ from the model's ``metadata["roi_labels"]`` (names
             or order; `check_roi_labels`). False embeds anyway (``--ignore-roi-labels``).
     """
 
-    encoder: Literal["target", "context"] = "target"
-    layer: int = bounded(-1)  # any integer here; its range is the model's depth, checked when embedding
-    windows: int = bounded(1, ge=1)
-    sampling_rate: int = bounded(1, ge=1)
-    target_tr: float | None = bounded(None, ge=SCANNER_TR[0], le=SCANNER_TR[1])
-    pad: bool = False
-    normalization: str = "model"
-    masked_views: int = bounded(0, ge=0)
-    mask_keep: float = bounded(0.85, gt=0, le=1)
-    seed: int = bounded(0, ge=0)
-    batch_size: int = bounded(32, ge=1)
-    device: str | None = None
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    check_roi_labels: bool = True
+    SECTION: ClassVar[str] = "embed"
 
-    def __post_init__(self) -> None:
-        check_bounds(self, "embed")
-        choices = {"encoder": ("target", "context"), "normalization": NORMALIZATIONS,
-                   "precision": PRECISIONS}
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ConfigError(f"embed.{name} must be one of {list(allowed)}, got {value!r}")
+    layer: int = option(-1, "encoder block whose tokens are pooled, negative from the end (default -1: the last "
+                        "block); every block's output gets the final LayerNorm", metavar="BLOCK")
+    windows: int = option(1, "average K evenly spaced windows per run (default 1: the centre window)", metavar="K",
+                          ge=1)
+    masked_views: int = option(0, "average V random masked views (default 0: the full input)", metavar="V", ge=0)
+    mask_keep: float = option(0.85, "fraction of each ROI's time patches a masked view keeps (default %(default)s)",
+                              gt=0, le=1)
+    seed: int = option(0, "seed of the masked views (default %(default)s)", ge=0)
+    batch_size: int = option(32, "windows per forward pass (default %(default)s)", ge=1)
+    check_roi_labels: bool = True
 
     def window_spec(self, frames: int) -> WindowSpec:
         """The deterministic (centre-mode) window of `frames` samples these options describe."""
@@ -271,12 +245,7 @@ def embed_store(
     model = load_model(model)
     options = options or EmbedOptions()
     store, idx = open_runs(store, indices)
-    if store.num_rois != model.config.num_rois and len(idx):
-        first = store.manifest.iloc[int(idx[0])]
-        raise DataError(
-            f"{store.path}: run of subject {first['subject']!r} (run {first['run']!r}) has {store.num_rois} ROIs "
-            f"but the model expects {model.config.num_rois}"
-        )
+    check_num_rois(store, model.config.num_rois)
     what = f"store {store.path}"
     unchecked = check_roi_labels(store.roi_labels, model, what, check=options.check_roi_labels)
     names = [f"subject {s!r} run {r!r}" for s, r in zip(store.manifest["subject"].astype(str),
@@ -509,7 +478,7 @@ def _embed_samples(
         raise ConfigError(f"embed.layer must be in [{-cfg.depth}, {cfg.depth}) for this "
                           f"{cfg.depth}-block encoder, got {options.layer}")
     net = model.target_encoder if options.encoder == "target" else model.encoder
-    run = runtime(options.device or next(net.parameters()).device, options.precision, setting="embed.device")
+    run = options.runtime(next(net.parameters()).device)
     run.log(logger)
     device = run.device
     net.to(device)

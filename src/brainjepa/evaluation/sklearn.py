@@ -7,8 +7,11 @@ pickling and `set_output(transform="pandas")` work.
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -16,8 +19,24 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from brainjepa.errors import DataError
 from brainjepa.evaluation.embed import EmbedOptions, embed, load_model
+from brainjepa.evaluation.options import option_fields
 from brainjepa.models import BrainJEPA
 from brainjepa.models.encoder import POOLINGS
+
+# The settings of `EmbedOptions` that are this estimator's parameters, by parameter name (scikit-learn's
+# `random_state` for the seed).
+OPTION_PARAMETERS = {("random_state" if f.name == "seed" else f.name): f for f in option_fields(EmbedOptions)}
+
+
+def _with_option_parameters(init: Callable) -> Callable:
+    """`init` with `OPTION_PARAMETERS` in its signature as keyword parameters (and their defaults) in place of its
+    ``**options``: scikit-learn reads an estimator's parameters from the signature of its `__init__`."""
+    signature = inspect.signature(init)
+    own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    options = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+               for name, f in OPTION_PARAMETERS.items()]
+    init.__signature__ = signature.replace(parameters=own + options)
+    return init
 
 
 class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
@@ -32,63 +51,35 @@ class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
         model: a BrainJEPA, or a save_pretrained / run folder, or a reference ``jepa-ep*.pth.tar``.
         gradient: gradient CSV for a reference checkpoint `model`.
         pooling: "mean", "roi", "tokens" or "tokenfc".
-        encoder: "target" (default, as the reference's downstream code) or "context".
-        layer: encoder block whose tokens are pooled (default -1: the last; see `EmbedOptions.layer`).
-        windows: deterministic windows per sample whose embeddings are averaged.
-        sampling_rate: frame stride inside a window.
-        target_tr: resample to this TR (seconds); needs `tr`.
-        tr: TR of the input series in seconds.
-        pad: repeat the last frame of series shorter than one window instead of raising.
-        normalization: "model", "sample_zscore", "roi_zscore" or "none".
-        masked_views: number of random masked views averaged (0: the full input).
-        mask_keep: fraction of each ROI's time patches a masked view keeps.
-        random_state: seed of the masked views.
-        batch_size: windows per forward pass.
-        device: where to run (None: where the model is).
-        precision: "auto", "bf16" or "fp32".
+        tr: TR of the input series in seconds (needed with `target_tr`).
         progress: show a progress bar in `transform`.
+        **options: every setting of `EmbedOptions` (they are this estimator's parameters, with their defaults):
+            encoder, layer, windows, sampling_rate, target_tr, pad, normalization, masked_views, mask_keep,
+            batch_size, device (None: where the model is), precision, and the masked views' seed, named
+            ``random_state`` as scikit-learn names seeds.
     """
 
+    @_with_option_parameters
     def __init__(
         self,
         model: BrainJEPA | str | Path | None = None,
         *,
         gradient: str | Path | None = None,
         pooling: str = "mean",
-        encoder: str = "target",
-        layer: int = -1,
-        windows: int = 1,
-        sampling_rate: int = 1,
-        target_tr: float | None = None,
         tr: float | None = None,
-        pad: bool = False,
-        normalization: str = "model",
-        masked_views: int = 0,
-        mask_keep: float = 0.85,
-        random_state: int = 0,
-        batch_size: int = 32,
-        device: str | None = None,
-        precision: str = "auto",
         progress: bool = False,
+        **options: Any,
     ) -> None:
+        unknown = sorted(set(options) - set(OPTION_PARAMETERS))
+        if unknown:
+            raise TypeError(f"BrainJEPAEmbedder got unexpected keyword argument(s) {unknown}")
         self.model = model
         self.gradient = gradient
         self.pooling = pooling
-        self.encoder = encoder
-        self.layer = layer
-        self.windows = windows
-        self.sampling_rate = sampling_rate
-        self.target_tr = target_tr
         self.tr = tr
-        self.pad = pad
-        self.normalization = normalization
-        self.masked_views = masked_views
-        self.mask_keep = mask_keep
-        self.random_state = random_state
-        self.batch_size = batch_size
-        self.device = device
-        self.precision = precision
         self.progress = progress
+        for name, f in OPTION_PARAMETERS.items():
+            setattr(self, name, options.get(name, f.default))
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> BrainJEPAEmbedder:  # noqa: N803 (sklearn API)
         """Load the model and check X's shape; `y` is ignored (features are unsupervised)."""
@@ -140,12 +131,7 @@ class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
     def _options(self) -> EmbedOptions:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
-        return EmbedOptions(
-            encoder=self.encoder, layer=self.layer, windows=self.windows, sampling_rate=self.sampling_rate,
-            target_tr=self.target_tr, pad=self.pad, normalization=self.normalization, masked_views=self.masked_views,
-            mask_keep=self.mask_keep, seed=self.random_state, batch_size=self.batch_size, device=self.device,
-            precision=self.precision,
-        )
+        return EmbedOptions(**{f.name: getattr(self, name) for name, f in OPTION_PARAMETERS.items()})
 
     def _series(self, X: np.ndarray) -> np.ndarray:  # noqa: N803 (sklearn API)
         """X as float32 [N, R, T]; a 2-D X is unflattened with the model's ROI count. scikit-learn's `check_array`

@@ -1,0 +1,54 @@
+"""The shared encoder settings are declared once: the CLI's flags and the estimator's parameters come from them."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from brainjepa import BrainJEPAEmbedder
+from brainjepa.cli.embed import add_option_arguments, option_values
+from brainjepa.errors import ConfigError
+from brainjepa.evaluation.embed import EmbedOptions
+from brainjepa.evaluation.options import EncoderOptions, option_fields
+
+
+def _parser(options: type) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_option_arguments(parser, options)
+    return parser
+
+
+def test_flags_carry_each_fields_default_type_and_choices():
+    parser = _parser(EmbedOptions)
+    defaults = option_values(parser.parse_args([]), EmbedOptions)
+    assert EmbedOptions(**defaults) == EmbedOptions(device=defaults["device"])  # every default as declared
+    args = parser.parse_args(["--sampling-rate", "3", "--target-tr", "0.8", "--pad", "--precision", "fp32",
+                              "--mask-keep", "0.5", "--normalization", "roi_zscore"])
+    options = EmbedOptions(**option_values(args, EmbedOptions))
+    assert (options.sampling_rate, options.target_tr, options.pad, options.precision, options.mask_keep,
+            options.normalization) == (3, 0.8, True, "fp32", 0.5, "roi_zscore")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--encoder", "student"])  # choices from the Literal type
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--normalization", "robust"])  # choices from option(choices=...)
+
+
+def test_every_shared_setting_is_a_flag_and_an_estimator_parameter():
+    shared = [f.name for f in option_fields(EncoderOptions)]
+    assert shared == ["encoder", "sampling_rate", "target_tr", "pad", "normalization", "precision", "device"]
+    flags = _parser(EncoderOptions)._option_string_actions
+    assert all(f"--{name.replace('_', '-')}" in flags for name in shared)
+    params = BrainJEPAEmbedder().get_params()
+    embed_settings = {f.name for f in option_fields(EmbedOptions)} - {"seed"} | {"random_state"}
+    assert embed_settings <= set(params) and params["precision"] == "auto" and params["random_state"] == 0
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        BrainJEPAEmbedder(sampling=2)
+
+
+def test_choices_and_ranges_are_checked_by_section():
+    with pytest.raises(ConfigError, match=r"embed.precision must be one of \['auto', 'bf16', 'fp32'\]"):
+        EmbedOptions(precision="half")
+    with pytest.raises(ConfigError, match="embed.sampling_rate must be an integer >= 1"):
+        EmbedOptions(sampling_rate=0)
+    assert EncoderOptions(pad=True).pad
