@@ -104,7 +104,7 @@ def test_bad_intermediate_indices_are_refused(model, x, indices):
 
 
 def test_intermediates_train_with_grad_checkpointing(model, x):
-    enc = build_finetune_model(model, 2).encoder
+    enc = build_finetune_model(model, 0)
     plain = enc.forward_intermediates(x, [1], norm=True)[0].sum()
     plain.backward()
     want = enc.blocks[0].attn.qkv.weight.grad.clone()
@@ -272,7 +272,7 @@ def _group_of(groups):
 
 
 def test_encoder_param_groups_rule_and_layer_decay(model):
-    enc = build_finetune_model(model, 2).encoder
+    enc = build_finetune_model(model, 0)
     plain = _group_of(enc.param_groups(0.1))
     decay = 0.5
     layered = _group_of(enc.param_groups(0.1, decay))
@@ -294,7 +294,7 @@ def test_encoder_param_groups_rule_and_layer_decay(model):
 
 
 def test_frozen_parameters_are_left_out(model):
-    enc = build_finetune_model(model, 2).encoder
+    enc = build_finetune_model(model, 0)
     enc.patch_embed.requires_grad_(False)
     listed = _group_of(enc.param_groups(0.1, 0.5))
     assert id(enc.patch_embed.proj.weight) not in listed
@@ -306,13 +306,16 @@ def test_frozen_parameters_are_left_out(model):
 def test_finetuned_model_puts_head_on_top_of_the_encoder_rule(model):
     net = build_finetune_model(model, 3)
     groups = _group_of(net.param_groups(0.05, 0.75))
-    enc_groups = _group_of(net.encoder.param_groups(0.05, 0.75))
+    bare = build_finetune_model(model, 0)  # the same encoder without a head
+    bare_groups, bare_params = _group_of(bare.param_groups(0.05, 0.75)), dict(bare.named_parameters())
     assert len(groups) == sum(1 for _ in net.parameters())
-    for p in net.encoder.parameters():  # same scale and decay as the encoder alone
-        assert (groups[id(p)]["lr_scale"], groups[id(p)]["weight_decay"]) == \
-            (enc_groups[id(p)]["lr_scale"], enc_groups[id(p)]["weight_decay"])
-    for p in (net.head.weight, net.head.bias, net.fc_norm.weight):
-        assert groups[id(p)]["lr_scale"] == 1.0
+    for name, p in net.named_parameters():
+        if name.startswith(("fc_norm.", "head.")):
+            assert groups[id(p)]["lr_scale"] == 1.0, name  # the head trains at the full lr
+        else:  # same scale and decay as the encoder alone
+            alone = bare_groups[id(bare_params[name])]
+            assert (groups[id(p)]["lr_scale"], groups[id(p)]["weight_decay"]) == \
+                (alone["lr_scale"], alone["weight_decay"]), name
     assert groups[id(net.head.weight)]["weight_decay"] == 0.05 and groups[id(net.head.bias)]["wd_exempt"]
 
 

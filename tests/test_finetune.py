@@ -1,7 +1,10 @@
-"""Fine-tuning: layer-wise LR decay, drop path, head, learning, label standardisation, early stopping,
-determinism, checkpoints, result files, CLI and bad inputs."""
+"""Fine-tuning: layer-wise LR decay, drop path, the encoder's head, the schedule and per-epoch passes, learning,
+label standardisation, early stopping, determinism, checkpoints (old folders too), result files, CLI and bad
+inputs."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -14,12 +17,16 @@ from brainjepa.data.store import StoreWriter
 from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingError
 from brainjepa.evaluation.finetune import (
     FinetuneConfig,
-    FinetunedModel,
     build_finetune_model,
     finetune,
-    set_lr,
+    load_finetuned,
+    save_finetuned,
 )
+from brainjepa.evaluation.finetune_loop import Fold, WarmupCosine, evaluate, set_lr, train_one_epoch
 from brainjepa.models.layers import DropPath
+from brainjepa.runtime import runtime
+from brainjepa.training.schedules import Schedule
+from conftest import tiny_model
 
 R, FRAMES, SUBJECTS = 8, 40, 32
 CFG = ModelConfig(num_rois=R, num_frames=32, patch_size=16, embed_dim=32, depth=3, num_heads=2, pred_embed_dim=16,
@@ -28,18 +35,11 @@ FAST = FinetuneConfig(folds=2, val_fraction=0.25, epochs=12, batch_size=4, lr=3e
                       drop_path=0.0, normalization="none")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waiting when the 2 cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors, one thread
 
 
 def _model(seed: int = 0) -> BrainJEPA:
-    torch.manual_seed(seed)
-    return BrainJEPA(CFG, np.random.default_rng(seed).standard_normal((R, 3)).astype(np.float32))
+    return tiny_model(R, seed=seed, patch_size=16, depth=3)  # CFG
 
 
 @pytest.fixture(scope="module")
@@ -75,53 +75,133 @@ def test_layer_decay_gives_block_i_its_scaled_lr():
     assert len(group_of) == sum(1 for _ in net.parameters())  # every parameter in exactly one group
     for name, p in net.named_parameters():
         g = group_of[id(p)]
-        if name.startswith(("encoder.patch_embed", "encoder.pos_embed")):
+        if name.startswith(("patch_embed", "pos_embed")):
             layer = 0
-        elif name.startswith("encoder.blocks."):
-            layer = int(name.split(".")[2]) + 1
+        elif name.startswith("blocks."):
+            layer = int(name.split(".")[1]) + 1
         else:
             layer = L + 1
         assert g["lr"] == pytest.approx(1e-3 * decay ** (L + 1 - layer)), name
         assert g["weight_decay"] == (0.05 if p.ndim > 1 else 0.0), name
     # Concretely: block 0 trains at lr * decay^L, the last block at lr * decay, the head at lr.
-    assert group_of[id(net.encoder.blocks[0].attn.qkv.weight)]["lr"] == pytest.approx(1e-3 * decay**L)
-    assert group_of[id(net.encoder.blocks[L - 1].mlp.fc1.weight)]["lr"] == pytest.approx(1e-3 * decay)
+    assert group_of[id(net.blocks[0].attn.qkv.weight)]["lr"] == pytest.approx(1e-3 * decay**L)
+    assert group_of[id(net.blocks[L - 1].mlp.fc1.weight)]["lr"] == pytest.approx(1e-3 * decay)
     assert group_of[id(net.head.weight)]["lr"] == pytest.approx(1e-3)
 
 
 def test_drop_path_head_and_weights():
     model = _model()
     net = build_finetune_model(model, 3, drop_path=0.2)
-    rates = [b.drop_path.p if isinstance(b.drop_path, DropPath) else 0.0 for b in net.encoder.blocks]
+    rates = [b.drop_path.p if isinstance(b.drop_path, DropPath) else 0.0 for b in net.blocks]
     assert rates == pytest.approx([0.0, 0.1, 0.2])
     for k, v in model.target_encoder.state_dict().items():
-        assert torch.equal(net.encoder.state_dict()[k], v), k
+        assert torch.equal(net.state_dict()[k], v), k
     assert all(p.requires_grad for p in net.parameters())
     assert model.config.drop_path_rate == 0.0  # the pretrained model is left alone
     before = model.target_encoder.blocks[0].attn.qkv.weight.clone()
-    net.encoder.blocks[0].attn.qkv.weight.data.add_(1.0)
+    net.blocks[0].attn.qkv.weight.data.add_(1.0)
     assert torch.equal(model.target_encoder.blocks[0].attn.qkv.weight, before)
     assert net.fc_norm.eps == 1e-6 and torch.all(net.head.bias == 0)
     assert 0 < net.head.weight.std() < 1e-4  # trunc-normal std 2e-5
     context = build_finetune_model(model, 3, encoder="context")
-    assert torch.equal(context.encoder.blocks[0].attn.qkv.weight, model.encoder.blocks[0].attn.qkv.weight)
-    assert net(torch.randn(4, R, CFG.num_frames)).shape == (4, 3)
+    assert torch.equal(context.blocks[0].attn.qkv.weight, model.encoder.blocks[0].attn.qkv.weight)
+
+
+def test_forward_head_reads_out_mean_tokens_through_fc_norm_and_head():
+    net = build_finetune_model(_model(), 3).eval()
+    x = torch.randn(4, R, CFG.num_frames)
+    with torch.no_grad():
+        tokens = net.forward_features(x)
+        pre = net.forward_head(tokens, pre_logits=True)
+        torch.testing.assert_close(pre, torch.nn.functional.layer_norm(tokens.mean(1), (CFG.embed_dim,), eps=1e-6))
+        logits = net.forward_head(tokens)
+        torch.testing.assert_close(logits, pre @ net.head.weight.T + net.head.bias)
+    assert logits.shape == (4, 3) and net.num_outputs == 3
+    net.reset_classifier(5)  # a fresh head: new width, re-initialised
+    assert net.forward_head(tokens).shape == (4, 5) and torch.all(net.head.bias == 0)
+    net.reset_classifier(0)  # off again: no head weights, the pooled features come out
+    assert net.num_outputs == 0 and not any(n.startswith(("head.", "fc_norm.")) for n in net.state_dict())
+    assert torch.equal(net.forward_head(tokens), tokens.mean(1))
+
+
+def test_pretraining_encoders_carry_no_head():
+    model = _model()
+    assert model.target_encoder.num_outputs == 0
+    assert not any(".head." in n or ".fc_norm." in n for n in model.state_dict())
 
 
 def test_finetuned_model_save_load_round_trip(tmp_path):
     net = build_finetune_model(_model(), 2).eval()
-    net.save(tmp_path / "ft", {"task": "classification", "classes": [0, 1]})
-    loaded, meta = FinetunedModel.load(tmp_path / "ft")
+    save_finetuned(net, tmp_path / "ft", {"task": "classification", "classes": [0, 1]})
+    loaded, meta = load_finetuned(tmp_path / "ft")
     x = torch.randn(3, R, CFG.num_frames)
     with torch.no_grad():
-        assert torch.equal(loaded(x), net(x))
-    assert meta["classes"] == [0, 1] and meta["num_outputs"] == 2
+        assert torch.equal(loaded.forward_head(loaded(x)), net.forward_head(net(x)))
+    assert meta["classes"] == [0, 1] and meta["num_outputs"] == 2 and not loaded.training
+
+
+def test_folders_written_before_the_head_moved_onto_the_encoder_still_load(tmp_path):
+    """Until issue 21 a fine-tuned folder held a wrapper's state dict: the encoder's tensors under ``encoder.``,
+    then ``fc_norm.`` and ``head.``; finetune.json the same record."""
+    from safetensors.torch import save_file
+
+    net = build_finetune_model(_model(), 2).eval()
+    with torch.no_grad():
+        net.head.bias.copy_(torch.tensor([0.5, -0.5]))  # so the head's weights are seen to load
+    old = {(n if n.startswith(("fc_norm.", "head.")) else f"encoder.{n}"): t.contiguous()
+           for n, t in net.state_dict().items()}
+    (tmp_path / "old").mkdir()
+    save_file(old, str(tmp_path / "old" / "model.safetensors"), metadata={"format": "brainjepa-finetuned"})
+    record = {"format": "brainjepa-finetuned", "version": 1, "model": CFG.to_dict(), "num_outputs": 2,
+              "task": "classification", "classes": [0, 1]}
+    (tmp_path / "old" / "finetune.json").write_text(json.dumps(record))
+    loaded, meta = load_finetuned(tmp_path / "old")
+    assert meta["classes"] == [0, 1]
+    for name, tensor in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    x = torch.randn(3, R, CFG.num_frames)
+    with torch.no_grad():
+        assert torch.equal(loaded.forward_head(loaded(x)), net.forward_head(net(x)))
 
 
 def test_peak_lr_follows_the_blr_rule():
     assert FinetuneConfig().peak_lr == pytest.approx(1e-3 * 16 / 256)
     assert FinetuneConfig(batch_size=64, blr=2e-3).peak_lr == pytest.approx(5e-4)
     assert FinetuneConfig(lr=1e-4).peak_lr == 1e-4
+
+
+def test_schedule_is_pretrainings_lr_rule_in_plain_numbers():
+    """Warmup 0 -> base over warmup_steps, cosine to final at total_steps: the values pretraining's Schedule gives
+    for the same numbers (start_lr 0), so moving off OptimizationConfig changed no fine-tuning LR."""
+    from brainjepa.config import OptimizationConfig
+
+    plain = WarmupCosine(warmup_steps=6, total_steps=20, base_lr=3e-3, final_lr=1e-5)
+    pretraining = Schedule(OptimizationConfig(epochs=5, warmup=1.5, start_lr=0.0, lr=3e-3, final_lr=1e-5), 4)
+    assert [plain.lr(s) for s in range(25)] == [pretraining.lr(s) for s in range(25)]
+    assert plain.lr(0) == pytest.approx(3e-3 / 6) and plain.lr(5) == pytest.approx(3e-3)
+    assert plain.lr(19) == pytest.approx(1e-5)  # the last step reaches the final LR
+    assert WarmupCosine(0, 10, 1.0, 0.0).lr(0) == pytest.approx(0.5 * (1 + np.cos(np.pi / 10)))  # no warmup
+
+
+def test_one_epoch_sets_the_lr_per_step_and_evaluate_scores_label_units():
+    torch.manual_seed(0)
+    net = build_finetune_model(_model(), 1)
+    x, y = torch.randn(6, R, CFG.num_frames), torch.tensor([40.0, 45.0, 50.0, 55.0, 60.0, 65.0])
+    loader = torch.utils.data.DataLoader([{"x": a, "y": b} for a, b in zip(x, y, strict=True)], batch_size=4)
+    optimizer = torch.optim.AdamW(net.param_groups(0.05, 0.5), lr=1.0)
+    schedule = WarmupCosine(warmup_steps=3, total_steps=10, base_lr=1e-3, final_lr=0.0)
+    fold = Fold(0, "regression", None, mean=50.0, std=10.0)
+    run = runtime("cpu", "fp32")
+    loss = train_one_epoch(net, loader, optimizer, schedule, fold, epoch=2, run=run)
+    assert net.training and np.isfinite(loss)
+    # epoch 2 of 2-batch epochs: its last batch is step 5; every group got that LR times its layer scale
+    assert [g["lr"] for g in optimizer.param_groups] == [schedule.lr(5) * g["lr_scale"] for g in optimizer.param_groups]
+    val_loss, metrics = evaluate(net, loader, fold, run)
+    with torch.no_grad():
+        pred = net.forward_head(net(x))[:, 0]
+    assert not net.training
+    assert val_loss == pytest.approx(float(((pred - (y - 50) / 10) ** 2).mean()), rel=1e-5)
+    assert metrics["mae"] == pytest.approx(float((pred * 10 + 50 - y).abs().mean()), rel=1e-5)  # label units
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -138,7 +218,7 @@ def test_classification_learns_and_writes_results(classified):
         saved = pd.read_csv(out / f"history_fold{k}.csv")
         assert {"epoch", "lr", "train_loss", "val_loss", "val_balanced_acc"} <= set(saved.columns)
         assert len(saved) == len(history)
-        loaded, meta = FinetunedModel.load(out / f"fold{k}")
+        loaded, meta = load_finetuned(out / f"fold{k}")
         assert meta["best_epoch"] == result.best_epochs[k - 1] and meta["classes"] == [0, 1]
         assert meta["window"]["mode"] == "center" and meta["normalization"]["kind"] == "none"
 
@@ -161,7 +241,7 @@ def test_regression_standardises_labels_with_training_statistics(store, tmp_path
     assert result.task == "regression" and result.classes is None
     assert result.summary["pearson_r"][0] > 0.7
     assert result.summary["mae"][0] < 2.0  # labels are 50 + 10 u (std 2.9): predictions are on the label scale
-    _, meta = FinetunedModel.load(tmp_path / "fold1")
+    _, meta = load_finetuned(tmp_path / "fold1")
     assert 45 < meta["label_mean"] < 55 and 1.5 < meta["label_std"] < 4.5
 
 
@@ -215,11 +295,15 @@ def test_non_finite_loss_stops_with_the_fold_and_epoch(store):
 
 def test_load_finetuned_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not a fine-tuned model folder"):
-        FinetunedModel.load(tmp_path)
-    build_finetune_model(_model(), 2).save(tmp_path, {})
+        load_finetuned(tmp_path)
+    save_finetuned(build_finetune_model(_model(), 2), tmp_path, {})
+    (tmp_path / "finetune.json").write_text((tmp_path / "finetune.json").read_text().replace('"num_outputs": 2',
+                                                                                          '"num_outputs": 3'))
+    with pytest.raises(CheckpointError, match="weights do not match their config .*head.weight"):
+        load_finetuned(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="cannot read fine-tuned model"):
-        FinetunedModel.load(tmp_path)
+        load_finetuned(tmp_path)
 
 
 def test_bad_config_is_named():
@@ -233,7 +317,7 @@ def test_bad_config_is_named():
         FinetuneConfig(task="ranking")
     with pytest.raises(ConfigError, match=r"finetune\.lr must be a number > 0, got -1\.0"):
         FinetuneConfig(lr=-1.0)
-    # the peak LR reaches the schedule's OptimizationConfig: a zero blr is refused by its own name, not that one's
+    # a zero blr is refused by its own name before any schedule is built
     with pytest.raises(ConfigError, match=r"^finetune\.blr must be a number > 0, got 0$"):
         FinetuneConfig(blr=0)
     with pytest.raises(ConfigError, match=r"finetune\.target_tr must be a number >= 0\.05 and <= 30, got -2\.0"):

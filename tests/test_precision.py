@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,7 +11,7 @@ from brainjepa import BrainJEPA, model_config, precision
 from brainjepa.config import load_config
 from brainjepa.errors import ConfigError
 from brainjepa.evaluation.embed import EmbedOptions, embed
-from brainjepa.evaluation.finetune import FinetuneConfig, _Step
+from brainjepa.evaluation.finetune import FinetuneConfig
 from brainjepa.precision import choose_precision, cpu_flags, default_num_workers
 from brainjepa.training.distributed import DistEnv
 from brainjepa.training.loop import Trainer
@@ -190,6 +189,5 @@ def test_finetuning_resolves_logs_and_applies_its_precision(monkeypatch, caplog,
     name = "bf16" if dtype == torch.bfloat16 else "fp32"
     assert (cfg.precision, cfg.num_workers) == (name, 0)  # what finetune.json records
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == [f"precision: {name}"]
-    step = _Step(None, None, None, "classification", cfg, 0.0, 1.0, torch.device("cpu"), 0, np.zeros(2))
-    with step._autocast():
+    with cfg.runtime().autocast():  # what train_one_epoch and evaluate enter
         assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == dtype

@@ -1,11 +1,11 @@
 """End-to-end fine-tuning of a pretrained Brain-JEPA encoder on one phenotype column of a store.
 
-The network is the reference's downstream model: encoder (the EMA target encoder's weights by default) -> mean
-over all tokens -> LayerNorm (``fc_norm``, eps 1e-6) -> Linear head (trunc-normal std 2e-5 init). What differs
-from the reference, on purpose:
+The network is the reference's downstream model: a `BrainEncoder` (the EMA target encoder's weights by default)
+with the head `BrainEncoder.reset_classifier` puts on: mean over all tokens -> LayerNorm (``fc_norm``, eps 1e-6)
+-> Linear (trunc-normal std 2e-5 init). What differs from the reference, on purpose:
 
 * layer-wise LR decay applies (the reference's is inert because its parameter names never matched): with L
-  blocks, patch and positional embeddings are layer 0, ``encoder.blocks.i`` is layer i + 1 and the final norm,
+  blocks, patch and positional embeddings are layer 0, ``blocks.i`` is layer i + 1 and the final norm,
   ``fc_norm`` and head are layer L + 1; layer l trains at ``lr * layer_decay ** (L + 1 - l)``;
 * drop path is applied (the reference's 0.1 never reached the encoder): rates rise linearly to ``drop_path``;
 * evaluation windows are deterministic (centre) and training windows random, from `WindowSpec`;
@@ -13,7 +13,9 @@ from the reference, on purpose:
 * folds, splits and metrics are `brainjepa.evaluation.metrics`' (the same as the linear probe's).
 
 The learning rate follows the reference's rule ``lr = blr * batch_size / 256`` unless ``lr`` is given, with
-AdamW, linear warmup and a per-step half-cycle cosine to ``min_lr``.
+AdamW, linear warmup and a per-step half-cycle cosine to ``min_lr``. This module holds the settings, the
+model's making, saving and loading, the folds with their early stopping and the result files; the per-epoch
+passes are `brainjepa.evaluation.finetune_loop`'s.
 """
 
 from __future__ import annotations
@@ -26,26 +28,23 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
 from brainjepa.bounds import SCANNER_TR, bounded, check_bounds
-from brainjepa.config import OptimizationConfig
 from brainjepa.data.dataset import StoreDataset
 from brainjepa.data.normalize import Normalizer
-from brainjepa.data.store import RunStore, open_runs
+from brainjepa.data.store import RunStore, check_num_rois, open_runs
 from brainjepa.data.windows import WindowSpec
 from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingError
 from brainjepa.evaluation.embed import NORMALIZATIONS, load_model, model_normalizer
+from brainjepa.evaluation.finetune_loop import Fold, WarmupCosine, evaluate, train_one_epoch
 from brainjepa.evaluation.labels import TASK_KINDS, Labels, TaskKind, read_labels
-from brainjepa.evaluation.metrics import classification_metrics, grouped_splits, regression_metrics, summarize
+from brainjepa.evaluation.metrics import grouped_splits, summarize
 from brainjepa.evaluation.probe import check_learnable
 from brainjepa.io import atomic_writes, load_weights_folder, save_weights_folder
 from brainjepa.models import BrainJEPA, ModelConfig
 from brainjepa.models.encoder import BrainEncoder
-from brainjepa.models.optim import param_groups
-from brainjepa.precision import PRECISIONS, choose_precision, default_num_workers
-from brainjepa.training.schedules import Schedule
+from brainjepa.precision import PRECISIONS, default_num_workers
+from brainjepa.runtime import Runtime, runtime
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ class FinetuneConfig:
         grad_checkpointing: recompute block activations in backward (less memory, more time).
         num_workers: DataLoader workers; None: what the machine has (`brainjepa.precision.default_num_workers`).
         seed: seeds splits, head init, drop path, window draws and batch order.
-        device: torch device (default: CUDA if available, else CPU).
+        device: torch device (default: CUDA if available, else CPU; `brainjepa.runtime.resolve_device`).
     """
 
     task: TaskKind | Literal["auto"] = "auto"
@@ -122,18 +121,21 @@ class FinetuneConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"finetune.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
 
-    @property
-    def torch_device(self) -> torch.device:
-        """`device`, or CUDA if available, else CPU."""
-        return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    def runtime(self) -> Runtime:
+        """Where the run computes and in which precision (`brainjepa.runtime.runtime` of `device`, `precision`).
+
+        Raises:
+            ConfigError: a device this machine does not have, named as ``finetune.device``.
+        """
+        return runtime(self.device, self.precision, setting="finetune.device")
 
     def for_machine(self) -> FinetuneConfig:
         """This config with `precision` chosen for the device (logged in one line) and `num_workers` for the CPUs:
         what the run uses, and what finetune.json records."""
-        choice = choose_precision(self.torch_device, self.precision)
-        logger.info("precision: %s (%s)", choice.name, choice.reason)
-        workers = default_num_workers(self.torch_device) if self.num_workers is None else self.num_workers
-        return replace(self, precision=choice.name, num_workers=workers)
+        run = self.runtime()
+        run.log(logger)
+        workers = default_num_workers(run.device) if self.num_workers is None else self.num_workers
+        return replace(self, precision=run.precision.name, num_workers=workers)
 
     @property
     def peak_lr(self) -> float:
@@ -146,77 +148,48 @@ class FinetuneConfig:
                           target_tr=self.target_tr, short="pad" if self.pad else "error")
 
 
-class FinetunedModel(nn.Module):
-    """Encoder -> mean over tokens -> LayerNorm -> Linear: x [B, R, T] -> [B, num_outputs].
-
-    Args:
-        encoder: a `BrainEncoder` (trained in place).
-        num_outputs: classes, or 1 for regression.
-        head_init_std: trunc-normal std of the head weights (reference 2e-5; bias zero).
-    """
-
-    def __init__(self, encoder: BrainEncoder, num_outputs: int, *, head_init_std: float = 2e-5) -> None:
-        super().__init__()
-        dim = encoder.embed_dim
-        self.encoder = encoder
-        self.fc_norm = nn.LayerNorm(dim, eps=1e-6)
-        self.head = nn.Linear(dim, num_outputs)
-        nn.init.trunc_normal_(self.head.weight, std=head_init_std)
-        nn.init.zeros_(self.head.bias)
-
-    @property
-    def config(self) -> ModelConfig:
-        return self.encoder.cfg
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.fc_norm(self.encoder.pool(self.encoder.forward_features(x), "mean")))
-
-    def param_groups(self, weight_decay: float, layer_decay: float | None = None) -> list[dict[str, Any]]:
-        """AdamW groups by the encoder's rule (`BrainEncoder.param_groups`), with ``fc_norm`` and the head at
-        the encoder's top layer id (they train at the full lr): with L blocks, block i trains at
-        ``lr * layer_decay ** (L - i)`` and the embeddings at ``lr * layer_decay ** (L + 1)``."""
-        def layer_id(name: str) -> int:
-            module, _, rest = name.partition(".")
-            return self.encoder.layer_id(rest) if module == "encoder" else self.encoder.top_layer_id
-
-        return param_groups(self.named_parameters(), weight_decay, layer_id, layer_decay)
-
-    def save(self, directory: str | Path, info: dict[str, Any]) -> Path:
-        """Write ``model.safetensors`` and ``finetune.json`` (architecture plus `info`: task, classes, label
-        statistics, normalisation, windows) into directory."""
-        meta = {"model": self.config.to_dict(), "num_outputs": self.head.out_features, **info}
-        return save_weights_folder(directory, self, meta, config_name=CHECKPOINT_CONFIG,
-                                   weights_name=CHECKPOINT_WEIGHTS, fmt=FORMAT, json_default=_json_default)
-
-    @classmethod
-    def load(cls, directory: str | Path) -> tuple[FinetunedModel, dict[str, Any]]:
-        """Read what `save` wrote: the model (eval mode) and its ``finetune.json`` record."""
-        meta, state = load_weights_folder(directory, config_name=CHECKPOINT_CONFIG, weights_name=CHECKPOINT_WEIGHTS,
-                                          fmt=FORMAT, what="fine-tuned model")
-        encoder = BrainEncoder(ModelConfig.from_dict(meta["model"]), state["encoder.pos_embed.gradient"])
-        model = cls(encoder, int(meta["num_outputs"]))
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise CheckpointError(f"{directory}: weights do not match their config ({err})") from err
-        return model.eval(), meta
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Give every group ``lr * lr_scale``."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
-
-
 def build_finetune_model(model: BrainJEPA, num_outputs: int, *, encoder: str = "target",
-                         drop_path: float = 0.0) -> FinetunedModel:
-    """A fresh `FinetunedModel` whose encoder copies `model`'s (target or context) weights, rebuilt with
-    stochastic depth rising linearly to `drop_path` (DropPath has no weights, so the state dict loads as is)."""
+                         drop_path: float = 0.0) -> BrainEncoder:
+    """A fresh `BrainEncoder` that copies `model`'s (target or context) encoder weights, rebuilt with stochastic
+    depth rising linearly to `drop_path` (DropPath has no weights, so the state dict loads as is), with a new
+    head of `num_outputs` (`BrainEncoder.reset_classifier`) and every parameter trainable."""
     source = model.target_encoder if encoder == "target" else model.encoder
     net = BrainEncoder(model.config.replace(drop_path_rate=drop_path), source.pos_embed.gradient.cpu())
     net.load_state_dict(source.state_dict(), strict=True)  # copies the values
-    net.requires_grad_(True)
-    return FinetunedModel(net, num_outputs)
+    net.reset_classifier(num_outputs)
+    return net.requires_grad_(True)
+
+
+def save_finetuned(net: BrainEncoder, directory: str | Path, info: dict[str, Any]) -> Path:
+    """Write ``model.safetensors`` (the encoder's state dict, head included) and ``finetune.json`` (architecture,
+    `num_outputs`, then `info`: task, classes, label statistics, normalisation, windows) into directory."""
+    meta = {"model": net.cfg.to_dict(), "num_outputs": net.num_outputs, **info}
+    return save_weights_folder(directory, net, meta, config_name=CHECKPOINT_CONFIG, weights_name=CHECKPOINT_WEIGHTS,
+                               fmt=FORMAT, json_default=_json_default)
+
+
+def load_finetuned(directory: str | Path) -> tuple[BrainEncoder, dict[str, Any]]:
+    """Read what `save_finetuned` wrote: the encoder with its head (eval mode; logits are
+    ``net.forward_head(net(x))``) and its ``finetune.json`` record.
+
+    Folders written before the head moved onto the encoder hold the same tensors with the encoder's under
+    ``encoder.`` (a wrapper module's names); they load too.
+
+    Raises:
+        CheckpointError: not a fine-tuned model folder, unreadable or non-finite weights, or weights that do not
+            match the recorded architecture.
+    """
+    meta, state = load_weights_folder(directory, config_name=CHECKPOINT_CONFIG, weights_name=CHECKPOINT_WEIGHTS,
+                                      fmt=FORMAT, what="fine-tuned model")
+    state = {name.removeprefix("encoder."): tensor for name, tensor in state.items()}
+    try:
+        net = BrainEncoder(ModelConfig.from_dict(meta["model"]), state["pos_embed.gradient"])
+        net.reset_classifier(int(meta["num_outputs"]))
+        net.load_state_dict(state, strict=True)
+    except (KeyError, RuntimeError) as err:
+        why = " ".join(str(err).split())  # torch's report spans lines; errors here are one line
+        raise CheckpointError(f"{directory}: weights do not match their config ({why})") from err
+    return net.eval(), meta
 
 
 # ------------------------------------------------------------------------------------------------- results
@@ -283,7 +256,7 @@ def finetune(
         config: hyperparameters (default `FinetuneConfig()`).
         gradient: the gradient CSV an official reference checkpoint needs.
         out: folder for ``finetune.csv``, ``finetune.md``, ``history_fold{k}.csv`` and, with
-            `save_checkpoints`, the best weights of fold k in ``fold{k}/`` (`FinetunedModel.save`).
+            `save_checkpoints`, the best weights of fold k in ``fold{k}/`` (`save_finetuned`).
         save_checkpoints: write the per-fold best checkpoints into `out`.
         progress: tqdm bars over epochs.
 
@@ -302,10 +275,9 @@ def finetune(
     labels = read_labels(store, label, cfg.task, folds=cfg.folds)  # refused here, before any training
     check_learnable(labels.targets, labels.groups, labels.task, cfg.folds, f"{store.path}: label {label!r}")
     cfg = cfg.for_machine()
+    run = cfg.runtime()  # bf16 or fp32 now: chosen (and logged) once by for_machine
     pretrained = load_model(model, gradient=gradient)
-    if store.num_rois != pretrained.config.num_rois:
-        raise DataError(f"{store.path}: store has {store.num_rois} ROIs but the model expects "
-                        f"{pretrained.config.num_rois}")
+    check_num_rois(store, pretrained.config.num_rois)
     normalizer = model_normalizer(pretrained, cfg.normalization)
     splits = grouped_splits(labels.targets, labels.groups, task=labels.task, folds=cfg.folds, seed=cfg.seed)
     logger.info("fine-tuning on %r (%s): %d runs of %d subjects, %d folds, peak lr %.3g", label, labels.task,
@@ -313,7 +285,7 @@ def finetune(
     fold_metrics, best_epochs, histories = [], [], []
     for k, (train, test) in enumerate(splits):
         fold_out = Path(out) / f"fold{k + 1}" if out is not None and save_checkpoints else None
-        metrics, best_epoch, history = _run_fold(pretrained, store, labels, train, test, normalizer, cfg, k,
+        metrics, best_epoch, history = _run_fold(pretrained, store, labels, train, test, normalizer, cfg, run, k,
                                                  fold_out, progress)
         fold_metrics.append(metrics)
         best_epochs.append(best_epoch)
@@ -326,7 +298,7 @@ def finetune(
 
 
 def _run_fold(pretrained: BrainJEPA, store: RunStore, labels: Labels, train: np.ndarray, test: np.ndarray,
-              normalizer: Normalizer, cfg: FinetuneConfig, fold: int, out: Path | None,
+              normalizer: Normalizer, cfg: FinetuneConfig, run: Runtime, fold: int, out: Path | None,
               progress: bool) -> tuple[dict[str, float], int, list[dict[str, float]]]:
     """Train on one fold (validation carved from its training subjects); test metrics of the best epoch."""
     from tqdm.auto import tqdm
@@ -344,25 +316,30 @@ def _run_fold(pretrained: BrainJEPA, store: RunStore, labels: Labels, train: np.
         if std == 0:
             raise DataError(f"{store.path}: label {labels.name!r} is constant in the training subjects of fold "
                             f"{fold + 1}; it cannot be standardised")
-    device = cfg.torch_device
     fold_seed = cfg.seed * 1000 + fold
     num_outputs = len(labels.classes) if labels.classes is not None else 1
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    facts = Fold(fold, labels.task, labels.classes, mean, std)
+    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
         torch.manual_seed(fold_seed)  # head init and drop path
-        net = build_finetune_model(pretrained, num_outputs, encoder=cfg.encoder, drop_path=cfg.drop_path).to(device)
-        net.encoder.set_grad_checkpointing(cfg.grad_checkpointing)
-        loaders = {name: _loader(store, labels, idx, normalizer, cfg, net.config.num_frames, train=name == "fit",
-                                 seed=fold_seed) for name, idx in (("fit", fit), ("val", val), ("test", test))}
+        net = build_finetune_model(pretrained, num_outputs, encoder=cfg.encoder, drop_path=cfg.drop_path)
+        net.to(run.device).set_grad_checkpointing(cfg.grad_checkpointing)
+        frames = net.cfg.num_frames
+        loaders = {name: _loader(store, labels, idx, normalizer, cfg, frames, train=name == "fit", seed=fold_seed)
+                   for name, idx in (("fit", fit), ("val", val), ("test", test))}
         optimizer = torch.optim.AdamW(net.param_groups(cfg.weight_decay, cfg.layer_decay), lr=cfg.peak_lr)
-        schedule = Schedule(OptimizationConfig(epochs=cfg.epochs, warmup=cfg.warmup_epochs, start_lr=0.0,
-                                               lr=cfg.peak_lr, final_lr=cfg.min_lr), len(loaders["fit"]))
-        trainer = _FoldTrainer(net, optimizer, schedule, labels.task, cfg, mean, std, device, fold, labels.targets[fit])
+        steps = len(loaders["fit"])
+        schedule = WarmupCosine(warmup_steps=int(cfg.warmup_epochs * steps), total_steps=max(1, cfg.epochs * steps),
+                                base_lr=cfg.peak_lr, final_lr=cfg.min_lr)
         best_loss, best_epoch, best_state, waited, history = math.inf, 0, None, 0, []
         bar = tqdm(range(cfg.epochs), desc=f"fold {fold + 1}/{cfg.folds}", unit="epoch", disable=not progress)
         for epoch in bar:
             loaders["fit"].dataset.set_epoch(epoch)
-            train_loss = trainer.train_epoch(loaders["fit"], epoch)
-            val_loss, val_metrics = trainer.evaluate(loaders["val"], labels)
+            train_loss = train_one_epoch(net, loaders["fit"], optimizer, schedule, facts, epoch, run,
+                                         label_smoothing=cfg.label_smoothing)
+            if not math.isfinite(train_loss):
+                raise TrainingError(f"fine-tuning fold {fold + 1}: non-finite training loss in epoch {epoch + 1}; "
+                                    f"{_non_finite_hint(facts, labels.targets[fit], cfg.peak_lr)}")
+            val_loss, val_metrics = evaluate(net, loaders["val"], facts, run)
             history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[-1]["lr"], "train_loss": train_loss,
                             "val_loss": val_loss, **{f"val_{n}": v for n, v in val_metrics.items()}})
             bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
@@ -377,13 +354,28 @@ def _run_fold(pretrained: BrainJEPA, store: RunStore, labels: Labels, train: np.
         if best_state is None:
             raise TrainingError(f"fine-tuning fold {fold + 1}: the validation loss was never finite")
         net.load_state_dict(best_state)
-        _, test_metrics = trainer.evaluate(loaders["test"], labels)
+        _, test_metrics = evaluate(net, loaders["test"], facts, run)
     if out is not None:
         info = {"task": labels.task, "classes": labels.classes, "label_mean": mean, "label_std": std,
                 "best_epoch": best_epoch, "normalization": normalizer.to_dict(),
-                "window": asdict(cfg.window(net.config.num_frames, train=False)), "config": asdict(cfg)}
-        net.cpu().save(out, info)
+                "window": asdict(cfg.window(frames, train=False)), "config": asdict(cfg)}
+        save_finetuned(net.cpu(), out, info)
     return test_metrics, best_epoch, history
+
+
+def _non_finite_hint(fold: Fold, targets: np.ndarray, lr: float) -> str:
+    """What to change after a non-finite training loss: the labels (the fold's training `targets`) when they are
+    the cause, else the learning rate `lr`."""
+    if fold.task == "regression":
+        with np.errstate(over="ignore", invalid="ignore"):  # the float32 targets the loss sees
+            scaled = (targets.astype(np.float32) - np.float32(fold.mean)) / np.float32(fold.std)
+        if not np.isfinite(scaled).all():
+            return (f"the labels are the cause: standardised in float32 they overflow (values up to "
+                    f"{np.abs(targets).max():.3g}, mean {fold.mean:.3g}, std {fold.std:.3g}); rescale the label column")
+        checked = f"the labels are finite (standardised with mean {fold.mean:.3g}, std {fold.std:.3g})"
+    else:
+        checked = f"the labels are {len(np.unique(targets))} valid classes"
+    return f"{checked}, so the learning rate is likely too high: lower lr (--lr; now {lr:.3g})"
 
 
 def _loader(store: RunStore, labels: Labels, items: np.ndarray, normalizer: Normalizer, cfg: FinetuneConfig,
@@ -412,82 +404,6 @@ class _Labelled(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return {"x": self.windows[i]["x"], "y": self.targets[i]}
-
-
-class _FoldTrainer:
-    """One fold's optimisation and evaluation (kept apart from the epoch loop so each stays short)."""
-
-    def __init__(self, net: FinetunedModel, optimizer: torch.optim.Optimizer, schedule: Any, task: TaskKind,
-                 cfg: FinetuneConfig, mean: float, std: float, device: torch.device, fold: int,
-                 targets: np.ndarray) -> None:
-        self.net, self.optimizer, self.schedule, self.task, self.cfg = net, optimizer, schedule, task, cfg
-        self.mean, self.std, self.device, self.fold = mean, std, device, fold
-        self.targets = targets  # the training targets, to tell bad labels from a too high LR
-        self.step = 0
-
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
-
-    def loss(self, out: Tensor, y: Tensor, smoothing: float = 0.0) -> Tensor:
-        if self.task == "classification":
-            return F.cross_entropy(out, y, label_smoothing=smoothing)
-        return F.mse_loss(out[:, 0], (y.float() - self.mean) / self.std)
-
-    def train_epoch(self, loader: torch.utils.data.DataLoader, epoch: int) -> float:
-        """One pass over the training batches; returns the mean loss (raises on a non-finite one)."""
-        self.net.train()
-        total, count = torch.zeros((), device=self.device), 0
-        for batch in loader:
-            set_lr(self.optimizer, self.schedule.lr(self.step))
-            x, y = batch["x"].to(self.device), batch["y"].to(self.device)
-            with self._autocast():
-                out = self.net(x)
-            loss = self.loss(out.float(), y, self.cfg.label_smoothing)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.step += 1
-            total += loss.detach() * len(y)
-            count += len(y)
-        mean = float(total) / max(count, 1)
-        if not math.isfinite(mean):
-            raise TrainingError(f"fine-tuning fold {self.fold + 1}: non-finite training loss in epoch {epoch + 1}; "
-                                f"{self.non_finite_hint()}")
-        return mean
-
-    def non_finite_hint(self) -> str:
-        """What to change after a non-finite loss: the labels when they are the cause, else the learning rate."""
-        if self.task == "regression":
-            with np.errstate(over="ignore", invalid="ignore"):  # the float32 targets the loss sees
-                scaled = (self.targets.astype(np.float32) - np.float32(self.mean)) / np.float32(self.std)
-            if not np.isfinite(scaled).all():
-                return (f"the labels are the cause: standardised in float32 they overflow (values up to "
-                        f"{np.abs(self.targets).max():.3g}, mean {self.mean:.3g}, std {self.std:.3g}); rescale the "
-                        "label column")
-            checked = f"the labels are finite (standardised with mean {self.mean:.3g}, std {self.std:.3g})"
-        else:
-            checked = f"the labels are {len(np.unique(self.targets))} valid classes"
-        return f"{checked}, so the learning rate is likely too high: lower lr (--lr; now {self.cfg.peak_lr:.3g})"
-
-    @torch.no_grad()
-    def evaluate(self, loader: torch.utils.data.DataLoader, labels: Labels) -> tuple[float, dict[str, float]]:
-        """Loss (no label smoothing) and metrics on deterministic windows."""
-        self.net.eval()
-        outs, ys = [], []
-        for batch in loader:
-            with self._autocast():
-                outs.append(self.net(batch["x"].to(self.device)).float().cpu())
-            ys.append(batch["y"])
-        out, y = torch.cat(outs), torch.cat(ys)
-        loss = float(self.loss(out, y))
-        if self.task == "classification":
-            classes = np.asarray(labels.classes)
-            prob = out.softmax(-1).numpy()
-            metrics = classification_metrics(classes[y.numpy()], classes[prob.argmax(1)], prob,
-                                             labels=labels.classes)
-        else:
-            metrics = regression_metrics(y.numpy(), out[:, 0].numpy() * self.std + self.mean)
-        return loss, metrics
 
 
 def _json_default(value: Any) -> Any:

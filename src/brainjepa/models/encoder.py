@@ -29,7 +29,11 @@ def run_blocks(blocks: Iterable[nn.Module], x: Tensor, grad_checkpointing: bool)
 
 
 class BrainEncoder(nn.Module):
-    """Patch embedding + gradient positions -> (optional context selection) -> blocks -> LayerNorm.
+    """Patch embedding + gradient positions -> (optional context selection) -> blocks -> LayerNorm, and for
+    fine-tuning a head on top (timm's split): `forward_features` gives tokens, `forward_head` reads them out.
+
+    The head is absent (`nn.Identity`, no weights) until `reset_classifier` puts one on, so pretraining and its
+    checkpoints never see it. `forward` stays `forward_features`: the JEPA objective needs tokens, not logits.
 
     Args:
         cfg: the architecture.
@@ -50,6 +54,9 @@ class BrainEncoder(nn.Module):
             for rate in rates
         )
         self.norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps)
+        self.num_outputs = 0
+        self.fc_norm: nn.Module = nn.Identity()
+        self.head: nn.Module = nn.Identity()
         self.grad_checkpointing = False
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -127,6 +134,27 @@ class BrainEncoder(nn.Module):
             return token_fc(tokens, self.cfg.num_rois)
         raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {kind!r}")
 
+    # ----------------------------------------------------------------------------------------------- head
+    def reset_classifier(self, num_outputs: int, *, init_std: float = 2e-5) -> None:
+        """Put a fresh head on for fine-tuning (the reference's downstream readout): ``fc_norm`` LayerNorm (eps
+        1e-6) -> Linear to `num_outputs` (classes, or 1 for a regression) with trunc-normal(`init_std`) weights
+        and a zero bias. 0 takes the head off again."""
+        self.num_outputs = num_outputs
+        if num_outputs == 0:
+            self.fc_norm, self.head = nn.Identity(), nn.Identity()
+            return
+        like = {"device": self.norm.weight.device, "dtype": self.norm.weight.dtype}
+        self.fc_norm = nn.LayerNorm(self.embed_dim, eps=1e-6, **like)
+        self.head = nn.Linear(self.embed_dim, num_outputs, **like)
+        nn.init.trunc_normal_(self.head.weight, std=init_std)
+        nn.init.zeros_(self.head.bias)
+
+    def forward_head(self, tokens: Tensor, pre_logits: bool = False) -> Tensor:
+        """Tokens [B, N, D] (`forward_features`) -> mean over tokens -> ``fc_norm`` -> head: [B, num_outputs];
+        with `pre_logits`, the normed pooled features [B, D] (the input of the head)."""
+        x = self.fc_norm(self.pool(tokens, "mean"))
+        return x if pre_logits else self.head(x)
+
     def pooled_shape(self, kind: Pooling) -> tuple[int, ...]:
         """Shape of one sample's `pool` output over all tokens: (D,), (R, D), (R*P, D) or (R(R-1)/2,)."""
         if kind not in POOLINGS:
@@ -139,12 +167,12 @@ class BrainEncoder(nn.Module):
     # ------------------------------------------------------------------------------------------ optimiser
     @property
     def top_layer_id(self) -> int:
-        """Layer id of the final norm (and of any head put on top): depth + 1."""
+        """Layer id of the final norm and of the head (`reset_classifier`): depth + 1."""
         return len(self.blocks) + 1
 
     def layer_id(self, name: str) -> int:
         """Layer of a parameter name of this module: patch and positional embeddings 0, ``blocks.i`` i + 1,
-        everything else (the final norm) `top_layer_id`."""
+        everything else (the final norm, ``fc_norm`` and the head) `top_layer_id`."""
         parts = name.split(".")
         if parts[0] in ("patch_embed", "pos_embed"):
             return 0
