@@ -6,7 +6,6 @@ schedule (plain numbers), one training pass, one evaluation pass, and the small 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ from brainjepa.evaluation.labels import TaskKind
 from brainjepa.evaluation.metrics import classification_metrics, regression_metrics
 from brainjepa.models.encoder import BrainEncoder
 from brainjepa.runtime import Runtime
+from brainjepa.training.schedules import warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,7 @@ class WarmupCosine:
 
     def lr(self, step: int) -> float:
         """LR of 0-based optimizer step `step`."""
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps * self.base_lr
-        progress = (step + 1 - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
-        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-        return max(self.final_lr, self.final_lr + (self.base_lr - self.final_lr) * cosine)
+        return warmup_cosine(step, self.warmup_steps, self.total_steps, 0.0, self.base_lr, self.final_lr)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,16 @@ from dataclasses import dataclass
 from brainjepa.config import OptimizationConfig
 
 
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, start_lr: float, base_lr: float,
+                  final_lr: float) -> float:
+    """LR of 0-based optimizer step `step`: linear warmup start_lr -> base_lr over `warmup_steps`, then a half-cycle
+    cosine base_lr -> final_lr at `total_steps` (floored at final_lr); pretraining's and fine-tuning's rule."""
+    if step < warmup_steps:
+        return start_lr + (step + 1) / warmup_steps * (base_lr - start_lr)
+    progress = (step + 1 - warmup_steps) / max(1, total_steps - warmup_steps)
+    return max(final_lr, final_lr + (base_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
 @dataclass(frozen=True)
 class Schedule:
     """All schedules of one run.
@@ -39,11 +49,8 @@ class Schedule:
 
     def lr(self, step: int) -> float:
         """Linear warmup start_lr -> lr, then cosine lr -> final_lr (floored at final_lr)."""
-        o, warm = self.opt, self.warmup_steps
-        if step < warm:
-            return o.start_lr + (step + 1) / warm * (o.lr - o.start_lr)
-        progress = (step + 1 - warm) / max(1, self.total_steps - warm)
-        return max(o.final_lr, o.final_lr + (o.lr - o.final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+        o = self.opt
+        return warmup_cosine(step, self.warmup_steps, self.total_steps, o.start_lr, o.lr, o.final_lr)
 
     def weight_decay(self, step: int) -> float:
         """Cosine from weight_decay to final_weight_decay over all steps, clamped at the final value."""
