@@ -7,12 +7,13 @@ import logging
 import pytest
 import torch
 
-from brainjepa import BrainJEPA, model_config, precision
+from brainjepa import BrainJEPA, model_config, precision, runtime
 from brainjepa.config import load_config
 from brainjepa.errors import ConfigError
 from brainjepa.evaluation.embed import EmbedOptions, embed
 from brainjepa.evaluation.finetune import FinetuneConfig
-from brainjepa.precision import choose_precision, cpu_flags, default_num_workers
+from brainjepa.precision import choose_precision, cpu_flags
+from brainjepa.runtime import default_num_workers
 from brainjepa.training.distributed import DistEnv
 from brainjepa.training.loop import Trainer
 
@@ -83,12 +84,12 @@ def test_cpu_flags_parse_cpuinfo(tmp_path):
     ("cpu", 2, 1, 0), ("cpu", 1, 1, 0), ("cpu", 16, 1, 1), ("cpu", 16, 8, 0),
 ])
 def test_default_workers_fit_the_machine(monkeypatch, device, cpus, procs, workers):
-    monkeypatch.setattr(precision, "available_cpus", lambda: cpus)
+    monkeypatch.setattr(runtime, "available_cpus", lambda: cpus)
     assert default_num_workers(device, procs) == workers
 
 
 def test_default_workers_read_torchrun_local_world_size(monkeypatch):
-    monkeypatch.setattr(precision, "available_cpus", lambda: 16)
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 16)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     assert default_num_workers("cuda") == 3
 
@@ -153,7 +154,7 @@ def test_pretraining_logs_and_applies_its_precision(store, tmp_path, monkeypatch
 
 
 def test_pretraining_workers_default_to_the_machine(store, tmp_path, monkeypatch):
-    monkeypatch.setattr(precision, "available_cpus", lambda: 16)
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 16)
     auto = Trainer(load_config(None, _overrides(store)), tmp_path / "a", DistEnv(), resume=False)
     assert auto.cfg.data.num_workers is None and auto.num_workers == default_num_workers("cpu") == 1
     assert next(auto.micro_batches()).x.shape == (4, R, T)  # the loader runs with that worker
@@ -183,7 +184,7 @@ def test_embedding_auto_precision_equals_the_chosen_one(monkeypatch, caplog, fla
 ])
 def test_finetuning_resolves_logs_and_applies_its_precision(monkeypatch, caplog, flags, requested, dtype):
     monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
-    monkeypatch.setattr(precision, "available_cpus", lambda: 2)
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 2)
     caplog.set_level(logging.INFO, logger="brainjepa.evaluation.finetune")
     cfg = FinetuneConfig(device="cpu", precision=requested).for_machine()
     name = "bf16" if dtype == torch.bfloat16 else "fp32"

@@ -32,6 +32,7 @@ from brainjepa.errors import ConfigError
 from brainjepa.io import atomic_write_text, no_such
 from brainjepa.masks.config import MaskConfig
 from brainjepa.models.config import PRESETS, ModelConfig
+from brainjepa.precision import Precision
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")  # meta.device; availability is checked when a run starts
 
@@ -42,7 +43,7 @@ class DataConfig:
 
     path: str | None = None  # a store written by `brainjepa prepare` or `brainjepa simulate`
     batch_size: int = bounded(16, ge=1)  # per process
-    num_workers: int | None = bounded(None, ge=0)  # None: what the machine has (precision.default_num_workers)
+    num_workers: int | None = bounded(None, ge=0)  # None: what the machine has (runtime.default_num_workers)
     pin_mem: bool = True
     gradient_csv_path: str | None = None  # None: computed from the store's group FC and saved in the run folder
     gradient_sparsity: float = bounded(0.9, ge=0, lt=1)  # BrainSpace sparsity of a computed gradient
@@ -66,7 +67,7 @@ class MetaConfig:
 
     load_checkpoint: bool = False  # true: start from meta.read_checkpoint's weights (a warm start)
     read_checkpoint: str | None = None  # a model folder, a run folder or the official .pth.tar
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where it is faster (brainjepa.precision)
+    precision: Precision = "auto"  # auto: bf16 where it is faster (brainjepa.precision)
     accumulation_steps: int = bounded(8, ge=1)
     attn_mode: Literal["flash_attn", "normal"] = "flash_attn"  # flash_attn -> fused SDPA, normal -> explicit softmax
     grad_checkpointing: bool = False

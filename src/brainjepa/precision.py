@@ -1,4 +1,5 @@
-"""Compute precision and DataLoader workers chosen from what the machine has, with the reason in words.
+"""Compute precision chosen from what the machine has, with the reason in words (`brainjepa.runtime` turns it into
+the run's device, autocast and DataLoader workers).
 
 bf16 autocast pays only where the hardware multiplies bf16 natively: on a CPU without bf16 matrix units it is
 several times slower than fp32 (a full ViT-B pretraining step took 99 s instead of 24 s on an AVX2-only EPYC).
@@ -10,7 +11,6 @@ shows bf16 faster. An explicit `bf16` or `fp32` is used as asked.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from pathlib import Path
 from typing import Literal, NamedTuple, get_args
@@ -98,27 +98,3 @@ def choose_precision(device: torch.device | str, requested: Precision = "auto") 
     if device.type == "cpu":
         return _cpu_choice()
     return PrecisionChoice(torch.float32, f"auto: fp32 on {device.type} (bf16 is chosen only on CUDA and CPUs)")
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one; containers often restrict it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def default_num_workers(device: torch.device | str, processes_per_node: int | None = None, cap: int = 8) -> int:
-    """DataLoader workers per training process, from the CPUs this process's share of the node has.
-
-    On a GPU the process itself needs about one core to launch kernels, so the rest of its share loads data (at
-    most `cap`). On a CPU the training step's own threads use every core and a batch loads in milliseconds against
-    a step of seconds: one worker overlaps the loading where there are more than two cores, none on two or fewer
-    (the quickstart measured a worker competing with the step there). `processes_per_node` defaults to torchrun's
-    LOCAL_WORLD_SIZE (1 without torchrun).
-    """
-    procs = processes_per_node or int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    share = available_cpus() // max(procs, 1)
-    if torch.device(device).type == "cuda":
-        return max(0, min(cap, share - 1))
-    return 1 if share > 2 else 0

@@ -4,12 +4,13 @@ Pretraining, embedding, fine-tuning and the multimodal projectors each call `run
 `device` and `precision` settings and then only use the `Runtime` it returns: its `device`, its precision choice
 (with the reason, logged in one line) and `autocast()`, entered around every forward pass (nanoGPT builds its
 ``ctx`` once the same way). A CUDA device that is not there is refused here, by the setting's name, before any
-work.
+work. `default_num_workers` sizes the DataLoader workers from the CPUs this process has.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import torch
@@ -85,3 +86,27 @@ def resolve_device(name: str | torch.device | None = "auto", local_rank: int = 0
 def _said(setting: str, value: str) -> str:
     """The setting with a value as the user writes it: ``meta.device=cpu`` in a config, ``--device cpu`` as a flag."""
     return f"{setting} {value}" if setting.startswith("-") else f"{setting}={value}"
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one; containers often restrict it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_num_workers(device: torch.device | str, processes_per_node: int | None = None, cap: int = 8) -> int:
+    """DataLoader workers per training process, from the CPUs this process's share of the node has.
+
+    On a GPU the process itself needs about one core to launch kernels, so the rest of its share loads data (at
+    most `cap`). On a CPU the training step's own threads use every core and a batch loads in milliseconds against
+    a step of seconds: one worker overlaps the loading where there are more than two cores, none on two or fewer
+    (the quickstart measured a worker competing with the step there). `processes_per_node` defaults to torchrun's
+    LOCAL_WORLD_SIZE (1 without torchrun).
+    """
+    procs = processes_per_node or int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    share = available_cpus() // max(procs, 1)
+    if torch.device(device).type == "cuda":
+        return max(0, min(cap, share - 1))
+    return 1 if share > 2 else 0

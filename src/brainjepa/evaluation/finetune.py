@@ -43,8 +43,8 @@ from brainjepa.evaluation.probe import check_learnable
 from brainjepa.io import atomic_writes, load_weights_folder, save_weights_folder
 from brainjepa.models import BrainJEPA, ModelConfig
 from brainjepa.models.encoder import BrainEncoder
-from brainjepa.precision import PRECISIONS, default_num_workers
-from brainjepa.runtime import Runtime, runtime
+from brainjepa.precision import PRECISIONS
+from brainjepa.runtime import Runtime, default_num_workers, runtime
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class FinetuneConfig:
         precision: "auto" (bf16 autocast where it is faster: `brainjepa.precision.choose_precision`), "bf16" or
             "fp32". `finetune` logs the choice and records it (bf16 / fp32) in each fold's finetune.json.
         grad_checkpointing: recompute block activations in backward (less memory, more time).
-        num_workers: DataLoader workers; None: what the machine has (`brainjepa.precision.default_num_workers`).
+        num_workers: DataLoader workers; None: what the machine has (`brainjepa.runtime.default_num_workers`).
         seed: seeds splits, head init, drop path, window draws and batch order.
         device: torch device (default: CUDA if available, else CPU; `brainjepa.runtime.resolve_device`).
     """

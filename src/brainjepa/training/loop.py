@@ -35,8 +35,7 @@ from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingEr
 from brainjepa.io import atomic_write_text, load_gradient, save_gradient
 from brainjepa.models import BrainJEPA
 from brainjepa.models.health import HEALTH_FIELDS, Health
-from brainjepa.precision import default_num_workers
-from brainjepa.runtime import runtime
+from brainjepa.runtime import default_num_workers, runtime
 from brainjepa.training import checkpoint as ckpt
 from brainjepa.training.batch import DROP_PATH_STREAM, Batch, MaskedBatches, derive_seed, epoch_loader
 from brainjepa.training.compiled import compile_forward, graphs_compiled
