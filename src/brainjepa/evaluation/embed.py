@@ -45,7 +45,7 @@ from brainjepa.data.readers import ReadOptions, find_sources, read_source
 from brainjepa.data.store import RunStore, check_num_rois, open_runs
 from brainjepa.data.windows import WindowSpec, take_windows
 from brainjepa.errors import ConfigError, DataError
-from brainjepa.evaluation.options import NORMALIZATIONS, EncoderOptions, option  # noqa: F401 (finetune.py imports NORMALIZATIONS from here)
+from brainjepa.evaluation.options import EncoderOptions, option
 from brainjepa.io import atomic_save_npy, atomic_write, atomic_writes
 from brainjepa.models import BrainJEPA
 from brainjepa.models.encoder import POOLINGS, BrainEncoder, Pooling

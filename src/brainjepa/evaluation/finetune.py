@@ -24,27 +24,27 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
-from brainjepa.bounds import SCANNER_TR, bounded, check_bounds
+from brainjepa.bounds import bounded
 from brainjepa.data.dataset import StoreDataset
 from brainjepa.data.normalize import Normalizer
 from brainjepa.data.store import RunStore, check_num_rois, open_runs
 from brainjepa.data.windows import WindowSpec
-from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingError
-from brainjepa.evaluation.embed import NORMALIZATIONS, load_model, model_normalizer
+from brainjepa.errors import CheckpointError, DataError, TrainingError
+from brainjepa.evaluation.embed import load_model, model_normalizer
 from brainjepa.evaluation.finetune_loop import Fold, WarmupCosine, evaluate, train_one_epoch
 from brainjepa.evaluation.labels import TASK_KINDS, Labels, TaskKind, read_labels
 from brainjepa.evaluation.metrics import grouped_splits, summarize
+from brainjepa.evaluation.options import EncoderOptions, option
 from brainjepa.evaluation.probe import check_learnable
 from brainjepa.io import atomic_writes, load_weights_folder, save_weights_folder
 from brainjepa.models import BrainJEPA, ModelConfig
 from brainjepa.models.encoder import BrainEncoder
-from brainjepa.precision import PRECISIONS
-from brainjepa.runtime import Runtime, default_num_workers, runtime
+from brainjepa.runtime import Runtime, default_num_workers
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ FORMAT = "brainjepa-finetuned"
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(EncoderOptions):
     """Every choice of a fine-tuning run.
 
     Args:
@@ -88,7 +88,11 @@ class FinetuneConfig:
         device: torch device (default: CUDA if available, else CPU; `brainjepa.runtime.resolve_device`).
     """
 
-    task: TaskKind | Literal["auto"] = "auto"
+    SECTION: ClassVar[str] = "finetune"
+
+    task: TaskKind | Literal["auto"] = option(
+        "auto", "classification, regression, or auto (text labels, or integers with at most 10 distinct values, "
+        "are classes)", choices=FINETUNE_TASKS)
     folds: int = bounded(5, ge=2)
     val_fraction: float = bounded(0.2, gt=0, lt=0.5)
     epochs: int = bounded(20, ge=1)
@@ -102,32 +106,9 @@ class FinetuneConfig:
     drop_path: float = bounded(0.1, ge=0, lt=1)
     label_smoothing: float = bounded(0.0, ge=0, lt=1)
     patience: int = bounded(5, ge=0)
-    encoder: Literal["target", "context"] = "target"
-    sampling_rate: int = bounded(1, ge=1)
-    target_tr: float | None = bounded(None, ge=SCANNER_TR[0], le=SCANNER_TR[1])
-    pad: bool = False
-    normalization: str = "model"
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
     grad_checkpointing: bool = False
     num_workers: int | None = bounded(None, ge=0)
     seed: int = bounded(0, ge=0)
-    device: str | None = None
-
-    def __post_init__(self) -> None:
-        check_bounds(self, "finetune")
-        choices = {"task": FINETUNE_TASKS, "encoder": ("target", "context"),
-                   "normalization": NORMALIZATIONS, "precision": PRECISIONS}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"finetune.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
-
-    def runtime(self) -> Runtime:
-        """Where the run computes and in which precision (`brainjepa.runtime.runtime` of `device`, `precision`).
-
-        Raises:
-            ConfigError: a device this machine does not have, named as ``finetune.device``.
-        """
-        return runtime(self.device, self.precision, setting="finetune.device")
 
     def for_machine(self) -> FinetuneConfig:
         """This config with `precision` chosen for the device (logged in one line) and `num_workers` for the CPUs:
