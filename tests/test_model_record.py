@@ -217,3 +217,14 @@ def test_embed_file_reads_an_fmriprep_run_with_its_atlases(tmp_path):
     got = embed_files(model, path, atlases=atlases).embeddings
     torch.testing.assert_close(got, embed(model, run.ts[None]), atol=1e-5, rtol=1e-5)
     assert got.shape == (1, 32)
+
+
+def test_load_is_the_one_door_to_a_model(tmp_path):
+    """`BrainJEPA.load` takes a model or anything naming one; what it loads is ready to embed (eval mode)."""
+    from conftest import tiny_model
+
+    model = tiny_model(6).train()
+    assert BrainJEPA.load(model) is model and model.training  # a model is passed through untouched
+    loaded = BrainJEPA.load(model.save_pretrained(tmp_path / "m"))
+    assert not loaded.training
+    torch.testing.assert_close(loaded.state_dict(), model.state_dict(), rtol=0, atol=0)

@@ -14,10 +14,10 @@ from brainjepa.evaluation.embed import (
     check_embeddings_path,
     embed_files,
     embed_store,
-    load_model,
     save_embeddings,
 )
 from brainjepa.evaluation.options import option_choices, option_fields
+from brainjepa.models import BrainJEPA
 from brainjepa.models.encoder import POOLINGS
 from brainjepa.runtime import resolve_device
 
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     fmriprep = fmriprep_options(args)
     if args.data and fmriprep is not None:
         raise ConfigError("--fmriprep is for --file inputs; a store (--data) is already prepared")
-    model = load_model(args.model, gradient=args.gradient)
+    model = BrainJEPA.load(args.model, gradient=args.gradient)
     if args.file:
         result = embed_files(model, args.file, atlases=args.atlas, tr=args.tr, fmriprep=fmriprep,
                              pooling=args.pooling, options=options, progress=not args.no_progress)

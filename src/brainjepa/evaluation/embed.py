@@ -106,13 +106,6 @@ class StoreEmbeddings(NamedTuple):
     index: pandas.DataFrame  # N rows: subject, run and the store's phenotype columns
 
 
-def load_model(model: BrainJEPA | str | Path, *, gradient: str | Path | np.ndarray | None = None) -> BrainJEPA:
-    """A BrainJEPA as given, or loaded from a pretrained/run folder or a reference checkpoint (+ gradient)."""
-    if isinstance(model, BrainJEPA):
-        return model
-    return BrainJEPA.load(model, gradient=gradient).eval()
-
-
 def model_name(model: BrainJEPA) -> str:
     """How messages name a model: where it was loaded from, else its training store, else "the model"."""
     if getattr(model, "name_or_path", None):
@@ -211,7 +204,7 @@ def embed(
     if isinstance(x, np.ndarray) and x.ndim != 3:
         raise DataError(f"embed expects series [N, R, T] or a list of [R, T] arrays, got shape {x.shape}")
     samples = ((_numeric(s, f"sample {i}"), tr, f"sample {i}") for i, s in enumerate(x))
-    return _embed_samples(load_model(model), samples, len(x), pooling=pooling, options=options or EmbedOptions(),
+    return _embed_samples(BrainJEPA.load(model), samples, len(x), pooling=pooling, options=options or EmbedOptions(),
                           progress=progress)
 
 
@@ -242,7 +235,7 @@ def embed_store(
         DataError: the store's ROI count differs from the model's, its ROI labels differ from the model's
             (`check_roi_labels`, unless ``options.check_roi_labels`` is False), or a run is too short (all named).
     """
-    model = load_model(model)
+    model = BrainJEPA.load(model)
     options = options or EmbedOptions()
     store, idx = open_runs(store, indices)
     check_num_rois(store, model.config.num_rois)
@@ -320,7 +313,7 @@ def embed_files(
     """
     import pandas as pd
 
-    model = load_model(model)
+    model = BrainJEPA.load(model)
     options = options or EmbedOptions()
     runs = read_files(paths, num_rois=model.config.num_rois, atlases=atlases, tr=tr, fmriprep=fmriprep)
     for run in runs:  # refusals first; one warning for the runs that could not be compared

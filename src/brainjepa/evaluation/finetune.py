@@ -35,7 +35,7 @@ from brainjepa.data.normalize import Normalizer
 from brainjepa.data.store import RunStore, check_num_rois, open_runs
 from brainjepa.data.windows import WindowSpec
 from brainjepa.errors import CheckpointError, DataError, TrainingError
-from brainjepa.evaluation.embed import load_model, model_normalizer
+from brainjepa.evaluation.embed import model_normalizer
 from brainjepa.evaluation.finetune_loop import Fold, WarmupCosine, evaluate, train_one_epoch
 from brainjepa.evaluation.labels import TASK_KINDS, Labels, TaskKind, read_labels
 from brainjepa.evaluation.metrics import grouped_splits, summarize
@@ -257,7 +257,7 @@ def finetune(
     check_learnable(labels.targets, labels.groups, labels.task, cfg.folds, f"{store.path}: label {label!r}")
     cfg = cfg.for_machine()
     run = cfg.runtime()  # bf16 or fp32 now: chosen (and logged) once by for_machine
-    pretrained = load_model(model, gradient=gradient)
+    pretrained = BrainJEPA.load(model, gradient=gradient)
     check_num_rois(store, pretrained.config.num_rois)
     normalizer = model_normalizer(pretrained, cfg.normalization)
     splits = grouped_splits(labels.targets, labels.groups, task=labels.task, folds=cfg.folds, seed=cfg.seed)

@@ -23,7 +23,7 @@ from brainjepa.data.store import RunStore, open_runs
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.attentive import AttentiveConfig, AttentiveProbe
 from brainjepa.evaluation.baselines import functional_connectivity, random_init_like
-from brainjepa.evaluation.embed import EmbedOptions, embed_store, load_embeddings, load_model
+from brainjepa.evaluation.embed import EmbedOptions, embed_store, load_embeddings
 from brainjepa.evaluation.labels import TASK_KINDS, TaskKind, drop_missing, infer_task, read_labels
 from brainjepa.evaluation.metrics import (
     CLASSIFICATION_METRICS,
@@ -447,7 +447,7 @@ def probe_store(
         runs = rows[keep]
         features["brainjepa"] = loaded.embeddings.numpy()[keep]
     else:
-        model = load_model(model, gradient=gradient)
+        model = BrainJEPA.load(model, gradient=gradient)
         runs = labels.runs
         emb = embed_store(model, store, indices=runs, pooling=pooling, options=options,
                           progress=progress).embeddings

@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from brainjepa.errors import DataError
-from brainjepa.evaluation.embed import EmbedOptions, embed, load_model
+from brainjepa.evaluation.embed import EmbedOptions, embed
 from brainjepa.evaluation.options import option_fields
 from brainjepa.models import BrainJEPA
 from brainjepa.models.encoder import POOLINGS
@@ -86,7 +86,7 @@ class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
         if self.model is None:
             raise DataError("BrainJEPAEmbedder needs model=<BrainJEPA, folder or checkpoint>")
         self.options_ = self._options()
-        self.model_ = load_model(self.model, gradient=self.gradient)
+        self.model_ = BrainJEPA.load(self.model, gradient=self.gradient)
         series = self._series(X)
         self.n_features_in_ = int(series.shape[1] * series.shape[2])
         self._n_features_out = math.prod(self.model_.encoder.pooled_shape(self.pooling))

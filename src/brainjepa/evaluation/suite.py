@@ -32,7 +32,7 @@ from brainjepa.data.simulate import SimulationConfig, simulate_store
 from brainjepa.data.store import RunStore, check_num_rois
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.baselines import random_init_like
-from brainjepa.evaluation.embed import EmbedOptions, load_model
+from brainjepa.evaluation.embed import EmbedOptions
 from brainjepa.evaluation.feature_sets import READOUT_NAMES, FeatureSet, dataset_feature_sets
 from brainjepa.evaluation.identification import identification_null, identify_subjects
 from brainjepa.evaluation.labels import read_labels
@@ -100,7 +100,7 @@ def evaluate(
     if not given:
         raise ConfigError("evaluate needs at least one model")
     names = [str(m) if not hasattr(m, "config") else "" for m in given]
-    models = [load_model(m, gradient=gradient) for m in given]
+    models = [BrainJEPA.load(m, gradient=gradient) for m in given]
     if any(m.config != models[0].config for m in models[1:]):
         raise ConfigError("evaluate: the models differ in architecture; several models must be seeds of one recipe")
     fresh = [random_init_like(models[0], seed=s) for s in options.random_init_seeds]

@@ -167,21 +167,24 @@ class BrainJEPA(nn.Module):
         return hub.push_to_hub(self, repo_id, **kwargs)
 
     @classmethod
-    def load(cls, path: str | Path, *, gradient: str | Path | np.ndarray | None = None,
+    def load(cls, path: BrainJEPA | str | Path, *, gradient: str | Path | np.ndarray | None = None,
              num_heads: int | None = None) -> BrainJEPA:
-        """Any model a user may point at: a `save_pretrained` folder, a training run folder, or the official
-        `jepa-ep*.pth.tar` (which needs `gradient`, e.g. `gradient_mapping_450.csv`), a Hub id ``org/name``, or a
-        known weights name (`brainjepa info --weights`)."""
+        """Any model a user may point at, in eval mode: a `save_pretrained` folder, a training run folder, the
+        official `jepa-ep*.pth.tar` (which needs `gradient`, e.g. `gradient_mapping_450.csv`), a Hub id
+        ``org/name``, or a known weights name (`brainjepa info --weights`). A BrainJEPA is returned as it is (so
+        every API taking "a model" takes either)."""
+        if isinstance(path, BrainJEPA):
+            return path
         if hub.is_hub_id(path) or is_known_name(path):
-            return cls.from_pretrained(path)
+            return cls.from_pretrained(path).eval()
         path = Path(path)
         if path.is_dir():
-            return cls.from_pretrained(path)
+            return cls.from_pretrained(path).eval()
         if not path.exists():
             raise CheckpointError(no_such(path, "model folder or checkpoint file"))
         if gradient is None:
             raise CheckpointError(f"{path}: a reference checkpoint needs its gradient CSV (gradient=, --gradient)")
-        return cls.from_reference_checkpoint(path, gradient, num_heads=num_heads)
+        return cls.from_reference_checkpoint(path, gradient, num_heads=num_heads).eval()
 
     @classmethod
     def from_reference_checkpoint(
