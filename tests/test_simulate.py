@@ -315,10 +315,10 @@ def test_cli_simulate_like(source, tmp_path, capsys):
     ("extra", "message"),
     [
         (["--like", "MISSING"], "no such store directory"),
-        (["--subjects", "0"], "surrogate.subjects must be an integer >= 1, got 0"),
+        (["--subjects", "0"], "--subjects must be an integer >= 1, got 0"),
         (["--rois", "5"], "--rois cannot be used with --like"),
         (["--events", "MISSING"], "no such events folder"),
-        (["--fc-jitter", "-1"], "surrogate.fc_jitter must be auto or a number >= 0"),
+        (["--fc-jitter", "-1"], "--fc-jitter must be auto or a number >= 0"),
     ],
 )
 def test_cli_simulate_like_bad_input(source, tmp_path, capsys, extra, message):
