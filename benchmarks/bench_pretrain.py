@@ -39,19 +39,50 @@ def reference_like(trainer: Trainer) -> None:
     trainer.optimizer = torch.optim.AdamW(model.param_groups(0.04), lr=1e-4, foreach=True)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_shape_args(ap: argparse.ArgumentParser) -> None:
+    """The model and input shape options shared with `profile_step.py` (defaults: the paper-shaped small config)."""
     ap.add_argument("--embed-dim", type=int, default=384, help="encoder width")
     ap.add_argument("--depth", type=int, default=6, help="encoder depth")
     ap.add_argument("--heads", type=int, default=6, help="attention heads (encoder and predictor)")
     ap.add_argument("--pred-dim", type=int, default=192, help="predictor width")
     ap.add_argument("--pred-depth", type=int, default=3, help="predictor depth")
     ap.add_argument("--batch", type=int, default=2, help="samples per step")
-    ap.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
-    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="fp32, or bf16 autocast")
     ap.add_argument("--rois", type=int, default=450, help="ROIs")
     ap.add_argument("--frames", type=int, default=160, help="frames per sample")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def build_trainer(args: argparse.Namespace, tmp: Path, dtype: str, windows: int) -> Trainer:
+    """A real `Trainer` on a store of `windows` random windows in `tmp`, autocast to `dtype` (fp32 or bf16)."""
+    reference = getattr(args, "reference_like", False)
+    rng = np.random.default_rng(0)
+    with StoreWriter(tmp / "store", args.rois) as w:
+        for s in range(windows):
+            w.add(rng.normal(size=(args.rois, args.frames)).astype(np.float32), subject=f"s{s}")
+    np.savetxt(tmp / "g.csv", rng.normal(size=(args.rois, 30)), delimiter=",")
+    cfg = load_config(None, [
+        f"data.path={tmp / 'store'}", f"data.crop_size=[{args.rois},{args.frames}]",
+        f"data.batch_size={args.batch}", "data.num_workers=0", "data.normalization=none", "data.sampling_rate=1",
+        f"data.gradient_csv_path={tmp / 'g.csv'}", "meta.model_name=vit_small", f"meta.embed_dim={args.embed_dim}",
+        f"meta.depth={args.depth}", f"meta.num_heads={args.heads}", f"meta.pred_emb_dim={args.pred_dim}",
+        f"meta.pred_depth={args.pred_depth}", f"meta.precision={dtype}",
+        "meta.accumulation_steps=1", f"meta.compile={getattr(args, 'compile', False)}", f"meta.device={args.device}",
+        f"meta.attn_mode={'normal' if reference else 'flash_attn'}",
+        "optimization.epochs=1", "optimization.warmup=0",
+    ])
+    (tmp / "run").mkdir()
+    use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    trainer = Trainer(cfg, tmp / "run", DistEnv(device=torch.device("cuda" if use_cuda else "cpu")), False)
+    if reference:
+        reference_like(trainer)
+    return trainer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_shape_args(ap)
+    ap.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
+    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="fp32, or bf16 autocast")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
     ap.add_argument("--reference-like", action="store_true",
                     help="emulate the reference's CPU path in the same run: materialised softmax attention, the "
@@ -59,27 +90,7 @@ def main() -> None:
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        rng = np.random.default_rng(0)
-        with StoreWriter(tmp / "store", args.rois) as w:
-            for s in range(args.batch * (args.steps + 1)):
-                w.add(rng.normal(size=(args.rois, args.frames)).astype(np.float32), subject=f"s{s}")
-        np.savetxt(tmp / "g.csv", rng.normal(size=(args.rois, 30)), delimiter=",")
-        cfg = load_config(None, [
-            f"data.path={tmp / 'store'}", f"data.crop_size=[{args.rois},{args.frames}]",
-            f"data.batch_size={args.batch}", "data.num_workers=0", "data.normalization=none", "data.sampling_rate=1",
-            f"data.gradient_csv_path={tmp / 'g.csv'}", "meta.model_name=vit_small", f"meta.embed_dim={args.embed_dim}",
-            f"meta.depth={args.depth}", f"meta.num_heads={args.heads}", f"meta.pred_emb_dim={args.pred_dim}",
-            f"meta.pred_depth={args.pred_depth}", f"meta.precision={args.dtype}",
-            "meta.accumulation_steps=1", f"meta.compile={args.compile}", f"meta.device={args.device}",
-            f"meta.attn_mode={'normal' if args.reference_like else 'flash_attn'}",
-            "optimization.epochs=1", "optimization.warmup=0",
-        ])
-        (tmp / "run").mkdir()
-        use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-        trainer = Trainer(cfg, tmp / "run", DistEnv(device=torch.device("cuda" if use_cuda else "cpu")), False)
-        if args.reference_like:
-            reference_like(trainer)
+        trainer = build_trainer(args, Path(tmp), args.dtype, args.batch * (args.steps + 1))
         batches = list(trainer.micro_batches())
         times, sizes = [], []
         for i, batch in enumerate(batches):

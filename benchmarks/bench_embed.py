@@ -1,0 +1,104 @@
+"""Embedding throughput of `brainjepa embed` over a store: windows/s, fp32 against bf16, a batch-size sweep.
+
+Makes a store with `brainjepa simulate` (450 ROIs x 160 frames), builds a randomly initialised model of the chosen
+shape and times `embed_store` (what `brainjepa embed --data` runs; its forward passes run under
+`torch.inference_mode`), one window per run, after a warm-up call. Steady-state windows/s is (runs - batch) over
+the time of embedding all runs minus the time of embedding the first batch alone: the health check embed runs on
+its first windows (up to 16) cancels out. Each (dtype, batch size) runs in its own process, so its peak RSS is
+its own. The
+share of peak is the encoder's forward matmul FLOPs per second over the best-dtype matmul peak (4096^2, the larger
+of fp32 and bf16), both measured in that process.
+
+    python benchmarks/bench_embed.py --shape small --batches 1,2,4,8 --runs 16
+    python benchmarks/bench_embed.py --shape vit_base --batches 1,2 --runs 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from bench_model import matmul_peak
+
+from brainjepa import BrainJEPA, ModelConfig
+from brainjepa.evaluation.embed import EmbedOptions, embed_store
+from brainjepa.models.flops import block_flops
+
+SHAPES = {  # (embed_dim, depth, heads): the paper-shaped small config and the official ViT-B
+    "small": (384, 6, 6),
+    "vit_base": (768, 12, 12),
+}
+
+
+def forward_flops(cfg: ModelConfig) -> float:
+    """Matmul FLOPs of one window through the encoder (patch embedding and every block over all tokens)."""
+    n = cfg.num_patches
+    return 2 * n * cfg.patch_size * cfg.embed_dim + cfg.depth * block_flops(n, n, cfg.embed_dim,
+                                                                            int(cfg.embed_dim * cfg.mlp_ratio))
+
+
+def one(store: Path, shape: str, dtype: str, batch: int) -> dict:
+    """Time embed_store over the store in this process; one JSON-able row."""
+    dim, depth, heads = SHAPES[shape]
+    torch.manual_seed(0)
+    cfg = ModelConfig(embed_dim=dim, depth=depth, num_heads=heads, pred_depth=1)
+    model = BrainJEPA(cfg, torch.randn(cfg.num_rois, cfg.gradient_dim)).eval()
+    options = EmbedOptions(precision=dtype, batch_size=batch, check_roi_labels=False)
+    peaks = {name: matmul_peak(dt, "cpu", 4096) for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    embed_store(model, store, indices=[0], options=options, progress=False)  # warm-up: oneDNN builds its kernels
+    times = []
+    for indices in (list(range(batch)), None):
+        t0 = time.perf_counter()
+        out = embed_store(model, store, indices=indices, options=options, progress=False)
+        times.append(time.perf_counter() - t0)
+    windows = len(out.embeddings) - batch
+    if windows < batch:
+        raise SystemExit(f"--runs {len(out.embeddings)} must be at least twice the largest batch size ({batch})")
+    seconds = times[1] - times[0]
+    best = max(peaks.values())
+    return {
+        "shape": f"D{dim}/L{depth}/H{heads}", "dtype": dtype, "batch": batch, "windows": windows,
+        "threads": torch.get_num_threads(), "load": round(os.getloadavg()[0], 2),
+        "windows_per_s": round(windows / seconds, 3), "s_per_window": round(seconds / windows, 3),
+        "share_of_best_peak": round(windows * forward_flops(cfg) / seconds / best, 3),
+        "peak_gflops_fp32": round(peaks["fp32"] / 1e9), "peak_gflops_bf16": round(peaks["bf16"] / 1e9),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="small", help="encoder shape (450 x 160 input)")
+    ap.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32,bf16 (embed's --precision)")
+    ap.add_argument("--batches", default="1,2,4,8", help="comma list of batch sizes (embed's --batch-size)")
+    ap.add_argument("--runs", type=int, default=16,
+                    help="runs (windows) in the simulated store; at least twice the largest batch")
+    ap.add_argument("--store", type=Path, default=None, help="embed this store instead of simulating one")
+    ap.add_argument("--one", nargs=2, metavar=("DTYPE", "BATCH"), help=argparse.SUPPRESS)  # the child process
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one(args.store, args.shape, args.one[0], int(args.one[1]))), flush=True)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        store = args.store
+        if store is None:
+            store = Path(tmp) / "store"
+            subprocess.run([sys.executable, "-m", "brainjepa", "simulate", "--out", str(store), "--rois", "450",
+                            "--frames", "160", "--subjects", str(args.runs), "--no-progress"], check=True,
+                           capture_output=True)
+        for dtype in args.dtypes.split(","):
+            for batch in args.batches.split(","):
+                subprocess.run([sys.executable, __file__, "--shape", args.shape, "--store", str(store),
+                                "--one", dtype, batch], check=True)
+
+
+if __name__ == "__main__":
+    main()

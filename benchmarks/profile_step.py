@@ -1,0 +1,102 @@
+"""Where one full pretraining step spends its time, fp32 against bf16 autocast: a torch.profiler table.
+
+One optimizer step through the real `Trainer.train_step` (target pass, context encoder, predictor, backward,
+gradient clipping, fused AdamW, EMA) on random 450 x 160 input with the paper's masks, after one warm-up step.
+Ops are ranked by self CPU time and grouped into matmul / attention / norms, GELU and element-wise / dtype casts /
+optimizer and EMA. Self-time *shares* are what to compare between runs: on a loaded machine absolute times move,
+shares much less. The fp32 and bf16 matmul peaks (4096^2) are measured in the same run, before and after, and the
+step's model FLOPs (`brainjepa.models.flops.step_flops`) are given as a share of its dtype's peak.
+
+    python benchmarks/profile_step.py [--dtypes fp32,bf16] [--top 12] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from bench_model import matmul_peak
+from bench_pretrain import add_shape_args, build_trainer
+from torch.profiler import ProfilerActivity, profile
+
+from brainjepa.models.flops import step_flops
+
+GROUPS = (  # first match wins
+    ("dtype casts", r"^aten::(to|_to_copy|copy_)$"),
+    ("optimizer + EMA", r"adam|_foreach_|clip_grad|Optimizer"),
+    ("attention", r"scaled_dot_product|softmax"),
+    ("matmul", r"^aten::(mm|addmm|bmm|baddbmm|matmul|linear)$"),
+    ("layernorm + gelu + element-wise", r"^aten::"),
+)
+
+
+def group_of(name: str) -> str:
+    return next((group for group, pattern in GROUPS if re.search(pattern, name)), "other")
+
+
+def load() -> str:
+    return "load average " + " / ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def profile_step(args: argparse.Namespace, dtype: str) -> tuple[dict[str, float], float, float]:
+    """Self CPU seconds by op of one profiled step, the step's wall seconds and its model FLOPs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = build_trainer(args, Path(tmp), dtype, 6 * args.batch)  # some are held out
+        batches = list(trainer.micro_batches())
+        trainer.train_step([batches[0]])["loss"].item()  # warm-up: oneDNN builds its kernels
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter()
+            row = trainer.train_step([batches[1]])
+            row["loss"].item()
+            wall = time.perf_counter() - t0
+        flops = step_flops(trainer.model.config, row["k_context"], row["k_target"], args.batch).total
+    ops = {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()}
+    return ops, wall, flops
+
+
+def report(dtype: str, ops: dict[str, float], wall: float, flops: float, peak: float, top: int) -> None:
+    total = sum(ops.values())
+    print(f"\n### {dtype}: step {wall:.2f} s, model FLOPs {flops / 1e9:.0f} G = {flops / wall / peak:.2f} of the "
+          f"{dtype} matmul peak ({peak / 1e9:.0f} GFLOP/s); profiled self CPU time {total:.2f} s\n")
+    groups: dict[str, float] = defaultdict(float)
+    for name, t in ops.items():
+        groups[group_of(name)] += t
+    print("| group | self CPU s | share |\n|---|---|---|")
+    for group, t in sorted(groups.items(), key=lambda kv: -kv[1]):
+        print(f"| {group} | {t:.2f} | {t / total:.1%} |")
+    print(f"\n| op (top {top} by self CPU time) | group | self CPU s | share |\n|---|---|---|---|")
+    for name, t in sorted(ops.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"| `{name}` | {group_of(name)} | {t:.3f} | {t / total:.1%} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_shape_args(ap)
+    ap.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32,bf16 (each profiled in turn)")
+    ap.add_argument("--top", type=int, default=12, help="ops listed per dtype")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="intra-op threads (default: torch's); 1 keeps a loaded machine's scheduling out of the shares")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.device = "cpu" if args.device == "auto" else args.device
+    names = args.dtypes.split(",")
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    peaks = {n: matmul_peak(dtypes[n], "cpu", 4096) for n in names}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {load()}; matmul peak "
+          + ", ".join(f"{n} {p / 1e9:.0f} GFLOP/s" for n, p in peaks.items()))
+    runs = {n: profile_step(args, n) for n in names}
+    peaks = {n: max(p, matmul_peak(dtypes[n], "cpu", 4096)) for n, p in peaks.items()}  # the better of two
+    print(f"after: {load()}; best matmul peak " + ", ".join(f"{n} {p / 1e9:.0f} GFLOP/s" for n, p in peaks.items()))
+    for n, (ops, wall, flops) in runs.items():
+        report(n, ops, wall, flops, peaks[n], args.top)
+
+
+if __name__ == "__main__":
+    main()
