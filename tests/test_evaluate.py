@@ -215,7 +215,7 @@ def test_evaluate_without_matplotlib_writes_the_tables_and_says_why_there_is_no_
     assert sorted(p.name for p in (tmp_path / "eval").iterdir() if p.is_file()) == [
         "evaluate.csv", "evaluate.md", "evaluate_units.csv"]
     (line,) = [r.getMessage() for r in caplog.records if "evaluate.png" in r.getMessage()]
-    assert line == ("evaluate.png not drawn: the figure: needs the [viz] extra (matplotlib not installed): "
+    assert line == ("evaluate.png not drawn: needs the [viz] extra (matplotlib not installed): "
                     "pip install 'brainjepa[viz]'")
 
 

@@ -19,6 +19,14 @@ from brainjepa.errors import CheckpointError, DataError
 from brainjepa.evaluation.embed import EmbedOptions, embed_files, embed_store
 from brainjepa.models import weights
 from conftest import tiny_model
+from synthetic_derivatives import (
+    CTX_NAMES,
+    SUB_NAMES,
+    cortical_volume,
+    subcortical_volume,
+    write_label_image,
+    write_volume_run,
+)
 
 R, T, F = 20, 64, 32  # ROIs, store frames, model window frames
 SCHAEFER = [f"17Networks_{h}_{n}_{i}" for h in ("LH", "RH") for n in ("VisCent", "DefaultA") for i in range(1, 6)]
@@ -200,14 +208,6 @@ def test_embed_files_equals_embed_of_the_same_series(tmp_path, capsys):
 
 def test_embed_file_reads_an_fmriprep_run_with_its_atlases(tmp_path):
     from brainjepa.data.fmriprep import find_fmriprep_runs, read_fmriprep
-    from synthetic_derivatives import (
-        CTX_NAMES,
-        SUB_NAMES,
-        cortical_volume,
-        subcortical_volume,
-        write_label_image,
-        write_volume_run,
-    )
 
     atlases = [write_label_image(subcortical_volume(), tmp_path / "sub.nii.gz", SUB_NAMES),
                write_label_image(cortical_volume(), tmp_path / "ctx.nii.gz", CTX_NAMES)]

@@ -4,21 +4,17 @@ figure; all from a `SuiteResult`'s statistics only."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from brainjepa.evaluation.metrics import Interval
-from brainjepa.extras import install_hint, installed
 from brainjepa.io import atomic_write_text
-from brainjepa.report.figures import suite_figure
+from brainjepa.report.figures import can_draw, suite_figure
 
 if TYPE_CHECKING:
     from brainjepa.evaluation.results import SuiteResult, TaskResult
-
-logger = logging.getLogger(__name__)
 
 
 def _cell(d: Interval, digits: int, signed: bool = False) -> str:
@@ -141,8 +137,7 @@ def save_suite(result: SuiteResult, out: str | Path) -> list[Path]:
     atomic_write_text(paths[2], suite_report(result))
     if all(r.skipped for r in result.results):
         return paths
-    if not installed("matplotlib"):
-        logger.warning("evaluate.png not drawn: %s", install_hint("the figure", {"viz": ["matplotlib"]}))
+    if not can_draw("evaluate.png"):
         return paths
     return [*paths, suite_figure(result, out / "evaluate.png")]
 
