@@ -3,13 +3,17 @@
 Makes a store with `brainjepa simulate` (450 ROIs x 160 frames), builds a randomly initialised model of the chosen
 shape and times `embed_store` (what `brainjepa embed --data` runs; its forward passes run under
 `torch.inference_mode`), one window per run, after a warm-up call. Steady-state windows/s is (runs - batch) over
-the time of embedding all runs minus the time of embedding the first batch alone: the health check embed runs on
-its first windows (up to 16) cancels out. Each (dtype, batch size) runs in its own process, so its peak RSS is
-its own. The
-share of peak is the encoder's forward matmul FLOPs per second over the best-dtype matmul peak (4096^2, the larger
-of fp32 and bf16), both measured in that process.
+the time of embedding all runs minus the time of embedding the first batch alone. The encoder health check that
+every embedding call runs first (one fp32 pass over the centre windows of its first 16 runs) is switched off here:
+it is a fixed cost per call, not throughput. Each (dtype, batch size) runs in its own process, so its peak RSS is
+its own. The share of peak is the encoder's forward matmul FLOPs per second over the best-dtype matmul peak
+(4096^2, the larger of fp32 and bf16), both measured in that process.
 
-    python benchmarks/bench_embed.py --shape small --batches 1,2,4,8 --runs 16
+``auto`` as a dtype or batch size is embed's own choice (`brainjepa.evaluation.tuning`: the encoder's first block
+timed on the data); the row names what it chose, and its time includes that timing (the first-batch call it is
+compared with has too few windows to be timed), spread over the runs.
+
+    python benchmarks/bench_embed.py --shape small --batches 1,2,4,auto --dtypes fp32,bf16,auto --runs 16
     python benchmarks/bench_embed.py --shape vit_base --batches 1,2 --runs 4
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -29,6 +34,7 @@ import torch
 from bench_model import matmul_peak
 
 from brainjepa import BrainJEPA, ModelConfig
+from brainjepa.evaluation import embed as embed_module
 from brainjepa.evaluation.embed import EmbedOptions, embed_store
 from brainjepa.models.flops import block_flops
 
@@ -45,27 +51,35 @@ def forward_flops(cfg: ModelConfig) -> float:
                                                                             int(cfg.embed_dim * cfg.mlp_ratio))
 
 
-def one(store: Path, shape: str, dtype: str, batch: int) -> dict:
+def one(store: Path, shape: str, dtype: str, batch: str) -> dict:
     """Time embed_store over the store in this process; one JSON-able row."""
     dim, depth, heads = SHAPES[shape]
     torch.manual_seed(0)
     cfg = ModelConfig(embed_dim=dim, depth=depth, num_heads=heads, pred_depth=1)
     model = BrainJEPA(cfg, torch.randn(cfg.num_rois, cfg.gradient_dim)).eval()
-    options = EmbedOptions(precision=dtype, batch_size=batch, check_roi_labels=False)
+    options = EmbedOptions(precision=dtype, batch_size=None if batch == "auto" else int(batch),
+                           check_roi_labels=False)
+    embed_module.check_health = lambda *args: None  # a fixed cost per call, not throughput (docstring)
+    chosen = []  # the precision and batch lines embed logs
+    embed_module.logger.setLevel(logging.INFO)
+    embed_module.logger.addFilter(lambda record: chosen.append(record.getMessage()) or True)
     peaks = {name: matmul_peak(dt, "cpu", 4096) for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     embed_store(model, store, indices=[0], options=options, progress=False)  # warm-up: oneDNN builds its kernels
+    first = 1 if batch == "auto" else int(batch)
     times = []
-    for indices in (list(range(batch)), None):
+    for indices in (list(range(first)), None):
+        chosen.clear()
         t0 = time.perf_counter()
         out = embed_store(model, store, indices=indices, options=options, progress=False)
         times.append(time.perf_counter() - t0)
-    windows = len(out.embeddings) - batch
-    if windows < batch:
+    windows = len(out.embeddings) - first
+    if windows < first:
         raise SystemExit(f"--runs {len(out.embeddings)} must be at least twice the largest batch size ({batch})")
     seconds = times[1] - times[0]
     best = max(peaks.values())
     return {
         "shape": f"D{dim}/L{depth}/H{heads}", "dtype": dtype, "batch": batch, "windows": windows,
+        "plan": " | ".join(m for m in chosen if m.startswith(("precision:", "batch:"))),
         "threads": torch.get_num_threads(), "load": round(os.getloadavg()[0], 2),
         "windows_per_s": round(windows / seconds, 3), "s_per_window": round(seconds / windows, 3),
         "share_of_best_peak": round(windows * forward_flops(cfg) / seconds / best, 3),
@@ -77,15 +91,16 @@ def one(store: Path, shape: str, dtype: str, batch: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", choices=sorted(SHAPES), default="small", help="encoder shape (450 x 160 input)")
-    ap.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32,bf16 (embed's --precision)")
-    ap.add_argument("--batches", default="1,2,4,8", help="comma list of batch sizes (embed's --batch-size)")
+    ap.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32,bf16,auto (embed's --precision)")
+    ap.add_argument("--batches", default="1,2,4,8",
+                    help="comma list of batch sizes or auto (embed's --batch-size; auto: none given)")
     ap.add_argument("--runs", type=int, default=16,
                     help="runs (windows) in the simulated store; at least twice the largest batch")
     ap.add_argument("--store", type=Path, default=None, help="embed this store instead of simulating one")
     ap.add_argument("--one", nargs=2, metavar=("DTYPE", "BATCH"), help=argparse.SUPPRESS)  # the child process
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.store, args.shape, args.one[0], int(args.one[1]))), flush=True)
+        print(json.dumps(one(args.store, args.shape, args.one[0], args.one[1])), flush=True)
         return
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store

@@ -110,6 +110,16 @@ def _cpu_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(precision, "cpu_flags", lambda path=precision.CPUINFO: {"avx2"})
 
 
+@pytest.fixture(autouse=True)
+def _embedding_not_timed(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Embedding calls never time the encoder in tests (batch 32, as on a GPU): a timed batch size would make
+    results depend on the machine, and a stored decision would leak into ~/.cache. tests/test_tuning.py times."""
+    from brainjepa.evaluation import tuning
+
+    monkeypatch.setattr(tuning, "MIN_WINDOWS", 10**9)
+    monkeypatch.setattr(tuning, "cache_root", lambda: tmp_path_factory.getbasetemp() / "cache")
+
+
 @pytest.fixture(scope="module")
 def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """16 simulated subjects (coupled oscillators on a modular connectome), 80 frames, the test module's `R` ROIs.

@@ -436,10 +436,15 @@ def save_gradient(path: str | Path, gradients: np.ndarray) -> Path:
     return atomic_write(path, write)
 
 
-def default_cache_dir() -> Path:
-    """Where downloaded samples live: ``$BRAINJEPA_CACHE/samples`` if set, else
-    ``$XDG_CACHE_HOME/brainjepa/samples`` (~/.cache by default)."""
+def cache_root() -> Path:
+    """brainjepa's cache folder: ``$BRAINJEPA_CACHE`` if set, else ``$XDG_CACHE_HOME/brainjepa`` (~/.cache by
+    default). Samples, atlases and embedding's timing decisions live in it."""
     root = os.environ.get("BRAINJEPA_CACHE")
     if root:
-        return Path(root).expanduser() / "samples"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "brainjepa" / "samples"
+        return Path(root).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "brainjepa"
+
+
+def default_cache_dir() -> Path:
+    """Where downloaded samples live: ``samples`` in `cache_root`."""
+    return cache_root() / "samples"

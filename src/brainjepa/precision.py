@@ -35,17 +35,30 @@ class PrecisionChoice(NamedTuple):
         return "bf16" if self.dtype == torch.bfloat16 else "fp32"
 
 
-def cpu_flags(path: Path = CPUINFO) -> set[str] | None:
-    """The CPU feature flags of the first processor in /proc/cpuinfo, or None where there is no such file."""
+def _cpuinfo_field(keys: tuple[str, ...], path: Path) -> str | None:
+    """The value of the first of `keys` in /proc/cpuinfo (its first processor), or None."""
     try:
         text = path.read_text()
     except OSError:
         return None
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
+        if key.strip() in keys:
+            return value.strip()
     return None
+
+
+def cpu_flags(path: Path = CPUINFO) -> set[str] | None:
+    """The CPU feature flags of the first processor in /proc/cpuinfo, or None where there is no such file."""
+    flags = _cpuinfo_field(("flags", "Features"), path)
+    return None if flags is None else set(flags.split())
+
+
+def cpu_name(path: Path = CPUINFO) -> str:
+    """The CPU's model name (/proc/cpuinfo), else the platform's processor string."""
+    import platform
+
+    return _cpuinfo_field(("model name", "Model", "CPU part"), path) or platform.processor() or platform.machine()
 
 
 @functools.cache
@@ -66,11 +79,20 @@ def bf16_matmul_speedup(n: int = 768, reps: int = 5) -> float:
 MIN_SPEEDUP = 1.25
 
 
+def bf16_needs_timing(device: torch.device | str = "cpu") -> bool:
+    """True on a CPU whose flags neither show bf16 matrix units (AMX) nor rule bf16 out (avx512_bf16 alone, or no
+    flags to read): there only a timing tells whether bf16 is faster, and `auto` times."""
+    if torch.device(device).type != "cpu":
+        return False
+    flags = cpu_flags()
+    return flags is None or ("amx_bf16" not in flags and "avx512_bf16" in flags)
+
+
 def _cpu_choice() -> PrecisionChoice:
     flags = cpu_flags()
     if flags is not None and "amx_bf16" in flags:
         return PrecisionChoice(torch.bfloat16, "auto: the CPU has bf16 matrix units (amx_bf16)")
-    if flags is not None and "avx512_bf16" not in flags:
+    if not bf16_needs_timing():
         return PrecisionChoice(torch.float32, "auto: the CPU has no native bf16 (no amx_bf16 / avx512_bf16 flag)")
     speedup = bf16_matmul_speedup()
     what = "avx512_bf16 without AMX" if flags is not None else "CPU flags unknown"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Literal
 import numpy as np
 
 from brainjepa.errors import DataError, DownloadError
-from brainjepa.io import atomic_write, download
+from brainjepa.io import atomic_write, cache_root, download
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +47,8 @@ _SCHAEFER_FILE = {"MNI152NLin6Asym": "Schaefer2018_400Parcels_{n}Networks_order_
 
 
 def cache_dir() -> Path:
-    """Where named atlases are kept: ``$BRAINJEPA_CACHE/atlases`` (default ``~/.cache/brainjepa/atlases``)."""
-    return Path(os.environ.get("BRAINJEPA_CACHE", Path.home() / ".cache" / "brainjepa")) / "atlases"
+    """Where named atlases are kept: ``atlases`` in the cache folder (`brainjepa.io.cache_root`)."""
+    return cache_root() / "atlases"
 
 
 def is_cifti_atlas(path: str | Path) -> bool:

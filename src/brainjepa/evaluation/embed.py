@@ -24,6 +24,7 @@ CPUs with native bf16), and the choice is logged once per call.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from brainjepa.data.store import RunStore, check_num_rois, open_runs
 from brainjepa.data.windows import WindowSpec, take_windows
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.options import EncoderOptions, option
+from brainjepa.evaluation.tuning import DEFAULT_BATCH, EmbeddingPlan, plan_embedding
 from brainjepa.io import atomic_save_npy, atomic_write, atomic_writes
 from brainjepa.models import BrainJEPA
 from brainjepa.models.encoder import POOLINGS, BrainEncoder, Pooling
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-HEALTH_WINDOWS = 16  # windows the health check of an embedding call reads (the first ones embedded)
+HEALTH_WINDOWS = 16  # runs whose centre windows the health check of an embedding call reads (the first ones)
 _ID_COLUMNS = ("subject", "run")
 _NOT_INDEX = ("offset", "frames", "tr", "source")  # manifest bookkeeping columns left out of the index
 _FLAT_POOLINGS = ("mean", "tokenfc")  # one vector per run: the poolings a parquet file can hold
@@ -89,7 +91,9 @@ class EmbedOptions(EncoderOptions):
     mask_keep: float = option(0.85, "fraction of each ROI's time patches a masked view keeps (default %(default)s)",
                               gt=0, le=1)
     seed: int = option(0, "seed of the masked views (default %(default)s)", ge=0)
-    batch_size: int = option(32, "windows per forward pass (default %(default)s)", ge=1)
+    batch_size: int | None = option(
+        None, "windows per forward pass (default: 32 on a GPU; on a CPU, chosen by timing the encoder's first "
+        "block when there are 8 windows or more)", ge=1)
     check_roi_labels: bool = True
 
     def window_spec(self, frames: int) -> WindowSpec:
@@ -472,24 +476,33 @@ def _embed_samples(
                           f"{cfg.depth}-block encoder, got {options.layer}")
     net = model.target_encoder if options.encoder == "target" else model.encoder
     run = options.runtime(next(net.parameters()).device)
-    run.log(logger)
     device = run.device
     net.to(device)
     spec = options.window_spec(cfg.num_frames)
     normalizer = model_normalizer(model, options.normalization)
-    chunk = max(1, options.batch_size // options.windows)
     out: list[Tensor] = []
     non_finite: list[str] = []  # samples whose embedding is not finite: refused, never returned
     was_training = net.training
     net.eval()
+    samples = iter(samples)
+    head = list(itertools.islice(samples, HEALTH_WINDOWS))  # their centre windows: the health check and the plan
+    samples = itertools.chain(head, samples)
     try:
+        plan = EmbeddingPlan(run, options.batch_size or DEFAULT_BATCH)
+        if head:
+            x = torch.from_numpy(np.concatenate([_windows(*sample, spec, 1, normalizer, cfg.num_rois)
+                                                 for sample in head])).to(device)
+            if len(x) >= 2:
+                check_health(model, net, x, normalizer)
+            plan = plan_embedding(net, x[:1], run, precision_auto=options.precision == "auto",
+                                  batch_size=options.batch_size, windows=n * options.windows)
+        plan.log(logger)
+        run, chunk = plan.run, max(1, plan.batch_size // options.windows)
         with tqdm(total=n, desc="embedding", unit="run", disable=not progress) as bar:
             for first, block in _chunks(samples, chunk):
                 x = np.stack([_windows(ts, tr, name, spec, options.windows, normalizer, cfg.num_rois)
                               for ts, tr, name in block])
                 x = torch.from_numpy(x.reshape(-1, *x.shape[2:])).to(device)
-                if first == 0 and len(x) >= 2:
-                    check_health(model, net, x, normalizer)
                 with run.autocast():
                     pooled = _encode(net, x, pooling, options, first, len(block))
                 out.append(pooled.view(len(block), options.windows, *pooled.shape[1:]).mean(1))

@@ -1,0 +1,172 @@
+"""The precision and batch size of an embedding call, chosen by timing the encoder itself on the data at hand.
+
+A matmul timing (`brainjepa.precision`) tells whether the CPU multiplies bf16 faster, not whether the encoder runs
+faster: on a CPU with avx512_bf16 but no AMX the linear layers gain 2-3x in bf16 while attention over thousands of
+tokens gains little, so the encoder as a whole gains from about 1.1x to 1.4x depending on its width (RESULTS.md,
+"bf16 on CPU"), and under a busy machine the order can flip. How many windows one forward pass should hold
+depends on the model and the CPU as well.
+
+So `plan_embedding` times what the call will run: the patch embedding and the first block of the encoder (every
+block has the same shape, so one stands for all) on copies of the call's first window, under the same
+``inference_mode`` and autocast. Only open questions are timed: the precision where the user said ``auto`` and the
+CPU's flags leave it open (`brainjepa.precision.bf16_needs_timing`), and the batch size where the user gave none
+and the encoder runs on a CPU. Each timing is the best of `REPS` passes after a warm-up pass (oneDNN builds its
+kernels on the first one). A call of fewer than `MIN_WINDOWS` windows is not timed: the timing would cost more
+than it saves, and the rules decide (the matmul check; batch `DEFAULT_BATCH`).
+
+A decision is stored in ``tuning.json`` in the cache folder (`brainjepa.io.cache_root`), keyed by the CPU, torch
+version, thread count and encoder shape, and reused: the same command on the same machine keeps the same precision
+and batch size (and so the same numbers) from one run to the next. Delete the file to time again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from brainjepa.io import atomic_write_text, cache_root
+from brainjepa.models.encoder import BrainEncoder
+from brainjepa.precision import PrecisionChoice, bf16_needs_timing, cpu_name
+from brainjepa.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+REPS = 2  # timed passes per candidate (best of), after one warm-up pass
+MIN_WINDOWS = 8  # calls with fewer windows are not timed (a timing costs about 6 block passes, a window depth of them)
+MIN_GAIN = 1.05  # a candidate must be this much faster per window to be taken: smaller differences are noise
+MAX_BATCH = 32  # the largest batch tried on a CPU
+DEFAULT_BATCH = 32  # windows per pass where nothing is timed (a GPU, or a short call)
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class EmbeddingPlan:
+    """How an embedding call runs: its `Runtime` (device, precision) and the windows per forward pass."""
+
+    run: Runtime
+    batch_size: int
+    why_batch: str = ""  # how the batch size was decided, for the log ("" when it was given or by rule)
+
+    def log(self, log: logging.Logger) -> None:
+        self.run.log(log)
+        log.info("batch: %d windows per forward pass%s", self.batch_size,
+                 f" ({self.why_batch})" if self.why_batch else "")
+
+
+def plan_embedding(net: BrainEncoder, window: Tensor, run: Runtime, *, precision_auto: bool, batch_size: int | None,
+                   windows: int) -> EmbeddingPlan:
+    """The precision and batch size to embed `windows` windows with `net`, timing what the settings leave open
+    (or reusing a decision stored for this machine and encoder shape).
+
+    Args:
+        net: the encoder, on `run.device`, in eval mode.
+        window: one input window [1, R, T] on `run.device` (the call's first; its values do not change the time).
+        run: the runtime from the user's settings (its precision already chosen by the rules).
+        precision_auto: the user's precision is ``auto`` (an explicit one is never overridden).
+        batch_size: the user's batch size, or None to choose one.
+        windows: windows the call will embed (timing only pays for long calls).
+    """
+    time_precision = precision_auto and bf16_needs_timing(run.device)
+    time_batch = batch_size is None and run.device.type == "cpu"
+    if windows < MIN_WINDOWS or not (time_precision or time_batch):
+        return EmbeddingPlan(run, batch_size or DEFAULT_BATCH)
+    store = _Decisions(cache_root() / "tuning.json", _shape_key(net, window))
+    if time_precision:
+        name, why = store.get("precision", lambda: _time_precision(net, window), valid=_DTYPES.__contains__)
+        run = Runtime(run.device, PrecisionChoice(_DTYPES[name], f"auto: {why}"))
+    if time_batch:
+        dtype = run.precision.dtype
+        batch_size, why_batch = store.get(f"batch {run.precision.name}", lambda: _time_batch(net, window, dtype),
+                                          valid=lambda b: isinstance(b, int) and 1 <= b <= MAX_BATCH)
+        return EmbeddingPlan(run, batch_size, why_batch)
+    return EmbeddingPlan(run, batch_size or DEFAULT_BATCH)
+
+
+def _time_precision(net: BrainEncoder, window: Tensor) -> tuple[str, str]:
+    """fp32 or bf16, whichever runs the first block faster by `MIN_GAIN` (fp32 on a tie), and the timings."""
+    fp32, bf16 = (_seconds_per_window(net, window, dtype) for dtype in (torch.float32, torch.bfloat16))
+    name = "bf16" if fp32 >= MIN_GAIN * bf16 else "fp32"
+    return name, f"timed on this encoder's first block, fp32 {fp32:.3g} s, bf16 {bf16:.3g} s per window"
+
+
+def _time_batch(net: BrainEncoder, window: Tensor, dtype: torch.dtype) -> tuple[int, str]:
+    """The batch size (a power of 2 up to `MAX_BATCH`) with the lowest time per window, trying larger ones only
+    while each is `MIN_GAIN` faster than the best so far; and the timings in words."""
+    sizes = [2 ** k for k in range(int(math.log2(MAX_BATCH)) + 1)]
+    best, tried = sizes[0], [(sizes[0], _seconds_per_window(net, window, dtype))]
+    for size in sizes[1:]:
+        tried.append((size, _seconds_per_window(net, window.repeat(size, 1, 1), dtype)))
+        if tried[-1][1] * MIN_GAIN > min(s for _, s in tried[:-1]):
+            break
+        best = size
+    words = ", ".join(f"{b}: {s:.3g} s" for b, s in tried)
+    return best, f"timed on this encoder's first block, per window at batch {words}"
+
+
+def _seconds_per_window(net: BrainEncoder, x: Tensor, dtype: torch.dtype) -> float:
+    """Seconds per window of the patch embedding and first block on x [B, R, T] in `dtype` (best of `REPS`)."""
+    best = math.inf
+    with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16,
+                                                enabled=dtype == torch.bfloat16):
+        for rep in range(REPS + 1):
+            _sync(x.device)
+            start = time.perf_counter()
+            net.forward_intermediates(x, [0])
+            _sync(x.device)
+            if rep:  # the first pass is the warm-up
+                best = min(best, time.perf_counter() - start)
+    return best / len(x)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _shape_key(net: BrainEncoder, window: Tensor) -> str:
+    """What a timing depends on: the CPU, torch, the threads, the encoder's width, heads and its input's shape."""
+    attn = net.blocks[0].attn
+    return (f"{cpu_name()} | torch {torch.__version__} | {torch.get_num_threads()} threads | width "
+            f"{net.cfg.embed_dim} heads {attn.num_heads} | input {list(window.shape[1:])} patch {net.cfg.patch_size}")
+
+
+@dataclass
+class _Decisions:
+    """Timed decisions stored in a JSON file: {key: {what: [value, why]}}; unreadable files are timed afresh."""
+
+    path: Path
+    key: str
+
+    def get(self, what: str, decide: Callable[[], tuple[Any, str]], valid: Callable[[Any], bool]) -> tuple[Any, str]:
+        """The stored (value, why) of `what` for this key if `valid`, else `decide()`'s, stored (a write that fails
+        only logs)."""
+        stored = self._read()
+        entry = stored.get(self.key, {}).get(what)
+        if isinstance(entry, list) and len(entry) == 2 and valid(entry[0]):
+            return entry[0], f"{entry[1]}; stored in {self.path}"
+        value, why = decide()
+        stored.setdefault(self.key, {})[what] = [value, why]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, json.dumps(stored, indent=1))
+        except OSError as err:  # a read-only cache only costs the timing next time
+            logger.debug("could not store the timing in %s: %s", self.path, err)
+        return value, why
+
+    def _read(self) -> dict:
+        try:
+            stored = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(stored, dict):
+            return {}
+        return {key: entry for key, entry in stored.items() if isinstance(entry, dict)}

@@ -1,0 +1,135 @@
+"""Embedding's precision and batch size chosen by timing the encoder (brainjepa.evaluation.tuning). The timings
+are replaced by given ones: these tests check the decisions, never the machine's speed."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from brainjepa import embed, precision
+from brainjepa.evaluation import tuning
+from brainjepa.evaluation.embed import EmbedOptions
+from brainjepa.runtime import runtime
+from conftest import tiny_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+R, F = 6, 32
+
+
+@pytest.fixture(autouse=True)
+def cache(monkeypatch, tmp_path):
+    """Timing on (conftest turns it off) with a fresh decision file per test."""
+    monkeypatch.setattr(tuning, "MIN_WINDOWS", 8)
+    monkeypatch.setattr(tuning, "cache_root", lambda: tmp_path)
+    return tmp_path / "tuning.json"
+
+
+@pytest.fixture
+def timings(monkeypatch):
+    """Give seconds per window by (batch, dtype); record every timing asked for."""
+    asked: list[tuple[int, torch.dtype]] = []
+
+    def give(table):
+        def fake(net, x, dtype):
+            asked.append((len(x), dtype))
+            return table(len(x), dtype)
+
+        monkeypatch.setattr(tuning, "_seconds_per_window", fake)
+        return asked
+
+    return give
+
+
+@pytest.fixture
+def avx512_bf16(monkeypatch):
+    """A CPU whose flags leave bf16 open (avx512_bf16, no AMX); its matmul check says bf16 is 2x faster."""
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    monkeypatch.setattr(precision, "bf16_matmul_speedup", lambda: 2.0)
+
+
+def _plan(precision_auto=True, batch_size=None, windows=64, requested="auto"):
+    model = tiny_model(R, F)
+    return tuning.plan_embedding(model.target_encoder.eval(), torch.zeros(1, R, F), runtime("cpu", requested),
+                                 precision_auto=precision_auto, batch_size=batch_size, windows=windows)
+
+
+@pytest.mark.usefixtures("avx512_bf16")
+@pytest.mark.parametrize(("bf16_seconds", "chosen"), [(1.2, torch.float32), (0.7, torch.bfloat16),
+                                                      (0.98, torch.float32)])  # 0.98: within noise, fp32 stays
+def test_the_encoders_own_timing_overrules_the_matmul_check(timings, bf16_seconds, chosen):
+    timings(lambda b, dtype: 1.0 if dtype == torch.float32 else bf16_seconds)
+    plan = _plan(batch_size=4)
+    assert plan.run.precision.dtype == chosen and "timed on this encoder" in plan.run.precision.reason
+    assert plan.batch_size == 4
+
+
+@pytest.mark.usefixtures("avx512_bf16")
+def test_an_explicit_precision_is_never_timed(timings):
+    asked = timings(lambda b, dtype: 1.0)
+    plan = _plan(precision_auto=False, batch_size=4, requested="fp32")
+    assert plan.run.precision.dtype == torch.float32 and asked == []
+
+
+def test_flags_that_decide_are_not_timed(timings):  # conftest: a CPU with avx2 only, so auto is fp32
+    asked = timings(lambda b, dtype: 1.0 / b)
+    plan = _plan()
+    assert plan.run.precision.dtype == torch.float32
+    assert {dtype for _, dtype in asked} == {torch.float32}  # only the batch size was timed
+
+
+def test_batch_grows_while_it_pays_and_stops_at_the_first_that_does_not(timings):
+    per_window = {1: 1.0, 2: 0.8, 4: 0.79, 8: 0.1}
+    asked = timings(lambda b, dtype: per_window[b])
+    plan = _plan(windows=64)
+    assert plan.batch_size == 2  # 4 gains 1%: noise; 8 is never tried
+    assert [b for b, _ in asked] == [1, 2, 4] and "2: 0.8 s" in plan.why_batch
+
+
+def test_batch_sweep_stops_at_max_batch(timings):
+    asked = timings(lambda b, dtype: 1.0 / b)
+    assert _plan(windows=10).batch_size == tuning.MAX_BATCH == max(b for b, _ in asked)
+
+
+@pytest.mark.usefixtures("avx512_bf16")
+def test_a_decision_is_stored_and_reused_so_reruns_agree(timings, cache):
+    asked = timings(lambda b, dtype: (1.0 if dtype == torch.float32 else 0.5) / min(b, 2))
+    first = _plan()
+    assert first.run.precision.dtype == torch.bfloat16 and first.batch_size == 2 and asked
+    asked.clear()
+    timings(lambda b, dtype: 1.0 if dtype == torch.bfloat16 else 0.1)  # the machine would now say otherwise
+    again = _plan()
+    assert asked == [] and (again.run.precision.dtype, again.batch_size) == (torch.bfloat16, 2)
+    assert f"stored in {cache}" in again.run.precision.reason and f"stored in {cache}" in again.why_batch
+    assert "fp32 1 s, bf16 0.5 s" in again.run.precision.reason
+    cache.write_text('{"garbage": 1, "x": {"precision": ["bf17", "?"]}}')  # unreadable entries: timed afresh
+    assert _plan().run.precision.dtype == torch.float32 and asked
+    cache.write_text("not json")
+    assert _plan().run.precision.dtype == torch.float32
+
+
+def test_short_calls_and_given_settings_are_not_timed(timings):
+    asked = timings(lambda b, dtype: 1.0)
+    assert _plan(windows=tuning.MIN_WINDOWS - 1).batch_size == tuning.DEFAULT_BATCH
+    assert _plan(batch_size=3).batch_size == 3
+    assert asked == []
+
+
+def test_embed_with_a_timed_batch_equals_embed_with_a_given_one(timings, caplog):
+    timings(lambda b, dtype: {1: 1.0, 2: 0.5}.get(b, 0.5))  # batch 2 wins
+    model = tiny_model(R, F)
+    x = np.random.default_rng(0).standard_normal((12, R, 40)).astype(np.float32)
+    with caplog.at_level(logging.INFO, logger="brainjepa"):
+        auto = embed(model, x)
+    assert ("batch: 2 windows per forward pass (timed on this encoder's first block, per window at batch 1: 1 s, "
+            "2: 0.5 s") in caplog.text
+    given = embed(model, x, options=EmbedOptions(batch_size=5))
+    torch.testing.assert_close(auto, given, rtol=1e-5, atol=1e-6)
+
+
+def test_real_timing_returns_seconds_per_window():
+    model = tiny_model(R, F)
+    seconds = tuning._seconds_per_window(model.target_encoder.eval(), torch.zeros(2, R, F), torch.float32)
+    assert 0 < seconds < 10
