@@ -103,6 +103,16 @@ def test_official_checkpoint_through_the_environment(golden_dir, golden, monkeyp
     torch.testing.assert_close(tokens, golden["encoder_full"], rtol=1e-3, atol=1e-4)
 
 
+def test_runs_are_resampled_to_the_models_own_frame_spacing(golden_dir, weights, monkeypatch):
+    plugin = _plugin()
+    monkeypatch.setenv(plugin.GRADIENT_ENV, str(golden_dir / "gradient_mapping_450.csv"))
+    monkeypatch.setenv(plugin.HEADS_ENV, "4")
+    official, _ = plugin.brainjepa(weights=str(golden_dir / "jepa-ep1.pth.tar"))
+    assert official.window.target_tr == pytest.approx(2.2)  # the official model's UKB frame spacing
+    assert plugin.brainjepa(weights=str(golden_dir / "jepa-ep1.pth.tar"), target_tr=2.0)[0].window.target_tr == 2.0
+    assert plugin.brainjepa(weights=str(weights))[0].window.target_tr == plugin.BRAINMARKS_TR  # no record
+
+
 def test_plugin_errors(tmp_path, monkeypatch):
     plugin = _plugin()
     monkeypatch.delenv(plugin.WEIGHTS_ENV, raising=False)

@@ -66,6 +66,7 @@ def test_pretrain_records_labels_atlas_and_training(store, tmp_path):
     assert record["subjects"] + record["heldout_subjects"] == 16 and record["heldout_subjects"] >= 1
     assert record["runs"] == record["subjects"]  # one run per simulated subject
     assert record["tr"] == pytest.approx(data.tr(0)) and record["frame_spacing_s"] == pytest.approx(data.tr(0))
+    assert model.frame_spacing == pytest.approx(data.tr(0))  # what the brainmarks plugin resamples to
     assert record["normalization"] == "roi_zscore" and record["brainjepa_version"] == __version__
     saved = json.loads((run / "model" / "config.json").read_text())
     assert saved["brainjepa_version"] == __version__ and saved["metadata"]["training"]["steps"] == 3
@@ -90,6 +91,15 @@ def test_old_model_folder_without_record_loads(tmp_path):
     loaded = BrainJEPA.from_pretrained(folder)
     assert loaded.metadata == {} and loaded.name_or_path == str(folder)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+    assert loaded.frame_spacing is None  # nothing recorded: no spacing is guessed
+
+
+def test_frame_spacing_of_the_official_checkpoint_is_its_ukb_clock(golden_dir):
+    ref = BrainJEPA.load(golden_dir / "jepa-ep1.pth.tar", gradient=golden_dir / "gradient_mapping_450.csv",
+                         num_heads=4)
+    assert ref.frame_spacing == pytest.approx(2.2)  # UKB TR 0.735 s, every 3rd frame (docs/official_model.md)
+    ref.metadata["training"] = {"frame_spacing_s": 1.5}  # a record, where there is one, wins
+    assert ref.frame_spacing == 1.5
 
 
 def test_save_refuses_labels_of_another_count(tmp_path):

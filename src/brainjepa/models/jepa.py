@@ -33,6 +33,8 @@ WEIGHTS_NAME = "model.safetensors"
 FORMAT = "brainjepa-model"
 # The official checkpoint's ROI space (the reference's UKB loader: Tian S3 rows first, then Schaefer-400 17n).
 REFERENCE_ATLAS = "Tian S3 subcortex (50 ROIs), then Schaefer-2018 400 parcels, 17 networks (450 ROIs)"
+# Seconds between the official model's frames: UKB at TR 0.735 s taken every 3rd frame (docs/official_model.md).
+REFERENCE_FRAME_SPACING_S = 2.2
 
 
 class JEPAOutput(NamedTuple):
@@ -115,6 +117,17 @@ class BrainJEPA(nn.Module):
     @property
     def gradient(self) -> Tensor:
         return self.encoder.pos_embed.gradient
+
+    @property
+    def frame_spacing(self) -> float | None:
+        """Seconds between the frames the model was pretrained on, where known: its training record's (pretraining
+        writes it when the runs share a TR or `target_tr` is set), or 2.2 s for a reference checkpoint in the
+        official 450-ROI space; None otherwise. Feeding frames at this spacing matches the model's clock."""
+        recorded = (self.metadata.get("training") or {}).get("frame_spacing_s")
+        if isinstance(recorded, int | float) and recorded > 0:
+            return float(recorded)
+        official = str(self.metadata.get("source", "")).startswith("reference checkpoint")
+        return REFERENCE_FRAME_SPACING_S if official and self.metadata.get("atlas") == REFERENCE_ATLAS else None
 
     # ------------------------------------------------------------------------------------------- persistence
     def save_pretrained(self, directory: str | Path) -> Path:

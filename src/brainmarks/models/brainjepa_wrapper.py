@@ -19,14 +19,16 @@ Schaefer-400 17-network parcels: the order Brain-JEPA was trained in (subcortica
 reordering is needed; a model must simply have 450 ROIs in that order.
 
 Per sample (`BrainJEPATransform`): brainmarks' per-ROI z-score is undone (``bold * std + mean``); the run is
-resampled to ``target_tr`` (2 s by default, as in brainmarks' own Brain-JEPA wrapper; the official model's
-pretraining frames are 2.2 s apart, docs/official_model.md) by linear interpolation, its centre window of the
+resampled to ``target_tr`` (by default the model's own frame spacing, `BrainJEPA.frame_spacing`: 2.2 s for the
+official checkpoint, docs/official_model.md; 2 s, brainmarks' own wrapper's, for a model that records none) by
+linear interpolation, its centre window of the
 model's frame count is taken (a short run repeats its last frame), and the model's own normalisation is applied
 (the official checkpoint has none recorded, so a whole-sample z-score, as the reference's downstream code does).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -46,6 +48,9 @@ GRADIENT_ENV = "BRAINJEPA_GRADIENT"
 HEADS_ENV = "BRAINJEPA_NUM_HEADS"
 SPACE = "schaefer400_tians3"
 SPACE_ROIS = 450
+BRAINMARKS_TR = 2.0  # brainmarks' own Brain-JEPA wrapper resamples to 2 s: the default for a model without a record
+
+logger = logging.getLogger(__name__)
 
 
 class BrainJEPATransform:
@@ -58,7 +63,7 @@ class BrainJEPATransform:
         target_tr: seconds between model frames.
     """
 
-    def __init__(self, normalizer: Normalizer, frames: int, target_tr: float = 2.0) -> None:
+    def __init__(self, normalizer: Normalizer, frames: int, target_tr: float = BRAINMARKS_TR) -> None:
         self.normalizer = normalizer
         self.window = WindowSpec(frames=frames, mode="center", target_tr=target_tr, short="pad")
 
@@ -97,7 +102,7 @@ def brainjepa(
     gradient: str | None = None,
     num_heads: int | None = None,
     encoder: str = "target",
-    target_tr: float = 2.0,
+    target_tr: float | None = None,
     layer: int = -1,
 ) -> tuple[BrainJEPATransform, BrainJEPAWrapper]:
     """Transform and frozen wrapper of the model at `weights` (default: ``$BRAINJEPA_WEIGHTS``).
@@ -108,7 +113,9 @@ def brainjepa(
         num_heads: attention heads of a reference checkpoint that matches no preset (default:
             ``$BRAINJEPA_NUM_HEADS``).
         encoder: "target" (EMA encoder, the reference's downstream choice) or "context".
-        target_tr: seconds between the frames fed to the model (the official model was pretrained at 2.2 s).
+        target_tr: seconds between the frames fed to the model (default: the spacing it was pretrained at,
+            `BrainJEPA.frame_spacing`, e.g. 2.2 s for the official model; 2.0 s, as brainmarks' own wrapper, where
+            the model records none). Pass 2.0 to reproduce brainmarks' own wrapper exactly.
         layer: encoder block whose tokens are returned (default -1: the last; see `EmbedOptions.layer`).
     """
     weights = weights or os.environ.get(WEIGHTS_ENV)
@@ -129,5 +136,9 @@ def brainjepa(
         )
     net = model.target_encoder if encoder == "target" else model.encoder
     net.requires_grad_(False)
+    if target_tr is None:
+        target_tr = model.frame_spacing or BRAINMARKS_TR
+        why = "its pretraining frame spacing" if model.frame_spacing else "brainmarks' default; the model records none"
+        logger.info("brainjepa: resampling runs to TR %.3g s (%s; model_kwargs.target_tr overrides)", target_tr, why)
     transform = BrainJEPATransform(model_normalizer(model), model.config.num_frames, target_tr)
     return transform, BrainJEPAWrapper(net, layer).eval()
