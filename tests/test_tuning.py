@@ -22,7 +22,7 @@ R, F = 6, 32
 @pytest.fixture(autouse=True)
 def cache(monkeypatch, tmp_path):
     """Timing on (conftest turns it off) with a fresh decision file per test."""
-    monkeypatch.setattr(tuning, "MIN_WINDOWS", 8)
+    monkeypatch.setattr(tuning, "MIN_WINDOWS", 32)
     monkeypatch.setattr(tuning, "cache_root", lambda: tmp_path)
     return tmp_path / "tuning.json"
 
@@ -90,7 +90,7 @@ def test_batch_grows_while_it_pays_and_stops_at_the_first_that_does_not(timings)
 
 def test_batch_sweep_stops_at_max_batch(timings):
     asked = timings(lambda b, dtype: 1.0 / b)
-    assert _plan(windows=10).batch_size == tuning.MAX_BATCH == max(b for b, _ in asked)
+    assert _plan(windows=40).batch_size == tuning.MAX_BATCH == max(b for b, _ in asked)
 
 
 @pytest.mark.usefixtures("avx512_bf16")
@@ -111,16 +111,19 @@ def test_a_decision_is_stored_and_reused_so_reruns_agree(timings, cache):
 
 
 def test_short_calls_and_given_settings_are_not_timed(timings):
-    asked = timings(lambda b, dtype: 1.0)
+    asked = timings(lambda b, dtype: 1.0 / min(b, 4))
     assert _plan(windows=tuning.MIN_WINDOWS - 1).batch_size == tuning.DEFAULT_BATCH
     assert _plan(batch_size=3).batch_size == 3
     assert asked == []
+    assert _plan(windows=tuning.MIN_WINDOWS).batch_size == 4 and asked  # timed once, stored ...
+    asked.clear()
+    assert _plan(windows=2).batch_size == 4 and asked == []  # ... and used by short calls from then on
 
 
 def test_embed_with_a_timed_batch_equals_embed_with_a_given_one(timings, caplog):
     timings(lambda b, dtype: {1: 1.0, 2: 0.5}.get(b, 0.5))  # batch 2 wins
     model = tiny_model(R, F)
-    x = np.random.default_rng(0).standard_normal((12, R, 40)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((tuning.MIN_WINDOWS, R, 40)).astype(np.float32)
     with caplog.at_level(logging.INFO, logger="brainjepa"):
         auto = embed(model, x)
     assert ("batch: 2 windows per forward pass (timed on this encoder's first block, per window at batch 1: 1 s, "
@@ -133,3 +136,18 @@ def test_real_timing_returns_seconds_per_window():
     model = tiny_model(R, F)
     seconds = tuning._seconds_per_window(model.target_encoder.eval(), torch.zeros(2, R, F), torch.float32)
     assert 0 < seconds < 10
+
+
+@pytest.mark.usefixtures("avx512_bf16")
+def test_info_shows_what_auto_picks_and_the_stored_timings(timings, cache, capsys):
+    from brainjepa.cli import main
+
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "precision auto on cpu: bf16 (auto: avx512_bf16 without AMX, a bf16 matmul ran 2.0x faster" in out
+    assert f"embedding timings: none stored yet ({cache})" in out
+    timings(lambda b, dtype: 1.0 if dtype == torch.float32 else 0.5)
+    _plan()
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"embedding timings stored in {cache}" in out and "precision bf16, batch bf16 1" in out

@@ -1,4 +1,5 @@
-"""`brainjepa info`: versions, threads and precision support, for bug reports; `--weights`: the known weights."""
+"""`brainjepa info`: versions, CPU, threads, the precision `auto` picks and the embedding timings stored on this
+machine, for bug reports; `--weights`: the known weights."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import numpy
 import torch
 
 from brainjepa import __version__
+from brainjepa.cli import COMMAND_HELP
+from brainjepa.evaluation.tuning import decisions_path, stored_decisions
 from brainjepa.models.weights import list_weights
+from brainjepa.precision import choose_precision, cpu_name
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="print versions, thread count and bf16 support (--weights: the known weights)")
+    p = sub.add_parser("info", help=COMMAND_HELP["info"])
     p.add_argument("--weights", action="store_true",
                    help="list the known pretrained weights (names BrainJEPA.from_pretrained accepts) and their "
                    "Hub repositories; unpublished ones are marked so")
@@ -30,6 +34,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"brainjepa {__version__}")
     print(f"python {platform.python_version()}  torch {torch.__version__}  numpy {numpy.__version__}")
-    print(f"cpu threads {torch.get_num_threads()}  cuda {torch.cuda.is_available()}")
-    print(f"bf16 on cpu: {torch.backends.mkldnn.is_available()} (oneDNN)")
+    print(f"cpu {cpu_name()}, {torch.get_num_threads()} threads  cuda {torch.cuda.is_available()}")
+    choice = choose_precision("cpu")
+    print(f"precision auto on cpu: {choice.name} ({choice.reason})")
+    stored = stored_decisions()
+    where = decisions_path()
+    if stored:
+        print(f"embedding timings stored in {where} (delete it to time again):")
+        for key, decided in stored.items():
+            print(f"  {key}: " + ", ".join(f"{what} {entry[0]}" for what, entry in decided.items()
+                                           if isinstance(entry, list) and entry))
+    else:
+        print(f"embedding timings: none stored yet ({where})")
     return 0

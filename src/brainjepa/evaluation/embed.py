@@ -93,7 +93,7 @@ class EmbedOptions(EncoderOptions):
     seed: int = option(0, "seed of the masked views (default %(default)s)", ge=0)
     batch_size: int | None = option(
         None, "windows per forward pass (default: 32 on a GPU; on a CPU, chosen by timing the encoder's first "
-        "block when there are 8 windows or more)", ge=1)
+        "block once, in a call of 32 windows or more, and stored)", ge=1)
     check_roi_labels: bool = True
 
     def window_spec(self, frames: int) -> WindowSpec:

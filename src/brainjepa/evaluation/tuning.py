@@ -11,8 +11,9 @@ block has the same shape, so one stands for all) on copies of the call's first w
 ``inference_mode`` and autocast. Only open questions are timed: the precision where the user said ``auto`` and the
 CPU's flags leave it open (`brainjepa.precision.bf16_needs_timing`), and the batch size where the user gave none
 and the encoder runs on a CPU. Each timing is the best of `REPS` passes after a warm-up pass (oneDNN builds its
-kernels on the first one). A call of fewer than `MIN_WINDOWS` windows is not timed: the timing would cost more
-than it saves, and the rules decide (the matmul check; batch `DEFAULT_BATCH`).
+kernels on the first one). A call of fewer than `MIN_WINDOWS` windows is not timed (a timing costs up to about
+5 windows' worth, once): it uses a stored decision where there is one, else the rules (the matmul check; batch
+`DEFAULT_BATCH`).
 
 A decision is stored in ``tuning.json`` in the cache folder (`brainjepa.io.cache_root`), keyed by the CPU, torch
 version, thread count and encoder shape, and reused: the same command on the same machine keeps the same precision
@@ -41,7 +42,7 @@ from brainjepa.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 REPS = 2  # timed passes per candidate (best of), after one warm-up pass
-MIN_WINDOWS = 8  # calls with fewer windows are not timed (a timing costs about 6 block passes, a window depth of them)
+MIN_WINDOWS = 32  # calls with fewer windows are not timed: a timing costs up to about 5 windows' worth (RESULTS.md)
 MIN_GAIN = 1.05  # a candidate must be this much faster per window to be taken: smaller differences are noise
 MAX_BATCH = 32  # the largest batch tried on a CPU
 DEFAULT_BATCH = 32  # windows per pass where nothing is timed (a GPU, or a short call)
@@ -77,18 +78,30 @@ def plan_embedding(net: BrainEncoder, window: Tensor, run: Runtime, *, precision
     """
     time_precision = precision_auto and bf16_needs_timing(run.device)
     time_batch = batch_size is None and run.device.type == "cpu"
-    if windows < MIN_WINDOWS or not (time_precision or time_batch):
+    if not (time_precision or time_batch):
         return EmbeddingPlan(run, batch_size or DEFAULT_BATCH)
-    store = _Decisions(cache_root() / "tuning.json", _shape_key(net, window))
+    store = _Decisions(decisions_path(), _shape_key(net, window), may_time=windows >= MIN_WINDOWS)
     if time_precision:
-        name, why = store.get("precision", lambda: _time_precision(net, window), valid=_DTYPES.__contains__)
-        run = Runtime(run.device, PrecisionChoice(_DTYPES[name], f"auto: {why}"))
+        decided = store.get("precision", lambda: _time_precision(net, window), valid=_DTYPES.__contains__)
+        if decided is not None:
+            run = Runtime(run.device, PrecisionChoice(_DTYPES[decided[0]], f"auto: {decided[1]}"))
     if time_batch:
         dtype = run.precision.dtype
-        batch_size, why_batch = store.get(f"batch {run.precision.name}", lambda: _time_batch(net, window, dtype),
-                                          valid=lambda b: isinstance(b, int) and 1 <= b <= MAX_BATCH)
-        return EmbeddingPlan(run, batch_size, why_batch)
+        decided = store.get(f"batch {run.precision.name}", lambda: _time_batch(net, window, dtype),
+                            valid=lambda b: isinstance(b, int) and 1 <= b <= MAX_BATCH)
+        if decided is not None:
+            return EmbeddingPlan(run, *decided)
     return EmbeddingPlan(run, batch_size or DEFAULT_BATCH)
+
+
+def decisions_path() -> Path:
+    """The file the timed decisions are stored in: ``tuning.json`` in the cache folder."""
+    return cache_root() / "tuning.json"
+
+
+def stored_decisions() -> dict[str, dict[str, list]]:
+    """Every stored decision: {machine and encoder shape: {"precision" / "batch fp32" / ...: [value, why]}}."""
+    return _Decisions(decisions_path(), "")._read()
 
 
 def _time_precision(net: BrainEncoder, window: Tensor) -> tuple[str, str]:
@@ -141,18 +154,23 @@ def _shape_key(net: BrainEncoder, window: Tensor) -> str:
 
 @dataclass
 class _Decisions:
-    """Timed decisions stored in a JSON file: {key: {what: [value, why]}}; unreadable files are timed afresh."""
+    """Timed decisions stored in a JSON file: {key: {what: [value, why]}}; unreadable entries are timed afresh.
+    `may_time` False: only stored decisions are used (the call is too short to pay for a timing)."""
 
     path: Path
     key: str
+    may_time: bool = True
 
-    def get(self, what: str, decide: Callable[[], tuple[Any, str]], valid: Callable[[Any], bool]) -> tuple[Any, str]:
+    def get(self, what: str, decide: Callable[[], tuple[Any, str]],
+            valid: Callable[[Any], bool]) -> tuple[Any, str] | None:
         """The stored (value, why) of `what` for this key if `valid`, else `decide()`'s, stored (a write that fails
-        only logs)."""
+        only logs); None when nothing is stored and timing is not allowed."""
         stored = self._read()
         entry = stored.get(self.key, {}).get(what)
         if isinstance(entry, list) and len(entry) == 2 and valid(entry[0]):
             return entry[0], f"{entry[1]}; stored in {self.path}"
+        if not self.may_time:
+            return None
         value, why = decide()
         stored.setdefault(self.key, {})[what] = [value, why]
         try:
