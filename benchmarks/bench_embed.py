@@ -10,10 +10,13 @@ its own. The share of peak is the encoder's forward matmul FLOPs per second over
 (4096^2, the larger of fp32 and bf16), both measured in that process.
 
 ``auto`` as a dtype or batch size is embed's own choice (`brainjepa.evaluation.tuning`: the encoder's first block
-timed on the data); the row names what it chose, and its time includes that timing (the first-batch call it is
-compared with has too few windows to be timed), spread over the runs.
+timed on the data, in calls of `MIN_WINDOWS` = 32 windows or more, so give ``--runs 33`` or more); the row names
+what it chose, and its time includes that timing (the first-batch call it is compared with has too few windows to
+be timed), spread over the runs. Set ``BRAINJEPA_CACHE`` to an empty folder: a decision stored by an earlier run
+is reused instead of timed.
 
-    python benchmarks/bench_embed.py --shape small --batches 1,2,4,auto --dtypes fp32,bf16,auto --runs 16
+    BRAINJEPA_CACHE=$(mktemp -d) python benchmarks/bench_embed.py --shape small --batches auto --dtypes auto --runs 33
+    python benchmarks/bench_embed.py --shape small --batches 1,2,4 --runs 8
     python benchmarks/bench_embed.py --shape vit_base --batches 1,2 --runs 4
 """
 
