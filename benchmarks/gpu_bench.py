@@ -45,6 +45,11 @@ MOMENTUM = 0.996
 GIB = 2**30
 
 
+def _sig(value: float, digits: int = 4) -> float:
+    """`value` to `digits` significant digits (fixed decimals would round a tiny run's rate to 0)."""
+    return float(f"{value:.{digits}g}")
+
+
 # ------------------------------------------------------------------------------------------------ environment
 def _nvidia_smi() -> dict[str, str]:
     if shutil.which("nvidia-smi") is None:
@@ -216,7 +221,7 @@ def run_config(model: BrainJEPA, forward: Callable, optimizer: torch.optim.Optim
         steps=len(times), step_ms_median=round(1e3 * statistics.median(times), 2),
         samples_per_s=round(batch * len(times) / total, 2),
         tokens_per_s=round(batch * len(times) * cfg.num_patches / total),
-        tflops_per_s=round(flops / total / 1e12, 3), mfu=round(flops / total / peak, 4),
+        tflops_per_s=_sig(flops / total / 1e12), mfu=_sig(flops / total / peak),  # a tiny CPU dry run is ~1e-5
         flops_per_sample=round(flops / (batch * len(times))),
         mean_k_context=round(statistics.mean(k[0] for k in ks), 1),
         mean_k_target=round(statistics.mean(k[1] for k in ks), 1),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.version import Version
 
 import brainjepa
 import brainjepa.cli as cli
@@ -53,6 +54,23 @@ def test_extras_table_is_pyprojects():
     assert optional["gradients"] == ["brainjepa[data]"]  # the old name: numpy/scipy gradients, no BrainSpace
     assert not any("brainspace" in r or "vtk" in r for extra in EXTRAS for r in optional[extra])
     assert any(r.startswith("brainspace") for r in optional["dev"])  # the tests' reference only
+
+
+def test_min_deps_pins_are_the_declared_lower_bounds():
+    """`make min-deps` tests exactly the minimum versions pyproject.toml declares (core and every extra of [all])."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = [r for extra in EXTRAS for r in project["optional-dependencies"][extra]]
+    declared = {}
+    for requirement in project["dependencies"] + extras:
+        name, low = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", requirement).groups()
+        declared[name.lower().replace("_", "-")] = Version(low)
+    pins = {}
+    for line in (ROOT / "constraints" / "min-deps.txt").read_text().splitlines():
+        pin = line.split("#")[0].strip()
+        if pin:
+            name, version = pin.split("==")
+            pins[name.lower().replace("_", "-")] = Version(version)
+    assert pins == declared
 
 
 def test_brainmarks_extra_can_resolve_beside_torch():

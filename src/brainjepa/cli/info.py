@@ -10,14 +10,14 @@ import numpy
 import torch
 
 from brainjepa import __version__
-from brainjepa.cli import COMMAND_HELP
 from brainjepa.evaluation.tuning import decisions_path, stored_decisions
 from brainjepa.models.weights import list_weights
 from brainjepa.precision import choose_precision, cpu_name
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help=COMMAND_HELP["info"])
+    p = sub.add_parser("info", help="print versions, CPU, threads, the precision auto picks and stored embedding "
+                       "timings (--weights: the known weights)")
     p.add_argument("--weights", action="store_true",
                    help="list the known pretrained weights (names BrainJEPA.from_pretrained accepts) and their "
                    "Hub repositories; unpublished ones are marked so")
