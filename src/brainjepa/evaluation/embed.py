@@ -19,7 +19,8 @@ The procedure, chosen to match the reference's downstream code and to be determi
    outputs (for tokenfc the Fisher z's).
 
 Results are float32 CPU tensors; bf16 autocast is used where it is faster (`brainjepa.precision`: GPUs with bf16,
-CPUs with native bf16), and the choice is logged once per call.
+CPUs with bf16 matrix units; where a CPU's flags leave it open, `brainjepa.evaluation.tuning` times the encoder,
+which also picks the batch size on a CPU), and the choice is logged once per call.
 """
 
 from __future__ import annotations
