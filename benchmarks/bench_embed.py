@@ -9,20 +9,23 @@ it is a fixed cost per call, not throughput. Each (dtype, batch size) runs in it
 its own. The share of peak is the encoder's forward matmul FLOPs per second over the best-dtype matmul peak
 (4096^2, the larger of fp32 and bf16), both measured in that process.
 
-``auto`` as a dtype or batch size is embed's own choice (`brainjepa.evaluation.tuning`: the encoder's first block
+``auto`` as a dtype or batch size is embed's own choice (`brainjepa.tuning`: the encoder's first block
 timed on the data, in calls of `MIN_WINDOWS` = 32 windows or more, so give ``--runs 33`` or more); the row names
 what it chose, and its time includes that timing (the first-batch call it is compared with has too few windows to
 be timed), spread over the runs. Set ``BRAINJEPA_CACHE`` to an empty folder: a decision stored by an earlier run
-is reused instead of timed.
+is reused instead of timed. ``--kernels`` sets the attention kernel of bf16 rows (torch's SDPA or oneDNN's fused
+attention, `brainjepa.models.onednn_attention`); ``auto`` is embed's own choice (timed in calls of 32 windows or
+more, else SDPA).
 
     BRAINJEPA_CACHE=$(mktemp -d) python benchmarks/bench_embed.py --shape small --batches auto --dtypes auto --runs 33
     python benchmarks/bench_embed.py --shape small --batches 1,2,4 --runs 8
-    python benchmarks/bench_embed.py --shape vit_base --batches 1,2 --runs 4
+    python benchmarks/bench_embed.py --shape vit_base --batches 1,2 --runs 4 --dtypes bf16 --kernels sdpa,onednn
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -54,7 +57,7 @@ def forward_flops(cfg: ModelConfig) -> float:
                                                                             int(cfg.embed_dim * cfg.mlp_ratio))
 
 
-def one(store: Path, shape: str, dtype: str, batch: str) -> dict:
+def one(store: Path, shape: str, dtype: str, batch: str, kernel: str) -> dict:
     """Time embed_store over the store in this process; one JSON-able row."""
     dim, depth, heads = SHAPES[shape]
     torch.manual_seed(0)
@@ -63,12 +66,17 @@ def one(store: Path, shape: str, dtype: str, batch: str) -> dict:
     options = EmbedOptions(precision=dtype, batch_size=None if batch == "auto" else int(batch),
                            check_roi_labels=False)
     embed_module.check_health = lambda *args: None  # a fixed cost per call, not throughput (docstring)
+    if kernel != "auto":
+        plan = embed_module.plan_embedding
+        embed_module.plan_embedding = lambda *a, **k: dataclasses.replace(plan(*a, **k), attention=kernel,
+                                                                           why_attention="--kernels")
     chosen = []  # the precision and batch lines embed logs
     embed_module.logger.setLevel(logging.INFO)
     embed_module.logger.addFilter(lambda record: chosen.append(record.getMessage()) or True)
     peaks = {name: matmul_peak(dt, "cpu", 4096) for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-    embed_store(model, store, indices=[0], options=options, progress=False)  # warm-up: oneDNN builds its kernels
     first = 1 if batch == "auto" else int(batch)
+    # warm-up on the first batch's shape: oneDNN builds its kernels, the fused attention profiles that shape
+    embed_store(model, store, indices=list(range(first)), options=options, progress=False)
     times = []
     for indices in (list(range(first)), None):
         chosen.clear()
@@ -81,8 +89,8 @@ def one(store: Path, shape: str, dtype: str, batch: str) -> dict:
     seconds = times[1] - times[0]
     best = max(peaks.values())
     return {
-        "shape": f"D{dim}/L{depth}/H{heads}", "dtype": dtype, "batch": batch, "windows": windows,
-        "plan": " | ".join(m for m in chosen if m.startswith(("precision:", "batch:"))),
+        "shape": f"D{dim}/L{depth}/H{heads}", "dtype": dtype, "batch": batch, "kernel": kernel, "windows": windows,
+        "plan": " | ".join(m for m in chosen if m.startswith(("precision:", "attention:", "batch:"))),
         "threads": torch.get_num_threads(), "load": round(os.getloadavg()[0], 2),
         "windows_per_s": round(windows / seconds, 3), "s_per_window": round(seconds / windows, 3),
         "share_of_best_peak": round(windows * forward_flops(cfg) / seconds / best, 3),
@@ -97,13 +105,15 @@ def main() -> None:
     ap.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32,bf16,auto (embed's --precision)")
     ap.add_argument("--batches", default="1,2,4,8",
                     help="comma list of batch sizes or auto (embed's --batch-size; auto: none given)")
+    ap.add_argument("--kernels", default="auto",
+                    help="comma list of sdpa,onednn,auto: the attention kernel of bf16 rows (auto: embed's choice)")
     ap.add_argument("--runs", type=int, default=16,
                     help="runs (windows) in the simulated store; at least twice the largest batch")
     ap.add_argument("--store", type=Path, default=None, help="embed this store instead of simulating one")
-    ap.add_argument("--one", nargs=2, metavar=("DTYPE", "BATCH"), help=argparse.SUPPRESS)  # the child process
+    ap.add_argument("--one", nargs=3, metavar=("DTYPE", "BATCH", "KERNEL"), help=argparse.SUPPRESS)  # a child
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.store, args.shape, args.one[0], args.one[1])), flush=True)
+        print(json.dumps(one(args.store, args.shape, *args.one)), flush=True)
         return
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store
@@ -114,8 +124,9 @@ def main() -> None:
                            capture_output=True)
         for dtype in args.dtypes.split(","):
             for batch in args.batches.split(","):
-                subprocess.run([sys.executable, __file__, "--shape", args.shape, "--store", str(store),
-                                "--one", dtype, batch], check=True)
+                for kernel in args.kernels.split(",") if dtype != "fp32" else ["auto"]:
+                    subprocess.run([sys.executable, __file__, "--shape", args.shape, "--store", str(store),
+                                    "--one", dtype, batch, kernel], check=True)
 
 
 if __name__ == "__main__":

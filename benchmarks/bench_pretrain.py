@@ -4,7 +4,7 @@ Random 450 x 160 input with the paper's masks; prints one JSON line with the med
 (accumulation 1) and the peak RSS of the process. Data loading is excluded from the step time (it is prefetched).
 
     python benchmarks/bench_pretrain.py --embed-dim 384 --depth 6 --heads 6 --pred-dim 192 --pred-depth 3 \\
-        --batch 2 --steps 5 --dtype fp32
+        --batch 2 --steps 5 --dtype fp32 [--target-attention onednn]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 
 from brainjepa.config import load_config
 from brainjepa.data.store import StoreWriter
+from brainjepa.models.layers import set_inference_attention
 from brainjepa.training.distributed import DistEnv
 from brainjepa.training.loop import Trainer
 
@@ -87,10 +88,16 @@ def main() -> None:
     ap.add_argument("--reference-like", action="store_true",
                     help="emulate the reference's CPU path in the same run: materialised softmax attention, the "
                     "target encoder's last block over all tokens, multi-tensor (non-fused) AdamW")
+    ap.add_argument("--target-attention", choices=["sdpa", "onednn"], default=None,
+                    help="the target pass's attention kernel in bf16 on a CPU (default: the trainer's own choice, "
+                    "SDPA for a run this short)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build_trainer(args, Path(tmp), args.dtype, args.batch * (args.steps + 1))
+        if args.target_attention:
+            set_inference_attention(trainer.model.target_encoder, args.target_attention)
+            trainer.target_attention = args.target_attention
         batches = list(trainer.micro_batches())
         times, sizes = [], []
         for i, batch in enumerate(batches):
@@ -107,6 +114,7 @@ def main() -> None:
     print(json.dumps({
         "config": f"D{args.embed_dim}/L{args.depth}/H{args.heads} pred D{args.pred_dim}/L{args.pred_depth}",
         "batch": args.batch, "dtype": args.dtype, "reference_like": args.reference_like,
+        "target_attention": trainer.target_attention,
         "device": str(trainer.env.device), "compile": args.compile,
         "threads": torch.get_num_threads(), "steps": len(times),
         "median_s_per_step": round(statistics.median(times), 3), "min_s_per_step": round(min(times), 3),

@@ -119,11 +119,13 @@ def _cpu_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _embedding_not_timed(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Embedding calls never time the encoder in tests (batch 32, as on a GPU): a timed batch size would make
-    results depend on the machine, and a stored decision would leak into ~/.cache. tests/test_tuning.py times."""
-    from brainjepa.evaluation import tuning
+    """Embedding calls and pretraining runs never time the encoder in tests (batch 32, as on a GPU; SDPA): a timed
+    batch size or kernel would make results depend on the machine, and a stored decision would leak into
+    ~/.cache. tests/test_tuning.py times."""
+    from brainjepa import tuning
 
     monkeypatch.setattr(tuning, "MIN_WINDOWS", 10**9)
+    monkeypatch.setattr(tuning, "MIN_STEPS", 10**9)
     monkeypatch.setattr(tuning, "cache_root", lambda: tmp_path_factory.getbasetemp() / "cache")
 
 

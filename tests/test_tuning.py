@@ -1,4 +1,4 @@
-"""Embedding's precision and batch size chosen by timing the encoder (brainjepa.evaluation.tuning). The timings
+"""Embedding's precision and batch size chosen by timing the encoder (brainjepa.tuning). The timings
 are replaced by given ones: these tests check the decisions, never the machine's speed."""
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from brainjepa import embed, precision
-from brainjepa.evaluation import tuning
+from brainjepa import embed, precision, tuning
 from brainjepa.evaluation.embed import EmbedOptions
 from brainjepa.runtime import runtime
 from conftest import tiny_model
@@ -29,17 +28,21 @@ def cache(monkeypatch, tmp_path):
 
 @pytest.fixture
 def timings(monkeypatch):
-    """Give seconds per window by (batch, dtype); record every timing asked for."""
+    """Give seconds per window by (batch, dtype) and kernel; record every timing asked for (and its kernel)."""
     asked: list[tuple[int, torch.dtype]] = []
+    kernels: list[str] = []
 
-    def give(table):
-        def fake(net, x, dtype):
+    def give(table, onednn: float = 1.0):
+        """`table(batch, dtype)` seconds per window with SDPA; oneDNN's attention takes `onednn` times that."""
+        def fake(net, x, dtype, kernel="sdpa"):
             asked.append((len(x), dtype))
-            return table(len(x), dtype)
+            kernels.append(kernel)
+            return table(len(x), dtype) * (onednn if kernel == "onednn" else 1.0)
 
         monkeypatch.setattr(tuning, "_seconds_per_window", fake)
         return asked
 
+    give.kernels = kernels
     return give
 
 
@@ -145,9 +148,70 @@ def test_info_shows_what_auto_picks_and_the_stored_timings(timings, cache, capsy
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "precision auto on cpu: bf16 (auto: avx512_bf16 without AMX, a bf16 matmul ran 2.0x faster" in out
-    assert f"embedding timings: none stored yet ({cache})" in out
+    assert f"timings: none stored yet ({cache})" in out
+    assert "bf16 attention without gradient on cpu: SDPA or oneDNN's fused kernel, whichever" in out
     timings(lambda b, dtype: 1.0 if dtype == torch.float32 else 0.5)
     _plan()
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    assert f"embedding timings stored in {cache}" in out and "precision bf16, batch bf16 1" in out
+    assert f"timings stored in {cache}" in out and "precision bf16, attention bf16 sdpa, batch bf16 1" in out
+
+
+@pytest.mark.usefixtures("avx512_bf16")
+def test_bf16_on_a_cpu_times_the_attention_kernel_and_the_batch_with_it(timings, cache, caplog):
+    asked = timings(lambda b, dtype: (1.0 if dtype == torch.float32 else 0.6) / min(b, 2), onednn=0.7)
+    plan = _plan()
+    assert plan.run.precision.dtype == torch.bfloat16 and plan.attention == "onednn" and plan.batch_size == 2
+    assert "SDPA 0.6 s, oneDNN 0.42 s per window" in plan.why_attention
+    kernels = timings.kernels
+    assert kernels[2:4] == ["sdpa", "onednn"] and set(kernels[4:]) == {"onednn"}  # the batch, with its kernel
+    asked.clear()
+    with caplog.at_level(logging.INFO, logger="brainjepa"):
+        plan.log(logging.getLogger("brainjepa.test"))
+    assert "attention: onednn (timed on this encoder's first block in bf16" in caplog.text
+    again = _plan()  # stored, so reruns agree
+    assert asked == [] and (again.attention, again.batch_size) == ("onednn", 2)
+
+
+@pytest.mark.usefixtures("avx512_bf16")
+@pytest.mark.parametrize("onednn", [0.97, 1.3])  # within noise, or slower: SDPA stays
+def test_the_kernel_stays_sdpa_unless_onednn_is_clearly_faster(timings, onednn):
+    timings(lambda b, dtype: 1.0 if dtype == torch.float32 else 0.5, onednn=onednn)
+    assert _plan(batch_size=4).attention == "sdpa"
+
+
+def test_fp32_never_times_the_kernel(timings):  # conftest: an avx2-only CPU, so auto is fp32
+    timings(lambda b, dtype: 1.0, onednn=0.1)
+    plan = _plan(batch_size=4)
+    assert (plan.attention, plan.why_attention, timings.kernels) == ("sdpa", "", [])
+
+
+def test_embed_applies_the_timed_kernel_and_restores_the_models(timings, monkeypatch):
+    from brainjepa.models import onednn_attention
+    from brainjepa.models.layers import Attention
+
+    timings(lambda b, dtype: 1.0, onednn=0.5)
+    seen = []
+    real = onednn_attention.attention
+    monkeypatch.setattr(onednn_attention, "attention", lambda q, k, v: seen.append(q.shape) or real(q, k, v))
+    model = tiny_model(R, F)
+    x = np.random.default_rng(0).standard_normal((tuning.MIN_WINDOWS, R, 40)).astype(np.float32)
+    fast = embed(model, x, options=EmbedOptions(precision="bf16", batch_size=8))
+    assert len(seen) == model.config.depth * tuning.MIN_WINDOWS // 8  # every block of every pass
+    assert {m.inference_kernel for m in model.modules() if isinstance(m, Attention)} == {"sdpa"}
+    plain = embed(model, x, options=EmbedOptions(precision="fp32", batch_size=8))
+    torch.testing.assert_close(fast, plain, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.usefixtures("avx512_bf16")
+def test_pretraining_times_the_target_pass_kernel_only_for_long_bf16_runs(timings, cache):
+    timings(lambda b, dtype: 1.0, onednn=0.5)
+    net = tiny_model(R, F).target_encoder
+    batch = torch.zeros(4, R, F)
+    short = tuning.plan_target_attention(net, batch, runtime("cpu", "bf16"), steps=tuning.MIN_STEPS - 1)
+    assert short[0] == "sdpa" and "not timed" in short[1] and timings.kernels == []
+    assert tuning.plan_target_attention(net, batch, runtime("cpu", "fp32"), steps=10**6) == ("sdpa", "")
+    kernel, why = tuning.plan_target_attention(net, batch, runtime("cpu", "bf16"), steps=tuning.MIN_STEPS)
+    assert kernel == "onednn" and "SDPA 1 s, oneDNN 0.5 s" in why and timings.kernels == ["sdpa", "onednn"]
+    kernel, why = tuning.plan_target_attention(net, batch, runtime("cpu", "bf16"), steps=1)  # stored: reused
+    assert kernel == "onednn" and f"stored in {cache}" in why

@@ -35,7 +35,7 @@ from brainjepa.extras import hint_for_import_error, install_hint, missing
 # (brainjepa.cli -> brainjepa.cli.<name>) to the import graph it checks.
 COMMAND_HELP: dict[str, str] = {
     "quickstart": "fetch real fMRI, pretrain a small Brain-JEPA, evaluate it beside baselines, write a report",
-    "info": "print versions, CPU, threads, the precision auto picks and stored embedding timings (--weights: the "
+    "info": "print versions, CPU, threads, the precision auto picks and the stored timed decisions (--weights: the "
             "known weights)",
     "validate": "check ROI time series (NaN/Inf, constant ROIs, ROI count, frames, ...)",
     "prepare": "read time series (csv/tsv/npy/npz/UKB/NIfTI) into a dataset store",

@@ -19,8 +19,9 @@ The procedure, chosen to match the reference's downstream code and to be determi
    outputs (for tokenfc the Fisher z's).
 
 Results are float32 CPU tensors; bf16 autocast is used where it is faster (`brainjepa.precision`: GPUs with bf16,
-CPUs with bf16 matrix units; where a CPU's flags leave it open, `brainjepa.evaluation.tuning` times the encoder,
-which also picks the batch size on a CPU), and the choice is logged once per call.
+CPUs with bf16 matrix units; where a CPU's flags leave it open, `brainjepa.tuning` times the encoder,
+which also picks the batch size on a CPU and, in bf16 on a CPU, the attention kernel: torch's SDPA or oneDNN's
+fused attention), and the choices are logged once per call.
 """
 
 from __future__ import annotations
@@ -48,11 +49,12 @@ from brainjepa.data.store import RunStore, check_num_rois, open_runs
 from brainjepa.data.windows import WindowSpec, take_windows
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.options import EncoderOptions, option
-from brainjepa.evaluation.tuning import DEFAULT_BATCH, EmbeddingPlan, plan_embedding
 from brainjepa.io import atomic_save_npy, atomic_write, atomic_writes
 from brainjepa.models import BrainJEPA
 from brainjepa.models.encoder import POOLINGS, BrainEncoder, Pooling
 from brainjepa.models.health import Health, encoder_health
+from brainjepa.models.layers import inference_attention
+from brainjepa.tuning import DEFAULT_BATCH, EmbeddingPlan, plan_embedding
 
 if TYPE_CHECKING:
     import pandas
@@ -499,7 +501,8 @@ def _embed_samples(
                                   batch_size=options.batch_size, windows=n * options.windows)
         plan.log(logger)
         run, chunk = plan.run, max(1, plan.batch_size // options.windows)
-        with tqdm(total=n, desc="embedding", unit="run", disable=not progress) as bar:
+        with (tqdm(total=n, desc="embedding", unit="run", disable=not progress) as bar,
+              inference_attention(net, plan.attention)):
             for first, block in _chunks(samples, chunk):
                 x = np.stack([_windows(ts, tr, name, spec, options.windows, normalizer, cfg.num_rois)
                               for ts, tr, name in block])

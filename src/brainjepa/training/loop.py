@@ -35,7 +35,8 @@ from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingEr
 from brainjepa.io import atomic_write_text, load_gradient, save_gradient
 from brainjepa.models import BrainJEPA
 from brainjepa.models.health import HEALTH_FIELDS, Health
-from brainjepa.runtime import default_num_workers, runtime
+from brainjepa.models.layers import InferenceKernel, set_inference_attention
+from brainjepa.runtime import Runtime, default_num_workers, runtime
 from brainjepa.training import checkpoint as ckpt
 from brainjepa.training.batch import DROP_PATH_STREAM, Batch, MaskedBatches, derive_seed, epoch_loader
 from brainjepa.training.compiled import compile_forward, graphs_compiled
@@ -55,6 +56,7 @@ from brainjepa.training.sampler import GlobalBatchSampler
 from brainjepa.training.schedules import Schedule
 from brainjepa.training.warmstart import warm_start
 from brainjepa.training.watch import Watch, holdout_split, input_gain
+from brainjepa.tuning import plan_target_attention
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +193,7 @@ class Trainer:
                               f"{self.total_steps}; {more}")
         run = runtime(env.device, cfg.meta.precision, setting="meta.device")
         self.precision, self.autocast = run.precision, run.autocast
+        self.target_attention = self.choose_target_attention(run)
         auto_workers = cfg.data.num_workers is None
         self.num_workers = default_num_workers(env.device) if auto_workers else cfg.data.num_workers
         if env.is_main:
@@ -201,6 +204,22 @@ class Trainer:
         self.last_watch, self.last_watch_step = self.start_watch, 0
         if self.start_watch is not None:  # what `embed` compares new data with (a wrong scale is warned about)
             self.model.metadata["input_sd"] = self.start_watch["input_sd"]
+
+    def choose_target_attention(self, run: Runtime) -> InferenceKernel:
+        """The attention kernel of the target encoder's pass (no gradient): oneDNN's fused attention where a timing
+        on this run's batch shape says it is faster (bf16 on a CPU; `brainjepa.tuning.plan_target_attention`), else
+        SDPA. A compiled or explicit-attention run keeps its own path, so nothing is timed for it; nor for a
+        distributed one, whose ranks could time differently."""
+        if self.cfg.meta.compile or self.cfg.meta.attn_mode != "flash_attn" or self.env.distributed:
+            return "sdpa"
+        cfg = self.model.config
+        shape = (self.cfg.data.batch_size, cfg.num_rois, cfg.num_frames)
+        kernel, why = plan_target_attention(self.model.target_encoder, torch.zeros(shape, device=run.device), run,
+                                            steps=self.total_steps)
+        set_inference_attention(self.model.target_encoder, kernel)
+        if why and self.env.is_main:
+            logger.info("target pass attention: %s (%s)", kernel, why)
+        return kernel
 
     def check(self) -> dict[str, Any]:
         """Held-out loss and encoder health now (rank 0), logged; degenerate regimes are warned about by name."""
@@ -281,12 +300,14 @@ class Trainer:
         return ckpt.save_checkpoint(self.run_dir, self.model, state, self.position.step, self.cfg.logging.keep_last)
 
     def write_summary(self) -> Path:
-        """Log the run's last line and write RUN_DIR/summary.json: steps, precision (and why), DataLoader workers
+        """Log the run's last line and write RUN_DIR/summary.json: steps, precision (and why), the target pass's
+        attention kernel, DataLoader workers
         and, with meta.compile, the graphs compiled in this process (1 when the dynamic token counts work; each
         recompilation adds one)."""
         graphs = graphs_compiled() - self.graphs_before if self.cfg.meta.compile else None
         summary = {"steps": self.position.step, "total_steps": self.total_steps, "precision": self.precision.name,
-                   "precision_reason": self.precision.reason, "num_workers": self.num_workers,
+                   "precision_reason": self.precision.reason, "target_attention": self.target_attention,
+                   "num_workers": self.num_workers,
                    "compiled_graphs": graphs, "input_gain": self.dataset.normalizer.gain,
                    "heldout_subjects": self.watch.held_subjects, "start": self.start_watch,
                    "end": self.last_watch if self.last_watch_step == self.position.step else self.check()}

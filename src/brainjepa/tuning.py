@@ -1,4 +1,4 @@
-"""The precision and batch size of an embedding call, chosen by timing the encoder itself on the data at hand.
+"""Precision, attention kernel and batch size, chosen by timing the encoder itself on the data at hand.
 
 A matmul timing (`brainjepa.precision`) tells whether the CPU multiplies bf16 faster, not whether the encoder runs
 faster: on a CPU with avx512_bf16 but no AMX the linear layers gain 2-3x in bf16 while attention over thousands of
@@ -9,15 +9,18 @@ depends on the model and the CPU as well.
 So `plan_embedding` times what the call will run: the patch embedding and the first block of the encoder (every
 block has the same shape, so one stands for all) on copies of the call's first window, under the same
 ``inference_mode`` and autocast. Only open questions are timed: the precision where the user said ``auto`` and the
-CPU's flags leave it open (`brainjepa.precision.bf16_needs_timing`), and the batch size where the user gave none
-and the encoder runs on a CPU. Each timing is the best of `REPS` passes after a warm-up pass (oneDNN builds its
-kernels on the first one). A call of fewer than `MIN_WINDOWS` windows is not timed (a timing costs up to about
-5 windows' worth, once): it uses a stored decision where there is one, else the rules (the matmul check; batch
+CPU's flags leave it open (`brainjepa.precision.bf16_needs_timing`); the attention kernel where the encoder runs in
+bf16 on a CPU (torch's SDPA or oneDNN's fused attention, `brainjepa.models.onednn_attention`); and the batch size
+where the user gave none and the encoder runs on a CPU. Pretraining asks the one question that applies to it, the
+kernel of the target encoder's pass in bf16 on a CPU (`plan_target_attention`). Each timing is the best of `REPS`
+passes after a warm-up pass (oneDNN builds its kernels on the first one). A call of fewer than `MIN_WINDOWS`
+windows, or a run of fewer than `MIN_STEPS` steps, is not timed (a timing costs up to about 5 windows' worth,
+once): it uses a stored decision where there is one, else the rules (the matmul check; SDPA; batch
 `DEFAULT_BATCH`).
 
 A decision is stored in ``tuning.json`` in the cache folder (`brainjepa.io.cache_root`), keyed by the CPU, torch
-version, thread count and encoder shape, and reused: the same command on the same machine keeps the same precision
-and batch size (and so the same numbers) from one run to the next. Delete the file to time again.
+version, thread count and encoder shape, and reused: the same command on the same machine keeps the same precision,
+kernel and batch size (and so the same numbers) from one run to the next. Delete the file to time again.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ import torch
 from torch import Tensor
 
 from brainjepa.io import atomic_write_text, cache_root
+from brainjepa.models import onednn_attention
 from brainjepa.models.encoder import BrainEncoder
+from brainjepa.models.layers import INFERENCE_KERNELS, InferenceKernel, inference_attention
 from brainjepa.precision import PrecisionChoice, bf16_needs_timing, cpu_name
 from brainjepa.runtime import Runtime
 
@@ -43,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 REPS = 2  # timed passes per candidate (best of), after one warm-up pass
 MIN_WINDOWS = 32  # calls with fewer windows are not timed: a timing costs up to about 5 windows' worth (RESULTS.md)
+MIN_STEPS = 100  # pretraining runs with fewer steps are not timed: the kernel timing costs about 3 steps' worth
 MIN_GAIN = 1.05  # a candidate must be this much faster per window to be taken: smaller differences are noise
 MAX_BATCH = 32  # the largest batch tried on a CPU
 DEFAULT_BATCH = 32  # windows per pass where nothing is timed (a GPU, or a short call)
@@ -51,22 +57,27 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 @dataclass(frozen=True)
 class EmbeddingPlan:
-    """How an embedding call runs: its `Runtime` (device, precision) and the windows per forward pass."""
+    """How an embedding call runs: its `Runtime` (device, precision), the attention kernel of its bf16 CPU passes
+    and the windows per forward pass."""
 
     run: Runtime
     batch_size: int
     why_batch: str = ""  # how the batch size was decided, for the log ("" when it was given or by rule)
+    attention: InferenceKernel = "sdpa"
+    why_attention: str = ""  # how the kernel was decided ("" by rule: SDPA)
 
     def log(self, log: logging.Logger) -> None:
         self.run.log(log)
+        if self.why_attention:
+            log.info("attention: %s (%s)", self.attention, self.why_attention)
         log.info("batch: %d windows per forward pass%s", self.batch_size,
                  f" ({self.why_batch})" if self.why_batch else "")
 
 
 def plan_embedding(net: BrainEncoder, window: Tensor, run: Runtime, *, precision_auto: bool, batch_size: int | None,
                    windows: int) -> EmbeddingPlan:
-    """The precision and batch size to embed `windows` windows with `net`, timing what the settings leave open
-    (or reusing a decision stored for this machine and encoder shape).
+    """The precision, attention kernel and batch size to embed `windows` windows with `net`, timing what the
+    settings leave open (or reusing a decision stored for this machine and encoder shape).
 
     Args:
         net: the encoder, on `run.device`, in eval mode.
@@ -78,20 +89,43 @@ def plan_embedding(net: BrainEncoder, window: Tensor, run: Runtime, *, precision
     """
     time_precision = precision_auto and bf16_needs_timing(run.device)
     time_batch = batch_size is None and run.device.type == "cpu"
-    if not (time_precision or time_batch):
+    if not (time_precision or time_batch or _kernel_open(run)):
         return EmbeddingPlan(run, batch_size or DEFAULT_BATCH)
     store = _Decisions(decisions_path(), _shape_key(net, window), may_time=windows >= MIN_WINDOWS)
     if time_precision:
         decided = store.get("precision", lambda: _time_precision(net, window), valid=_DTYPES.__contains__)
         if decided is not None:
             run = Runtime(run.device, PrecisionChoice(_DTYPES[decided[0]], f"auto: {decided[1]}"))
+    kernel: tuple[InferenceKernel, str] = ("sdpa", "")
+    if _kernel_open(run):
+        kernel = store.get("attention bf16", lambda: _time_kernel(net, window), valid=INFERENCE_KERNELS.__contains__
+                           ) or kernel
     if time_batch:
         dtype = run.precision.dtype
-        decided = store.get(f"batch {run.precision.name}", lambda: _time_batch(net, window, dtype),
+        decided = store.get(f"batch {run.precision.name}" + (" onednn" if kernel[0] == "onednn" else ""),
+                            lambda: _time_batch(net, window, dtype, kernel[0]),
                             valid=lambda b: isinstance(b, int) and 1 <= b <= MAX_BATCH)
         if decided is not None:
-            return EmbeddingPlan(run, *decided)
-    return EmbeddingPlan(run, batch_size or DEFAULT_BATCH)
+            return EmbeddingPlan(run, *decided, *kernel)
+    return EmbeddingPlan(run, batch_size or DEFAULT_BATCH, "", *kernel)
+
+
+def plan_target_attention(net: BrainEncoder, batch: Tensor, run: Runtime, *, steps: int) -> tuple[InferenceKernel, str]:
+    """The attention kernel for the target encoder's pass of a pretraining run, and why: timed on the run's batch
+    shape where the run is in bf16 on a CPU and has `MIN_STEPS` steps or more (a stored decision otherwise), else
+    SDPA. `net` is the target encoder (its first block is timed; every block has the same shape); `batch` [B, R, T]
+    has the run's shape (its values do not change the time)."""
+    if not _kernel_open(run):
+        return "sdpa", ""
+    store = _Decisions(decisions_path(), _shape_key(net, batch[:1]), may_time=steps >= MIN_STEPS)
+    return (store.get(f"attention bf16 batch {len(batch)}", lambda: _time_kernel(net, batch),
+                      valid=INFERENCE_KERNELS.__contains__)
+            or ("sdpa", f"by rule: a run of {steps} steps is not timed (MIN_STEPS {MIN_STEPS})"))
+
+
+def _kernel_open(run: Runtime) -> bool:
+    """Whether the attention kernel is a question: bf16 on a CPU, with oneDNN's fused attention reachable."""
+    return run.device.type == "cpu" and run.precision.dtype == torch.bfloat16 and onednn_attention.available()
 
 
 def decisions_path() -> Path:
@@ -100,7 +134,8 @@ def decisions_path() -> Path:
 
 
 def stored_decisions() -> dict[str, dict[str, list]]:
-    """Every stored decision: {machine and encoder shape: {"precision" / "batch fp32" / ...: [value, why]}}."""
+    """Every stored decision: {machine and encoder shape: {"precision" / "attention bf16" / "batch fp32" / ...:
+    [value, why]}}."""
     return _Decisions(decisions_path(), "")._read()
 
 
@@ -111,13 +146,21 @@ def _time_precision(net: BrainEncoder, window: Tensor) -> tuple[str, str]:
     return name, f"timed on this encoder's first block, fp32 {fp32:.3g} s, bf16 {bf16:.3g} s per window"
 
 
-def _time_batch(net: BrainEncoder, window: Tensor, dtype: torch.dtype) -> tuple[int, str]:
+def _time_kernel(net: BrainEncoder, x: Tensor) -> tuple[InferenceKernel, str]:
+    """SDPA or oneDNN, whichever runs the first block on x in bf16 faster by `MIN_GAIN` (SDPA on a tie)."""
+    sdpa, onednn = (_seconds_per_window(net, x, torch.bfloat16, kernel) for kernel in ("sdpa", "onednn"))
+    name: InferenceKernel = "onednn" if sdpa >= MIN_GAIN * onednn else "sdpa"
+    return name, f"timed on this encoder's first block in bf16, SDPA {sdpa:.3g} s, oneDNN {onednn:.3g} s per window"
+
+
+def _time_batch(net: BrainEncoder, window: Tensor, dtype: torch.dtype,
+                kernel: InferenceKernel = "sdpa") -> tuple[int, str]:
     """The batch size (a power of 2 up to `MAX_BATCH`) with the lowest time per window, trying larger ones only
     while each is `MIN_GAIN` faster than the best so far; and the timings in words."""
     sizes = [2 ** k for k in range(int(math.log2(MAX_BATCH)) + 1)]
-    best, tried = sizes[0], [(sizes[0], _seconds_per_window(net, window, dtype))]
+    best, tried = sizes[0], [(sizes[0], _seconds_per_window(net, window, dtype, kernel))]
     for size in sizes[1:]:
-        tried.append((size, _seconds_per_window(net, window.repeat(size, 1, 1), dtype)))
+        tried.append((size, _seconds_per_window(net, window.repeat(size, 1, 1), dtype, kernel)))
         if tried[-1][1] * MIN_GAIN > min(s for _, s in tried[:-1]):
             break
         best = size
@@ -125,12 +168,13 @@ def _time_batch(net: BrainEncoder, window: Tensor, dtype: torch.dtype) -> tuple[
     return best, f"timed on this encoder's first block, per window at batch {words}"
 
 
-def _seconds_per_window(net: BrainEncoder, x: Tensor, dtype: torch.dtype) -> float:
-    """Seconds per window of the patch embedding and first block on x [B, R, T] in `dtype` (best of `REPS`). Only
-    CPUs are timed (`plan_embedding`), so no device synchronisation is needed."""
+def _seconds_per_window(net: BrainEncoder, x: Tensor, dtype: torch.dtype, kernel: InferenceKernel = "sdpa") -> float:
+    """Seconds per window of the patch embedding and first block on x [B, R, T] in `dtype` with the attention
+    `kernel` (best of `REPS`; the warm-up pass also pays the fused attention's one-off profiling). Only CPUs are
+    timed, so no device synchronisation is needed."""
     best = math.inf
-    with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16,
-                                                enabled=dtype == torch.bfloat16):
+    with inference_attention(net, kernel), torch.inference_mode(), torch.autocast(
+            x.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         for rep in range(REPS + 1):
             start = time.perf_counter()
             net.forward_intermediates(x, [0])

@@ -1,0 +1,82 @@
+"""oneDNN's fused attention for bf16 inference on CPUs, where it beats torch's own CPU flash kernel.
+
+Without AMX, PyTorch's CPU flash kernel gains little from bf16 (on a Zen 4 with `avx512_bf16`: 126 GFLOP/s in
+bf16 against 125 in fp32, 0.36 of the bf16 matmul peak, [2, 6, 4500, 64]). oneDNN's graph library recognises
+`softmax(q k^T * s) v` as one partition and runs it fused with bf16 micro-kernels (176 GFLOP/s, 1.4x, on the same
+shape; benchmarks/RESULTS.md). PyTorch reaches that library only through its TorchScript fuser, so this module
+scripts the three-op attention once per shape (TorchScript's profiling executor specialises a graph to the shapes
+it first sees) and runs the frozen graph with the fuser switched on around the call (and off again after, so that
+other TorchScript code in the process is untouched).
+
+Only for calls that need no gradient (embedding, the target encoder's pass): the graph has no backward. Scores are
+rounded to bf16 before the softmax (the flash kernel keeps them in fp32): the attention output differs from fp32 by
+about 3x SDPA's bf16 error, well inside what bf16 autocast gives elsewhere (tests/test_onednn_attention.py).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+_Key = tuple[tuple[int, ...], tuple[int, ...], torch.dtype]
+_GRAPHS: dict[_Key, torch.jit.ScriptModule] = {}
+
+
+def available() -> bool:
+    """Whether this torch build has oneDNN and the TorchScript fuser that reaches its fused attention."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.jit, "enable_onednn_fusion")
+
+
+def applies(q: Tensor, k: Tensor, v: Tensor) -> bool:
+    """Whether a call can take the oneDNN kernel: CPU, bf16, no gradient wanted (the graph has no backward), and
+    not inside torch.compile."""
+    needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    return (q.device.type == "cpu" and q.dtype == torch.bfloat16 and not needs_grad and available()
+            and not torch.compiler.is_compiling())  # a compiled graph keeps SDPA: dynamo cannot trace TorchScript
+
+
+class _Core(nn.Module):
+    """The pattern oneDNN's graph library fuses: q is scaled first (by a constant: a scale computed from q's shape
+    inside the graph would add ops the fuser refuses), so that the scores need no pass of their own."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        return torch.matmul(torch.softmax(torch.matmul(q * self.scale, k.transpose(-2, -1)), dim=-1), v)
+
+
+@contextmanager
+def _fuser_on() -> Iterator[None]:
+    before = torch.jit.onednn_fusion_enabled()
+    torch.jit.enable_onednn_fusion(True)
+    try:
+        yield
+    finally:
+        torch.jit.enable_onednn_fusion(before)
+
+
+def _graph(q: Tensor, k: Tensor, v: Tensor) -> torch.jit.ScriptModule:
+    key = (tuple(q.shape), tuple(k.shape), q.dtype)
+    if key not in _GRAPHS:
+        with warnings.catch_warnings():  # TorchScript is deprecated, and the only door to this kernel in torch 2.x
+            warnings.simplefilter("ignore", DeprecationWarning)
+            with torch.no_grad():
+                _GRAPHS[key] = torch.jit.freeze(torch.jit.script(_Core(q.shape[-1] ** -0.5).eval()))
+    return _GRAPHS[key]
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """softmax(q k^T / sqrt(d)) v for contiguous-able [B, H, N, d] bf16 CPU tensors, through oneDNN's fused kernel.
+
+    The first call of a new shape runs the unfused graph (TorchScript profiles it; 0.8 s for a ViT-B window's
+    [1, 12, 4500, 64], against 0.38 s fused); later calls are fused. Callers check `applies` first.
+    """
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    with _fuser_on(), torch.autocast("cpu", enabled=False):
+        return _graph(q, k, v)(q, k, v)
