@@ -51,6 +51,9 @@ def add_shape_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--rois", type=int, default=450, help="ROIs")
     ap.add_argument("--frames", type=int, default=160, help="frames per sample")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ap.add_argument("--target-attention", choices=["sdpa", "onednn"], default=None,
+                    help="the target pass's attention kernel in bf16 on a CPU (default: the trainer's own choice, "
+                    "SDPA for a run this short)")
 
 
 def build_trainer(args: argparse.Namespace, tmp: Path, dtype: str, windows: int) -> Trainer:
@@ -76,6 +79,9 @@ def build_trainer(args: argparse.Namespace, tmp: Path, dtype: str, windows: int)
     trainer = Trainer(cfg, tmp / "run", DistEnv(device=torch.device("cuda" if use_cuda else "cpu")), False)
     if reference:
         reference_like(trainer)
+    if args.target_attention:
+        set_inference_attention(trainer.model.target_encoder, args.target_attention)
+        trainer.target_attention = args.target_attention
     return trainer
 
 
@@ -88,16 +94,10 @@ def main() -> None:
     ap.add_argument("--reference-like", action="store_true",
                     help="emulate the reference's CPU path in the same run: materialised softmax attention, the "
                     "target encoder's last block over all tokens, multi-tensor (non-fused) AdamW")
-    ap.add_argument("--target-attention", choices=["sdpa", "onednn"], default=None,
-                    help="the target pass's attention kernel in bf16 on a CPU (default: the trainer's own choice, "
-                    "SDPA for a run this short)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build_trainer(args, Path(tmp), args.dtype, args.batch * (args.steps + 1))
-        if args.target_attention:
-            set_inference_attention(trainer.model.target_encoder, args.target_attention)
-            trainer.target_attention = args.target_attention
         batches = list(trainer.micro_batches())
         times, sizes = [], []
         for i, batch in enumerate(batches):

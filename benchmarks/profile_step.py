@@ -7,7 +7,7 @@ optimizer and EMA. Self-time *shares* are what to compare between runs: on a loa
 shares much less. The fp32 and bf16 matmul peaks (4096^2) are measured in the same run, before and after, and the
 step's model FLOPs (`brainjepa.models.flops.step_flops`) are given as a share of its dtype's peak.
 
-    python benchmarks/profile_step.py [--dtypes fp32,bf16] [--top 12] [--threads N]
+    python benchmarks/profile_step.py [--dtypes fp32,bf16] [--top 12] [--threads N] [--target-attention onednn]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from brainjepa.models.flops import step_flops
 GROUPS = (  # first match wins
     ("dtype casts", r"^aten::(to|_to_copy|copy_)$"),
     ("optimizer + EMA", r"adam|_foreach_|clip_grad|Optimizer"),
-    ("attention", r"scaled_dot_product|softmax"),
+    ("attention", r"scaled_dot_product|softmax|LlgaPartition"),  # LlgaPartition: oneDNN's fused attention
     ("matmul", r"^aten::(mm|addmm|bmm|baddbmm|matmul|linear)$"),
     ("layernorm + gelu + element-wise", r"^aten::"),
 )
