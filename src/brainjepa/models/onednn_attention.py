@@ -3,10 +3,10 @@
 Without AMX, PyTorch's CPU flash kernel gains little from bf16 (on a Zen 4 with `avx512_bf16`: 121 GFLOP/s in
 bf16 against 123 in fp32, 0.36 of the bf16 matmul peak, [2, 6, 4500, 64]). oneDNN's graph library recognises
 `softmax(q k^T * s) v` as one partition and runs it fused with bf16 micro-kernels (169 GFLOP/s, 1.39x, on the same
-shape; benchmarks/bench_attention.py, RESULTS.md). PyTorch reaches that library only through its TorchScript fuser, so this module
-scripts the three-op attention once per shape (TorchScript's profiling executor specialises a graph to the shapes
-it first sees) and runs the frozen graph with the fuser switched on around the call (and off again after, so that
-other TorchScript code in the process is untouched).
+shape; benchmarks/bench_attention.py, RESULTS.md). PyTorch reaches that library only through its TorchScript
+fuser, so this module scripts the three-op attention once per shape (TorchScript's profiling executor specialises a
+graph to the shapes it first sees) and runs the frozen graph with the fuser switched on around the call (and off
+again after, so that other TorchScript code in the process is untouched).
 
 Only for calls that need no gradient (embedding, the target encoder's pass): the graph has no backward. Scores are
 rounded to bf16 before the softmax (the flash kernel keeps them in fp32): the attention output differs from fp32 by
