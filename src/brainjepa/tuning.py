@@ -30,7 +30,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,18 +92,19 @@ def plan_embedding(net: BrainEncoder, window: Tensor, run: Runtime, *, precision
     if not (time_precision or time_batch or _kernel_open(run)):
         return EmbeddingPlan(run, batch_size or DEFAULT_BATCH)
     store = _Decisions(decisions_path(), _shape_key(net, window), may_time=windows >= MIN_WINDOWS)
+    timer = _Timer(net)
     if time_precision:
-        decided = store.get("precision", lambda: _time_precision(net, window), valid=_DTYPES.__contains__)
+        decided = store.get("precision", lambda: _time_precision(timer, window), valid=_DTYPES.__contains__)
         if decided is not None:
             run = Runtime(run.device, PrecisionChoice(_DTYPES[decided[0]], f"auto: {decided[1]}"))
     kernel: tuple[InferenceKernel, str] = ("sdpa", "")
     if _kernel_open(run):
-        kernel = store.get("attention bf16", lambda: _time_kernel(net, window), valid=INFERENCE_KERNELS.__contains__
+        kernel = store.get("attention bf16", lambda: _time_kernel(timer, window), valid=INFERENCE_KERNELS.__contains__
                            ) or kernel
     if time_batch:
         dtype = run.precision.dtype
         decided = store.get(f"batch {run.precision.name}" + (" onednn" if kernel[0] == "onednn" else ""),
-                            lambda: _time_batch(net, window, dtype, kernel[0]),
+                            lambda: _time_batch(timer, window, dtype, kernel[0]),
                             valid=lambda b: isinstance(b, int) and 1 <= b <= MAX_BATCH)
         if decided is not None:
             return EmbeddingPlan(run, *decided, *kernel)
@@ -118,7 +119,7 @@ def plan_target_attention(net: BrainEncoder, batch: Tensor, run: Runtime, *, ste
     if not _kernel_open(run):
         return "sdpa", ""
     store = _Decisions(decisions_path(), _shape_key(net, batch[:1]), may_time=steps >= MIN_STEPS)
-    return (store.get(f"attention bf16 batch {len(batch)}", lambda: _time_kernel(net, batch),
+    return (store.get(f"attention bf16 batch {len(batch)}", lambda: _time_kernel(_Timer(net), batch),
                       valid=INFERENCE_KERNELS.__contains__)
             or ("sdpa", f"by rule: a run of {steps} steps is not timed (MIN_STEPS {MIN_STEPS})"))
 
@@ -139,28 +140,43 @@ def stored_decisions() -> dict[str, dict[str, list]]:
     return _Decisions(decisions_path(), "")._read()
 
 
-def _time_precision(net: BrainEncoder, window: Tensor) -> tuple[str, str]:
+@dataclass
+class _Timer:
+    """`_seconds_per_window` on one encoder, each (batch, dtype, kernel) timed once: the precision, kernel and batch
+    questions share candidates (bf16 with SDPA at batch 1; the chosen kernel at batch 1)."""
+
+    net: BrainEncoder
+    done: dict[tuple[int, torch.dtype, str], float] = field(default_factory=dict)
+
+    def seconds(self, x: Tensor, dtype: torch.dtype, kernel: InferenceKernel = "sdpa") -> float:
+        key = (len(x), dtype, kernel)
+        if key not in self.done:
+            self.done[key] = _seconds_per_window(self.net, x, dtype, kernel)
+        return self.done[key]
+
+
+def _time_precision(timer: _Timer, window: Tensor) -> tuple[str, str]:
     """fp32 or bf16, whichever runs the first block faster by `MIN_GAIN` (fp32 on a tie), and the timings."""
-    fp32, bf16 = (_seconds_per_window(net, window, dtype) for dtype in (torch.float32, torch.bfloat16))
+    fp32, bf16 = (timer.seconds(window, dtype) for dtype in (torch.float32, torch.bfloat16))
     name = "bf16" if fp32 >= MIN_GAIN * bf16 else "fp32"
     return name, f"timed on this encoder's first block, fp32 {fp32:.3g} s, bf16 {bf16:.3g} s per window"
 
 
-def _time_kernel(net: BrainEncoder, x: Tensor) -> tuple[InferenceKernel, str]:
+def _time_kernel(timer: _Timer, x: Tensor) -> tuple[InferenceKernel, str]:
     """SDPA or oneDNN, whichever runs the first block on x in bf16 faster by `MIN_GAIN` (SDPA on a tie)."""
-    sdpa, onednn = (_seconds_per_window(net, x, torch.bfloat16, kernel) for kernel in ("sdpa", "onednn"))
+    sdpa, onednn = (timer.seconds(x, torch.bfloat16, kernel) for kernel in ("sdpa", "onednn"))
     name: InferenceKernel = "onednn" if sdpa >= MIN_GAIN * onednn else "sdpa"
     return name, f"timed on this encoder's first block in bf16, SDPA {sdpa:.3g} s, oneDNN {onednn:.3g} s per window"
 
 
-def _time_batch(net: BrainEncoder, window: Tensor, dtype: torch.dtype,
+def _time_batch(timer: _Timer, window: Tensor, dtype: torch.dtype,
                 kernel: InferenceKernel = "sdpa") -> tuple[int, str]:
     """The batch size (a power of 2 up to `MAX_BATCH`) with the lowest time per window, trying larger ones only
     while each is `MIN_GAIN` faster than the best so far; and the timings in words."""
     sizes = [2 ** k for k in range(int(math.log2(MAX_BATCH)) + 1)]
-    best, tried = sizes[0], [(sizes[0], _seconds_per_window(net, window, dtype, kernel))]
+    best, tried = sizes[0], [(sizes[0], timer.seconds(window, dtype, kernel))]
     for size in sizes[1:]:
-        tried.append((size, _seconds_per_window(net, window.repeat(size, 1, 1), dtype, kernel)))
+        tried.append((size, timer.seconds(window.repeat(size, 1, 1), dtype, kernel)))
         if tried[-1][1] * MIN_GAIN > min(s for _, s in tried[:-1]):
             break
         best = size
