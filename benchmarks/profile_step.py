@@ -7,12 +7,16 @@ optimizer and EMA. Self-time *shares* are what to compare between runs: on a loa
 shares much less. The fp32 and bf16 matmul peaks (4096^2) are measured in the same run, before and after, and the
 step's model FLOPs (`brainjepa.models.flops.step_flops`) are given as a share of its dtype's peak.
 
-    python benchmarks/profile_step.py [--dtypes fp32,bf16] [--top 12] [--threads N] [--target-attention onednn]
+    python benchmarks/profile_step.py [--dtypes fp32,bf16] [--top 12] [--threads N] [--target-attention onednn] [--json]
+
+``--json`` prints one line per dtype instead of the tables (the step, its model-FLOP share and the seconds by group),
+for scripts such as `bf16_goals.py`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import tempfile
@@ -60,15 +64,19 @@ def profile_step(args: argparse.Namespace, dtype: str) -> tuple[dict[str, float]
     return ops, wall, flops
 
 
+def by_group(ops: dict[str, float]) -> dict[str, float]:
+    groups: dict[str, float] = defaultdict(float)
+    for name, t in ops.items():
+        groups[group_of(name)] += t
+    return dict(sorted(groups.items(), key=lambda kv: -kv[1]))
+
+
 def report(dtype: str, ops: dict[str, float], wall: float, flops: float, peak: float, top: int) -> None:
     total = sum(ops.values())
     print(f"\n### {dtype}: step {wall:.2f} s, model FLOPs {flops / 1e9:.0f} G = {flops / wall / peak:.2f} of the "
           f"{dtype} matmul peak ({peak / 1e9:.0f} GFLOP/s); profiled self CPU time {total:.2f} s\n")
-    groups: dict[str, float] = defaultdict(float)
-    for name, t in ops.items():
-        groups[group_of(name)] += t
     print("| group | self CPU s | share |\n|---|---|---|")
-    for group, t in sorted(groups.items(), key=lambda kv: -kv[1]):
+    for group, t in by_group(ops).items():
         print(f"| {group} | {t:.2f} | {t / total:.1%} |")
     print(f"\n| op (top {top} by self CPU time) | group | self CPU s | share |\n|---|---|---|---|")
     for name, t in sorted(ops.items(), key=lambda kv: -kv[1])[:top]:
@@ -82,6 +90,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=12, help="ops listed per dtype")
     ap.add_argument("--threads", type=int, default=None,
                     help="intra-op threads (default: torch's); 1 keeps a loaded machine's scheduling out of the shares")
+    ap.add_argument("--json", action="store_true", help="one JSON line per dtype instead of the tables")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,7 +104,13 @@ def main() -> None:
     peaks = {n: max(p, matmul_peak(dtypes[n], "cpu", 4096)) for n, p in peaks.items()}  # the better of two
     print(f"after: {load()}; best matmul peak " + ", ".join(f"{n} {p / 1e9:.0f} GFLOP/s" for n, p in peaks.items()))
     for n, (ops, wall, flops) in runs.items():
-        report(n, ops, wall, flops, peaks[n], args.top)
+        if args.json:
+            print(json.dumps({"dtype": n, "step_s": round(wall, 3), "model_gflops": round(flops / 1e9),
+                              "share_of_peak": round(flops / wall / peaks[n], 3),
+                              "peak_gflops": round(peaks[n] / 1e9),
+                              "self_s_by_group": {g: round(t, 3) for g, t in by_group(ops).items()}}))
+        else:
+            report(n, ops, wall, flops, peaks[n], args.top)
 
 
 if __name__ == "__main__":
