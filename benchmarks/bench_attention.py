@@ -4,15 +4,18 @@ Times `F.scaled_dot_product_attention` and `brainjepa.models.onednn_attention.at
 `torch.inference_mode` on random [B, H, N, d] inputs (default: the paper-shaped target pass, [2, 6, 4500, 64]),
 best of `--reps` after warm-up calls, beside the 4096^2 matmul peaks of fp32 and bf16 measured in the same run.
 Prints one JSON line per kernel: seconds, GFLOP/s (4 B H N^2 d) and the share of that dtype's peak, and the largest
-difference from fp32 attention.
+difference from fp32 attention; and the first call's seconds (oneDNN's is unfused while TorchScript profiles it) and
+the process's peak RSS above the inputs so far. ``--first-call-budget-gb`` sets
+`onednn_attention.MAX_FIRST_CALL_BYTES` (a large value runs the B x H pairs in one call, as before the split).
 
-    python benchmarks/bench_attention.py [--shape 2,6,4500,64] [--reps 3]
+    python benchmarks/bench_attention.py [--shape 2,6,4500,64] [--reps 3] [--first-call-budget-gb 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 
 import torch
@@ -23,28 +26,37 @@ from brainjepa.models import onednn_attention
 from brainjepa.precision import cpu_name
 
 
-def best_time(fn, reps: int) -> float:
-    for _ in range(2):  # warm-up: oneDNN builds its kernels; the fused graph is profiled on its first call
-        fn()
+def rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def first_and_best_time(fn, reps: int) -> tuple[float, float]:
+    """The first call's seconds, and the best of `reps` after two warm-up calls (the first included): oneDNN builds
+    its kernels; the fused graph is profiled on its first call."""
     times = []
-    for _ in range(reps):
+    for _ in range(reps + 2):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return min(times)
+    return times[0], min(times[2:])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", default="2,6,4500,64", help="B,H,N,d of q, k and v")
     ap.add_argument("--reps", type=int, default=3, help="timed calls per kernel (best of)")
+    ap.add_argument("--first-call-budget-gb", type=float, default=None,
+                    help="oneDNN's budget for a shape's unfused first call (default: the module's, 2 GiB)")
     args = ap.parse_args()
+    if args.first_call_budget_gb is not None:
+        onednn_attention.MAX_FIRST_CALL_BYTES = int(args.first_call_budget_gb * 2**30)
     b, h, n, d = (int(v) for v in args.shape.split(","))
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(b, h, n, d, generator=g) for _ in range(3))
     peaks = {"fp32": matmul_peak(torch.float32, "cpu", 4096), "bf16": matmul_peak(torch.bfloat16, "cpu", 4096)}
     flops = 4 * b * h * n * n * d
     exact = F.scaled_dot_product_attention(q, k, v)
+    base = rss_gb()
     qb, kb, vb = q.bfloat16(), k.bfloat16(), v.bfloat16()
     kernels = {"sdpa fp32": ("fp32", lambda: F.scaled_dot_product_attention(q, k, v)),
                "sdpa bf16": ("bf16", lambda: F.scaled_dot_product_attention(qb, kb, vb))}
@@ -52,12 +64,13 @@ def main() -> None:
         kernels["onednn bf16"] = ("bf16", lambda: onednn_attention.attention(qb, kb, vb))
     with torch.inference_mode():
         for name, (dtype, fn) in kernels.items():
-            seconds = best_time(fn, args.reps)
+            first, seconds = first_and_best_time(fn, args.reps)
             print(json.dumps({
                 "cpu": cpu_name(), "threads": torch.get_num_threads(), "shape": [b, h, n, d], "kernel": name,
                 "seconds": round(seconds, 4), "gflops": round(flops / seconds / 1e9),
                 "share_of_peak": round(flops / seconds / peaks[dtype], 3),
                 "max_abs_err_vs_fp32": float(f"{(fn().float() - exact).abs().max():.3g}"),
+                "first_call_s": round(first, 3), "peak_rss_gb_above_inputs": round(rss_gb() - base, 2),
                 "peak_gflops_fp32": round(peaks["fp32"] / 1e9), "peak_gflops_bf16": round(peaks["bf16"] / 1e9),
             }), flush=True)
 

@@ -42,9 +42,27 @@ def test_it_computes_attention_within_bf16_error_and_is_fused(shape, n_kv):
         assert out.dtype == torch.bfloat16 and out.shape == q.shape
         err = (out.float() - exact).abs().max()
         assert err < max(8 * sdpa_err, 2e-2)  # scores rounded to bf16: a few times SDPA's error, not more
-    graph = onednn_attention._GRAPHS[(tuple(q.shape), tuple(k.shape), q.dtype)]
-    assert "oneDNNFusionGroup" in str(graph.graph_for(q, k.contiguous(), v))  # the fused kernel, not three ops
+    flat = [t.contiguous().view(1, -1, *t.shape[2:]) for t in (q, k, v)]  # the pairs in one axis, as called
+    graph = onednn_attention._GRAPHS[(tuple(flat[0].shape), tuple(flat[1].shape), q.dtype)]
+    assert "oneDNNFusionGroup" in str(graph.graph_for(*flat))  # the fused kernel, not three ops
     assert not torch.jit.onednn_fusion_enabled()  # switched on only around the call
+
+
+def test_large_batches_run_in_calls_whose_unfused_first_pass_fits_the_budget(monkeypatch):
+    """A budget of 5 pairs' scores: 12 pairs run as 3 calls of 4 (one shape profiled), the same attention."""
+    q, k, v = _qkv(3, 4, 30, 16)
+    with torch.inference_mode():
+        whole = onednn_attention.attention(q, k, v)
+        monkeypatch.setattr(onednn_attention, "MAX_FIRST_CALL_BYTES", 5 * 2 * 2 * 30 * 30)
+        assert onednn_attention.pairs_per_call(30, 30) == 5
+        onednn_attention._GRAPHS.clear()
+        split = [onednn_attention.attention(q, k, v) for _ in range(3)]
+    assert [key[0] for key in onednn_attention._GRAPHS] == [(1, 4, 30, 16)]
+    for out in split:
+        assert out.shape == q.shape
+        torch.testing.assert_close(out, whole, atol=1e-2, rtol=0)  # each pair is computed alone either way
+    monkeypatch.setattr(onednn_attention, "MAX_FIRST_CALL_BYTES", 1)
+    assert onednn_attention.pairs_per_call(30, 30) == 1  # never fewer than one pair
 
 
 def test_it_applies_to_bf16_cpu_calls_that_need_no_gradient():

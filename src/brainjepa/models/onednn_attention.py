@@ -8,6 +8,13 @@ fuser, so this module scripts the three-op attention once per shape (TorchScript
 graph to the shapes it first sees) and runs the frozen graph with the fuser switched on around the call (and off
 again after, so that other TorchScript code in the process is untouched).
 
+The first, unfused call of a shape holds the [pairs, N, N] scores twice (the product and its softmax). A call is
+therefore split along its (batch x head) pairs into calls of at most `pairs_per_call` pairs, so that this one-off
+pass stays under `MAX_FIRST_CALL_BYTES` whatever the batch size: unsplit, a batch of 16 windows of the small
+model held 7.3 GiB for that pass (RESULTS.md). Fewer pairs per call cost a little speed (on the Zen 4 of
+RESULTS.md, 48 pairs [N 4,500] took 1.26 s in one call, 1.36 s in two), so the split keeps calls as large as the
+budget allows.
+
 Only for calls that need no gradient (embedding, the target encoder's pass): the graph has no backward. Scores are
 rounded to bf16 before the softmax (the flash kernel keeps them in fp32): the attention output differs from fp32 by
 about 2x SDPA's bf16 error, well inside what bf16 autocast gives elsewhere (tests/test_onednn_attention.py).
@@ -24,6 +31,7 @@ from torch import Tensor, nn
 
 _Key = tuple[tuple[int, ...], tuple[int, ...], torch.dtype]
 _GRAPHS: dict[_Key, torch.jit.ScriptModule] = {}
+MAX_FIRST_CALL_BYTES = 2 * 2**30  # what a shape's unfused first call may hold in scores (two bf16 [pairs, N, N])
 
 
 def available() -> bool:
@@ -71,12 +79,24 @@ def _graph(q: Tensor, k: Tensor, v: Tensor) -> torch.jit.ScriptModule:
     return _GRAPHS[key]
 
 
+def pairs_per_call(n_q: int, n_kv: int) -> int:
+    """The most (batch x head) pairs one fused call takes: its first, unfused call holds two bf16 [pairs, n_q, n_kv]
+    score tensors, within `MAX_FIRST_CALL_BYTES` (at least one pair)."""
+    return max(1, MAX_FIRST_CALL_BYTES // (2 * 2 * n_q * n_kv))
+
+
 def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """softmax(q k^T / sqrt(d)) v for contiguous-able [B, H, N, d] bf16 CPU tensors, through oneDNN's fused kernel.
 
-    The first call of a new shape runs the unfused graph (TorchScript profiles it; 0.8 s for a ViT-B window's
-    [1, 12, 4500, 64], against 0.38 s fused); later calls are fused. Callers check `applies` first.
+    The B x H pairs run in calls of at most `pairs_per_call` pairs, as equal as the count allows, so that one or two
+    shapes are profiled whatever the batch (the module docstring says why). The first call of a new shape runs the
+    unfused graph (TorchScript profiles it; 0.8 s for a ViT-B window's [1, 12, 4500, 64], against 0.38 s fused);
+    later calls are fused. Callers check `applies` first.
     """
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    b, h, n, _ = q.shape
+    q, k, v = (t.contiguous().view(1, b * h, *t.shape[2:]) for t in (q, k, v))  # pairs in one axis, free views
+    calls = -(-b * h // pairs_per_call(n, k.shape[2]))
+    step = -(-b * h // calls)
     with _fuser_on(), torch.autocast("cpu", enabled=False):
-        return _graph(q, k, v)(q, k, v)
+        outs = [_graph(*qkv)(*qkv) for qkv in zip(q.split(step, 1), k.split(step, 1), v.split(step, 1), strict=True)]
+    return (outs[0] if len(outs) == 1 else torch.cat(outs, 1)).view(b, h, n, v.shape[-1])
