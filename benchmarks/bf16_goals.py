@@ -94,8 +94,8 @@ def embed_rows() -> list[tuple[str, str, str, str]]:
 
 
 def auto_row() -> tuple[str, str, str, str]:
-    flags = cpu_flags() or set()
-    native = bool(flags & {"amx_bf16", "avx512_bf16"})
+    flags = cpu_flags()  # None: no flags to read, so `auto` times (brainjepa.precision.bf16_needs_timing)
+    native = flags is None or bool(flags & {"amx_bf16", "avx512_bf16"})
     choice = choose_precision("cpu", "auto")
     expected = "bf16 or fp32, by timing" if native else "fp32"
     met = native or choice.name == "fp32"
@@ -112,8 +112,9 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown parts {', '.join(unknown)}; choose from {', '.join(PARTS)}")
 
-    flags = cpu_flags() or set()
-    lines = [f"CPU: {cpu_name()}; bf16 flags: {', '.join(sorted(flags & {'amx_bf16', 'avx512_bf16'})) or 'none'}; "
+    flags = cpu_flags()
+    bf16_flags = "unknown" if flags is None else ", ".join(sorted(flags & {"amx_bf16", "avx512_bf16"})) or "none"
+    lines = [f"CPU: {cpu_name()}; bf16 flags: {bf16_flags}; "
              f"{torch.get_num_threads()} threads; torch {torch.__version__}", "",
              "| goal | target | measured | met |", "|---|---|---|---|"]
     rows = [auto_row()]

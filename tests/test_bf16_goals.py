@@ -82,6 +82,10 @@ def test_auto_must_keep_fp32_without_native_bf16(capsys, monkeypatch):
     monkeypatch.setattr(bf16_goals, "choose_precision", lambda *a: PrecisionChoice(torch.float32, "no bf16"))
     verdicts = table(capsys, monkeypatch, "model", step_bf16={}, reference=1.0, attention=0.0)
     assert verdicts["`auto` precision on this CPU"] == "yes"
+    monkeypatch.setattr(bf16_goals, "cpu_flags", lambda: None)  # no flags to read: auto times, either is right
+    monkeypatch.setattr(bf16_goals, "choose_precision", lambda *a: PrecisionChoice(torch.bfloat16, "timed"))
+    verdicts = table(capsys, monkeypatch, "model", step_bf16={}, reference=1.0, attention=0.0)
+    assert verdicts["`auto` precision on this CPU"] == "yes"
 
 
 def test_unknown_parts_are_refused_by_name(capsys, monkeypatch):

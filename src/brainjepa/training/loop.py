@@ -301,9 +301,8 @@ class Trainer:
 
     def write_summary(self) -> Path:
         """Log the run's last line and write RUN_DIR/summary.json: steps, precision (and why), the target pass's
-        attention kernel, DataLoader workers
-        and, with meta.compile, the graphs compiled in this process (1 when the dynamic token counts work; each
-        recompilation adds one)."""
+        attention kernel, DataLoader workers and, with meta.compile, the graphs compiled in this process (1 when the
+        dynamic token counts work; each recompilation adds one)."""
         graphs = graphs_compiled() - self.graphs_before if self.cfg.meta.compile else None
         summary = {"steps": self.position.step, "total_steps": self.total_steps, "precision": self.precision.name,
                    "precision_reason": self.precision.reason, "target_attention": self.target_attention,
