@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -16,9 +17,10 @@ from brainjepa.config import load_config
 from brainjepa.data.normalize import RoiZScore, normalizer_from_dict
 from brainjepa.data.store import RunStore
 from brainjepa.errors import ConfigError
-from brainjepa.evaluation.embed import embed
+from brainjepa.evaluation import embed as embed_module
+from brainjepa.evaluation.embed import EmbedOptions, embed, model_normalizer
 from brainjepa.models.config import ModelConfig
-from brainjepa.models.health import calibrate_gain, encoder_health
+from brainjepa.models.health import HealthMeter, calibrate_gain, encoder_health
 from brainjepa.training import pretrain
 from brainjepa.training.monitor import collapse_warning
 from brainjepa.training.watch import holdout_split
@@ -70,6 +72,60 @@ def test_health_needs_two_windows_and_restores_training_mode():
         encoder_health(enc, _windows(1))
     encoder_health(enc, _windows(2))
     assert enc.training
+
+
+def test_meter_over_batches_equals_one_pass():
+    enc, x = _model().target_encoder.eval(), _windows(8) * 5
+    meter = HealthMeter(enc)
+    for part in (x[:2], x[2:5], x[5:]):
+        meter.add(part, enc.forward_intermediates(part, [-1])[0])
+    fed, whole = meter.result().to_dict(), encoder_health(enc, x).to_dict()
+    assert meter.windows == 8 and fed == pytest.approx(whole, rel=1e-5)
+    assert whole != pytest.approx(encoder_health(enc, x[:4]).to_dict(), rel=1e-3)  # the windows matter
+    with pytest.raises(ValueError, match="at least 2 windows, got 0"):
+        HealthMeter(enc).result()
+
+
+def _blocks_seen(model: BrainJEPA) -> list[int]:
+    """Windows through the target encoder's first block, counted per call."""
+    seen: list[int] = []
+    model.target_encoder.blocks[0].register_forward_hook(lambda mod, args, out: seen.append(len(out)))
+    return seen
+
+
+def _logged_health(caplog) -> str:
+    return next(r.getMessage() for r in caplog.records if r.getMessage().startswith("encoder health on"))
+
+
+def test_embed_health_comes_from_its_own_passes(caplog):
+    model = _model()
+    seen = _blocks_seen(model)
+    x = np.random.default_rng(1).standard_normal((5, R, T)).astype(np.float32) * 3 + 1
+    with caplog.at_level(logging.INFO):
+        out = embed(model, x, options=EmbedOptions(batch_size=2, precision="fp32"))
+    assert sum(seen) == 5  # each window through the encoder once: no second pass for the check
+    normalizer = model_normalizer(model)
+    windows = torch.from_numpy(np.stack([normalizer(w) for w in x]).astype(np.float32))
+    expected = encoder_health(model.target_encoder, windows).summary()
+    assert _logged_health(caplog) == f"encoder health on 5 windows: {expected}"
+    np.testing.assert_allclose(out, model.target_encoder.pool(model.target_encoder.forward_features(windows)),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("options", "window"), [(EmbedOptions(windows=3), 0), (EmbedOptions(masked_views=2), None),
+                                                 (EmbedOptions(layer=0), None)])
+def test_embed_health_reads_one_window_per_run(options, window, caplog):
+    """Fed from the passes: each run's first window; masked views or an earlier block: a pass on centre windows."""
+    model = _model()
+    x = np.random.default_rng(2).standard_normal((4, R, 3 * T)).astype(np.float32)
+    with caplog.at_level(logging.INFO):
+        embed(model, x, options=dataclasses.replace(options, precision="fp32"))
+    normalizer, spec = model_normalizer(model), options.window_spec(T)
+    k = options.windows if window is not None else 1
+    cut = embed_module._windows  # the windows embed reads: [k, R, T] per run
+    windows = torch.from_numpy(np.stack([cut(w, None, "s", spec, k, normalizer, R)[window or 0] for w in x]))
+    expected = encoder_health(model.target_encoder, windows.float()).summary()
+    assert _logged_health(caplog) == f"encoder health on 4 windows: {expected}"
 
 
 def test_gain_is_part_of_the_normalisation_record():

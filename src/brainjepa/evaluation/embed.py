@@ -52,7 +52,7 @@ from brainjepa.evaluation.options import EncoderOptions, option
 from brainjepa.io import atomic_save_npy, atomic_write, atomic_writes
 from brainjepa.models import BrainJEPA
 from brainjepa.models.encoder import POOLINGS, BrainEncoder, Pooling
-from brainjepa.models.health import Health, encoder_health
+from brainjepa.models.health import Health, HealthMeter, encoder_health
 from brainjepa.models.layers import inference_attention
 from brainjepa.tuning import DEFAULT_BATCH, EmbeddingPlan, plan_embedding
 
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-HEALTH_WINDOWS = 16  # runs whose centre windows the health check of an embedding call reads (the first ones)
+HEALTH_WINDOWS = 16  # runs the health check of an embedding call reads, one window each (the first runs)
 _ID_COLUMNS = ("subject", "run")
 _NOT_INDEX = ("offset", "frames", "tr", "source")  # manifest bookkeeping columns left out of the index
 _FLAT_POOLINGS = ("mean", "tokenfc")  # one vector per run: the poolings a parquet file can hold
@@ -487,28 +487,36 @@ def _embed_samples(
     non_finite: list[str] = []  # samples whose embedding is not finite: refused, never returned
     was_training = net.training
     net.eval()
+    # The health check reads one window of each of the first HEALTH_WINDOWS runs. Embedding the full input with the
+    # last block computes their stream anyway, so the check is fed from those passes; otherwise it is its own pass.
+    fused = not options.masked_views and options.layer % cfg.depth == cfg.depth - 1
     samples = iter(samples)
-    head = list(itertools.islice(samples, HEALTH_WINDOWS))  # their centre windows: the health check and the plan
+    head = list(itertools.islice(samples, 1 if fused else HEALTH_WINDOWS))  # the plan's window (and the check's)
     samples = itertools.chain(head, samples)
     try:
         plan = EmbeddingPlan(run, options.batch_size or DEFAULT_BATCH)
         if head:
-            x = torch.from_numpy(np.concatenate([_windows(*sample, spec, 1, normalizer, cfg.num_rois)
-                                                 for sample in head])).to(device)
-            if len(x) >= 2:
-                check_health(model, net, x, normalizer)
-            plan = plan_embedding(net, x[:1], run, precision_auto=options.precision == "auto",
+            centre = torch.from_numpy(np.concatenate([_windows(*sample, spec, 1, normalizer, cfg.num_rois)
+                                                      for sample in head])).to(device)
+            plan = plan_embedding(net, centre[:1], run, precision_auto=options.precision == "auto",
                                   batch_size=options.batch_size, windows=n * options.windows)
         plan.log(logger)
         run, chunk = plan.run, max(1, plan.batch_size // options.windows)
+        meter = HealthMeter(net) if fused and n >= 2 else None
         with (tqdm(total=n, desc="embedding", unit="run", disable=not progress) as bar,
               inference_attention(net, plan.attention)):
+            if not fused and len(head) >= 2:  # a pass of its own, in the embedding's precision and kernel
+                with run.autocast():
+                    report_health(model, encoder_health(net, centre), len(centre), normalizer)
             for first, block in _chunks(samples, chunk):
                 x = np.stack([_windows(ts, tr, name, spec, options.windows, normalizer, cfg.num_rois)
                               for ts, tr, name in block])
                 x = torch.from_numpy(x.reshape(-1, *x.shape[2:])).to(device)
                 with run.autocast():
-                    pooled = _encode(net, x, pooling, options, first, len(block))
+                    pooled = _encode(net, x, pooling, options, first, len(block), meter)
+                if meter is not None and (meter.windows == HEALTH_WINDOWS or first + len(block) == n):
+                    report_health(model, meter.result(), meter.windows, normalizer)
+                    meter = None
                 out.append(pooled.view(len(block), options.windows, *pooled.shape[1:]).mean(1))
                 bad = non_finite_rows(out[-1].numpy())
                 non_finite += [name for (_, _, name), b in zip(block, bad.tolist(), strict=True) if b]
@@ -525,12 +533,11 @@ def _embed_samples(
     return torch.cat(out)
 
 
-def check_health(model: BrainJEPA, net: BrainEncoder, x: Tensor, normalizer: Normalizer) -> Health:
+def report_health(model: BrainJEPA, health: Health, windows: int, normalizer: Normalizer) -> None:
     """Log the encoder's health on the first windows embedded (`brainjepa.models.health`), and warn when these
     data put it in a degenerate regime, or when the model's normalisation gives them another input scale than
     its training data had (the model's ``metadata["input_sd"]``, written by pretraining)."""
-    health = encoder_health(net, x[:HEALTH_WINDOWS])
-    logger.info("encoder health on %d windows: %s", min(len(x), HEALTH_WINDOWS), health.summary())
+    logger.info("encoder health on %d windows: %s", windows, health.summary())
     for problem in health.problems():
         logger.warning("DEGENERATE ENCODER? %s", problem)
     trained = model.metadata.get("input_sd")
@@ -541,7 +548,6 @@ def check_health(model: BrainJEPA, net: BrainEncoder, x: Tensor, normalizer: Nor
             "embeddings describe the scale, not the model: prepare the data as its training data were, or pass "
             "--normalization roi_zscore if the model was trained on z-scored windows", normalizer,
             health.input_sd, trained)
-    return health
 
 
 def _chunks(samples: Iterable, size: int) -> Iterator[tuple[int, list]]:
@@ -571,10 +577,19 @@ def _windows(ts: np.ndarray, tr: float | None, name: str, spec: WindowSpec, k: i
 
 
 @torch.inference_mode()
-def _encode(net: BrainEncoder, x: Tensor, pooling: Pooling, options: EmbedOptions, first: int, count: int) -> Tensor:
-    """Pooled float32 CPU embeddings of windows x [count * k, R, F], averaged over masked views if any."""
+def _encode(net: BrainEncoder, x: Tensor, pooling: Pooling, options: EmbedOptions, first: int, count: int,
+            health: HealthMeter | None = None) -> Tensor:
+    """Pooled float32 CPU embeddings of windows x [count * k, R, F], averaged over masked views if any.
+
+    `health` (full input and the last block only) takes the stream of each run's first window, up to
+    `HEALTH_WINDOWS` in all: windows of one run are alike, so the check compares runs.
+    """
     if not options.masked_views:
-        return net.pool(_features(net, x, options.layer, None), pooling).cpu()
+        stream = net.forward_intermediates(x, [options.layer])[0]
+        if health is not None:
+            take = slice(None, (HEALTH_WINDOWS - health.windows) * (len(x) // count), len(x) // count)
+            health.add(x[take], stream[take])
+        return net.pool(net.norm(stream).float(), pooling).cpu()
     idx = _view_indices(first, count, options, x.shape[1], net.cfg.num_time_patches).to(x.device)
     total = sum(net.pool(_features(net, x, options.layer, idx[v]), pooling) for v in range(options.masked_views))
     return (total / options.masked_views).cpu()

@@ -85,6 +85,69 @@ def _token_norm(x: Tensor) -> Tensor:
     return x.float().norm(dim=-1)
 
 
+class HealthMeter:
+    """`Health` accumulated over batches of windows whose last-block stream the caller has already computed.
+
+    An embedding call feeds it from its own forward passes, so the check costs a patch embedding and a few
+    reductions per window instead of a second pass of the whole encoder. Sums are float64 over windows; the medians
+    keep one value per token.
+    """
+
+    def __init__(self, encoder: BrainEncoder):
+        self.encoder = encoder
+        self.windows = 0
+        self._moments = [0.0, 0.0, 0.0]  # of the input: count, sum, sum of squares
+        self._patch: list[Tensor] = []  # per-token norms of the patch embedding (bias excluded)
+        self._ratio: list[Tensor] = []  # per-token |x_L - x_0| / |x_0|
+        self._sum: Tensor | None = None  # [N, D] sums of the final features over windows, and of their squares
+        self._sq: Tensor | None = None
+
+    @torch.no_grad()
+    def add(self, x: Tensor, stream: Tensor) -> None:
+        """Take windows x [B, R, T] (normalised) and the stream after the encoder's last block on them [B, N, D].
+
+        Call it under the autocast the stream was computed in: the embedded tokens x_0 are recomputed here, and
+        must round as the stream's own did.
+        """
+        enc = self.encoder
+        x = x.float()
+        patch = enc.patch_embed(x).float()  # in bf16 under autocast, as in the encoder
+        bias = enc.patch_embed.proj.bias
+        content = patch - bias.float() if bias is not None else patch
+        x0 = patch + enc.pos_embed().float()
+        stream = stream.float()
+        final = enc.norm(stream).double()
+        self._moments = [a + float(b) for a, b in zip(self._moments, (x.numel(), x.double().sum(),
+                                                                       x.double().square().sum()), strict=True)]
+        self._patch.append(_token_norm(content).flatten().cpu())
+        self._ratio.append((_token_norm(stream - x0) / _token_norm(x0).clamp_min(1e-12)).flatten().cpu())
+        s, sq = final.sum(0).cpu(), final.square().sum(0).cpu()
+        self._sum = s if self._sum is None else self._sum + s
+        self._sq = sq if self._sq is None else self._sq + sq
+        self.windows += len(x)
+
+    @torch.no_grad()
+    def result(self) -> Health:
+        """The diagnostics of every window added.
+
+        Raises:
+            ValueError: fewer than 2 windows were added (the content share needs windows to differ).
+        """
+        if self.windows < 2 or self._sum is None or self._sq is None:
+            raise ValueError(f"encoder health needs at least 2 windows, got {self.windows}")
+        w = self.windows
+        between = ((self._sq - self._sum.square() / w) / (w - 1)).mean()  # across windows, per token and channel
+        m = w * self._sum.shape[0]
+        t1, t2 = self._sum.sum(0), self._sq.sum(0)
+        total = ((t2 - t1.square() / m) / (m - 1)).mean()  # over windows and tokens, per channel
+        n, s, sq = self._moments
+        return Health(input_sd=math.sqrt(max(sq - s * s / n, 0.0) / (n - 1)),
+                      patch_norm=float(torch.cat(self._patch).median()),
+                      pos_norm=float(_token_norm(self.encoder.pos_embed().float()).median()),
+                      block_ratio=float(torch.cat(self._ratio).median()),
+                      run_share=float(between / total.clamp_min(1e-12)))
+
+
 @torch.no_grad()
 def encoder_health(encoder: BrainEncoder, x: Tensor) -> Health:
     """Diagnostics of `encoder` on normalised windows x [B, R, T] (B >= 2 windows, ideally from different runs).
@@ -96,22 +159,9 @@ def encoder_health(encoder: BrainEncoder, x: Tensor) -> Health:
     was_training = encoder.training
     encoder.eval()
     try:
-        x = x.float()
-        patch = encoder.patch_embed(x)
-        bias = encoder.patch_embed.proj.bias
-        content = patch - bias if bias is not None else patch
-        pos = encoder.pos_embed().unsqueeze(0).expand_as(patch)
-        x0 = patch + pos
-        h = x0
-        for block in encoder.blocks:
-            h = block(h)
-        final = encoder.norm(h).float()
-        ratio = (_token_norm(h - x0) / _token_norm(x0).clamp_min(1e-12)).median()
-        between = final.var(dim=0).mean()  # across windows, per token and channel
-        total = final.reshape(-1, final.shape[-1]).var(dim=0).mean()
-        return Health(input_sd=float(x.std()), patch_norm=float(_token_norm(content).median()),
-                      pos_norm=float(_token_norm(pos[0]).median()), block_ratio=float(ratio),
-                      run_share=float(between / total.clamp_min(1e-12)))
+        meter = HealthMeter(encoder)
+        meter.add(x, encoder.forward_intermediates(x.float(), [-1])[0])
+        return meter.result()
     finally:
         encoder.train(was_training)
 
