@@ -1088,7 +1088,7 @@ def test_python_api_says_what_it_expects(name):
 
 @pytest.mark.parametrize("series", [
     np.random.default_rng(0).normal(size=(2, R, 40)).astype(str),  # np.loadtxt(..., dtype=str)
-    [np.zeros((R, 40)), np.full((R, 40), "1.5", dtype=object)],  # a DataFrame of text columns, .to_numpy()
+    [np.random.default_rng(0).normal(size=(R, 40)), np.full((R, 40), "1.5", dtype=object)],  # text columns, .to_numpy()
 ], ids=["text array", "object sample"])
 def test_embed_refuses_text_series_by_sample(series):
     """Text is not silently parsed (nor does it fail deep inside numpy): the sample is named, and how to parse."""

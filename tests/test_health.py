@@ -84,6 +84,8 @@ def test_meter_over_batches_equals_one_pass():
     assert whole != pytest.approx(encoder_health(enc, x[:4]).to_dict(), rel=1e-3)  # the windows matter
     with pytest.raises(ValueError, match="at least 2 windows, got 0"):
         HealthMeter(enc).result()
+    with pytest.raises(ValueError, match="3 windows but a stream of 2"):
+        HealthMeter(enc).add(x[:3], enc.forward_intermediates(x[:2], [-1])[0])
 
 
 def _blocks_seen(model: BrainJEPA) -> list[int]:

@@ -109,6 +109,8 @@ class HealthMeter:
         Call it under the autocast the stream was computed in: the embedded tokens x_0 are recomputed here, and
         must round as the stream's own did.
         """
+        if len(x) != len(stream):
+            raise ValueError(f"HealthMeter.add: {len(x)} windows but a stream of {len(stream)}")
         enc = self.encoder
         x = x.float()
         patch = enc.patch_embed(x).float()  # in bf16 under autocast, as in the encoder
