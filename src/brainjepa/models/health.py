@@ -89,8 +89,8 @@ class HealthMeter:
     """`Health` accumulated over batches of windows whose last-block stream the caller has already computed.
 
     An embedding call feeds it from its own forward passes, so the check costs a patch embedding and a few
-    reductions per window instead of a second pass of the whole encoder. Sums are float64 over windows; the medians
-    keep one value per token.
+    reductions per window instead of a second pass of the whole encoder. Sums are float64 over windows, on the CPU; the
+    medians keep one value per token.
     """
 
     def __init__(self, encoder: BrainEncoder):
@@ -118,14 +118,14 @@ class HealthMeter:
         content = patch - bias.float() if bias is not None else patch
         x0 = patch + enc.pos_embed().float()
         stream = stream.float()
-        final = enc.norm(stream).double()
         self._moments = [a + float(b) for a, b in zip(self._moments, (x.numel(), x.double().sum(),
                                                                        x.double().square().sum()), strict=True)]
         self._patch.append(_token_norm(content).flatten().cpu())
         self._ratio.append((_token_norm(stream - x0) / _token_norm(x0).clamp_min(1e-12)).flatten().cpu())
-        s, sq = final.sum(0).cpu(), final.square().sum(0).cpu()
-        self._sum = s if self._sum is None else self._sum + s
-        self._sq = sq if self._sq is None else self._sq + sq
+        for window in stream:  # one window's [N, D] at a time in float64: memory does not grow with the batch
+            final = enc.norm(window).double().cpu()
+            self._sum = final if self._sum is None else self._sum + final
+            self._sq = final.square() if self._sq is None else self._sq + final.square()
         self.windows += len(x)
 
     @torch.no_grad()
