@@ -16,7 +16,8 @@ what it chose, and its time includes that timing (the first-batch call it is com
 be timed), spread over the runs. Set ``BRAINJEPA_CACHE`` to an empty folder: a decision stored by an earlier run
 is reused instead of timed. ``--kernels`` sets the attention kernel of bf16 rows (torch's SDPA or oneDNN's fused
 attention, `brainjepa.models.onednn_attention`); ``auto`` is embed's own choice (timed in calls of 32 windows or
-more, else SDPA).
+more, or alone where that costs at most `KERNEL_SHARE` of the call's block passes: from 5 ViT-B windows; else
+SDPA).
 
     BRAINJEPA_CACHE=$(mktemp -d) python benchmarks/bench_embed.py --shape small --batches auto --dtypes auto --runs 33
     python benchmarks/bench_embed.py --shape small --batches 1,2,4 --runs 8

@@ -125,6 +125,7 @@ def _embedding_not_timed(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyte
     from brainjepa import tuning
 
     monkeypatch.setattr(tuning, "MIN_WINDOWS", 10**9)
+    monkeypatch.setattr(tuning, "KERNEL_SHARE", 0.0)
     monkeypatch.setattr(tuning, "MIN_STEPS", 10**9)
     monkeypatch.setattr(tuning, "cache_root", lambda: tmp_path_factory.getbasetemp() / "cache")
 

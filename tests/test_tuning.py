@@ -22,6 +22,7 @@ R, F = 6, 32
 def cache(monkeypatch, tmp_path):
     """Timing on (conftest turns it off) with a fresh decision file per test."""
     monkeypatch.setattr(tuning, "MIN_WINDOWS", 32)
+    monkeypatch.setattr(tuning, "KERNEL_SHARE", 0.1)
     monkeypatch.setattr(tuning, "cache_root", lambda: tmp_path)
     return tmp_path / "tuning.json"
 
@@ -53,8 +54,8 @@ def avx512_bf16(monkeypatch):
     monkeypatch.setattr(precision, "bf16_matmul_speedup", lambda: 2.0)
 
 
-def _plan(precision_auto=True, batch_size=None, windows=64, requested="auto"):
-    model = tiny_model(R, F)
+def _plan(precision_auto=True, batch_size=None, windows=64, requested="auto", depth=1):
+    model = tiny_model(R, F, depth=depth)
     return tuning.plan_embedding(model.target_encoder.eval(), torch.zeros(1, R, F), runtime("cpu", requested),
                                  precision_auto=precision_auto, batch_size=batch_size, windows=windows)
 
@@ -173,6 +174,21 @@ def test_bf16_on_a_cpu_times_the_attention_kernel_and_the_batch_with_it(timings,
     assert "attention: onednn (timed on this encoder's first block in bf16" in caplog.text
     again = _plan()  # stored, so reruns agree
     assert asked == [] and (again.attention, again.batch_size) == ("onednn", 2)
+
+
+@pytest.mark.usefixtures("avx512_bf16")
+def test_a_short_call_times_only_the_kernel_where_that_pays(timings):
+    asked = timings(lambda b, dtype: 1.0 if dtype == torch.float32 else 0.6, onednn=0.7)
+    # 12 blocks: the kernel's 6 block passes are 10% of a 5-window call's 60, more than 10% of a 4-window call's 48
+    assert _plan(windows=4, depth=12).attention == "sdpa" and asked == []
+    assert _plan(windows=31, depth=1).attention == "sdpa" and asked == []  # one block: from MIN_WINDOWS only
+    plan = _plan(windows=5, depth=12)
+    assert (plan.attention, plan.batch_size) == ("onednn", tuning.DEFAULT_BATCH)
+    assert plan.run.precision.dtype == torch.bfloat16 and "matmul" in plan.run.precision.reason  # by rule, not timed
+    assert list(zip(asked, timings.kernels, strict=True)) == [((1, torch.bfloat16), "sdpa"),
+                                                              ((1, torch.bfloat16), "onednn")]
+    asked.clear()
+    assert _plan(windows=4, depth=12).attention == "onednn" and asked == []  # stored: shorter calls use it too
 
 
 @pytest.mark.usefixtures("avx512_bf16")

@@ -16,7 +16,8 @@ kernel of the target encoder's pass in bf16 on a CPU (`plan_target_attention`). 
 passes after a warm-up pass (oneDNN builds its kernels on the first one). A call of fewer than `MIN_WINDOWS`
 windows, or a run of fewer than `MIN_STEPS` steps, is not timed (a timing costs up to about 5 windows' worth,
 once): it uses a stored decision where there is one, else the rules (the matmul check; SDPA; batch
-`DEFAULT_BATCH`).
+`DEFAULT_BATCH`). The one exception is the attention kernel of a shorter embedding call, timed alone where that
+costs at most `KERNEL_SHARE` of the call's own block passes (from 5 windows of a 12-block encoder).
 
 A decision is stored in ``tuning.json`` in the cache folder (`brainjepa.io.cache_root`), keyed by the CPU, torch
 version, thread count and encoder shape, and reused: the same command on the same machine keeps the same precision,
@@ -25,6 +26,7 @@ kernel and batch size (and so the same numbers) from one run to the next. Delete
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -48,6 +50,10 @@ logger = logging.getLogger(__name__)
 
 REPS = 2  # timed passes per candidate (best of), after one warm-up pass
 MIN_WINDOWS = 32  # calls with fewer windows are not timed: a timing costs up to about 5 windows' worth (RESULTS.md)
+# A shorter call still times the attention kernel where its passes (`_KERNEL_PASSES` of one block) are at most this
+# share of the call's own block passes (windows x depth): the kernel alone is cheap to time, and oneDNN has run ViT-B
+# windows 1.5x faster than SDPA on a CPU without AMX (RESULTS.md), so from about 5 ViT-B windows it pays.
+KERNEL_SHARE = 0.1
 MIN_STEPS = 100  # pretraining runs with fewer steps are not timed: the kernel timing costs about 3 steps' worth
 MIN_GAIN = 1.05  # a candidate must be this much faster per window to be taken: smaller differences are noise
 MAX_BATCH = 32  # the largest batch tried on a CPU
@@ -99,8 +105,9 @@ def plan_embedding(net: BrainEncoder, window: Tensor, run: Runtime, *, precision
             run = Runtime(run.device, PrecisionChoice(_DTYPES[decided[0]], f"auto: {decided[1]}"))
     kernel: tuple[InferenceKernel, str] = ("sdpa", "")
     if _kernel_open(run):
-        kernel = store.get("attention bf16", lambda: _time_kernel(timer, window), valid=INFERENCE_KERNELS.__contains__
-                           ) or kernel
+        kernel_store = dataclasses.replace(store, may_time=store.may_time or _kernel_pays(net, windows))
+        kernel = kernel_store.get("attention bf16", lambda: _time_kernel(timer, window),
+                                  valid=INFERENCE_KERNELS.__contains__) or kernel
     if time_batch:
         dtype = run.precision.dtype
         decided = store.get(f"batch {run.precision.name}" + (" onednn" if kernel[0] == "onednn" else ""),
@@ -122,6 +129,14 @@ def plan_target_attention(net: BrainEncoder, batch: Tensor, run: Runtime, *, ste
     return (store.get(f"attention bf16 batch {len(batch)}", lambda: _time_kernel(_Timer(net), batch),
                       valid=INFERENCE_KERNELS.__contains__)
             or ("sdpa", f"by rule: a run of {steps} steps is not timed (MIN_STEPS {MIN_STEPS})"))
+
+
+_KERNEL_PASSES = 2 * (REPS + 1)  # block passes of one kernel timing: two kernels, each warmed up once
+
+
+def _kernel_pays(net: BrainEncoder, windows: int) -> bool:
+    """Whether a call of `windows` windows pays for timing the kernel alone (`KERNEL_SHARE` of its block passes)."""
+    return _KERNEL_PASSES <= KERNEL_SHARE * windows * len(net.blocks)
 
 
 def _kernel_open(run: Runtime) -> bool:
