@@ -54,6 +54,7 @@ MIN_WINDOWS = 32  # calls with fewer windows are not timed: a timing costs up to
 # share of the call's own block passes (windows x depth): the kernel alone is cheap to time, and oneDNN has run ViT-B
 # windows 1.5x faster than SDPA on a CPU without AMX (RESULTS.md), so from about 5 ViT-B windows it pays.
 KERNEL_SHARE = 0.1
+_KERNEL_PASSES = 2 * (REPS + 1)  # block passes of one kernel timing: two kernels, each warmed up once
 MIN_STEPS = 100  # pretraining runs with fewer steps are not timed: the kernel timing costs about 3 steps' worth
 MIN_GAIN = 1.05  # a candidate must be this much faster per window to be taken: smaller differences are noise
 MAX_BATCH = 32  # the largest batch tried on a CPU
@@ -129,9 +130,6 @@ def plan_target_attention(net: BrainEncoder, batch: Tensor, run: Runtime, *, ste
     return (store.get(f"attention bf16 batch {len(batch)}", lambda: _time_kernel(_Timer(net), batch),
                       valid=INFERENCE_KERNELS.__contains__)
             or ("sdpa", f"by rule: a run of {steps} steps is not timed (MIN_STEPS {MIN_STEPS})"))
-
-
-_KERNEL_PASSES = 2 * (REPS + 1)  # block passes of one kernel timing: two kernels, each warmed up once
 
 
 def _kernel_pays(net: BrainEncoder, windows: int) -> bool:
