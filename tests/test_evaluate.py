@@ -16,11 +16,12 @@ from brainjepa import BrainJEPA, model_config
 from brainjepa.cli import main
 from brainjepa.data import samples
 from brainjepa.data.store import RunStore, StoreWriter
-from brainjepa.errors import ConfigError
+from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.metrics import bootstrap_interval, paired_bootstrap
 from brainjepa.evaluation.nulls import Null
 from brainjepa.evaluation.results import COLUMNS
 from brainjepa.evaluation.suite import DEFAULT_TASKS, TASKS, SuiteOptions, evaluate
+from brainjepa.evaluation.tasks import default_tasks
 from local_http import closed_port_url
 
 R, T = 10, 32
@@ -254,8 +255,10 @@ def test_evaluate_skips_the_sample_when_it_cannot_be_downloaded(model_dir, tmp_p
     assert table["status"].tolist() == ["skipped"] and not (tmp_path / "eval" / "evaluate.png").exists()
 
 
-def test_evaluate_attentive_head_reads_tokens(model_dir, monkeypatch):
+@pytest.mark.parametrize("pooling", ["tokens", "roi"])
+def test_evaluate_attentive_head_reads_its_pooling(model_dir, monkeypatch, pooling):
     from brainjepa.evaluation.attentive import AttentiveConfig, AttentiveProbe
+    from brainjepa.evaluation.feature_sets import READOUT_NAMES
 
     shapes = []
     fit = AttentiveProbe.fit
@@ -266,15 +269,19 @@ def test_evaluate_attentive_head_reads_tokens(model_dir, monkeypatch):
 
     monkeypatch.setattr(AttentiveProbe, "fit", spy)
     options = SuiteOptions(tasks=("simulation/group",), folds=2, seeds=1, sim_subjects=8, head="attentive",
-                           attentive=AttentiveConfig(epochs=3), random_init_seeds=(0,), permutations=100)
+                           pooling=pooling, attentive=AttentiveConfig(epochs=3), random_init_seeds=(0,),
+                           permutations=100)
     result = evaluate(model_dir, None, options, progress=False)
     (res,) = result.results
-    assert res.rows["FC"].predictions.shape == (1, 1, 8) and res.rows["brainjepa, tokens"].null is None
-    # brainjepa, random-init and patch embedding: 2 folds each, on all R * P tokens of width 16; others linear
-    assert shapes == [(4, R * (T // 16), 16)] * 6
+    name = f"brainjepa, {READOUT_NAMES[pooling]}"
+    assert res.rows["FC"].predictions.shape == (1, 1, 8) and res.rows[name].null is None
+    # brainjepa, random-init and patch embedding: 2 folds each, all on the attentive head (the ROI means too, not
+    # a ridge on them); the other baselines stay linear
+    sets = R * (T // 16) if pooling == "tokens" else R
+    assert shapes == [(4, sets, 16)] * 6
     stats = result.stats["simulation/group"]
-    assert "brainjepa, tokens" not in stats.nulls and not stats.above_chance("brainjepa, tokens")
-    row = result.to_frame().set_index("row").loc["brainjepa, tokens"]
+    assert name not in stats.nulls and not stats.above_chance(name)
+    row = result.to_frame().set_index("row").loc[name]
     assert "no permutation null (attentive head)" in row["reason"] and not row["above_chance"]
 
 
@@ -297,6 +304,25 @@ def test_suite_options_refusals_and_defaults():
     assert SuiteOptions().encoder_poolings == ("roi", "tokenfc") and SuiteOptions(pooling="mean").pooling == ("mean",)
     assert SuiteOptions().random_init_seeds == (0, 1, 2)
     assert SuiteOptions(random_init_seed=4).random_init_seeds == (4,)  # the older single-seed spelling
+    with pytest.raises(ConfigError, match="random_init_seed .* and evaluate.random_init_seeds are both given"):
+        SuiteOptions(random_init_seed=7, random_init_seeds=(3, 4, 5))  # one of them would be ignored
+    with pytest.raises(ConfigError, match="sim_subjects sizes the suite's own simulation, and the simulation's "
+                       "store is given"):
+        SuiteOptions(tasks=("simulation/group",), stores={"simulation": "x"}, sim_subjects=8)
+    with pytest.raises(ConfigError, match="and no task runs on the simulation"):
+        SuiteOptions(tasks=default_tasks("connattractor"), sim_subjects=8)
+    assert SuiteOptions(tasks=("simulation/group",), sim_subjects=8).sim_subjects == 8
+    with pytest.raises(ConfigError, match="^--store connattractor: no chosen task runs on it"):
+        SuiteOptions(tasks=("simulation/group",), stores={"connattractor": "x"})
+
+
+def test_a_given_store_that_cannot_be_read_is_an_error_not_a_skipped_task(model_dir, tmp_path):
+    (tmp_path / "not_a_store").mkdir()
+    for path, problem in ((tmp_path / "nosuch", "no such store"), (tmp_path / "not_a_store", "not a brainjepa store")):
+        options = SuiteOptions(tasks=("simulation/group",), stores={"simulation": str(path)})
+        with pytest.raises(DataError, match=f"^--store simulation: .*{problem}"):
+            evaluate(model_dir, tmp_path / "out", options, progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.network

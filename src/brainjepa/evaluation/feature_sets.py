@@ -194,13 +194,13 @@ def dataset_feature_sets(
     progress: bool,
 ) -> tuple[list[FeatureSet], Windows]:
     """Every row's features of every run of `store`: encoder rows for the pretrained `models` and the `fresh`
-    (random-init) ones, then the baselines (`BASELINES`), all from the same windows."""
+    (random-init) ones, then the baselines (`BASELINES`), all from the same windows. Every pooled row is read by
+    `head` (`SuiteOptions` checked that it takes each of `poolings`)."""
     windows = run_windows(store, models[0], options)
     sets: list[FeatureSet] = []
     for method, nets in (("brainjepa", models), ("random-init", fresh)):
         embedded = [encoder_features(net, store, poolings, options, progress) for net in nets]
-        sets += [FeatureSet(method, READOUT_NAMES[p], [e[p] for e in embedded], head=head if p == "tokens"
-                            else "linear") for p in poolings]
+        sets += [FeatureSet(method, READOUT_NAMES[p], [e[p] for e in embedded], head=head) for p in poolings]
     with threadpool_limits(1, user_api="blas"):  # small matrices: BLAS threads only add contention
         sets += _baselines(store, windows, fresh[0], poolings, head, cache)
     return sets, windows
@@ -215,7 +215,7 @@ def _baselines(store: RunStore, windows: Windows, fresh: BrainJEPA, poolings: Se
     tokens = tokens.reshape(n, k, *tokens.shape[1:])
     for p in poolings:
         pooled = np.mean([_pool_array(tokens[:, w], p, r) for w in range(k)], axis=0)
-        sets.append(FeatureSet(PATCH, READOUT_NAMES[p], [pooled], head=head if p == "tokens" else "linear",
+        sets.append(FeatureSet(PATCH, READOUT_NAMES[p], [pooled], head=head,
                                note="random per-patch linear map + LayerNorm, no positions, no blocks"))
     raw = np.mean([mean_patch_profile(windows.data[:, w], cfg.patch_size) for w in range(k)], axis=0)
     sets.append(FeatureSet(RAW, values=[raw], note="each ROI's time patches averaged"))

@@ -9,10 +9,11 @@ embedding, the raw window, GLM betas, FC, tangent and whole-run FC.
 
 Classification and regression tasks are probed by the closed-form ridge of `brainjepa.evaluation.ridge`
 (subject-grouped folds repeated over seeds, scaling and penalty chosen inside folds, the same splits for every row),
-or by the attentive head for token rows; the same pipeline refitted on permuted labels gives each row's null
-(`brainjepa.evaluation.nulls`). Identification needs no training (`brainjepa.evaluation.identification`). The
-tasks and options are defined in `brainjepa.evaluation.tasks`, the statistics in `brainjepa.evaluation.results`,
-the tables, files and figure in `brainjepa.report.tables` and `brainjepa.report.figures`.
+or, with `head="attentive"`, the encoder and patch-embedding rows by the attentive head; the same pipeline
+refitted on permuted labels gives each row's null (`brainjepa.evaluation.nulls`). Identification needs no training
+(`brainjepa.evaluation.identification`). The tasks and options are defined in `brainjepa.evaluation.tasks`, the
+statistics in `brainjepa.evaluation.results`, the tables, files and figure in `brainjepa.report.tables` and
+`brainjepa.report.figures`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from brainjepa.evaluation.tasks import (
     DEFAULT_TASKS,
     POOLINGS_FOR_HEAD,
     PRIMARY_METRIC,
+    SIMULATION,
     SPLITS,
     TASKS,
     SuiteOptions,
@@ -99,6 +101,11 @@ def evaluate(
     given = list(model) if isinstance(model, list | tuple) else [model]
     if not given:
         raise ConfigError("evaluate needs at least one model")
+    for name, path in options.stores.items():  # a given store that cannot be read is an error, not a skipped task
+        try:
+            RunStore(path)
+        except DataError as err:
+            raise DataError(f"--store {name}: {err}") from None
     names = [str(m) if not hasattr(m, "config") else "" for m in given]
     models = [BrainJEPA.load(m, gradient=gradient) for m in given]
     if any(m.config != models[0].config for m in models[1:]):
@@ -115,7 +122,7 @@ def evaluate(
             try:
                 store = _dataset_store(dataset, root / dataset, models[0], options, progress)
                 check_num_rois(store, models[0].config.num_rois)
-                own_simulation = dataset == "simulation" and dataset not in options.stores  # shaped to the model:
+                own_simulation = dataset == SIMULATION and dataset not in options.stores  # shaped to the model:
                 embed = replace(options.embed, check_roi_labels=False) if own_simulation else options.embed  # no labels
                 sets, _ = dataset_feature_sets(store, models, fresh, poolings=options.encoder_poolings,
                                                head=options.head, options=embed, cache=options.cache,
@@ -202,7 +209,7 @@ def _identification(task: Task, store: RunStore, sets: list[FeatureSet], keep: n
         if fs.reason:
             rows[fs.name] = _row(fs, reason=fs.reason)
             continue
-        if fs.head == "attentive":
+        if fs.readout == READOUT_NAMES["tokens"]:
             rows[fs.name] = _row(fs, reason="token sets are read by the attentive probe only, not matched")
             continue
         found = [identify_subjects(fs.label_free(keep, m), subjects, sessions) for m in range(fs.seeds)]

@@ -6,7 +6,7 @@ names). A task's `kind` is "identification" or a `TaskKind` (how a label is lear
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
@@ -80,6 +80,7 @@ TASKS: dict[str, Task] = {
 }
 DEFAULT_TASKS = tuple(name for name, t in TASKS.items() if not t.confound)
 DATASETS = tuple(dict.fromkeys(t.dataset for t in TASKS.values()))
+SIMULATION = "simulation"  # the data set the suite simulates itself (evaluate.sim_subjects), unless a store is given
 
 
 def default_tasks(dataset: str) -> tuple[str, ...]:
@@ -140,7 +141,11 @@ class SuiteOptions:
         check_bounds(self, "evaluate")
         if self.head not in HEADS:
             raise ConfigError(f"evaluate.head must be one of {list(HEADS)}, got {self.head!r}")
+        defaults = {f.name: f.default for f in fields(self)}
         if self.random_init_seed is not None:
+            if tuple(self.random_init_seeds) != defaults["random_init_seeds"]:
+                raise ConfigError("evaluate.random_init_seed (the older single-seed spelling) and "
+                                  "evaluate.random_init_seeds are both given: keep evaluate.random_init_seeds")
             object.__setattr__(self, "random_init_seeds", (self.random_init_seed,))
         seeds = tuple(self.random_init_seeds)
         if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) \
@@ -160,6 +165,15 @@ class SuiteOptions:
         bad = [name for name in self.stores if name not in DATASETS]
         if bad:
             raise ConfigError(f"--store names {bad} are not suite data sets; choose from {list(DATASETS)}")
+        unused = [name for name in self.stores if all(TASKS[t].dataset != name for t in self.tasks)]
+        if unused:
+            raise ConfigError(f"--store {', '.join(unused)}: no chosen task runs on it; remove it or add its tasks "
+                              "to --tasks")
+        simulated = any(TASKS[t].dataset == SIMULATION for t in self.tasks) and SIMULATION not in self.stores
+        if self.sim_subjects != defaults["sim_subjects"] and not simulated:
+            why = "the simulation's store is given" if SIMULATION in self.stores else "no task runs on the simulation"
+            raise ConfigError(f"evaluate.sim_subjects sizes the suite's own simulation, and {why}: remove "
+                              "evaluate.sim_subjects")
 
     @property
     def encoder_poolings(self) -> tuple[str, ...]:
