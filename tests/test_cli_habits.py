@@ -267,6 +267,28 @@ def test_print_config_prints_the_resolved_config_and_estimate_without_training(s
     assert any(c.startswith("# time: ") and f"= {steps} steps x " in c and "median of 2 timed step(s)" in c
                for c in comments)
     assert any(c.startswith("# peak memory: ") and "analytic estimate" in c for c in comments)  # CPU
+    assert f"# run folder: {run}: a new run" in comments
+
+
+def test_print_config_checks_the_run_folder_as_the_run_would(store, tmp_path, capsys):
+    """--out and --resume take effect in the preview: the folder gets the run's own refusals, and the preview says
+    whether the run would start or resume there."""
+    from brainjepa.training import pretrain
+
+    overrides = [*_overrides(store), "optimization.max_steps=2", "logging.checkpoint_every=1"]
+    run = pretrain(load_config(None, overrides), tmp_path / "run", progress=False)
+    capsys.readouterr()
+    assert main(["pretrain", "--print-config", "--timed-steps", "0", "--out", str(run), *overrides]) == 2
+    assert "already holds a run; continue it (resume=True, --resume)" in capsys.readouterr().err
+    resumed = [*overrides, "optimization.max_steps=4"]
+    assert main(["pretrain", "--print-config", "--timed-steps", "0", "--out", str(run), "--resume", *resumed]) == 0
+    out = capsys.readouterr().out
+    assert f"# run folder: {run}: resumes from step-00000002 (the estimate below is for the whole run)" in out
+    assert yaml.safe_load(out) == load_config(None, resumed).to_dict()
+    assert main(["pretrain", "--print-config", "--timed-steps", "0", "--out", str(tmp_path / "none"), "--resume",
+                 *overrides]) == 2
+    assert "holds no run (no config.yaml); start it without --resume" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
 
 
 def test_print_config_without_timing_or_data(store, capsys):

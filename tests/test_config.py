@@ -171,6 +171,20 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(None, ["logging.write_tag=a/b"])
 
 
+
+def test_a_setting_another_one_switches_off_is_refused():
+    """A setting whose only effect depends on another one is refused when that one is off, not ignored."""
+    with pytest.raises(ConfigError, match="^meta.compile_backend is eager but meta.compile is false"):
+        load_config(None, ["meta.compile_backend=eager"])
+    assert load_config(None, ["meta.compile=true", "meta.compile_backend=eager"]).meta.compile_backend == "eager"
+    for given in (["data.gradient_csv_path=g.csv"], ["meta.load_checkpoint=true", "meta.read_checkpoint=runs/a"]):
+        with pytest.raises(ConfigError, match="^data.gradient_sparsity applies to a gradient computed from the store, "
+                           f"and this run takes its gradient from {given[-1].split('=')[0]}"):
+            load_config(None, [*given, "data.gradient_sparsity=0.5"])
+        load_config(None, given)  # left at its default: accepted
+    assert load_config(None, ["data.gradient_sparsity=0.5"]).data.gradient_sparsity == 0.5
+
+
 # Every numeric or list key out of its range: refused by load_config in one line naming the key (and the
 # reference key it came from).
 OUT_OF_RANGE = {
@@ -322,7 +336,7 @@ def _same_weights(a: BrainJEPA, b: BrainJEPA) -> bool:
 
 def test_warm_start_from_a_run_folder_takes_its_weights_and_starts_at_step_0(store, run, tmp_path):
     cfg = load_config(None, _tiny(store, **{"meta.load_checkpoint": "true", "meta.read_checkpoint": str(run),
-                                            "meta.seed": 5}))
+                                            "meta.seed": 5, "data.gradient_sparsity": 0.9}))  # the run's gradient
     trainer = Trainer(cfg, tmp_path, DistEnv(), resume=False)
     assert _same_weights(trainer.model, BrainJEPA.from_pretrained(run))
     assert trainer.position.step == 0 and not trainer.optimizer.state  # fresh optimizer and schedule

@@ -126,7 +126,7 @@ def test_every_torchrun_process_learns_the_folder_is_in_use(store, held):
     ({"optimization.epochs": 1, "meta.accumulation_steps": 8},
      "optimization.epochs=1 x 4 batch(es) per epoch is fewer micro-batches than meta.accumulation_steps=8"),
     ({"optimization.ipe_scale": 0.01}, "optimization.ipe_scale=0.01 leaves a schedule of 0 optimizer steps"),
-    ({"data.gradient_csv_path": "no/such.csv"}, "no/such.csv"),
+    ({"data.gradient_csv_path": "no/such.csv", "data.gradient_sparsity": 0.9}, "no/such.csv"),  # sparsity: default
 ])
 def test_a_failed_start_leaves_nothing_behind(store, tmp_path, capsys, extra, message):
     """New folder: removed again. Existing folder: what was there stays as it was, nothing is added. Then the same
@@ -200,6 +200,25 @@ def test_resume_with_every_checkpoint_unusable_is_an_error(store, finished, tmp_
     assert main(["pretrain", "--out", str(run), "--resume", *_args(store, **{"optimization.max_steps": 6})]) == 2
     assert "--resume: no usable checkpoint in" in _error_line(capsys)
     assert _listing(run) == before  # metrics.csv untouched, nothing started from scratch
+
+
+def test_resume_with_another_process_count_is_refused(store, finished, tmp_path, capsys):
+    """The global batch (batch x processes) sets the schedule and the data order: a run saved by 2 processes is not
+    resumed by 1 as if nothing had changed."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    last = ckpt.list_checkpoints(run)[-1]
+    state = torch.load(last / ckpt.TRAINING_FILE, weights_only=True)
+    assert state["world_size"] == 1
+    torch.save({**state, "world_size": 2}, last / ckpt.TRAINING_FILE)
+    _rewrite_manifest(last)
+    before = _listing(run)
+    assert main(["pretrain", "--out", str(run), "--resume", *_args(store, **{"optimization.max_steps": 6})]) == 2
+    assert _error_line(capsys).endswith(f"--resume: {run} was trained with 2 process(es), this run has 1; the global "
+                                        "batch sets the schedule and the data order, so resume it with 2 processes")
+    assert _listing(run) == before
 
 
 def _refused_pickle(path: Path, marker: Path) -> None:

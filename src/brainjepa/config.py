@@ -87,6 +87,9 @@ class MetaConfig:
         if self.load_checkpoint and not self.read_checkpoint:
             raise ConfigError("meta.load_checkpoint is true but meta.read_checkpoint is not set: give the model "
                               "folder, run folder or .pth.tar to warm-start from")
+        if not self.compile and not _is_default(self, "compile_backend"):
+            raise ConfigError(f"meta.compile_backend is {self.compile_backend} but meta.compile is false: set "
+                              "meta.compile=true to compile the step, or remove meta.compile_backend")
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.mask.check_grid(self.model.num_rois, self.model.num_time_patches)
         self.optimization.check_schedule()
+        given = "data.gradient_csv_path" if self.data.gradient_csv_path else \
+            "meta.read_checkpoint" if self.meta.load_checkpoint else None
+        if given and not _is_default(self.data, "gradient_sparsity"):
+            raise ConfigError(f"data.gradient_sparsity applies to a gradient computed from the store, and this run "
+                              f"takes its gradient from {given}: remove data.gradient_sparsity")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-safe dict in schema form (tuples as lists)."""
@@ -163,6 +171,11 @@ class TrainConfig:
 
 
 SECTIONS: dict[str, type] = typing.get_type_hints(TrainConfig)
+
+
+def _is_default(section: Any, key: str) -> bool:
+    """Whether `section.key` holds its field's default (a setting that another one switches off must stay there)."""
+    return getattr(section, key) == next(f.default for f in dataclasses.fields(section) if f.name == key)
 
 
 # ----------------------------------------------------------------------------------------------- the adapter

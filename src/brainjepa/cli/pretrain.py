@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -11,8 +12,10 @@ from brainjepa.cli.arguments import intermixed
 from brainjepa.config import TrainConfig, load_config
 from brainjepa.errors import ConfigError
 from brainjepa.training import pretrain
+from brainjepa.training.checkpoint import list_checkpoints
 from brainjepa.training.estimate import RunEstimate, estimate_run
 from brainjepa.training.interrupt import Interrupted
+from brainjepa.training.rundir import check_run_dir
 
 GIB = 2**30
 TIMED_STEPS = 3
@@ -31,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest valid checkpoint")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config (YAML) and the run's estimated optimizer steps, time and peak "
-                   "memory, then exit without training (the estimate builds the run and times a few steps)")
+                   "memory, then exit without training (the estimate builds the run and times a few steps); with "
+                   "--out or --resume, the run folder is checked as the run would check it")
     p.add_argument("--timed-steps", type=int, default=None, metavar="N",
                    help=f"with --print-config: optimizer steps timed after one warm-up step (default {TIMED_STEPS}; "
                    "0: no timing, no time estimate)")
@@ -49,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--timed-steps must be 0 or more, got {args.timed_steps}")
     cfg = load_config(args.config, args.overrides)
     if args.print_config:
-        return print_config(cfg, TIMED_STEPS if args.timed_steps is None else args.timed_steps)
+        run_dir = Path(args.out) if args.out else cfg.logging.run_dir if args.resume else None
+        return print_config(cfg, TIMED_STEPS if args.timed_steps is None else args.timed_steps, run_dir, args.resume)
     try:
         run_dir = pretrain(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     except Interrupted as stop:  # SIGINT / SIGTERM: a checkpoint was saved; one line, exit 128 + signal
@@ -59,9 +64,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_config(cfg: TrainConfig, timed_steps: int) -> int:
-    """The resolved config as YAML on stdout, then the estimate as YAML comments (stdout stays a loadable config)."""
+def print_config(cfg: TrainConfig, timed_steps: int, run_dir: Path | None = None, resume: bool = False) -> int:
+    """The resolved config as YAML on stdout, then the estimate as YAML comments (stdout stays a loadable config).
+    With a run folder (--out, --resume), it is checked as the run would check it, and what the run would do there
+    is said first; nothing is written."""
+    if run_dir is not None:
+        check_run_dir(run_dir, cfg, resume)  # the run's own refusals, before any work
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+    if run_dir is not None:
+        newest = list_checkpoints(run_dir)[-1].name if resume else None
+        print(f"# run folder: {run_dir}: " + (f"resumes from {newest} (the estimate below is for the whole run)"
+                                               if newest else "a new run"))
     sys.stdout.flush()  # the config shows while the run is built and timed
     if cfg.data.path is None:
         print("# estimate: set data.path (the store) to count the steps and time them")

@@ -102,6 +102,15 @@ def build_dataset(cfg: TrainConfig, env: DistEnv) -> tuple[StoreDataset, np.ndar
     return StoreDataset(store, indices=train, normalizer=normalizer, window=window, seed=cfg.meta.seed), held
 
 
+def check_world_size(state: dict, world_size: int, run_dir: Path) -> None:
+    """A resumed run keeps its process count: the global batch (data.batch_size x processes) sets the batches per
+    epoch, hence the LR/EMA schedules and which runs the saved (epoch, batch) position points at."""
+    saved = state.get("world_size", world_size)
+    if saved != world_size:
+        raise ConfigError(f"--resume: {run_dir} was trained with {saved} process(es), this run has {world_size}; the "
+                          f"global batch sets the schedule and the data order, so resume it with {saved} processes")
+
+
 def check_plan(cfg: TrainConfig, num_items: int, world_size: int, held: int = 0) -> None:
     """Refuse, before any work, a run that names a missing file or would take no optimizer step, naming the key."""
     for key, path in (("data.gradient_csv_path", cfg.data.gradient_csv_path),
@@ -156,6 +165,8 @@ class Trainer:
         if resume and restored is None:
             raise CheckpointError(f"--resume: no usable checkpoint in {run_dir} (each one is named in a warning "
                                   "above); remove the folder or choose a new --out to start again")
+        if restored is not None:
+            check_world_size(restored[1], env.world_size, run_dir)
         self.dataset, held = build_dataset(cfg, env)
         if restored is not None:  # the input scale the run started with (its gain was calibrated on the init)
             self.model, state = restored
