@@ -50,7 +50,8 @@ TINY_MODEL = ("model.embed_dim=32 model.depth=3 model.num_heads=2 model.pred_emb
 APPEND = {
     "pretrain": TINY_MODEL,
     "probe": "--folds 2 --seeds 1",
-    "finetune": "--epochs 1",  # 5 folds (the default) keep >= 5 subjects per class for the validation split
+    # 5 folds (the default) keep >= 5 subjects per class for the validation split
+    "finetune": "--epochs 1 --warmup-epochs 1",
     "align": "--epochs 2",
     "evaluate": f"--folds 2 --seeds 1 --sim-subjects {SUBJECTS}",
     "configs/ukb_vitb_ep300.yaml": f"data.crop_size=[{USER_ROIS},160]",  # the config's 450 ROIs -> the stand-in's

@@ -259,8 +259,8 @@ def test_cli_finetune(store, tmp_path, capsys):
     model_dir = _model().save_pretrained(tmp_path / "model")
     out = tmp_path / "out"
     code = main(["finetune", "--model", str(model_dir), "--data", str(store), "--label", "group", "--out", str(out),
-                 "--folds", "2", "--val-fraction", "0.25", "--epochs", "1", "--batch-size", "8", "--no-progress",
-                 "--no-checkpoints"])
+                 "--folds", "2", "--val-fraction", "0.25", "--epochs", "1", "--warmup-epochs", "0.5",
+                 "--batch-size", "8", "--no-progress", "--no-checkpoints"])
     assert code == 0
     assert "| balanced_acc |" in capsys.readouterr().out
     assert (out / "finetune.csv").is_file() and not (out / "fold1").exists()
@@ -322,3 +322,29 @@ def test_bad_config_is_named():
         FinetuneConfig(blr=0)
     with pytest.raises(ConfigError, match=r"finetune\.target_tr must be a number >= 0\.05 and <= 30, got -2\.0"):
         FinetuneConfig(target_tr=-2.0)
+
+
+def test_a_schedule_that_would_not_take_effect_is_refused(store):
+    """Warmup longer than the run never reaches the requested LR; a final LR above the peak makes the cosine a
+    constant; label smoothing does nothing to a regression loss. Each is refused by name, not run."""
+    with pytest.raises(ConfigError, match=r"finetune\.warmup_epochs \(10\) exceeds finetune\.epochs \(2\)"):
+        FinetuneConfig(epochs=2, warmup_epochs=10)
+    FinetuneConfig(epochs=2, warmup_epochs=2)  # reached at the last epoch
+    with pytest.raises(ConfigError, match=r"finetune\.min_lr \(0\.01\) exceeds the peak learning rate "
+                       r"\(finetune\.lr = 0\.0001\)"):
+        FinetuneConfig(lr=1e-4, min_lr=1e-2)
+    with pytest.raises(ConfigError, match=r"\(finetune\.blr x finetune\.batch_size / 256 = 6\.25e-05\)"):
+        FinetuneConfig(min_lr=1e-4)  # default blr 1e-3 x 16 / 256
+    with pytest.raises(ConfigError, match="label_smoothing .* applies to classification only, and this task is "
+                       "regression"):
+        FinetuneConfig(task="regression", label_smoothing=0.1)
+    # task "auto" reads regression from the labels: refused before any training
+    with pytest.raises(ConfigError, match="this task is regression"):
+        finetune(_model(), store, "score", config=FinetuneConfig(label_smoothing=0.1, folds=2), progress=False)
+
+
+def test_cli_names_the_schedule_flags(store, tmp_path, capsys):
+    assert main(["finetune", "--data", str(store), "--label", "group", "--model", "x", "--out",
+                 str(tmp_path / "ft"), "--epochs", "2", "--warmup-epochs", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "--warmup-epochs (5) exceeds --epochs (2)" in err and "Traceback" not in err

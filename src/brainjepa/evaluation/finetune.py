@@ -34,7 +34,7 @@ from brainjepa.data.dataset import StoreDataset
 from brainjepa.data.normalize import Normalizer
 from brainjepa.data.store import RunStore, check_num_rois, open_runs
 from brainjepa.data.windows import WindowSpec
-from brainjepa.errors import CheckpointError, DataError, TrainingError
+from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingError
 from brainjepa.evaluation.embed import model_normalizer
 from brainjepa.evaluation.finetune_loop import Fold, WarmupCosine, evaluate, train_one_epoch
 from brainjepa.evaluation.labels import TASK_KINDS, Labels, TaskKind, read_labels
@@ -110,6 +110,21 @@ class FinetuneConfig(EncoderOptions):
     num_workers: int | None = bounded(None, ge=0)
     seed: int = bounded(0, ge=0)
 
+    def __post_init__(self) -> None:
+        """Pretraining's schedule rules (`OptimizationConfig.check_schedule`): the peak LR is reached and the cosine
+        runs; label smoothing is refused where it cannot apply."""
+        super().__post_init__()
+        if self.warmup_epochs > self.epochs:
+            raise ConfigError(f"finetune.warmup_epochs ({self.warmup_epochs:g}) exceeds finetune.epochs "
+                              f"({self.epochs}): the learning rate would never reach its peak; lower "
+                              "finetune.warmup_epochs")
+        if self.min_lr > self.peak_lr:
+            peak = "finetune.lr" if self.lr is not None else "finetune.blr x finetune.batch_size / 256"
+            raise ConfigError(f"finetune.min_lr ({self.min_lr:g}) exceeds the peak learning rate ({peak} = "
+                              f"{self.peak_lr:g}): the cosine decay would never run")
+        if self.task == "regression":
+            check_smoothing(self.label_smoothing, self.task)
+
     def for_machine(self) -> FinetuneConfig:
         """This config with `precision` chosen for the device (logged in one line) and `num_workers` for the CPUs:
         what the run uses, and what finetune.json records."""
@@ -127,6 +142,13 @@ class FinetuneConfig(EncoderOptions):
         """Windows of `frames` samples: random for training, the centre window for validation and test."""
         return WindowSpec(frames=frames, sampling_rate=self.sampling_rate, mode="random" if train else "center",
                           target_tr=self.target_tr, short="pad" if self.pad else "error")
+
+
+def check_smoothing(label_smoothing: float, task: str) -> None:
+    """Label smoothing changes the cross-entropy only: with a regression target it would be accepted and ignored."""
+    if label_smoothing and task != "classification":
+        raise ConfigError(f"finetune.label_smoothing ({label_smoothing:g}) applies to classification only, and this "
+                          f"task is {task}; leave finetune.label_smoothing at 0")
 
 
 def build_finetune_model(model: BrainJEPA, num_outputs: int, *, encoder: str = "target",
@@ -254,6 +276,7 @@ def finetune(
     cfg = config or FinetuneConfig()
     store, _ = open_runs(store, None)
     labels = read_labels(store, label, cfg.task, folds=cfg.folds)  # refused here, before any training
+    check_smoothing(cfg.label_smoothing, labels.task)  # task "auto" is known only now
     check_learnable(labels.targets, labels.groups, labels.task, cfg.folds, f"{store.path}: label {label!r}")
     cfg = cfg.for_machine()
     run = cfg.runtime()  # bf16 or fp32 now: chosen (and logged) once by for_machine
