@@ -110,6 +110,11 @@ def test_runs_are_resampled_to_the_models_own_frame_spacing(golden_dir, weights,
     official, _ = plugin.brainjepa(weights=str(golden_dir / "jepa-ep1.pth.tar"))
     assert official.window.target_tr == pytest.approx(2.2)  # the official model's UKB frame spacing
     assert plugin.brainjepa(weights=str(golden_dir / "jepa-ep1.pth.tar"), target_tr=2.0)[0].window.target_tr == 2.0
+    with pytest.raises(ValueError, match="BRAINJEPA_GRADIENT and BRAINJEPA_NUM_HEADS .* apply to an official "
+                       "jepa-ep.*pth.tar only, and .* is a model folder: unset them"):
+        plugin.brainjepa(weights=str(weights))  # a folder carries its own: the settings would be ignored
+    monkeypatch.delenv(plugin.GRADIENT_ENV)
+    monkeypatch.delenv(plugin.HEADS_ENV)
     assert plugin.brainjepa(weights=str(weights))[0].window.target_tr == plugin.BRAINMARKS_TR  # no record
 
 

@@ -100,6 +100,12 @@ def test_load_dispatches_on_what_the_user_gives(golden_dir, tmp_path):
         BrainJEPA.load(golden_dir / "jepa-ep1.pth.tar")
     with pytest.raises(CheckpointError, match="no such model folder"):
         BrainJEPA.load(tmp_path / "nope")
+    # a folder, a model object: they carry their own gradient and heads, so the reference options are refused
+    for given in (tmp_path / "run", model):
+        with pytest.raises(CheckpointError, match=r"^gradient= \(--gradient\) and num_heads=: for an official "):
+            BrainJEPA.load(given, gradient=grad_csv, num_heads=4)
+    with pytest.raises(CheckpointError, match=r"^num_heads=: .* the given model carries its own"):
+        BrainJEPA.load(model, num_heads=4)
 
 
 def test_untrusted_pickle_is_refused(tmp_path):

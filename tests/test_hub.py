@@ -6,6 +6,7 @@ import inspect
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import huggingface_hub
 import numpy as np
@@ -49,6 +50,10 @@ def hub_cache(tmp_path, monkeypatch) -> Path:
     def create_repo(self, repo_id, **kwargs):
         calls.append(("create_repo", repo_id, kwargs.get("private")))
 
+    def repo_info(self, repo_id, **kwargs):
+        calls.append(("repo_info", repo_id))
+        return SimpleNamespace(private=True)
+
     def upload_folder(self, *, repo_id, folder_path, allow_patterns=None, **kwargs):
         target = remote / repo_id
         target.mkdir(parents=True)
@@ -59,12 +64,14 @@ def hub_cache(tmp_path, monkeypatch) -> Path:
         return huggingface_hub.CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/{COMMIT}",
                                           commit_message="", commit_description="", oid=COMMIT)
 
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
     model = _model()
-    url = model.push_to_hub(REPO, private=True, evaluation={"brainjepa": {"balanced_acc": 0.61, "auc": 0.7}})
+    with monkeypatch.context() as m:  # the download side below must see the real HfApi
+        m.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+        m.setattr(huggingface_hub.HfApi, "repo_info", repo_info)
+        m.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+        url = model.push_to_hub(REPO, private=True, evaluation={"brainjepa": {"balanced_acc": 0.61, "auc": 0.7}})
     assert url.endswith(COMMIT)
-    assert calls == [("create_repo", REPO, True), ("upload_folder", REPO, sorted(HUB_FILES))]
+    assert calls == [("create_repo", REPO, True), ("repo_info", REPO), ("upload_folder", REPO, sorted(HUB_FILES))]
 
     cache = tmp_path / "hf" / "hub"
     repo = cache / f"models--{REPO.replace('/', '--')}"
@@ -75,6 +82,19 @@ def hub_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     torch.save(model.state_dict(), tmp_path / "original.pt")
     return tmp_path
+
+
+def test_private_push_to_an_existing_public_repository_is_refused(monkeypatch):
+    """The Hub ignores `private` when the repository exists: uploading there would publish the weights."""
+    uploads = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: None)
+    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", lambda self, repo_id, **kw: SimpleNamespace(private=False))
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **kw: uploads.append(kw))
+    with pytest.raises(BrainJEPAError, match=f"^{REPO} already exists and is public, so private=True would not"):
+        _model().push_to_hub(REPO, private=True)
+    assert uploads == []
+    _model().push_to_hub(REPO)  # not asked to be private: uploaded
+    assert len(uploads) == 1
 
 
 def test_load_by_id_offline_is_bit_exact(hub_cache):

@@ -303,6 +303,7 @@ def push_to_hub(model: nn.Module, repo_id: str, *, private: bool = False, token:
                 commit_message: str = "Upload Brain-JEPA model", evaluation: Any = None,
                 license: str | None = None, revision: str | None = None) -> str:
     """Create the repository if needed and upload config.json, model.safetensors and the model card.
+    `private=True` makes a new repository private and refuses to upload to an existing public one.
 
     Returns:
         The URL of the commit.
@@ -312,6 +313,9 @@ def push_to_hub(model: nn.Module, repo_id: str, *, private: bool = False, token:
         raise BrainJEPAError(f"{repo_id!r} is not a Hub repository id (expected org/name)")
     api = hub.HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
+    if private and api.repo_info(repo_id).private is False:  # the Hub ignores `private` for an existing repo
+        raise BrainJEPAError(f"{repo_id} already exists and is public, so private=True would not keep these weights "
+                             "private: make the repository private on the Hub first, or push with private=False")
     with tempfile.TemporaryDirectory() as tmp:
         save_for_hub(model, tmp, repo_id, evaluation=evaluation, license=license)
         info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message,

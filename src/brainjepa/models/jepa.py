@@ -185,7 +185,13 @@ class BrainJEPA(nn.Module):
         """Any model a user may point at, in eval mode: a `save_pretrained` folder, a training run folder, the
         official `jepa-ep*.pth.tar` (which needs `gradient`, e.g. `gradient_mapping_450.csv`), a Hub id
         ``org/name``, or a known weights name (`brainjepa info --weights`). A BrainJEPA is returned as it is (so
-        every API taking "a model" takes either)."""
+        every API taking "a model" takes either). `gradient` and `num_heads` build a reference checkpoint's model:
+        given with any other model, which carries its own, they are refused rather than ignored."""
+        given = [n for n, v in (("gradient= (--gradient)", gradient), ("num_heads=", num_heads)) if v is not None]
+        if given and (isinstance(path, BrainJEPA) or hub.is_hub_id(path) or is_known_name(path) or Path(path).is_dir()):
+            what = "the given model" if isinstance(path, BrainJEPA) else str(path)
+            raise CheckpointError(f"{' and '.join(given)}: for an official jepa-ep*.pth.tar only; {what} carries its "
+                                  "own gradient and heads")
         if isinstance(path, BrainJEPA):
             return path
         if hub.is_hub_id(path) or is_known_name(path):

@@ -128,6 +128,10 @@ def brainjepa(
         )
     if encoder not in ("target", "context"):
         raise ValueError(f"brainjepa: encoder must be 'target' or 'context', got {encoder!r}")
+    given = [name for name, value in ((GRADIENT_ENV, gradient), (HEADS_ENV, heads)) if value]
+    if given and Path(weights).is_dir():  # a folder carries its own gradient and heads: they would be ignored
+        raise ValueError(f"brainjepa: {' and '.join(given)} (or model_kwargs) apply to an official jepa-ep*.pth.tar "
+                         f"only, and {weights} is a model folder: unset them")
     model = BrainJEPA.load(Path(weights), gradient=gradient, num_heads=int(heads) if heads else None)
     if model.config.num_rois != SPACE_ROIS:
         raise ValueError(
