@@ -193,6 +193,15 @@ def _json_edit(env: Env, edit: Callable[[dict], None]) -> str:
     return str(folder)
 
 
+def _embed_file(env: Env, name: str, where: tuple, value: float) -> list[str]:
+    """embed --file on one 40-frame run with `value` at `where` (the model's centre window is frames 4-35)."""
+    ts = np.random.default_rng(4).standard_normal((R, 40))
+    ts[where] = value
+    np.save(env.path(name), ts)
+    return ["embed", "--model", env.model, "--file", str(env.path(name)), "--out", str(env.tmp / "f.npy"),
+            "--no-progress"]
+
+
 def _huge_store(env: Env) -> str:
     """Finite float32 values so large that an un-normalised forward pass overflows for subject h2 only."""
     rng = np.random.default_rng(3)
@@ -242,6 +251,12 @@ CASES = [
     case("validate-negative-tr", lambda e: e.validate(e.good_runs(1), "--tr", "-1"), "--tr must be a positive"),
     case("validate-workers-0", lambda e: e.validate(e.good_runs(1), "--workers", "0"), "--workers must be at least"),
     case("validate-fmriprep-flag-alone", lambda e: e.validate(e.good_runs(1), "--task", "rest"), "add --fmriprep"),
+    case("validate-table-flags-with-fmriprep", lambda e: e.validate(e.good_runs(1), "--fmriprep", "--no-header",
+                                                                    "--orientation", "rois-x-time"),
+         "--orientation, --header: only for tables and arrays, and fMRIPrep derivatives are images; remove them"),
+    case("prepare-subject-column-alone", lambda e: e.prepare(e.good_runs(), "--rois", "8", "--subject-column", "id",
+                                                             "--out", str(e.tmp / "s")),
+         "--subject-column names a column of --phenotypes, and none is given"),
     # --- prepare ---
     case("prepare-store-exists", lambda e: e.prepare(e.good_runs(), "--rois", "8", "--out", e.store),
          "a store already exists here"),
@@ -356,6 +371,8 @@ CASES = [
          "model.safetensors: weights are not finite: tensor target_encoder.blocks.0.attn.qkv.weight"),
     case("load-checkpoint-without-gradient", lambda e: e.embed(model=e.text("c.pth.tar", b"x")),
          "needs its gradient CSV (gradient=, --gradient)"),
+    case("load-folder-with-gradient", lambda e: e.embed("--gradient", str(e.shared / "grad.csv")),
+         "gradient= (--gradient): for an official jepa-ep*.pth.tar only; "),
     case("load-checkpoint-runs-no-pickle-code", lambda e: e.embed("--gradient", str(e.shared / "grad.csv"),
                                                                   model=_evil_checkpoint(e)),
          "evil.pth.tar: cannot read checkpoint", after=_nothing_executed),
@@ -383,6 +400,13 @@ CASES = [
           "frame", "--pad (embed, probe, finetune)")),
     case("embed-non-finite-output", lambda e: e.embed("--normalization", "none", data=_huge_store(e)),
          "non-finite embeddings for 1 of 4 runs (subject 'h2' run '1'); nothing is written"),
+    # a bad value is named where it is (as validate names it), wherever the window falls
+    case("embed-file-nan", lambda e: _embed_file(e, "nan.npy", (3, 20), np.nan),
+         "nan.npy: 1 NaN and 0 Inf values in ROI 3"),
+    case("embed-file-inf-outside-the-window", lambda e: _embed_file(e, "inf.npy", (5, 0), np.inf),
+         "inf.npy: 0 NaN and 1 Inf values in ROI 5"),
+    case("embed-file-constant-roi", lambda e: _embed_file(e, "const.npy", (7, slice(None)), 1.0),
+         "const.npy: constant ROI 7"),
     case("embed-target-tr-without-tr", lambda e: e.embed("--target-tr", "1.0", data=e.small_store(
         "no_tr", [("a", G((R, 40)))], tr=None)), "run has no TR"),
     case("embed-layer-out-of-range", lambda e: e.embed("--layer", "5"), "--layer must be in [-1, 1)"),

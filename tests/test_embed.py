@@ -127,6 +127,25 @@ def test_tokenfc_is_the_token_fc_of_the_embedded_tokens(model, store):
     torch.testing.assert_close(two, (one[0] + one[1]) / 2, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("masked_views", [0, 2])
+def test_batch_size_below_the_windows_of_a_run_is_honoured(model, store, masked_views):
+    """--batch-size is windows per forward pass, also when one run has more windows than that."""
+    net = copy.deepcopy(model)
+    seen: list[int] = []
+    net.target_encoder.blocks[0].register_forward_hook(lambda mod, args, out: seen.append(len(out)))
+    runs = [store.run(i) for i in range(3)]
+    common = {"windows": 3, "masked_views": masked_views, "precision": "fp32"}
+    if masked_views:
+        common["mask_keep"] = 0.5
+    small = embed(net, runs, pooling="mean", options=EmbedOptions(batch_size=2, **common))
+    health_pass = 3 if masked_views else 0  # masked views: the health check's own pass, one window per run
+    assert seen and max(seen) == 2 and sum(seen) == 3 * 3 * max(masked_views, 1) + health_pass
+    seen.clear()
+    whole = embed(net, runs, pooling="mean", options=EmbedOptions(batch_size=9, **common))
+    assert max(seen) == 9
+    torch.testing.assert_close(small, whole, atol=1e-5, rtol=1e-5)
+
+
 def test_tokenfc_masked_views_average_the_fisher_z(model, store):
     from brainjepa.evaluation.embed import _encode, _view_indices
 
@@ -137,7 +156,8 @@ def test_tokenfc_masked_views_average_the_fisher_z(model, store):
     assert idx.shape == (3, 3, R * 2)  # views x samples x (2 of 4 patches of every ROI)
     with torch.no_grad():
         want = sum(net.pool(net.forward_features(x, idx[v]), "tokenfc") for v in range(3)) / 3
-    torch.testing.assert_close(_encode(net, x, "tokenfc", options, 0, 3), want, atol=1e-6, rtol=1e-6)
+    # passes of at most 2 windows: the views' token indices stay with their windows
+    torch.testing.assert_close(_encode(net, x, "tokenfc", options, 0, 3, 2), want, atol=1e-6, rtol=1e-6)
     runs = [store.run(i) for i in range(3)]
     full = embed(model, runs, pooling="tokenfc")
     same = embed(model, runs, pooling="tokenfc", options=EmbedOptions(masked_views=2, mask_keep=1.0))
@@ -197,8 +217,24 @@ def test_option_errors_name_the_option(model, store):
         EmbedOptions(mask_keep=1.5)
     with pytest.raises(ConfigError, match="embed.encoder must be one of"):
         EmbedOptions(encoder="online")
+    # the masked views' settings without masked views would change nothing
+    with pytest.raises(ConfigError, match=r"^embed\.mask_keep and embed\.seed set how masked views are drawn, and "
+                       "there are none"):
+        EmbedOptions(mask_keep=0.2, seed=9)
+    with pytest.raises(ConfigError, match=r"^embed\.seed set"):
+        EmbedOptions(seed=9)
+    assert EmbedOptions(masked_views=2, mask_keep=0.2, seed=9).seed == 9
     with pytest.raises(ConfigError, match="pooling must be one of"):
         embed(model, np.stack([store.run(0)]), pooling="max")
+
+
+def test_cli_refuses_view_flags_without_views(model, store, tmp_path, capsys):
+    folder = model.save_pretrained(tmp_path / "m")
+    assert main(["embed", "--model", str(folder), "--data", str(store.path), "--out", str(tmp_path / "e.npy"),
+                 "--mask-keep", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--mask-keep set how masked views are drawn, and there are none: set --masked-views" in err
+    assert not (tmp_path / "e.npy").exists()
 
 
 def test_cli_npy_and_parquet(model, store, tmp_path, capsys):

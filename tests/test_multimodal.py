@@ -179,4 +179,13 @@ def test_cli_align(tmp_path, capsys):
     code = main(["align", "--brain", str(tmp_path / "objects.npy"), "--other", str(tmp_path / "other.npy"),
                  "--out", str(out)])
     assert code == 2
-    assert "objects.npy: not a numeric .npy array" in capsys.readouterr().err
+    assert "--brain: " in (err := capsys.readouterr().err) and "objects.npy: unreadable as a numeric .npy matrix (it " \
+        "holds pickled Python objects, which are never unpickled)" in err
+    np.savetxt(tmp_path / "other.csv", other, delimiter=",")  # a headerless CSV is read as the .npy is
+    assert main(["align", "--brain", str(tmp_path / "brain.npy"), "--other", str(tmp_path / "other.csv"), "--out",
+                 str(tmp_path / "csv"), "--epochs", "1", "--hidden-dim", "8", "--out-dim", "4", "--no-progress"]) == 0
+    for flag, given in (("--other", "nosuch.npy"), ("--subjects", "nosuch.txt")):
+        args = {"--brain": str(tmp_path / "brain.npy"), "--other": str(tmp_path / "other.npy"), flag: given}
+        assert main(["align", *[a for pair in args.items() for a in pair], "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"brainjepa align: error: {flag}: nosuch") and "Traceback" not in err

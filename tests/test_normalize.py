@@ -152,12 +152,13 @@ def test_roi_zscore_standardises_each_roi():
 def test_zscores_reject_constants_unless_eps():
     x = np.random.default_rng(4).normal(size=(3, 10))
     x[2] = 4.0
-    with pytest.raises(DataError, match=r"roi_zscore: constant over time \(std 0\): ROI 2; set eps > 0"):
+    with pytest.raises(DataError, match=r"roi_zscore: constant over time \(std 0\): ROI 2; .* check the run "
+                       r"\(brainjepa validate\), or in Python give the normaliser eps > 0"):
         RoiZScore()(x)
     out = RoiZScore(eps=1e-6)(x)
     np.testing.assert_array_equal(out[2], 0)
     assert np.isfinite(out).all()
-    with pytest.raises(DataError, match="sample_zscore: the sample is constant"):
+    with pytest.raises(DataError, match="sample_zscore: the window is constant"):
         SampleZScore()(np.full((3, 10), 2.0))
     np.testing.assert_array_equal(SampleZScore(eps=1e-3)(np.full((3, 10), 2.0)), 0)
     with pytest.raises(DataError, match="needs at least 2 values"):

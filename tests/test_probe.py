@@ -237,6 +237,23 @@ def test_probe_store_errors(store, trained, tmp_path, capsys):
     assert "16 groups (subjects) cannot make 20 folds" in capsys.readouterr().err
 
 
+def test_settings_of_the_unused_head_are_refused(store, trained, tmp_path):
+    """Each head's own settings, given with the other head, would change nothing: refused before any work."""
+    from brainjepa.evaluation.attentive import AttentiveConfig
+
+    x, y = np.random.default_rng(0).standard_normal((12, 4)), np.repeat([0, 1], 6)
+    with pytest.raises(ConfigError, match="^attentive= configures the attentive head, and the head is linear"):
+        probe(x, y, attentive=AttentiveConfig(epochs=2))
+    with pytest.raises(ConfigError, match="^attentive= configures"):
+        probe_store(store, "group", model=trained, attentive=AttentiveConfig(epochs=2))
+    with pytest.raises(ConfigError, match="^inner_folds, Cs tune the linear head, and the head is attentive"):
+        probe(x[:, None], y, head="attentive", inner_folds=4, Cs=[1.0])
+    emb = tmp_path / "e.npy"
+    np.save(emb, np.zeros((1, 4), np.float32))
+    with pytest.raises(ConfigError, match="^random_init_seed apply to embedding with a model"):
+        probe_store(store, "group", embeddings=emb, random_init_seed=3)
+
+
 def test_probe_store_roi_pooling(store, trained):
     table = probe_store(store, "group", model=trained, pooling="roi", baselines=["random-init"], folds=2, seeds=1,
                         progress=False)

@@ -65,3 +65,18 @@ def test_pretrain_config_is_the_reference_form_config_in_schema_form(store, tmp_
     save_config(schema, tmp_path / "schema.yaml")
     save_config(reference, tmp_path / "reference.yaml")
     assert (tmp_path / "schema.yaml").read_text() == (tmp_path / "reference.yaml").read_text()
+
+
+def test_the_sample_cache_reaches_the_evaluation(store, tmp_path):
+    """`quickstart --cache` is where the sample's event files are: the suite's GLM row reads them from there, and
+    the report's evaluate line passes it on."""
+    from types import SimpleNamespace
+
+    from brainjepa.report.markdown import _evaluate_command
+    from brainjepa.report.quickstart import suite_options
+
+    runs = RunStore(store)
+    options = suite_options("connattractor", runs, folds=2, seeds=1, seed=0, cache=tmp_path / "cache")
+    assert options.cache == str(tmp_path / "cache")
+    assert _evaluate_command(SimpleNamespace(options=options), tmp_path).endswith(f" --cache {tmp_path / 'cache'}")
+    assert suite_options("connattractor", runs, folds=2, seeds=1, seed=0).cache is None

@@ -351,7 +351,8 @@ def _read_rows(path: str | Path) -> tuple[np.ndarray, list[int] | None]:
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as err:
-            raise DataError(f"{path}: unreadable as a numeric .npy matrix ({err})") from err
+            why = "it holds pickled Python objects, which are never unpickled" if "pickle" in str(err) else str(err)
+            raise DataError(f"{path}: unreadable as a numeric .npy matrix ({why})") from err
         lines = None
     else:
         arr, lines = _read_text_rows(path)

@@ -10,6 +10,7 @@ import numpy as np
 
 from brainjepa.errors import DataError
 from brainjepa.evaluation.multimodal import AlignConfig, AlignResult, align, retrieval_recall
+from brainjepa.io import read_matrix
 from brainjepa.report.figures import can_draw, retrieval_figure
 
 
@@ -22,8 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "directions against chance (k / N_test). Writes projectors.safetensors, projectors.json, metrics.json "
         "and retrieval.png (recall@k for every k on the held-out rows; with the [viz] extra) to --out.",
     )
-    p.add_argument("--brain", required=True, metavar="FILE", help="brain embeddings [N, D] (.npy)")
-    p.add_argument("--other", required=True, metavar="FILE", help="other-modality embeddings [N, D'] (.npy)")
+    p.add_argument("--brain", required=True, metavar="FILE",
+                   help="brain embeddings [N, D] (.npy, or a headerless CSV/TSV)")
+    p.add_argument("--other", required=True, metavar="FILE",
+                   help="other-modality embeddings [N, D'] (.npy, or a headerless CSV/TSV)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--subjects", metavar="FILE",
                    help="text file with one subject id per row, to keep a subject's rows together "
@@ -50,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
         learn_temperature=not args.fixed_temperature, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, test_fraction=args.test_fraction, seed=args.seed,
     )
-    subjects = None if args.subjects is None else np.array(Path(args.subjects).read_text().split())
-    brain, other = _load(args.brain), _load(args.other)
+    subjects = None if args.subjects is None else _subjects(args.subjects)
+    brain, other = _load("--brain", args.brain), _load("--other", args.other)
     result = align(brain, other, subjects=subjects, config=cfg, device=args.device, out=args.out,
                    progress=not args.no_progress)
     m = result.metrics
@@ -80,8 +83,17 @@ def recall_curves(result: AlignResult, brain: np.ndarray, other: np.ndarray) -> 
             for name, (a, b) in {"brain -> other": (zb, zo), "other -> brain": (zo, zb)}.items()}
 
 
-def _load(path: str) -> np.ndarray:
+def _load(flag: str, path: str) -> np.ndarray:
+    """A numeric [N, D] matrix (`brainjepa.io.read_matrix`); errors name the flag and the file."""
     try:
-        return np.load(path)
-    except ValueError as err:  # pickled objects or a file that is not .npy
-        raise DataError(f"{path}: not a numeric .npy array ({err})") from err
+        return read_matrix(path)
+    except DataError as err:
+        raise DataError(f"{flag}: {err}") from None
+
+
+def _subjects(path: str) -> np.ndarray:
+    try:
+        return np.array(Path(path).read_text().split())
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"--subjects: {path}: cannot read it as a text file of subject ids ({err.__class__.__name__})"
+                        ) from None

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "would not fit (default 10)")
     p.add_argument("--data", choices=get_args(DataChoice), default="connattractor",
                    help="real heat-pain task fMRI from PyPI (default) or simulated BOLD with known labels")
-    p.add_argument("--cache", help="sample cache folder (default: $BRAINJEPA_CACHE/samples or ~/.cache/brainjepa)")
+    p.add_argument("--cache", help="sample cache folder (default: $BRAINJEPA_CACHE/samples or "
+                   "~/.cache/brainjepa/samples); the evaluation's GLM row reads the sample's event files there")
     p.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
     p.add_argument("--folds", type=int, default=5, help="evaluation suite: subject-grouped folds (default 5)")
     p.add_argument("--seeds", type=int, default=1,

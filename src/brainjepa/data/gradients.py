@@ -309,6 +309,12 @@ def compute_gradients(
         raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
     if diffusion_time < 0:
         raise ConfigError(f"diffusion_time must be >= 0 (0: multi-scale), got {diffusion_time}")
+    if approach != "dm":  # the diffusion map's own parameters would be accepted and ignored
+        given = [name for name, value, unset in (("alpha", alpha, 0.5), ("diffusion_time", diffusion_time, 0))
+                 if value != unset]
+        if given:
+            raise ConfigError(f"{' and '.join(given)} set the diffusion map (approach dm), and the approach is "
+                              f"{approach}: remove {'it' if len(given) == 1 else 'them'}")
     affinity = gradient_affinity(fc, kernel=kernel, sparsity=sparsity)
     if approach == "dm":
         grads, lambdas = diffusion_map(affinity, n_components, alpha=alpha, diffusion_time=diffusion_time, seed=seed)

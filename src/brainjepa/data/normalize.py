@@ -134,7 +134,8 @@ class SampleZScore(_ZScore):
 
     def _check_std(self, std: np.ndarray) -> None:
         if std[0] == 0:
-            raise DataError("sample_zscore: the sample is constant (std 0); set eps > 0 to map it to zeros")
+            raise DataError("sample_zscore: the window is constant (std 0) and cannot be z-scored; check the run "
+                            "(brainjepa validate), or in Python give the normaliser eps > 0 to map it to zeros")
 
 
 class RoiZScore(_ZScore):
@@ -149,8 +150,8 @@ class RoiZScore(_ZScore):
             names = ", ".join(_roi_name(int(i), None) for i in flat[:5])
             more = f" and {flat.size - 5} more" if flat.size > 5 else ""
             raise DataError(
-                f"roi_zscore: constant over time (std 0): {names}{more}; "
-                "set eps > 0 to map constant ROIs to zeros"
+                f"roi_zscore: constant over time (std 0): {names}{more}; such a ROI cannot be z-scored: check the "
+                "run (brainjepa validate), or in Python give the normaliser eps > 0 to map it to zeros"
             )
 
 

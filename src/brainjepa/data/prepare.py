@@ -29,7 +29,7 @@ from brainjepa.data.readers import (
 )
 from brainjepa.data.store import RunStore, StoreWriter, check_target, open_runs
 from brainjepa.data.validate import Checked, Problem, check_inputs
-from brainjepa.errors import DataError
+from brainjepa.errors import ConfigError, DataError
 from brainjepa.io import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -66,8 +66,15 @@ def _checked_runs(
     progress: bool,
     fmriprep: FmriprepOptions | None,
 ) -> tuple[list[Source], Iterator[Checked]]:
-    """(the runs found under `inputs`, their checks in input order); raises when there is nothing to read."""
+    """(the runs found under `inputs`, their checks in input order); raises when there is nothing to read, or when
+    table settings come with fMRIPrep derivatives, whose runs are images they would not change."""
     if fmriprep is not None:
+        tables = [name for name, unset in (("orientation", "auto"), ("header", None), ("index_col", None))
+                  if getattr(options, name) != unset]
+        if tables:
+            flags = ", ".join("--" + name.replace("_", "-") for name in tables)
+            raise ConfigError(f"{flags}: only for tables and arrays, and fMRIPrep derivatives are images; remove "
+                              f"{'it' if len(tables) == 1 else 'them'} (Python: ReadOptions {', '.join(tables)})")
         sources = find_fmriprep_runs(inputs, fmriprep)
     else:
         sources = find_sources(inputs, skip=options.atlases)
@@ -150,6 +157,9 @@ def prepare_store(
     """
     import pandas as pd
 
+    if subject_column is not None and phenotypes is None:
+        raise ConfigError("--subject-column names a column of --phenotypes, and none is given: add --phenotypes or "
+                          "remove --subject-column")
     out = Path(out)
     check_target(out, overwrite=overwrite)
     table = read_phenotypes(phenotypes, subject_column=subject_column) if phenotypes is not None else None

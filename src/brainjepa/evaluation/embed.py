@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
@@ -46,6 +47,7 @@ from brainjepa.data.normalize import (
 )
 from brainjepa.data.readers import ReadOptions, find_sources, read_source
 from brainjepa.data.store import RunStore, check_num_rois, open_runs
+from brainjepa.data.validate import check_timeseries, raise_for_problems
 from brainjepa.data.windows import WindowSpec, take_windows
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.options import EncoderOptions, option
@@ -98,6 +100,15 @@ class EmbedOptions(EncoderOptions):
         None, "windows per forward pass (default: 32 on a GPU; on a CPU, chosen by timing the encoder's first "
         "block once, in a call of 32 windows or more, and stored)", ge=1)
     check_roi_labels: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.masked_views:  # the views' settings would be accepted and ignored
+            defaults = {f.name: f.default for f in fields(self)}
+            changed = [f"embed.{name}" for name in ("mask_keep", "seed") if getattr(self, name) != defaults[name]]
+            if changed:
+                raise ConfigError(f"{' and '.join(changed)} set how masked views are drawn, and there are none: set "
+                                  "embed.masked_views (1 or more) or leave them at their defaults")
 
     def window_spec(self, frames: int) -> WindowSpec:
         """The deterministic (centre-mode) window of `frames` samples these options describe."""
@@ -507,13 +518,13 @@ def _embed_samples(
               inference_attention(net, plan.attention)):
             if not fused and len(head) >= 2:  # a pass of its own, in the embedding's precision and kernel
                 with run.autocast():
-                    report_health(model, encoder_health(net, centre), len(centre), normalizer)
+                    report_health(model, encoder_health(net, centre, plan.batch_size), len(centre), normalizer)
             for first, block in _chunks(samples, chunk):
                 x = np.stack([_windows(ts, tr, name, spec, options.windows, normalizer, cfg.num_rois)
                               for ts, tr, name in block])
                 x = torch.from_numpy(x.reshape(-1, *x.shape[2:])).to(device)
                 with run.autocast():
-                    pooled = _encode(net, x, pooling, options, first, len(block), meter)
+                    pooled = _encode(net, x, pooling, options, first, len(block), plan.batch_size, meter)
                 if meter is not None and (meter.windows == HEALTH_WINDOWS or first + len(block) == n):
                     report_health(model, meter.result(), meter.windows, normalizer)
                     meter = None
@@ -564,11 +575,13 @@ def _chunks(samples: Iterable, size: int) -> Iterator[tuple[int, list]]:
 
 def _windows(ts: np.ndarray, tr: float | None, name: str, spec: WindowSpec, k: int,
              normalizer: Normalizer, num_rois: int) -> np.ndarray:
-    """k normalised windows [k, R, frames] of one run; errors name the sample."""
+    """k normalised windows [k, R, frames] of one run; the whole run is checked as `validate` checks it (NaN/Inf,
+    constant ROIs), so a bad value is named where it is, not as a non-finite embedding; errors name the sample."""
     if ts.ndim != 2 or ts.shape[0] != num_rois:
         raise DataError(
             f"{name}: series has shape {list(ts.shape)} but the model expects [{num_rois}, T] (ROIs x frames)"
         )
+    raise_for_problems(check_timeseries(ts, source=name))
     wins = take_windows(ts, spec, k, tr=tr, subject=name)
     try:
         return np.stack([normalizer(w) for w in wins])
@@ -578,24 +591,33 @@ def _windows(ts: np.ndarray, tr: float | None, name: str, spec: WindowSpec, k: i
 
 @torch.inference_mode()
 def _encode(net: BrainEncoder, x: Tensor, pooling: Pooling, options: EmbedOptions, first: int, count: int,
-            health: HealthMeter | None = None) -> Tensor:
-    """Pooled float32 CPU embeddings of windows x [count * k, R, F], averaged over masked views if any.
+            batch: int, health: HealthMeter | None = None) -> Tensor:
+    """Pooled float32 CPU embeddings of windows x [count * k, R, F], averaged over masked views if any, in forward
+    passes of at most `batch` windows (a run's k windows may take several).
 
     `health` (full input and the last block only) takes the stream of each run's first window, up to
     `HEALTH_WINDOWS` in all: windows of one run are alike, so the check compares runs.
     """
     if not options.masked_views:
-        stream = net.forward_intermediates(x, [options.layer])[0]
+        stream = _in_passes(lambda xs: net.forward_intermediates(xs, [options.layer])[0], batch, x)
         if health is not None:
             take = slice(None, (HEALTH_WINDOWS - health.windows) * (len(x) // count), len(x) // count)
             health.add(x[take], stream[take])
         return net.pool(net.norm(stream).float(), pooling).cpu()
     idx = _view_indices(first, count, options, x.shape[1], net.cfg.num_time_patches).to(x.device)
-    total = sum(net.pool(_features(net, x, options.layer, idx[v]), pooling) for v in range(options.masked_views))
+    total = sum(net.pool(_in_passes(partial(_features, net, layer=options.layer), batch, x, idx[v]), pooling)
+                for v in range(options.masked_views))
     return (total / options.masked_views).cpu()
 
 
-def _features(net: BrainEncoder, x: Tensor, layer: int, context_idx: Tensor | None) -> Tensor:
+def _in_passes(forward: Callable[..., Tensor], batch: int, *rows: Tensor) -> Tensor:
+    """`forward` over the rows of `rows` (aligned tensors) in passes of at most `batch`, concatenated."""
+    if len(rows[0]) <= batch:
+        return forward(*rows)
+    return torch.cat([forward(*(r[i:i + batch] for r in rows)) for i in range(0, len(rows[0]), batch)])
+
+
+def _features(net: BrainEncoder, x: Tensor, context_idx: Tensor | None, *, layer: int) -> Tensor:
     """float32 tokens of block `layer` after the final norm (the last block: `forward_features`)."""
     return net.forward_intermediates(x, [layer], norm=True, context_idx=context_idx)[0].float()
 

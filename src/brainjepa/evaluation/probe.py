@@ -48,6 +48,7 @@ HEADS: tuple[Head, ...] = get_args(Head)
 FoldFeatures = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 DEFAULT_CS = tuple(np.logspace(-4, 4, 9).tolist())
 DEFAULT_ALPHAS = tuple(np.logspace(-2, 6, 9).tolist())
+INNER_FOLDS = 3  # grouped inner CV folds choosing C / alpha
 BASELINES = ("random-init", "fc")
 ROW_NAMES = {"brainjepa": "brainjepa", "random-init": "random-init", "fc": "FC"}
 
@@ -126,6 +127,21 @@ class ProbeTable:
         return out
 
 
+def check_head_settings(head: str, attentive: AttentiveConfig | None, **linear: tuple[Any, Any]) -> None:
+    """Refuse settings of the head that is not used: `attentive` with the linear head, or a linear-head setting
+    (`linear`: name -> (value, default)) changed with the attentive head."""
+    if head not in HEADS:
+        raise ConfigError(f"probe head must be one of {list(HEADS)}, got {head!r}")
+    if head == "linear" and attentive is not None:
+        raise ConfigError("attentive= configures the attentive head, and the head is linear: pass head='attentive' "
+                          "(--head attentive) or remove attentive=")
+    changed = [name for name, (value, default) in linear.items() if head == "attentive" and
+               tuple(np.atleast_1d(value)) != tuple(np.atleast_1d(default))]
+    if changed:
+        raise ConfigError(f"{', '.join(changed)} tune the linear head, and the head is attentive (its grid is "
+                          "AttentiveConfig's): remove them")
+
+
 def probe(
     features: np.ndarray | FoldFeatures,
     labels: np.ndarray,
@@ -134,7 +150,7 @@ def probe(
     task: TaskKind | None = None,
     folds: int = 5,
     seeds: int = 3,
-    inner_folds: int = 3,
+    inner_folds: int = INNER_FOLDS,
     Cs: Sequence[float] = DEFAULT_CS,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     head: Head = "linear",
@@ -165,8 +181,8 @@ def probe(
             that are not [N, tokens, D].
         ConfigError: an unknown head.
     """
-    if head not in HEADS:
-        raise ConfigError(f"probe head must be one of {list(HEADS)}, got {head!r}")
+    check_head_settings(head, attentive, inner_folds=(inner_folds, INNER_FOLDS), Cs=(Cs, DEFAULT_CS),
+                        alphas=(alphas, DEFAULT_ALPHAS))
     per_fold = features if callable(features) else None
     dtype = np.float64 if head == "linear" else np.float32  # token features are large; torch takes float32
     x = np.arange(len(labels))[:, None] if per_fold else np.asarray(features, dtype=dtype)
@@ -336,7 +352,7 @@ def probe_models(
     task: TaskKind | None = None,
     folds: int = 5,
     seeds: int = 3,
-    inner_folds: int = 3,
+    inner_folds: int = INNER_FOLDS,
     head: Head = "linear",
     attentive: AttentiveConfig | None = None,
 ) -> ProbeTable:
@@ -362,8 +378,11 @@ def probe_models(
     table = ProbeTable(label, task)
     for name, x in zip(names, arrays, strict=True):
         logger.info("probing %s features %s for %r (%s)", name, list(x.shape), label, task)
-        table.results[name] = probe(x, y, g, task=task, folds=folds, seeds=seeds, inner_folds=inner_folds,
-                                    head=head if x.ndim == 3 else "linear", attentive=attentive)
+        if head == "attentive" and x.ndim == 3:
+            result = probe(x, y, g, task=task, folds=folds, seeds=seeds, head=head, attentive=attentive)
+        else:  # vectors (e.g. FC): the linear head, whatever the token rows use
+            result = probe(x, y, g, task=task, folds=folds, seeds=seeds, inner_folds=inner_folds)
+        table.results[name] = result
     return table
 
 
@@ -422,12 +441,13 @@ def probe_store(
     if (model is None) == (embeddings is None):
         raise ConfigError("probe needs exactly one of a model (model=, --model) or an embeddings file (embeddings=, "
                           "--embeddings)")
+    check_head_settings(head, attentive)
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ConfigError(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
     if embeddings is not None:
-        given = [name for name, value in (("pooling", pooling), ("options", options), ("gradient", gradient))
-                 if value is not None]
+        given = [name for name, value in (("pooling", pooling), ("options", options), ("gradient", gradient),
+                                          ("random_init_seed", random_init_seed or None)) if value is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} apply to embedding with a model, not to an embeddings file")
     else:

@@ -56,7 +56,9 @@ class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
         **options: every setting of `EmbedOptions` (they are this estimator's parameters, with their defaults):
             encoder, layer, windows, sampling_rate, target_tr, pad, normalization, masked_views, mask_keep,
             batch_size, device (None: where the model is), precision, and the masked views' seed, named
-            ``random_state`` as scikit-learn names seeds.
+            ``random_state`` as scikit-learn names seeds. As in scikit-learn's own estimators, `random_state`
+            is used only where there is something random (here: ``masked_views`` > 0); the other masked-view
+            setting, `mask_keep`, is refused without views.
     """
 
     @_with_option_parameters
@@ -131,7 +133,10 @@ class BrainJEPAEmbedder(TransformerMixin, BaseEstimator):
     def _options(self) -> EmbedOptions:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
-        return EmbedOptions(**{f.name: getattr(self, name) for name, f in OPTION_PARAMETERS.items()})
+        values = {f.name: getattr(self, name) for name, f in OPTION_PARAMETERS.items()}
+        if not values["masked_views"]:  # scikit-learn sets random_state on any estimator that has one
+            values.pop("seed")
+        return EmbedOptions(**values)
 
     def _series(self, X: np.ndarray) -> np.ndarray:  # noqa: N803 (sklearn API)
         """X as float32 [N, R, T]; a 2-D X is unflattened with the model's ROI count. scikit-learn's `check_array`

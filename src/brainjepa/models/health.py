@@ -151,8 +151,9 @@ class HealthMeter:
 
 
 @torch.no_grad()
-def encoder_health(encoder: BrainEncoder, x: Tensor) -> Health:
-    """Diagnostics of `encoder` on normalised windows x [B, R, T] (B >= 2 windows, ideally from different runs).
+def encoder_health(encoder: BrainEncoder, x: Tensor, batch: int | None = None) -> Health:
+    """Diagnostics of `encoder` on normalised windows x [B, R, T] (B >= 2 windows, ideally from different runs),
+    in forward passes of at most `batch` windows (default: one pass).
 
     Runs in fp32 in eval mode (drop path off); the encoder's training mode is restored afterwards.
     """
@@ -162,7 +163,8 @@ def encoder_health(encoder: BrainEncoder, x: Tensor) -> Health:
     encoder.eval()
     try:
         meter = HealthMeter(encoder)
-        meter.add(x, encoder.forward_intermediates(x.float(), [-1])[0])
+        for part in x.split(batch or len(x)):
+            meter.add(part, encoder.forward_intermediates(part.float(), [-1])[0])
         return meter.result()
     finally:
         encoder.train(was_training)

@@ -93,9 +93,10 @@ def _settings(suite: SuiteResult) -> str:
 def _evaluate_command(suite: SuiteResult, out: Path) -> str:
     o = suite.options
     stores = " ".join(f"--store {name}={path}" for name, path in o.stores.items())
+    cache = f" --cache {o.cache}" if o.cache else ""
     return (f"brainjepa evaluate --model {out}/run --out {out}/evaluate --tasks {' '.join(o.tasks)} {stores} "
             f"--folds {o.folds} --seeds {o.seeds} --bootstrap {o.bootstrap} --permutations {o.permutations} "
-            f"--random-init-seeds {' '.join(map(str, o.random_init_seeds))}")
+            f"--random-init-seeds {' '.join(map(str, o.random_init_seeds))}{cache}")
 
 
 def _data_command(facts: dict[str, Any]) -> str:

@@ -92,12 +92,13 @@ def _step(seconds: dict[str, float], name: str, title: str) -> Iterator[None]:
     seconds[name] = round(time.perf_counter() - t0, 1)
 
 
-def suite_options(data: DataChoice, store, *, folds: int, seeds: int, seed: int) -> SuiteOptions:
-    """The evaluation suite's tasks for this data, on the store the quickstart prepared; embedding and probe
-    settings are the suite's defaults."""
+def suite_options(data: DataChoice, store, *, folds: int, seeds: int, seed: int,
+                  cache: str | Path | None = None) -> SuiteOptions:
+    """The evaluation suite's tasks for this data, on the store the quickstart prepared, with the quickstart's
+    sample cache (the GLM row reads event files from it); embedding and probe settings are the suite's defaults."""
     dataset = SUITE_DATASET[data]
     return SuiteOptions(tasks=default_tasks(dataset), folds=folds, seeds=seeds, random_init_seeds=(seed + 1,),
-                        stores={dataset: str(store.path)})
+                        stores={dataset: str(store.path)}, cache=str(cache) if cache else None)
 
 
 def quickstart(out: str | Path = "runs/quickstart", *, steps: int = STUDY_STEPS, minutes: float = 10.0,
@@ -127,7 +128,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, steps: int = STUDY_STEPS,
     with _step(seconds, "data", "data: fetch, validate and prepare"):
         store = load_data(data, out / "store", Path(cache) if cache else None, seed, progress=progress)
         # checked before pretraining, so bad suite settings fail in seconds, not after the time budget
-        options = suite_options(data, store, folds=folds, seeds=seeds, seed=seed)
+        options = suite_options(data, store, folds=folds, seeds=seeds, seed=seed, cache=cache)
         label = LABELS[data]
         frames = store.manifest["frames"].to_numpy()
         facts.update(store=str(store.path), runs=len(store), subjects=int(store.manifest["subject"].nunique()),
