@@ -78,6 +78,8 @@ def test_merged_dlabel_puts_the_subcortex_first(tmp_path):
     assert names == OFFICIAL
     labels = CiftiLabels.load(img).lookup(data_axis(), "data")
     assert np.array_equal(labels, cifti_labels() + 1)
+    written = atlases.write_image(img, str(tmp_path / "merged.dlabel.nii"))  # a str path, as docs/fmriprep.md writes
+    assert np.array_equal(CiftiLabels.load(nib.load(written)).lookup(data_axis(), "data"), labels)
 
 
 def test_combined_dlabel_is_reordered_by_its_parts(tmp_path):

@@ -77,7 +77,7 @@ def test_reference_checkpoint_errors(golden_dir, tmp_path):
     ckpt = golden_dir / "jepa-ep1.pth.tar"
     with pytest.raises(CheckpointError, match="cannot tell the number of attention heads"):
         BrainJEPA.from_reference_checkpoint(ckpt, grad)
-    with pytest.raises(CheckpointError, match="has 4500 tokens, not a multiple"):
+    with pytest.raises(CheckpointError, match="the gradient has 449 rows .* was trained with 450 ROIs"):
         BrainJEPA.from_reference_checkpoint(ckpt, grad[:449], num_heads=4)
     with pytest.raises(CheckpointError, match="gradient has 29 components"):
         BrainJEPA.from_reference_checkpoint(ckpt, grad[:, :29], num_heads=4)
@@ -106,6 +106,26 @@ def test_load_dispatches_on_what_the_user_gives(golden_dir, tmp_path):
             BrainJEPA.load(given, gradient=grad_csv, num_heads=4)
     with pytest.raises(CheckpointError, match=r"^num_heads=: .* the given model carries its own"):
         BrainJEPA.load(model, num_heads=4)
+
+
+def test_reference_checkpoint_errors_name_the_cause(golden_dir, tmp_path, caplog):
+    ckpt, csv = golden_dir / "jepa-ep1.pth.tar", golden_dir / "gradient_mapping_450.csv"
+    grad = np.loadtxt(csv, delimiter=",")
+    np.savetxt(tmp_path / "g300.csv", grad[:300], delimiter=",")  # 4,500 tokens divide by 300 ROIs too
+    with pytest.raises(CheckpointError, match=r"^gradient .*g300\.csv has 300 rows \(one per ROI\), but "
+                       r"jepa-ep1\.pth\.tar was trained with 450 ROIs"):
+        BrainJEPA.load(ckpt, gradient=tmp_path / "g300.csv", num_heads=4)
+    with pytest.raises(CheckpointError, match="num_heads must be a positive divisor of the encoder width 128, got 0"):
+        BrainJEPA.load(ckpt, gradient=csv, num_heads=0)
+    with pytest.raises(CheckpointError, match=r"matches no preset.*BrainJEPA.load\(path, gradient=..., num_heads=N\)"):
+        BrainJEPA.load(ckpt, gradient=csv)
+    raw = torch.load(ckpt, weights_only=True)
+    del raw["target_encoder"]
+    torch.save(raw, tmp_path / "no_target.pth.tar")
+    model = BrainJEPA.load(tmp_path / "no_target.pth.tar", gradient=csv, num_heads=4)
+    assert "holds no target_encoder: the target (EMA) encoder" in caplog.text
+    assert all(torch.equal(a, b) for a, b in zip(model.encoder.state_dict().values(),
+                                                 model.target_encoder.state_dict().values(), strict=True))
 
 
 def test_untrusted_pickle_is_refused(tmp_path):

@@ -117,6 +117,15 @@ def test_volume_cleaning_is_nilearns(tmp_path, merged, strategy, high_pass, detr
     assert run.info == {"task": "rest", "space": "MNI152NLin6Asym", "frames_removed": removed}
 
 
+def test_a_high_pass_at_nyquist_is_refused(tmp_path, merged):
+    """nilearn would lower the cut-off to Nyquist and filter the whole signal away; the run is refused instead."""
+    write_volume_run(tmp_path, "01", "rest")  # TR 2 s: Nyquist 0.25 Hz
+    with pytest.raises(DataError, match=r"--high-pass 0\.3 Hz is at or above the Nyquist frequency of this run "
+                       r"\(0\.25 Hz at TR 2 s\)"):
+        read_fmriprep(_one(tmp_path, high_pass=0.3), atlases=[merged])
+    assert read_fmriprep(_one(tmp_path, high_pass=0.2), atlases=[merged]).ts.std() > 0
+
+
 def test_none_keeps_every_frame_and_the_raw_means(tmp_path, merged):
     path = write_volume_run(tmp_path, "01", "rest", outliers=(10,))
     run = read_fmriprep(_one(tmp_path, confounds="none"), atlases=[merged])

@@ -176,8 +176,8 @@ def test_a_local_folder_ignores_the_download_options_and_refuses_the_rest(tmp_pa
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("went to the Hub"))
     loaded = BrainJEPA.from_pretrained(folder, token="t", cache_dir=tmp_path / "hf", local_files_only=True)
     assert torch.equal(loaded.gradient, _model().gradient)
-    with pytest.raises(CheckpointError, match=r"local path, not a Hugging Face Hub id: revision and force_download "
-                       r"apply to Hub ids only"):
+    with pytest.raises(CheckpointError, match=r"local path, not a Hugging Face Hub id, so revision and force_download "
+                       r"cannot be used \(drop them"):
         BrainJEPA.from_pretrained(folder, revision="v1", force_download=True)
 
 

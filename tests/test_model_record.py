@@ -213,7 +213,12 @@ def test_embed_files_equals_embed_of_the_same_series(tmp_path, capsys):
     np.testing.assert_allclose(np.load(out)[0], want[0].numpy(), atol=1e-5)
     assert pd.read_csv(f"{out}.index.csv")["source"].str.endswith("sub-01_timeseries.tsv").all()
     assert main(["embed", "--model", str(folder), "--data", str(tmp_path), "--tr", "2", "--out", str(out)]) == 2
-    assert "--atlas and --tr are for --file inputs" in capsys.readouterr().err
+    assert "--tr: for --file inputs; a store (--data) is already prepared" in capsys.readouterr().err
+    # an fMRIPrep flag with --data: one line naming every reading flag, not "add --fmriprep" (which would then be
+    # refused too)
+    assert main(["embed", "--model", str(folder), "--data", str(tmp_path), "--confounds", "none", "--out",
+                 str(out)]) == 2
+    assert "--confounds: for --file inputs; a store (--data) is already prepared" in capsys.readouterr().err
 
 
 def test_embed_file_reads_an_fmriprep_run_with_its_atlases(tmp_path):

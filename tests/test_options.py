@@ -23,11 +23,15 @@ def test_flags_carry_each_fields_default_type_and_choices():
     parser = _parser(EmbedOptions)
     defaults = option_values(parser.parse_args([]), EmbedOptions)
     assert EmbedOptions(**defaults) == EmbedOptions(device=defaults["device"])  # every default as declared
-    args = parser.parse_args(["--sampling-rate", "3", "--target-tr", "0.8", "--pad", "--precision", "fp32",
+    args = parser.parse_args(["--sampling-rate", "3", "--pad", "--precision", "fp32",
                               "--masked-views", "2", "--mask-keep", "0.5", "--normalization", "roi_zscore"])
     options = EmbedOptions(**option_values(args, EmbedOptions))
-    assert (options.sampling_rate, options.target_tr, options.pad, options.precision, options.masked_views,
-            options.mask_keep, options.normalization) == (3, 0.8, True, "fp32", 2, 0.5, "roi_zscore")
+    assert (options.sampling_rate, options.pad, options.precision, options.masked_views,
+            options.mask_keep, options.normalization) == (3, True, "fp32", 2, 0.5, "roi_zscore")
+    assert EmbedOptions(**option_values(parser.parse_args(["--target-tr", "0.8"]), EmbedOptions)).target_tr == 0.8
+    with pytest.raises(ConfigError, match=r"^embed\.sampling_rate \(3\) and embed\.target_tr \(0\.8 s\) are two "
+                       "ways to space a window's frames"):
+        EmbedOptions(sampling_rate=3, target_tr=0.8)  # the stride would be ignored
     with pytest.raises(SystemExit):
         parser.parse_args(["--encoder", "student"])  # choices from the Literal type
     with pytest.raises(SystemExit):

@@ -250,7 +250,7 @@ def test_settings_of_the_unused_head_are_refused(store, trained, tmp_path):
         probe(x[:, None], y, head="attentive", inner_folds=4, Cs=[1.0])
     emb = tmp_path / "e.npy"
     np.save(emb, np.zeros((1, 4), np.float32))
-    with pytest.raises(ConfigError, match="^random_init_seed apply to embedding with a model"):
+    with pytest.raises(ConfigError, match="^random_init_seed applies to embedding with a model"):
         probe_store(store, "group", embeddings=emb, random_init_seed=3)
 
 

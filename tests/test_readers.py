@@ -266,6 +266,12 @@ def test_nifti_errors(tmp_path):
     nib.save(nib.Nifti1Image(fine, np.eye(4)), tmp_path / "fine.nii.gz")
     with pytest.raises(DataError, match="bold.nii.gz: atlas fine.nii.gz labels \\[3.0\\] have no voxels"):
         read_source(source, ReadOptions(atlases=[tmp_path / "fine.nii.gz"]))
+    prob = np.zeros((4, 4, 3), np.float32)  # a probabilistic map: fractional values, not labels
+    prob[:2] = 0.5
+    prob[2:] = 2.5
+    nib.save(nib.Nifti1Image(prob, np.diag([2.0, 2.0, 2.0, 1.0])), tmp_path / "prob.nii.gz")
+    with pytest.raises(DataError, match="prob.nii.gz: label image has non-integer values"):
+        read_source(source, ReadOptions(atlases=[tmp_path / "prob.nii.gz"]))
 
 
 def test_phenotypes(tmp_path):

@@ -94,9 +94,9 @@ def test_tr_resampling_keeps_the_period_in_seconds():
 def test_target_tr_needs_the_run_tr():
     spec = WindowSpec(target_tr=2.0)
     with pytest.raises(DataError, match=r"subject 'sub-3': run has no TR, so it cannot be resampled"):
-        window_positions(600, spec, rng=np.random.default_rng(0), subject="sub-3")
+        window_positions(600, spec, rng=np.random.default_rng(0), subject="subject 'sub-3'")
     with pytest.raises(DataError, match="subject 'sub-3': run TR must be a positive number"):
-        window_positions(600, spec, rng=np.random.default_rng(0), tr=0.0, subject="sub-3")
+        window_positions(600, spec, rng=np.random.default_rng(0), tr=0.0, subject="subject 'sub-3'")
 
 
 def test_short_run_error_names_subject_and_frames():
@@ -106,7 +106,7 @@ def test_short_run_error_names_subject_and_frames():
         r"needs 480; repeat its last frame \(pad=True in Python; --pad \(embed, probe, finetune\) or "
         r"data.short_runs=pad",
     ):
-        take_window(np.ones((2, 300)), REF, np.random.default_rng(0), subject="sub-01")
+        take_window(np.ones((2, 300)), REF, np.random.default_rng(0), subject="subject 'sub-01'")
     tr_spec = WindowSpec(target_tr=2.16)
     with pytest.raises(DataError, match=r"run has 300 frames .* at target TR 2.16 s needs 478"):
         take_window(np.ones((2, 300)), tr_spec, np.random.default_rng(0), tr=0.72, subject="sub-01")
@@ -164,5 +164,7 @@ def test_window_spec_rejects_bad_values(kwargs, message):
 
 
 def test_take_window_rejects_bad_arrays():
-    with pytest.raises(DataError, match=r"subject 'a': expected a \[ROIs, frames\] array"):
-        take_window(np.ones(10), REF, np.random.default_rng(0), subject="a")
+    with pytest.raises(DataError, match=r"^a\.npy: expected a \[ROIs, frames\] array"):  # named as given
+        take_window(np.ones(10), REF, np.random.default_rng(0), subject="a.npy")
+    with pytest.raises(DataError, match=r"^the run: expected a \[ROIs, frames\] array"):  # no name given
+        take_window(np.ones(10), REF, np.random.default_rng(0))

@@ -89,8 +89,8 @@ def resolve(path: str | Path, *, force_download: bool = False, token: str | bool
                         local_files_only=local_files_only, revision=revision)
     refused = [name for name, value in (("revision", revision), ("force_download", force_download)) if value]
     if refused:
-        raise CheckpointError(f"{path}: a local path, not a Hugging Face Hub id: {' and '.join(refused)} apply to "
-                              "Hub ids only (drop them, or pass org/name)")
+        raise CheckpointError(f"{path}: a local path, not a Hugging Face Hub id, so {' and '.join(refused)} cannot "
+                              f"be used (drop {'them' if len(refused) > 1 else 'it'}, or pass org/name)")
     return Path(path)
 
 

@@ -7,7 +7,7 @@ import argparse
 import typing
 from typing import Any
 
-from brainjepa.cli.validate import add_fmriprep_arguments, fmriprep_options
+from brainjepa.cli.validate import FMRIPREP_FLAGS, add_fmriprep_arguments, fmriprep_options
 from brainjepa.errors import ConfigError
 from brainjepa.evaluation.embed import (
     EmbedOptions,
@@ -113,11 +113,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_embeddings_path(args.out, args.pooling)  # before any work
     options = embed_options(args)
-    if args.data and (args.atlas or args.tr is not None):
-        raise ConfigError("--atlas and --tr are for --file inputs; a store (--data) has its ROIs and TRs already")
+    if args.data:  # every reading flag belongs to --file, whichever of them is given
+        given = [flag for flag, value in (("--atlas", args.atlas), ("--tr", args.tr is not None),
+                                          ("--fmriprep", args.fmriprep)) if value]
+        given += [f"--{k.replace('_', '-')}" for k in FMRIPREP_FLAGS if getattr(args, k) is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: for --file inputs; a store (--data) is already prepared, with "
+                              "its ROIs, TRs and cleaning")
     fmriprep = fmriprep_options(args)
-    if args.data and fmriprep is not None:
-        raise ConfigError("--fmriprep is for --file inputs; a store (--data) is already prepared")
     model = BrainJEPA.load(args.model, gradient=args.gradient)
     if args.file:
         result = embed_files(model, args.file, atlases=args.atlas, tr=args.tr, fmriprep=fmriprep,

@@ -94,10 +94,12 @@ def add_fmriprep_arguments(p: argparse.ArgumentParser) -> None:
                    help="remove each ROI's linear trend and mean (default --no-detrend)")
 
 
+FMRIPREP_FLAGS = ("task", "space", "session", "confounds", "high_pass", "detrend")  # the group's flags but --fmriprep
+
+
 def fmriprep_options(args: argparse.Namespace) -> FmriprepOptions | None:
     """FmriprepOptions when --fmriprep is given, else None; a group flag without --fmriprep is refused."""
-    values = {"task": args.task, "space": args.space, "session": args.session, "confounds": args.confounds,
-              "high_pass": args.high_pass, "detrend": args.detrend}
+    values = {name: getattr(args, name) for name in FMRIPREP_FLAGS}
     given = {k: v for k, v in values.items() if v is not None}
     if not args.fmriprep:
         if given:

@@ -165,10 +165,11 @@ def save_label_image(img, roi_names: Sequence[str], path: str | Path) -> Path:
     return path
 
 
-def write_image(img, path: Path) -> Path:
+def write_image(img, path: str | Path) -> Path:
     """Write a NIfTI / CIFTI image atomically (gzip-compressed for a ``.gz`` name)."""
     import gzip
 
+    path = Path(path)
     data = img.to_bytes()
     atomic_write(path, lambda p: p.write_bytes(gzip.compress(data, mtime=0) if path.name.endswith(".gz") else data))
     return path

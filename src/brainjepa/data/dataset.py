@@ -83,7 +83,7 @@ class StoreDataset(torch.utils.data.Dataset):
         subject = str(self._subjects[run])
         n = self.store.frames(run)
         rng = np.random.default_rng((self.seed, epoch, i)) if self.window.mode == "random" else None
-        pos = window_positions(n, self.window, rng=rng, tr=self.store.tr(run), subject=subject)
+        pos = window_positions(n, self.window, rng=rng, tr=self.store.tr(run), subject=f"subject {subject!r}")
         first = int(pos[0])  # positions are non-decreasing: read [floor(first), ceil(last)] only
         last = min(int(np.ceil(pos[-1])), n - 1)
         span = self.store.window(run, first, last - first + 1)

@@ -268,6 +268,12 @@ def read_fmriprep(source: FmriprepSource, *, atlases: Sequence[str | Path] = (),
                 else f"no JSON sidecar ({sidecar.name} is missing) to read the TR from")
         raise DataError(f"{path}: {what}; give the TR (tr=, --tr)")
     t_r = float(pick_tr(path, tr, file_tr, found_in="sidecar", allow_unusual=allow_unusual_tr))
+    nyquist = 0.5 / t_r
+    if options.high_pass is not None and options.high_pass >= nyquist:  # nilearn would lower it and warn, and the
+        # filter would then remove the whole signal
+        raise DataError(f"{path}: --high-pass {options.high_pass:g} Hz is at or above the Nyquist frequency of this "
+                        f"run ({nyquist:g} Hz at TR {t_r:g} s), so nothing of the signal would be left; choose a "
+                        "cut-off below it (0.008-0.01 Hz is usual)")
     if source.cifti:
         ts, names = parcellate_cifti(path, files)
     else:
@@ -284,7 +290,7 @@ def read_fmriprep(source: FmriprepSource, *, atlases: Sequence[str | Path] = (),
         try:
             ts = clean(ts.T.astype(np.float64), detrend=options.detrend, standardize=None, confounds=confounds,
                        sample_mask=sample_mask, high_pass=options.high_pass, t_r=t_r).T.astype(np.float32)
-        except ValueError as err:  # nilearn refuses e.g. a cut-off above Nyquist, non-finite signals
+        except ValueError as err:  # nilearn refuses e.g. non-finite signals
             raise DataError(f"{path}: signal cleaning failed ({' '.join(str(err).split())})") from err
     removed = frames - ts.shape[1]
     if removed:

@@ -53,6 +53,8 @@ def _load_atlas(path: Path) -> tuple[object, tuple[float, ...]]:
         raise DataError(f"{path}: unreadable atlas ({err})") from err
     if values.size == 0 or len(img.shape) != 3:
         raise DataError(f"{path}: expected a 3-D label image, got shape {img.shape}")
+    if not np.array_equal(np.rint(values), values):  # fractional "labels" would each become an ROI
+        raise DataError(f"{path}: label image has non-integer values (is it a probabilistic atlas?)")
     return img, tuple(float(v) for v in values if v != 0)
 
 

@@ -73,11 +73,11 @@ def _layout(spec: WindowSpec, tr: float | None, subject: str) -> _Layout:
         return _Layout(span=float(clip - 1), needed=clip, resampled=False)
     if tr is None:
         raise DataError(
-            f"subject {subject!r}: run has no TR, so it cannot be resampled to target_tr={spec.target_tr} s; "
+            f"{subject}: run has no TR, so it cannot be resampled to target_tr={spec.target_tr} s; "
             "record the TR in the store or set target_tr=None to use the fixed sampling_rate"
         )
     if not (math.isfinite(tr) and tr > 0):
-        raise DataError(f"subject {subject!r}: run TR must be a positive number of seconds, got {tr!r}")
+        raise DataError(f"{subject}: run TR must be a positive number of seconds, got {tr!r}")
     span = _snap(np.float64(spec.target_tr / tr * (spec.frames - 1)))
     return _Layout(span=float(span), needed=math.ceil(span) + 1, resampled=True)
 
@@ -98,12 +98,12 @@ def _check_length(num_frames: int, spec: WindowSpec, layout: _Layout, subject: s
     how = f"target TR {spec.target_tr} s" if layout.resampled else f"stride {spec.sampling_rate}"
     if spec.short == "error":
         raise DataError(
-            f"subject {subject!r}: run has {num_frames} frames but a {spec.frames}-frame window at {how} needs "
+            f"{subject}: run has {num_frames} frames but a {spec.frames}-frame window at {how} needs "
             f"{layout.needed}; repeat its last frame (pad=True in Python; --pad (embed, probe, finetune) or "
             "data.short_runs=pad (pretrain)), or leave this run out"
         )
     logger.debug(
-        "subject %r: run has %d of the %d frames needed; padding the window end with the last frame",
+        "%s: run has %d of the %d frames needed; padding the window end with the last frame",
         subject,
         num_frames,
         layout.needed,
@@ -118,7 +118,7 @@ def window_positions(
     rng: np.random.Generator | None = None,
     start: float | None = None,
     tr: float | None = None,
-    subject: str = "",
+    subject: str = "the run",
 ) -> np.ndarray:
     """Frame positions (float64 [frames], within [0, T-1]) of one window of a run of `num_frames` frames.
 
@@ -130,7 +130,7 @@ def window_positions(
         rng: draws the start in mode "random" (required there).
         start: use this start instead of the mode's (float for the fixed rule, integer frame if TR-aware).
         tr: the run's TR in seconds (needed when `spec.target_tr` is set).
-        subject: named in error and log messages.
+        subject: how error and log messages name the run, e.g. ``subject '07' run '1'`` or a file path.
 
     Raises:
         DataError: the run is too short under short="error", or its TR is missing/invalid.
@@ -162,7 +162,7 @@ def _mode_start(num_frames: int, spec: WindowSpec, layout: _Layout, rng: np.rand
 
 
 def window_starts(
-    num_frames: int, spec: WindowSpec, k: int, *, tr: float | None = None, subject: str = ""
+    num_frames: int, spec: WindowSpec, k: int, *, tr: float | None = None, subject: str = "the run"
 ) -> np.ndarray:
     """Starts (float64 [k]) of k deterministic windows: k=1 is the centre window (as mode "center"); k>=2 are
     evenly spaced from the first possible start to the last, so together they cover the whole run."""
@@ -191,7 +191,7 @@ def _check_ts(ts: np.ndarray, subject: str) -> np.ndarray:
     arr = np.asarray(ts)
     if arr.ndim != 2 or arr.shape[1] == 0:
         raise DataError(
-            f"subject {subject!r}: expected a [ROIs, frames] array with frames, got shape {arr.shape}"
+            f"{subject}: expected a [ROIs, frames] array with frames, got shape {arr.shape}"
         )
     return arr
 
@@ -202,7 +202,7 @@ def take_window(
     rng: np.random.Generator | None = None,
     *,
     tr: float | None = None,
-    subject: str = "",
+    subject: str = "the run",
 ) -> np.ndarray:
     """One window [R, frames] float32 of a run ts [R, T] (see `window_positions` for the arguments)."""
     arr = _check_ts(ts, subject)
@@ -210,7 +210,7 @@ def take_window(
 
 
 def take_windows(
-    ts: np.ndarray, spec: WindowSpec, k: int, *, tr: float | None = None, subject: str = ""
+    ts: np.ndarray, spec: WindowSpec, k: int, *, tr: float | None = None, subject: str = "the run"
 ) -> np.ndarray:
     """k deterministic windows [k, R, frames] float32 of a run ts [R, T], started at `window_starts`."""
     arr = _check_ts(ts, subject)

@@ -85,6 +85,10 @@ class EncoderOptions:
         for name, allowed in option_choices(type(self)).items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{self.SECTION}.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        if self.target_tr is not None and self.sampling_rate != 1:  # a target TR replaces the stride
+            raise ConfigError(f"{self.SECTION}.sampling_rate ({self.sampling_rate}) and {self.SECTION}.target_tr "
+                              f"({self.target_tr:g} s) are two ways to space a window's frames, and the target TR "
+                              f"would win: give one of them")
 
     def runtime(self, device: Any = None) -> Runtime:
         """Where and how precisely to run (`brainjepa.runtime`): `self.device`, else `device` (e.g. where the model

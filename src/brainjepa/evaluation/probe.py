@@ -449,7 +449,8 @@ def probe_store(
         given = [name for name, value in (("pooling", pooling), ("options", options), ("gradient", gradient),
                                           ("random_init_seed", random_init_seed or None)) if value is not None]
         if given:
-            raise ConfigError(f"{', '.join(given)} apply to embedding with a model, not to an embeddings file")
+            raise ConfigError(f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} to embedding with a "
+                              "model, not to an embeddings file")
     else:
         pooling = pooling_for_head(head, pooling)
     check_value("probe folds (--folds)", folds, integer=True, ge=2)

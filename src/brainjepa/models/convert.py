@@ -82,6 +82,18 @@ def _strip_prefix(sd: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
 
 
+def reference_rois(sds: dict[str, dict[str, Tensor]]) -> int | None:
+    """The ROI count a reference checkpoint was trained with, read off its fixed temporal table: token
+    ``roi * P + t`` holds the code of time patch t, so the code of patch 0 comes back every P rows (None: no
+    table, or no period)."""
+    table = sds["encoder"].get("pos_embed_proj.emb_h")
+    if table is None or table.ndim != 2:
+        return None
+    again = torch.isclose(table, table[:1], atol=1e-6).all(dim=1).nonzero().flatten().tolist()
+    period = again[1] if len(again) > 1 else len(table)
+    return len(table) // period if len(table) % period == 0 else None
+
+
 def infer_config(
     sds: dict[str, dict[str, Tensor]], num_rois: int, *, num_heads: int | None = None,
     pred_num_heads: int | None = None,
@@ -102,11 +114,14 @@ def infer_config(
             f"checkpoint has {table.shape[0]} tokens, not a multiple of the gradient's {num_rois} ROIs"
         )
     mapping = "pos_embed_proj.predictor_pos_embed_proj.weight" in enc
+    if num_heads is not None and not (isinstance(num_heads, int) and num_heads >= 1 and embed_dim % num_heads == 0):
+        raise CheckpointError(f"num_heads must be a positive divisor of the encoder width {embed_dim}, got {num_heads}")
     heads = num_heads or heads_for(embed_dim, depth)
     if heads is None:
         raise CheckpointError(
-            f"cannot tell the number of attention heads of a {embed_dim}-d, depth-{depth} encoder from its weights; "
-            "pass num_heads"
+            f"cannot tell the number of attention heads of a {embed_dim}-d, depth-{depth} encoder from its weights "
+            "(it matches no preset); load it once in Python with BrainJEPA.load(path, gradient=..., num_heads=N) and "
+            "save_pretrained(folder): commands take the folder"
         )
     return ModelConfig(
         num_rois=num_rois,

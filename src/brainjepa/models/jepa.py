@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,6 +21,7 @@ from brainjepa.models.convert import (
     convert_reference_state_dict,
     infer_config,
     read_reference_checkpoint,
+    reference_rois,
 )
 from brainjepa.models.encoder import BrainEncoder
 from brainjepa.models.layers import set_fused_attn
@@ -27,6 +29,8 @@ from brainjepa.models.optim import param_groups
 from brainjepa.models.predictor import BrainPredictor
 from brainjepa.models.weights import is_known_name, resolve_weights
 from brainjepa.version import __version__
+
+logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -220,6 +224,11 @@ class BrainJEPA(nn.Module):
         """
         grad = _as_gradient(gradient)
         sds = read_reference_checkpoint(path)
+        rois = reference_rois(sds)
+        if rois is not None and rois != grad.shape[0]:
+            where = f"gradient {gradient}" if isinstance(gradient, str | Path) else "the gradient"
+            raise CheckpointError(f"{where} has {grad.shape[0]} rows (one per ROI), but {Path(path).name} was trained "
+                                  f"with {rois} ROIs: give the gradient file of its ROI space")
         cfg = infer_config(sds, grad.shape[0], num_heads=num_heads, pred_num_heads=pred_num_heads)
         if grad.shape[1] != cfg.gradient_dim:
             raise CheckpointError(
@@ -232,6 +241,9 @@ class BrainJEPA(nn.Module):
         model.name_or_path = str(path)
         state = {}
         for module in MODULES:
+            if module not in sds and module == "target_encoder":
+                logger.warning("%s holds no target_encoder: the target (EMA) encoder, the one embeddings use by "
+                               "default, is a copy of the context encoder", path)
             sd = sds.get(module, sds["encoder"] if module == "target_encoder" else None)
             weights, tables = convert_reference_state_dict(module, sd)
             _check_tables(getattr(model, module), tables, path)

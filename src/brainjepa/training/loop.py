@@ -91,7 +91,7 @@ def build_dataset(cfg: TrainConfig, env: DistEnv) -> tuple[StoreDataset, np.ndar
                         target_tr=cfg.data.target_tr, short=cfg.data.short_runs)
     for run, subject in enumerate(store.manifest["subject"].astype(str)):  # a short run or missing TR fails now
         try:
-            window_positions(store.frames(run), window, start=0.0, tr=store.tr(run), subject=subject)
+            window_positions(store.frames(run), window, start=0.0, tr=store.tr(run), subject=f"subject {subject!r}")
         except DataError as err:
             raise DataError(f"{store.path}: {err}") from None
     saved = store.metadata.get("normalization")
