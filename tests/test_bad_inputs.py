@@ -202,6 +202,10 @@ def _embed_file(env: Env, name: str, where: tuple, value: float) -> list[str]:
             "--no-progress"]
 
 
+def _under_a_file(env: Env) -> str:
+    return env.text("f.txt", "x") + "/out"
+
+
 def _huge_store(env: Env) -> str:
     """Finite float32 values so large that an un-normalised forward pass overflows for subject h2 only."""
     rng = np.random.default_rng(3)
@@ -447,6 +451,19 @@ CASES = [
     case("probe-embeddings-corrupt", lambda e: e.probe("group", "--embeddings", _corrupt_embeddings(e)),
          "emb.npy: cannot read embeddings"),
     # --- finetune: bad labels and settings are refused before any training ---
+    # --- an output that cannot be written: refused before any work, naming --out ---
+    case("finetune-out-under-a-file", lambda e: e.finetune("group", "--out", _under_a_file(e)),
+         ("error: --out ", "f.txt is a file, so nothing can be written under it")),
+    case("probe-out-under-a-file", lambda e: e.probe("group", "--out", _under_a_file(e)),
+         "f.txt is a file, so nothing can be written under it"),
+    case("embed-out-under-a-file", lambda e: e.embed("--out", _under_a_file(e) + ".npy"),
+         "f.txt is a file, so nothing can be written under it"),
+    case("embed-out-is-a-folder", lambda e: e.embed("--out", _folder(e, "d.npy")), "exists and is a folder"),
+    case("pretrain-out-under-a-file", lambda e: e.pretrain(out=Path(_under_a_file(e))),
+         "f.txt is a file, so nothing can be written under it"),
+    case("evaluate-out-is-a-file", lambda e: ["evaluate", "--model", e.model, "--tasks", "simulation/group", "--out",
+                                              e.text("f.txt", "x"), "--no-progress"],
+         "exists and is a file, not a folder"),
     case("finetune-unknown-label", lambda e: e.finetune("nope"), "no phenotype column 'nope'"),
     case("finetune-all-missing-label", lambda e: e.finetune("empty"), "label 'empty' has no values"),
     case("finetune-infinite-label", lambda e: e.finetune("inf_val"), "label 'inf_val' has 1 non-finite value"),

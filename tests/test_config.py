@@ -172,6 +172,19 @@ def test_config_errors_name_the_key(tmp_path):
 
 
 
+def test_an_override_means_what_the_same_key_in_the_file_means(tmp_path):
+    """The reference file's use_standatdization: false brings its own scaling with a gain of 1; a normalisation
+    given instead, in the file or as an override, brings the schema's gain (auto) either way."""
+    reference = Path(__file__).resolve().parents[1] / "configs" / "ukb_vitb_ep300.yaml"
+    assert load_config(reference).data.input_gain == 1.0
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(reference.read_text().replace("data:\n", "data:\n  normalization: roi_zscore\n", 1))
+    in_file = load_config(edited).data
+    overridden = load_config(reference, ["data.normalization=roi_zscore"]).data
+    assert in_file == overridden and overridden.input_gain == "auto"
+    assert load_config(reference, ["data.normalization=roi_zscore", "data.input_gain=2"]).data.input_gain == 2
+
+
 def test_a_setting_another_one_switches_off_is_refused():
     """A setting whose only effect depends on another one is refused when that one is off, not ignored."""
     with pytest.raises(ConfigError, match="^meta.compile_backend is eager but meta.compile is false"):

@@ -264,6 +264,7 @@ def test_cli_finetune(store, tmp_path, capsys):
     assert code == 0
     assert "| balanced_acc |" in capsys.readouterr().out
     assert (out / "finetune.csv").is_file() and not (out / "fold1").exists()
+    assert (out / "finetune.csv").read_text().splitlines()[1].split(",")[1] == "1"  # best_epoch: an integer
 
     code = main(["finetune", "--model", str(model_dir), "--data", str(store), "--label", "nope", "--out", str(out)])
     assert code == 2

@@ -228,6 +228,9 @@ def test_gradient_options_change_result_and_seed_is_deterministic():
         (np.eye(6), {"n_components": 2, "approach": "tsne"}, ConfigError, "unknown approach 'tsne'"),
         (np.eye(6), {"n_components": 2, "sparsity": 1.0}, ConfigError, r"sparsity must be in \[0, 1\)"),
         (np.eye(6), {"n_components": 2, "alpha": 2.0}, ConfigError, r"alpha must be in \[0, 1\]"),
+        (np.corrcoef(np.random.default_rng(0).standard_normal((20, 64))), {"n_components": 4}, DataError,
+         r"sparsity 0\.9 of 20 ROIs the affinity graph is probably disconnected; lower the sparsity "
+         r"\(data\.gradient_sparsity for pretrain, --sparsity"),
         (np.eye(6), {"n_components": 2, "approach": "le", "alpha": 1.0}, ConfigError,
          r"^alpha set the diffusion map \(approach dm\), and the approach is le: remove it"),
         (np.eye(6), {"n_components": 2, "approach": "pca", "alpha": 0.0, "diffusion_time": 2}, ConfigError,

@@ -227,6 +227,8 @@ def test_probe_store_errors(store, trained, tmp_path, capsys):
         probe_store(store, "group")
     with pytest.raises(ConfigError, match=r"unknown baselines \['pca'\]"):
         probe_store(store, "group", model=trained, baselines=["pca"])
+    with pytest.raises(ConfigError, match=r"random_init_seed \(--random-init-seed\) must be an integer >= 0, got -1"):
+        probe_store(store, "group", model=trained, random_init_seed=-1)
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((1, 32), np.float32))
     pd.DataFrame({"subject": ["ghost"], "run": ["1"]}).to_csv(str(bad) + ".index.csv", index=False)

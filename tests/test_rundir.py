@@ -127,6 +127,7 @@ def test_every_torchrun_process_learns_the_folder_is_in_use(store, held):
      "optimization.epochs=1 x 4 batch(es) per epoch is fewer micro-batches than meta.accumulation_steps=8"),
     ({"optimization.ipe_scale": 0.01}, "optimization.ipe_scale=0.01 leaves a schedule of 0 optimizer steps"),
     ({"data.gradient_csv_path": "no/such.csv", "data.gradient_sparsity": 0.9}, "no/such.csv"),  # sparsity: default
+    ({"mask.min_keep": 70}, "lower mask.min_keep"),  # within the grid's 80 tokens: it fails at the first step
 ])
 def test_a_failed_start_leaves_nothing_behind(store, tmp_path, capsys, extra, message):
     """New folder: removed again. Existing folder: what was there stays as it was, nothing is added. Then the same
@@ -219,6 +220,39 @@ def test_resume_with_another_process_count_is_refused(store, finished, tmp_path,
     assert _error_line(capsys).endswith(f"--resume: {run} was trained with 2 process(es), this run has 1; the global "
                                         "batch sets the schedule and the data order, so resume it with 2 processes")
     assert _listing(run) == before
+
+
+def test_resume_finishes_a_run_stopped_after_its_last_checkpoint(store, finished, tmp_path):
+    """Killed after the last checkpoint but before model/ was written: --resume writes it (no step is trained)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    shutil.rmtree(run / "model")
+    (run / "summary.json").unlink()
+    rows = (run / "metrics.csv").read_text()
+    assert main(["pretrain", "--out", str(run), "--resume", *_args(store)]) == 0
+    done, again = BrainJEPA.from_pretrained(finished), BrainJEPA.from_pretrained(run)
+    assert all(torch.equal(a, b) for a, b in zip(done.state_dict().values(), again.state_dict().values(), strict=True))
+    assert (run / "summary.json").is_file() and (run / "metrics.csv").read_text() == rows
+
+
+def test_resume_keeps_the_precision_auto_chose(store, tmp_path, caplog):
+    """`auto` is decided once per run (on a CPU by timing): a resumed run trains in its checkpoint's precision, not
+    in what this machine's timing says now, so it continues as the uninterrupted run would have."""
+    overrides = {"meta.use_bfloat16": "true", "meta.precision": "auto"}
+    run = pretrain(_cfg(store, **overrides), tmp_path / "run")
+    last = ckpt.list_checkpoints(run)[-1]
+    state = torch.load(last / ckpt.TRAINING_FILE, weights_only=True)
+    chosen = state["precision"]
+    assert chosen == json.loads((run / "summary.json").read_text())["precision"]
+    other = "fp32" if chosen == "bf16" else "bf16"  # as if the run had chosen the other one
+    torch.save({**state, "precision": other}, last / ckpt.TRAINING_FILE)
+    _rewrite_manifest(last)
+    with caplog.at_level(logging.INFO, logger="brainjepa"):
+        pretrain(_cfg(store, **overrides, **{"optimization.max_steps": 4}), run, resume=True)
+    assert f"precision: {other} (meta.precision auto, as this run chose at its start)" in caplog.text
+    assert json.loads((run / "summary.json").read_text())["precision"] == other
 
 
 def _refused_pickle(path: Path, marker: Path) -> None:

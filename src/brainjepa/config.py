@@ -304,6 +304,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         given.setdefault(section, {})[name] = yaml.safe_load(value)
     values, sources = adapt_reference(raw, str(path) if path is not None else "config")
     over_values, over_sources = adapt_reference(given, "overrides")
+    data = over_values.get("data", {})
+    if "normalization" in data and "input_gain" not in data and \
+            sources.get("data.input_gain") == "meta.use_standatdization":
+        # the file's gain of 1 came with the reference's own scaling, which the override replaces: an override
+        # then means what the same setting in the file would (its own gain)
+        del values["data"]["input_gain"], sources["data.input_gain"]
     for section, items in over_values.items():
         values.setdefault(section, {}).update(items)
     return build_config(values, {**sources, **over_sources})

@@ -76,6 +76,23 @@ def atomic_writes(writes: Sequence[tuple[str | Path, Callable[[Path], object]]],
     return paths
 
 
+def check_writable(path: str | Path, *, folder: bool, setting: str = "--out") -> Path:
+    """Refuse, before any work, an output that cannot be written: a folder that is a file (or a file that is a
+    folder), a path under a file, or a place without write permission. Creates nothing; `setting` names the flag or
+    parameter in the message."""
+    path = Path(path)
+    if path.exists() and folder != path.is_dir():
+        raise OutputError(f"{setting} {path}: exists and is {'a file, not a folder' if folder else 'a folder'}")
+    where = (path if folder else path.parent).absolute()
+    while not where.exists():
+        where = where.parent
+    if not where.is_dir():
+        raise OutputError(f"{setting} {path}: {where} is a file, so nothing can be written under it")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise OutputError(f"{setting} {path}: {where} is not writable by this user")
+    return path
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path` (see `atomic_writes`)."""
     return atomic_writes([(path, write)])[0]

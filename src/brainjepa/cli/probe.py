@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         given = [f"--{dest.replace('_', '-')}" for dest, default in args.model_only.items()
                  if getattr(args, dest) != default]
         if given:
-            raise ConfigError(f"{' '.join(given)} need --model: --embeddings gives finished embeddings")
+            raise ConfigError(f"{' '.join(given)} {'need' if len(given) > 1 else 'needs'} --model: --embeddings gives "
+                              "finished embeddings")
     table = probe_store(
         args.data, args.label, model=args.model, embeddings=args.embeddings, gradient=args.gradient,
         task=args.task, groups=args.groups, folds=args.folds, seeds=args.seeds, baselines=args.baselines,

@@ -316,14 +316,18 @@ def compute_gradients(
             raise ConfigError(f"{' and '.join(given)} set the diffusion map (approach dm), and the approach is "
                               f"{approach}: remove {'it' if len(given) == 1 else 'them'}")
     affinity = gradient_affinity(fc, kernel=kernel, sparsity=sparsity)
-    if approach == "dm":
-        grads, lambdas = diffusion_map(affinity, n_components, alpha=alpha, diffusion_time=diffusion_time, seed=seed)
-    elif approach == "le":
-        grads, lambdas = laplacian_eigenmaps(affinity, n_components, seed=seed)
-    else:
-        grads, lambdas = _pca(affinity, n_components, seed)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a disconnected graph: said below, in one line
+        if approach == "dm":
+            grads, lambdas = diffusion_map(affinity, n_components, alpha=alpha, diffusion_time=diffusion_time,
+                                           seed=seed)
+        elif approach == "le":
+            grads, lambdas = laplacian_eigenmaps(affinity, n_components, seed=seed)
+        else:
+            grads, lambdas = _pca(affinity, n_components, seed)
     if not np.isfinite(grads).all():
-        raise DataError("the embedding produced NaN values (is the affinity graph disconnected? try lower sparsity)")
+        raise DataError(f"the embedding produced NaN values: with sparsity {sparsity:g} of {fc.shape[0]} ROIs the "
+                        "affinity graph is probably disconnected; lower the sparsity (data.gradient_sparsity for "
+                        "pretrain, --sparsity for brainjepa gradients)")
     logger.info("gradients: %d ROIs x %d components; first eigenvalues %s", *grads.shape,
                 np.array2string(np.asarray(lambdas[:3]), precision=3))
     return np.ascontiguousarray(grads, dtype=np.float64)

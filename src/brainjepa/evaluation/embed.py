@@ -51,7 +51,7 @@ from brainjepa.data.validate import check_timeseries, raise_for_problems
 from brainjepa.data.windows import WindowSpec, take_windows
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.options import EncoderOptions, option
-from brainjepa.io import atomic_save_npy, atomic_write, atomic_writes
+from brainjepa.io import atomic_save_npy, atomic_write, atomic_writes, check_writable
 from brainjepa.models import BrainJEPA
 from brainjepa.models.encoder import POOLINGS, BrainEncoder, Pooling
 from brainjepa.models.health import Health, HealthMeter, encoder_health
@@ -396,7 +396,7 @@ def check_embeddings_path(out: str | Path, pooling: str = "mean") -> Path:
             raise ConfigError(f"{out}: parquet holds [N, D] embeddings only (pooling mean or tokenfc); write "
                               f"pooling {pooling} (--pooling) to a .npy file")
         _require_pyarrow(out)
-    return out
+    return check_writable(out, folder=False)
 
 
 def load_embeddings(path: str | Path) -> StoreEmbeddings:

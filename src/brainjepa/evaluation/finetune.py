@@ -41,7 +41,7 @@ from brainjepa.evaluation.labels import TASK_KINDS, Labels, TaskKind, read_label
 from brainjepa.evaluation.metrics import grouped_splits, summarize
 from brainjepa.evaluation.options import EncoderOptions, option
 from brainjepa.evaluation.probe import check_learnable
-from brainjepa.io import atomic_writes, load_weights_folder, save_weights_folder
+from brainjepa.io import atomic_writes, check_writable, load_weights_folder, save_weights_folder
 from brainjepa.models import BrainJEPA, ModelConfig
 from brainjepa.models.encoder import BrainEncoder
 from brainjepa.runtime import Runtime, default_num_workers
@@ -232,7 +232,7 @@ class FinetuneResult:
         rows.append({"fold": "std", **{n: v[1] for n, v in self.summary.items()}})
         title = f"# Fine-tuning: {self.label} ({self.task}, {len(self.folds)} subject-grouped folds)\n\n"
         text = title + self.table() + "\n"
-        tables = [("finetune.csv", pd.DataFrame(rows))] + [
+        tables = [("finetune.csv", pd.DataFrame(rows).astype({"best_epoch": "Int64"}))] + [
             (f"history_fold{k + 1}.csv", pd.DataFrame(history)) for k, history in enumerate(self.histories)]
         writes = [(out / name, lambda tmp, t=table: t.to_csv(tmp, index=False)) for name, table in tables]
         atomic_writes([*writes, (out / "finetune.md", lambda tmp: tmp.write_text(text, encoding="utf-8"))])
@@ -274,6 +274,8 @@ def finetune(
         TrainingError: a non-finite training loss (the message says whether the labels or the LR are the cause).
     """
     cfg = config or FinetuneConfig()
+    if out is not None:
+        check_writable(out, folder=True)  # before hours of training, not after
     store, _ = open_runs(store, None)
     labels = read_labels(store, label, cfg.task, folds=cfg.folds)  # refused here, before any training
     check_smoothing(cfg.label_smoothing, labels.task)  # task "auto" is known only now

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from brainjepa.bounds import bounded, check_bounds, check_value
 from brainjepa.errors import CheckpointError, DataError
-from brainjepa.io import atomic_write_text, load_weights_folder, save_weights_folder
+from brainjepa.io import atomic_write_text, check_writable, load_weights_folder, save_weights_folder
 from brainjepa.models.optim import param_groups
 from brainjepa.runtime import resolve_device
 
@@ -218,6 +218,8 @@ def align(
     from tqdm.auto import tqdm
 
     cfg = config or AlignConfig()
+    if out is not None:
+        check_writable(out, folder=True)
     xb, xo = _check_pair(brain, other)
     groups = np.arange(len(xb)) if subjects is None else np.asarray(subjects)
     if groups.shape != (len(xb),):

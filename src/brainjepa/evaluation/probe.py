@@ -33,7 +33,7 @@ from brainjepa.evaluation.metrics import (
     regression_metrics,
     summarize,
 )
-from brainjepa.io import atomic_writes
+from brainjepa.io import atomic_writes, check_writable
 from brainjepa.models import BrainJEPA
 from brainjepa.models.encoder import Pooling
 
@@ -442,6 +442,8 @@ def probe_store(
         raise ConfigError("probe needs exactly one of a model (model=, --model) or an embeddings file (embeddings=, "
                           "--embeddings)")
     check_head_settings(head, attentive)
+    if out is not None:
+        check_writable(out, folder=True)
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ConfigError(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
@@ -454,6 +456,7 @@ def probe_store(
     else:
         pooling = pooling_for_head(head, pooling)
     check_value("probe folds (--folds)", folds, integer=True, ge=2)
+    check_value("probe random_init_seed (--random-init-seed)", random_init_seed, integer=True, ge=0)
     check_value("probe seeds (--seeds)", seeds, integer=True, ge=1)
     store, _ = open_runs(data, None)
     labels = read_labels(store, label, task, groups=groups, folds=folds)  # refused here, before any embedding

@@ -54,6 +54,7 @@ from brainjepa.evaluation.tasks import (
     Task,
     default_tasks,
 )
+from brainjepa.io import check_writable
 from brainjepa.models import BrainJEPA
 from brainjepa.report.tables import save_suite
 
@@ -101,6 +102,8 @@ def evaluate(
     given = list(model) if isinstance(model, list | tuple) else [model]
     if not given:
         raise ConfigError("evaluate needs at least one model")
+    if out is not None:
+        check_writable(out, folder=True)
     for name, path in options.stores.items():  # a given store that cannot be read is an error, not a skipped task
         try:
             RunStore(path)

@@ -15,7 +15,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from brainjepa.data.normalize import make_normalizer, normalizer_from_dict
 from brainjepa.data.store import RunStore, check_num_rois
 from brainjepa.data.windows import WindowSpec, window_positions
 from brainjepa.errors import CheckpointError, ConfigError, DataError, TrainingError
-from brainjepa.io import atomic_write_text, load_gradient, save_gradient
+from brainjepa.io import atomic_write_text, check_writable, load_gradient, save_gradient
 from brainjepa.models import BrainJEPA
 from brainjepa.models.health import HEALTH_FIELDS, Health
 from brainjepa.models.layers import InferenceKernel, set_inference_attention
@@ -197,12 +197,19 @@ class Trainer:
             self.position = Position(state["step"], state["epoch"], state["batch"])
         schedule_steps = self.schedule.total_steps
         self.total_steps = min(schedule_steps, cfg.optimization.max_steps or schedule_steps)
-        if self.position.step >= self.total_steps:
+        # at the last step without model/: stopped after its last checkpoint, before the end; fit() finishes it
+        if self.position.step >= self.total_steps and (run_dir / "model").exists():
             more = (f"raise optimization.max_steps (the schedule has {schedule_steps})"
                     if self.total_steps < schedule_steps else "the schedule is complete")
             raise ConfigError(f"--resume: nothing to train, {run_dir} is at step {self.position.step} of "
                               f"{self.total_steps}; {more}")
-        run = runtime(env.device, cfg.meta.precision, setting="meta.device")
+        # `auto` is decided once per run: a resumed run keeps the precision its checkpoints were trained in, so it
+        # continues as the uninterrupted run would have, whatever this machine's timing says now
+        kept = state.get("precision") if state is not None and cfg.meta.precision == "auto" else None
+        run = runtime(env.device, kept or cfg.meta.precision, setting="meta.device")
+        if kept:
+            run = replace(run, precision=run.precision._replace(reason="meta.precision auto, as this run chose at "
+                                                                       "its start"))
         self.precision, self.autocast = run.precision, run.autocast
         self.target_attention = self.choose_target_attention(run)
         auto_workers = cfg.data.num_workers is None
@@ -307,7 +314,8 @@ class Trainer:
         self._record_steps()
         state = {"optimizer": self.optimizer.state_dict(), "step": self.position.step,
                  "epoch": self.position.epoch, "batch": self.position.batch,
-                 "world_size": self.env.world_size, "config": yaml.safe_dump(self.cfg.to_dict())}
+                 "world_size": self.env.world_size, "precision": self.precision.name,
+                 "config": yaml.safe_dump(self.cfg.to_dict())}
         return ckpt.save_checkpoint(self.run_dir, self.model, state, self.position.step, self.cfg.logging.keep_last)
 
     def write_summary(self) -> Path:
@@ -327,8 +335,9 @@ class Trainer:
         return atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
 
     # -------------------------------------------------------------------------------------------- loop
-    def fit(self) -> None:
-        """Train to the end of the schedule (or `optimization.max_steps`).
+    def fit(self, on_first_step: Callable[[], None] | None = None) -> None:
+        """Train to the end of the schedule (or `optimization.max_steps`); `on_first_step` is called once the first
+        optimizer step of this process has completed (a failure before it is a failed start, `claim_run_dir`).
 
         The host waits for the device only every `logging.log_every` steps and before each checkpoint, when the
         buffered rows are fetched (`_flush`); a non-finite loss is found there, so no checkpoint ever holds the
@@ -353,6 +362,9 @@ class Trainer:
                     data_time = time.perf_counter() - t0
                     start = stopwatch.mark()
                     row = self.train_step(micro)
+                    if on_first_step is not None:
+                        on_first_step()
+                        on_first_step = None
                     target = row.pop("target")
                     row.update(data_time_s=data_time, step_time_s=Span(start, stopwatch.mark()))
                     if env.is_main and row["step"] % cfg.logging.eval_every == 0:  # where an interrupted run has
@@ -440,14 +452,14 @@ def pretrain(cfg: TrainConfig, out_dir: str | Path | None = None, *, resume: boo
     The folder is locked for the run and checked first (training/rundir.py); config.yaml is written once the run
     is built, so a start that fails leaves nothing behind. SIGINT / SIGTERM stop it at the next step boundary
     with a checkpoint (`Interrupted`). `progress`: draw the bars (rank 0; log lines are written either way)."""
-    run_dir = Path(out_dir) if out_dir is not None else cfg.logging.run_dir
+    run_dir = check_writable(Path(out_dir) if out_dir is not None else cfg.logging.run_dir, folder=True)
     env = replace(init_distributed(cfg.meta.device), progress=progress)
     finished, trainer = False, None
     try:
         with claim_run_dir(run_dir, cfg, resume, env) as start:
             trainer = Trainer(cfg, run_dir, env, resume)
             start()
-            trainer.fit()
+            trainer.fit(on_first_step=start.commit)
         finished = True
     finally:
         if trainer is not None:  # (a traceback may keep the trainer alive, but not its DDP wrapper)

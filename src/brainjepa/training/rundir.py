@@ -9,8 +9,9 @@
 * Rank 0 checks that the folder can take the run (`check_run_dir`). Under torchrun it broadcasts the outcome, so
   every process stops with the same one-line error and none waits for a partner that gave up.
 * config.yaml, which marks a folder as holding a run, is written only by `start()`, once the run is built. A
-  failure before that removes what the start created (the folder itself when it made it), so the same command can
-  simply be run again.
+  failure before the first optimizer step has completed (`start.commit()`) removes what the start created (the
+  folder itself when it made it): a setting that fails the first step (a mask that cannot be drawn, a missing
+  package) is a failed start, and the same command, corrected, can simply be run again.
 """
 
 from __future__ import annotations
@@ -40,11 +41,25 @@ RESUMABLE_CHANGES = {("optimization", "max_steps"), ("data", "num_workers"), ("d
 _ERRORS = {cls.__name__: cls for cls in (ConfigError, CheckpointError, DataError, TrainingError)}
 
 
+class RunStart:
+    """What `claim_run_dir` yields: call it once the run is built (writes config.yaml), then `commit()` once the
+    first optimizer step has completed; a failure before the commit removes what this start created."""
+
+    def __init__(self, write_config: Callable[[], None]) -> None:
+        self._write_config = write_config
+        self.committed = False
+
+    def __call__(self) -> None:
+        self._write_config()
+
+    def commit(self) -> None:
+        self.committed = True
+
+
 @contextlib.contextmanager
-def claim_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, env: DistEnv) -> Iterator[Callable[[], None]]:
-    """Lock and check `run_dir` for this run; yields `start`, which writes config.yaml (call it once the run is
-    built, before the first step). A failure before `start` removes what this start created; the lock is released
-    on exit."""
+def claim_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, env: DistEnv) -> Iterator[RunStart]:
+    """Lock and check `run_dir` for this run; yields a `RunStart`. A failure before its commit removes what this
+    start created; the lock is released on exit."""
     claim = _Claim(run_dir) if env.is_main else None
     error = None
     if claim is not None:
@@ -55,18 +70,11 @@ def claim_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, env: DistEnv) -
             claim.abandon()
             error = err
     _raise_everywhere(error, env)
-    started = False
-
-    def start() -> None:
-        nonlocal started
-        if claim is not None:
-            save_config(cfg, run_dir / CONFIG_FILE)
-        started = True
-
+    start = RunStart(lambda: save_config(cfg, run_dir / CONFIG_FILE) if claim is not None else None)
     try:
         yield start
     except BaseException:
-        if claim is not None and not started:
+        if claim is not None and not start.committed:
             claim.abandon()
         raise
     finally:
