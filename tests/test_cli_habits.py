@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from brainjepa.cli import BUILTIN, COMMAND_EXTRAS, COMMAND_HELP, build_parser, main
 from brainjepa.cli.arguments import all_parsers, name_flags, option_strings
 from brainjepa.cli.completion import bash_script
-from brainjepa.cli.terminal import bars_and_logs, show_progress
+from brainjepa.cli.terminal import bars_and_logs, one_line_warnings, show_progress
 from brainjepa.config import load_config
 from brainjepa.data.store import RunStore
 
@@ -211,6 +211,20 @@ def test_log_lines_are_never_glued_onto_a_bar():
         before = out.split("the log line")[0].rsplit("\n", 1)[-1].rsplit("\r", 1)[-1]
         glued = "%|" in before  # the bar's text on the log line's own line
         assert glued is not redirect, (redirect, out)
+
+
+def test_a_library_warning_is_one_log_line(caplog):
+    """scikit-learn's and nilearn's warnings reach the terminal as one log line, not as the message plus the
+    library's own source line."""
+    import warnings
+
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING), one_line_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("The least populated class in y has only 1 members,\n    which is less than n_splits=5.",
+                      UserWarning, stacklevel=1)
+    assert caplog.messages == ["UserWarning: The least populated class in y has only 1 members, which is less than "
+                               "n_splits=5."]
+    assert caplog.records[0].name == "brainjepa.warnings"
 
 
 @pytest.mark.parametrize(("flags", "bar"), [([], False), (["--progress"], True)])

@@ -25,7 +25,7 @@ from brainjepa.cli.arguments import (
     option_strings,
 )
 from brainjepa.cli.completion import SHELLS, script
-from brainjepa.cli.terminal import bars_and_logs, configure_logging, settle_progress
+from brainjepa.cli.terminal import bars_and_logs, configure_logging, one_line_warnings, settle_progress
 from brainjepa.errors import BrainJEPAError
 from brainjepa.extras import hint_for_import_error, install_hint, missing
 
@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command_parser = _command_parser(parser, argv)
     settle_progress(args, command_parser)
     try:
-        with bars_and_logs():
+        with bars_and_logs(), one_line_warnings():
             return int(args.func(args) or 0)
     except ImportError as err:
         # A package of an extra imported deeper than the table above foresaw: the same one line, never a traceback.

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import logging
 import sys
+import warnings
 from collections.abc import Iterator
 from typing import TextIO
 
@@ -55,6 +56,22 @@ def bars_and_logs() -> Iterator[None]:
         return
     with logging_redirect_tqdm(tqdm_class=tqdm):
         yield
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """While a command runs, a library's warning (scikit-learn, nilearn) is one log line, ``WARNING
+    brainjepa.warnings: UserWarning: ...``, not the message plus the library's source line printed past the bar."""
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001 (the signature)
+        logging.getLogger("brainjepa.warnings").warning("%s: %s", category.__name__, " ".join(str(message).split()))
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
 
 
 def _console(handler: logging.Handler) -> bool:
