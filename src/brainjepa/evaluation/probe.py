@@ -179,7 +179,7 @@ def probe(
     Raises:
         DataError: mismatched lengths, too few groups for the folds, a single class, or attentive features
             that are not [N, tokens, D].
-        ConfigError: an unknown head.
+        ConfigError: an unknown head, or settings of the head not used (`check_head_settings`).
     """
     check_head_settings(head, attentive, inner_folds=(inner_folds, INNER_FOLDS), Cs=(Cs, DEFAULT_CS),
                         alphas=(alphas, DEFAULT_ALPHAS))
