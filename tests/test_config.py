@@ -196,6 +196,11 @@ def test_a_setting_another_one_switches_off_is_refused():
             load_config(None, [*given, "data.gradient_sparsity=0.5"])
         load_config(None, given)  # left at its default: accepted
     assert load_config(None, ["data.gradient_sparsity=0.5"]).data.gradient_sparsity == 0.5
+    from brainjepa.bounds import field_default
+    from brainjepa.config import OptimizationConfig
+
+    assert field_default(OptimizationConfig(ema=[0.9, 1.0]), "ema") == [0.996, 1.0]  # a factory default
+    assert field_default(OptimizationConfig(epochs=5), "epochs") == 300
 
 
 # Every numeric or list key out of its range: refused by load_config in one line naming the key (and the

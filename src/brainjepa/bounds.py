@@ -74,6 +74,13 @@ def check_bounds(obj: Any, section: str) -> None:
             bounds.check(f"{section}.{f.name}", getattr(obj, f.name), f.name in integers)
 
 
+def field_default(obj: Any, name: str) -> Any:
+    """The declared default of dataclass `obj`'s field `name` (a setting that another one switches off must stay
+    there, or be refused)."""
+    found = next(f for f in dataclasses.fields(obj) if f.name == name)
+    return found.default_factory() if found.default is dataclasses.MISSING else found.default
+
+
 def check_value(name: str, value: Any, *, integer: bool = False, **limits: Any) -> None:
     """Raise ConfigError naming `name` unless `value` is in the range `limits` (as `bounded` takes them)."""
     Bounds(**limits).check(name, value, integer)

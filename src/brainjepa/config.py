@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import yaml
 
-from brainjepa.bounds import SCANNER_TR, bounded, check_bounds
+from brainjepa.bounds import SCANNER_TR, bounded, check_bounds, field_default
 from brainjepa.data.normalize import NormalizationKind
 from brainjepa.data.store import RunStore
 from brainjepa.errors import ConfigError
@@ -87,7 +87,7 @@ class MetaConfig:
         if self.load_checkpoint and not self.read_checkpoint:
             raise ConfigError("meta.load_checkpoint is true but meta.read_checkpoint is not set: give the model "
                               "folder, run folder or .pth.tar to warm-start from")
-        if not self.compile and not _is_default(self, "compile_backend"):
+        if not self.compile and self.compile_backend != field_default(self, "compile_backend"):
             raise ConfigError(f"meta.compile_backend is {self.compile_backend} but meta.compile is false: set "
                               "meta.compile=true to compile the step, or remove meta.compile_backend")
 
@@ -161,7 +161,7 @@ class TrainConfig:
         self.optimization.check_schedule()
         given = "data.gradient_csv_path" if self.data.gradient_csv_path else \
             "meta.read_checkpoint" if self.meta.load_checkpoint else None
-        if given and not _is_default(self.data, "gradient_sparsity"):
+        if given and self.data.gradient_sparsity != field_default(self.data, "gradient_sparsity"):
             raise ConfigError(f"data.gradient_sparsity applies to a gradient computed from the store, and this run "
                               f"takes its gradient from {given}: remove data.gradient_sparsity")
 
@@ -171,11 +171,6 @@ class TrainConfig:
 
 
 SECTIONS: dict[str, type] = typing.get_type_hints(TrainConfig)
-
-
-def _is_default(section: Any, key: str) -> bool:
-    """Whether `section.key` holds its field's default (a setting that another one switches off must stay there)."""
-    return getattr(section, key) == next(f.default for f in dataclasses.fields(section) if f.name == key)
 
 
 # ----------------------------------------------------------------------------------------------- the adapter

@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from brainjepa.bounds import field_default
 from brainjepa.data.fmriprep import CIFTI_SUFFIX, VOLUME_SUFFIX, find_fmriprep_runs, read_fmriprep
 from brainjepa.data.normalize import (
     Normalizer,
@@ -104,8 +105,8 @@ class EmbedOptions(EncoderOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.masked_views:  # the views' settings would be accepted and ignored
-            defaults = {f.name: f.default for f in fields(self)}
-            changed = [f"embed.{name}" for name in ("mask_keep", "seed") if getattr(self, name) != defaults[name]]
+            changed = [f"embed.{name}" for name in ("mask_keep", "seed")
+                       if getattr(self, name) != field_default(self, name)]
             if changed:
                 raise ConfigError(f"{' and '.join(changed)} set how masked views are drawn, and there are none: set "
                                   "embed.masked_views (1 or more) or leave them at their defaults")

@@ -6,11 +6,11 @@ names). A task's `kind` is "identification" or a `TaskKind` (how a label is lear
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from brainjepa.bounds import bounded, check_bounds
+from brainjepa.bounds import bounded, check_bounds, field_default
 from brainjepa.errors import ConfigError
 from brainjepa.evaluation.attentive import AttentiveConfig
 from brainjepa.evaluation.embed import EmbedOptions
@@ -141,9 +141,8 @@ class SuiteOptions:
         check_bounds(self, "evaluate")
         if self.head not in HEADS:
             raise ConfigError(f"evaluate.head must be one of {list(HEADS)}, got {self.head!r}")
-        defaults = {f.name: f.default for f in fields(self)}
         if self.random_init_seed is not None:
-            if tuple(self.random_init_seeds) != defaults["random_init_seeds"]:
+            if tuple(self.random_init_seeds) != field_default(self, "random_init_seeds"):
                 raise ConfigError("evaluate.random_init_seed (the older single-seed spelling) and "
                                   "evaluate.random_init_seeds are both given: keep evaluate.random_init_seeds")
             object.__setattr__(self, "random_init_seeds", (self.random_init_seed,))
@@ -170,7 +169,7 @@ class SuiteOptions:
             raise ConfigError(f"--store {', '.join(unused)}: no chosen task runs on it; remove it or add its tasks "
                               "to --tasks")
         simulated = any(TASKS[t].dataset == SIMULATION for t in self.tasks) and SIMULATION not in self.stores
-        if self.sim_subjects != defaults["sim_subjects"] and not simulated:
+        if self.sim_subjects != field_default(self, "sim_subjects") and not simulated:
             why = "the simulation's store is given" if SIMULATION in self.stores else "no task runs on the simulation"
             raise ConfigError(f"evaluate.sim_subjects sizes the suite's own simulation, and {why}: remove "
                               "evaluate.sim_subjects")
