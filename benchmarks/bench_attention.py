@@ -5,10 +5,12 @@ Times `F.scaled_dot_product_attention` and `brainjepa.models.onednn_attention.at
 best of `--reps` after warm-up calls, beside the 4096^2 matmul peaks of fp32 and bf16 measured in the same run.
 Prints one JSON line per kernel: seconds, GFLOP/s (4 B H N^2 d) and the share of that dtype's peak, and the largest
 difference from fp32 attention; and the first call's seconds (oneDNN's is unfused while TorchScript profiles it) and
-the process's peak RSS above the inputs so far. ``--first-call-budget-gb`` sets
+the process's peak RSS above the inputs so far. ``--backward`` adds SDPA's forward + backward in fp32 and bf16 (the
+pass a training step runs; 12 B H N^2 d FLOPs, the backward counted as twice the forward's products, without its
+recomputation), which oneDNN's kernel does not have. ``--first-call-budget-gb`` sets
 `onednn_attention.MAX_FIRST_CALL_BYTES` (a large value runs the B x H pairs in one call, as before the split).
 
-    python benchmarks/bench_attention.py [--shape 2,6,4500,64] [--reps 3] [--first-call-budget-gb 2]
+    python benchmarks/bench_attention.py [--shape 2,6,4500,64] [--reps 3] [--backward] [--first-call-budget-gb 2]
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", default="2,6,4500,64", help="B,H,N,d of q, k and v")
     ap.add_argument("--reps", type=int, default=3, help="timed calls per kernel (best of)")
+    ap.add_argument("--backward", action="store_true", help="also time SDPA forward + backward in fp32 and bf16")
     ap.add_argument("--first-call-budget-gb", type=float, default=None,
                     help="oneDNN's budget for a shape's unfused first call (default: the module's, 2 GiB)")
     args = ap.parse_args()
@@ -62,18 +65,36 @@ def main() -> None:
                "sdpa bf16": ("bf16", lambda: F.scaled_dot_product_attention(qb, kb, vb))}
     if onednn_attention.available():
         kernels["onednn bf16"] = ("bf16", lambda: onednn_attention.attention(qb, kb, vb))
-    with torch.inference_mode():
-        for name, (dtype, fn) in kernels.items():
+    timed = [(name, dtype, fn, flops, True) for name, (dtype, fn) in kernels.items()]
+    if args.backward:
+        for name, (x, y, z) in {"fp32": (q, k, v), "bf16": (qb, kb, vb)}.items():
+            timed.append((f"sdpa {name} fwd+bwd", name, forward_backward(x, y, z), 3 * flops, False))
+    for name, dtype, fn, work, inference in timed:
+        with torch.inference_mode(inference):
             first, seconds = first_and_best_time(fn, args.reps)
-            print(json.dumps({
-                "cpu": cpu_name(), "threads": torch.get_num_threads(), "shape": [b, h, n, d], "kernel": name,
-                "seconds": round(seconds, 4), "gflops": round(flops / seconds / 1e9),
-                "share_of_peak": round(flops / seconds / peaks[dtype], 3),
-                "max_abs_err_vs_fp32": float(f"{(fn().float() - exact).abs().max():.3g}"),
-                "first_call_s": round(first, 3), "peak_rss_gb_above_inputs": round(rss_gb() - base, 2),
-                "peak_gflops_fp32": round(peaks["fp32"] / 1e9), "peak_gflops_bf16": round(peaks["bf16"] / 1e9),
-            }), flush=True)
+            err = float(f"{(fn().float() - exact).abs().max():.3g}") if inference else None
+        print(json.dumps({
+            "cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "shape": [b, h, n, d], "kernel": name,
+            "seconds": round(seconds, 4), "gflops": round(work / seconds / 1e9),
+            "share_of_peak": round(work / seconds / peaks[dtype], 3),
+            "max_abs_err_vs_fp32": err,
+            "first_call_s": round(first, 3), "peak_rss_gb_above_inputs": round(rss_gb() - base, 2),
+            "peak_gflops_fp32": round(peaks["fp32"] / 1e9), "peak_gflops_bf16": round(peaks["bf16"] / 1e9),
+        }), flush=True)
 
+
+def forward_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+    """A training step's attention: SDPA forward and backward into fresh leaves of q, k and v."""
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+
+    def run() -> torch.Tensor:
+        for leaf in leaves:
+            leaf.grad = None
+        out = F.scaled_dot_product_attention(*leaves)
+        out.backward(torch.ones_like(out))
+        return out
+    return run
 
 if __name__ == "__main__":
     main()

@@ -195,19 +195,52 @@ def fmriprep_confounds(image: Path, strategy: str) -> tuple[np.ndarray | None, n
             warnings.simplefilter("ignore", RuntimeWarning)  # "all volumes scrubbed" is checked below
             confounds, sample_mask = load_confounds_strategy(str(image), denoise_strategy=strategy)
     except (ValueError, OSError, KeyError) as err:
-        reason = " ".join(str(err).split())
+        table = confounds_table(image)
+        lacking = missing_columns(table, strategy)  # nilearn's message names only some of them
+        reason = f"{table.name} lacks the columns {', '.join(lacking)}" if lacking else " ".join(str(err).split())
         raise DataError(f"{image}: confounds '{strategy}' ({reason}); try another strategy (confounds=, "
                         "--confounds), or none") from err
     values = None if confounds is None or confounds.shape[1] == 0 else confounds.to_numpy(dtype=np.float64)
     if values is not None and not np.isfinite(values).all():  # an n/a the strategy does not fill (mid-column)
         row, col = np.argwhere(~np.isfinite(values))[0]
         count = int((~np.isfinite(values)).sum())
-        table = image.name.split("_desc-")[0].split("_space-")[0] + "_desc-confounds_timeseries.tsv"
+        table = confounds_table(image).name
         raise DataError(f"{image}: confounds file {table}: column {confounds.columns[col]!r} has {count} n/a or "
                         f"non-finite value(s) that strategy '{strategy}' does not fill (first in data row "
                         f"{row + 1}, line {row + 2}); fix the confounds file or choose another strategy (none: "
                         "no cleaning)")
     return values, None if sample_mask is None else np.asarray(sample_mask, dtype=np.int64)
+
+
+def confounds_table(image: Path) -> Path:
+    """The ``*_desc-confounds_timeseries.tsv`` fMRIPrep writes beside a run (space and desc entities dropped)."""
+    return image.with_name(image.name.split("_desc-")[0].split("_space-")[0] + "_desc-confounds_timeseries.tsv")
+
+
+def missing_columns(table: Path, strategy: str) -> list[str]:
+    """The named fMRIPrep columns that nilearn's `strategy` reads and `table` lacks (in fMRIPrep's order).
+
+    nilearn reports the missing columns of one noise component at a time (``simple`` without ``trans_x`` and
+    ``csf`` names only ``csf``), so a user would fix the table once per column. Components read by pattern
+    (cosine, CompCor) are left to nilearn's message. [] when the table cannot be read."""
+    from nilearn.interfaces.fmriprep.load_confounds_strategy import preset_strategies
+
+    try:
+        with open(table, encoding="utf-8") as handle:
+            header = set(handle.readline().rstrip("\r\n").split("\t"))
+    except (OSError, UnicodeDecodeError):
+        return []
+    preset = preset_strategies[strategy]
+    expansions = {"basic": ("",), "full": ("", "_derivative1", "_power2", "_derivative1_power2")}
+    wanted = []
+    if "motion" in preset["strategy"]:
+        wanted += [f"{axis}{tail}" for axis in ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
+                   for tail in expansions[preset["motion"]]]
+    if "wm_csf" in preset["strategy"]:
+        wanted += [f"{tissue}{tail}" for tissue in ("csf", "white_matter") for tail in expansions[preset["wm_csf"]]]
+    if "scrub" in preset["strategy"]:
+        wanted += ["framewise_displacement", "std_dvars"]
+    return [column for column in wanted if column not in header]
 
 
 def parcellate_cifti(path: Path, atlases: Sequence[Path]) -> tuple[np.ndarray, list[str]]:
