@@ -285,6 +285,23 @@ def test_evaluate_attentive_head_reads_its_pooling(model_dir, monkeypatch, pooli
     assert "no permutation null (attentive head)" in row["reason"] and not row["above_chance"]
 
 
+def test_the_suite_decides_classes_balanced_and_values_as_predicted(model_dir, monkeypatch):
+    from brainjepa.evaluation.ridge import RidgeCV
+
+    calls = []
+    predict = RidgeCV.predict
+
+    def spy(self, targets, **kwargs):
+        calls.append((targets.shape[-1], kwargs.get("balanced", False)))
+        return predict(self, targets, **kwargs)
+
+    monkeypatch.setattr(RidgeCV, "predict", spy)
+    options = SuiteOptions(tasks=("simulation/group", "simulation/coupling"), folds=2, seeds=1, sim_subjects=8,
+                           random_init_seeds=(0,), permutations=100)
+    evaluate(model_dir, None, options, progress=False)
+    assert {(2, True), (1, False)} == set(calls)
+
+
 def test_suite_options_refusals_and_defaults():
     with pytest.raises(ConfigError, match=r"unknown evaluation tasks \['ukb/sex'\]"):
         SuiteOptions(tasks=("ukb/sex",))

@@ -108,6 +108,53 @@ def test_a_planted_signal_clears_the_null():
     assert not null.cleared_by(Interval(score, null.mean - 0.01, score + 0.1, 30, 0.95))
 
 
+def _group_null(balanced: bool, reps: int = 40) -> tuple[float, float, float]:
+    """simulation/group's pipeline on pure-noise features: 40 subjects, one run each, two balanced classes,
+    stratified folds, labels shuffled across subjects. (mean score, mean null mean, share of p <= 0.05)."""
+    y = np.array(["A", "B"] * 20)
+    groups = np.arange(40)
+    plan = cv_plan(y, groups, task="classification", folds=5, seeds=1)
+    perms = permutations(groups, "across-subjects", 100, seed=0)
+    targets, classes = encode(y, "classification")
+    scores, nulls, small_p = [], [], 0
+    for rep in range(reps):
+        x = np.random.default_rng(rep).normal(size=(40, 30))
+        pred = decode(RidgeCV(x, plan).predict(np.concatenate([targets[None], targets[perms]]),
+                                               balanced=balanced), classes)
+        score = score_many("balanced_acc", y[None], pred[:1])[0]
+        null = Null(score_many("balanced_acc", y[perms], pred[1:]), score, "across-subjects")
+        scores.append(score)
+        nulls.append(null.mean)
+        small_p += null.p_value <= 0.05
+    return float(np.mean(scores)), float(np.mean(nulls)), small_p / reps
+
+
+def test_a_classifier_null_on_stratified_folds_sits_where_noise_scores():
+    """A permuted training fold's classes lean one way; decided by raw scores, the classifier predicts the test
+    fold's minority and the null drops below chance, so noise clears it. Balanced decisions keep it at noise."""
+    score, null, small_p = _group_null(balanced=True)
+    assert abs(null - 0.5) < 0.02 and abs(score - null) < 0.05 and small_p <= 0.1  # score: 40 draws, sd ~0.1
+    score, null, small_p = _group_null(balanced=False, reps=10)
+    assert null < 0.45  # the bias the balanced decision removes (noise scores about 0.5 either way)
+
+
+def test_above_chance_is_decided_by_the_printed_p_value():
+    values = np.arange(200) / 200  # a score of 0.946 exceeds the 95th percentile (0.945) with p = 11/201
+    score = Interval(0.946, 0.9, 0.99, 30, 0.95)
+    null = Null(values, 0.946, "across-subjects")
+    assert null.high < 0.946 and null.p_value > 0.05 and not null.cleared_by(score)
+    null = Null(values, 0.956, "across-subjects")
+    assert null.p_value <= 0.05 and null.cleared_by(Interval(0.956, 0.9, 0.99, 30, 0.95))
+    assert not null.cleared_by(Interval(0.956, 0.4, 0.99, 30, 0.95))  # the interval reaches the null mean
+
+
+def test_printed_intervals_show_which_side_of_zero_they_lie():
+    assert Interval(0.01, 0.0004, 0.0213, 30, 0.95).decimals() == 4
+    assert Interval(0.01, -0.021, 0.04, 30, 0.95).decimals() == 3
+    assert Interval(0.0, 0.0, 1e-9, 30, 0.95).decimals() == 6
+    assert Interval(0.5, float("nan"), float("nan"), 1, 0.95).decimals() == 3
+
+
 def test_score_many_matches_the_metrics():
     from sklearn.metrics import balanced_accuracy_score
 

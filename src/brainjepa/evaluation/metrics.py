@@ -183,6 +183,14 @@ class Interval:
         """Whether `value` lies outside [low, high] (never, for a NaN interval)."""
         return bool(self.low > value or self.high < value)
 
+    def decimals(self, at_least: int = 3, at_most: int = 6) -> int:
+        """Decimals to print the interval with: `at_least`, more while a limit that is not 0 would print as 0,
+        so that an interval called different from 0 never reads "+0.000 to +0.021" (up to `at_most`)."""
+        for k in range(at_least, at_most):
+            if all(v == 0 or not np.isfinite(v) or round(v, k) != 0 for v in (self.low, self.high)):
+                return k
+        return at_most
+
 
 # ------------------------------------------------------------------------------------------ subject bootstrap
 def bootstrap_interval(

@@ -30,7 +30,8 @@ from brainjepa.evaluation.metrics import Interval
 
 Scheme = Literal["within-subject", "across-subjects"]
 SCHEMES = ("within-subject", "across-subjects")
-NULL_QUANTILE = 0.95  # a score is above chance when it exceeds this quantile of its null
+NULL_QUANTILE = 0.95  # the null's "high" end shown beside a score
+ALPHA = 1 - NULL_QUANTILE  # a score is above chance when its permutation p-value is at most this
 
 
 def permutations(groups: np.ndarray, scheme: str, n: int, seed: int = 0) -> np.ndarray:
@@ -121,7 +122,7 @@ class Null:
 
     @property
     def high(self) -> float:
-        """The null's 95th percentile: what a score must exceed to be called above chance."""
+        """The null's 95th percentile, shown beside the score (the verdict is `cleared_by`'s, by the p-value)."""
         return float(np.nanquantile(self.values, NULL_QUANTILE)) if self.n else math.nan
 
     @property
@@ -133,9 +134,10 @@ class Null:
         return float((1 + np.sum(finite >= self.observed)) / (1 + len(finite)))
 
     def cleared_by(self, score: Interval) -> bool:
-        """Above chance: the score exceeds the null's 95th percentile and its interval excludes the null mean
-        from below (False without a null or an interval)."""
-        return bool(self.n and score.mean > self.high and score.low > self.mean)
+        """Above chance: the observed score's p-value is at most `ALPHA` (the p printed beside it decides, not an
+        interpolated percentile that can disagree with it) and its interval excludes the null mean from below
+        (False without a null or an interval)."""
+        return bool(self.n and self.p_value <= ALPHA and score.low > self.mean)
 
 
-__all__ = ["NULL_QUANTILE", "SCHEMES", "Null", "Scheme", "permutations", "score_many"]
+__all__ = ["ALPHA", "NULL_QUANTILE", "SCHEMES", "Null", "Scheme", "permutations", "score_many"]

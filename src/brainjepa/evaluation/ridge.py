@@ -145,10 +145,16 @@ class RidgeCV:
             self.folds.append(prepared)
         self.n = sum(len(s.test) for s in plan[0])
 
-    def predict(self, targets: np.ndarray) -> np.ndarray:
+    def predict(self, targets: np.ndarray, *, balanced: bool = False) -> np.ndarray:
         """Out-of-fold predictions [P, S, N, K] for target sets [P, N, K] (P label vectors: the true one and
         permutations; K target columns), with alpha chosen per target set and fold by the inner CV (ties: the
-        smallest alpha; no inner CV possible: the grid's middle value)."""
+        smallest alpha; no inner CV possible: the grid's middle value).
+
+        ``balanced=True`` (classes, one-hot targets) gives each prediction minus its training fold's target mean,
+        so that `decode` picks the class scored highest above its base rate. Without it a training fold whose
+        classes lean one way predicts that class, which is the test fold's minority; folds stratified for the
+        true labels hide this, but not for a permutation of them, whose null then sits below chance and lets noise
+        clear it."""
         targets = np.asarray(targets, dtype=np.float64)
         out = np.empty((len(targets), len(self.plan), targets.shape[1], targets.shape[2]))
         for s, (splits, prepared) in enumerate(zip(self.plan, self.folds, strict=True)):
@@ -162,6 +168,8 @@ class RidgeCV:
                 else:
                     best = np.full(len(targets), len(outer.alphas) // 2)
                 out[:, s, split.test] = pred[best, np.arange(len(targets))]
+                if balanced:
+                    out[:, s, split.test] -= t_train.mean(1, keepdims=True)
         return out
 
 

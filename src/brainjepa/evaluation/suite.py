@@ -281,7 +281,7 @@ def _probe_task(task: Task, store: RunStore, sets: list[FeatureSet], keep: np.nd
                             head="attentive", attentive=options.attentive)
                 predictions.append(res.predictions)
                 continue
-            pred = decode(RidgeCV(x, plan).predict(all_targets), classes)  # [1 + P, S, N]
+            pred = decode(RidgeCV(x, plan).predict(all_targets, balanced=classes is not None), classes)  # [1+P, S, N]
             predictions.append(pred[0])
             nulls.append(score_many(task.metric, permuted_truth, pred[1:]))
         rows[fs.name] = _row(fs, predictions=np.stack(predictions),

@@ -1,7 +1,8 @@
 """The findings of an evaluation-suite run, computed from its intervals and nulls, not written in advance.
 
 Every row of a task predicts the same units. A row is **above chance** only when it clears its permutation null
-(`TaskStats.above_chance`: the score exceeds the null's 95th percentile and its interval excludes the null mean),
+(`TaskStats.above_chance`: the score's permutation p-value is at most 0.05 and its interval excludes the null
+mean),
 never merely against the nominal chance level, which a cross-validated probe can sit far from (pooled Pearson r
 under subject-grouped folds is biased negative). The suite's fixed comparisons (`brainjepa.evaluation.results.
 comparisons`: pretrained vs random init with the same readout, pretrained vs FC) **differ** when their paired
@@ -51,7 +52,7 @@ def comparisons(task: str, stats: TaskStats) -> list[Comparison]:
 
 
 def _interval(d: Interval, signed: bool) -> str:
-    fmt = "+.3f" if signed else ".3f"
+    fmt = f"{'+' if signed else ''}.{d.decimals()}f"
     seeds = f", {d.seeds} seeds" if d.seeds > 1 else ""
     return f"{d.confidence:.0%} CI {d.low:{fmt}} to {d.high:{fmt}}, {d.n} subjects{seeds}"
 
@@ -72,7 +73,7 @@ def comparison_sentence(c: Comparison, metric: str) -> str:
     d = c.diff
     if c.direction == "unknown":
         return f"{c.row} vs {c.other}: difference {d.mean:+.3f}, no interval ({d.n} subject(s))."
-    detail = f"{metric} difference {d.mean:+.3f} ({_interval(d, signed=True)})"
+    detail = f"{metric} difference {d.mean:+.{d.decimals()}f} ({_interval(d, signed=True)})"
     if c.direction == "same":
         return f"{c.row} and {c.other} do not differ detectably: {detail}; the interval includes 0."
     return f"**{c.row} scores {c.direction} than {c.other}**: {detail}."

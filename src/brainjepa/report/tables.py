@@ -21,6 +21,7 @@ def _cell(d: Interval, digits: int, signed: bool = False) -> str:
     if not np.isfinite(d.mean):
         return "n/a"
     sign = "+" if signed else ""
+    digits = d.decimals(digits)
     ci = f" [{d.low:{sign}.{digits}f}, {d.high:{sign}.{digits}f}]" if np.isfinite(d.low) else ""
     return f"{d.mean:{sign}.{digits}f}{ci}"
 
@@ -38,8 +39,8 @@ def suite_tables(result: SuiteResult, digits: int = 3) -> str:
     paired differences, identification per session pair, and the notes (confounds, skipped rows and tasks)."""
     done = [r for r in result.results if not r.skipped]
     tasks = [r.task.name + (" (confounded)" if r.task.confound else "") for r in done]
-    lines = [f"Score [CI] per row and task; `*`: above chance (the score exceeds the 95th percentile of the row's "
-             f"permutation null and its interval excludes the null mean). {result.method_note()}. These tables "
+    lines = [f"Score [CI] per row and task; `*`: above chance (the score's permutation p-value is at most 0.05 "
+             f"and its interval excludes the null mean). {result.method_note()}. These tables "
              f"show {result.intervals_read()} intervals, none corrected for the others.", ""]
     if done:
         names = _row_names(done)
