@@ -302,6 +302,28 @@ def test_the_suite_decides_classes_balanced_and_values_as_predicted(model_dir, m
     assert {(2, True), (1, False)} == set(calls)
 
 
+def test_attentive_head_runs_the_within_subject_rating_on_centred_token_sets(model_dir, connattractor,
+                                                                              monkeypatch):
+    from brainjepa.evaluation.attentive import AttentiveConfig, AttentiveProbe
+
+    seen = []
+    fit = AttentiveProbe.fit
+
+    def spy(self, x, y, groups=None):
+        seen.append((np.asarray(x), np.asarray(groups)))
+        return fit(self, x, y, groups)
+
+    monkeypatch.setattr(AttentiveProbe, "fit", spy)
+    options = SuiteOptions(tasks=("connattractor/rating",), folds=2, seeds=1, head="attentive", pooling="roi",
+                           attentive=AttentiveConfig(epochs=2), random_init_seeds=(0,), permutations=100,
+                           stores={"connattractor": str(connattractor)})
+    (res,) = evaluate(model_dir, None, options, progress=False).results
+    assert not res.skipped and res.rows["brainjepa, ROI mean"].predictions.shape == (1, 1, 27)
+    assert seen and all(x.shape[1:] == (R, 16) for x, _ in seen)  # [runs, ROI set, D], not flattened
+    for x, groups in seen:  # centred within subject: a subject's runs sum to zero, token by token
+        assert max(np.abs(x[groups == g].sum(0)).max() for g in np.unique(groups)) < 1e-4
+
+
 def test_suite_options_refusals_and_defaults():
     with pytest.raises(ConfigError, match=r"unknown evaluation tasks \['ukb/sex'\]"):
         SuiteOptions(tasks=("ukb/sex",))
@@ -329,6 +351,14 @@ def test_suite_options_refusals_and_defaults():
     with pytest.raises(ConfigError, match="and no task runs on the simulation"):
         SuiteOptions(tasks=default_tasks("connattractor"), sim_subjects=8)
     assert SuiteOptions(tasks=("simulation/group",), sim_subjects=8).sim_subjects == 8
+    from brainjepa.evaluation.attentive import AttentiveConfig
+
+    with pytest.raises(ConfigError, match="evaluate.attentive sets the attentive head, and evaluate.head is linear"):
+        SuiteOptions(tasks=("simulation/group",), attentive=AttentiveConfig(epochs=7))
+    assert SuiteOptions(tasks=("simulation/group",), head="attentive", attentive=AttentiveConfig(epochs=7))
+    with pytest.raises(ConfigError, match=r"evaluate.cache \(--cache\) is the sample cache of the connattractor"):
+        SuiteOptions(tasks=("simulation/group",), cache="/nonexistent/x")
+    assert SuiteOptions(tasks=("connattractor/rating",), cache="/nonexistent/x").cache == "/nonexistent/x"
     with pytest.raises(ConfigError, match="^--store connattractor: no chosen task runs on it"):
         SuiteOptions(tasks=("simulation/group",), stores={"connattractor": "x"})
 

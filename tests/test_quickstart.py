@@ -80,3 +80,14 @@ def test_the_sample_cache_reaches_the_evaluation(store, tmp_path):
     assert options.cache == str(tmp_path / "cache")
     assert _evaluate_command(SimpleNamespace(options=options), tmp_path).endswith(f" --cache {tmp_path / 'cache'}")
     assert suite_options("connattractor", runs, folds=2, seeds=1, seed=0).cache is None
+
+
+def test_a_cache_for_simulated_data_is_refused_before_any_work(tmp_path):
+    import pytest
+
+    from brainjepa.errors import ConfigError
+    from brainjepa.report.quickstart import quickstart
+
+    with pytest.raises(ConfigError, match="--data simulated makes its own data: remove --cache"):
+        quickstart(tmp_path / "qs", data="simulated", cache=tmp_path / "cache")
+    assert not (tmp_path / "qs").exists()

@@ -299,8 +299,8 @@ def _centred_within(x: np.ndarray | Callable, subjects: np.ndarray) -> np.ndarra
             a, b = x(train, test)
             return a - _subject_means(a, subjects[train]), b - _subject_means(b, subjects[test])
         return centred
-    flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    return flat - _subject_means(flat, subjects)
+    values = np.asarray(x, dtype=np.float64)  # any shape [N, ...]: token sets stay sets for the attentive head
+    return values - _subject_means(values, subjects)
 
 
 def _row(fs: FeatureSet, **values: Any) -> RowResult:

@@ -103,7 +103,7 @@ class SuiteOptions:
             uses the same windows.
         attentive: hyper-parameters of the attentive head; by default its learning rate, weight decay and epochs
             are chosen inside each training fold on held-out training subjects (`AttentiveConfig`), so it is tuned
-            before it is compared, as the linear head is.
+            before it is compared, as the linear head is. Refused with the linear head, which would not read it.
         random_init_seeds: weight seeds of the random-init encoders (one row, its interval over these seeds).
         random_init_seed: a single seed (older spelling of ``random_init_seeds=(seed,)``).
         confidence: coverage of every interval.
@@ -114,7 +114,7 @@ class SuiteOptions:
         sim_subjects: subjects of the simulated data set (one run each).
         stores: dataset name -> an already prepared store to use instead of fetching or simulating it.
         cache: sample cache folder (default: the samples mechanism's, `default_cache_dir`); GLM rows read the
-            sample's event files from it.
+            sample's event files from it. Refused when no connattractor task is chosen.
     """
 
     tasks: tuple[str, ...] = DEFAULT_TASKS
@@ -173,6 +173,12 @@ class SuiteOptions:
             why = "the simulation's store is given" if SIMULATION in self.stores else "no task runs on the simulation"
             raise ConfigError(f"evaluate.sim_subjects sizes the suite's own simulation, and {why}: remove "
                               "evaluate.sim_subjects")
+        if self.head == "linear" and self.attentive != field_default(self, "attentive"):
+            raise ConfigError("evaluate.attentive sets the attentive head, and evaluate.head is linear: remove "
+                              "evaluate.attentive or choose head='attentive' (--head attentive)")
+        if self.cache is not None and all(TASKS[t].dataset != "connattractor" for t in self.tasks):
+            raise ConfigError("evaluate.cache (--cache) is the sample cache of the connattractor tasks, and none is "
+                              "chosen: remove it or add a connattractor task to --tasks")
 
     @property
     def encoder_poolings(self) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ from brainjepa.config import DataConfig, LoggingConfig, MetaConfig, Optimization
 from brainjepa.data.gradients import gradients_file
 from brainjepa.data.samples import prepare_sample
 from brainjepa.data.simulate import SimulationConfig, simulate_store
-from brainjepa.errors import DataError
+from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.suite import SuiteOptions, default_tasks, evaluate
 from brainjepa.io import atomic_write_text
 from brainjepa.masks import draw_masks, mask_grid
@@ -114,7 +114,13 @@ def quickstart(out: str | Path = "runs/quickstart", *, steps: int = STUDY_STEPS,
         folds, seeds: the evaluation suite's subject-grouped folds and split seeds (5 x 1 keeps it to about a
             minute on a laptop CPU).
         progress: progress bars of the data, gradients, pretraining and evaluation steps (log lines stay).
+
+    Raises:
+        ConfigError: `cache` with ``data="simulated"`` (the cache holds the PyPI sample, which that data skips).
     """
+    if cache is not None and data == "simulated":
+        raise ConfigError("quickstart: --cache is the folder of the PyPI sample, and --data simulated makes its "
+                          "own data: remove --cache")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fig_dir = out / "figures"
