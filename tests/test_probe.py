@@ -34,6 +34,10 @@ def test_classification_metrics_known_values():
     s = classification_metrics(["a", "b", "b"], ["b", "b", "b"], np.array([[0.5, 0.5], [0.2, 0.8], [0.3, 0.7]]))
     assert s["f1"] == pytest.approx(0.8) and s["auc"] == 1.0 and s["balanced_acc"] == 0.5
     assert math.isnan(classification_metrics([1, 1], [1, 1], [0.9, 0.1])["auc"])
+    # A fold that is all one class, all predicted right: F1 of the absent positive class is 0 / 0, not 0.
+    right = classification_metrics(["a"] * 5, ["a"] * 5, np.zeros((5, 2)), labels=["a", "b"])
+    assert right["balanced_acc"] == 1.0 and math.isnan(right["f1"])
+    assert classification_metrics(["a", "a", "b"], ["a", "a", "a"], labels=["a", "b"])["f1"] == 0.0
 
 
 def test_multiclass_metrics_are_macro_and_one_vs_rest():
@@ -44,7 +48,7 @@ def test_multiclass_metrics_are_macro_and_one_vs_rest():
     assert m["f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
     # Class 2 absent from the fold: AUC averages only the classes present.
     part = classification_metrics(y[:2], [0, 1], score[:2], labels=[0, 1, 2])
-    assert part["auc"] == 1.0
+    assert part["auc"] == 1.0 and part["f1"] == 1.0  # the absent class's F1 (0 / 0) is left out of the mean
 
 
 def test_regression_metrics():

@@ -38,7 +38,9 @@ def classification_metrics(
             when a test fold can miss a class, so F1/AUC keep the same class set across folds.
 
     Returns:
-        ``{"acc", "balanced_acc", "f1", "auc"}`` as floats. AUC is NaN when ``y_true`` holds a single class.
+        ``{"acc", "balanced_acc", "f1", "auc"}`` as floats. AUC is NaN when ``y_true`` holds a single class. F1
+        leaves out a class that is in neither ``y_true`` nor ``y_pred`` (its F1 is 0 / 0), and is NaN when that
+        is the binary positive class: a fold that is all one class, all predicted right, is not an F1 of 0.
     """
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
@@ -50,9 +52,9 @@ def classification_metrics(
         "acc": float(accuracy_score(y_true, y_pred)),
         "balanced_acc": float(balanced_accuracy_score(y_true, y_pred)),
         "f1": float(
-            f1_score(y_true, y_pred, pos_label=classes[-1], average="binary", zero_division=0)
+            f1_score(y_true, y_pred, pos_label=classes[-1], average="binary", zero_division=np.nan)
             if binary
-            else f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)
+            else f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=np.nan)
         ),
         "auc": math.nan,
     }
