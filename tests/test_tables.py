@@ -160,6 +160,30 @@ EXPORTS = {
         {"num_rois": R},
         [f"V{j + 1}" for j in range(R)],
     ),
+    "nilearn's float labels 1.0..R as pandas' header, no index": (
+        "a.csv",
+        lambda p: pd.DataFrame(TS.T, columns=np.arange(1.0, R + 1)).to_csv(p, index=False),
+        {"num_rois": R},
+        None,
+    ),
+    "nilearn's float labels 1.0..R as pandas' header, with its index": (
+        "a.csv",
+        lambda p: pd.DataFrame(TS.T, columns=np.arange(1.0, R + 1)).to_csv(p),
+        {"num_rois": R},
+        None,
+    ),
+    "frame times above ROI rows named in a 'roi' column": (
+        "a.csv",
+        lambda p: pd.DataFrame(TS, index=pd.Index(NAMES, name="roi"), columns=np.arange(T) * 0.72).to_csv(p),
+        {},
+        NAMES,
+    ),
+    "frame times in whole seconds above 'label_name' rows": (
+        "a.csv",
+        lambda p: pd.DataFrame(TS, index=pd.Index(NAMES, name="label_name"), columns=np.arange(T) * 2.0).to_csv(p),
+        {},
+        NAMES,
+    ),
     "explicit orientation instead of --rois": (
         "a.csv",
         lambda p: pd.DataFrame(TS.T).to_csv(p, index=False),
@@ -266,6 +290,24 @@ AMBIGUOUS = {
         "cannot tell whether row 1 \\(3, 8, 2, 6, 9\\) holds whole numbers above decimals: .*"
         "give header=True or False \\(--header or --no-header\\)",
         {"num_rois": R, "header": True},
+        TS,
+    ),
+    "whole numbers written as decimals above decimals": (
+        "a.csv",
+        lambda p: pd.DataFrame(TS.T, columns=[3.0, 8.0, 2.0, 6.0, 9.0]).to_csv(p, index=False),
+        {"num_rois": R},
+        "cannot tell whether row 1 \\(3.0, 8.0, 2.0, 6.0, 9.0\\) holds whole numbers written as decimals above "
+        "fractional data: a header of labels, or data; give header=True or False \\(--header or --no-header\\)",
+        {"num_rois": R, "header": True},
+        TS,
+    ),
+    "a 'roi' first cell above numbers that are not frame times": (
+        "a.csv",
+        lambda p: pd.DataFrame(TS, index=pd.Index(NAMES, name="roi"), columns=TS[0] + 7).to_csv(p),
+        {},
+        "cannot tell whether row 1 \\(roi, .*\\) is a header \\(its first cell names the ROI column\\), or a "
+        "ROI's data; give header=True or False \\(--header or --no-header\\)",
+        {"header": True},
         TS,
     ),
     "a time column": (

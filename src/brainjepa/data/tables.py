@@ -31,6 +31,7 @@ _INDEX_HEADERS = {"label_name", "label", "labels", "name", "names", "roi", "rois
 _TIME_HEADERS = {"time", "t", "frame", "frames", "volume", "vol", "tr", "timepoint", "timepoints", "index", "onset"}
 _NPZ_TR_KEYS = ("tr", "TR", "t_r", "repetition_time")
 _INT = re.compile(r"[+-]?\d+\Z")
+_FRACTION = re.compile(r"\.\d*[1-9]|[eE]-")  # a cell with a fractional part (0.5, 1e-3; not 12.0)
 _NUMBERED = re.compile(r"(.*?)(\d+)\Z", re.DOTALL)
 _SEPARATOR_NAMES = {",": "commas", "\t": "tabs", ";": "semicolons", " ": "spaces", None: "whitespace"}
 _MAX_SHOWN = 5  # cells quoted in a message
@@ -197,13 +198,46 @@ def _distinct_ints(cells: Sequence[str]) -> bool:
     return len({int(c) for c in cells}) == len(cells)
 
 
-def _decide_header(path: Path, number: int, row0: Sequence[str], decimals: bool) -> bool:
+def _evenly_increasing(values: Sequence[float]) -> bool:
+    """At least 3 values from >= 0 up in equal steps (frame times or numbers): no ROI's signal looks like that."""
+    steps = np.diff(values)
+    return len(values) >= 3 and values[0] >= 0 and steps[0] > 0 and bool(np.allclose(steps, steps[0], rtol=1e-3))
+
+
+def _decimal_header(path: Path, number: int, row0: Sequence[str], first: str, fractional: bool) -> bool | None:
+    """A first row of numbers some of which are written as decimals: a header (True), data (False) or not
+    decided here (None). nilearn's ``labels_`` are floats, so pandas writes ``1.0,2.0,...`` above its columns;
+    frame times (``0.0,0.72,...``) head a table of ROI rows."""
+    named = first in ("blank", "text")
+    values = [float(c) for c in (row0[1:] if named else row0)]
+    if _evenly_increasing(values):
+        return True  # column numbers or float labels 1.0..n, frame times
+    if all(v.is_integer() for v in values):
+        if fractional and len(set(values)) == len(values):
+            question = (f"row {number} ({_show(row0)}) holds whole numbers written as decimals above fractional "
+                        "data: a header of labels, or data")
+            raise DataError(f"{path}: cannot tell whether {question}; give header=True or False (--header or "
+                            "--no-header)")
+        return None
+    if first == "text" and row0[0].strip().lower() in _INDEX_HEADERS:
+        question = f"row {number} ({_show(row0)}) is a header (its first cell names the ROI column), or a ROI's data"
+        raise DataError(f"{path}: cannot tell whether {question}; give header=True or False (--header or "
+                        "--no-header)")
+    return None
+
+
+def _decide_header(path: Path, number: int, row0: Sequence[str], decimals: bool, fractional: bool) -> bool:
     """Whether the first row (line `number`) is a header; `decimals`: the cells below it and right of column 1
-    are not all whole numbers."""
+    are not all written as whole numbers; `fractional`: some of them have a fractional part."""
     kinds = [_kind(c) for c in row0]
     first, rest = kinds[0], kinds[1:] or kinds
     if "text" in rest and all(k in ("text", "blank") for k in rest):
         return True  # names (a missing one is reported as an empty header cell)
+    if len(row0) >= 2 and "num" in kinds[first in ("blank", "text"):] \
+            and all(k in ("int", "num") for k in kinds[first in ("blank", "text"):]):
+        decided = _decimal_header(path, number, row0, first, fractional)
+        if decided is not None:
+            return decided
     if not all(k == "int" for k in rest) or len(row0) < 2:
         return False  # data (any blank or text cell in it is reported as such)
     if first == "blank" or row0[0].strip().lower() in _INDEX_HEADERS:
@@ -297,7 +331,8 @@ def read_table(
         orientation: "rois-x-time" (rows are ROIs), "time-x-rois", or "auto" (names on one axis, else `num_rois`).
         num_rois: expected R, used to orient a table without ROI names.
         header: whether the first row is a header; None decides from the evidence (names; ``0..N-1``/``1..N``
-            above decimals; a blank or ``label_name`` first cell above an index) or refuses.
+            above decimals; numbers written as decimals rising in equal steps, as nilearn's float labels and
+            frame times are; a blank or ``label_name`` first cell above an index) or refuses.
         index_col: whether the first column is an index or ROI names; None decides from the evidence (names; a
             blank header cell above it; ``0..n-1``/``1..n`` beside decimals) or refuses.
 
@@ -317,8 +352,9 @@ def read_table(
     # Evidence that the data are decimals: a cell right of column 0, below row 0, not written as a whole number.
     whole = re.compile(r"[\d\s+\-\"" + re.escape(sep or "") + r"]*\Z")
     decimals = not all(whole.match(rest) for rest in rests[1:])
+    fractional = decimals and any(_FRACTION.search(rest) for rest in rests[1:])
     if header is None:
-        header = _decide_header(path, numbers[0], row0, decimals)
+        header = _decide_header(path, numbers[0], row0, decimals, fractional)
     top = int(header)
     if index_col is None:
         head = row0[0] if header else None
