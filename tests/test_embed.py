@@ -285,6 +285,25 @@ def test_file_errors(model, store, tmp_path, capsys, monkeypatch):
     assert "no such model folder or checkpoint file" in capsys.readouterr().err
 
 
+def test_file_layout_flags_reach_the_reader(model, store, tmp_path, capsys):
+    """A table the reader refuses as ambiguous names --header/--no-header, which `embed` must then accept."""
+    folder = str(model.save_pretrained(tmp_path / "m"))
+    whole = np.arange(T * R).reshape(T, R) % 7  # frames x ROIs of whole numbers under a 0..R-1 header
+    pd.DataFrame(whole).to_csv(tmp_path / "w.csv", index=False)
+    base = ["embed", "--model", folder, "--file", str(tmp_path / "w.csv"), "--no-progress", "--out"]
+    assert main(base + [str(tmp_path / "a.npy")]) == 2
+    assert "give header=True or False (--header or --no-header)" in capsys.readouterr().err
+    assert main(base + [str(tmp_path / "h.npy"), "--header"]) == 0
+    assert main(base + [str(tmp_path / "n.npy"), "--no-header"]) == 0  # the header row read as a 65th frame
+    with_header, without = load_embeddings(tmp_path / "h.npy"), load_embeddings(tmp_path / "n.npy")
+    assert with_header.embeddings.shape == without.embeddings.shape == (1, model.config.embed_dim)
+    assert not np.allclose(with_header.embeddings, without.embeddings)
+    assert main(base + [str(tmp_path / "o.npy"), "--header", "--orientation", "rois-x-time"]) == 2
+    assert "has shape [64, 16] but the model expects [16, T]" in capsys.readouterr().err  # 64 rows as ROIs
+    data = ["embed", "--model", folder, "--data", str(store.path), "--out", str(tmp_path / "d.npy"), "--no-header"]
+    assert main(data) == 2 and "--header/--no-header: for --file inputs" in capsys.readouterr().err
+
+
 def test_embed_leaves_model_mode_alone(model, store):
     trained = copy.deepcopy(model).train()
     embed(trained, np.stack([store.run(0)]))

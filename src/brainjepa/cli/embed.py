@@ -8,6 +8,7 @@ import typing
 from typing import Any
 
 from brainjepa.cli.validate import FMRIPREP_FLAGS, add_fmriprep_arguments, fmriprep_options
+from brainjepa.data.tables import ORIENTATIONS
 from brainjepa.errors import ConfigError
 from brainjepa.evaluation.embed import (
     EmbedOptions,
@@ -100,6 +101,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "such as schaefer400_tians3 (the official 450-ROI order) are fetched once")
     files.add_argument("--tr", type=float, default=None, metavar="SEC",
                        help="TR in seconds of --file runs that carry none (needed with --target-tr)")
+    files.add_argument("--orientation", choices=ORIENTATIONS, default="auto",
+                       help="layout of --file tables/arrays: rows are ROIs or rows are frames (default: infer from "
+                       "ROI names or the model's ROI count; a square one is refused)")
+    files.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                       help="--file tables: the first row is (--header) or is not (--no-header) a header (default: "
+                       "decide from the evidence, refuse when it is ambiguous)")
+    files.add_argument("--index-col", action=argparse.BooleanOptionalAction, default=None,
+                       help="--file tables: the first column is (--index-col) or is not (--no-index-col) an index "
+                       "or ROI names (default: decide from the evidence, refuse when it is ambiguous)")
     add_fmriprep_arguments(p)
     p.add_argument("--out", required=True, help="output file, .npy or .parquet (parquet needs pyarrow)")
     p.add_argument("--pooling", choices=POOLINGS, default="mean",
@@ -115,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
     options = embed_options(args)
     if args.data:  # every reading flag belongs to --file, whichever of them is given
         given = [flag for flag, value in (("--atlas", args.atlas), ("--tr", args.tr is not None),
+                                          ("--orientation", args.orientation != "auto"),
+                                          ("--header/--no-header", args.header is not None),
+                                          ("--index-col/--no-index-col", args.index_col is not None),
                                           ("--fmriprep", args.fmriprep)) if value]
         given += [f"--{k.replace('_', '-')}" for k in FMRIPREP_FLAGS if getattr(args, k) is not None]
         if given:
@@ -124,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     model = BrainJEPA.load(args.model, gradient=args.gradient)
     if args.file:
         result = embed_files(model, args.file, atlases=args.atlas, tr=args.tr, fmriprep=fmriprep,
+                             orientation=args.orientation, header=args.header, index_col=args.index_col,
                              pooling=args.pooling, options=options, progress=not args.no_progress)
     else:
         result = embed_store(model, args.data, pooling=args.pooling, options=options, progress=not args.no_progress)

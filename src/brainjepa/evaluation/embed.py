@@ -276,6 +276,8 @@ def read_files(
     tr: float | None = None,
     fmriprep: FmriprepOptions | None = None,
     orientation: str = "auto",
+    header: bool | None = None,
+    index_col: bool | None = None,
 ) -> list[Run]:
     """Runs [R, T] read from files, folders or glob patterns by the readers `brainjepa prepare` uses: tables
     (CSV/TSV, with or without ROI names), .npy/.npz, 4-D NIfTI with `atlases`, and fMRIPrep BOLD runs (files
@@ -293,7 +295,8 @@ def read_files(
     if derivatives:
         runs += [read_fmriprep(src, atlases=atlases, tr=tr) for src in find_fmriprep_runs(derivatives, fmriprep)]
     if plain:
-        read = ReadOptions(num_rois=num_rois, orientation=orientation, atlases=tuple(atlases), tr=tr)
+        read = ReadOptions(num_rois=num_rois, orientation=orientation, header=header, index_col=index_col,
+                           atlases=tuple(atlases), tr=tr)
         beside = [a for a in atlases if Path(a).exists()]  # atlas files next to the inputs are not runs
         runs += [read_source(src, read) for src in find_sources(plain, skip=beside)]
     return runs
@@ -306,6 +309,9 @@ def embed_files(
     atlases: Sequence[str | Path] = (),
     tr: float | None = None,
     fmriprep: FmriprepOptions | None = None,
+    orientation: str = "auto",
+    header: bool | None = None,
+    index_col: bool | None = None,
     pooling: Pooling = "mean",
     options: EmbedOptions | None = None,
     progress: bool = False,
@@ -320,6 +326,8 @@ def embed_files(
         atlases: label images for NIfTI and fMRIPrep runs, joined in order (e.g. ``["schaefer400_tians3"]``).
         tr: TR in seconds where a file has none (needed with ``options.target_tr``); overrides a file's own.
         fmriprep: how fMRIPrep runs are selected and cleaned (default `FmriprepOptions()`).
+        orientation, header, index_col: how tables and arrays are laid out, where the file cannot tell (as in
+            `brainjepa.data.readers.ReadOptions`; None and "auto" decide from the evidence or refuse).
         pooling, options, progress: as `embed_store`.
 
     Returns:
@@ -334,7 +342,8 @@ def embed_files(
 
     model = BrainJEPA.load(model)
     options = options or EmbedOptions()
-    runs = read_files(paths, num_rois=model.config.num_rois, atlases=atlases, tr=tr, fmriprep=fmriprep)
+    runs = read_files(paths, num_rois=model.config.num_rois, atlases=atlases, tr=tr, fmriprep=fmriprep,
+                      orientation=orientation, header=header, index_col=index_col)
     for run in runs:  # refusals first; one warning for the runs that could not be compared
         if run.roi_labels is not None and model.metadata.get("roi_labels"):
             check_roi_labels(run.roi_labels, model, str(run.source), check=options.check_roi_labels)
