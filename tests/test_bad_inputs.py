@@ -291,6 +291,10 @@ CASES = [
     case("phenotypes-match-no-run", lambda e: e.prepare(e.good_runs(), "--rois", "8", "--phenotypes",
          e.text("p.tsv", "participant_id\tage\nsub-1001\t50\nsub-1002\t60\n"), "--out", str(e.tmp / "st")),
          "no phenotype row matches any run (joined on participant_id); runs: 00, 01, 02; table: 1001, 1002"),
+    case("phenotypes-ids-without-leading-zeros", lambda e: e.prepare(e.good_runs(), "--rois", "8", "--phenotypes",
+         e.text("p.csv", "subject,age\n00,30\n1,40\n2,50\n"), "--out", str(e.tmp / "st")),
+         "p.csv: 2 run id(s) appear in the table only with other leading zeros (01 as 1, 02 as 2); write the "
+         "table's ids as the runs' are"),
     case("phenotypes-clash-with-manifest", lambda e: e.prepare(e.good_runs(), "--rois", "8", "--phenotypes",
          e.text("p.csv", "subject,offset\n00,1\n"), "--out", str(e.tmp / "st")), "clash with manifest columns"),
     case("phenotypes-empty-file", lambda e: e.prepare(e.good_runs(), "--rois", "8", "--phenotypes",

@@ -87,12 +87,25 @@ def _check_join(table: Phenotypes, sources: Sequence[Source], path: str | Path) 
     """Refuse a phenotype table that matches none of the runs: its ids follow another convention (a prefix, a
     different subject column), and every phenotype would silently be empty."""
     keys = [(s.subject, run_key(s.run)) if table.by_run else (s.subject,) for s in sources]
-    if any(key in table.rows for key in keys):
-        return
 
     def few(ids: Sequence[tuple[str, ...]]) -> str:
         shown = list(dict.fromkeys("/".join(k) for k in ids))
         return ", ".join(shown[:4]) + (", ..." if len(shown) > 4 else "")
+
+    if any(key in table.rows for key in keys):
+        # Some match: the others would be left empty. Ids that differ only in leading zeros (01 vs 1, as a
+        # spreadsheet rewrites them) are the same subjects written two ways, so that is refused, not warned.
+        def unpadded(key: tuple[str, ...]) -> tuple[str, ...]:
+            return (key[0].lstrip("0") or "0",) + key[1:]
+
+        rows = {unpadded(k): k for k in table.rows}
+        pairs = [(key, rows[unpadded(key)]) for key in keys if key not in table.rows and unpadded(key) in rows]
+        if pairs:
+            shown = ", ".join(f"{'/'.join(run)} as {'/'.join(row)}" for run, row in list(dict.fromkeys(pairs))[:4])
+            raise DataError(f"{path}: {len({p[0] for p in pairs})} run id(s) appear in the table only with other "
+                            f"leading zeros ({shown}); write the table's ids as the runs' are (a spreadsheet drops "
+                            "leading zeros: store the column as text)")
+        return
 
     raise DataError(f"{path}: no phenotype row matches any run (joined on {' and '.join(table.keys)}); "
                     f"runs: {few(keys)}; table: {few(list(table.rows))}; fix the ids or give the subject column "
