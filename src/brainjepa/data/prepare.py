@@ -101,7 +101,9 @@ def _check_join(table: Phenotypes, sources: Sequence[Source], path: str | Path) 
         rows = {unpadded(k): k for k in table.rows}
         pairs = [(key, rows[unpadded(key)]) for key in keys if key not in table.rows and unpadded(key) in rows]
         if pairs:
-            shown = ", ".join(f"{'/'.join(run)} as {'/'.join(row)}" for run, row in list(dict.fromkeys(pairs))[:4])
+            distinct = list(dict.fromkeys(pairs))
+            shown = ", ".join(f"{'/'.join(run)} as {'/'.join(row)}" for run, row in distinct[:4])
+            shown += ", ..." if len(distinct) > 4 else ""
             raise DataError(f"{path}: {len({p[0] for p in pairs})} run id(s) appear in the table only with other "
                             f"leading zeros ({shown}); write the table's ids as the runs' are (a spreadsheet drops "
                             "leading zeros: store the column as text)")
