@@ -295,6 +295,10 @@ CASES = [
          e.text("p.csv", "subject,age\n00,30\n1,40\n2,50\n"), "--out", str(e.tmp / "st")),
          "p.csv: 2 run id(s) appear in the table only with other leading zeros (01 as 1, 02 as 2); write the "
          "table's ids as the runs' are"),
+    case("phenotypes-semicolons", lambda e: e.prepare(e.good_runs(), "--rois", "8", "--phenotypes",
+         e.text("p.csv", "subject;age\n00;30,5\n"), "--out", str(e.tmp / "st")),
+         "p.csv: one column 'subject;age': the table is separated by semicolons, not commas; save it with commas "
+         "(.csv) or tabs (.tsv)"),
     case("phenotypes-clash-with-manifest", lambda e: e.prepare(e.good_runs(), "--rois", "8", "--phenotypes",
          e.text("p.csv", "subject,offset\n00,1\n"), "--out", str(e.tmp / "st")), "clash with manifest columns"),
     case("phenotypes-empty-file", lambda e: e.prepare(e.good_runs(), "--rois", "8", "--phenotypes",

@@ -364,6 +364,11 @@ BAD_TABLES = {
     ),
     "blank line inside": ("a.csv", "1.5,2.5\n\n0.5,1.5\n", "row 2: blank line inside the table$"),
     "header only": ("a.csv", "A,B,C\n", "empty file \\(no data rows\\)$"),
+    "decimal commas in a TSV": ("a.tsv", "0,5\t0,3\n0,7\t0,1\n0,2\t0,9\n",
+                                "row 2, column 2: non-numeric cell '0,1' \\(decimal commas\\? write decimals with "
+                                "a point\\)"),
+    "decimal commas between spaces in a .txt": ("a.txt", "0,5 0,3\n0,7 0,1\n",
+                                                "row 1, column 2: non-numeric cell '5 0' \\(decimal commas\\?"),
 }
 
 

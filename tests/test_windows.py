@@ -93,7 +93,7 @@ def test_tr_resampling_keeps_the_period_in_seconds():
 
 def test_target_tr_needs_the_run_tr():
     spec = WindowSpec(target_tr=2.0)
-    with pytest.raises(DataError, match=r"subject 'sub-3': run has no TR, so it cannot be resampled"):
+    with pytest.raises(DataError, match=r"subject 'sub-3': run has no TR, so it cannot be resampled.*--tr: embed"):
         window_positions(600, spec, rng=np.random.default_rng(0), subject="subject 'sub-3'")
     with pytest.raises(DataError, match="subject 'sub-3': run TR must be a positive number"):
         window_positions(600, spec, rng=np.random.default_rng(0), tr=0.0, subject="subject 'sub-3'")

@@ -396,6 +396,11 @@ def read_phenotypes(path: str | Path, *, subject_column: str | None = None) -> P
         header = list(pd.read_csv(path, sep=sep, nrows=0).columns)
     except (OSError, ValueError) as err:
         raise DataError(f"{path}: unreadable phenotype file ({err})") from err
+    other = next((o for o in (";", "\t", ",") if o != sep and len(header) == 1 and o in header[0]), None)
+    if other is not None:  # a European CSV (semicolons), or a TSV named .csv: one column holding every name
+        names = {";": "semicolons", "\t": "tabs", ",": "commas"}
+        raise DataError(f"{path}: one column {header[0]!r}: the table is separated by {names[other]}, not "
+                        f"{names[sep]}; save it with commas (.csv) or tabs (.tsv)")
     lower = {c.lower(): c for c in header}
     if subject_column is not None:
         if subject_column not in header:

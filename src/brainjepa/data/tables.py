@@ -31,6 +31,8 @@ _INDEX_HEADERS = {"label_name", "label", "labels", "name", "names", "roi", "rois
 _TIME_HEADERS = {"time", "t", "frame", "frames", "volume", "vol", "tr", "timepoint", "timepoints", "index", "onset"}
 _NPZ_TR_KEYS = ("tr", "TR", "t_r", "repetition_time")
 _INT = re.compile(r"[+-]?\d+\Z")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")  # 0,5: a European decimal in a file not separated by commas
+_SPACED = re.compile(r"[+-]?\d+\s+[+-]?\d+")  # "5 0" of "0,5 0,3" split at its commas
 _FRACTION = re.compile(r"\.\d*[1-9]|[eE]-")  # a cell with a fractional part (0.5, 1e-3; not 12.0)
 _NUMBERED = re.compile(r"(.*?)(\d+)\Z", re.DOTALL)
 _SEPARATOR_NAMES = {",": "commas", "\t": "tabs", ";": "semicolons", " ": "spaces", None: "whitespace"}
@@ -308,6 +310,8 @@ def _to_float(
                 values[i, j] = float(cell)
             except ValueError:
                 what = "empty cell" if not cell.strip() else f"non-numeric cell {cell.strip()!r}"
+                if _DECIMAL_COMMA.fullmatch(cell.strip()) or (sep == "," and _SPACED.fullmatch(cell.strip())):
+                    what += " (decimal commas? write decimals with a point)"
                 bad.append(f"row {number}, column {left + j + 1}: {what}")
     if not bad:
         return values

@@ -74,7 +74,8 @@ def _layout(spec: WindowSpec, tr: float | None, subject: str) -> _Layout:
     if tr is None:
         raise DataError(
             f"{subject}: run has no TR, so it cannot be resampled to target_tr={spec.target_tr} s; "
-            "record the TR in the store or set target_tr=None to use the fixed sampling_rate"
+            "give its TR where the run is read (tr=, --tr: embed --file, prepare) or drop target_tr "
+            "(--target-tr) to use the fixed sampling_rate"
         )
     if not (math.isfinite(tr) and tr > 0):
         raise DataError(f"{subject}: run TR must be a positive number of seconds, got {tr!r}")
