@@ -302,6 +302,37 @@ def test_the_suite_decides_classes_balanced_and_values_as_predicted(model_dir, m
     assert {(2, True), (1, False)} == set(calls)
 
 
+def test_a_rows_null_scores_each_permuted_fit_against_its_permuted_labels(model_dir, monkeypatch):
+    """Each permutation's refit predicts the permuted labels it was fitted to, and is scored against them: a row's
+    null is score_many(metric, y[perm], predictions of the permuted fits), recomputed here from the predictions
+    the suite scored (scored against the true labels, the null would not be a null)."""
+    from brainjepa.evaluation import nulls, suite
+
+    drawn, scored = [], []
+
+    def permutations(*args, **kwargs):
+        drawn.append(nulls.permutations(*args, **kwargs))
+        return drawn[-1]
+
+    def score_many(metric, truth, pred):
+        scored.append((metric, pred))
+        return nulls.score_many(metric, truth, pred)
+
+    monkeypatch.setattr(suite, "permutations", permutations)
+    monkeypatch.setattr(suite, "score_many", score_many)
+    options = SuiteOptions(tasks=("simulation/group",), folds=2, seeds=1, sim_subjects=8, random_init_seeds=(0,),
+                           permutations=100)
+    (res,) = evaluate(model_dir, None, options, progress=False).results
+    (perms,) = drawn
+    truth = np.asarray(res.truth)[perms]
+    assert not (truth == np.asarray(res.truth)).all(1).all()  # the permutations move labels
+    expected = [nulls.score_many(metric, truth, pred) for metric, pred in scored]
+    nulls_of_rows = [row.null for row in res.rows.values() if row.null is not None]
+    assert len(nulls_of_rows) == len(scored) > 0  # one model seed per row: one scored fit set per row
+    for null, value in zip(nulls_of_rows, expected, strict=True):
+        np.testing.assert_allclose(null, value)
+
+
 def test_attentive_head_runs_the_within_subject_rating_on_centred_token_sets(model_dir, connattractor,
                                                                               monkeypatch):
     from brainjepa.evaluation.attentive import AttentiveConfig, AttentiveProbe

@@ -69,6 +69,40 @@ def test_within_subject_permutations_keep_each_subjects_labels():
         permutations(groups, "anywhere", 5)
 
 
+def test_within_subject_permutations_swap_a_two_unit_subject_half_the_time():
+    """A subject with exactly two units is shuffled too: each draw swaps its pair with probability 1/2 (a subject
+    of two left in place would make its labels a fixed, non-null assignment)."""
+    groups = np.array(["a", "a", "b", "b"])
+    perms = permutations(groups, "within-subject", 200, seed=0)
+    for first, second in ((0, 1), (2, 3)):
+        swapped = perms[:, first] == second
+        assert np.array_equal(perms[swapped, second], np.full(swapped.sum(), first))  # a swap, never a copy
+        assert 0.35 < swapped.mean() < 0.65  # binomial(200, 1/2): sd 0.035
+
+
+def test_permutations_are_drawn_independently():
+    """Every permutation is its own draw: 50 shuffles of 10 units are (almost) all different (10! orders), not
+    one shuffle repeated."""
+    for scheme, groups in (("within-subject", np.zeros(10, int)), ("across-subjects", np.arange(10))):
+        perms = permutations(groups, scheme, 50, seed=0)
+        assert len({tuple(p) for p in perms}) >= 45, scheme
+        assert all(sorted(p) == list(range(10)) for p in perms)
+
+
+def test_p_value_counts_ties_with_the_observed_score():
+    """p = (1 + #null >= observed) / (1 + n): a null value equal to the observed score counts against it (> would
+    make ties look significant)."""
+    assert Null(np.array([0.5, 0.5, 0.7]), 0.5, "x").p_value == pytest.approx((1 + 3) / (1 + 3))
+    assert Null(np.array([0.4, 0.6]), 0.6, "x").p_value == pytest.approx((1 + 1) / (1 + 2))
+    assert Null(np.array([0.4, 0.6, np.nan]), 0.6, "x").p_value == pytest.approx((1 + 1) / (1 + 2))
+
+
+def test_null_high_is_the_95th_percentile():
+    """`high` is the null's 95th percentile: on 0..100 that is 95 (not the median, 50)."""
+    null = Null(np.arange(101.0), 0.0, "x")
+    assert null.high == pytest.approx(95.0) and null.mean == pytest.approx(50.0)
+
+
 def _rating_like(seed: int = 0, subjects: int = 30, runs: int = 3):
     rng = np.random.default_rng(seed)
     groups = np.repeat(np.arange(subjects), runs)
@@ -187,6 +221,60 @@ def test_identification_identical_features_are_found_and_random_ones_at_chance()
     pairs_without_s0, pairs_with_s0 = 4, 2  # (a, b), (a, c), (b, a), (c, a) lack s0; (b, c), (c, b) have it
     expected = (pairs_without_s0 + pairs_with_s0) / (pairs_without_s0 * 39 + pairs_with_s0 * 40)
     assert partial.accuracy == 1.0 and partial.chance == pytest.approx(expected)
+
+
+def test_identification_null_draws_a_new_relabelling_each_time():
+    """Each null value comes from its own relabelling of the database runs: the values vary around chance (one
+    relabelling repeated would give a single value, a null of zero width)."""
+    subjects = np.repeat([f"s{i}" for i in range(20)], 2)
+    sessions = np.tile(["a", "b"], 20)
+    own = np.random.default_rng(0).normal(size=(20, 30))
+    found = identify_subjects(np.repeat(own, 2, axis=0), subjects, sessions)
+    null = identification_null([found], 300, seed=0)
+    assert len(np.unique(null)) >= 4 and null.std() > 0.01
+    assert null.mean() == pytest.approx(1 / 20, abs=0.01)  # 40 queries, each right with probability 1/20
+
+
+def _centred_by_session(x: np.ndarray, sessions: np.ndarray) -> np.ndarray:
+    out = x.astype(np.float64).copy()
+    for s in np.unique(sessions):
+        out[sessions == s] -= out[sessions == s].mean(0)
+    return out
+
+
+def test_identification_centres_each_session_before_matching():
+    """A large pattern every run shares would make every query correlate best with the same database run; each
+    session's features are centred first (queries and database alike), so the small subject pattern decides."""
+    rng = np.random.default_rng(0)
+    n, width = 15, 60
+    subjects = np.repeat([f"s{i}" for i in range(n)], 2)
+    sessions = np.tile(["a", "b"], n)
+    shared = 20 * rng.normal(size=width)
+    x = shared + np.repeat(rng.normal(size=(n, width)), 2, axis=0) + 0.3 * rng.normal(size=(2 * n, width))
+    found = identify_subjects(x, subjects, sessions)
+    by_hand = identify_subjects(_centred_by_session(x, sessions), subjects, sessions)
+    assert found.accuracy > 0.9
+    assert np.array_equal(found.matched, by_hand.matched) and found.accuracy == by_hand.accuracy
+
+
+def test_identification_matches_each_query_to_its_best_database_run():
+    """Query k of a -> b is assigned argmax_j corr(query k, database run j), computed here with np.corrcoef on
+    session-centred features; the best query per database run (the transposed argmax) is a different answer."""
+    rng = np.random.default_rng(3)
+    n = 8
+    subjects = np.repeat([f"s{i}" for i in range(n)], 2)
+    sessions = np.tile(["a", "b"], n)
+    x = rng.normal(size=(2 * n, 12))
+    found = identify_subjects(x, subjects, sessions)
+    centred = _centred_by_session(x, sessions)
+    names = np.array([f"s{i}" for i in range(n)])
+    asymmetric = False
+    for a, b in (("a", "b"), ("b", "a")):
+        corr = np.corrcoef(centred[sessions == a], centred[sessions == b])[:n, n:]  # [query, database]
+        got = found.matched[found.pairs == f"{a}->{b}"]
+        assert got.tolist() == names[corr.argmax(1)].tolist()
+        asymmetric |= not np.array_equal(corr.argmax(1), corr.argmax(0))
+    assert asymmetric  # the case tells the two argmaxes apart
 
 
 def test_identification_refusals():

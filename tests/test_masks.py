@@ -74,6 +74,21 @@ def test_context_is_a_roi_set_times_a_patch_set(rois, patches):
         assert not (rows[:, None] & (grid == 2) & cols[None, :]).any()
 
 
+def test_cross_roi_target_lies_inside_the_observation_time_span():
+    """The alpha target's time span is drawn inside the observation's (docs/masks.md, step 2). Without side
+    targets (pred_mask_T_scale 0: no edge patches) and untruncated (B=1), the context's patches are the
+    observation's span and every target token is an alpha token, so target patches must be context patches."""
+    cfg = MaskConfig(enc_mask_scale=(0.5, 0.6), pred_mask_T_scale=(0.0, 0.0))
+    rois, patches = 30, 10
+    assert side_edge_width(patches, 0.0) == 0
+    for i in range(40):
+        context, target = _draw(cfg, rois, patches, 1, seed=i)
+        context_patches, target_patches = set((context % patches).tolist()[0]), set((target % patches).tolist()[0])
+        assert context_patches == set(range(min(context_patches), max(context_patches) + 1))  # a contiguous span
+        assert target_patches <= context_patches, (i, sorted(target_patches), sorted(context_patches))
+        assert max(target_patches) < max(context_patches)  # reference quirk: never the observation's last patch
+
+
 def test_masks_are_a_function_of_seed_epoch_and_batch():
     cfg = MaskConfig()
     first = _draw(cfg, 100, 4, 4, seed=7, epoch=2, batch=5)

@@ -8,7 +8,7 @@ import torch
 import naive_reference as naive
 from brainjepa import BrainJEPA, ModelConfig, model_config
 from brainjepa.errors import ConfigError
-from brainjepa.models.layers import Attention, set_fused_attn
+from brainjepa.models.layers import Attention, DropPath, set_fused_attn
 
 SHAPES = [
     dict(num_rois=37, num_frames=48, patch_size=8, embed_dim=48, depth=2, num_heads=3, pred_embed_dim=24,
@@ -120,6 +120,19 @@ def test_drop_path_only_in_training():
         torch.testing.assert_close(model.encoder(x), model.encoder(x))
         model.train()
         assert not torch.allclose(model.encoder(x), model.encoder(x))
+
+
+def test_drop_path_keeps_the_expected_output():
+    """A kept residual branch is scaled by 1 / (1 - p), so in training E[DropPath(x)] = x: with p = 0.5 every
+    sample is 0 or 2x, about half of each."""
+    torch.manual_seed(0)
+    x = torch.rand(4000, 3, 5) + 0.5
+    out = DropPath(0.5).train()(x)
+    kept = (out != 0).flatten(1).all(1)
+    assert torch.equal(out[~kept], torch.zeros_like(out[~kept])) and torch.allclose(out[kept], 2 * x[kept])
+    assert abs(kept.float().mean().item() - 0.5) < 0.04  # sd 0.008
+    assert out.mean().item() == pytest.approx(x.mean().item(), rel=0.05)
+    assert torch.equal(DropPath(0.5).eval()(x), x)
 
 
 def test_sincos_position_mode_is_fixed():

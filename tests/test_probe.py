@@ -150,6 +150,76 @@ def test_probe_models_share_splits():
     assert md[2].startswith("| a | ") and " ± " in md[2]
 
 
+def test_probe_seeds_repeat_the_cv_on_other_splits(monkeypatch):
+    """Seed s of `probe(..., seeds=2)` splits the subjects its own way: the two seeds test other folds (the same
+    outer split repeated would only look like a repetition)."""
+    import brainjepa.evaluation.probe as probe_module
+
+    rng = np.random.default_rng(0)
+    groups = np.arange(40) // 2
+    y = np.repeat(rng.integers(0, 2, 20), 2)
+    outer = {}
+    real = probe_module.grouped_splits
+
+    def spy(labels, g, *, task, folds, seed):
+        splits = real(labels, g, task=task, folds=folds, seed=seed)
+        if len(labels) == len(y):  # an outer split (inner ones see a training fold)
+            outer[len(outer)] = {tuple(test) for _, test in splits}
+        return splits
+
+    monkeypatch.setattr(probe_module, "grouped_splits", spy)
+    probe(rng.normal(size=(40, 3)), y, groups, folds=4, seeds=2, Cs=[1.0])
+    assert len(outer) == 2 and outer[0] != outer[1]
+
+
+def test_inner_cv_keeps_each_subject_on_one_side(monkeypatch):
+    """The inner CV that picks C is grouped by subject too: a subject on both sides of an inner split would let
+    the search reward memorising subjects (features carry their row number in column 0 to find the subjects)."""
+    import sklearn.model_selection
+
+    searched = []
+    real = sklearn.model_selection.GridSearchCV
+
+    class Spy(real):
+        def fit(self, x, y, **kwargs):
+            searched.append((np.asarray(x)[:, 0].astype(int), list(self.cv)))
+            return super().fit(x, y, **kwargs)
+
+    monkeypatch.setattr(sklearn.model_selection, "GridSearchCV", Spy)
+    rng = np.random.default_rng(1)
+    groups = np.arange(36) // 3  # 12 subjects x 3 runs
+    y = np.repeat(rng.permutation([0, 1] * 6), 3)
+    x = np.column_stack([np.arange(36), rng.normal(size=(36, 3))])
+    probe(x, y, groups, folds=3, seeds=1, Cs=[0.1, 1.0])
+    assert len(searched) == 3
+    for rows, inner in searched:
+        assert len(inner) >= 2
+        for train, val in inner:
+            assert not set(groups[rows[train]]) & set(groups[rows[val]])
+
+
+def test_probability_columns_follow_the_classes_of_the_training_fold(monkeypatch):
+    """A training fold without class 1 gives probabilities for [0, 2] only: they go to columns 0 and 2 of the
+    full class list and column 1 stays 0 (packed into the first columns, class 2's scores would be read as 1's)."""
+    import brainjepa.evaluation.probe as probe_module
+    from brainjepa.evaluation.probe import _score
+
+    class Fitted:
+        classes_ = np.array([0, 2])
+
+        def predict_proba(self, x):
+            return np.column_stack([1 - x[:, 0], x[:, 0]])
+
+    seen = []
+    real = probe_module.classification_metrics
+    monkeypatch.setattr(probe_module, "classification_metrics",
+                        lambda y, pred, score, labels: seen.append(score) or real(y, pred, score, labels=labels))
+    x = np.array([[0.1], [0.2], [0.6], [0.9]])
+    _score(Fitted(), x, np.array([0, 0, 2, 2]), np.array([0, 1, 2, 2]), "classification", np.array([0, 1, 2]))
+    (score,) = seen
+    assert np.array_equal(score, np.column_stack([1 - x[:, 0], np.zeros(4), x[:, 0]]))
+
+
 # ------------------------------------------------------------------------------------------------- baselines
 def test_functional_connectivity():
     rng = np.random.default_rng(0)

@@ -168,6 +168,97 @@ def test_steps_do_not_wait_for_the_device(store, tmp_path, monkeypatch):
     assert [int(r["step"]) for r in rows] == list(range(1, 8)) and all(float(r["grad_norm"]) > 0 for r in rows)
 
 
+def _trainer(store: Path, run: Path, **extra):
+    """A `Trainer` of the tiny config, one process on the CPU, before its first step."""
+    from brainjepa.training.distributed import DistEnv
+    from brainjepa.training.loop import Trainer
+
+    return Trainer(load_config(None, _overrides(store, **extra)), run, DistEnv(progress=False), resume=False)
+
+
+def test_each_step_moves_the_target_encoder_by_its_ema(store, tmp_path):
+    """After each optimizer step the target encoder is m x its weights before + (1 - m) x the online encoder's
+    after, m the momentum the step reports (momentum 0.5 and a large LR so that the move is far above rounding)."""
+    trainer = _trainer(store, tmp_path / "r", **{"optimization.ema": "[0.5,0.5]", "optimization.start_lr": 1e-2})
+    model, batches = trainer.model, trainer.micro_batches()
+    for _ in range(2):
+        before = [p.detach().clone() for p in model.target_encoder.parameters()]
+        m = trainer.train_step([next(batches)])["momentum"]
+        assert m == 0.5
+        after = [p.detach() for p in model.target_encoder.parameters()]
+        online = [p.detach() for p in model.encoder.parameters()]
+        for old, new, o in zip(before, after, online, strict=True):
+            torch.testing.assert_close(new, m * old + (1 - m) * o, rtol=1e-6, atol=1e-7)
+        assert max((new - old).abs().max().item() for old, new in zip(before, after, strict=True)) > 1e-4
+
+
+def test_the_seed_sets_the_initial_weights_and_the_masks(store, tmp_path):
+    """meta.seed seeds the initial weights (the same seed, the same weights; another seed, others) and each
+    batch's masks: batch (epoch 1, batch 2) has the same masks for seed 7 twice, other masks for seed 8."""
+    from brainjepa.masks import MaskConfig
+    from brainjepa.training.batch import MaskedBatches
+
+    trainers = [_trainer(store, tmp_path / f"r{i}", **{"meta.seed": seed}) for i, seed in enumerate((0, 0, 1))]
+    weights = [t.model.encoder.blocks[0].attn.qkv.weight.detach() for t in trainers]
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+    grid = (trainers[0].model.config.num_rois, trainers[0].model.config.num_time_patches)
+
+    def masks(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = MaskedBatches(trainers[0].dataset, MaskConfig(), grid, seed=seed, batch_size=4)[1, 2, [0, 1, 2, 3]]
+        return batch.context_idx, batch.target_idx
+
+    first, again, other = masks(7), masks(7), masks(8)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_drop_path_draws_anew_at_every_step(store, tmp_path):
+    """Drop path's generator is reseeded from (seed, step, micro-batch, rank) before each forward: every forward
+    of two steps x two micro-batches starts from its own state (without the step, every step would drop the same
+    paths)."""
+    trainer = _trainer(store, tmp_path / "r", **{"meta.drop_path": 0.2, "meta.depth": 2, "meta.pred_depth": 2,
+                                                 "meta.accumulation_steps": 2})
+    states, forward = [], trainer.forward
+
+    def spy(*args):
+        states.append(torch.get_rng_state())
+        return forward(*args)
+
+    trainer.forward = spy
+    batches = trainer.micro_batches()
+    for _ in range(2):
+        trainer.train_step([next(batches), next(batches)])
+    assert len(states) == 4 and len({bytes(s.numpy()) for s in states}) == 4
+
+
+def test_robust_scaling_is_fitted_on_the_training_subjects_only(store, tmp_path):
+    """data.normalization robust with held-out subjects: the median / IQR are those of the training runs'
+    subject means (computed here from the store), not of every run (held-out subjects would leak into them)."""
+    from brainjepa.data.store import RunStore
+    from brainjepa.training.distributed import DistEnv
+    from brainjepa.training.loop import build_dataset
+
+    cfg = load_config(None, _overrides(store, **{"data.normalization": "robust", "data.holdout": 0.25}))
+    dataset, held = build_dataset(cfg, DistEnv(progress=False))
+    runs = RunStore(store)
+    assert "normalization" not in runs.metadata  # fitted here, not read from the store
+    train = np.setdiff1d(np.arange(len(runs)), held)
+    assert len(held) and np.array_equal(dataset.indices, train)
+    subjects = runs.manifest["subject"].astype(str).to_numpy()
+
+    def stats(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        means = np.stack([np.mean([runs.window(i, 0, runs.frames(i)).astype(np.float64).mean(1)
+                                   for i in indices if subjects[i] == s], axis=0)
+                          for s in np.unique(subjects[indices])])
+        q25, median, q75 = np.percentile(means, [25, 50, 75], axis=0)
+        return median, q75 - q25
+
+    median, iqr = stats(train)
+    np.testing.assert_allclose(dataset.normalizer.median, median, rtol=1e-9)
+    np.testing.assert_allclose(dataset.normalizer.iqr, iqr, rtol=1e-9)
+    assert not np.allclose(stats(np.arange(len(runs)))[0], median)  # every run would give other statistics
+
+
 def test_two_processes_equal_one_with_double_batch(store, tmp_path):
     """torchrun with 2 ranks x batch 2 ends with the same weights as 1 process x batch 4 (same samples, masks)."""
     common = _overrides(store, **{"optimization.max_steps": 4, "data.gradient_csv_path": str(tmp_path / "g.csv"),
