@@ -17,6 +17,7 @@ from brainjepa.evaluation.multimodal import (
     BrainJEPAProjector,
     align,
     load_projectors,
+    retrieval_null,
     retrieval_recall,
 )
 
@@ -57,10 +58,28 @@ def test_projector_is_the_seed_design():
         BrainJEPAProjector(48, dropout=1.5)
 
 
-def test_retrieval_recall_counts_ranks():
+def test_retrieval_recall_counts_ranks_and_breaks_ties_at_random():
     a = torch.eye(4)
     b = torch.eye(4)[[0, 2, 1, 3]]  # rows 1 and 2 point at each other's partner
-    assert retrieval_recall(a, b, ks=(1, 2, 4)) == {1: 0.5, 2: 1.0, 4: 1.0}
+    # queries 1 and 2: one better candidate, their partner tied with two others -> top 2 with probability 1/3
+    assert retrieval_recall(a, b, ks=(1, 2, 4)) == pytest.approx({1: 0.5, 2: (2 + 2 / 3) / 4, 4: 1.0})
+    # identical candidates (a collapsed projector) score chance, k / N, not a perfect recall
+    assert retrieval_recall(torch.ones(10, 4), torch.ones(10, 4)) == pytest.approx({1: 0.1, 5: 0.5, 10: 1.0})
+
+
+def test_the_retrieval_null_is_measured_on_the_rows():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(40, 8, generator=g)
+    b = a + 0.1 * torch.randn(40, 8, generator=g)
+    null = retrieval_null(a, b, ks=(1, 5), n=400, seed=3)
+    assert null.shape == (400, 2) and np.allclose(null.mean(0), [1 / 40, 5 / 40], atol=0.01)
+    assert len(np.unique(null[:, 0])) > 2  # shuffled pairings, each its own
+    assert np.array_equal(null, retrieval_null(a, b, ks=(1, 5), n=400, seed=3))  # the seed fixes them
+    # one vector per subject on the other side (3 identical rows each): a partner tied with its two twins counts a
+    # third, so the null stays at chance (counted as hits, ties put it at 3 / 60)
+    other = torch.randn(20, 8, generator=g).repeat_interleave(3, 0)
+    brain = other + 0.05 * torch.randn(60, 8, generator=g)
+    assert abs(retrieval_null(brain, other, ks=(1,), n=400).mean() - 1 / 60) < 0.005
 
 
 def test_paired_rows_are_retrieved_far_above_chance(paired):
@@ -71,6 +90,8 @@ def test_paired_rows_are_retrieved_far_above_chance(paired):
     for direction in ("brain_to_other", "other_to_brain"):
         assert m["recall"][direction][1] > 0.5  # chance is 0.017
         assert m["recall"][direction][10] > 0.9
+        null = m["null"][direction][1]
+        assert null["mean"] < 0.05 and null["p"] == pytest.approx(1 / 1001)
     assert result.history[-1] < result.history[0]
     assert set(result.train_rows).isdisjoint(result.test_rows)
 
@@ -82,6 +103,7 @@ def test_unpaired_rows_stay_near_chance():
     for direction in ("brain_to_other", "other_to_brain"):
         assert m["recall"][direction][1] < 0.1
         assert m["recall"][direction][10] < m["chance"][10] + 0.15
+        assert m["null"][direction][10]["p"] > 0.01
 
 
 def test_save_and_load_give_the_same_projections(paired):

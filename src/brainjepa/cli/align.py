@@ -20,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train projectors aligning brain embeddings with another modality (symmetric InfoNCE)",
         description="Rows of --brain and --other are paired (same subject). Trains one projector per side "
         "with a symmetric InfoNCE loss, holds out whole subjects, and reports retrieval recall@1/5/10 in both "
-        "directions against chance (k / N_test). Writes projectors.safetensors, projectors.json, metrics.json "
-        "and retrieval.png (recall@k for every k on the held-out rows; with the [viz] extra) to --out.",
+        "directions against a measured null (the held-out partners shuffled) and chance (k / N_test). Writes "
+        "projectors.safetensors, projectors.json, metrics.json and retrieval.png (recall@k for every k on the "
+        "held-out rows; with the [viz] extra) to --out.",
     )
     p.add_argument("--brain", required=True, metavar="FILE",
                    help="brain embeddings [N, D] (.npy, or a headerless CSV/TSV)")
@@ -59,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
                    progress=not args.no_progress)
     m = result.metrics
     print(f"held-out retrieval on {m['n_test']} rows (trained on {m['n_train']}; temperature {m['temperature']:.4f})")
-    print("| k | brain -> other | other -> brain | chance |")
-    print("|---|---|---|---|")
+    print("recall@k; its null (the partners shuffled): mean / 95th percentile, and the one-sided p")
+    print("| k | brain -> other | its null (p) | other -> brain | its null (p) | nominal chance |")
+    print("|---|---|---|---|---|---|")
     for k, chance in m["chance"].items():
-        print(f"| {k} | {m['recall']['brain_to_other'][k]:.3f} | {m['recall']['other_to_brain'][k]:.3f} | "
-              f"{chance:.3f} |")
+        cells = [f"{m['recall'][side][k]:.3f} | {m['null'][side][k]['mean']:.3f} / {m['null'][side][k]['high']:.3f} "
+                 f"(p = {m['null'][side][k]['p']:.3f})" for side in ("brain_to_other", "other_to_brain")]
+        print(f"| {k} | {' | '.join(cells)} | {chance:.3f} |")
     if can_draw("retrieval.png"):
         retrieval_figure(recall_curves(result, brain, other), Path(args.out) / "retrieval.png")
     print(f"wrote {args.out}")

@@ -4,7 +4,8 @@ Two projectors (one per side) map both embeddings into a shared space and are tr
 (CLIP) loss on paired rows: row i of the brain matrix and row i of the other matrix belong to the same subject,
 every other row in the batch is a negative. Held-out subjects measure whether the pairing generalises: for each
 held-out brain row, is its partner among the k most similar held-out other rows (recall@k), and vice versa.
-Chance is k / N_test. Inputs are standardised with training-row statistics, which are saved with the projectors
+Each recall has a measured null (the same similarities with the partners shuffled, `retrieval_null`) beside the
+nominal chance k / N_test. Inputs are standardised with training-row statistics, which are saved with the projectors
 so `AlignedProjectors.encode_brain` / `encode_other` take raw embeddings.
 """
 
@@ -35,6 +36,7 @@ CONFIG_FILE = "projectors.json"
 METRICS_FILE = "metrics.json"
 FORMAT = "brainjepa-projectors"
 RECALL_AT = (1, 5, 10)
+NULL_PERMUTATIONS = 1000  # shuffled pairings of the held-out rows behind every recall's null
 _MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's cap on 1 / temperature
 
 
@@ -172,6 +174,16 @@ class AlignResult:
     history: list[float] = field(default_factory=list)  # mean training loss per epoch
 
 
+def _in_top_k(sim: Tensor, own: Tensor, ks: tuple[int, ...]) -> Tensor:
+    """[..., len(ks)]: the mean over queries of the chance that a partner of similarity `own` [..., N] ranks in the
+    top k of its row of `sim` [N, N], ties broken at random: behind g better candidates and tied with t others, it
+    is in the top k with probability (k - g) / (t + 1), clipped to [0, 1]."""
+    better = (sim > own[..., None]).sum(-1)
+    tied = (sim == own[..., None]).sum(-1) - 1
+    k = torch.tensor(ks, dtype=torch.float64)
+    return ((k - better[..., None]) / (tied[..., None] + 1)).clamp(0, 1).mean(-2)
+
+
 def retrieval_recall(a: Tensor, b: Tensor, ks: tuple[int, ...] = RECALL_AT) -> dict[int, float]:
     """Recall@k of row i of b being among the k rows of b most similar to row i of a (cosine similarity).
 
@@ -179,11 +191,25 @@ def retrieval_recall(a: Tensor, b: Tensor, ks: tuple[int, ...] = RECALL_AT) -> d
         a: queries [N, E]; b: candidates [N, E], row i of b is the partner of row i of a.
 
     Returns:
-        {k: fraction of queries whose partner ranks in the top k}; ties count in the query's favour.
+        {k: fraction of queries whose partner ranks in the top k}, ties broken at random (in expectation), so that
+        identical candidates (a collapsed projector, one vector per subject) score chance, k / N, and not 1.
     """
     sim = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T
-    rank = (sim > sim.diagonal()[:, None]).sum(1)  # how many candidates beat the true partner
-    return {k: float((rank < k).float().mean()) for k in ks}
+    return dict(zip(ks, _in_top_k(sim, sim.diagonal(), ks).tolist(), strict=True))
+
+
+def retrieval_null(a: Tensor, b: Tensor, ks: tuple[int, ...] = RECALL_AT, n: int = NULL_PERMUTATIONS,
+                   seed: int = 0) -> np.ndarray:
+    """Recall@k [n, len(ks)] of the same similarities with the partners shuffled: what the projectors score when
+    the pairing carries no information, measured on these rows rather than assumed (k / N)."""
+    sim = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.arange(len(sim))
+    out = []
+    for start in range(0, n, 50):  # [50, N, N] comparisons at a time
+        perms = torch.stack([torch.randperm(len(sim), generator=g) for _ in range(min(50, n - start))])
+        out.append(_in_top_k(sim, sim[rows, perms], ks))
+    return torch.cat(out).numpy()
 
 
 def align(
@@ -258,10 +284,16 @@ def align(
         zb = model.encode_brain(torch.from_numpy(xb[test_rows]).to(dev)).cpu()
         zo = model.encode_other(torch.from_numpy(xo[test_rows]).to(dev)).cpu()
     n_test = len(test_rows)
+    recall = {"brain_to_other": retrieval_recall(zb, zo), "other_to_brain": retrieval_recall(zo, zb)}
+    nulls = {side: retrieval_null(q, c, seed=cfg.seed) for side, (q, c) in (("brain_to_other", (zb, zo)),
+                                                                          ("other_to_brain", (zo, zb)))}
     metrics = {
         "n_train": int(len(train_rows)),
         "n_test": int(n_test),
-        "recall": {"brain_to_other": retrieval_recall(zb, zo), "other_to_brain": retrieval_recall(zo, zb)},
+        "recall": recall,
+        "null": {side: {k: {"mean": float(values[:, i].mean()), "high": float(np.quantile(values[:, i], 0.95)),
+                            "p": float((1 + (values[:, i] >= recall[side][k]).sum()) / (1 + len(values)))}
+                        for i, k in enumerate(RECALL_AT)} for side, values in nulls.items()},
         "chance": {k: min(k, n_test) / n_test for k in RECALL_AT},
         "temperature": model.temperature,
         "final_loss": history[-1],
@@ -271,8 +303,9 @@ def align(
     if out is not None:
         model.save(out)
         atomic_write_text(Path(out) / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
-    logger.info("held-out recall@1 brain->other %.3f (chance %.3f) on %d rows",
-                metrics["recall"]["brain_to_other"][1], metrics["chance"][1], n_test)
+    logger.info("held-out recall@1 brain->other %.3f (null mean %.3f, p = %.3f; nominal chance %.3f) on %d rows",
+                recall["brain_to_other"][1], metrics["null"]["brain_to_other"][1]["mean"],
+                metrics["null"]["brain_to_other"][1]["p"], metrics["chance"][1], n_test)
     return result
 
 
