@@ -339,6 +339,32 @@ def test_probe_store_roi_pooling(store, trained):
         probe_store(store, "group", model=trained, pooling="tokens")
 
 
+def test_scores_are_embedded_in_fp32_unless_asked(store, trained, monkeypatch):
+    """probe and evaluate embed in fp32 by default: `auto` on a bf16 CPU follows stored timings, so the same
+    command could score bf16 embeddings one day and fp32 the next; `embed` keeps auto (its choice is logged)."""
+    import brainjepa.evaluation.probe as probe_module
+    from brainjepa.cli import build_parser
+    from brainjepa.evaluation.suite import SuiteOptions
+
+    seen = []
+    embed_store = probe_module.embed_store
+
+    def spy(*args, options, **kwargs):
+        seen.append(options.precision)
+        return embed_store(*args, options=options, **kwargs)
+
+    monkeypatch.setattr(probe_module, "embed_store", spy)
+    probe_store(store, "group", model=trained, baselines=["random-init"], folds=2, seeds=1, progress=False)
+    assert seen == ["fp32", "fp32"]
+    assert SuiteOptions().embed.precision == "fp32"
+    parser = build_parser()
+    sources = {"probe": ["--data", "d", "--label", "y"], "embed": ["--data", "d"], "evaluate": []}
+    for command, expected in (("probe", "fp32"), ("evaluate", "fp32"), ("embed", "auto")):
+        args = [command, "--model", "m", "--out", "o", *sources[command]]
+        assert parser.parse_args(args).precision == expected
+    assert parser.parse_args(["evaluate", "--model", "m", "--out", "o", "--precision", "auto"]).precision == "auto"
+
+
 def test_probe_store_tokenfc_pooling(store, trained, monkeypatch, capsys):
     import brainjepa.evaluation.probe as probe_module
 

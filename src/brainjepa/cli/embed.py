@@ -11,6 +11,8 @@ from brainjepa.cli.validate import FMRIPREP_FLAGS, add_fmriprep_arguments, fmrip
 from brainjepa.data.tables import ORIENTATIONS
 from brainjepa.errors import ConfigError
 from brainjepa.evaluation.embed import (
+    SCORING_PRECISION,
+    SCORING_PRECISION_HELP,
     EmbedOptions,
     check_embeddings_path,
     embed_files,
@@ -30,19 +32,22 @@ def add_model_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--gradient", help="gradient CSV (ROIs x components) for an official .pth.tar checkpoint")
 
 
-def add_option_arguments(group: argparse._ActionsContainer, options: type) -> None:
+def add_option_arguments(group: argparse._ActionsContainer, options: type,
+                         defaults: dict[str, tuple[Any, str]] | None = None) -> None:
     """One flag per setting of the options dataclass `options` (its fields declared with
     `brainjepa.evaluation.options.option`): ``--sampling-rate`` for `sampling_rate`, with the field's default,
     help, metavar and choices and its type's converter; a bool is a switch. `EncoderOptions` gives the flags
-    `embed`, `probe` and `finetune` share; `EmbedOptions` adds embedding's own."""
+    `embed`, `probe` and `finetune` share; `EmbedOptions` adds embedding's own. `defaults`: field -> (default,
+    help) where a command's default differs from the dataclass's."""
     hints, choices = typing.get_type_hints(options), option_choices(options)
     for f in option_fields(options):
         flag, kind = f"--{f.name.replace('_', '-')}", _converter(hints[f.name])
+        default, text = (defaults or {}).get(f.name, (f.default, f.metadata["help"]))
         if kind is bool:
-            group.add_argument(flag, action="store_true", help=f.metadata["help"])
+            group.add_argument(flag, action="store_true", help=text)
         else:
-            group.add_argument(flag, type=kind, default=f.default, choices=choices.get(f.name),
-                               metavar=f.metadata["metavar"], help=f.metadata["help"])
+            group.add_argument(flag, type=kind, default=default, choices=choices.get(f.name),
+                               metavar=f.metadata["metavar"], help=text)
 
 
 def option_values(args: argparse.Namespace, options: type) -> dict[str, Any]:
@@ -58,10 +63,12 @@ def _converter(hint: Any) -> type | None:
     return kinds[0] if len(kinds) == 1 and kinds[0] in (int, float, bool) else None
 
 
-def add_embed_arguments(p: argparse.ArgumentParser) -> None:
-    """How embeddings are computed (shared with `brainjepa probe`): the flags of `EmbedOptions`."""
+def add_embed_arguments(p: argparse.ArgumentParser, *, scored: bool = False) -> None:
+    """How embeddings are computed (shared with `brainjepa probe` and `evaluate`): the flags of `EmbedOptions`;
+    `scored`: the command scores them, so its precision defaults to `scoring_options`' (fp32)."""
     g = p.add_argument_group("embedding")
-    add_option_arguments(g, EmbedOptions)
+    add_option_arguments(g, EmbedOptions,
+                         {"precision": (SCORING_PRECISION, SCORING_PRECISION_HELP)} if scored else None)
     g.add_argument("--ignore-roi-labels", action="store_true",
                    help="embed even when the data's ROI labels differ from those the model was trained with "
                    "(default: refuse, naming the first differing ROI)")

@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "the GLM row reads the sample's event files there")
     p.add_argument("--sim-subjects", type=int, default=60,
                    help="subjects of the simulated data set, one run each (default 60)")
-    add_embed_arguments(p)
+    add_embed_arguments(p, scored=True)
     p.set_defaults(func=run)
 
 

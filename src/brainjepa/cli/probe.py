@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "epochs chosen on held-out training subjects (FC keeps the linear probe)")
     p.add_argument("--random-init-seed", type=int, default=0, help="weight seed of the random-init encoder")
     p.add_argument("--out", default=None, help="folder for probe.csv, probe.md, probe_folds.csv and probe.png")
-    add_embed_arguments(p)
+    add_embed_arguments(p, scored=True)
     p.set_defaults(func=run, model_only={dest: p.get_default(dest) for dest in MODEL_ONLY})
 
 

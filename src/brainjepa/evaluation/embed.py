@@ -117,6 +117,20 @@ class EmbedOptions(EncoderOptions):
                           target_tr=self.target_tr, short="pad" if self.pad else "error")
 
 
+SCORING_PRECISION = "fp32"
+SCORING_PRECISION_HELP = (
+    "autocast dtype (default fp32 here: a score then does not depend on which precision this machine's stored "
+    "timings pick; auto is faster where bf16 is, and bf16 embeddings differ from fp32 in their last digits, "
+    "which can move a probe's predictions)")
+
+
+def scoring_options(**settings: object) -> EmbedOptions:
+    """`EmbedOptions` for embeddings that are scored (`probe`, `evaluate`): fp32 unless `settings` say otherwise, so
+    that the same command gives the same scores on a machine whatever its stored timings ("auto" may choose bf16
+    for a call that is too short to time, and fp32 once a longer call has timed the encoder)."""
+    return EmbedOptions(**{"precision": SCORING_PRECISION, **settings})
+
+
 class StoreEmbeddings(NamedTuple):
     """Embeddings of the runs of a store, with the ids needed to match rows to labels."""
 

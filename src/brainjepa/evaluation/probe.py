@@ -23,7 +23,7 @@ from brainjepa.data.store import RunStore, open_runs
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.attentive import AttentiveConfig, AttentiveProbe
 from brainjepa.evaluation.baselines import functional_connectivity, random_init_like
-from brainjepa.evaluation.embed import EmbedOptions, embed_store, load_embeddings
+from brainjepa.evaluation.embed import EmbedOptions, embed_store, load_embeddings, scoring_options
 from brainjepa.evaluation.labels import TASK_KINDS, TaskKind, drop_missing, infer_task, read_labels
 from brainjepa.evaluation.metrics import (
     CLASSIFICATION_METRICS,
@@ -427,7 +427,8 @@ def probe_store(
             default) or "roi" (R tokens). The linear default "roi" was chosen in-sample, by the recipe study on
             the same data it was then reported on (benchmarks/RESULTS.md), not on a held-out split.
         head, attentive: the probe on those rows (`probe`); FC always gets the linear probe.
-        options: embedding options (windows, normalisation, encoder, device...).
+        options: embedding options (windows, normalisation, encoder, device...); default `scoring_options()`
+            (fp32, so that the scores do not depend on this machine's stored timings).
         out: folder for probe.csv / probe.md / probe_folds.csv (None: nothing written).
         progress: show progress bars.
 
@@ -455,6 +456,7 @@ def probe_store(
                               "model, not to an embeddings file")
     else:
         pooling = pooling_for_head(head, pooling)
+        options = options or scoring_options()
     check_value("probe folds (--folds)", folds, integer=True, ge=2)
     check_value("probe random_init_seed (--random-init-seed)", random_init_seed, integer=True, ge=0)
     check_value("probe seeds (--seeds)", seeds, integer=True, ge=1)

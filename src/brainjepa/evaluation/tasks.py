@@ -13,7 +13,7 @@ from typing import Literal
 from brainjepa.bounds import bounded, check_bounds, field_default
 from brainjepa.errors import ConfigError
 from brainjepa.evaluation.attentive import AttentiveConfig
-from brainjepa.evaluation.embed import EmbedOptions
+from brainjepa.evaluation.embed import EmbedOptions, scoring_options
 from brainjepa.evaluation.labels import TaskKind
 from brainjepa.evaluation.metrics import MIN_BOOTSTRAP
 from brainjepa.evaluation.nulls import Scheme
@@ -100,7 +100,8 @@ class SuiteOptions:
         pooling: the encoder rows' readouts, one row each: "roi" (ROI mean), "tokenfc" (token FC), "mean";
             "tokens" / "roi" for the attentive head. None: ("roi", "tokenfc") for linear, ("tokens",) attentive.
         embed: windows, normalisation, layer, encoder... of the encoder rows (`EmbedOptions`); every baseline
-            uses the same windows.
+            uses the same windows. Default `scoring_options()`: fp32, so that the scores do not depend on this
+            machine's stored timings.
         attentive: hyper-parameters of the attentive head; by default its learning rate, weight decay and epochs
             are chosen inside each training fold on held-out training subjects (`AttentiveConfig`), so it is tuned
             before it is compared, as the linear head is. Refused with the linear head, which would not read it.
@@ -122,7 +123,7 @@ class SuiteOptions:
     seeds: int = bounded(3, ge=1)
     head: Head = "linear"
     pooling: tuple[str, ...] | str | None = None
-    embed: EmbedOptions = field(default_factory=EmbedOptions)
+    embed: EmbedOptions = field(default_factory=scoring_options)
     attentive: AttentiveConfig = field(default_factory=AttentiveConfig)
     random_init_seeds: tuple[int, ...] = (0, 1, 2)
     random_init_seed: int | None = bounded(None, ge=0)
