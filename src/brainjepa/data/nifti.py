@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -91,7 +92,9 @@ def read_nifti(path: str | Path, atlases: Sequence[str | Path]) -> tuple[np.ndar
         atlas_img, wanted = _load_atlas(atlas)
         masker = NiftiLabelsMasker(labels_img=atlas_img, standardize=None, resampling_target="data")
         try:
-            signals = masker.fit_transform(img)
+            with warnings.catch_warnings():  # lost labels are this function's own error below, naming the files
+                warnings.filterwarnings("ignore", message=".*the following labels were removed", category=UserWarning)
+                signals = masker.fit_transform(img)
         except (OSError, EOFError, zlib.error) as err:  # the image data are read here, not at nib.load
             raise DataError(f"{path}: corrupt or truncated image ({err})") from err
         except (ValueError, TypeError) as err:
