@@ -56,6 +56,19 @@ def test_health_tells_the_three_regimes_apart():
     assert big.input_sd == pytest.approx(400 * float(x.std()), rel=1e-4)
 
 
+@pytest.mark.parametrize("windows", [2, 5])
+def test_run_share_is_the_across_window_share_of_one_sum_of_squares(windows):
+    """The features' spread across windows at each token over their total spread about each channel's mean: a
+    fraction of one total, so at most 1 (two variances with their own degrees of freedom reached 2 at two windows)."""
+    enc, x = _model().target_encoder, _windows(windows) * 400.0
+    with torch.no_grad():
+        final = enc.forward_features(x).double()  # [W, N, D] after the final norm
+    across = ((final - final.mean(0)) ** 2).sum()
+    total = ((final - final.mean((0, 1))) ** 2).sum()
+    share = encoder_health(enc, x).run_share
+    assert share == pytest.approx(float(across / total), rel=1e-6) and 0 < share <= 1
+
+
 def test_calibrated_gain_matches_patch_and_position_norms():
     enc, x = _model().target_encoder, _windows()
     gain = calibrate_gain(enc, x)

@@ -39,7 +39,8 @@ class Health:
     input_sd: SD of the normalised input windows. patch_norm / pos_norm: median token norm of the patch embedding
     (bias excluded) and of the positional embedding. block_ratio: median over tokens of |x_L - x_0| / |x_0|, x_0 the
     embedded tokens (patch + position) and x_L the stream after the last block (before the final norm).
-    run_share: across-window variance of the final features over their total variance (content vs position).
+    run_share: the share of the final features' sum of squares (about each channel's mean) that is each token's
+        spread across windows, in [0, 1] (content vs position: the rest is the spread between token positions).
     """
 
     input_sd: float
@@ -138,10 +139,12 @@ class HealthMeter:
         if self.windows < 2 or self._sum is None or self._sq is None:
             raise ValueError(f"encoder health needs at least 2 windows, got {self.windows}")
         w = self.windows
-        between = ((self._sq - self._sum.square() / w) / (w - 1)).mean()  # across windows, per token and channel
-        m = w * self._sum.shape[0]
+        # Sums of squares, so that the share is a fraction of one total (in [0, 1]): each token's spread across
+        # windows about its own mean, over the spread of every window's tokens about each channel's grand mean.
+        # (Two variances with their own degrees of freedom put it up to w / (w - 1), 2 at two windows.)
+        between = (self._sq - self._sum.square() / w).sum()
         t1, t2 = self._sum.sum(0), self._sq.sum(0)
-        total = ((t2 - t1.square() / m) / (m - 1)).mean()  # over windows and tokens, per channel
+        total = (t2 - t1.square() / (w * self._sum.shape[0])).sum()
         n, s, sq = self._moments
         return Health(input_sd=math.sqrt(max(sq - s * s / n, 0.0) / (n - 1)),
                       patch_norm=float(torch.cat(self._patch).median()),
