@@ -91,3 +91,18 @@ def test_a_cache_for_simulated_data_is_refused_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="--data simulated makes its own data: remove --cache"):
         quickstart(tmp_path / "qs", data="simulated", cache=tmp_path / "cache")
     assert not (tmp_path / "qs").exists()
+
+
+def test_the_epochs_and_the_budget_line_say_what_set_them():
+    """Whole epochs covering --steps; fewer when --minutes would be exceeded; never under 2 epochs, and the report
+    then says it ran more than asked (it used to say "fewer than the 1 steps asked" after 28 steps)."""
+    from brainjepa.report.markdown import _budget_line
+    from brainjepa.report.quickstart import MIN_EPOCHS, plan_epochs
+
+    assert plan_epochs(297, 10, per_step=0.1, steps_per_epoch=11) == (27, "steps")  # 27 x 11 = 297
+    assert plan_epochs(297, 1, per_step=0.5, steps_per_epoch=11) == (10, "minutes")  # 0.95 * 60 / 5.5 s per epoch
+    assert plan_epochs(1, 10, per_step=0.1, steps_per_epoch=14) == (MIN_EPOCHS, "minimum")
+    assert plan_epochs(297, 0.02, per_step=0.1, steps_per_epoch=14) == (MIN_EPOCHS, "minimum")
+    facts = {"budget": "minimum", "epochs": 2, "steps_asked": 1, "minutes": 0.02}
+    assert "**more than asked**: 1 steps within 0.02 minutes" in _budget_line(facts)
+    assert "fewer than" in _budget_line({**facts, "budget": "minutes", "steps_asked": 297, "minutes": 1})

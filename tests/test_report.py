@@ -174,3 +174,30 @@ def test_the_report_states_the_studys_verdict_as_recorded_in_results():
     quoted = re.findall(r"[+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", " ".join(STUDY_VERDICT.split()))
     assert len(quoted) == 6 and all(q in results for q in quoted)
     assert "**not met**" in STUDY_VERDICT
+
+
+def test_findings_name_skipped_rows_undefined_scores_and_undefined_nulls():
+    """A skipped row is said to be left out of the counts; a score that is NaN with 40 subjects is a flat result
+    to check, not "too few subjects"; a null that is all NaN gives no verdict."""
+    rng = np.random.default_rng(1)
+    truth = np.tile(["down", "up"], 40)
+    regulation = _task("connattractor/regulation", truth, {RND: rng.permutation(truth), FC: truth.copy()},
+                       {RND: np.full(100, np.nan), FC: rng.normal(0.5, 0.04, 100)}, chance=0.5)
+    regulation.rows[PRE] = RowResult(PRE, method="brainjepa", readout="ROI mean", reason="out of memory")
+    value = rng.normal(size=80)
+    rating = _task("connattractor/rating", value, {PRE: np.zeros(80), RND: value + rng.normal(0, 0.3, 80)},
+                   {PRE: rng.normal(-0.3, 0.1, 100)}, chance=0.0)  # brainjepa predicts a constant: r undefined
+    options = SuiteOptions(tasks=tuple(TASKS)[1:3], folds=5, seeds=1, bootstrap=200, random_init_seeds=(0,))
+    text = findings(SuiteResult([regulation, rating], options), simulated=False)
+    assert f"- {PRE}: skipped (out of memory); no score, so no comparison with it." in text
+    assert f"Rows skipped, so left out of these counts: connattractor/regulation ({PRE})." in text
+    assert "undefined on these predictions, e.g. constant ones" in text and "40 subject(s)" not in text
+    assert f"{RND}: " in text and "its permutation null is undefined (NaN), so it is not called above chance" in text
+
+
+@pytest.mark.parametrize(("p", "printed"), [(101 / 2001, "0.0505"), (0.05, "0.050"), (0.0123, "0.012"),
+                                            (0.0499, "0.0499")])
+def test_p_values_print_the_digits_their_verdict_needs(p, printed):
+    from brainjepa.report.findings import p_text
+
+    assert p_text(p) == printed

@@ -6,7 +6,7 @@ import argparse
 from typing import get_args
 
 from brainjepa.bounds import check_value
-from brainjepa.report.quickstart import STUDY_STEPS, DataChoice, quickstart
+from brainjepa.report.quickstart import MIN_EPOCHS, STUDY_STEPS, DataChoice, quickstart
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,12 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
     p.add_argument("--steps", type=int, default=STUDY_STEPS,
-                   help=f"pretraining optimizer steps, rounded up to whole epochs (default {STUDY_STEPS}, the "
-                   "confirmatory study's budget; longer runs on the sample lost effective rank, see "
-                   "benchmarks/RESULTS.md)")
+                   help=f"pretraining optimizer steps, rounded up to whole epochs, at least {MIN_EPOCHS} epochs "
+                   f"(default {STUDY_STEPS}, the confirmatory study's budget; longer runs on the sample lost "
+                   "effective rank, see benchmarks/RESULTS.md)")
     p.add_argument("--minutes", type=float, default=10.0,
                    help="upper bound on pretraining time in minutes: fewer steps when timed steps say --steps "
-                   "would not fit (default 10)")
+                   f"would not fit, down to {MIN_EPOCHS} epochs, which run even when they exceed it (default 10)")
     p.add_argument("--data", choices=get_args(DataChoice), default="connattractor",
                    help="real heat-pain task fMRI from PyPI (default) or simulated BOLD with known labels")
     p.add_argument("--cache", help="sample cache folder (default: $BRAINJEPA_CACHE/samples or "

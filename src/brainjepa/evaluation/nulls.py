@@ -30,8 +30,8 @@ from brainjepa.evaluation.metrics import Interval
 
 Scheme = Literal["within-subject", "across-subjects"]
 SCHEMES = ("within-subject", "across-subjects")
-NULL_QUANTILE = 0.95  # the null's "high" end shown beside a score
-ALPHA = 1 - NULL_QUANTILE  # a score is above chance when its permutation p-value is at most this
+ALPHA = 0.05  # a score is above chance when its permutation p-value is at most this
+NULL_QUANTILE = 0.95  # the null's "high" end shown beside a score: its 1 - ALPHA quantile
 
 
 def permutations(groups: np.ndarray, scheme: str, n: int, seed: int = 0) -> np.ndarray:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from brainjepa.evaluation.metrics import Interval
+from brainjepa.evaluation.nulls import ALPHA
 
 if TYPE_CHECKING:
     from brainjepa.evaluation.nulls import Null
@@ -57,22 +58,41 @@ def _interval(d: Interval, signed: bool) -> str:
     return f"{d.confidence:.0%} CI {d.low:{fmt}} to {d.high:{fmt}}, {d.n} subjects{seeds}"
 
 
+def _no_interval(d: Interval) -> str:
+    """Why an interval is missing: too few subjects to resample, or a score undefined on these predictions."""
+    if d.n < 2:
+        return f"no interval: {d.n} subject(s)"
+    if math.isnan(d.mean):
+        return (f"undefined on these predictions, e.g. constant ones (a Pearson r of a constant); {d.n} subjects: "
+                "a flat result to check, not a finding")
+    return f"no interval: its resamples are undefined ({d.n} subjects)"
+
+
+def p_text(p: float) -> str:
+    """A p-value with the digits its comparison with `ALPHA` needs: 0.0505 is not printed as 0.050."""
+    k = 3
+    while k < 6 and p != ALPHA and f"{p:.{k}f}" == f"{ALPHA:.{k}f}":
+        k += 1
+    return f"{p:.{k}f}"
+
+
 def method_sentence(res: TaskResult, row: str, d: Interval, null: Null | None) -> str:
     """A row's score and whether it clears its permutation null."""
     if math.isnan(d.low) or math.isnan(d.high):
-        return f"{row}: {d.mean:.3f} (no interval: {d.n} subject(s)); not called above chance."
+        return f"{row}: {d.mean:.3f} ({_no_interval(d)}); not called above chance."
     score = f"{row}: {d.mean:.3f} ({_interval(d, signed=False)})"
-    if null is None:
-        return f"{score}; no permutation null for this row, so it is not called above chance."
+    if null is None or not null.n:
+        why = "no permutation null for this row" if null is None else "its permutation null is undefined (NaN)"
+        return f"{score}; {why}, so it is not called above chance."
     where = "above chance" if null.cleared_by(d) else "not above chance"
     return (f"{score}, {where}: its null has mean {null.mean:.3f} and 95th percentile {null.high:.3f} "
-            f"(p = {null.p_value:.3f}; nominal chance {res.chance:.3f}).")
+            f"(p = {p_text(null.p_value)}; nominal chance {res.chance:.3f}).")
 
 
 def comparison_sentence(c: Comparison, metric: str) -> str:
     d = c.diff
     if c.direction == "unknown":
-        return f"{c.row} vs {c.other}: difference {d.mean:+.3f}, no interval ({d.n} subject(s))."
+        return f"{c.row} vs {c.other}: difference {d.mean:+.3f} ({_no_interval(d)})."
     detail = f"{metric} difference {d.mean:+.{d.decimals()}f} ({_interval(d, signed=True)})"
     if c.direction == "same":
         return f"{c.row} and {c.other} do not differ detectably: {detail}; the interval includes 0."
@@ -85,6 +105,8 @@ def _task_lines(res: TaskResult, stats: TaskStats) -> list[str]:
     lines = [f"**{res.task.name}** ({metric}, {res.n_runs} runs; nominal chance {res.chance:.3f}, null: "
              f"{res.scheme}).{flag}", ""]
     lines += [f"- {method_sentence(res, m, d, stats.nulls.get(m))}" for m, d in stats.scores.items()]
+    lines += [f"- {name}: skipped ({row.reason}); no score, so no comparison with it."
+              for name, row in res.rows.items() if row.skipped]
     lines += [f"- {comparison_sentence(c, metric)}" for c in comparisons(res.task.name, stats)]
     return lines + [""]
 
@@ -93,8 +115,9 @@ def _names(items: list[str]) -> str:
     return ", ".join(items) or "none"
 
 
-def _summary(stats: dict[str, TaskStats]) -> list[str]:
-    """Across tasks: which rows clear their nulls, where pretraining helped, where the encoder kept up with FC."""
+def _summary(stats: dict[str, TaskStats], skipped: list[str]) -> list[str]:
+    """Across tasks: which rows clear their nulls, where pretraining helped, where the encoder kept up with FC;
+    `skipped`: "task (row)" of the rows that did not run (their comparisons are missing from the counts)."""
     found = [c for t, s in stats.items() for c in comparisons(t, s)]
     random = [c for c in found if c.other.startswith(RANDOM_INIT)]
     fc = [c for c in found if not c.other.startswith(RANDOM_INIT)]
@@ -114,7 +137,9 @@ def _summary(stats: dict[str, TaskStats]) -> list[str]:
     ]
     unknown = sorted({c.task for c in found if c.direction == "unknown"})
     if unknown:
-        lines.append(f"- No interval (too few subjects): {_names(unknown)}.")
+        lines.append(f"- No interval (too few subjects, or a score undefined on the predictions): {_names(unknown)}.")
+    if skipped:
+        lines.append(f"- Rows skipped, so left out of these counts: {_names(skipped)}.")
     return lines
 
 
@@ -135,7 +160,8 @@ def findings(result: SuiteResult, *, simulated: bool) -> str:
         "",
     ]
     if done:
-        lines += ["Across tasks:", "", *_summary({r.task.name: stats[r.task.name] for r in done}), ""]
+        skipped = [f"{r.task.name} ({name})" for r in done for name, row in r.rows.items() if row.skipped]
+        lines += ["Across tasks:", "", *_summary({r.task.name: stats[r.task.name] for r in done}, skipped), ""]
     for res in done:
         lines += _task_lines(res, stats[res.task.name])
     lines += [f"- {r.task.name} was skipped: {r.reason}" for r in result.results if r.skipped]
@@ -148,4 +174,4 @@ def findings(result: SuiteResult, *, simulated: bool) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Comparison", "comparison_sentence", "comparisons", "findings", "method_sentence"]
+__all__ = ["Comparison", "comparison_sentence", "comparisons", "findings", "method_sentence", "p_text"]

@@ -33,18 +33,33 @@ def _collapse_summary(metrics_csv: Path, dim: int, patch_size: int) -> str:
             f"{float(first['target_rank']):.1f} to {float(last['target_rank']):.1f}; {verdict}.")
 
 
+STUDY_STEPS = 297  # the confirmatory study's pretraining budget (benchmarks/RESULTS.md, issue 18)
 # The confirmatory study's verdict (benchmarks/RESULTS.md, issue 18), pre-registered and measured once for this
 # recipe; a single quickstart run (one seed, one random-init seed) cannot settle the question, the study can.
 STUDY_VERDICT = """**What the confirmatory study found** (`benchmarks/confirmatory_study.sh`, results in
-benchmarks/RESULTS.md): this recipe (the same model and input, 297 steps), 3 pretraining seeds against 3 random-init
-seeds, intervals over seeds and subjects. Pre-registered success, pretrained - random init >= +0.05 with the 95%
-interval excluding 0, was **not met**: pretrained on the sample's real runs, identification (token FC) +0.002
-[-0.042, +0.048], regulation -0.002 [-0.051, +0.049] (linear, ROI mean) and +0.029 [-0.012, +0.076] (tuned
-attentive); pretrained on 2,000 surrogate subjects only, -0.002 [-0.052, +0.052], +0.029 [-0.024, +0.086] and
-+0.027 [-0.027, +0.091]. The encoders were healthy; at this scale pretraining does not beat random init."""
+benchmarks/RESULTS.md): the quickstart's default recipe (its model and input, the connattractor sample, 297 steps),
+3 pretraining seeds against 3 random-init seeds, intervals over seeds and subjects. Pre-registered success,
+pretrained - random init >= +0.05 with the 95% interval excluding 0, was **not met**: pretrained on the sample's
+real runs, identification (token FC) +0.002 [-0.042, +0.048], regulation -0.002 [-0.051, +0.049] (linear, ROI mean)
+and +0.029 [-0.012, +0.076] (tuned attentive); pretrained on 2,000 surrogate subjects only, -0.002 [-0.052, +0.052],
++0.029 [-0.024, +0.086] and +0.027 [-0.027, +0.091]. The encoders were healthy; every interval includes 0: at this
+scale no detectable difference between pretrained and random init, which is not the same as showing them equal."""
+
+
+def _study_line(facts: dict[str, Any]) -> str:
+    """The study's verdict, and whether this run is that recipe or another setting (then only a pointer)."""
+    same = facts.get("data") == "connattractor" and facts.get("steps") == STUDY_STEPS
+    if same:
+        return STUDY_VERDICT + " This run used that recipe, with one seed of each."
+    return (STUDY_VERDICT + f" This run is **another setting** ({facts.get('data')} data, {facts.get('steps')} "
+            "steps), so the study says nothing about it directly.")
 
 
 def _budget_line(facts: dict[str, Any]) -> str:
+    if facts.get("budget") == "minimum":
+        return (f"the quickstart's minimum of {facts['epochs']} epochs (one of warmup, then the peak learning rate "
+                f"and its decay), **more than asked**: {facts['steps_asked']} steps within {facts['minutes']} "
+                "minutes.")
     if facts.get("budget") == "minutes":
         return (f"fewer than the {facts['steps_asked']} steps asked, as the timed steps said they would not fit in "
                 f"{facts['minutes']} minutes.")
@@ -220,7 +235,7 @@ difference), `evaluate/evaluate_units.csv` (every prediction), `evaluate/evaluat
 Scale: the paper pretrains a ViT-B on ~32,000 UK Biobank subjects for 300 epochs; this run trained the small
 model above for {facts['pretrain_minutes']} minutes on {facts['runs']} runs of {facts['subjects']} subjects.
 
-{STUDY_VERDICT}
+{_study_line(facts)}
 
 ## 8. Time
 

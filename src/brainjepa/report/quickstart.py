@@ -33,7 +33,7 @@ from brainjepa.masks import draw_masks, mask_grid
 from brainjepa.models import BrainJEPA
 from brainjepa.models.config import ModelConfig
 from brainjepa.report import figures
-from brainjepa.report.markdown import write_report
+from brainjepa.report.markdown import STUDY_STEPS, write_report
 from brainjepa.training import pretrain
 from brainjepa.training.estimate import estimate_run
 
@@ -43,7 +43,6 @@ DataChoice = Literal["connattractor", "simulated"]
 LABELS = {"connattractor": "condition", "simulated": "group"}  # the label that colours the PCA figure
 SUITE_DATASET = {"connattractor": "connattractor", "simulated": "simulation"}  # evaluation-suite data set
 STEPS = ("data", "gradients", "pretraining", "evaluation")
-STUDY_STEPS = 297  # the confirmatory study's pretraining budget (benchmarks/RESULTS.md, issue 18)
 
 
 @dataclass
@@ -174,6 +173,20 @@ def quickstart(out: str | Path = "runs/quickstart", *, steps: int = STUDY_STEPS,
     return QuickstartResult(out, report, facts)
 
 
+MIN_EPOCHS = 2  # one epoch of warmup (pretrain_config's), then at least one at the peak learning rate and its decay
+
+
+def plan_epochs(steps: int, minutes: float, per_step: float, steps_per_epoch: int) -> tuple[int, str]:
+    """(epochs, what set them): "steps" (whole epochs covering `steps`), "minutes" (fewer: `steps` would not fit in
+    `minutes` at `per_step` seconds, with a 5% margin for logging, epoch boundaries and the final checkpoint), or
+    "minimum" (`MIN_EPOCHS`, more than either asks for)."""
+    fit = int(0.95 * minutes * 60 / (per_step * steps_per_epoch))
+    wanted = math.ceil(steps / steps_per_epoch)
+    if min(wanted, fit) < MIN_EPOCHS:
+        return MIN_EPOCHS, "minimum"
+    return (wanted, "steps") if wanted <= fit else (fit, "minutes")
+
+
 def _pretrain(store, gradient_csv: Path, out: Path, facts: dict[str, Any], *, steps: int, minutes: float, seed: int,
               window: int, progress: bool) -> Path:
     """Pretrain into `out/run` for whole epochs covering `steps` optimizer steps, fewer if a few timed steps say
@@ -182,11 +195,7 @@ def _pretrain(store, gradient_csv: Path, out: Path, facts: dict[str, Any], *, st
     timed = estimate_run(probe_cfg, timed_steps=5)  # train_runs: data.holdout's subjects are held out
     per_step = timed.step_seconds
     steps_per_epoch = timed.train_runs // probe_cfg.data.batch_size
-    # 5% margin for what the timed steps leave out (logging, epoch boundaries, the final checkpoint)
-    fit = int(0.95 * minutes * 60 / (per_step * steps_per_epoch))
-    wanted = math.ceil(steps / steps_per_epoch)
-    epochs = max(2, min(wanted, fit))
-    facts["budget"] = "steps" if wanted <= fit else "minutes"
+    epochs, facts["budget"] = plan_epochs(steps, minutes, per_step, steps_per_epoch)
     cfg = pretrain_config(store, gradient_csv, epochs=epochs, seed=seed, frames=window)
     run_dir = out / "run"
     if run_dir.exists():

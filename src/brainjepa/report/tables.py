@@ -12,6 +12,7 @@ import numpy as np
 from brainjepa.evaluation.metrics import Interval
 from brainjepa.io import atomic_write_text
 from brainjepa.report.figures import can_draw, suite_figure
+from brainjepa.report.findings import p_text
 
 if TYPE_CHECKING:
     from brainjepa.evaluation.results import SuiteResult, TaskResult
@@ -63,8 +64,8 @@ def suite_tables(result: SuiteResult, digits: int = 3) -> str:
             cells = []
             for r in done:
                 null = result.stats[r.task.name].nulls.get(name)
-                cells.append(f"{null.mean:.{digits}f} / {null.high:.{digits}f} (p = {null.p_value:.3f})"
-                             if null else "–")
+                cells.append(f"{null.mean:.{digits}f} / {null.high:.{digits}f} (p = {p_text(null.p_value)})"
+                             if null and null.n else "–" if null is None else "undefined (NaN)")
             body.append([name, *cells])
         lines += _table(["row", *tasks], body) + [""]
         labels = list(dict.fromkeys(k for r in done for k in result.stats[r.task.name].differences))
