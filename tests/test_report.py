@@ -201,3 +201,12 @@ def test_p_values_print_the_digits_their_verdict_needs(p, printed):
     from brainjepa.report.findings import p_text
 
     assert p_text(p) == printed
+
+
+def test_the_study_paragraph_says_whether_this_run_is_its_recipe():
+    from brainjepa.report.markdown import STUDY_STEPS, _study_line
+
+    assert "This run used that recipe" in _study_line({"data": "connattractor", "steps": STUDY_STEPS})
+    other = _study_line({"data": "simulated", "steps": 28})
+    assert "**another setting** (simulated data, 28 steps)" in other and "used that recipe" not in other
+    assert "does not beat" not in other and "no detectable" in other
