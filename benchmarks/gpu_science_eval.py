@@ -63,7 +63,9 @@ def g1_table(result: dict[str, Any], recomputed: dict[str, float]) -> list[str]:
             vals = [r[key] for r in rows if r[key] is not None]
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             cells.append(f"{statistics.mean(vals):.4f} +- {sd:.4f}" if vals else "-")
-        lines.append(f"| **{scale}: mean +- SD over {len(rows)} seeds** | | | " + " | ".join(cells) + " |"
+        done = sum(r["end"] is not None for r in rows)  # a seed that failed has no values to average
+        failed = f" ({len(rows) - done} failed)" if done < len(rows) else ""
+        lines.append(f"| **{scale}: mean +- SD over {done} seeds{failed}** | | | " + " | ".join(cells) + " |"
                      + (" |" if recomputed else ""))
     return lines
 
@@ -98,11 +100,14 @@ def g2_table(result: dict[str, Any], recomputed: dict[str, float]) -> list[str]:
         if loss is not None:
             sizes.append(rec["subjects"])
             losses.append(loss)
+    order = sorted(range(len(sizes)), key=sizes.__getitem__)  # by N, whatever order --sizes listed them in
+    sizes, losses = [sizes[i] for i in order], [losses[i] for i in order]
     fit = power_law(sizes, losses)
     if fit:
         monotone = all(b < a for a, b in zip(losses, losses[1:], strict=False))
         lines += ["", f"power law: real-data loss = {fit[0]:.4g} x N^{fit[1]:.4f} over N = {sizes}; falls "
-                  f"monotonically: {'yes' if monotone else 'no'}"]
+                  f"monotonically with N: {'yes' if monotone else 'no'} (one seed per size: a description of "
+                  "these runs, with no interval)"]
     return lines
 
 

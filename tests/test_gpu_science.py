@@ -118,3 +118,16 @@ def test_deadline_stops_a_process(tmp_path):
     start = time.monotonic()
     gpu_science.run_all([kid], dict(os.environ), time.monotonic() + 0.5)
     assert kid.rc != 0 and kid.signalled and time.monotonic() - start < 10
+
+
+def test_the_tables_order_sizes_by_n_and_count_only_seeds_that_ran():
+    """G2's trend is read in order of N, not of --sizes; G1's mean row counts the seeds that have values."""
+    g2 = [{"name": f"g2_{n}", "subjects": n, "real": {"loss": loss, "random_init_loss": 1.0}}
+          for n, loss in ((4000, 0.30), (1000, 0.40), (16000, 0.20))]
+    lines = gpu_science_eval.g2_table({"plan": {"g2": {}}, "g2": g2}, {})
+    assert lines[-1].startswith("power law") and "over N = [1000, 4000, 16000]" in lines[-1]
+    assert "falls monotonically with N: yes" in lines[-1]
+    ran = {"summary": {"start": {"heldout_loss": 0.5}, "end": {"heldout_loss": 0.4}}}
+    g1 = [{"name": f"g1_zscore_{i}", **(ran if i < 2 else {"summary": None, "exit": -9})} for i in range(4)]
+    mean_row = gpu_science_eval.g1_table({"plan": {"g1": {}}, "g1": g1}, {})[-1]
+    assert "**zscore: mean +- SD over 2 seeds (2 failed)**" in mean_row
