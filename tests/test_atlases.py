@@ -190,3 +190,19 @@ def test_an_unreachable_atlas_stops_prepare_once_not_per_run(tmp_path, monkeypat
     assert len(err) == 1 and "HTTP 503" in err[0] and err[0].endswith(
         "--atlas Tian_Subcortex_S3_3T.nii.gz --atlas Schaefer2018_400Parcels_17Networks_order_FSLMNI152_2mm.nii.gz")
     assert sum(tian_server.requests.values()) == 1 and not (tmp_path / "store").exists()
+
+
+def test_merged_dlabel_gives_a_shared_vertex_to_the_later_atlas(tmp_path):
+    """Where two dlabels label the same vertex the later atlas keeps it, as for volumes: keeping the earlier one
+    would silently move the vertex's signal into another ROI's mean."""
+    first = CiftiLabels.load(cortical_dlabel(tmp_path / "c.dlabel.nii"))
+    left = next(s for s in first.surfaces if s.endswith("CORTEX_LEFT"))
+    patch = np.zeros_like(first.surfaces[left])
+    patch[[4, 5]] = 7  # one vertex of each left-hemisphere parcel
+    later = CiftiLabels(surfaces={s: (patch if s == left else np.zeros_like(v)) for s, v in first.surfaces.items()},
+                        table={7: ("patch", (1.0, 0.0, 0.0, 1.0))})
+    img, names = merge_dlabels([first, later])
+    assert names == [*CTX_NAMES.values(), "patch"]
+    merged = CiftiLabels.load(img).surfaces
+    patch_key = len(CTX_NAMES) + 1
+    np.testing.assert_array_equal(merged[left], np.where(patch > 0, patch_key, first.surfaces[left]))

@@ -151,6 +151,26 @@ def test_the_test_fold_never_informs_the_choice():
     assert not np.allclose(clean.predictions[0, others], dirty.predictions[0, others])
 
 
+def test_patience_counts_epochs_since_the_last_improvement(monkeypatch):
+    """Early stopping waits `patience` epochs after the *last* improvement: validation losses that alternate
+    worse / better never go 2 epochs without a new best, so patience 2 runs every epoch and keeps the last best
+    (epoch 5 of [3, 4, 2, 5, 1, 6]); counting every worse epoch since the start would stop at epoch 4."""
+    scripted = iter([3.0, 4.0, 2.0, 5.0, 1.0, 6.0])
+    real_loss = AttentiveProbe._loss
+
+    def loss(self, out, target):
+        if torch.is_grad_enabled():  # a training step
+            return real_loss(self, out, target)
+        return torch.tensor(next(scripted))  # the epoch's validation loss
+
+    monkeypatch.setattr(AttentiveProbe, "_loss", loss)
+    x, s = token_subset_data(n=24, dim=8)
+    cfg = AttentiveConfig(heads=2, epochs=6, lrs=(1e-2,), weight_decays=(0.05,), batch_size=8, patience=2,
+                          refit=False)
+    fitted = AttentiveProbe("classification", cfg).fit(x, s, np.arange(24) // 2)
+    assert fitted.epochs_ == 5 and fitted.search_[0]["val_loss"] == 1.0
+    assert next(scripted, None) is None  # all six epochs ran
+
 # Each setting of AttentiveConfig with a value different from BASE's: fitting with it must change the probe.
 # (BASE stops early: it chooses lr 1e-2 at epoch 8 of 12, so fewer epochs or no early stopping change it too.)
 BASE = {"heads": 2, "queries": 1, "epochs": 12, "lrs": (1e-2, 3e-2), "weight_decays": (0.05,), "batch_size": 16,

@@ -128,6 +128,18 @@ def test_reference_checkpoint_errors_name_the_cause(golden_dir, tmp_path, caplog
                                                  model.target_encoder.state_dict().values(), strict=True))
 
 
+def test_a_reference_checkpoint_with_another_fixed_table_is_refused(golden_dir, tmp_path):
+    """The reference stores its fixed temporal sin-cos table; one that differs from ours (another frame layout)
+    is refused rather than loaded with our table in its place."""
+    raw = torch.load(golden_dir / "jepa-ep1.pth.tar", weights_only=True)
+    key = next(k for k in raw["encoder"] if k.endswith("emb_h"))
+    raw["encoder"][key] = raw["encoder"][key] + 0.1  # still periodic over the ROIs: only the code differs
+    torch.save(raw, tmp_path / "other_table.pth.tar")
+    with pytest.raises(CheckpointError, match="fixed positional table .*emb_h differs"):
+        BrainJEPA.from_reference_checkpoint(tmp_path / "other_table.pth.tar",
+                                            golden_dir / "gradient_mapping_450.csv", num_heads=4)
+
+
 def test_untrusted_pickle_is_refused(tmp_path):
     """A checkpoint that would run code when unpickled is rejected (weights_only loading)."""
 

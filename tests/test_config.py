@@ -171,6 +171,13 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(None, ["logging.write_tag=a/b"])
 
 
+@pytest.mark.parametrize("key", ["data.batch_size", "optimization.epochs", "optimization.lr"])
+def test_a_boolean_is_not_a_number(key):
+    """YAML's true is a bool, which Python counts as the int 1: a number key given true is refused by name,
+    not silently read as 1 (a batch size of 1, one epoch, an LR of 1)."""
+    with pytest.raises(ConfigError, match=f"{key} has value True"):
+        load_config(None, [f"{key}=true"])
+
 
 def test_an_override_means_what_the_same_key_in_the_file_means(tmp_path):
     """The reference file's use_standatdization: false brings its own scaling with a gain of 1; a normalisation

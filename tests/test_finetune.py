@@ -254,6 +254,97 @@ def test_same_seed_same_result_and_early_stopping(store):
     assert any(len(h) < cfg.epochs for h in a.histories)  # patience 1 at a high LR stops early
 
 
+def test_the_chosen_encoder_is_the_one_copied():
+    """encoder="target" copies the EMA target encoder and "context" the context encoder; in a fresh model the
+    two are equal, so they are made to differ here (a swap would fine-tune the other network's weights)."""
+    model = _model()
+    with torch.no_grad():
+        for p in model.target_encoder.parameters():
+            p.add_(1.0)
+    for encoder, source in (("target", model.target_encoder), ("context", model.encoder)):
+        net = build_finetune_model(model, 2, encoder=encoder)
+        for name, tensor in source.state_dict().items():
+            assert torch.equal(net.state_dict()[name], tensor), (encoder, name)
+
+
+def test_label_statistics_come_from_the_fitting_subjects_only(store, tmp_path):
+    """Regression targets are standardised with the mean and std of the fold's fitting subjects (its training
+    subjects less the validation ones carved from them), never with the test subjects' labels."""
+    from brainjepa.data.store import RunStore
+    from brainjepa.evaluation.labels import read_labels
+    from brainjepa.evaluation.metrics import grouped_splits
+
+    cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 1, "patience": 0})
+    finetune(_model(), store, "score", config=cfg, out=tmp_path, progress=False)
+    labels = read_labels(RunStore(store), "score", "regression", folds=cfg.folds)
+    outer = grouped_splits(labels.targets, labels.groups, task="regression", folds=cfg.folds, seed=cfg.seed)
+    for k, (train, test) in enumerate(outer):
+        inner = grouped_splits(labels.targets[train], labels.groups[train], task="regression",
+                               folds=round(1 / cfg.val_fraction), seed=cfg.seed + k)
+        fit = train[inner[0][0]]
+        assert not set(labels.groups[fit]) & set(labels.groups[test])
+        _, meta = load_finetuned(tmp_path / f"fold{k + 1}")
+        assert meta["label_mean"] == pytest.approx(labels.targets[fit].mean(), rel=1e-12)
+        assert meta["label_std"] == pytest.approx(labels.targets[fit].std(), rel=1e-12)
+        assert meta["label_mean"] != pytest.approx(labels.targets.mean(), rel=1e-9)  # the test would tell
+
+
+def test_the_test_metrics_are_those_of_the_best_epochs_weights(store, monkeypatch):
+    """After early stopping the best epoch's weights are restored before the test fold is scored: the weights
+    `evaluate` sees on the test fold are those it saw on the validation rows in the best epoch, not the last."""
+    import brainjepa.evaluation.finetune as ft
+
+    seen = []
+
+    def recording(net, loader, fold, run):
+        seen.append({n: t.detach().clone() for n, t in net.state_dict().items()})
+        return evaluate(net, loader, fold, run)
+
+    monkeypatch.setattr(ft, "evaluate", recording)
+    cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 5, "lr": 3e-2, "patience": 1})
+    result = finetune(_model(), store, "group", config=cfg, progress=False)
+    assert any(best < len(h) for best, h in zip(result.best_epochs, result.histories, strict=True))  # stopped late
+    start = 0
+    for best, history in zip(result.best_epochs, result.histories, strict=True):
+        val_calls, test_call = seen[start:start + len(history)], seen[start + len(history)]
+        for name, tensor in test_call.items():
+            assert torch.equal(tensor, val_calls[best - 1][name]), name
+        start += len(history) + 1
+    assert start == len(seen)
+
+
+def test_each_epochs_lr_follows_warmup_then_cosine_over_the_epochs(store):
+    """warmup_epochs and epochs count epochs of optimizer steps: the LR reaches the peak at the end of the warmup
+    epoch, and at the end of epoch e (0-based) it is min + (peak - min) (1 + cos(pi e / (E - 1))) / 2, whatever the
+    steps per epoch (the history's LR is the top layer's, scale 1)."""
+    cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 4, "patience": 0, "warmup_epochs": 1, "min_lr": 1e-4})
+    result = finetune(_model(), store, "group", config=cfg, progress=False)
+    peak, low, epochs = cfg.peak_lr, cfg.min_lr, cfg.epochs
+    expected = [peak] + [low + (peak - low) * 0.5 * (1 + np.cos(np.pi * e / (epochs - 1))) for e in range(1, epochs)]
+    for history in result.histories:
+        assert [h["lr"] for h in history] == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_layer_decay_setting_reaches_the_optimizer(store, monkeypatch):
+    """finetune.layer_decay sets the optimizer's groups: layer l of the depth-L encoder trains at
+    lr * layer_decay ** (L + 1 - l), so the groups carry every scale from 1 down to layer_decay ** (L + 1)."""
+    import brainjepa.evaluation.finetune as ft
+
+    optimizers = []
+
+    def recording(net, loader, optimizer, *args, **kwargs):
+        optimizers.append(optimizer)
+        return train_one_epoch(net, loader, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(ft, "train_one_epoch", recording)
+    cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 1, "folds": 2, "layer_decay": 0.5})
+    finetune(_model(), store, "group", config=cfg, progress=False)
+    for optimizer in optimizers:
+        scales = sorted({g["lr_scale"] for g in optimizer.param_groups})
+        assert scales == pytest.approx(sorted(0.5 ** k for k in range(CFG.depth + 2)))
+        top = max(g["lr"] for g in optimizer.param_groups)
+        assert all(g["lr"] == pytest.approx(top * g["lr_scale"]) for g in optimizer.param_groups)
+
 # --------------------------------------------------------------------------------------------------- CLI
 def test_cli_finetune(store, tmp_path, capsys):
     model_dir = _model().save_pretrained(tmp_path / "model")

@@ -101,6 +101,15 @@ def test_tr_comes_from_the_sidecar_or_is_refused(tmp_path, atlas_files, caplog):
     assert "sidecar says TR 1.5 s, using the given TR 2 s" in caplog.text
 
 
+def test_sidecar_tr_in_milliseconds_is_refused_unless_confirmed(tmp_path, atlas_files):
+    """A sidecar RepetitionTime written in milliseconds would resample and filter the run 1000 times too slowly;
+    it is refused as for every other input, unless the unusual TR is confirmed."""
+    write_volume_run(tmp_path, "01", "rest", tr=2000.0)
+    with pytest.raises(DataError, match=r"the sidecar's TR 2000 s is outside what scanners use .*milliseconds"):
+        read_fmriprep(_one(tmp_path), atlases=atlas_files)
+    assert read_fmriprep(_one(tmp_path), atlases=atlas_files, allow_unusual_tr=True).tr == 2000.0
+
+
 @pytest.mark.parametrize("strategy,high_pass,detrend", [("simple", None, False), ("scrubbing", 0.01, True),
                                                          ("compcor", 0.02, False)])
 def test_volume_cleaning_is_nilearns(tmp_path, merged, strategy, high_pass, detrend):
@@ -124,6 +133,13 @@ def test_a_high_pass_at_nyquist_is_refused(tmp_path, merged):
                        r"\(0\.25 Hz at TR 2 s\)"):
         read_fmriprep(_one(tmp_path, high_pass=0.3), atlases=[merged])
     assert read_fmriprep(_one(tmp_path, high_pass=0.2), atlases=[merged]).ts.std() > 0
+
+
+def test_a_high_pass_exactly_at_nyquist_is_refused(tmp_path, merged):
+    """A cut-off equal to the Nyquist frequency leaves no pass band either; only a strictly lower one is usable."""
+    write_volume_run(tmp_path, "01", "rest", tr=2.0)
+    with pytest.raises(DataError, match="is at or above the Nyquist frequency of this run"):
+        read_fmriprep(_one(tmp_path, high_pass=0.5 / 2.0), atlases=[merged])
 
 
 def test_none_keeps_every_frame_and_the_raw_means(tmp_path, merged):

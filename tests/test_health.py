@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -203,6 +204,24 @@ def test_pretraining_logs_heldout_loss_and_health(run):
     assert record["kind"] == "roi_zscore" and record["gain"] == pytest.approx(summary["input_gain"])
     assert summary["start"]["patch_norm"] == pytest.approx(summary["start"]["pos_norm"], rel=0.05)
     assert model.metadata["input_sd"] == pytest.approx(summary["start"]["input_sd"])
+
+
+def test_the_heldout_loss_leaves_a_training_model_in_training_mode(store):
+    """The held-out loss is measured in eval mode (no drop path), then the model goes back to the mode it was in:
+    a run measured mid-training must keep training with drop path on, and an eval-mode model stays in eval."""
+    from brainjepa.data.dataset import StoreDataset
+    from brainjepa.data.windows import WindowSpec
+    from brainjepa.training.watch import Watch
+
+    cfg = load_config(None, _config(store))
+    train, held = holdout_split(RunStore(store), cfg.data.holdout, cfg.meta.seed)
+    watch = Watch(StoreDataset(store, indices=train, window=WindowSpec(frames=T, sampling_rate=1)), held, cfg)
+    torch.manual_seed(0)
+    model = BrainJEPA(cfg.model, torch.randn(R, cfg.model.gradient_dim))
+    for mode in (True, False):
+        model.train(mode)
+        assert watch.heldout_loss(model, contextlib.nullcontext) is not None
+        assert all(m.training == mode for m in model.modules())
 
 
 def test_resume_keeps_the_gain_the_run_started_with(store, tmp_path):

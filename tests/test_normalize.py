@@ -207,3 +207,14 @@ def test_make_normalizer_errors():
 def test_normalizer_from_dict_errors(record, message):
     with pytest.raises(ConfigError, match=message):
         normalizer_from_dict(record)
+
+
+@pytest.mark.parametrize("kind", ["sample_zscore", "roi_zscore", "none"])
+def test_input_gain_survives_the_dict_round_trip(kind):
+    """The input gain is part of what the encoder saw in pretraining; a normaliser rebuilt from a model config
+    without it would feed embedding inputs at another scale."""
+    norm = make_normalizer(kind, eps=0.5).with_gain(2.5)
+    again = normalizer_from_dict(norm.to_dict())
+    assert again.gain == 2.5
+    x = np.random.default_rng(6).normal(size=(3, 8))
+    np.testing.assert_allclose(again(x), 2.5 * make_normalizer(kind, eps=0.5)(x), rtol=1e-6)

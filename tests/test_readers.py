@@ -298,3 +298,15 @@ def test_phenotypes(tmp_path):
         read_phenotypes(none)
     with pytest.raises(DataError, match="none.csv: no subject column 'who'"):
         read_phenotypes(none, subject_column="who")
+
+
+def test_npz_tr_reaches_the_run_unless_a_tr_is_given(tmp_path):
+    """The TR stored in an .npz is the run's TR (TR-aware windows and the store read it); dropped on the way from
+    the file to the run, every such run would be stored without a TR."""
+    ts = RNG.standard_normal((4, 9)).astype(np.float32)
+    np.savez(tmp_path / "sub-01.npz", ts=ts, tr=np.float64(0.72))
+    (source,) = find_sources([tmp_path / "sub-01.npz"])
+    run = read_source(source, ReadOptions(orientation="rois-x-time"))
+    assert run.tr == pytest.approx(0.72)
+    np.testing.assert_array_equal(run.ts, ts)
+    assert read_source(source, ReadOptions(orientation="rois-x-time", tr=2.0)).tr == 2.0

@@ -196,3 +196,57 @@ def test_empty_store(tmp_path):
         pass
     store = RunStore(tmp_path / "s")
     assert len(store) == 0 and store.data.shape == (0, 3)
+
+
+def test_window_ending_one_frame_past_the_run_is_refused(tmp_path):
+    """A window may end on a run's last frame but not one beyond it: that frame is the next subject's first one,
+    so an off-by-one in the bound would silently mix two subjects in one sample."""
+    runs = _runs(np.random.default_rng(9))
+    store = _write(tmp_path / "s", runs)
+    n = runs[0].shape[1]
+    np.testing.assert_array_equal(store.window(0, n - 10, 10), runs[0][:, n - 10 :])
+    with pytest.raises(DataError, match=f"window \\[{n - 9}, {n + 1}\\) is outside run 0"):
+        store.window(0, n - 9, 10)
+
+
+def test_negative_run_indices_are_refused(tmp_path):
+    """A negative run index is a mistake in a subset (e.g. a split), not Python's count from the end: taken as one
+    it would quietly train or evaluate on another run than the one meant."""
+    store = _write(tmp_path / "s", _runs(np.random.default_rng(10)))
+    with pytest.raises(DataError, match=r"run index -1 out of range \(store has 3 runs\)"):
+        open_runs(store, [0, -1])
+
+
+def test_writer_duplicate_runs_compare_as_numbers(tmp_path):
+    """Run "01" and run "1" of one subject are one run (BIDS compares run indices as numbers); the writer must not
+    store the same run twice under two spellings."""
+    rng = np.random.default_rng(11)
+    with StoreWriter(tmp_path / "s", 2) as w:
+        w.add(rng.standard_normal((2, 5)), subject="a", run="1")
+        with pytest.raises(DataError, match="duplicate run"):
+            w.add(rng.standard_normal((2, 5)), subject="a", run="01")
+    assert len(RunStore(tmp_path / "s")) == 1
+
+
+def test_data_file_longer_than_the_manifest_says_is_refused(tmp_path):
+    """Extra bytes in data.f32 mean the manifest and the data do not belong together (a partial overwrite, a
+    different ROI count); opening such a store would read frames at the wrong offsets."""
+    runs = _runs(np.random.default_rng(12))
+    _write(tmp_path / "s", runs)
+    data = tmp_path / "s" / "data.f32"
+    data.write_bytes(data.read_bytes() + b"\0" * 4 * runs[0].shape[0])
+    total = sum(ts.shape[1] for ts in runs)
+    with pytest.raises(DataError, match=f"data.f32: size .* does not match {total} frames x 6 ROIs"):
+        RunStore(tmp_path / "s")
+
+
+def test_unknown_store_version_is_refused(tmp_path):
+    """A store written in another format version may lay its data out differently; reading it as version 1 would
+    give wrong numbers without any error."""
+    _write(tmp_path / "s", _runs(np.random.default_rng(13)))
+    meta_path = tmp_path / "s" / "store.json"
+    meta = json.loads(meta_path.read_text())
+    meta["version"] += 1
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=f"store version {meta['version']} is not supported"):
+        RunStore(tmp_path / "s")

@@ -20,6 +20,7 @@ from brainjepa.errors import ConfigError, TrainingError
 from brainjepa.training import Schedule, pretrain
 from brainjepa.training import checkpoint as ckpt
 from brainjepa.training.monitor import TIMING_FIELDS
+from conftest import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 R, T = 20, 64
@@ -117,6 +118,51 @@ def test_corrupt_latest_checkpoint_falls_back(store, tmp_path, caplog):
         model, state = ckpt.load_latest(run)
     assert state["step"] == 3
     assert "step-00000006 is unusable" in caplog.text and "checksum" in caplog.text
+
+
+def test_checkpoints_keep_exactly_the_newest_keep_last(tmp_path):
+    """save_checkpoint keeps the newest `keep_last` checkpoints and deletes the older ones."""
+    model = tiny_model(R)
+    for step in range(1, 6):
+        state = {"optimizer": {"state": {}, "param_groups": []}, "step": step, "epoch": 0, "batch": step}
+        ckpt.save_checkpoint(tmp_path, model, state, step, keep_last=2)
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == [f"step-{s:08d}" for s in (4, 5)]
+    assert ckpt.load_latest(tmp_path)[1]["step"] == 5
+
+
+def test_a_checkpoint_is_assembled_under_a_temporary_name(tmp_path, monkeypatch):
+    """While a checkpoint is being written nothing exists under its real name (a crash mid-write must not leave a
+    half-written step-N folder); the finished folder then holds every file its manifest lists."""
+    final = ckpt.checkpoint_dir(tmp_path) / "step-00000007"
+    real_save, seen = torch.save, []
+
+    def save(obj, f, *args, **kwargs):
+        seen.append(final.exists())
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt.torch, "save", save)
+    state = {"optimizer": {"state": {}, "param_groups": []}, "step": 7, "epoch": 0, "batch": 7}
+    assert ckpt.save_checkpoint(tmp_path, tiny_model(R), state, 7, keep_last=2) == final
+    assert seen == [False]
+    assert ckpt.verify(final) is None and not [p for p in final.parent.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_each_step_applies_its_lr_and_decays_only_the_decayed_groups(store, tmp_path):
+    """Step s (0-based) trains at the warmup LR start_lr + (s + 1) / W (lr - start_lr) and the cosine weight
+    decay of step s; groups exempt from decay (biases, norms) keep weight decay 0 at every step. Read from the
+    optimizer state of the step-3 checkpoint and from metrics.csv (16 runs, batch 4: 4 steps per epoch)."""
+    cfg = load_config(None, _overrides(store, **{"optimization.max_steps": 3}))
+    run = pretrain(cfg, tmp_path / "r")
+    o, per_epoch = cfg.optimization, 16 // 4
+    warmup, total = o.warmup * per_epoch, o.epochs * per_epoch
+    lrs = [o.start_lr + (s + 1) / warmup * (o.lr - o.start_lr) for s in range(3)]
+    assert [float(r["lr"]) for r in _metrics(run)] == pytest.approx(lrs, rel=1e-9)
+    groups = torch.load(ckpt.list_checkpoints(run)[-1] / "training.pt", weights_only=True)["optimizer"]["param_groups"]
+    wd = o.final_weight_decay + (o.weight_decay - o.final_weight_decay) * 0.5 * (1 + np.cos(np.pi * 3 / total))
+    assert {g["wd_exempt"] for g in groups} == {True, False}
+    for g in groups:
+        assert g["lr"] == pytest.approx(lrs[-1], rel=1e-9)
+        assert g["weight_decay"] == (0.0 if g["wd_exempt"] else pytest.approx(wd, rel=1e-9))
 
 
 def test_non_finite_loss_stops_without_checkpointing_it(store, tmp_path, monkeypatch):

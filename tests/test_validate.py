@@ -268,3 +268,38 @@ def test_prepare_store_api_and_no_stats(tmp_path):
     np.testing.assert_allclose(prepared.stats.median, np.median([ts.mean(axis=1) for ts in runs], axis=0), rtol=1e-5)
     assert _prepare(tmp_path / "in", "--out", tmp_path / "s", "--rois", 5, "--overwrite", "--no-stats") == 0
     assert "normalization" not in RunStore(tmp_path / "s").metadata
+
+
+def test_two_frame_constant_roi_is_reported():
+    """Two frames are enough to see a constant ROI (and to need a std); a run that short with a flat ROI would
+    otherwise pass and then fail, or divide by zero, in z-scoring."""
+    ts = RNG.standard_normal((3, 2))
+    ts[1] = 4.0
+    assert [p.message for p in check_timeseries(ts, source="x")] == ["constant ROI 1"]
+
+
+def test_validate_cli_reports_roi_labels_that_differ_between_runs(tmp_path, capsys):
+    """Runs whose ROI names differ (another atlas, or the same ROIs in another order) cannot share a store: their
+    rows would be averaged and embedded as if they were the same regions."""
+    names = ["thalamus", "caudate", "putamen", "amygdala"]
+    for sub, header in (("1", names), ("2", names[::-1])):
+        table = pd.DataFrame(RNG.standard_normal((8, 4)), columns=header)
+        (tmp_path / "in").mkdir(exist_ok=True)
+        table.to_csv(tmp_path / "in" / f"sub-{sub}.tsv", sep="\t", index=False)
+    assert main(["validate", str(tmp_path / "in")]) == 1
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'in' / 'sub-2.tsv'}: ROI labels differ from the first run's" in out
+
+
+def test_overwriting_a_store_drops_its_old_skip_report(tmp_path):
+    """skipped.csv describes the runs left out of this store; after an overwrite without skip_bad, a report left
+    from the earlier store would list runs that are in fact in it (or no longer exist)."""
+    _good(tmp_path)
+    _npy(tmp_path / "in" / "sub-50.npy", np.full((5, 12), np.inf))
+    out = tmp_path / "store"
+    first = prepare_store([tmp_path / "in"], out, ReadOptions(num_rois=5), skip_bad=True, progress=False)
+    assert len(first.skipped) == 1 and (out / "skipped.csv").is_file()
+    (tmp_path / "in" / "sub-50.npy").unlink()
+    again = prepare_store([tmp_path / "in"], out, ReadOptions(num_rois=5), overwrite=True, progress=False)
+    assert again.skipped == [] and len(again.store) == 3
+    assert not (out / "skipped.csv").exists()

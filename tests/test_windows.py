@@ -168,3 +168,36 @@ def test_take_window_rejects_bad_arrays():
         take_window(np.ones(10), REF, np.random.default_rng(0), subject="a.npy")
     with pytest.raises(DataError, match=r"^the run: expected a \[ROIs, frames\] array"):  # no name given
         take_window(np.ones(10), REF, np.random.default_rng(0))
+
+
+def test_fixed_centre_start_keeps_the_half_frame():
+    """The fixed rule's centre start is (T - clip) / 2 as a float, as the reference computes it; rounding it down
+    for an odd margin would shift which frames the stride-3 grid truncates to."""
+    T = 491  # margin 11 frames: start 5.5
+    ts = np.random.default_rng(8).normal(size=(2, T)).astype(np.float32)
+    out = take_window(ts, WindowSpec(mode="center"), None)
+    np.testing.assert_array_equal(out, ts[:, _reference_indices(T, (T - 480) / 2)])
+    assert not np.array_equal(_reference_indices(T, (T - 480) / 2), _reference_indices(T, float((T - 480) // 2)))
+
+
+def test_tr_resampled_random_start_reaches_the_last_frame():
+    """TR-aware random windows start on any integer frame from 0 to the last possible start, inclusive; missing
+    the last start would never show the model a run's final frames."""
+    spec = WindowSpec(frames=10, target_tr=1.44)  # stride 2 at TR 0.72: the window spans 19 frames
+    T = 25
+    top = T - (2 * 9 + 1)
+    firsts = {window_positions(T, spec, rng=np.random.default_rng(s), tr=0.72)[0] for s in range(200)}
+    assert firsts == set(range(top + 1))
+
+
+@pytest.mark.parametrize("target_tr", [1.44, 1.08])  # strides 2 and 1.5 at TR 0.72
+def test_tr_resampled_pad_repeats_the_last_frame(target_tr):
+    """A short run under TR-aware resampling starts at frame 0 and positions past its end take the last frame,
+    as in the fixed rule; they must never index beyond the run."""
+    T, frames, tr = 12, 10, 0.72
+    ts = np.random.default_rng(9).normal(size=(3, T)).astype(np.float32)
+    out = take_window(ts, WindowSpec(frames=frames, target_tr=target_tr, short="pad"), np.random.default_rng(0), tr=tr)
+    times = np.arange(frames) * (target_tr / tr)  # np.interp holds the last value past the end
+    expected = np.stack([np.interp(times, np.arange(T), row) for row in ts.astype(np.float64)])
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+    assert (times > T - 1).any()
