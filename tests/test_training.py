@@ -332,3 +332,22 @@ def _state_init(trained: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                                   pred_embed_dim=16, pred_depth=1, gradient_dim=8),
                       trained["encoder.pos_embed.gradient"])
     return model.state_dict()
+
+
+def test_a_resumed_monitor_drops_the_rows_after_its_checkpoint(tmp_path):
+    """A run killed after its last checkpoint left rows for steps it will train again: the resumed monitor keeps
+    the rows up to the checkpoint's step only, so every step has one row."""
+    import csv
+
+    from brainjepa.training.monitor import Monitor
+
+    with open(tmp_path / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=Monitor.FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({"step": s, "loss": 1.0 / s} for s in range(1, 7))
+    monitor = Monitor(tmp_path, total_steps=10, start_step=4, samples_per_step=4, collapse_every=100, log_every=100,
+                      patch_size=16, progress=False)
+    monitor.close()
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4] and float(rows[-1]["loss"]) == 0.25

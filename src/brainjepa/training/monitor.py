@@ -148,7 +148,6 @@ class Monitor:
             with open(path, newline="") as f:
                 kept = [row for row in csv.DictReader(f) if int(row["step"]) <= start_step]
 
-
         def rewrite(tmp: Path) -> None:  # the kept rows are replaced atomically: a full disk loses none of them
             with open(tmp, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=self.FIELDS, extrasaction="ignore")
