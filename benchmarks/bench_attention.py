@@ -96,5 +96,6 @@ def forward_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         return out
     return run
 
+
 if __name__ == "__main__":
     main()

@@ -384,7 +384,7 @@ def test_suite_options_refusals_and_defaults():
     assert SuiteOptions(tasks=("simulation/group",), sim_subjects=8).sim_subjects == 8
     from brainjepa.evaluation.attentive import AttentiveConfig
 
-    with pytest.raises(ConfigError, match="evaluate.attentive sets the attentive head, and evaluate.head is linear"):
+    with pytest.raises(ConfigError, match="attentive= configures the attentive head, and the head is linear"):
         SuiteOptions(tasks=("simulation/group",), attentive=AttentiveConfig(epochs=7))
     assert SuiteOptions(tasks=("simulation/group",), head="attentive", attentive=AttentiveConfig(epochs=7))
     with pytest.raises(ConfigError, match=r"evaluate.cache \(--cache\) is the sample cache of the connattractor"):

@@ -17,7 +17,7 @@ from brainjepa.evaluation.embed import EmbedOptions, scoring_options
 from brainjepa.evaluation.labels import TaskKind
 from brainjepa.evaluation.metrics import MIN_BOOTSTRAP
 from brainjepa.evaluation.nulls import Scheme
-from brainjepa.evaluation.probe import HEADS, POOLINGS_FOR_HEAD, Head
+from brainjepa.evaluation.probe import HEADS, POOLINGS_FOR_HEAD, Head, check_head_settings
 
 PRIMARY_METRIC = {"identification": "accuracy", "classification": "balanced_acc", "regression": "pearson_r"}
 DEFAULT_POOLINGS = {"linear": ("roi", "tokenfc"), "attentive": ("tokens",)}
@@ -174,9 +174,8 @@ class SuiteOptions:
             why = "the simulation's store is given" if SIMULATION in self.stores else "no task runs on the simulation"
             raise ConfigError(f"evaluate.sim_subjects sizes the suite's own simulation, and {why}: remove "
                               "evaluate.sim_subjects")
-        if self.head == "linear" and self.attentive != field_default(self, "attentive"):
-            raise ConfigError("evaluate.attentive sets the attentive head, and evaluate.head is linear: remove "
-                              "evaluate.attentive or choose head='attentive' (--head attentive)")
+        # the attentive settings with the linear head are refused as `probe` refuses them (its default: not given)
+        check_head_settings(self.head, None if self.attentive == field_default(self, "attentive") else self.attentive)
         if self.cache is not None and all(TASKS[t].dataset != "connattractor" for t in self.tasks):
             raise ConfigError("evaluate.cache (--cache) is the sample cache of the connattractor tasks, and none is "
                               "chosen: remove it or add a connattractor task to --tasks")

@@ -43,6 +43,7 @@ DataChoice = Literal["connattractor", "simulated"]
 LABELS = {"connattractor": "condition", "simulated": "group"}  # the label that colours the PCA figure
 SUITE_DATASET = {"connattractor": "connattractor", "simulated": "simulation"}  # evaluation-suite data set
 STEPS = ("data", "gradients", "pretraining", "evaluation")
+MIN_EPOCHS = 2  # one epoch of warmup (pretrain_config's), then at least one at the peak learning rate and its decay
 
 
 @dataclass
@@ -171,9 +172,6 @@ def quickstart(out: str | Path = "runs/quickstart", *, steps: int = STUDY_STEPS,
     report = write_report(out, facts, suite, metrics_csv=run_dir / "metrics.csv")
     logger.info("report: %s (%.1f min in all)", report, facts["total_minutes"])
     return QuickstartResult(out, report, facts)
-
-
-MIN_EPOCHS = 2  # one epoch of warmup (pretrain_config's), then at least one at the peak learning rate and its decay
 
 
 def plan_epochs(steps: int, minutes: float, per_step: float, steps_per_epoch: int) -> tuple[int, str]:
