@@ -46,6 +46,16 @@ def _fc_features(bold: np.ndarray) -> np.ndarray:
     return np.stack([np.arctanh(np.corrcoef(b)[iu]) for b in bold])
 
 
+def test_the_seed_sets_the_shared_connectome(cohort):
+    """All subjects of one seed share one network, and another seed draws another: the group FC of two halves of a
+    cohort agree far more than either half with the same subjects' indices under another seed."""
+    bold, _ = cohort
+    other, _ = _simulate(subjects=40, rois=16, frames=120, seed=1)
+    first, second, reseeded = (_fc_features(b).mean(0) for b in (bold[:20], bold[20:], other[20:]))
+    same, across = np.corrcoef(first, second)[0, 1], np.corrcoef(first, reseeded)[0, 1]
+    assert same > 0.9 and across < same - 0.3, (same, across)
+
+
 def test_group_is_learnable_from_fc(cohort):
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
