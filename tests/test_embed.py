@@ -322,3 +322,87 @@ def test_short_store_run_is_named(model, tmp_path):
     padded = embed_store(model, tmp_path / "s", options=EmbedOptions(normalization="sample_zscore", pad=True),
                          progress=False)
     assert padded.embeddings.shape == (2, 32) and padded.index["run"].tolist() == ["1", "2"]
+
+
+def test_embed_store_rows_follow_the_given_indices(model: BrainJEPA, store: RunStore) -> None:
+    """Row i of `embed_store(indices=...)` is run ``indices[i]``, its embedding and its index row alike; the index
+    holds ids and phenotypes, not the manifest's bookkeeping (offset, frames, tr, source)."""
+    order = [3, 1, 7]
+    some = embed_store(model, store, indices=order, progress=False)
+    every = embed_store(model, store, progress=False)
+    torch.testing.assert_close(some.embeddings, every.embeddings[order], atol=1e-5, rtol=1e-5)
+    pd.testing.assert_frame_equal(some.index, every.index.iloc[order].reset_index(drop=True))
+    assert some.index["subject"].tolist() == store.manifest["subject"].iloc[order].tolist()
+    assert not {"offset", "frames", "tr", "source"} & set(every.index.columns)
+
+
+def test_each_store_run_is_resampled_from_its_own_tr(model: BrainJEPA, tmp_path: Path) -> None:
+    """With target_tr, each run of a store is resampled from its own TR: its row is what `embed` gives for its
+    series at its TR (a store can mix scanners)."""
+    from brainjepa.data import StoreWriter
+
+    rng = np.random.default_rng(0)
+    runs = [(rng.normal(size=(R, 96)), 0.8), (rng.normal(size=(R, 96)), 1.6)]
+    with StoreWriter(tmp_path / "s", R) as w:
+        for i, (ts, tr) in enumerate(runs):
+            w.add(ts, subject=f"s{i}", tr=tr)
+    options = EmbedOptions(normalization="sample_zscore", target_tr=1.6)
+    got = embed_store(model, tmp_path / "s", options=options, progress=False).embeddings
+    for i, (ts, tr) in enumerate(runs):
+        torch.testing.assert_close(got[i], embed(model, ts[None], options=options, tr=tr)[0], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(embed(model, runs[1][0][None], options=options, tr=0.8), got[1:], atol=1e-3)
+
+
+def test_masked_views_keep_each_rois_own_patches_drawn_per_sample() -> None:
+    """Token r * P + t belongs to ROI r: a view keeps `keep` distinct time patches of every ROI, each ROI its own;
+    samples draw their own subsets from (seed, sample index), whatever the batch they are in."""
+    from brainjepa.evaluation.embed import _view_indices
+
+    P, rois = 8, 5
+    options = EmbedOptions(masked_views=3, mask_keep=0.5, seed=4)
+    idx = _view_indices(0, 6, options, rois, P).numpy()  # [views, samples, R * keep]
+    assert idx.shape == (3, 6, rois * 4)
+    per_roi = idx.reshape(3, 6, rois, 4)
+    np.testing.assert_array_equal(per_roi // P, np.broadcast_to(np.arange(rois)[:, None], per_roi.shape))
+    assert (np.diff(per_roi, axis=-1) > 0).all()  # distinct and sorted within each ROI
+    assert len({tuple(idx[0, i]) for i in range(6)}) > 1  # not one subset for every sample
+    np.testing.assert_array_equal(_view_indices(4, 2, options, rois, P).numpy(), idx[:, 4:])
+
+
+def test_load_embeddings_refuses_an_index_of_another_length(model: BrainJEPA, store: RunStore, tmp_path: Path) -> None:
+    """A sidecar whose rows do not pair up with the array's would attach labels to the wrong runs."""
+    out = save_embeddings(embed_store(model, store, indices=[0, 1, 2], progress=False), tmp_path / "e.npy")
+    sidecar = Path(f"{out}.index.csv")
+    index = pd.read_csv(sidecar, dtype=str)
+    index.iloc[:2].to_csv(sidecar, index=False)
+    with pytest.raises(DataError, match="index has 2 rows"):
+        load_embeddings(out)
+
+
+def test_cli_file_inputs_take_pooling_and_tr(model: BrainJEPA, tmp_path: Path) -> None:
+    """--pooling and --tr reach file inputs: a .npy run (no TR of its own) embedded per ROI with --tr and
+    --target-tr is what the API gives for it at that TR."""
+    folder = str(model.save_pretrained(tmp_path / "m"))
+    x = np.random.default_rng(5).normal(size=(R, 96)).astype(np.float32)
+    np.save(tmp_path / "sub-01.npy", x)
+    out = tmp_path / "roi.npy"
+    assert main(["embed", "--model", folder, "--file", str(tmp_path / "sub-01.npy"), "--out", str(out), "--pooling",
+                 "roi", "--tr", "0.8", "--target-tr", "1.6", "--no-progress"]) == 0
+    want = embed(model, x[None], pooling="roi", options=EmbedOptions(target_tr=1.6), tr=0.8)
+    np.testing.assert_allclose(np.load(out), want.numpy(), atol=1e-5)
+
+
+def test_cli_refuses_an_output_before_loading_or_embedding(store: RunStore, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """An output the pooling cannot be written to is refused before the model is loaded or any run embedded."""
+    from brainjepa.cli import embed as cli_embed
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the output was checked")
+
+    monkeypatch.setattr(cli_embed.BrainJEPA, "load", no_work)
+    monkeypatch.setattr(cli_embed, "embed_store", no_work)
+    assert main(["embed", "--model", "m", "--data", str(store.path), "--out", str(tmp_path / "r.parquet"),
+                 "--pooling", "tokens", "--no-progress"]) == 2
+    assert "parquet holds [N, D] embeddings only" in capsys.readouterr().err

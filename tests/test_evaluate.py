@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from brainjepa.cli import main
 from brainjepa.data import samples
 from brainjepa.data.store import RunStore, StoreWriter
 from brainjepa.errors import ConfigError, DataError
+from brainjepa.evaluation.feature_sets import FeatureSet, Windows
 from brainjepa.evaluation.metrics import bootstrap_interval, paired_bootstrap
 from brainjepa.evaluation.nulls import Null
 from brainjepa.evaluation.results import COLUMNS
@@ -401,6 +403,297 @@ def test_a_given_store_that_cannot_be_read_is_an_error_not_a_skipped_task(model_
         with pytest.raises(DataError, match=f"^--store simulation: .*{problem}"):
             evaluate(model_dir, tmp_path / "out", options, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_split_halves_hold_as_many_subjects_each(tmp_path: Path) -> None:
+    """With an even number of subjects the selection and report halves are the same size: settings are chosen on
+    half the subjects and reported on the other half, neither side gets the larger share."""
+    from brainjepa.evaluation.suite import _split_runs
+
+    store = RunStore(fake_connattractor(tmp_path / "store", subjects=8))
+    subjects = store.manifest["subject"].astype(str).to_numpy()
+    halves = {split: set(subjects[_split_runs(store, split)]) for split in ("selection", "report")}
+    assert len(halves["selection"]) == len(halves["report"]) == 4
+    assert not halves["selection"] & halves["report"]
+
+
+def test_probe_tasks_score_only_the_subjects_of_the_chosen_half(model_dir: Path, connattractor: Path) -> None:
+    """The split restricts the probe tasks as it restricts identification: on the selection half a classification
+    task scores that half's subjects only, so settings chosen on it never saw a report subject."""
+    options = SuiteOptions(tasks=("connattractor/identification", "connattractor/regulation"), split="selection",
+                           folds=2, seeds=1, random_init_seeds=(0,), bootstrap=100, permutations=100,
+                           stores={"connattractor": connattractor})
+    ident, regulation = evaluate(model_dir, None, options, progress=False).results
+    assert not ident.skipped and not regulation.skipped
+    assert set(regulation.subjects) == set(ident.subjects) and len(set(ident.subjects)) < 9
+    assert regulation.n_runs == 2 * len(set(ident.subjects))
+
+
+def test_within_subject_rating_leaves_out_a_subject_with_a_single_run(model_dir: Path, tmp_path: Path) -> None:
+    """A subject with one rated run has no within-subject variation (its deviation from its own mean is 0 by
+    construction), so the within-subject rating task leaves it out rather than scoring a free zero."""
+    path = fake_connattractor(tmp_path / "store", subjects=6)
+    rng = np.random.default_rng(5)
+    with StoreWriter(tmp_path / "lone", R) as writer:
+        store = RunStore(path)
+        for i in range(len(store)):
+            row = store.manifest.iloc[i]
+            writer.add(store.run(i), subject=str(row["subject"]), run=str(row["run"]), tr=2.0,
+                       phenotypes={"condition": row["condition"], "mean_rating": float(row["mean_rating"])})
+        writer.add(rng.normal(size=(R, 40)).astype(np.float32), subject="lone", run="01", tr=2.0,
+                   phenotypes={"condition": "none", "mean_rating": 80.0})
+    options = SuiteOptions(tasks=("connattractor/rating",), folds=3, seeds=1, random_init_seeds=(0,),
+                           bootstrap=100, permutations=100, stores={"connattractor": tmp_path / "lone"})
+    (res,) = evaluate(model_dir, None, options, progress=False).results
+    assert not res.skipped and "lone" not in set(res.subjects) and res.n_runs == 18
+
+
+def test_a_task_with_as_many_subjects_as_folds_runs(model_dir: Path, tmp_path: Path) -> None:
+    """Subject-grouped k-fold CV needs k subjects, not k + 1: a task with exactly `folds` subjects is scored."""
+    store = fake_connattractor(tmp_path / "store", subjects=3)
+    options = SuiteOptions(tasks=("connattractor/regulation",), folds=3, seeds=1, random_init_seeds=(0,),
+                           bootstrap=100, permutations=100, stores={"connattractor": store})
+    (res,) = evaluate(model_dir, None, options, progress=False).results
+    assert not res.skipped, res.reason
+    assert len(set(res.subjects)) == 3
+
+
+def test_a_rows_null_is_the_mean_of_its_model_seeds_nulls(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row with several model seeds (random-init weight seeds) has the mean of its seeds' permutation nulls,
+    as its score is the mean over seeds, not the null of one seed."""
+    from brainjepa.evaluation import nulls, suite
+
+    scored = []
+
+    def score_many(metric: str, truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+        scored.append(nulls.score_many(metric, truth, pred))
+        return scored[-1]
+
+    monkeypatch.setattr(suite, "score_many", score_many)
+    options = SuiteOptions(tasks=("simulation/coupling",), folds=2, seeds=1, sim_subjects=8, random_init_seeds=(0, 1),
+                           permutations=100)
+    (res,) = evaluate(model_dir, None, options, progress=False).results
+    each = iter(scored)  # the suite scores the rows in table order, a row's seeds one after the other
+    for row in (r for r in res.rows.values() if not r.skipped):
+        seeds = [next(each) for _ in range(row.seeds)]
+        np.testing.assert_allclose(row.null, np.mean(seeds, axis=0))
+    several = res.rows["random-init, ROI mean"]
+    assert several.seeds == 2 and not np.allclose(several.predictions[0], several.predictions[1])
+
+
+def test_the_three_class_condition_task_has_a_chance_of_one_third(model_dir: Path, connattractor: Path) -> None:
+    """Nominal chance is 1 / classes: 1/3 for none / up / down (not the 1/2 of the binary tasks)."""
+    options = SuiteOptions(tasks=("connattractor/condition",), folds=3, seeds=1, random_init_seeds=(0,),
+                           bootstrap=100, permutations=100, stores={"connattractor": connattractor})
+    (res,) = evaluate(model_dir, None, options, progress=False).results
+    assert not res.skipped and set(res.truth) == set(CONDITIONS)
+    assert res.chance == pytest.approx(1 / len(CONDITIONS))
+
+
+def test_fold_wise_features_are_centred_within_subject_on_both_sides() -> None:
+    """Tangent features (fitted per fold) of a within-subject task are centred within subject in the training and
+    the test runs alike; a subject's runs are all on one side, so that is the centring of all runs at once."""
+    from brainjepa.evaluation.suite import _centred_within
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(8, 5)) + 3.0
+    subjects = np.repeat(["a", "b", "c", "d"], 2)
+    train, test = np.arange(6), np.arange(6, 8)
+    a, b = _centred_within(lambda tr, te: (features[tr], features[te]), subjects)(train, test)
+    everything = _centred_within(features, subjects)
+    np.testing.assert_allclose(a, everything[train])
+    np.testing.assert_allclose(b, everything[test])
+
+
+def test_tasks_run_in_table_order_whatever_order_they_are_given_in(model_dir: Path) -> None:
+    """`SuiteOptions.tasks` are run and tabled in the suite's order (`TASKS`), not in the order they were typed,
+    so tables from different command lines line up."""
+    options = SuiteOptions(tasks=("simulation/coupling", "simulation/group"), folds=2, seeds=1, sim_subjects=8,
+                           random_init_seeds=(0,), permutations=100)
+    result = evaluate(model_dir, None, options, progress=False)
+    assert [r.task.name for r in result.results] == [t for t in TASKS if t in options.tasks]
+    assert list(result.to_frame()["task"].drop_duplicates()) == ["simulation/group", "simulation/coupling"]
+
+
+def test_the_embeddings_kept_for_the_pca_are_the_first_readout(model_dir: Path) -> None:
+    """`SuiteResult.embeddings` holds the first pooling's features (what report.md says the PCA shows), of the
+    first model and the first random-init seed, not the last readout computed."""
+    options = SuiteOptions(tasks=("simulation/group",), folds=2, seeds=1, sim_subjects=8, random_init_seeds=(0, 1),
+                           permutations=100)
+    result = evaluate(model_dir, None, options, progress=False)
+    kept = result.embeddings["simulation"]
+    assert options.encoder_poolings[0] == "roi"
+    assert kept["brainjepa"].shape == kept["random-init"].shape == (8, R, 16)  # ROI mean [N, R, D]
+
+
+# ------------------------------------------------------------------------------------------ feature sets
+SmallSets = tuple[RunStore, BrainJEPA, BrainJEPA, dict[str, FeatureSet], Windows]
+
+
+@pytest.fixture(scope="module")
+def small_sets(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> SmallSets:
+    """Every feature set of a 4-subject store (12 runs), with the model, its random-init twin and the windows."""
+    from brainjepa.evaluation.baselines import random_init_like
+    from brainjepa.evaluation.embed import scoring_options
+    from brainjepa.evaluation.feature_sets import dataset_feature_sets
+
+    store = RunStore(fake_connattractor(tmp_path_factory.mktemp("small") / "store", subjects=4))
+    model = BrainJEPA.load(model_dir)
+    fresh = random_init_like(model, seed=0)
+    sets, windows = dataset_feature_sets(store, [model], [fresh], poolings=("roi", "tokenfc"), head="linear",
+                                         options=scoring_options(), cache=None, progress=False)
+    return store, model, fresh, {fs.name: fs for fs in sets}, windows
+
+
+def test_a_feature_set_reads_the_model_seed_it_is_asked_for() -> None:
+    """`rows` and `label_free` of seed m read seed m's features: several random-init seeds (or pretrained models)
+    are several fits, not one fit repeated."""
+    values = [np.arange(12.0).reshape(4, 3) + 100 * m for m in range(2)]
+    fs = FeatureSet("random-init", "ROI mean", values)
+    runs = np.array([3, 1])
+    assert fs.seeds == 2
+    for m in range(2):
+        np.testing.assert_array_equal(fs.rows(runs, m), values[m][runs])
+        np.testing.assert_array_equal(fs.label_free(runs, m), values[m][runs])
+
+
+def test_label_free_tangent_features_fit_their_reference_on_the_runs_used_only() -> None:
+    """Identification's tangent features (e.g. of one half of the subjects) have their reference fitted on those
+    runs alone: the other half's runs do not move them."""
+    from brainjepa.evaluation.baselines import TangentFeatures
+    from brainjepa.evaluation.feature_sets import TANGENT
+
+    rng = np.random.default_rng(0)
+    series = [rng.normal(size=(4, 4)) @ rng.normal(size=(4, 50)) for _ in range(8)]  # each run its own FC
+    runs = np.array([0, 2, 4, 6])
+    fs = FeatureSet(TANGENT, tangent=TangentFeatures(series))
+    expected = TangentFeatures([series[i] for i in runs]).all_runs()
+    np.testing.assert_allclose(fs.label_free(runs), expected, atol=1e-8)
+    assert not np.allclose(TangentFeatures(series).all_runs()[runs], expected, atol=1e-3)  # the other runs would
+
+
+def test_window_frame_times_are_in_seconds(small_sets: SmallSets) -> None:
+    """The windows' frame times are seconds from the run start (what GLM regressors are built on): consecutive
+    frames of a TR-2 s run are 2 s apart."""
+    store, *_, windows = small_sets
+    assert all(store.tr(i) == 2.0 for i in range(len(store)))
+    np.testing.assert_allclose(np.diff(windows.times, axis=-1), 2.0)
+
+
+def test_several_windows_are_joined_in_time_roi_by_roi() -> None:
+    """`Windows.flat` puts each ROI's k windows one after the other in time ([N, R, k * F]); tangent features of
+    several windows are computed from it."""
+    data = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)  # [N, k, R, F]
+    flat = Windows(data, data, np.zeros((2, 3, 5)), []).flat
+    np.testing.assert_array_equal(flat, np.concatenate([data[:, w] for w in range(3)], axis=-1))
+
+
+def test_the_patch_embedding_row_is_the_random_init_patch_map_pooled_as_the_encoders_are(small_sets: SmallSets
+                                                                                         ) -> None:
+    """The no-learning baseline uses the random-init model's patch map (not the pretrained one's) and its ROI
+    mean is the encoder's own ROI pooling of those tokens (ROI-major), so it is comparable with the encoder rows."""
+    import torch
+
+    from brainjepa.evaluation.baselines import patch_embedding_tokens
+
+    _, model, fresh, sets, windows = small_sets
+    tokens = torch.from_numpy(patch_embedding_tokens(fresh, windows.data[:, 0]))
+    with torch.inference_mode():
+        expected = model.target_encoder.pool(tokens, "roi").numpy()
+    np.testing.assert_allclose(sets["patch embedding, ROI mean"].values[0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_patch_embedding_tokens_are_layer_normalised() -> None:
+    """The no-learning patch embedding ends with a parameter-free LayerNorm: each token has mean 0 and variance 1
+    over its features."""
+    from brainjepa.evaluation.baselines import patch_embedding_tokens
+    from conftest import tiny_model
+
+    windows = np.random.default_rng(0).normal(3.0, 5.0, size=(3, 6, 32)).astype(np.float32)
+    tokens = patch_embedding_tokens(tiny_model(6), windows)
+    np.testing.assert_allclose(tokens.mean(-1), 0, atol=1e-5)
+    np.testing.assert_allclose(tokens.var(-1), 1, atol=1e-3)
+
+
+def test_the_raw_window_row_reads_the_normalised_window_the_encoders_see(small_sets: SmallSets) -> None:
+    """`raw window` is first order on the encoders' input: the patch means of the normalised window, not of the
+    frames as stored."""
+    from brainjepa.evaluation.baselines import mean_patch_profile
+    from brainjepa.evaluation.embed import model_normalizer, scoring_options
+
+    _, model, _, sets, windows = small_sets
+    expected = mean_patch_profile(windows.data[:, 0], model.config.patch_size)
+    np.testing.assert_allclose(sets["raw window"].values[0], expected, rtol=1e-5, atol=1e-6)
+    normalizer = model_normalizer(model, scoring_options().normalization)  # what the encoders' input goes through
+    for i in range(len(windows.data)):
+        np.testing.assert_allclose(windows.data[i, 0], normalizer(windows.raw[i, 0]), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(windows.data, windows.raw)
+
+
+def test_whole_run_fc_reads_every_frame_of_the_run(small_sets: SmallSets) -> None:
+    """`FC, whole run` is the classic connectome over every frame of each run (more than the encoders see), and
+    `FC` the same over the encoders' window."""
+    from brainjepa.evaluation.baselines import functional_connectivity
+
+    store, *_, sets, windows = small_sets
+    runs = [store.run(i) for i in range(len(store))]
+    assert runs[0].shape[1] > windows.data.shape[-1]
+    np.testing.assert_allclose(sets["FC, whole run"].values[0], functional_connectivity(runs), atol=1e-6)
+    np.testing.assert_allclose(sets["FC"].values[0], functional_connectivity(windows.data[:, 0]), atol=1e-6)
+
+
+def test_encoder_features_do_not_depend_on_how_many_runs_embedded_at_once(small_sets: SmallSets,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large models embed a few runs at a time (`_TOKEN_BYTES`); every run is embedded once, in store order, so
+    the features equal those of one pass over all runs."""
+    from brainjepa.evaluation import feature_sets
+    from brainjepa.evaluation.embed import scoring_options
+
+    store, model, *_ = small_sets
+    whole = feature_sets.encoder_features(model, store, ("roi",), scoring_options(), False)["roi"]
+    per_token = 4 * model.config.num_patches * model.config.embed_dim
+    monkeypatch.setattr(feature_sets, "_TOKEN_BYTES", 5 * per_token)  # 5 runs at a time: 12 runs in 3 chunks
+    chunked = feature_sets.encoder_features(model, store, ("roi",), scoring_options(), False)["roi"]
+    assert chunked.shape == whole.shape == (len(store), R, model.config.embed_dim)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_regulation_keeps_only_runs_03_and_07_labelled_up_or_down(model_dir: Path, tmp_path: Path) -> None:
+    """The regulation task's two restrictions each hold on their own: a run other than 03 / 07 (here 05, labelled
+    'up') and a run 03 / 07 with another label ('rest') are both left out, whatever the other restriction says."""
+    rng = np.random.default_rng(2)
+    with StoreWriter(tmp_path / "store", R) as writer:
+        for s in range(6):
+            for run, condition in (("01", "none"), ("03", "up"), ("05", "up"), ("07", "rest" if s == 0 else "down")):
+                writer.add(rng.normal(size=(R, 40)).astype(np.float32), subject=f"{s:02d}", run=run, tr=2.0,
+                           phenotypes={"condition": condition, "mean_rating": 50.0})
+    options = SuiteOptions(tasks=("connattractor/regulation",), folds=2, seeds=1, random_init_seeds=(0,),
+                           bootstrap=100, permutations=100, stores={"connattractor": tmp_path / "store"})
+    (res,) = evaluate(model_dir, None, options, progress=False).results
+    assert not res.skipped, res.reason
+    assert set(res.units) == {"03", "07"} and set(res.truth) == {"up", "down"}
+    assert res.n_runs == 2 * 6 - 1  # subject 00's run 07 ('rest') is out
+
+
+def test_suite_options_refuse_seeds_poolings_and_task_lists_that_would_mislead() -> None:
+    """Refused rather than run: a negative or boolean weight seed, a pooling named twice (two identical rows
+    compared as if different), and an empty task list (a suite that measures nothing)."""
+    for seeds in ((-1,), (True,), (0, -2)):
+        with pytest.raises(ConfigError, match="random_init_seeds must be distinct integers >= 0"):
+            SuiteOptions(random_init_seeds=seeds)
+    with pytest.raises(ConfigError, match="linear probe: pooling must be"):
+        SuiteOptions(pooling=("roi", "roi"))
+    with pytest.raises(ConfigError, match="unknown evaluation tasks"):
+        SuiteOptions(tasks=())
+
+
+def test_the_default_tasks_of_a_data_set_leave_out_the_confounded_one() -> None:
+    """`default_tasks(dataset)` is `DEFAULT_TASKS` restricted to the data set, in table order: never the
+    confounded condition task."""
+    for dataset in ("connattractor", "simulation"):
+        assert default_tasks(dataset) == tuple(t for t in DEFAULT_TASKS if TASKS[t].dataset == dataset)
+    assert "connattractor/condition" not in default_tasks("connattractor")
+    assert default_tasks("connattractor")
 
 
 @pytest.mark.network

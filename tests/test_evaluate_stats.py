@@ -300,6 +300,32 @@ def test_tangent_features_are_fitted_on_training_runs_only():
     assert np.allclose(TangentFeatures(series[:1]).all_runs(), 0, atol=1e-8)
 
 
+def test_tangent_features_refit_their_reference_for_every_training_set() -> None:
+    """One `TangentFeatures` serves every fold: each call fits the reference on that call's training runs (fits are
+    cached per training set, never reused for another), as a fresh object would."""
+    rng = np.random.default_rng(0)
+    series = [rng.normal(size=(5, 5)) @ rng.normal(size=(5, 60)) for _ in range(8)]  # each run its own FC
+    shared = TangentFeatures(series)
+    folds = [(np.arange(6), np.array([6, 7])), (np.arange(2, 8), np.array([0, 1]))]
+    assert not np.allclose(shared(*folds[0])[1], shared(folds[1][0], folds[0][1])[1], atol=1e-3)  # the fit matters
+    for train, test in folds + folds[::-1]:
+        for got, expected in zip(shared(train, test), TangentFeatures(series)(train, test), strict=True):
+            np.testing.assert_allclose(got, expected, atol=1e-10)
+
+
+def test_tangent_features_do_not_depend_on_each_rois_scale_or_offset() -> None:
+    """Each run is z-scored per ROI before its covariance is estimated: rescaling or shifting a ROI's signal (units,
+    scanner gain) leaves the tangent features unchanged."""
+    rng = np.random.default_rng(1)
+    series = [rng.normal(size=(5, 5)) @ rng.normal(size=(5, 60)) for _ in range(6)]  # each run its own FC
+    scale, offset = rng.uniform(0.1, 10.0, (5, 1)), rng.normal(0, 100, (5, 1))
+    rescaled = [ts * scale + offset for ts in series]
+    train, test = np.arange(4), np.array([4, 5])
+    original = TangentFeatures(series)(train, test)
+    assert np.abs(original[1]).max() > 0.1  # the runs differ from the reference: the features are not all 0
+    for got, expected in zip(TangentFeatures(rescaled)(train, test), original, strict=True):
+        np.testing.assert_allclose(got, expected, atol=1e-8)
+
 def test_token_fc_is_the_fc_of_centred_token_trajectories():
     rng = np.random.default_rng(0)
     tokens = rng.normal(size=(2, 4 * 5, 3))  # 4 ROIs x 5 time patches, width 3

@@ -272,3 +272,47 @@ def test_collapse_monitor_fires_on_a_per_patch_map():
     assert "linear map spans no more" in collapse_warning(patch_map, 96, 16)
     assert collapse_warning({"target_std": 0.9, "target_rank": 9.0}, 32, 16) is None  # floor min(16, 32 / 4) = 8
     assert "COLLAPSE" in collapse_warning({"target_std": 0.01, "target_rank": 40.0}, 96, 16)
+
+
+def test_health_input_sd_is_about_the_mean_and_the_mode_is_restored() -> None:
+    """input_sd is the windows' SD about their mean (an offset, as in raw un-demeaned series, is not spread); an
+    eval-mode encoder stays in eval; a meter fed one window refuses, as `encoder_health` does (the content share
+    needs two)."""
+    enc, x = _model().target_encoder.eval(), _windows(4)
+    assert encoder_health(enc, x + 3.0).input_sd == pytest.approx(float(x.std()), rel=1e-5)
+    assert not enc.training
+    meter = HealthMeter(enc)
+    meter.add(x[:1], enc.forward_intermediates(x[:1], [-1])[0])
+    with pytest.raises(ValueError, match="at least 2 windows, got 1"):
+        meter.result()
+
+
+def test_embed_health_reads_the_first_runs_only(caplog: pytest.LogCaptureFixture) -> None:
+    """A long call checks the first HEALTH_WINDOWS runs (one window each), also when they end inside a batch."""
+    model = _model()
+    n = embed_module.HEALTH_WINDOWS + 4
+    x = np.random.default_rng(3).standard_normal((n, R, T)).astype(np.float32) * 3 + 1
+    with caplog.at_level(logging.INFO):
+        embed(model, x, options=EmbedOptions(batch_size=3, precision="fp32"))
+    normalizer = model_normalizer(model)
+    windows = torch.from_numpy(np.stack([normalizer(w) for w in x[:embed_module.HEALTH_WINDOWS]]).astype(np.float32))
+    expected = encoder_health(model.target_encoder, windows).summary()
+    assert _logged_health(caplog) == f"encoder health on {embed_module.HEALTH_WINDOWS} windows: {expected}"
+
+
+def test_patch_bias_is_left_out_of_the_content_but_in_the_embedded_tokens() -> None:
+    """A trained patch embedding has a bias: patch_norm and calibrate_gain measure W x without it (so the gain is
+    linear in the input scale and balances content against position), while block_ratio compares the stream with
+    the tokens the encoder embeds (W x + bias + position)."""
+    enc, x = _model().target_encoder.eval(), _windows()
+    with torch.no_grad():
+        enc.patch_embed.proj.bias.copy_(torch.randn_like(enc.patch_embed.proj.bias))
+    gain = calibrate_gain(enc, x)
+    assert calibrate_gain(enc, 10 * x) == pytest.approx(gain / 10, rel=1e-5)
+    health = encoder_health(enc, x * gain)
+    assert health.patch_norm == pytest.approx(health.pos_norm, rel=1e-4)
+    with torch.no_grad():
+        x0 = enc.patch_embed(x * gain) + enc.pos_embed()
+        stream = enc.forward_intermediates(x * gain, [-1])[0]
+    assert health.block_ratio == pytest.approx(float(((stream - x0).norm(dim=-1) / x0.norm(dim=-1)).median()),
+                                               rel=1e-5)

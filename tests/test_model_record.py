@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -219,6 +220,19 @@ def test_embed_files_equals_embed_of_the_same_series(tmp_path, capsys):
     assert main(["embed", "--model", str(folder), "--data", str(tmp_path), "--confounds", "none", "--out",
                  str(out)]) == 2
     assert "--confounds: for --file inputs; a store (--data) is already prepared" in capsys.readouterr().err
+
+
+def test_embed_files_with_other_labels_embeds_when_the_check_is_off(tmp_path: Path) -> None:
+    """check_roi_labels=False (--ignore-roi-labels) reaches file inputs as it reaches stores: a table whose header
+    differs from the model's labels is embedded, as `embed` embeds its series."""
+    x = np.random.default_rng(4).normal(size=(R, T)).astype(np.float32)
+    pd.DataFrame(x.T, columns=SCHAEFER).to_csv(tmp_path / "sub-01_timeseries.tsv", sep="\t", index=False)
+    model = _model(SCHAEFER[::-1])
+    got = embed_files(model, tmp_path / "sub-01_timeseries.tsv", options=EmbedOptions(check_roi_labels=False))
+    torch.testing.assert_close(got.embeddings, embed(model, x[None]), atol=1e-5, rtol=1e-5)
+    folder = model.save_pretrained(tmp_path / "m")
+    assert main(["embed", "--model", str(folder), "--file", str(tmp_path / "sub-01_timeseries.tsv"), "--out",
+                 str(tmp_path / "e.npy"), "--no-progress", "--ignore-roi-labels"]) == 0
 
 
 def test_embed_file_reads_an_fmriprep_run_with_its_atlases(tmp_path):

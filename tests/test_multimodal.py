@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,3 +212,106 @@ def test_cli_align(tmp_path, capsys):
         assert main(["align", *[a for pair in args.items() for a in pair], "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"brainjepa align: error: {flag}: nosuch") and "Traceback" not in err
+
+
+def test_loss_is_the_symmetric_infonce_with_clips_temperature_cap() -> None:
+    """The loss is the mean of the brain->other and other->brain cross-entropies of the scaled cosine logits, and
+    the scale is capped at 1/T = 100 however small the temperature (CLIP's cap)."""
+    import torch.nn.functional as F
+
+    from brainjepa.evaluation.multimodal import AlignedProjectors
+
+    torch.manual_seed(0)
+    model = AlignedProjectors(6, 4, AlignConfig(hidden_dim=8, out_dim=5, dropout=0.0, temperature=0.001)).eval()
+    brain, other = torch.randn(5, 6), torch.randn(5, 4)
+    with torch.no_grad():
+        logits = 100.0 * model.encode_brain(brain) @ model.encode_other(other).T
+        target = torch.arange(5)
+        want = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        assert float(model.loss(brain, other)) == pytest.approx(float(want), rel=1e-5)
+        assert float(F.cross_entropy(logits, target)) != pytest.approx(float(want), rel=1e-3)  # not symmetric
+    assert model.temperature == pytest.approx(0.01)
+
+
+def test_other_to_brain_recall_queries_with_the_other_side(paired: tuple) -> None:
+    """metrics["recall"]["other_to_brain"] ranks held-out brain rows for each held-out other row (not the brain->other
+    recall twice), and final_loss is the last epoch's."""
+    result, _, brain, other = paired
+    rows = result.test_rows
+    with torch.no_grad():
+        zb = result.projectors.encode_brain(torch.from_numpy(brain[rows]))
+        zo = result.projectors.encode_other(torch.from_numpy(other[rows]))
+    assert result.metrics["recall"]["other_to_brain"] == pytest.approx(retrieval_recall(zo, zb))
+    assert result.metrics["recall"]["brain_to_other"] == pytest.approx(retrieval_recall(zb, zo))
+    assert retrieval_recall(zo, zb) != retrieval_recall(zb, zo)  # the directions differ on these rows
+    assert result.metrics["final_loss"] == result.history[-1]
+
+
+def test_a_small_split_follows_its_seed_and_its_chance_and_null_stop_at_one() -> None:
+    """The held-out subjects are drawn with the config's seed; with fewer test rows than k, recall@k is 1 for every
+    pairing, so chance is 1 (not k / N) and the null's p is 1 (ties count against the recall)."""
+    brain, other = _pair()
+    cfg = AlignConfig(hidden_dim=8, out_dim=4, epochs=1, batch_size=16, test_fraction=0.2)
+    splits = [align(brain[:20], other[:20], config=AlignConfig(**{**cfg.__dict__, "seed": s}), progress=False)
+              for s in (0, 1)]
+    assert not np.array_equal(splits[0].test_rows, splits[1].test_rows)
+    m = splits[0].metrics
+    assert m["n_test"] == 4 and m["chance"] == {1: 0.25, 5: 1.0, 10: 1.0}
+    for side in ("brain_to_other", "other_to_brain"):
+        assert m["recall"][side][5] == 1.0 and m["null"][side][5]["p"] == 1.0 and m["null"][side][10]["p"] == 1.0
+
+
+def test_load_projectors_refuses_weights_that_lack_a_tensor(paired: tuple, tmp_path: Path) -> None:
+    """A projector file missing a tensor (here the brain-side input mean) would load with its initial value and
+    encode with the wrong standardisation: refused, naming the folder."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    _, out, _, _ = paired
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    state = load_file(str(broken / "projectors.safetensors"))
+    del state["brain_mean"]
+    save_file(state, str(broken / "projectors.safetensors"))
+    with pytest.raises(CheckpointError, match="weights do not match their config"):
+        load_projectors(broken)
+
+
+def test_cli_align_passes_every_setting_and_the_subjects(tmp_path: Path) -> None:
+    """Each flag reaches its AlignConfig field (as stored in projectors.json) and --subjects keeps a subject's rows
+    on one side: the CLI's metrics are those of `align` with the same settings and subjects."""
+    brain, other = _pair()
+    np.save(tmp_path / "brain.npy", brain)
+    np.save(tmp_path / "other.npy", other)
+    subjects = np.array([f"s{i // 20}" if i < 200 else f"u{i}" for i in range(N)])  # 10 subjects of 20 rows, 100 of 1
+    (tmp_path / "subjects.txt").write_text("\n".join(subjects) + "\n")
+    cfg = AlignConfig(hidden_dim=24, out_dim=8, dropout=0.2, temperature=0.1, learn_temperature=False, epochs=2,
+                      batch_size=32, lr=2e-3, weight_decay=0.05, test_fraction=0.25, seed=3)
+    out = tmp_path / "out"
+    assert main(["align", "--brain", str(tmp_path / "brain.npy"), "--other", str(tmp_path / "other.npy"), "--out",
+                 str(out), "--subjects", str(tmp_path / "subjects.txt"), "--hidden-dim", "24", "--out-dim", "8",
+                 "--dropout", "0.2", "--temperature", "0.1", "--fixed-temperature", "--epochs", "2", "--batch-size",
+                 "32", "--lr", "2e-3", "--weight-decay", "0.05", "--test-fraction", "0.25", "--seed", "3",
+                 "--no-progress"]) == 0
+    assert load_projectors(out).config == cfg
+    api = align(brain, other, subjects=subjects, config=cfg, progress=False).metrics
+    cli = json.loads((out / "metrics.json").read_text())
+    assert (cli["n_test"], cli["n_train"]) == (api["n_test"], api["n_train"])
+    assert cli["final_loss"] == pytest.approx(api["final_loss"])
+    assert api["n_test"] != round(0.25 * N)  # 19 k + 28 rows for k of the 28 test subjects among the ten: never 75
+
+
+def test_the_config_seed_alone_fixes_the_result_whatever_the_global_rng() -> None:
+    """The projector init and dropout draw from the config's seed, not from the caller's global torch RNG: two
+    calls after different `torch.manual_seed`s give the same projectors, and the global RNG is left as it was."""
+    brain, other = _pair()
+    cfg = AlignConfig(hidden_dim=16, out_dim=8, epochs=1, batch_size=64)
+    runs = []
+    for seed in (1, 2):
+        untouched = torch.rand(3, generator=torch.Generator().manual_seed(seed))  # the global RNG's next draw
+        torch.manual_seed(seed)
+        runs.append(align(brain[:60], other[:60], config=cfg, progress=False))
+        assert torch.equal(torch.rand(3), untouched)
+    assert runs[0].history == runs[1].history
+    assert torch.equal(runs[0].projectors.brain.net[0].weight, runs[1].projectors.brain.net[0].weight)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -77,6 +79,35 @@ def test_cpu_flags_parse_cpuinfo(tmp_path):
     info.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\n")
     assert cpu_flags(info) == {"fpu", "avx2", "avx512_bf16"}
     assert cpu_flags(tmp_path / "missing") is None
+
+
+def test_cpu_flags_are_the_first_processors_and_arm_features_count(tmp_path: Path) -> None:
+    """The first processor's flags decide (a later one's are not read), and an ARM cpuinfo's "Features" line is its
+    flags: a CPU whose flags are known is not timed (no bf16 flag there: fp32 by rule)."""
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2\n\nprocessor\t: 1\nflags\t\t: fpu avx2 amx_bf16\n")
+    assert cpu_flags(info) == {"fpu", "avx2"}
+    info.write_text("processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd sve bf16\nCPU part\t: 0xd4f\n")
+    assert cpu_flags(info) == {"fp", "asimd", "sve", "bf16"}
+
+
+def test_a_small_matmul_gain_is_a_tie_and_the_speedup_is_fp32_time_over_bf16_time(
+        cpu: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 must beat fp32 by MIN_SPEEDUP: a 1.1x matmul gain stays fp32. The speed-up is fp32 time / bf16 time
+    (a clock that gives fp32 2 s and bf16 1 s reads 2x)."""
+    from types import SimpleNamespace
+
+    ticks = iter([0.0, 2.0, 10.0, 11.0])  # fp32 is timed first, then bf16
+    monkeypatch.setattr(precision, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    assert precision.bf16_matmul_speedup.__wrapped__(n=8, reps=1) == pytest.approx(2.0)
+    cpu({"avx512_bf16"}, speedup=1.1)
+    assert choose_precision("cpu").dtype == torch.float32
+
+
+def test_auto_is_fp32_on_devices_other_than_cuda_and_cpu() -> None:
+    """bf16 is chosen only on CUDA and CPUs; elsewhere (mps, meta) auto is fp32, as its reason says."""
+    choice = choose_precision("meta")
+    assert choice.dtype == torch.float32 and "fp32 on meta" in choice.reason
 
 
 @pytest.mark.parametrize(("device", "cpus", "procs", "workers"), [

@@ -108,6 +108,59 @@ def test_infer_task():
     assert infer_task(np.arange(40)) == "regression"  # integer-valued but too many values (ages)
 
 
+def test_infer_task_takes_up_to_ten_integer_values_as_classes() -> None:
+    """Integer labels with at most `MAX_CLASSES` (10) distinct values are classes; one more makes a regression."""
+    from brainjepa.evaluation.labels import MAX_CLASSES
+
+    assert infer_task(np.arange(MAX_CLASSES).repeat(2)) == "classification"
+    assert infer_task(np.arange(MAX_CLASSES + 1).repeat(2)) == "regression"
+
+
+def test_blank_text_labels_are_missing() -> None:
+    """Empty or whitespace-only text cells are missing labels (dropped with a count), like None and NaN; they are
+    never a class of their own."""
+    from brainjepa.evaluation.labels import missing
+
+    labels = np.array(["ctl", "", "  ", "\t", None, np.nan, "mci"], dtype=object)
+    assert missing(labels).tolist() == [False, True, True, True, True, True, False]
+
+
+def _label_store(path: Path, subjects: int) -> Path:
+    """`subjects` subjects with two runs each, labelled 'a' and 'b'."""
+    from brainjepa.data.store import StoreWriter
+
+    rng = np.random.default_rng(0)
+    with StoreWriter(path, 4) as writer:
+        for s in range(subjects):
+            for run, label in (("1", "a"), ("2", "b")):
+                writer.add(rng.normal(size=(4, 20)).astype(np.float32), subject=f"s{s}", run=run,
+                           phenotypes={"dx": label})
+    return path
+
+
+def test_read_labels_takes_exactly_as_many_subjects_as_folds(tmp_path: Path) -> None:
+    """k subject-grouped folds need k labelled subjects: exactly k is accepted, k - 1 refused."""
+    from brainjepa.data.store import RunStore
+    from brainjepa.evaluation.labels import read_labels
+
+    store = RunStore(_label_store(tmp_path / "s", subjects=3))
+    assert len(np.unique(read_labels(store, "dx", folds=3).groups)) == 3
+    with pytest.raises(DataError, match="3 groups \\(subjects\\) cannot make 4 folds"):
+        read_labels(store, "dx", folds=4)
+
+
+def test_labels_at_refuses_runs_without_a_label() -> None:
+    """Asking for a run that has no label is an error, never another run's label."""
+    from brainjepa.evaluation.labels import Labels
+
+    labels = Labels("dx", "classification", runs=np.array([0, 2, 3]), groups=np.array(["s0", "s1", "s1"]),
+                    values=np.array(["a", "b", "a"]), classes=["a", "b"], targets=np.array([0, 1, 0]), n_dropped=1)
+    values, groups = labels.at(np.array([3, 0]))
+    assert values.tolist() == ["a", "a"] and groups.tolist() == ["s1", "s0"]
+    for runs in ([1], [0, 1], [4]):
+        with pytest.raises(DataError, match="runs without a label were asked for"):
+            labels.at(np.array(runs))
+
 def test_probe_learns_a_linear_signal():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 60)
@@ -233,6 +286,20 @@ def test_functional_connectivity():
     with pytest.raises(DataError, match="sample 1: has 3 ROIs but the runs before it have 4"):
         functional_connectivity([a, a[:3]])
 
+
+def test_functional_connectivity_of_a_constant_roi_is_zero_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """A constant ROI has no correlation: its pairs are 0 (finite, so a probe can still run), the other pairs are
+    untouched, and the run is counted in a warning."""
+    a = np.random.default_rng(0).normal(size=(4, 50))
+    flat = a.copy()
+    flat[2] = 3.0
+    with caplog.at_level(logging.WARNING):
+        fc = functional_connectivity([a, flat])
+    upper = np.triu_indices(4, 1)
+    with_2 = (upper[0] == 2) | (upper[1] == 2)
+    assert np.isfinite(fc).all() and (fc[1, with_2] == 0).all()
+    np.testing.assert_allclose(fc[1, ~with_2], fc[0, ~with_2], rtol=1e-6)
+    assert "1 runs have a constant ROI" in caplog.text
 
 def test_random_init_is_seeded_and_keeps_the_architecture(trained):
     model = BrainJEPA.from_pretrained(trained)

@@ -3,7 +3,9 @@ checked on constructed suite results whose answer is known."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,3 +212,184 @@ def test_the_study_paragraph_says_whether_this_run_is_its_recipe():
     other = _study_line({"data": "simulated", "steps": 28})
     assert "**another setting** (simulated data, 28 steps)" in other and "used that recipe" not in other
     assert "does not beat" not in other and "no detectable" in other
+
+
+def _score_cells(table: str, tasks: list[str]) -> dict[tuple[str, str], str]:
+    """(row, task) -> cell of the first (score) table of `suite_tables`."""
+    lines = table.split("\n\n")[1].splitlines()
+    cells = {}
+    for line in lines[3:]:  # header, rule, nominal chance
+        name, *values = [c.strip() for c in line.strip("|").split("|")]
+        cells.update({(name, t): v for t, v in zip(tasks, values, strict=True)})
+    return cells
+
+
+def test_a_score_inside_its_null_is_not_above_chance_even_above_the_nulls_95th_percentile(suite: SuiteResult) -> None:
+    """Above chance needs p <= 0.05 and the interval above the null mean: a score over the null's 95th percentile
+    whose interval still reaches below the null mean is not called above chance, in the findings and the table."""
+    regulation = suite.results[1]
+    regulation.rows[PRE].null = np.full(100, 0.75)  # p = 1/101; the score's 0.8 interval reaches below 0.75
+    stats = suite.stats["connattractor/regulation"]
+    score, null = stats.scores[PRE], stats.nulls[PRE]
+    assert score.mean > null.high and null.p_value <= 0.05 and score.low < null.mean
+    assert not stats.above_chance(PRE)
+    assert f"- {PRE}: 0.800 (" in findings(suite, simulated=False)
+    assert "), not above chance: its null has mean 0.750" in findings(suite, simulated=False)
+    cells = _score_cells(suite_tables(suite), ["connattractor/regulation", "connattractor/rating"])
+    assert not cells[(PRE, "connattractor/regulation")].endswith("*")
+
+
+def test_the_score_table_stars_exactly_the_rows_above_chance(suite: SuiteResult) -> None:
+    """`*` marks a score that clears its permutation null, and only those: a row with a null it does not clear,
+    or without a null, has no star."""
+    tasks = ["connattractor/regulation", "connattractor/rating"]
+    cells = _score_cells(suite_tables(suite), tasks)
+    for task in tasks:
+        stats = suite.stats[task]
+        for row in stats.scores:
+            assert cells[(row, task)].endswith("*") == stats.above_chance(row), (row, task)
+    assert any(c.endswith("*") for c in cells.values()) and not all(c.endswith("*") for c in cells.values())
+
+
+def test_a_skipped_baseline_is_no_party_to_a_comparison(suite: SuiteResult) -> None:
+    """A baseline row that could not be computed (e.g. no event files) drops out of the fixed comparisons; the
+    others are still made."""
+    regulation = suite.results[1]
+    regulation.rows[FC] = RowResult(FC, method=FC, reason="no events")
+    stats = suite.stats["connattractor/regulation"]
+    assert list(stats.pairs.values()) == [(PRE, RND)]
+    assert f"- {FC}: skipped (no events); no score, so no comparison with it." in findings(suite, simulated=False)
+
+
+def test_statistics_are_kept_for_the_tasks_that_ran_only(suite: SuiteResult) -> None:
+    """`SuiteResult.stats` has the tasks that ran; a skipped task has a reason, not an empty set of statistics."""
+    assert set(suite.stats) == {r.task.name for r in suite.results if not r.skipped}
+    assert any(r.skipped for r in suite.results)
+
+
+def test_the_caption_calls_the_bootstrap_two_level_only_with_several_model_seeds(suite: SuiteResult) -> None:
+    """Intervals resample model seeds only where a row has several; with one pretrained model and one random-init
+    seed the caption says the intervals cover subjects, not seeds."""
+    assert "every row has one model seed, so intervals cover subjects, not seeds" in suite.method_note()
+    assert "two-level" not in suite.method_note()
+    several = SuiteResult(suite.results, dataclasses.replace(suite.options, random_init_seeds=(0, 1)))
+    assert "(random-init: 2 seeds) also resample their seeds (two-level bootstrap)" in several.method_note()
+
+
+def test_the_long_table_carries_each_rows_null_and_p_value(suite: SuiteResult) -> None:
+    """evaluate.csv's null columns are the row's permutation null (mean, 95th percentile, p-value); a row without a
+    null has none."""
+    table = suite.to_frame()
+    scores = table[(table["type"] == "score") & (table["status"] == "done")]
+    assert len(scores) == 8
+    for row in scores.itertuples():
+        null = suite.stats[row.task].nulls.get(row.row)
+        got = (row.null_mean, row.null_high, row.p_value)
+        if null is None:
+            assert all(math.isnan(v) for v in got)
+        else:
+            assert got == pytest.approx((null.mean, null.high, null.p_value)) and 0 < row.p_value <= 1
+
+
+def test_identification_pair_accuracies_are_averaged_over_model_seeds(suite: SuiteResult) -> None:
+    """A row with several model seeds reports each session pair's accuracy as the mean over its seeds, in the long
+    table and in the per-pair table."""
+    subjects = np.array([f"{s:02d}" for s in range(10)] * 2)
+    matched = np.stack([subjects, np.roll(subjects, 1)])[:, None]  # [2 model seeds, 1, 20 queries]
+    row = RowResult(PRE, method="brainjepa", readout="ROI mean", seeds=2, predictions=matched,
+                    by_pair={"01->03": [1.0, 0.25], "03->01": [0.5, 0.0]})
+    ident = TaskResult(TASKS["connattractor/identification"], truth=subjects, rows={PRE: row}, subjects=subjects,
+                       units=np.repeat(["01->03", "03->01"], 10), chance=0.1, n_runs=20, scheme="x",
+                       permutations=100)
+    result = SuiteResult([ident], suite.options)
+    pairs = result.to_frame().query("type == 'pair'").set_index("reason")
+    assert pairs.loc["01->03", "mean"] == pytest.approx(0.625) and pairs.loc["03->01", "mean"] == pytest.approx(0.25)
+    assert (pairs["seeds"] == 2).all()
+    assert f"| {PRE} | 0.625 | 0.250 |" in suite_tables(result)
+
+
+def _one_subject_suite(options: SuiteOptions) -> SuiteResult:
+    """Regulation on four runs of a single subject: no interval can be bootstrapped."""
+    truth = np.tile(["down", "up"], 2)
+    rows = {name: RowResult(name, method=name.partition(", ")[0], readout=name.partition(", ")[2],
+                            predictions=pred[None, None], null=np.full(100, 0.5))
+            for name, pred in ((PRE, truth.copy()), (RND, truth[::-1].copy()))}
+    task = TaskResult(TASKS["connattractor/regulation"], truth=truth, rows=rows, subjects=np.full(4, "00"),
+                      units=np.array(["03", "07"] * 2), chance=0.5, n_runs=4, scheme="x", permutations=100)
+    return SuiteResult([task], options)
+
+
+def test_a_task_without_intervals_says_why_in_the_findings_and_prints_no_nan(suite: SuiteResult) -> None:
+    """With one subject nothing can be resampled: the findings say so row by row and in the summary, and the
+    table shows the score without a '[nan, nan]' interval."""
+    result = _one_subject_suite(suite.options)
+    score = result.stats["connattractor/regulation"].scores[PRE]
+    assert math.isnan(score.low) and score.n == 1
+    text = findings(result, simulated=False)
+    assert f"- {PRE}: 1.000 (no interval: 1 subject(s)); not called above chance." in text
+    assert "- No interval (too few subjects, or a score undefined on the predictions): connattractor/regulation." \
+        in text
+    table = suite_tables(result)
+    assert "nan" not in table and f"| {PRE} | 1.000 |" in table
+
+
+@pytest.mark.parametrize("p", [0.05004, 0.04996])
+def test_p_values_within_a_hair_of_alpha_print_enough_digits_to_tell(p: float) -> None:
+    """A p-value that differs from 0.05 only in the fifth decimal prints that decimal, so the printed p agrees with
+    the verdict that compares it with 0.05."""
+    from brainjepa.report.findings import p_text
+
+    assert p_text(p) == f"{p:.5f}" and float(p_text(p)) != 0.05
+
+
+def test_the_score_table_lists_rows_in_the_suites_order(suite: SuiteResult) -> None:
+    """Rows appear as the suite produced them (encoders, then baselines), not alphabetically."""
+    cells = _score_cells(suite_tables(suite), ["connattractor/regulation", "connattractor/rating"])
+    names = list(dict.fromkeys(name for name, _ in cells))
+    assert names == list(suite.results[1].rows)
+
+
+def test_the_tables_flag_a_confounded_task_and_name_skipped_cells(suite: SuiteResult) -> None:
+    """A confounded task is marked in the column header; a row skipped on a task reads 'skipped' there, while a
+    row the task does not have reads '–'."""
+    regulation = suite.results[1]
+    condition = dataclasses.replace(regulation, task=TASKS["connattractor/condition"],
+                                    rows={k: v for k, v in regulation.rows.items() if k != "tangent"})
+    condition.rows[FC] = RowResult(FC, method=FC, reason="no events")
+    result = SuiteResult([regulation, condition], suite.options)
+    table = suite_tables(result)
+    assert "| row | connattractor/regulation | connattractor/condition (confounded) |" in table
+    cells = _score_cells(table, ["connattractor/regulation", "connattractor/condition"])
+    assert cells[(FC, "connattractor/condition")] == "skipped" and cells[("tangent", "connattractor/condition")] == "–"
+
+
+def test_a_skipped_task_does_not_stop_the_figure_of_those_that_ran(suite: SuiteResult, tmp_path: Path) -> None:
+    """evaluate.png is drawn whenever some task ran; only a suite where every task was skipped has no figure."""
+    from brainjepa.report.tables import save_suite
+
+    assert suite.results[0].skipped
+    paths = save_suite(suite, tmp_path)
+    assert tmp_path / "evaluate.png" in paths and (tmp_path / "evaluate.png").stat().st_size > 0
+
+
+def test_the_study_verdict_applies_only_to_its_own_recipe() -> None:
+    """The study's verdict is this run's only with the study's data and budget both; either one changed makes
+    it another setting."""
+    from brainjepa.report.markdown import STUDY_STEPS, _study_line
+
+    for data, steps in (("connattractor", STUDY_STEPS + 1), ("simulated", STUDY_STEPS)):
+        line = _study_line({"data": data, "steps": steps})
+        assert f"**another setting** ({data} data, {steps} steps)" in line and "used that recipe" not in line
+
+
+def test_the_reproduce_command_passes_the_stores_and_cache_the_suite_used() -> None:
+    """report.md's `brainjepa evaluate` command reruns the suite on the same data: its given stores and sample
+    cache are on the command line."""
+    from brainjepa.evaluation.suite import SuiteOptions
+    from brainjepa.report.markdown import _evaluate_command
+
+    options = SuiteOptions(tasks=("connattractor/regulation", "simulation/group"), stores={"simulation": "/d/sim"},
+                           cache="/d/cache", random_init_seeds=(0,))
+    command = _evaluate_command(SuiteResult([], options), Path("/q"))
+    assert "--store simulation=/d/sim" in command and "--cache /d/cache" in command
+    assert "--tasks connattractor/regulation simulation/group" in command

@@ -4,6 +4,8 @@ are replaced by given ones: these tests check the decisions, never the machine's
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,3 +235,106 @@ def test_pretraining_times_the_target_pass_kernel_only_for_long_bf16_runs(timing
     assert kernel == "onednn" and "SDPA 1 s, oneDNN 0.5 s" in why and timings.kernels == ["sdpa", "onednn"]
     kernel, why = tuning.plan_target_attention(net, batch, runtime("cpu", "bf16"), steps=1)  # stored: reused
     assert kernel == "onednn" and f"stored in {cache}" in why
+
+
+@pytest.mark.usefixtures("avx512_bf16")
+def test_embed_with_an_explicit_precision_times_only_the_batch(timings: Callable,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """precision fp32 is used as asked even where the flags leave bf16 open and bf16 would time faster: only the
+    batch size (which the user left open) is timed, in fp32."""
+    asked = timings(lambda b, dtype: (1.0 if dtype == torch.float32 else 0.1) / min(b, 2))
+    x = np.random.default_rng(0).standard_normal((tuning.MIN_WINDOWS, R, 40)).astype(np.float32)
+    with caplog.at_level(logging.INFO, logger="brainjepa"):
+        embed(tiny_model(R, F), x, options=EmbedOptions(precision="fp32"))
+    assert "precision: fp32 (fp32 as requested)" in caplog.text
+    assert asked and {dtype for _, dtype in asked} == {torch.float32}
+
+
+def test_a_call_is_timed_by_its_windows_not_its_runs(timings: Callable, caplog: pytest.LogCaptureFixture) -> None:
+    """MIN_WINDOWS counts windows: half as many runs with two windows each is a call long enough to time."""
+    asked = timings(lambda b, dtype: 1.0 / min(b, 2))
+    x = np.random.default_rng(0).standard_normal((tuning.MIN_WINDOWS // 2, R, 80)).astype(np.float32)
+    with caplog.at_level(logging.INFO, logger="brainjepa"):
+        embed(tiny_model(R, F), x, options=EmbedOptions(windows=2))
+    assert asked and "batch: 2 windows per forward pass (timed on this encoder's first block" in caplog.text
+
+
+def test_a_stored_decision_belongs_to_its_thread_count_and_input_shape(timings: Callable) -> None:
+    """The key of a stored decision holds what a timing depends on: with another thread count or another input
+    shape (same width, heads and patch) the encoder is timed afresh, not given another setting's batch."""
+    asked = timings(lambda b, dtype: 1.0 / min(b, 4))
+    assert _plan().batch_size == 4 and asked
+    asked.clear()
+    assert _plan().batch_size == 4 and asked == []  # the same setting: reused
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        _plan()
+    finally:
+        torch.set_num_threads(threads)
+    assert asked
+    asked.clear()
+    wider = tiny_model(R + 2, F).target_encoder.eval()
+    tuning.plan_embedding(wider, torch.zeros(1, R + 2, F), runtime("cpu", "auto"), precision_auto=True,
+                          batch_size=None, windows=64)
+    assert asked
+
+
+def test_a_batch_decision_is_stored_per_precision(timings: Callable) -> None:
+    """A batch size timed in fp32 is not the answer for bf16 passes: each precision has its own stored batch."""
+    timings(lambda b, dtype: 1.0 / min(b, 2 if dtype == torch.float32 else 8))
+    assert _plan(precision_auto=False, requested="fp32").batch_size == 2
+    assert _plan(precision_auto=False, requested="bf16").batch_size == 8
+
+
+def test_seconds_per_window_is_the_best_timed_pass_per_window_in_its_precision(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warm-up pass is left out whatever it took, the best of the REPS timed passes counts, it is divided by
+    the windows of the pass, and a bf16 timing runs under bf16 autocast (a clock and a forward that record)."""
+    from types import SimpleNamespace
+
+    net = tiny_model(R, F).target_encoder.eval()
+    clock, autocast, durations = [0.0], [], []
+
+    def forward(x: torch.Tensor, indices: list[int]) -> None:
+        autocast.append(torch.is_autocast_enabled("cpu"))
+        clock[0] += durations.pop(0)
+
+    monkeypatch.setattr(tuning, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(net, "forward_intermediates", forward)
+    for dtype in (torch.float32, torch.bfloat16):
+        durations[:] = [1.0, 3.0, 2.0][:tuning.REPS + 1]  # warm-up first: the fastest, yet not counted
+        assert tuning._seconds_per_window(net, torch.zeros(4, R, F), dtype) == pytest.approx(2.0 / 4)
+        assert autocast == [dtype == torch.bfloat16] * (tuning.REPS + 1)
+        autocast.clear()
+
+
+def test_a_gpu_call_is_not_timed(timings: Callable) -> None:
+    """Only CPUs are timed: on a GPU the batch is DEFAULT_BATCH unless given, whatever a timing would say."""
+    from brainjepa.precision import PrecisionChoice
+    from brainjepa.runtime import Runtime
+
+    asked = timings(lambda b, dtype: 1.0 / b)
+    net = tiny_model(R, F).target_encoder.eval()
+    run = Runtime(torch.device("cuda"), PrecisionChoice(torch.float32, "test"))
+    plan = tuning.plan_embedding(net, torch.zeros(1, R, F), run, precision_auto=True, batch_size=None, windows=64)
+    assert plan.batch_size == tuning.DEFAULT_BATCH and asked == []
+
+
+@pytest.mark.usefixtures("avx512_bf16")
+def test_invalid_stored_values_under_this_machines_key_are_timed_afresh(timings: Callable, cache: Path) -> None:
+    """An entry of this machine and encoder whose value is not a decision (an unknown dtype, a batch out of range,
+    as a hand edit or another version might leave) is timed again and replaced, not used."""
+    import json
+
+    asked = timings(lambda b, dtype: (1.0 if dtype == torch.float32 else 0.5) / min(b, 2))
+    first = _plan()
+    stored = json.loads(cache.read_text())
+    (entries,) = stored.values()
+    for what, bad in (("precision", "bf17"), ("batch bf16", 0)):
+        entries[what][0] = bad
+    cache.write_text(json.dumps(stored))
+    asked.clear()
+    again = _plan()
+    assert asked and (again.run.precision.dtype, again.batch_size) == (first.run.precision.dtype, first.batch_size)
+    assert "stored in" not in again.run.precision.reason and "stored in" not in again.why_batch
