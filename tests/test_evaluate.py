@@ -687,6 +687,22 @@ def test_suite_options_refuse_seeds_poolings_and_task_lists_that_would_mislead()
         SuiteOptions(tasks=())
 
 
+def test_suite_options_copy_with_dataclasses_replace() -> None:
+    """A copy of the options with one field changed is the options one would have written: the single-seed spelling
+    is not read again as a second seed setting, and a copy with another head takes that head's default readouts
+    (a pooling that was given stays, and is refused where the new head cannot read it)."""
+    import dataclasses
+
+    copy = dataclasses.replace(SuiteOptions(random_init_seed=4), folds=3)
+    assert copy.random_init_seeds == (4,) and copy.folds == 3
+    assert dataclasses.replace(SuiteOptions(), head="attentive").encoder_poolings == ("tokens",)
+    assert dataclasses.replace(SuiteOptions(pooling="roi"), head="attentive").encoder_poolings == ("roi",)
+    with pytest.raises(ConfigError, match="attentive probe: pooling must be"):
+        dataclasses.replace(SuiteOptions(pooling="tokenfc"), head="attentive")
+    with pytest.raises(ConfigError, match="linear probe: pooling must be .*got none"):
+        SuiteOptions(pooling=())
+
+
 def test_the_default_tasks_of_a_data_set_leave_out_the_confounded_one() -> None:
     """`default_tasks(dataset)` is `DEFAULT_TASKS` restricted to the data set, in table order: never the
     confounded condition task."""

@@ -98,7 +98,8 @@ class SuiteOptions:
         head: "linear" (closed-form ridge, `brainjepa.evaluation.ridge`) or "attentive" for the encoder token
             rows; every other row is linear.
         pooling: the encoder rows' readouts, one row each: "roi" (ROI mean), "tokenfc" (token FC), "mean";
-            "tokens" / "roi" for the attentive head. None: ("roi", "tokenfc") for linear, ("tokens",) attentive.
+            "tokens" / "roi" for the attentive head. None: ("roi", "tokenfc") for linear, ("tokens",) attentive
+            (`encoder_poolings` gives the readouts in use).
         embed: windows, normalisation, layer, encoder... of the encoder rows (`EmbedOptions`); every baseline
             uses the same windows. Default `scoring_options()`: fp32, so that the scores do not depend on this
             machine's stored timings.
@@ -146,20 +147,24 @@ class SuiteOptions:
             if tuple(self.random_init_seeds) != field_default(self, "random_init_seeds"):
                 raise ConfigError("evaluate.random_init_seed (the older single-seed spelling) and "
                                   "evaluate.random_init_seeds are both given: keep evaluate.random_init_seeds")
+            # consumed into random_init_seeds, so that a `dataclasses.replace` copy does not read as both given
             object.__setattr__(self, "random_init_seeds", (self.random_init_seed,))
+            object.__setattr__(self, "random_init_seed", None)
         seeds = tuple(self.random_init_seeds)
         if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) \
                 or len(set(seeds)) != len(seeds):
             raise ConfigError(f"evaluate.random_init_seeds must be distinct integers >= 0, got {list(seeds)}")
         object.__setattr__(self, "random_init_seeds", seeds)
-        pooling = (self.pooling,) if isinstance(self.pooling, str) else self.pooling
-        pooling = tuple(pooling) if pooling else DEFAULT_POOLINGS[self.head]
+        if isinstance(self.pooling, str):  # None stays None (the head's default): a copy with another head gets its own
+            object.__setattr__(self, "pooling", (self.pooling,))
+        elif self.pooling is not None:
+            object.__setattr__(self, "pooling", tuple(self.pooling))
+        pooling = self.encoder_poolings
         bad = [p for p in pooling if p not in POOLINGS_FOR_HEAD[self.head]]
-        if bad or len(set(pooling)) != len(pooling):
+        if bad or not pooling or len(set(pooling)) != len(pooling):
             allowed = POOLINGS_FOR_HEAD[self.head]
             raise ConfigError(f"{self.head} probe: pooling must be {' or '.join(map(repr, allowed))}, got "
-                              f"{', '.join(map(repr, bad or pooling))}")
-        object.__setattr__(self, "pooling", pooling)
+                              f"{', '.join(map(repr, bad or pooling)) or 'none'}")
         if self.split not in SPLITS:
             raise ConfigError(f"evaluate.split must be one of {list(SPLITS)}, got {self.split!r}")
         bad = [name for name in self.stores if name not in DATASETS]
@@ -182,7 +187,8 @@ class SuiteOptions:
 
     @property
     def encoder_poolings(self) -> tuple[str, ...]:
-        return tuple(self.pooling)  # normalised to a tuple in __post_init__
+        """The readouts the encoder rows use: those given, else the head's default (`DEFAULT_POOLINGS`)."""
+        return DEFAULT_POOLINGS[self.head] if self.pooling is None else self.pooling
 
     @property
     def encoder_pooling(self) -> str:
