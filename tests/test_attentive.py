@@ -12,7 +12,7 @@ import torch
 
 from brainjepa import BrainJEPA, model_config
 from brainjepa.cli import main
-from brainjepa.errors import ConfigError, DataError
+from brainjepa.errors import ConfigError, DataError, TrainingError
 from brainjepa.evaluation.attentive import AttentiveConfig, AttentiveProbe, _validation_split
 from brainjepa.evaluation.metrics import grouped_splits
 from brainjepa.evaluation.probe import probe, probe_store
@@ -224,6 +224,87 @@ def test_attentive_refusals():
         AttentiveConfig(epochs=0)
     with pytest.raises(ConfigError, match="call fit before predict"):
         AttentiveProbe("classification").predict(x)
+
+
+
+def _scripted_validation(monkeypatch: pytest.MonkeyPatch, losses: list[float]) -> None:
+    """Make every validation loss the next of `losses` (training steps keep their real loss)."""
+    scripted = iter(losses)
+    real_loss = AttentiveProbe._loss
+
+    def loss(self, out, target):
+        return real_loss(self, out, target) if torch.is_grad_enabled() else torch.tensor(next(scripted))
+
+    monkeypatch.setattr(AttentiveProbe, "_loss", loss)
+
+
+def test_probabilities_are_per_sample_and_every_query_counts() -> None:
+    """predict_proba gives each sample a distribution over the classes (rows sum to 1), and with several queries
+    per head every query's output reaches the probe (their outputs are averaged, none dropped)."""
+    x, s = token_subset_data(n=24, dim=8)
+    fitted = AttentiveProbe("classification", fixed(heads=2, queries=2, epochs=2)).fit(x, s)
+    proba = fitted.predict_proba(x)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-6)
+    torch.manual_seed(0)
+    pooler = fitted.model_[0]
+    with torch.no_grad():
+        pooler.query[:, pooler.heads:] += torch.randn(8, pooler.heads)  # columns of the second query
+    assert not np.allclose(fitted.predict_proba(x), proba, rtol=0, atol=1e-7)
+
+
+def test_without_early_stopping_each_grid_point_scores_its_last_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """patience=0 with a grid: every point trains all epochs and scores the loss after the last one, even where an
+    earlier epoch was lower."""
+    _scripted_validation(monkeypatch, [1.0, 3.0, 2.0, 4.0, 5.0, 0.5])
+    x, s = token_subset_data(n=24, dim=8)
+    cfg = AttentiveConfig(heads=2, epochs=3, lrs=(1e-3, 1e-2), weight_decays=(0.05,), patience=0, refit=False)
+    fitted = AttentiveProbe("classification", cfg).fit(x, s, np.arange(24) // 2)
+    assert [(d["epochs"], d["val_loss"]) for d in fitted.search_] == [(3, 2.0), (3, 0.5)]
+    assert (fitted.lr_, fitted.epochs_) == (1e-2, 3)
+
+
+def test_ties_in_validation_loss_go_to_the_first_grid_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Equal validation losses choose the first (lr, weight decay) in grid order, as documented."""
+    _scripted_validation(monkeypatch, [1.0, 1.0])
+    x, s = token_subset_data(n=24, dim=8)
+    cfg = AttentiveConfig(heads=2, epochs=1, lrs=(1e-3, 1e-2), weight_decays=(0.05,), patience=1, refit=False)
+    assert AttentiveProbe("classification", cfg).fit(x, s, np.arange(24) // 2).lr_ == 1e-3
+
+
+def test_a_grid_that_never_has_a_finite_validation_loss_is_a_training_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If no grid point ever reaches a finite validation loss the fit stops with a TrainingError that says what to
+    change, rather than refitting zero epochs."""
+    _scripted_validation(monkeypatch, [float("nan")] * 4)
+    x, s = token_subset_data(n=24, dim=8)
+    cfg = AttentiveConfig(heads=2, epochs=2, lrs=(1e-3, 1e-2), weight_decays=(0.05,), patience=1)
+    with pytest.raises(TrainingError, match="validation loss was never finite"):
+        AttentiveProbe("classification", cfg).fit(x, s, np.arange(24) // 2)
+
+
+def test_regression_validation_folds_are_capped_by_the_groups() -> None:
+    """With fewer training groups than round(1 / val_fraction) folds, regression still holds out whole groups:
+    3 subjects give a 3-fold split, one subject held out."""
+    y, groups = np.arange(12.0), np.repeat([0, 1, 2], 4)
+    fit_rows, val_rows = _validation_split(y, groups, "regression", AttentiveConfig(val_fraction=0.2))
+    assert len(np.unique(groups[val_rows])) == 1 and not set(groups[fit_rows]) & set(groups[val_rows])
+
+
+def test_the_batch_order_follows_the_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seed draws the mini-batch order as well as the initial weights: with the initialisation pinned, two
+    seeds still train different probes (a fixed order would make them equal)."""
+    real_manual_seed = torch.manual_seed
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: real_manual_seed(0))
+    x, s = token_subset_data(n=24, dim=8)
+    a, b = (AttentiveProbe("classification", fixed(heads=2, epochs=2, batch_size=4, seed=k)).fit(x, s)
+            for k in (1, 2))
+    assert not np.allclose(a.predict_proba(x), b.predict_proba(x), rtol=0, atol=1e-7)
+
+
+def test_a_learning_rate_of_zero_is_refused() -> None:
+    """lr 0 trains nothing; the grid of learning rates takes numbers > 0 only (weight decay 0 is fine)."""
+    with pytest.raises(ConfigError, match=r"attentive.lrs must be one or more distinct finite numbers > 0"):
+        AttentiveConfig(lrs=(0.0, 1e-3))
+    assert AttentiveConfig(weight_decays=(0.0,)).weight_decays == (0.0,)
 
 
 # ------------------------------------------------------------------------------------------- store and CLI

@@ -52,6 +52,76 @@ def test_ridge_finds_a_planted_class_signal_and_uses_subject_grouped_folds():
     assert len(ALPHAS) == 8
 
 
+
+def test_a_constant_feature_changes_no_ridge_prediction() -> None:
+    """A feature constant over a training fold (std 0) is left unscaled, not divided by 0: adding one leaves every
+    out-of-fold prediction as it was."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(24, 6))
+    y = x[:, 0] + rng.normal(size=24)
+    plan = cv_plan(y, np.arange(24) // 2, task="regression", folds=3, seeds=1)
+    targets = encode(y, "regression")[0][None]
+    padded = np.column_stack([x, np.full(24, 7.0)])
+    np.testing.assert_allclose(RidgeCV(padded, plan).predict(targets), RidgeCV(x, plan).predict(targets), atol=1e-10)
+
+
+def test_inner_cv_fits_are_ridge_fits_recentred_on_the_inner_training_rows() -> None:
+    """The inner CV's predictions are scikit-learn's ridge (with intercept) on the inner training rows of the
+    features standardised by the outer training fold, so alpha is chosen on properly centred fits."""
+    from brainjepa.evaluation.ridge import _Solver
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(30, 8)) * rng.uniform(0.5, 4, 8) + 5
+    y = x[:, :2].sum(1) + rng.normal(size=30)
+    tr, va = np.arange(20), np.arange(20, 30)
+    _, kernel = _Solver.standardised(x, x[:2], np.array([1.0]))
+    z = StandardScaler().fit_transform(x)
+    inner = _Solver.inner(kernel, tr, va, np.array([1.0]))
+    alpha = ((z[tr] - z[tr].mean(0)) ** 2).sum() / len(tr)  # mean eigenvalue of the centred inner kernel
+    want = Ridge(alpha=alpha).fit(z[tr], y[tr]).predict(z[va])
+    got = inner.predict(y[tr][None, :, None])[0, 0, :, 0]
+    np.testing.assert_allclose(got, want, atol=1e-8)
+
+
+def test_a_fold_without_an_inner_cv_uses_the_grids_middle_alpha() -> None:
+    """When a training fold is too small for an inner CV, the penalty is the grid's middle value (documented),
+    not its smallest."""
+    from brainjepa.evaluation.ridge import Split
+
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(16, 20)), rng.normal(size=16)
+    plan = [[Split(np.arange(8), np.arange(8, 16), ()), Split(np.arange(8, 16), np.arange(8), ())]]
+    targets = encode(y, "regression")[0][None]
+    middle = RidgeCV(x, plan, alphas=(ALPHAS[len(ALPHAS) // 2],)).predict(targets)
+    np.testing.assert_allclose(RidgeCV(x, plan).predict(targets), middle, atol=1e-12)
+
+
+def test_inner_folds_are_capped_by_subjects_and_by_the_rarest_class() -> None:
+    """The inner CV has min(3, training subjects, smallest class) folds: a fold of 2 subjects gets 2 inner folds
+    (not an error), a class with 2 training subjects gets 2, and every inner training part holds every class."""
+    runs = np.repeat(np.arange(4), 5)
+    plan = cv_plan(np.arange(20.0), runs, task="regression", folds=2, seeds=1)
+    assert all(len(split.inner) == 2 for split in plan[0])
+    groups = np.arange(16)
+    y = np.array(["a"] * 13 + ["b"] * 3)  # 2 of the 3 "b" subjects in each training fold of 3 folds (or fewer)
+    for split in cv_plan(y, groups, task="classification", folds=3, seeds=2)[1]:
+        rare = min(np.unique(y[split.train], return_counts=True)[1])
+        assert len(split.inner) == min(3, rare)
+        assert all(set(y[split.train][tr]) == {"a", "b"} for tr, _ in split.inner)
+
+
+def test_each_seeds_inner_splits_are_drawn_with_that_seed() -> None:
+    """Seed s repeats the whole CV, inner splits included, with seed s (as the linear probe does)."""
+    from brainjepa.evaluation.metrics import grouped_splits
+
+    y, groups = np.arange(36.0), np.arange(36) // 2
+    for seed, splits in enumerate(cv_plan(y, groups, task="regression", folds=3, seeds=2)):
+        for split in splits:
+            want = grouped_splits(y[split.train], groups[split.train], task="regression", folds=3, seed=seed)
+            assert all(np.array_equal(a, c) and np.array_equal(b, d)
+                       for (a, b), (c, d) in zip(split.inner, want, strict=True))
+
+
 # ------------------------------------------------------------------------------------------------ nulls
 def test_within_subject_permutations_keep_each_subjects_labels():
     groups = np.repeat(["a", "b", "c"], [2, 3, 1])
@@ -360,3 +430,26 @@ def test_glm_recovers_planted_event_responses():
     assert hrf.sum() == pytest.approx(1.0) and 4.5 <= hrf.argmax() * 0.1 <= 5.5
     with pytest.raises(DataError, match="no columns"):
         event_regressors(events.drop(columns="trial_type"), times)
+
+
+def test_canonical_hrf_is_spms_double_gamma() -> None:
+    """The HRF is SPM's canonical shape, gamma(6) - gamma(16) / 6 with unit scale, written here from the gamma
+    density itself: the undershoot and its 1/6 ratio are part of the response, not only the peak."""
+    from scipy.special import gammaln
+
+    t = np.arange(0.0, 32.0, 0.1)
+    density = [np.exp((k - 1) * np.log(np.maximum(t, 1e-300)) - t - gammaln(k)) for k in (6.0, 16.0)]
+    want = density[0] - density[1] / 6
+    np.testing.assert_allclose(canonical_hrf(), want / want.sum(), rtol=1e-6, atol=1e-12)
+
+
+def test_event_regressors_follow_each_events_onset_and_duration() -> None:
+    """The HRF sums to 1, so a regressor's area is its event's duration in seconds; a brief event's response
+    peaks where the HRF does, after its onset (frame times and onsets on one clock)."""
+    times = np.arange(0.0, 150.0, 0.1)
+    for duration in (4.0, 15.0):
+        events = pd.DataFrame({"onset_run": [20.0], "duration": [duration], "trial_type": ["heat"]})
+        x = event_regressors(events, times)
+        assert x[:, 0].sum() * 0.1 == pytest.approx(duration, abs=0.15) and not x[:, 1].any()
+    brief = event_regressors(pd.DataFrame({"onset_run": [30.0], "duration": [0.1], "trial_type": ["rating"]}), times)
+    assert times[brief[:, 1].argmax()] - 30.0 == pytest.approx(canonical_hrf().argmax() * 0.1, abs=0.25)

@@ -204,6 +204,43 @@ def test_one_epoch_sets_the_lr_per_step_and_evaluate_scores_label_units():
     assert metrics["mae"] == pytest.approx(float((pred * 10 + 50 - y).abs().mean()), rel=1e-5)  # label units
 
 
+
+def test_training_loss_is_smoothed_and_averaged_over_samples_and_the_evaluation_loss_is_not_smoothed() -> None:
+    """With a zero LR (weights fixed), one epoch's loss is the label-smoothed cross-entropy averaged over samples
+    (a short last batch weighs its samples, not a whole batch), and `evaluate` scores the plain cross-entropy."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    net = build_finetune_model(_model(), 3)
+    torch.nn.init.normal_(net.head.weight, std=1.0)  # logits far from uniform, where smoothing changes the loss
+    x, y = torch.randn(6, R, CFG.num_frames), torch.tensor([0, 1, 2, 0, 1, 1])
+    loader = torch.utils.data.DataLoader([{"x": a, "y": b} for a, b in zip(x, y, strict=True)], batch_size=4)
+    optimizer = torch.optim.AdamW(net.param_groups(0.05, 0.5), lr=0.0)
+    fold, run = Fold(0, "classification", [0, 1, 2]), runtime("cpu", "fp32")
+    loss = train_one_epoch(net, loader, optimizer, WarmupCosine(1, 10, 0.0, 0.0), fold, epoch=0, run=run,
+                           label_smoothing=0.3)
+    with torch.no_grad():
+        out = net.forward_head(net(x))
+    assert loss == pytest.approx(float(F.cross_entropy(out, y, label_smoothing=0.3)), rel=1e-5)
+    assert evaluate(net, loader, fold, run)[0] == pytest.approx(float(F.cross_entropy(out, y)), rel=1e-5)
+
+
+def test_fold_metrics_keep_every_class_when_a_fold_misses_one() -> None:
+    """A 3-class fold whose rows hold classes 0 and 1 only: AUC is the one-vs-rest macro AUC of the classes
+    present (each from its own probability column) and F1 the macro F1 of those classes, not a binary score read
+    off the last column."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 6)
+    logits = torch.from_numpy(rng.normal(size=(12, 3))) + 2.0 * torch.nn.functional.one_hot(torch.from_numpy(y), 3)
+    logits[:, 2] -= 5.0  # class 2 is never predicted
+    got = Fold(0, "classification", ["a", "b", "c"]).metrics(logits.float(), torch.from_numpy(y))
+    prob, pred = logits.float().softmax(-1).numpy(), logits.argmax(1).numpy()
+    assert got["auc"] == pytest.approx(np.mean([roc_auc_score(y == c, prob[:, c]) for c in (0, 1)]))
+    assert got["f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+
+
 # ---------------------------------------------------------------------------------------------- training
 def test_classification_learns_and_writes_results(classified):
     result, out = classified

@@ -154,3 +154,30 @@ def test_paired_differences_take_each_methods_own_seeds():
     assert d.differs and d.seeds == 2 and 0.1 < d.mean < 0.3
     with pytest.raises(DataError, match="cannot be paired"):
         paired_bootstrap(y, pretrained, fresh[:, :, :-1], g, "balanced_acc")
+
+
+def test_two_methods_model_seeds_are_drawn_independently() -> None:
+    """Each method's model seeds come from its own stream: two methods with the same disagreeing seeds do not
+    draw the same seeds in every resample, so their difference has an interval of non-zero width (one stream
+    for both would cancel the seed variance and give exactly [0, 0])."""
+    y, g = runs(subjects=30)
+    p = np.stack([noisy(y, r, seeds=1, seed=s) for s, r in ((1, 0.55), (2, 0.7), (3, 0.9))])  # [3, 1, N]
+    d = paired_bootstrap(y, p, p.copy(), g, "balanced_acc", n_boot=300)
+    assert d.mean == 0.0 and d.high - d.low > 0.01
+
+
+def test_balanced_accuracy_resamples_average_the_classes_they_hold() -> None:
+    """A resample that draws no subject of a rare class scores the mean recall over the classes it holds (as
+    scikit-learn's): perfect predictions score 1 in every resample, not (K - 1) / K when the rare class is out."""
+    y = np.repeat(["a", "b", "c"], [27, 27, 3])
+    g = np.concatenate([np.repeat(np.arange(18), 3), [18, 18, 18]])  # class c: one subject, often left out
+    got = bootstrap_interval(y, y, g, "balanced_acc", n_boot=300)
+    assert (got.mean, got.low, got.high) == (1.0, 1.0, 1.0)
+
+
+def test_resamples_with_an_undefined_pearson_r_are_left_out_of_the_limits() -> None:
+    """With few single-run subjects some resamples draw one subject only (r undefined); the interval comes from
+    the other resamples instead of turning NaN."""
+    truth = np.array([1.0, 2.0, 3.0, 4.0])
+    got = bootstrap_interval(truth, truth + np.array([0.1, -0.2, 0.3, 0.0]), np.arange(4), "pearson_r", n_boot=300)
+    assert np.isfinite(got.low) and np.isfinite(got.high) and got.low <= got.mean <= got.high

@@ -156,3 +156,20 @@ def test_invalid_input_is_refused_in_scikit_learns_words(model, data):
         import scipy.sparse
 
         est.transform(scipy.sparse.csr_matrix(x[:2].reshape(2, -1)))
+
+
+def test_tokenfc_feature_names_are_the_roi_pairs_in_output_order(model: BrainJEPA, data: tuple) -> None:
+    """tokenfc columns are the upper triangle of the ROI x ROI matrix, row-major without the diagonal (token_fc's
+    order): one name per column, each ROI pair once, i < j."""
+    x, _ = data
+    est = BrainJEPAEmbedder(model=model, pooling="tokenfc").fit(x)
+    rows, cols = np.triu_indices(R, k=1)
+    assert est.get_feature_names_out().tolist() == [f"fc_roi{i}_roi{j}" for i, j in zip(rows, cols, strict=True)]
+    assert est.transform(x[:2]).shape == (2, len(rows))
+
+
+def test_the_series_tr_reaches_the_resampling_to_target_tr(model: BrainJEPA, data: tuple) -> None:
+    """`tr` is the input's TR that `target_tr` resampling needs: the transformer gives what `embed` gives with it."""
+    x, _ = data
+    out = BrainJEPAEmbedder(model=model, tr=1.0, target_tr=0.5).fit_transform(x[:4])
+    np.testing.assert_allclose(out, embed(model, x[:4], options=EmbedOptions(target_tr=0.5), tr=1.0).numpy(), atol=1e-6)
