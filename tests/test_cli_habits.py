@@ -11,6 +11,7 @@ import logging
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -328,3 +329,17 @@ def test_no_console_output_is_added_where_none_was_configured(capsys):
     with bars_and_logs():
         logging.getLogger("brainjepa.test").warning("not for the console")
     assert "not for the console" not in capsys.readouterr().err
+
+
+def test_print_config_with_resume_checks_the_configs_run_folder(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """--print-config --resume without --out previews the run folder the run would resume (the config's
+    logging.folder/logging.write_tag), so its refusals show before the run; without --resume there is none."""
+    seen: list = []
+    monkeypatch.setattr("brainjepa.cli.pretrain.print_config",
+                        lambda cfg, timed_steps, run_dir=None, resume=False: seen.append((run_dir, resume)) or 0)
+    overrides = [f"logging.folder={tmp_path}", "logging.write_tag=previewed"]
+    assert main(["pretrain", "--print-config", "--resume", *overrides]) == 0
+    assert main(["pretrain", "--print-config", *overrides]) == 0
+    assert seen == [(load_config(None, overrides).logging.run_dir, True), (None, False)]
+    assert seen[0][0] == tmp_path / "previewed"

@@ -5,6 +5,7 @@ inputs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -477,3 +478,33 @@ def test_cli_names_the_schedule_flags(store, tmp_path, capsys):
                  str(tmp_path / "ft"), "--epochs", "2", "--warmup-epochs", "5"]) == 2
     err = capsys.readouterr().err
     assert "--warmup-epochs (5) exceeds --epochs (2)" in err and "Traceback" not in err
+
+
+class _Captured(Exception):
+    """Raised by a stand-in for the API a command calls, once it has recorded the arguments (no work is done)."""
+
+
+def test_every_cli_flag_reaches_the_finetune_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each `brainjepa finetune` flag must reach the FinetuneConfig field it documents: a flag lost on the way
+    would train silently with the default (no existing run of the CLI sets these to a value the results show)."""
+    seen: dict = {}
+
+    def fake_finetune(model, data, label, *, config, **kwargs) -> None:
+        seen.update(config=config, **kwargs)
+        raise _Captured
+
+    monkeypatch.setattr("brainjepa.cli.finetune.finetune", fake_finetune)
+    given = {"label_smoothing": 0.2, "min_lr": 2e-6, "weight_decay": 0.3, "layer_decay": 0.6, "num_workers": 2,
+             "seed": 11, "normalization": "sample_zscore", "patience": 9, "drop_path": 0.05}
+    defaults = FinetuneConfig()
+    assert all(getattr(defaults, name) != value for name, value in given.items())  # each flag shows if it is lost
+    argv = ["finetune", "--model", "m", "--data", "d", "--label", "group", "--out", str(tmp_path / "out"),
+            "--task", "classification", "--grad-checkpointing", "--device", "cpu", "--no-progress"]
+    for name, value in given.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    with pytest.raises(_Captured):
+        main(argv)
+    config = seen["config"]
+    assert {name: getattr(config, name) for name in given} == given
+    assert config.grad_checkpointing is True and config.task == "classification"
+    assert seen["save_checkpoints"] is True and seen["progress"] is False

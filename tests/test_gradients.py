@@ -308,3 +308,39 @@ def test_load_gradient_bad_array_and_missing_file(tmp_path):
     with pytest.raises(DataError, match="must be square"):
         np.savetxt(tmp_path / "fc.csv", np.ones((3, 2)), delimiter=",")
         load_fc(tmp_path / "fc.csv")
+
+
+class _Captured(Exception):
+    """Raised by a stand-in for the API a command calls, once it has recorded the arguments (no work is done)."""
+
+
+def test_every_cli_flag_reaches_gradients_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each `brainjepa gradients` flag must reach `gradients_file` as the keyword it documents (a lost --alpha or
+    --approach would write default gradients without a word)."""
+    seen: dict = {}
+
+    def fake_gradients_file(out, **kwargs) -> None:
+        seen.update(out=out, **kwargs)
+        raise _Captured
+
+    monkeypatch.setattr("brainjepa.cli.gradients.gradients_file", fake_gradients_file)
+    with pytest.raises(_Captured):
+        main(["gradients", "--fc", "fc.npy", "--out", str(tmp_path / "g.csv"), "--n-components", "4", "--kernel",
+              "normalized_angle", "--sparsity", "0.7", "--alpha", "0.25", "--approach", "le", "--diffusion-time",
+              "2", "--seed", "5", "--no-progress"])
+    assert seen == {"out": str(tmp_path / "g.csv"), "store": None, "fc": "fc.npy", "n_components": 4,
+                    "kernel": "normalized_angle", "sparsity": 0.7, "alpha": 0.25, "approach": "le",
+                    "diffusion_time": 2.0, "seed": 5, "progress": False}
+
+
+def test_the_cli_figure_names_the_stores_rois(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a store, the figure is given the store's ROI labels (it names the ROIs at both ends of G1)."""
+    drawn: dict = {}
+    labels = [f"roi{i}" for i in range(6)]
+    monkeypatch.setattr("brainjepa.cli.gradients.gradients_file", lambda out, **kwargs: np.ones((6, 3)))
+    monkeypatch.setattr("brainjepa.cli.gradients.RunStore", lambda path: type("S", (), {"roi_labels": labels}))
+    monkeypatch.setattr("brainjepa.cli.gradients.can_draw", lambda what: True)
+    monkeypatch.setattr("brainjepa.cli.gradients.gradients_figure",
+                        lambda grads, figure, roi_labels: drawn.update(figure=figure, labels=roi_labels) or figure)
+    assert main(["gradients", "--data", "store", "--out", str(tmp_path / "g.csv"), "--no-progress"]) == 0
+    assert drawn == {"figure": tmp_path / "g.png", "labels": labels}

@@ -471,3 +471,22 @@ def test_cli_choices_are_the_values_the_library_takes():
     for task in ("identification", "auto"):  # a kind the probe cannot learn is refused by the library too
         with pytest.raises(ConfigError, match="'classification' or 'regression'"):
             probe(np.zeros((4, 2)), np.arange(4.0), task=task)
+
+
+class _Captured(Exception):
+    """Raised by a stand-in for the API a command calls, once it has recorded the arguments (no work is done)."""
+
+
+def test_cli_random_init_seed_reaches_probe_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--random-init-seed sets the weights of the random-init baseline: it must reach `probe_store`, or the
+    baseline a user asked to vary stays seed 0."""
+    seen: dict = {}
+
+    def fake_probe_store(data, label, **kwargs) -> None:
+        seen.update(kwargs)
+        raise _Captured
+
+    monkeypatch.setattr("brainjepa.cli.probe.probe_store", fake_probe_store)
+    with pytest.raises(_Captured):
+        main(["probe", "--data", "d", "--label", "group", "--model", "m", "--random-init-seed", "4", "--no-progress"])
+    assert seen["random_init_seed"] == 4 and seen["model"] == "m" and seen["embeddings"] is None

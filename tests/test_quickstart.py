@@ -4,7 +4,11 @@ from; `tests/test_samples.py` covers fetching it)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
+
+from brainjepa.cli import main
 from brainjepa.config import load_config, save_config
 from brainjepa.data.store import RunStore
 from brainjepa.report.quickstart import pretrain_config
@@ -106,3 +110,42 @@ def test_the_epochs_and_the_budget_line_say_what_set_them():
     facts = {"budget": "minimum", "epochs": 2, "steps_asked": 1, "minutes": 0.02}
     assert "**more than asked**: 1 steps within 0.02 minutes" in _budget_line(facts)
     assert "fewer than" in _budget_line({**facts, "budget": "minutes", "steps_asked": 297, "minutes": 1})
+
+
+class _Captured(Exception):
+    """Raised by a stand-in for the API a command calls, once it has recorded the arguments (no work is done)."""
+
+
+def test_every_cli_flag_reaches_quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each `brainjepa quickstart` flag must reach `quickstart` (the end-to-end run uses the default --seed, --seeds
+    and no --cache, so a lost one would go unseen there)."""
+    seen: dict = {}
+
+    def fake_quickstart(out, **kwargs) -> None:
+        seen.update(out=out, **kwargs)
+        raise _Captured
+
+    monkeypatch.setattr("brainjepa.cli.quickstart.quickstart", fake_quickstart)
+    with pytest.raises(_Captured):
+        main(["quickstart", "--out", str(tmp_path / "qs"), "--steps", "40", "--minutes", "3", "--data", "simulated",
+              "--cache", str(tmp_path / "cache"), "--seed", "6", "--folds", "3", "--seeds", "2", "--no-progress"])
+    assert seen == {"out": str(tmp_path / "qs"), "steps": 40, "minutes": 3.0, "data": "simulated",
+                    "cache": str(tmp_path / "cache"), "seed": 6, "folds": 3, "seeds": 2, "progress": False}
+
+
+def test_the_budget_says_minutes_only_when_it_cut_the_epochs() -> None:
+    """"minutes" means `steps` would not fit and fewer epochs run; when the timed steps fit the budget exactly, the
+    asked-for epochs run and the reason is "steps" (the report's budget line reads it)."""
+    from brainjepa.report.quickstart import plan_epochs
+
+    steps, per_step, steps_per_epoch = 120, 0.37, 6
+    wanted = -(-steps // steps_per_epoch)
+    seen = set()
+    for hundredth in range(1, 400):  # budgets fine enough to reach every whole number of epochs that fits
+        epochs, why = plan_epochs(steps, hundredth / 100, per_step, steps_per_epoch)
+        seen.add(epochs)
+        if why == "minutes":
+            assert epochs < wanted, (hundredth / 100, epochs, why)
+        elif why == "steps":
+            assert epochs == wanted
+    assert wanted in seen and wanted - 1 in seen

