@@ -8,9 +8,11 @@ difference from fp32 attention; and the first call's seconds (oneDNN's is unfuse
 the process's peak RSS above the inputs so far. ``--backward`` adds SDPA's forward + backward in fp32 and bf16 (the
 pass a training step runs; 12 B H N^2 d FLOPs, the backward counted as twice the forward's products, without its
 recomputation), which oneDNN's kernel does not have. ``--first-call-budget-gb`` sets
-`onednn_attention.MAX_FIRST_CALL_BYTES` (a large value runs the B x H pairs in one call, as before the split).
+`onednn_attention.MAX_FIRST_CALL_BYTES` (a large value runs the B x H pairs in one call, as before the split), and
+``--query-rows`` its `QUERY_ROWS` (N or more runs all queries in one call, as before the query blocks).
 
     python benchmarks/bench_attention.py [--shape 2,6,4500,64] [--reps 3] [--backward] [--first-call-budget-gb 2]
+        [--query-rows 256]
 """
 
 from __future__ import annotations
@@ -50,7 +52,11 @@ def main() -> None:
     ap.add_argument("--backward", action="store_true", help="also time SDPA forward + backward in fp32 and bf16")
     ap.add_argument("--first-call-budget-gb", type=float, default=None,
                     help="oneDNN's budget for a shape's unfused first call (default: the module's, 2 GiB)")
+    ap.add_argument("--query-rows", type=int, default=None,
+                    help="oneDNN's query rows per call (default: the module's QUERY_ROWS; N or more: one block)")
     args = ap.parse_args()
+    if args.query_rows is not None:
+        onednn_attention.QUERY_ROWS = args.query_rows
     if args.first_call_budget_gb is not None:
         onednn_attention.MAX_FIRST_CALL_BYTES = int(args.first_call_budget_gb * 2**30)
     b, h, n, d = (int(v) for v in args.shape.split(","))

@@ -65,6 +65,22 @@ def test_large_batches_run_in_calls_whose_unfused_first_pass_fits_the_budget(mon
     assert onednn_attention.pairs_per_call(30, 30) == 1  # never fewer than one pair
 
 
+def test_queries_run_in_blocks_of_at_most_query_rows_against_all_keys(monkeypatch):
+    """QUERY_ROWS 7 over 30 queries: 5 equal blocks of 6 rows (one shape profiled), each against all 30 keys, the
+    same attention as one call over all queries (a softmax row does not depend on the other rows)."""
+    q, k, v = _qkv(2, 3, 30, 16)
+    with torch.inference_mode():
+        whole = onednn_attention.attention(q, k, v)
+        monkeypatch.setattr(onednn_attention, "QUERY_ROWS", 7)
+        onednn_attention._GRAPHS.clear()
+        blocks = onednn_attention.attention(q, k, v)
+    assert list(onednn_attention._GRAPHS) == [((1, 6, 6, 16), (1, 6, 30, 16), torch.bfloat16)]
+    assert blocks.shape == q.shape
+    torch.testing.assert_close(blocks, whole, atol=1e-2, rtol=0)
+    exact = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
+    assert (blocks.float() - exact).abs().max() < 2e-2
+
+
 def test_it_applies_to_bf16_cpu_calls_that_need_no_gradient():
     q, k, v = _qkv(1, 2, 8, 16)
     assert onednn_attention.applies(q, k, v)

@@ -8,12 +8,17 @@ fuser, so this module scripts the three-op attention once per shape (TorchScript
 graph to the shapes it first sees) and runs the frozen graph with the fuser switched on around the call (and off
 again after, so that other TorchScript code in the process is untouched).
 
-The first, unfused call of a shape holds the [pairs, N, N] scores twice (the product and its softmax). A call is
-therefore split along its (batch x head) pairs into calls of at most `pairs_per_call` pairs, so that this one-off
-pass stays under `MAX_FIRST_CALL_BYTES` whatever the batch size: unsplit, a batch of 16 windows of the small
+The first, unfused call of a shape holds its [pairs, query rows, N] scores twice (the product and its softmax). A
+call is therefore split along its (batch x head) pairs into calls of at most `pairs_per_call` pairs, so that this
+one-off pass stays under `MAX_FIRST_CALL_BYTES` whatever the batch size: unsplit, a batch of 16 windows of the small
 model held 7.3 GiB for that pass (RESULTS.md). Fewer pairs per call cost a little speed (on the Zen 4 of
 RESULTS.md, 48 pairs [N 4,500] took 1.26 s in one call, 1.36 s in two), so the split keeps calls as large as the
 budget allows.
+
+Queries run in blocks of at most `QUERY_ROWS` rows, each block against all keys (which also shrinks that first
+call by N / QUERY_ROWS): on the Zen 4 of RESULTS.md one
+call over all 4,500 queries ran at 0.51-0.54 of the bf16 peak, blocks of 188-282 rows at 0.69-0.72 (a ViT-B window's
+12 heads: 0.290 s against 0.222-0.227 s; 6 heads: 0.168 against 0.120 s), smaller blocks no faster.
 
 Only for calls that need no gradient (embedding, the target encoder's pass): the graph has no backward. Scores are
 rounded to bf16 before the softmax (the flash kernel keeps them in fp32): the attention output differs from fp32 by
@@ -32,6 +37,7 @@ from torch import Tensor, nn
 _Key = tuple[tuple[int, ...], tuple[int, ...], torch.dtype]
 _GRAPHS: dict[_Key, torch.jit.ScriptModule] = {}
 MAX_FIRST_CALL_BYTES = 2 * 2**30  # what a shape's unfused first call may hold in scores (two bf16 [pairs, N, N])
+QUERY_ROWS = 256  # query rows per call (measured: see the module docstring)
 
 
 def available() -> bool:
@@ -79,6 +85,12 @@ def _graph(q: Tensor, k: Tensor, v: Tensor) -> torch.jit.ScriptModule:
     return _GRAPHS[key]
 
 
+def _even_steps(total: int, most: int) -> int:
+    """The step that splits `total` into the fewest parts of at most `most`, as equal as they can be (so that a
+    split has at most two shapes, each profiled once)."""
+    return -(-total // -(-total // most))
+
+
 def pairs_per_call(n_q: int, n_kv: int) -> int:
     """The most (batch x head) pairs one fused call takes: its first, unfused call holds two bf16 [pairs, n_q, n_kv]
     score tensors, within `MAX_FIRST_CALL_BYTES` (at least one pair)."""
@@ -88,15 +100,16 @@ def pairs_per_call(n_q: int, n_kv: int) -> int:
 def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """softmax(q k^T / sqrt(d)) v for contiguous-able [B, H, N, d] bf16 CPU tensors, through oneDNN's fused kernel.
 
-    The B x H pairs run in calls of at most `pairs_per_call` pairs, as equal as the count allows, so that one or two
-    shapes are profiled whatever the batch (the module docstring says why). The first call of a new shape runs the
-    unfused graph (TorchScript profiles it; 0.8 s for a ViT-B window's [1, 12, 4500, 64], against 0.38 s fused);
-    later calls are fused. Callers check `applies` first.
+    The B x H pairs run in calls of at most `pairs_per_call` pairs and the queries in blocks of at most `QUERY_ROWS`
+    rows, both as equal as the counts allow, so that a few shapes are profiled whatever the batch (the module
+    docstring says why). The first call of a new shape runs the unfused graph (TorchScript profiles it); later calls
+    are fused. Callers check `applies` first.
     """
     b, h, n, _ = q.shape
     q, k, v = (t.contiguous().view(1, b * h, *t.shape[2:]) for t in (q, k, v))  # pairs in one axis, free views
-    calls = -(-b * h // pairs_per_call(n, k.shape[2]))
-    step = -(-b * h // calls)
+    rows = _even_steps(n, QUERY_ROWS)
+    pairs = _even_steps(b * h, pairs_per_call(rows, k.shape[2]))
     with _fuser_on(), torch.autocast("cpu", enabled=False):
-        outs = [_graph(*qkv)(*qkv) for qkv in zip(q.split(step, 1), k.split(step, 1), v.split(step, 1), strict=True)]
-    return (outs[0] if len(outs) == 1 else torch.cat(outs, 1)).view(b, h, n, v.shape[-1])
+        outs = [torch.cat([_graph(qb, kp, vp)(qb, kp, vp) for qb in qp.split(rows, 2)], 2)
+                for qp, kp, vp in zip(q.split(pairs, 1), k.split(pairs, 1), v.split(pairs, 1), strict=True)]
+    return torch.cat(outs, 1).view(b, h, n, v.shape[-1])
