@@ -173,6 +173,38 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+# ------------------------------------------------------------------------------------------------ CLI to API
+def cli_call(monkeypatch: pytest.MonkeyPatch, target: str, argv: list[str]) -> dict[str, Any]:
+    """Run `brainjepa argv` with the API function at `target` (e.g. "brainjepa.cli.probe.probe_store") replaced by
+    a stand-in that does no work, and return the arguments the command passed it, by the real function's parameter
+    names (those collected by a ``**kwargs`` parameter among them): whether each flag reaches its API."""
+    import importlib
+    import inspect
+
+    from brainjepa.cli import main
+
+    module, name = target.rsplit(".", 1)
+    real = getattr(importlib.import_module(module), name)
+    signature = inspect.signature(real)  # follows __wrapped__ past an earlier call's stand-in
+    seen: dict[str, Any] = {}
+
+    class Called(Exception):
+        pass
+
+    def stand_in(*args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(*args, **kwargs).arguments
+        for param, value in bound.items():
+            kind = signature.parameters[param].kind
+            seen.update(value if kind is inspect.Parameter.VAR_KEYWORD else {param: value})
+        raise Called
+
+    stand_in.__wrapped__ = real
+    monkeypatch.setattr(target, stand_in)
+    with pytest.raises(Called):
+        main(argv)
+    return seen
+
+
 # ------------------------------------------------------------------------------------------------ quickstart
 @dataclass(frozen=True)
 class QuickstartRun:

@@ -24,6 +24,7 @@ from brainjepa.evaluation.nulls import Null
 from brainjepa.evaluation.results import COLUMNS
 from brainjepa.evaluation.suite import DEFAULT_TASKS, TASKS, SuiteOptions, evaluate
 from brainjepa.evaluation.tasks import default_tasks
+from conftest import cli_call
 from local_http import closed_port_url
 
 R, T = 10, 32
@@ -729,31 +730,19 @@ def test_evaluate_on_the_real_connattractor_sample(tmp_path):
     assert isinstance(result.stats["connattractor/identification"].nulls["FC"], Null)
 
 
-class _Captured(Exception):
-    """Raised by a stand-in for the API a command calls, once it has recorded the arguments (no work is done)."""
-
-
 def test_every_cli_flag_reaches_the_suite_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`brainjepa evaluate` flags whose effect the end-to-end runs cannot show (interval coverage, the split, the
     sample cache, the head, the older single-seed flag, several models) must reach `evaluate` as documented."""
-    seen: dict = {}
-
-    def fake_evaluate(models, out, options, **kwargs) -> None:
-        seen.update(models=models, out=out, options=options, **kwargs)
-        raise _Captured
-
-    monkeypatch.setattr("brainjepa.cli.evaluate.evaluate", fake_evaluate)
-    base = ["evaluate", "--out", str(tmp_path / "eval"), "--no-progress"]
-    with pytest.raises(_Captured):
-        main([*base, "--model", "m1", "--model", "m2", "--confidence", "0.9", "--split", "report", "--cache",
-              str(tmp_path / "cache"), "--head", "attentive", "--store", "simulation=a=b"])
+    target, base = "brainjepa.cli.evaluate.evaluate", ["evaluate", "--out", str(tmp_path / "eval"), "--no-progress"]
+    seen = cli_call(monkeypatch, target, [*base, "--model", "m1", "--model", "m2", "--confidence", "0.9", "--split",
+                                          "report", "--cache", str(tmp_path / "cache"), "--head", "attentive",
+                                          "--store", "simulation=a=b"])
     options = seen["options"]
-    assert list(seen["models"]) == ["m1", "m2"]  # pretraining seeds of one recipe, not the first one alone
+    assert list(seen["model"]) == ["m1", "m2"]  # pretraining seeds of one recipe, not the first one alone
     assert (options.confidence, options.split, options.head) == (0.9, "report", "attentive")
     assert options.cache == str(tmp_path / "cache") and options.stores == {"simulation": "a=b"}
-    with pytest.raises(_Captured):
-        main([*base, "--model", "m1", "--random-init-seed", "7"])
-    assert seen["models"] == "m1" and seen["options"].random_init_seeds == (7,)
+    seen = cli_call(monkeypatch, target, [*base, "--model", "m1", "--random-init-seed", "7"])
+    assert seen["model"] == "m1" and seen["options"].random_init_seeds == (7,)
 
 
 def test_a_store_without_a_name_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -27,7 +27,7 @@ from brainjepa.evaluation.finetune_loop import Fold, WarmupCosine, evaluate, set
 from brainjepa.models.layers import DropPath
 from brainjepa.runtime import runtime
 from brainjepa.training.schedules import Schedule
-from conftest import tiny_model
+from conftest import cli_call, tiny_model
 
 R, FRAMES, SUBJECTS = 8, 40, 32
 CFG = ModelConfig(num_rois=R, num_frames=32, patch_size=16, embed_dim=32, depth=3, num_heads=2, pred_embed_dim=16,
@@ -480,20 +480,9 @@ def test_cli_names_the_schedule_flags(store, tmp_path, capsys):
     assert "--warmup-epochs (5) exceeds --epochs (2)" in err and "Traceback" not in err
 
 
-class _Captured(Exception):
-    """Raised by a stand-in for the API a command calls, once it has recorded the arguments (no work is done)."""
-
-
 def test_every_cli_flag_reaches_the_finetune_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each `brainjepa finetune` flag must reach the FinetuneConfig field it documents: a flag lost on the way
     would train silently with the default (no existing run of the CLI sets these to a value the results show)."""
-    seen: dict = {}
-
-    def fake_finetune(model, data, label, *, config, **kwargs) -> None:
-        seen.update(config=config, **kwargs)
-        raise _Captured
-
-    monkeypatch.setattr("brainjepa.cli.finetune.finetune", fake_finetune)
     given = {"label_smoothing": 0.2, "min_lr": 2e-6, "weight_decay": 0.3, "layer_decay": 0.6, "num_workers": 2,
              "seed": 11, "normalization": "sample_zscore", "patience": 9, "drop_path": 0.05}
     defaults = FinetuneConfig()
@@ -502,8 +491,7 @@ def test_every_cli_flag_reaches_the_finetune_config(tmp_path: Path, monkeypatch:
             "--task", "classification", "--grad-checkpointing", "--device", "cpu", "--no-progress"]
     for name, value in given.items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
-    with pytest.raises(_Captured):
-        main(argv)
+    seen = cli_call(monkeypatch, "brainjepa.cli.finetune.finetune", argv)
     config = seen["config"]
     assert {name: getattr(config, name) for name in given} == given
     assert config.grad_checkpointing is True and config.task == "classification"

@@ -16,6 +16,7 @@ from brainjepa.data.gradients import compute_gradients, compute_group_fc, gradie
 from brainjepa.data.store import StoreWriter
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.io import load_gradient, save_gradient
+from conftest import cli_call
 
 # Schaefer-400 7-network order: parcels per network, left hemisphere then right (CBIG's 400-parcel LUT).
 NETWORKS = ["Vis", "SomMot", "DorsAttn", "SalVentAttn", "Limbic", "Cont", "Default"]
@@ -310,24 +311,13 @@ def test_load_gradient_bad_array_and_missing_file(tmp_path):
         load_fc(tmp_path / "fc.csv")
 
 
-class _Captured(Exception):
-    """Raised by a stand-in for the API a command calls, once it has recorded the arguments (no work is done)."""
-
-
 def test_every_cli_flag_reaches_gradients_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each `brainjepa gradients` flag must reach `gradients_file` as the keyword it documents (a lost --alpha or
     --approach would write default gradients without a word)."""
-    seen: dict = {}
-
-    def fake_gradients_file(out, **kwargs) -> None:
-        seen.update(out=out, **kwargs)
-        raise _Captured
-
-    monkeypatch.setattr("brainjepa.cli.gradients.gradients_file", fake_gradients_file)
-    with pytest.raises(_Captured):
-        main(["gradients", "--fc", "fc.npy", "--out", str(tmp_path / "g.csv"), "--n-components", "4", "--kernel",
-              "normalized_angle", "--sparsity", "0.7", "--alpha", "0.25", "--approach", "le", "--diffusion-time",
-              "2", "--seed", "5", "--no-progress"])
+    seen = cli_call(monkeypatch, "brainjepa.cli.gradients.gradients_file",
+                    ["gradients", "--fc", "fc.npy", "--out", str(tmp_path / "g.csv"), "--n-components", "4", "--kernel",
+                     "normalized_angle", "--sparsity", "0.7", "--alpha", "0.25", "--approach", "le",
+                     "--diffusion-time", "2", "--seed", "5", "--no-progress"])
     assert seen == {"out": str(tmp_path / "g.csv"), "store": None, "fc": "fc.npy", "n_components": 4,
                     "kernel": "normalized_angle", "sparsity": 0.7, "alpha": 0.25, "approach": "le",
                     "diffusion_time": 2.0, "seed": 5, "progress": False}

@@ -20,6 +20,7 @@ from brainjepa.evaluation.finetune import FinetuneConfig
 from brainjepa.evaluation.labels import TASK_KINDS
 from brainjepa.evaluation.metrics import classification_metrics, grouped_splits, regression_metrics, summarize
 from brainjepa.evaluation.probe import BASELINES, HEADS, POOLINGS_FOR_HEAD, infer_task, probe, probe_models, probe_store
+from conftest import cli_call
 
 R, T = 20, 64
 
@@ -473,20 +474,10 @@ def test_cli_choices_are_the_values_the_library_takes():
             probe(np.zeros((4, 2)), np.arange(4.0), task=task)
 
 
-class _Captured(Exception):
-    """Raised by a stand-in for the API a command calls, once it has recorded the arguments (no work is done)."""
-
-
 def test_cli_random_init_seed_reaches_probe_store(monkeypatch: pytest.MonkeyPatch) -> None:
     """--random-init-seed sets the weights of the random-init baseline: it must reach `probe_store`, or the
     baseline a user asked to vary stays seed 0."""
-    seen: dict = {}
-
-    def fake_probe_store(data, label, **kwargs) -> None:
-        seen.update(kwargs)
-        raise _Captured
-
-    monkeypatch.setattr("brainjepa.cli.probe.probe_store", fake_probe_store)
-    with pytest.raises(_Captured):
-        main(["probe", "--data", "d", "--label", "group", "--model", "m", "--random-init-seed", "4", "--no-progress"])
+    seen = cli_call(monkeypatch, "brainjepa.cli.probe.probe_store",
+                    ["probe", "--data", "d", "--label", "group", "--model", "m", "--random-init-seed", "4",
+                     "--no-progress"])
     assert seen["random_init_seed"] == 4 and seen["model"] == "m" and seen["embeddings"] is None

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from brainjepa.cli import main
 from brainjepa.config import load_config, save_config
 from brainjepa.data.store import RunStore
 from brainjepa.report.quickstart import pretrain_config
+from conftest import cli_call
 
 R = 20  # ROIs of the conftest `store` fixture
 
@@ -112,23 +112,13 @@ def test_the_epochs_and_the_budget_line_say_what_set_them():
     assert "fewer than" in _budget_line({**facts, "budget": "minutes", "steps_asked": 297, "minutes": 1})
 
 
-class _Captured(Exception):
-    """Raised by a stand-in for the API a command calls, once it has recorded the arguments (no work is done)."""
-
-
 def test_every_cli_flag_reaches_quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each `brainjepa quickstart` flag must reach `quickstart` (the end-to-end run uses the default --seed, --seeds
     and no --cache, so a lost one would go unseen there)."""
-    seen: dict = {}
-
-    def fake_quickstart(out, **kwargs) -> None:
-        seen.update(out=out, **kwargs)
-        raise _Captured
-
-    monkeypatch.setattr("brainjepa.cli.quickstart.quickstart", fake_quickstart)
-    with pytest.raises(_Captured):
-        main(["quickstart", "--out", str(tmp_path / "qs"), "--steps", "40", "--minutes", "3", "--data", "simulated",
-              "--cache", str(tmp_path / "cache"), "--seed", "6", "--folds", "3", "--seeds", "2", "--no-progress"])
+    seen = cli_call(monkeypatch, "brainjepa.cli.quickstart.quickstart",
+                    ["quickstart", "--out", str(tmp_path / "qs"), "--steps", "40", "--minutes", "3", "--data",
+                     "simulated", "--cache", str(tmp_path / "cache"), "--seed", "6", "--folds", "3", "--seeds", "2",
+                     "--no-progress"])
     assert seen == {"out": str(tmp_path / "qs"), "steps": 40, "minutes": 3.0, "data": "simulated",
                     "cache": str(tmp_path / "cache"), "seed": 6, "folds": 3, "seeds": 2, "progress": False}
 

@@ -27,6 +27,7 @@ from brainjepa.data.simulate import (
 )
 from brainjepa.data.store import RunStore, StoreWriter
 from brainjepa.errors import ConfigError
+from conftest import cli_call
 
 
 def _simulate(**kwargs) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -339,23 +340,11 @@ def test_cli_simulate_like_bad_input(source, tmp_path, capsys, extra, message):
     assert message in err and err.count("\n") == 1, err
 
 
-class _Captured(Exception):
-    """Raised by a stand-in for the API a command calls, once it has recorded the arguments (no work is done)."""
-
-
 def test_cli_hopf_flags_reach_the_simulation_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--modules, --batch-size and --seed must reach SimulationConfig: a lost one gives the default data silently."""
-    seen: dict = {}
-
-    def fake_simulate_store(out, config, **kwargs) -> None:
-        seen.update(config=config)
-        raise _Captured
-
-    monkeypatch.setattr("brainjepa.cli.simulate.simulate_store", fake_simulate_store)
-    with pytest.raises(_Captured):
-        main(["simulate", "--out", str(tmp_path / "sim"), "--subjects", "3", "--modules", "3", "--batch-size", "7",
-              "--seed", "9", "--no-progress"])
-    config = seen["config"]
+    config = cli_call(monkeypatch, "brainjepa.cli.simulate.simulate_store",
+                      ["simulate", "--out", str(tmp_path / "sim"), "--subjects", "3", "--modules", "3", "--batch-size",
+                       "7", "--seed", "9", "--no-progress"])["config"]
     assert (config.subjects, config.modules, config.batch_size, config.seed) == (3, 3, 7, 9)
 
 
@@ -363,17 +352,9 @@ def test_cli_like_flags_and_defaults_reach_the_surrogate_config(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """With --like, --evoked-share reaches SurrogateConfig, and frames default to 200 (the help's promise), not
     the Hopf model's 160."""
-    seen: list = []
-
-    def fake_surrogate_store(out, like, config, **kwargs) -> None:
-        seen.append(config)
-        raise _Captured
-
-    monkeypatch.setattr("brainjepa.cli.simulate.surrogate_store", fake_surrogate_store)
-    for extra in (["--evoked-share", "0.4"], []):
-        with pytest.raises(_Captured):
-            main(["simulate", "--like", "src", "--out", str(tmp_path / "s"), "--no-progress", *extra])
-    given, default = seen
+    given, default = (cli_call(monkeypatch, "brainjepa.cli.simulate.surrogate_store",
+                               ["simulate", "--like", "src", "--out", str(tmp_path / "s"), "--no-progress", *extra]
+                               )["config"] for extra in (["--evoked-share", "0.4"], []))
     assert given.evoked_share == 0.4 and default.evoked_share == 1.0
     assert default.frames == 200
 
