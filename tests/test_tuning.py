@@ -339,3 +339,16 @@ def test_invalid_stored_values_under_this_machines_key_are_timed_afresh(timings:
     again = _plan()
     assert asked and (again.run.precision.dtype, again.batch_size) == (first.run.precision.dtype, first.batch_size)
     assert "stored in" not in again.run.precision.reason and "stored in" not in again.why_batch
+
+
+def test_a_stored_decision_belongs_to_its_brainjepa_version(timings: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernels timed are partly ours (oneDNN's attention in query blocks): another brainjepa version times
+    afresh instead of reusing a decision its predecessor's kernels earned."""
+    asked = timings(lambda b, dtype: 1.0 / min(b, 4))
+    _plan()
+    asked.clear()
+    _plan()
+    assert asked == []  # same version: reused
+    monkeypatch.setattr(tuning, "__version__", "0.0.0-other")
+    _plan()
+    assert asked

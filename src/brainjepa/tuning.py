@@ -19,9 +19,10 @@ once): it uses a stored decision where there is one, else the rules (the matmul 
 `DEFAULT_BATCH`). The one exception is the attention kernel of a shorter embedding call, timed alone where that
 costs at most `KERNEL_SHARE` of the call's own block passes (from 5 windows of a 12-block encoder).
 
-A decision is stored in ``tuning.json`` in the cache folder (`brainjepa.io.cache_root`), keyed by the CPU, torch
-version, thread count and encoder shape, and reused: the same command on the same machine keeps the same precision,
-kernel and batch size (and so the same numbers) from one run to the next. Delete the file to time again.
+A decision is stored in ``tuning.json`` in the cache folder (`brainjepa.io.cache_root`), keyed by the CPU, the
+torch and brainjepa versions (whose kernels are timed), the thread count and the encoder shape, and reused: the same
+command on the same machine keeps the same precision, kernel and batch size (and so the same numbers) from one run
+to the next. Delete the file to time again.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from brainjepa.models.encoder import BrainEncoder
 from brainjepa.models.layers import INFERENCE_KERNELS, InferenceKernel, inference_attention
 from brainjepa.precision import PrecisionChoice, bf16_needs_timing, cpu_name
 from brainjepa.runtime import Runtime
+from brainjepa.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -213,10 +215,12 @@ def _seconds_per_window(net: BrainEncoder, x: Tensor, dtype: torch.dtype, kernel
 
 
 def _shape_key(net: BrainEncoder, window: Tensor) -> str:
-    """What a timing depends on: the CPU, torch, the threads, the encoder's width, heads and its input's shape."""
+    """What a timing depends on: the CPU, torch and brainjepa (its oneDNN attention), the threads, the encoder's
+    width, heads and its input's shape."""
     attn = net.blocks[0].attn
-    return (f"{cpu_name()} | torch {torch.__version__} | {torch.get_num_threads()} threads | width "
-            f"{net.cfg.embed_dim} heads {attn.num_heads} | input {list(window.shape[1:])} patch {net.cfg.patch_size}")
+    return (f"{cpu_name()} | torch {torch.__version__} | brainjepa {__version__} | {torch.get_num_threads()} threads"
+            f" | width {net.cfg.embed_dim} heads {attn.num_heads} | input {list(window.shape[1:])} patch "
+            f"{net.cfg.patch_size}")
 
 
 @dataclass

@@ -10,15 +10,15 @@ again after, so that other TorchScript code in the process is untouched).
 
 The first, unfused call of a shape holds its [pairs, query rows, N] scores twice (the product and its softmax). A
 call is therefore split along its (batch x head) pairs into calls of at most `pairs_per_call` pairs, so that this
-one-off pass stays under `MAX_FIRST_CALL_BYTES` whatever the batch size: unsplit, a batch of 16 windows of the small
-model held 7.3 GiB for that pass (RESULTS.md). Fewer pairs per call cost a little speed (on the Zen 4 of
-RESULTS.md, 48 pairs [N 4,500] took 1.26 s in one call, 1.36 s in two), so the split keeps calls as large as the
-budget allows.
+one-off pass stays under `MAX_FIRST_CALL_BYTES` whatever the batch size: unsplit, and before the query blocks
+below, a batch of 16 windows of the small model held 7.3 GiB for that pass (RESULTS.md). Fewer pairs per call cost
+a little speed (on the Zen 4 of RESULTS.md, 48 pairs [N 4,500] took 1.26 s in one call, 1.36 s in two), so the
+split keeps calls as large as the budget allows.
 
-Queries run in blocks of at most `QUERY_ROWS` rows, each block against all keys (which also shrinks that first
-call by N / QUERY_ROWS): on the Zen 4 of RESULTS.md one
-call over all 4,500 queries ran at 0.51-0.54 of the bf16 peak, blocks of 188-282 rows at 0.69-0.72 (a ViT-B window's
-12 heads: 0.290 s against 0.222-0.227 s; 6 heads: 0.168 against 0.120 s), smaller blocks no faster.
+Queries run in blocks of at most `QUERY_ROWS` rows, each block against all keys, which also shrinks that first
+call by N / QUERY_ROWS. On the Zen 4 of RESULTS.md one call over all 4,500 queries ran at 0.51-0.54 of the bf16
+peak, blocks of 188-282 rows at 0.69-0.72 (a ViT-B window's 12 heads: 0.290 s against 0.222-0.227 s; 6 heads:
+0.168 against 0.120 s), smaller blocks no faster.
 
 Only for calls that need no gradient (embedding, the target encoder's pass): the graph has no backward. Scores are
 rounded to bf16 before the softmax (the flash kernel keeps them in fp32): the attention output differs from fp32 by
@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 _Key = tuple[tuple[int, ...], tuple[int, ...], torch.dtype]
 _GRAPHS: dict[_Key, torch.jit.ScriptModule] = {}
-MAX_FIRST_CALL_BYTES = 2 * 2**30  # what a shape's unfused first call may hold in scores (two bf16 [pairs, N, N])
+MAX_FIRST_CALL_BYTES = 2 * 2**30  # what a shape's unfused first call may hold in scores (two bf16 [pairs, rows, N])
 QUERY_ROWS = 256  # query rows per call (measured: see the module docstring)
 
 
