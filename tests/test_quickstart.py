@@ -139,3 +139,33 @@ def test_the_budget_says_minutes_only_when_it_cut_the_epochs() -> None:
         elif why == "steps":
             assert epochs == wanted
     assert wanted in seen and wanted - 1 in seen
+
+
+def test_the_random_init_row_is_not_the_pretrained_models_starting_point(store, tmp_path):
+    """Pretraining draws its first weights with `seed`, and so would a random-init encoder of the same seed: the
+    baseline row would then be the pretrained model before training, one fixed draw tied to it. The quickstart's
+    random-init encoder is drawn with another seed."""
+    from dataclasses import replace
+
+    import numpy as np
+    import torch
+
+    from brainjepa.evaluation.baselines import random_init_like
+    from brainjepa.report.quickstart import suite_options
+    from brainjepa.training.distributed import DistEnv
+    from brainjepa.training.loop import Trainer
+
+    runs = RunStore(store)
+    seed = 5
+    np.savetxt(tmp_path / "gradients.csv", np.random.default_rng(0).normal(size=(R, 5)), delimiter=",")
+    cfg = pretrain_config(runs, tmp_path / "gradients.csv", epochs=1, seed=seed, frames=48)
+    cfg = replace(cfg, model=replace(cfg.model, gradient_dim=5))
+    model = Trainer(cfg, tmp_path / "run", DistEnv(), resume=False).model  # its weights before any step
+    start = model.encoder.state_dict()
+
+    def same_as_start(other) -> bool:
+        return all(torch.equal(value, start[name]) for name, value in other.encoder.state_dict().items())
+
+    assert same_as_start(random_init_like(model, seed=seed))  # why the seeds must differ
+    (fresh_seed,) = suite_options("connattractor", runs, folds=2, seeds=1, seed=seed).random_init_seeds
+    assert not same_as_start(random_init_like(model, seed=fresh_seed))

@@ -95,7 +95,9 @@ def _step(seconds: dict[str, float], name: str, title: str) -> Iterator[None]:
 def suite_options(data: DataChoice, store, *, folds: int, seeds: int, seed: int,
                   cache: str | Path | None = None) -> SuiteOptions:
     """The evaluation suite's tasks for this data, on the store the quickstart prepared, with the quickstart's
-    sample cache (the GLM row reads event files from it); embedding and probe settings are the suite's defaults."""
+    sample cache (the GLM row reads event files from it); embedding and probe settings are the suite's defaults.
+    The random-init encoder is drawn with `seed + 1`: with `seed` it would be the pretrained model's own starting
+    weights (pretraining draws them with `seed` too), the same draw rather than an independent one."""
     dataset = SUITE_DATASET[data]
     return SuiteOptions(tasks=default_tasks(dataset), folds=folds, seeds=seeds, random_init_seeds=(seed + 1,),
                         stores={dataset: str(store.path)}, cache=str(cache) if cache else None)
