@@ -101,6 +101,8 @@ CASES = {
     ),
     "latin-1 text": ("bad.csv", _bytes("label_name,0,1\nThal\xe9,1.5,2.5\n".encode("latin-1")), "not UTF-8 text"),
     "UTF-16 text": ("bad.csv", _bytes("1.5,2.5\n0.5,1.5\n".encode("utf-16")), "UTF-16 text"),
+    "UTF-16 big-endian text": ("bad.csv", _bytes(b"\xfe\xff" + "1.5,2.5\n0.5,1.5\n".encode("utf-16-be")),
+                               "UTF-16 text"),
     "strings in .npy": ("bad.npy", lambda p: np.save(p, np.array([["a", "b"], ["c", "d"]])), "non-numeric array"),
     "object array in .npy": ("bad.npy", _object_npy, "holds Python objects \\(dtype object\\), which are never"),
     "object array in .npz": (

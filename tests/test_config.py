@@ -15,10 +15,11 @@ import torch
 import yaml
 
 from brainjepa import BrainJEPA
-from brainjepa.config import SECTIONS, TrainConfig, load_config, save_config
+from brainjepa.config import SECTIONS, DataConfig, TrainConfig, load_config, save_config
 from brainjepa.errors import ConfigError
 from brainjepa.masks import MaskConfig, draw_masks
 from brainjepa.models import ModelConfig
+from brainjepa.models.config import PRESETS
 from brainjepa.models.layers import Attention
 from brainjepa.training import Schedule, pretrain
 from brainjepa.training.distributed import DistEnv
@@ -169,6 +170,10 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(None, ["meta.model_name=vit_huge"])
     with pytest.raises(ConfigError, match="logging.write_tag must be a plain folder name"):
         load_config(None, ["logging.write_tag=a/b"])
+    listed = tmp_path / "listed.yaml"
+    listed.write_text("data:\n  - batch_size: 4\n")
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(listed))}: config section 'data' must be a mapping$"):
+        load_config(listed)
 
 
 @pytest.mark.parametrize("key", ["data.batch_size", "optimization.epochs", "optimization.lr"])
@@ -260,6 +265,17 @@ OUT_OF_RANGE = {
     "data.input_gain=automatic": "config key data.input_gain has value 'automatic'; expected float or 'auto'",
     "data.holdout=1": "data.holdout must be a number >= 0 and < 1, got 1.0",
     "data.holdout=-0.1": "data.holdout must be a number >= 0 and < 1",
+    "mask.enc_mask_scale=[0.5]": "config key mask.enc_mask_scale has value [0.5]; expected a list of 2",
+    "mask.pred_mask_T_scale=[0.1,0.2,0.3]": "config key mask.pred_mask_T_scale has value [0.1, 0.2, 0.3]; expected a "
+                                            "list of 2",
+    "meta.add_w=sine": "config key meta.add_w has value 'sine'; expected one of ['mapping', 'origin']",
+    "meta.downsample=1": "config key meta.downsample has value 1; expected true or false",
+    "meta.use_bfloat16=bf16": "config key meta.use_bfloat16 has value 'bf16'; expected true or false",
+    "logging.write_tag=..": "logging.write_tag must be a plain folder name, got '..'",
+    "optimization.ema=5": "config key optimization.ema has value 5; expected a list",
+    "data.input_gain=null": "config key data.input_gain has value None; expected float or 'auto'",
+    "data.pin_mem=maybe": "config key data.pin_mem has value 'maybe'; expected bool",
+    "logging.folder=5": "config key logging.folder has value 5; expected str",
 }
 
 
@@ -285,6 +301,8 @@ def test_edges_of_the_ranges_are_accepted():
                                   "optimization.warmup=300", "data.num_workers=0", "mask.pred_mask_T_scale=[0,0]",
                                   "meta.seed=0", "meta.device=cuda:1", "model.drop_path_rate=0.0"])
     assert cfg.optimization.ema == [1.0, 1.0] and cfg.optimization.warmup == 300 and cfg.meta.device == "cuda:1"
+    flat = load_config(REFERENCE, ["optimization.final_lr=1e-3", "optimization.lr=1e-3"]).optimization  # no decay
+    assert flat.final_lr == flat.lr
 
 
 def test_two_keys_of_one_source_for_one_field_are_refused():
@@ -295,6 +313,32 @@ def test_two_keys_of_one_source_for_one_field_are_refused():
         load_config(None, ["data.normalization=roi_zscore", "meta.use_standatdization=true"])
     with pytest.raises(ConfigError, match="meta.downsample and data.sampling_rate both set"):
         load_config(None, ["data.sampling_rate=2", "meta.downsample=false"])
+
+
+def test_a_reference_flag_keeps_the_explicit_key_of_its_source():
+    """`meta.use_standatdization: false`, `meta.downsample: true` and `meta.use_bfloat16: true` set what the
+    same source leaves out (input_gain, sampling_rate, precision), and keep what it gives."""
+    cfg = load_config(None, ["meta.use_standatdization=false", "data.input_gain=2", "meta.downsample=true",
+                             "data.sampling_rate=2", "meta.use_bfloat16=true", "meta.precision=fp32"])
+    assert (cfg.data.normalization, cfg.data.input_gain, cfg.data.sampling_rate, cfg.meta.precision) == (
+        "robust", 2.0, 2, "fp32")
+    assert load_config(None, ["meta.use_standatdization=false"]).data.input_gain == 1.0
+
+
+def test_an_empty_reference_dim_means_the_preset(tmp_path):
+    """Our earlier config form wrote `meta.embed_dim: null` for "the preset's"; `meta.pred_num_heads: null` is a
+    value (the encoder's heads), which an override may set over the file's."""
+    cfg = load_config(None, ["meta.model_name=vit_small", "meta.embed_dim=null", "meta.depth=null"])
+    assert (cfg.model.embed_dim, cfg.model.depth) == (PRESETS["vit_small"]["embed_dim"], PRESETS["vit_small"]["depth"])
+    (tmp_path / "c.yaml").write_text("model:\n  pred_num_heads: 4\n")
+    assert load_config(tmp_path / "c.yaml").model.predictor_heads == 4
+    reset = load_config(tmp_path / "c.yaml", ["meta.pred_num_heads=null"]).model
+    assert reset.pred_num_heads is None and reset.predictor_heads == reset.num_heads
+
+
+def test_sections_check_their_values_when_built_directly():
+    with pytest.raises(ConfigError, match="data.input_gain must be auto or a number > 0, got 'fast'"):
+        DataConfig(input_gain="fast")
 
 
 def test_schema_and_reference_forms_mean_the_same_and_overrides_win(tmp_path):

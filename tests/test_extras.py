@@ -135,6 +135,8 @@ def test_import_error_of_an_extra_inside_a_command_is_one_line(monkeypatch, tmp_
     assert main(["simulate", "--out", str(tmp_path / "sim"), "--subjects", "2", "--no-progress"]) == 2
     assert capsys.readouterr().err == ("brainjepa simulate: needs the [data] extra (pandas not installed): "
                                        "pip install 'brainjepa[data]'\n")
+    with pytest.raises(ImportError):  # -v: the error itself, with its traceback, for a bug report
+        main(["-v", "simulate", "--out", str(tmp_path / "sim"), "--subjects", "2", "--no-progress"])
 
 
 def test_data_alone_runs_pretrain_with_computed_gradients(store, tmp_path, monkeypatch, caplog):

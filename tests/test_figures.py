@@ -16,7 +16,7 @@ from brainjepa.cli import align as align_cli
 from brainjepa.cli import main
 from brainjepa.data.store import RunStore, StoreWriter
 from brainjepa.report import figures
-from brainjepa.report.qc import QC_DIR, run_qc
+from brainjepa.report.qc import QC_DIR, qc_pages, run_qc
 from conftest import tiny_model
 from synthetic_derivatives import (
     CTX_NAMES,
@@ -200,6 +200,14 @@ def test_prepare_draws_a_qc_page_per_run(tmp_path, viz, caplog, capsys):
     assert not (store / QC_DIR).exists()  # a replaced store's pages are gone with it
 
 
+
+@pytest.mark.parametrize(("flags", "bar"), [(["--no-progress"], False), (["--progress"], True)])
+def test_prepare_qc_bar_follows_the_flags(flags, bar, tmp_path, capsys):
+    _csv_inputs(tmp_path / "in", runs=2)
+    assert main(["prepare", str(tmp_path / "in"), "--out", str(tmp_path / "s"), "--tr", "2", "--rois", "6",
+                 *flags]) == 0
+    assert ("QC pages: 100%" in capsys.readouterr().err) is bar
+
 def test_qc_of_an_fmriprep_run_puts_censored_frames_back(tmp_path):
     atlases = [write_label_image(subcortical_volume(), tmp_path / "tian.nii.gz", SUB_NAMES),
                write_label_image(cortical_volume(), tmp_path / "schaefer.nii.gz", CTX_NAMES)]
@@ -218,3 +226,159 @@ def test_qc_of_an_fmriprep_run_puts_censored_frames_back(tmp_path):
     np.testing.assert_array_equal(traces["FD (mm)"], fd["framewise_displacement"])
     assert traces["ROI DVARS (z)"].shape == (60,)
     np.testing.assert_allclose(series[:, ~censored].std(1), 1, rtol=1e-4)  # z-scored stored frames
+
+
+def test_qc_pages_of_an_fmriprep_store_show_each_runs_own_censoring(tmp_path, monkeypatch, capsys):
+    """Two runs of one subject (one censored, one not): each page gets its run's frames back on the original
+    timeline, its own framewise displacement and the store's TR; prepare counts the censored frames per run."""
+    atlases = [write_label_image(subcortical_volume(), tmp_path / "tian.nii.gz", SUB_NAMES),
+               write_label_image(cortical_volume(), tmp_path / "schaefer.nii.gz", CTX_NAMES)]
+    images = {"rest": write_volume_run(tmp_path / "deriv", "01", "rest", frames=40, seed=1, non_steady=0),
+              "motor": write_volume_run(tmp_path / "deriv", "01", "motor", frames=40, seed=2, outliers=(10, 20),
+                                        non_steady=2)}
+    pages: list[tuple] = []
+    monkeypatch.setattr("brainjepa.report.qc.qc_figure", lambda *a: pages.append(a) or a[4])  # what it would draw
+    store = tmp_path / "store"
+    assert main(["prepare", str(tmp_path / "deriv"), "--fmriprep", "--out", str(store), "--confounds", "scrubbing",
+                 *(a for atlas in atlases for a in ("--atlas", str(atlas))), "--no-progress"]) == 0
+    data = RunStore(store)
+    removed = data.manifest["frames_removed"]
+    assert sorted(removed) == [0, 4]
+    assert "removed 4 censored frames in 1 of 2 runs" in capsys.readouterr().out
+    assert len(pages) == 2
+    for i, (series, traces, censored, tr, _, _) in enumerate(pages):
+        image = images[data.manifest["task"][i]]
+        assert censored.sum() == removed[i] and series.shape[1] == 40 and tr == data.tr(i) == 2.0
+        assert np.isnan(series[:, censored]).all() and np.isfinite(series[:, ~censored]).all()
+        fd = pd.read_csv(str(image).replace("_space-MNI152NLin6Asym_desc-preproc_bold.nii.gz",
+                                            "_desc-confounds_timeseries.tsv"), sep="\t", na_values="n/a")
+        np.testing.assert_array_equal(traces["FD (mm)"], fd["framewise_displacement"])
+
+
+def test_qc_pages_lie_in_the_qc_folder_whatever_the_ids(tmp_path):
+    """A subject id with a space or a slash still gives one page directly in <store>/qc/."""
+    with StoreWriter(tmp_path / "store", 3) as writer:
+        writer.add(np.random.default_rng(0).standard_normal((3, 20)), subject="site A/007", run="1", tr=0.8)
+    (page,) = qc_pages(RunStore(tmp_path / "store"), progress=False)
+    assert page.parent == tmp_path / "store" / QC_DIR and page.is_file()
+
+
+def test_qc_series_and_dvars_follow_their_definitions():
+    """Each ROI z-scored (mean 0, std 1); ROI DVARS: root mean square over ROIs of the frame-to-frame change."""
+    ts = np.array([[5.0, 7.0, 5.0, 7.0], [-2.0, 2.0, -2.0, 2.0], [0.0, 0.0, 3.0, 3.0]])
+    series, traces, censored = run_qc(ts, "run.npy", None)
+    np.testing.assert_allclose(series, [[-1, 1, -1, 1], [-1, 1, -1, 1], [-1, -1, 1, 1]], atol=1e-6)
+    assert not censored.any() and list(traces) == ["ROI DVARS (z)"]
+    np.testing.assert_allclose(traces["ROI DVARS (z)"], [np.nan, np.sqrt(8 / 3), np.sqrt(12 / 3), np.sqrt(8 / 3)],
+                               rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------- what is drawn
+@pytest.fixture
+def kept(monkeypatch) -> list:
+    """The figures drawn during a test, kept open instead of written so that their contents can be read."""
+    found: list = []
+    monkeypatch.setattr(figures, "_save", lambda fig, out: found.append(fig) or out)
+    yield found
+    import matplotlib.pyplot as plt
+
+    for fig in found:
+        plt.close(fig)
+
+
+def test_a_written_figure_is_closed(tmp_path):
+    """prepare draws a page per run: each figure is closed once written (matplotlib keeps open ones alive)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    figures.retrieval_figure({"a -> b": np.array([0.5, 1.0])}, tmp_path / "r.png")
+    assert (tmp_path / "r.png").is_file() and plt.get_fignums() == before
+
+
+def test_gradients_figure_draws_g1_against_g2_coloured_by_g3(tmp_path, kept):
+    g = np.random.default_rng(0).standard_normal((12, 4))
+    labels = [f"roi{i}" for i in range(12)]
+    figures.gradients_figure(g, tmp_path / "g.png", labels)
+    scatter, image = kept[0].axes[:2]
+    np.testing.assert_array_equal(scatter.collections[0].get_offsets(), g[:, :2])
+    np.testing.assert_array_equal(scatter.collections[0].get_array(), g[:, 2])
+    order = np.argsort(g[:, 0])
+    assert sorted(t.get_text() for t in scatter.texts) == sorted(labels[i] for i in [*order[:3], *order[-3:]])
+    np.testing.assert_array_equal(image.images[0].get_array(), g[order, :3].T)  # ROIs sorted by G1
+
+
+def test_mask_figure_groups_the_rois_by_pattern(tmp_path, kept):
+    grid = np.array([[1, 2, 0], [0, 0, 0], [1, 2, 0], [2, 2, 2], [0, 0, 0], [1, 2, 0]])
+    figures.mask_figure(grid, tmp_path / "m.png", patch_size=16)
+    rows = [tuple(r) for r in np.asarray(kept[0].axes[0].images[0].get_array())]
+    assert sorted(rows) == sorted(map(tuple, grid))  # every ROI, once
+    changes = sum(a != b for a, b in zip(rows[:-1], rows[1:], strict=True))
+    assert changes == len(set(rows)) - 1  # each pattern in one block
+
+
+def test_pca_figure_draws_each_class_on_the_standardised_components(tmp_path, kept):
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((30, 5)) * [1, 2, 3, 4, 5] + 10
+    labels = np.repeat(["a", "b", "c"], [5, 10, 15])
+    figures.pca_figure({"model": x}, labels, tmp_path / "p.png", "group")
+    ax = kept[0].axes[0]
+    expected = PCA(2).fit_transform(StandardScaler().fit_transform(x))
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b", "c"]
+    for points, c in zip(ax.collections, ["a", "b", "c"], strict=True):
+        np.testing.assert_allclose(np.abs(points.get_offsets()), np.abs(expected[labels == c]), rtol=1e-5)
+
+
+def test_probe_figure_draws_every_seeds_predictions(tmp_path, kept):
+    """Classification: the confusion matrix over all seeds, each row as shares of its true class. Regression: each
+    run's prediction averaged over seeds against its true value."""
+    truth, predictions = np.array([0, 0, 1, 1, 1]), np.array([[0, 1, 1, 1, 0], [0, 0, 1, 1, 1]])
+    figures.probe_figure({"FC": (truth, predictions)}, "classification", tmp_path / "c.png", "group")
+    shares = pd.crosstab(np.tile(truth, 2), predictions.ravel(), normalize="index").to_numpy()
+    np.testing.assert_allclose(kept[0].axes[0].images[0].get_array(), shares)
+    y, predicted = np.array([1.0, 2.0, 3.0, 4.0]), np.array([[1.0, 2.0, 2.0, 5.0], [3.0, 2.0, 4.0, 3.0]])
+    figures.probe_figure({"FC": (y, predicted)}, "regression", tmp_path / "r.png", "score")
+    np.testing.assert_allclose(kept[1].axes[0].collections[0].get_offsets(), np.c_[y, predicted.mean(0)])
+
+
+def test_finetune_figure_marks_the_kept_epoch_of_each_fold(tmp_path, kept):
+    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 2 / e + (e == 2), "val_balanced_acc": 0.5 + e / 10}
+               for e in (1, 2, 3)]
+    figures.finetune_figure([history, history], [1, 3], "classification", tmp_path / "f.png")
+    loss_ax, metric_ax = kept[0].axes
+    for ax, key in ((loss_ax, "val_loss"), (metric_ax, "val_balanced_acc")):
+        dots = [(line.get_xdata()[0], line.get_ydata()[0]) for line in ax.lines if line.get_marker() == "o"]
+        assert dots == [(1, history[0][key]), (3, history[2][key])]
+
+
+def test_retrieval_figure_draws_recall_at_k_from_one(tmp_path, kept):
+    curves = {"brain -> other": np.array([0.25, 0.5, 1.0, 1.0]), "other -> brain": np.array([0.5, 0.5, 0.75, 1.0])}
+    figures.retrieval_figure(curves, tmp_path / "r.png")
+    lines = {line.get_label(): line for line in kept[0].axes[0].lines}
+    for name, recall in curves.items():
+        assert list(lines[name].get_xdata()) == [1, 2, 3, 4] and list(lines[name].get_ydata()) == list(recall)
+    # chance: recall@k = k / N, from 1/N at k = 1 to 1 at k = N
+    assert list(zip(lines["chance"].get_xdata(), lines["chance"].get_ydata(), strict=True)) == [(1, 0.25), (4, 1)]
+
+
+def test_qc_figure_shades_the_censored_frames_in_every_panel(tmp_path, kept):
+    rng = np.random.default_rng(0)
+    censored = np.zeros(12, dtype=bool)
+    censored[[0, 1, 5]] = True
+    series = rng.standard_normal((4, 12))
+    series[:, censored] = np.nan
+    traces = {"FD (mm)": rng.uniform(0, 1, 12), "ROI DVARS (z)": rng.uniform(0, 2, 12)}
+    figures.qc_figure(series, traces, censored, 2.5, tmp_path / "qc.png", "subject 1, run 1")
+    axes = kept[0].axes
+    assert len(axes) == 3
+    for ax in axes:  # stretches [0, 1] and [5]: from half a frame before the first to half a frame after the last
+        spans = sorted((p.get_x(), p.get_x() + p.get_width()) for p in ax.patches)
+        assert spans == [(-0.5, 1.5), (4.5, 5.5)]
+    for ax, values in zip(axes, traces.values(), strict=False):
+        np.testing.assert_array_equal(ax.lines[0].get_ydata(), values)
+    assert "3 of 12 frames censored" in axes[0].get_title() and "TR 2.5 s" in axes[-1].get_xlabel()

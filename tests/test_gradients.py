@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from brainjepa.cli import main
-from brainjepa.data.gradients import compute_gradients, compute_group_fc, gradient_affinity, load_fc
+from brainjepa.data.gradients import (
+    compute_gradients,
+    compute_group_fc,
+    gradient_affinity,
+    gradients_file,
+    load_fc,
+)
 from brainjepa.data.store import StoreWriter
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.io import load_gradient, save_gradient
@@ -175,6 +181,36 @@ def test_group_fc_rejects_too_short_run(tmp_path):
         compute_group_fc(_store(tmp_path / "s", runs), progress=False)
 
 
+def test_group_fc_diagonal_is_one_and_a_duplicated_roi_stays_near_one(tmp_path: Path) -> None:
+    """The diagonal is exactly 1, and two identical ROIs (|r| = 1, clipped just below before arctanh) give a finite
+    FC within 1e-6 of 1: the clip must not pull real near-perfect correlations down."""
+    rng = np.random.default_rng(5)
+    runs = []
+    for frames in (40, 60):
+        ts = rng.standard_normal((5, frames))
+        ts[1] = ts[0]
+        runs.append(ts.astype(np.float32))
+    fc = compute_group_fc(_store(tmp_path / "s", runs), progress=False)
+    assert np.isfinite(fc).all()
+    np.testing.assert_array_equal(np.diag(fc), 1.0)
+    assert 1 - 1e-6 < fc[0, 1] <= 1
+
+
+def test_group_fc_edge_stores(tmp_path: Path) -> None:
+    """An empty store and a constant ROI are refused by name; 3 frames (the documented minimum) are enough."""
+    with StoreWriter(tmp_path / "empty", 4):
+        pass
+    with pytest.raises(DataError, match=r"empty: the store has no runs"):
+        compute_group_fc(tmp_path / "empty", progress=False)
+    flat = np.random.default_rng(2).standard_normal((4, 20))
+    flat[2] = 1e6 + 1e-3 * flat[2]  # varies in float64 (accepted by the writer), constant once stored as float32
+    with pytest.raises(DataError, match=r"subject s0.*FC is undefined because some ROI is constant"):
+        compute_group_fc(_store(tmp_path / "flat", [flat]), progress=False)
+    short = np.random.default_rng(3).standard_normal((4, 3)).astype(np.float32)
+    fc = compute_group_fc(_store(tmp_path / "short", [short]), progress=False)
+    assert fc.shape == (4, 4) and np.isfinite(fc).all()
+
+
 def _line_ts(rois: int, frames: int, rng: np.random.Generator) -> np.ndarray:
     """ROIs on a line, each mixing 5 latent signals by distance: FC falls off smoothly along the line."""
     pos = np.linspace(0, 1, rois)
@@ -210,6 +246,14 @@ def test_cli_from_fc_file_and_from_store(tmp_path):
     assert _rank_r(g[:, 0], np.arange(16)) > 0.9
 
 
+def test_a_roi_without_connectivity_is_named_one_based():
+    """An ROI whose FC row is all zero has no affinity to any ROI: refused, naming its 1-based row."""
+    fc = _line_fc()
+    fc[3], fc[:, 3] = 0.0, 0.0
+    with pytest.raises(DataError, match=r"^1 ROI\(s\) have zero affinity to every ROI \(first: row 4\)"):
+        compute_gradients(fc, 4)
+
+
 def test_gradient_options_change_result_and_seed_is_deterministic():
     fc = _line_fc(seed=3)
     base = compute_gradients(fc, 4, seed=1)
@@ -236,6 +280,11 @@ def test_gradient_options_change_result_and_seed_is_deterministic():
          r"^alpha set the diffusion map \(approach dm\), and the approach is le: remove it"),
         (np.eye(6), {"n_components": 2, "approach": "pca", "alpha": 0.0, "diffusion_time": 2}, ConfigError,
          "^alpha and diffusion_time set the diffusion map"),
+        (np.ones((4, 4, 4)), {"n_components": 2}, DataError, r"square \[R, R\], got shape \(4, 4, 4\)"),
+        (np.eye(6), {"n_components": 0}, ConfigError, "between 1 and R - 2 = 4, got 0"),
+        (np.eye(6), {"n_components": 2, "sparsity": -0.1}, ConfigError, r"sparsity must be in \[0, 1\), got -0\.1"),
+        (np.eye(6), {"n_components": 2, "alpha": -0.5}, ConfigError, r"alpha must be in \[0, 1\], got -0\.5"),
+        (np.eye(6), {"n_components": 2, "diffusion_time": -1}, ConfigError, r"diffusion_time must be >= 0 .*got -1"),
     ],
 )
 def test_compute_gradients_bad_input(fc, kwargs, error, message):
@@ -334,3 +383,46 @@ def test_the_cli_figure_names_the_stores_rois(tmp_path: Path, monkeypatch: pytes
                         lambda grads, figure, roi_labels: drawn.update(figure=figure, labels=roi_labels) or figure)
     assert main(["gradients", "--data", "store", "--out", str(tmp_path / "g.csv"), "--no-progress"]) == 0
     assert drawn == {"figure": tmp_path / "g.png", "labels": labels}
+
+
+@pytest.mark.parametrize(("scale", "noise", "refused"), [(1.0, 1e-4, True), (1e4, 1e-5, False), (1e-3, 1e-7, False)])
+def test_symmetry_tolerance_is_relative_to_the_largest_entry_but_at_least_absolute(tmp_path: Path, scale: float,
+                                                                                   noise: float, refused: bool) -> None:
+    """|FC - FC^T| is allowed up to 1e-6 x max(1, max |FC|): a 1e-4 asymmetry of a correlation matrix is refused, the
+    rounding noise of a covariance-scaled matrix and a 1e-7 asymmetry of a small-valued matrix are accepted."""
+    fc = _line_fc(12) * scale
+    fc[2, 6] += noise
+    np.save(tmp_path / "fc.npy", fc)
+    if refused:
+        with pytest.raises(DataError, match=r"fc\.npy: the FC matrix is not symmetric"):
+            load_fc(tmp_path / "fc.npy")
+    else:
+        np.testing.assert_array_equal(load_fc(tmp_path / "fc.npy"), fc)
+
+
+def test_fc_file_with_nan_is_refused_naming_the_file_and_cell(tmp_path: Path) -> None:
+    fc = _line_fc(6)
+    fc[1, 2] = np.nan
+    np.savetxt(tmp_path / "fc.csv", fc, delimiter=",")
+    with pytest.raises(DataError, match=r"fc\.csv: FC matrix has 1 NaN/Inf entries \(first in row 2, column 3\)"):
+        load_fc(tmp_path / "fc.csv")
+
+
+def test_gradients_file_sources_and_settings(tmp_path: Path) -> None:
+    """`gradients_file` takes exactly one source; an FC path may be a Path; an FC array is checked for symmetry; a
+    misspelt setting is a ConfigError raised before the store's group FC is computed."""
+    fc = _line_fc()
+    np.save(tmp_path / "fc.npy", fc)
+    store = _store(tmp_path / "s", [_line_ts(40, 60, np.random.default_rng(1)).astype(np.float32)])
+    for sources in ({}, {"store": store, "fc": fc}):
+        with pytest.raises(DataError, match="give exactly one source of connectivity"):
+            gradients_file(tmp_path / "g.csv", **sources, n_components=3)
+    grads = gradients_file(tmp_path / "g.csv", fc=tmp_path / "fc.npy", n_components=3)
+    np.testing.assert_array_equal(grads, compute_gradients(fc, 3))
+    asymmetric = fc.copy()
+    asymmetric[0, 5] += 0.1
+    with pytest.raises(DataError, match=r"FC array: the FC matrix is not symmetric"):
+        gradients_file(tmp_path / "g2.csv", fc=asymmetric, n_components=3)
+    with pytest.raises(ConfigError, match=r"gradients_file: .*n_component"):
+        gradients_file(tmp_path / "g3.csv", store=store, n_component=3, progress=False)
+    assert not (tmp_path / "g2.csv").exists() and not (tmp_path / "g3.csv").exists()

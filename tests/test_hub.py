@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -97,6 +98,37 @@ def test_private_push_to_an_existing_public_repository_is_refused(monkeypatch):
     assert len(uploads) == 1
 
 
+def test_push_passes_token_revision_and_message_and_refuses_a_bad_id(monkeypatch):
+    calls = []
+
+    class Api:
+        def __init__(self, **kwargs):
+            calls.append(("HfApi", kwargs))
+
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", repo_id))
+
+        def upload_folder(self, *, repo_id, revision=None, commit_message=None, **kwargs):
+            calls.append(("upload_folder", repo_id, revision, commit_message))
+            return SimpleNamespace(commit_url="the-commit")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    assert _model().push_to_hub(REPO, token="hf_secret", revision="dev", commit_message="v2") == "the-commit"
+    assert calls == [("HfApi", {"token": "hf_secret"}), ("create_repo", REPO), ("upload_folder", REPO, "dev", "v2")]
+    calls.clear()
+    for bad in ("tiny", "org/name/extra", "org/ name"):
+        with pytest.raises(BrainJEPAError, match=f"^{re.escape(repr(bad))} is not a Hub repository id"):
+            _model().push_to_hub(bad)
+    assert calls == []  # refused before reaching the Hub
+
+
+@pytest.mark.parametrize("path", ["org/name/extra", *(f"checkpoints/jepa{suffix}" for suffix in (
+    ".pth", ".tar", ".pt", ".ckpt", ".safetensors", ".bin", ".json"))])
+def test_a_hub_id_is_org_slash_name_and_not_a_file_name(path):
+    """A missing checkpoint file or a deeper path stays a missing local path, never a Hub download."""
+    assert not is_hub_id(path)
+
+
 def test_load_by_id_offline_is_bit_exact(hub_cache):
     original = torch.load(hub_cache / "original.pt", weights_only=True)
     for loaded in (BrainJEPA.from_pretrained(REPO), BrainJEPA.load(REPO)):
@@ -148,6 +180,21 @@ def test_model_card_describes_the_model(tmp_path):
     assert "None recorded" in bare and "## Evaluation" not in bare and "not recorded" in bare
 
 
+def test_the_card_shows_the_evaluation_the_model_carries():
+    model = BrainJEPA(_model().config, np.zeros((R, 3)),
+                      metadata={"evaluation": {"brainjepa": {"auc": 0.7}, "FC": {"auc": 0.6}}})
+    card = model_card(model, REPO)
+    assert "## Evaluation" in card and "| brainjepa | 0.7 |" in card and "| FC | 0.6 |" in card
+
+
+def test_the_card_of_the_official_checkpoint_states_its_roi_order(golden_dir):
+    model = BrainJEPA.load(golden_dir / "jepa-ep1.pth.tar", gradient=golden_dir / "gradient_mapping_450.csv",
+                           num_heads=4)
+    card = model_card(model, REPO)
+    assert "the 50 Tian S3 subcortical ROIs first, then the 400 Schaefer-2018 parcels" in card
+    assert "not recorded" not in card
+
+
 def test_hub_options_have_the_mixin_signature_and_reach_snapshot_download(tmp_path, monkeypatch):
     mixin = inspect.signature(huggingface_hub.ModelHubMixin.from_pretrained).parameters
     ours = inspect.signature(BrainJEPA.from_pretrained).parameters
@@ -183,13 +230,14 @@ def test_a_local_folder_ignores_the_download_options_and_refuses_the_rest(tmp_pa
 
 def _evaluate_csv(folder: Path) -> Path:
     """An evaluate.csv as `brainjepa evaluate` writes it: scores of the model and of a baseline, a pair row, a
-    skipped task."""
+    skipped task, a skipped row of a done task."""
     rows = [
         ("sim/sex", "classification", "balanced_acc", "brainjepa, ROI mean", "score", 0.71, 0.6, 0.8, 0.5, 0.01,
          "done"),
         ("sim/sex", "classification", "balanced_acc", "FC", "score", 0.65, 0.55, 0.75, 0.5, 0.02, "done"),
         ("sim/id", "identification", "accuracy", "brainjepa, token FC", "pair", 0.3, "", "", 0.1, "", "done"),
         ("sim/age", "regression", "pearson_r", "brainjepa, ROI mean", "skipped", "", "", "", "", "", "skipped"),
+        ("sim/sex", "classification", "balanced_acc", "brainjepa, token FC", "score", "", "", "", "", "", "skipped"),
     ]
     header = "task,kind,metric,row,type,mean,ci_low,ci_high,chance,p_value,status,units,n_units,null_high\n"
     folder.mkdir(parents=True, exist_ok=True)

@@ -176,6 +176,23 @@ def test_unpublished_name_is_one_clear_line(capsys):
     assert f"{name}  UNPUBLISHED" in capsys.readouterr().out
 
 
+
+def test_info_weights_lists_each_name_where_to_get_it_and_nothing_else(monkeypatch, capsys):
+    """A published name shows its Hub repository; an unpublished one says so and what to load meanwhile; the
+    machine report of plain `brainjepa info` is not appended."""
+    monkeypatch.setitem(weights.KNOWN_WEIGHTS, "tiny-test",
+                        weights.KnownWeights("tiny-test", "a published test entry", repo_id="org/tiny-test"))
+    assert main(["info", "--weights"]) == 0
+    out = capsys.readouterr().out
+    for entry in weights.list_weights():
+        assert entry.description in out
+        if entry.published:
+            assert f"{entry.name}  {entry.repo_id}" in out and f"{entry.name}  UNPUBLISHED" not in out
+        else:
+            assert f"{entry.name}  UNPUBLISHED" in out and entry.instead in out
+    assert f"brainjepa {__version__}" not in out and "precision auto" not in out
+
+
 def test_published_name_resolves_to_its_repo_and_a_local_folder_wins(tmp_path, monkeypatch):
     from brainjepa import hub
 
@@ -192,6 +209,12 @@ def test_published_name_resolves_to_its_repo_and_a_local_folder_wins(tmp_path, m
     assert BrainJEPA.from_pretrained("tiny-test").metadata == {} and asked == ["org/tiny-test"]
     with pytest.raises(CheckpointError, match="not a known weights name"):
         weights.resolve_weights("nope")
+
+
+def test_known_weights_are_listed_in_name_order(monkeypatch):
+    monkeypatch.setitem(weights.KNOWN_WEIGHTS, "aaa-test", weights.KnownWeights("aaa-test", "a test entry"))
+    names = [w.name for w in weights.list_weights()]
+    assert names == sorted(weights.KNOWN_WEIGHTS) and names[0] == "aaa-test"
 
 
 # ------------------------------------------------------------------------------------------- files -> embeddings

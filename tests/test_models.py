@@ -165,6 +165,14 @@ def test_input_and_config_errors():
         ModelConfig(num_frames=50, patch_size=16)
     with pytest.raises(ConfigError, match="divisible by its number of heads"):
         ModelConfig(embed_dim=100, num_heads=3)
+    with pytest.raises(ConfigError, match=r"model.embed_dim \(18\) must be divisible by 4"):
+        ModelConfig(embed_dim=18, num_heads=2)
+    with pytest.raises(ConfigError, match=r"model.pred_embed_dim \(18\) must be divisible by 4"):
+        ModelConfig(pred_embed_dim=18, pred_num_heads=2)
+    with pytest.raises(ConfigError, match=r"model.pred_embed_dim \(20\) must be divisible by its number of heads"):
+        ModelConfig(pred_embed_dim=20, pred_num_heads=3)
+    with pytest.raises(ConfigError, match=r"model.pos_embed must be one of \['mapping', 'sincos'\], got 'learned'"):
+        ModelConfig(pos_embed="learned")
     with pytest.raises(ConfigError, match="unknown model config key.*model.embed_dims"):
         ModelConfig.from_dict({"embed_dims": 3})
     with pytest.raises(ConfigError, match="unknown model 'vit_huge'"):
@@ -178,6 +186,10 @@ def test_presets():
     cfg = model_config("vit_small", num_rois=100, pred_depth=2)
     assert (cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.num_rois, cfg.pred_depth) == (384, 12, 6, 100, 2)
     assert model_config("vit_large").depth == 24 and model_config("vit_base").num_heads == 12
+    # the reference's vision_transformer.py sizes (width, depth, heads)
+    assert {name: tuple(model_config(name).to_dict()[k] for k in ("embed_dim", "depth", "num_heads"))
+            for name in ("vit_tiny", "vit_small", "vit_base", "vit_large")} == {
+        "vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6), "vit_base": (768, 12, 12), "vit_large": (1024, 24, 16)}
     model = BrainJEPA(model_config("vit_tiny", num_rois=10, num_frames=32, depth=1, pred_depth=1), torch.randn(10, 30))
     # the frozen sin-cos table is a (derived, unsaved) buffer, not a parameter
     assert any(k.endswith("pos_embed.temporal") for k, _ in model.named_buffers())

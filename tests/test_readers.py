@@ -13,6 +13,7 @@ from brainjepa.data.readers import (
     UKB_CORTICAL,
     UKB_SUBCORTICAL,
     ReadOptions,
+    check_tr,
     find_sources,
     parse_ids,
     read_phenotypes,
@@ -310,3 +311,195 @@ def test_npz_tr_reaches_the_run_unless_a_tr_is_given(tmp_path):
     assert run.tr == pytest.approx(0.72)
     np.testing.assert_array_equal(run.ts, ts)
     assert read_source(source, ReadOptions(orientation="rois-x-time", tr=2.0)).tr == 2.0
+
+
+@pytest.mark.parametrize(
+    ("path", "subject", "run"),
+    [
+        ("A/rest1.tsv.gz", "A", "rest1"),  # the whole double suffix is dropped from the run
+        ("sub-/rest.npy", "sub-", "rest"),  # a bare "sub-" folder keeps its name (no empty subject id)
+        ("sub-B/task-rest_run-3.npy", "B", "3"),
+    ],
+)
+def test_parse_ids_from_subject_folders(path, subject, run):
+    assert parse_ids(Path("/data") / path, Path("/data")) == (subject, run)
+
+
+def test_lone_gzipped_table_is_named_by_its_stem():
+    assert parse_ids(Path("/data/subject12.csv.gz")) == ("subject12", "1")
+    assert parse_ids(Path("/data/rest.nii.gz")) == ("rest", "1")
+
+
+def test_skipped_atlases_match_however_the_paths_are_written(tmp_path, monkeypatch):
+    """`--atlas in/atlas.nii.gz` beside the images is not a run, whether the input folder or the atlas is given as
+    a relative or an absolute path, or through a symbolic link to the folder."""
+    (tmp_path / "in").mkdir()
+    np.save(tmp_path / "in" / "sub-1.npy", RNG.standard_normal((4, 6)))
+    (tmp_path / "in" / "atlas.nii.gz").write_bytes(b"")
+    (tmp_path / "link").symlink_to(tmp_path / "in")
+    monkeypatch.chdir(tmp_path)
+    for inputs, skip in (("in", tmp_path / "in" / "atlas.nii.gz"), (tmp_path / "in", "in/atlas.nii.gz"),
+                         (tmp_path / "link", tmp_path / "in" / "atlas.nii.gz")):
+        assert [s.path.name for s in find_sources([inputs], skip=[skip])] == ["sub-1.npy"], (inputs, skip)
+
+
+def test_fmriprep_grayordinates_in_a_plain_folder_are_refused(tmp_path):
+    (tmp_path / "sub-01" / "func").mkdir(parents=True)
+    (tmp_path / "sub-01" / "func" / "sub-01_task-rest_space-fsLR_den-91k_bold.dtseries.nii").write_bytes(b"")
+    with pytest.raises(DataError, match="holds fMRIPrep derivatives \\(sub-01_task-rest_.*dtseries.nii, ...\\)"):
+        find_sources([tmp_path])
+
+
+def test_broken_link_given_by_name_is_a_run_that_names_its_target(tmp_path):
+    link = tmp_path / "rest.npy"
+    link.symlink_to(tmp_path / "gone.npy")
+    (source,) = find_sources([link])
+    assert (source.kind, source.subject, source.run) == ("broken", "rest", "1")
+    with pytest.raises(DataError, match="rest.npy: broken symbolic link \\(its target .*gone.npy does not exist\\)"):
+        read_source(source)
+
+
+@pytest.mark.parametrize("tr", [0.05, 0.72, 30.0])
+def test_scanner_trs_at_the_ends_of_the_range_are_accepted(tr):
+    assert check_tr(tr, "x.npz") == tr
+
+
+@pytest.mark.parametrize("tr", [0.0, -2.0, float("inf"), float("nan")])
+def test_a_tr_that_is_not_a_positive_number_is_refused_even_when_unusual_ones_are_allowed(tr):
+    with pytest.raises(DataError, match="x.npz: TR must be a positive number of seconds"):
+        check_tr(tr, "x.npz", allow_unusual=True)
+
+
+def test_read_options_reach_the_table_reader(tmp_path):
+    """`ReadOptions.index_col` (--index-col) settles a table through `read_source`, as `header` does."""
+    whole = np.arange(24).reshape(6, 4) % 5
+    path = tmp_path / "sub-1.csv"
+    path.write_text("".join(f"{i}," + ",".join(map(str, row)) + "\n" for i, row in enumerate(whole)))
+    (source,) = find_sources([path])
+    with pytest.raises(DataError, match="index_col=True or False"):
+        read_source(source, ReadOptions(num_rois=4))
+    run = read_source(source, ReadOptions(num_rois=4, index_col=True))
+    np.testing.assert_array_equal(run.ts, whole.T.astype(np.float32))
+    run = read_source(source, ReadOptions(num_rois=5, index_col=False))
+    np.testing.assert_array_equal(run.ts[1:], whole.T.astype(np.float32))
+
+
+def test_read_options_refuse_an_unknown_orientation():
+    with pytest.raises(DataError, match="orientation must be one of .*got 'rows'"):
+        ReadOptions(orientation="rows")
+
+
+def test_phenotype_subject_column_is_found_by_name_in_order_and_any_case(tmp_path):
+    """SUBJECT_COLUMNS in their order of preference, whatever the case of the header; ids are stripped of spaces
+    and of a leading ``sub-``."""
+    path = tmp_path / "p.csv"
+    path.write_text("id,Subject,age\n9,01,30\n8,02,40\n")  # "subject" is preferred to "id", wherever it stands
+    table = read_phenotypes(path)
+    assert table.keys == ("Subject",) and table.columns == ["id", "age"]
+    assert table.lookup("01", "1") == {"id": 9, "age": 30}
+    path.write_text("Participant_ID,age\n sub-01 ,30\n")
+    assert read_phenotypes(path).lookup("01", "1") == {"age": 30}
+
+
+def test_phenotype_runs_compare_as_numbers(tmp_path):
+    """A table's run ``01`` is the file's ``run-1`` (and ``1`` and ``01`` in one table are one run twice)."""
+    path = tmp_path / "p.csv"
+    path.write_text("subject,Run,age\n1,01,30\n1,02,31\n")
+    table = read_phenotypes(path)
+    assert table.by_run and table.lookup("1", "1") == {"age": 30} and table.lookup("1", "002") == {"age": 31}
+    path.write_text("subject,run,age\n1,01,30\n1,1,31\n")
+    with pytest.raises(DataError, match="p.csv: duplicate rows for 1"):
+        read_phenotypes(path)
+
+
+def test_phenotype_columns_that_clash_with_the_manifest_are_refused_when_read(tmp_path):
+    """Refused by `read_phenotypes` itself, so that prepare stops before reading any run."""
+    path = tmp_path / "p.csv"
+    path.write_text("subject,age,offset\n1,30,5\n")
+    with pytest.raises(DataError, match="p.csv: phenotype columns \\['offset'\\] clash with manifest columns"):
+        read_phenotypes(path)
+
+
+@pytest.mark.parametrize("key", ["tr", "TR", "t_r", "repetition_time"])
+def test_npz_tr_under_any_of_its_names(tmp_path, key):
+    ts = RNG.standard_normal((4, 9))
+    np.savez(tmp_path / "a.npz", ts=ts, **{key: np.float64(2.0)})
+    got, tr = read_numpy(tmp_path / "a.npz", num_rois=4)
+    assert tr == 2.0
+    np.testing.assert_array_equal(got, ts.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"ts": np.ones((4, 9)), "tr": np.array([2.0, 2.0])}, "'tr' must be one number \\(seconds\\), got float64"),
+        ({"ts": np.ones((4, 9)), "tr": np.float64(np.inf)}, "'tr' must be a positive number of seconds, got inf"),
+        ({"ts": np.zeros((0, 4))}, "empty array \\(shape \\(0, 4\\)\\)"),
+    ],
+)
+def test_bad_npz_contents_are_named(tmp_path, arrays, message):
+    np.savez(tmp_path / "a.npz", **arrays)
+    with pytest.raises(DataError, match=f"a.npz: {message}"):
+        read_numpy(tmp_path / "a.npz", num_rois=4)
+
+
+def test_float32_extremes_are_kept(tmp_path):
+    """The largest float32 value (and its negative) is in range; only beyond it is refused."""
+    big = float(np.finfo(np.float32).max)
+    values = np.array([[big, -big, 1.0], [0.5, 2.0, -1.0]])
+    np.save(tmp_path / "a.npy", values)
+    got, _ = read_numpy(tmp_path / "a.npy", orientation="rois-x-time")
+    np.testing.assert_array_equal(got, values.astype(np.float32))
+    assert np.isfinite(got).all()
+
+
+def _image_and_atlas(tmp_path: Path, units: str = "sec", pixdim: float = 0.8) -> tuple[Path, Path]:
+    """A 4-D image whose header says (`pixdim`, `units`) for time, and a 2-label atlas on its grid."""
+    nib = pytest.importorskip("nibabel")
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    img = nib.Nifti1Image(RNG.standard_normal((4, 4, 3, 10)).astype(np.float32), affine)
+    img.header.set_xyzt_units("mm", units)
+    img.header.set_zooms((2.0, 2.0, 2.0, pixdim))
+    nib.save(img, tmp_path / "sub-1_bold.nii.gz")
+    atlas = np.ones((4, 4, 3), np.int16)
+    atlas[:2] = 2
+    nib.save(nib.Nifti1Image(atlas, affine), tmp_path / "atlas.nii.gz")
+    return tmp_path / "sub-1_bold.nii.gz", tmp_path / "atlas.nii.gz"
+
+
+@pytest.mark.parametrize(
+    ("units", "pixdim", "tr"),
+    [("usec", 720000.0, 0.72), ("unknown", 2.0, 2.0), ("sec", 0.0, None)],  # 0: the header has no TR
+)
+def test_nifti_tr_from_the_header_in_its_unit(tmp_path, units, pixdim, tr):
+    image, atlas = _image_and_atlas(tmp_path, units, pixdim)
+    (source,) = find_sources([image])
+    run = read_source(source, ReadOptions(atlases=[atlas]))
+    assert run.tr == (pytest.approx(tr) if tr is not None else None)
+    assert read_source(source, ReadOptions(atlases=[atlas], tr=1.5)).tr == 1.5
+
+
+def test_nifti_labels_named_by_the_atlas_table_and_4d_atlases_refused(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    image, atlas = _image_and_atlas(tmp_path)
+    (tmp_path / "atlas.tsv").write_text("index\tname\n1\tThalamus\n2\tCaudate\n")
+    (source,) = find_sources([image])
+    assert read_source(source, ReadOptions(atlases=[atlas])).roi_labels == ["Thalamus", "Caudate"]
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 3, 2), np.int16), np.diag([2.0, 2.0, 2.0, 1.0])), tmp_path / "a4.nii.gz")
+    with pytest.raises(DataError, match="a4.nii.gz: expected a 3-D label image, got shape \\(4, 4, 3, 2\\)"):
+        read_source(source, ReadOptions(atlases=[tmp_path / "a4.nii.gz"]))
+
+
+@pytest.mark.filterwarnings("ignore:After resampling the label image")
+def test_an_atlas_that_misses_the_image_is_named(tmp_path):
+    """An atlas in another space (no voxel of it inside the image) is one line naming the image and the atlas."""
+    nib = pytest.importorskip("nibabel")
+    image, _ = _image_and_atlas(tmp_path)
+    elsewhere = np.diag([2.0, 2.0, 2.0, 1.0])
+    elsewhere[:3, 3] = 1000.0
+    labels = np.ones((4, 4, 3), np.int16)
+    labels[:2] = 2
+    nib.save(nib.Nifti1Image(labels, elsewhere), tmp_path / "far.nii.gz")
+    (source,) = find_sources([image])
+    with pytest.raises(DataError, match="sub-1_bold.nii.gz: cannot apply atlas .*far.nii.gz \\(No label left"):
+        read_source(source, ReadOptions(atlases=[tmp_path / "far.nii.gz"]))

@@ -393,3 +393,36 @@ def test_the_reproduce_command_passes_the_stores_and_cache_the_suite_used() -> N
     command = _evaluate_command(SuiteResult([], options), Path("/q"))
     assert "--store simulation=/d/sim" in command and "--cache /d/cache" in command
     assert "--tasks connattractor/regulation simulation/group" in command
+
+
+def test_the_suite_figure_draws_each_rows_score_null_and_chance(suite: SuiteResult, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                request: pytest.FixtureRequest) -> None:
+    """Per finished task: each row's score (filled where it clears its null), the null's mean to 95th percentile as
+    a grey bar, and the task's chance level as the one dashed line."""
+    from matplotlib.colors import same_color
+
+    from brainjepa.report import figures
+
+    kept: list = []
+    monkeypatch.setattr(figures, "_save", lambda fig, out: kept.append(fig) or out)
+    figures.suite_figure(suite, tmp_path / "evaluate.png")
+    import matplotlib.pyplot as plt
+
+    (fig,) = kept
+    request.addfinalizer(lambda: plt.close(fig))
+    done = [r for r in suite.results if not r.skipped]
+    assert len(fig.axes) == len(done) == 2
+    filled = []
+    for ax, res in zip(fig.axes, done, strict=True):
+        st = suite.stats[res.task.name]
+        assert ax.get_title() == res.task.name
+        assert [list(line.get_ydata()) for line in ax.lines if line.get_linestyle() == "--"] == [[res.chance] * 2]
+        bars = [list(line.get_ydata()) for line in ax.lines if line.get_color() == "0.75"]
+        assert bars == [[st.nulls[row].mean, st.nulls[row].high] for row in st.scores if row in st.nulls]
+        dots = [container.lines[0] for container in ax.containers]
+        assert [dot.get_ydata()[0] for dot in dots] == [score.mean for score in st.scores.values()]
+        for dot, row in zip(dots, st.scores, strict=True):
+            filled.append(bool(same_color(dot.get_markerfacecolor(), "k")))
+            assert filled[-1] is st.above_chance(row)
+    assert any(filled) and not all(filled)

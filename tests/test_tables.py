@@ -7,6 +7,7 @@ with one line naming the file and the flag that settles it.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from brainjepa.errors import DataError
 R, T = 5, 12
 TS = np.random.default_rng(0).standard_normal((R, T)).astype(np.float32)  # exact in any float64 text form
 NAMES = ["Thal-lh", "Thal-rh", "Caudate", "Putamen", "Vis_1"]
+NETWORKS = ["Vis1", "SomMot2", "DorsAttn3", "Limbic4", "Default5"]  # numbered, but not one prefix
 
 
 def _matlab(x: np.ndarray, header: list[str] | None = None) -> str:
@@ -184,6 +186,31 @@ EXPORTS = {
         {},
         NAMES,
     ),
+    "Excel's UTF-8 CSV (a byte-order mark before the first name)": (
+        "a.csv",
+        lambda p: pd.DataFrame(TS.T, columns=NAMES).to_csv(p, index=False, encoding="utf-8-sig"),
+        {},
+        NAMES,
+    ),
+    "blank lines after the last row": ("a.csv", _text(lambda: _matlab(TS.T, NAMES) + "\n\n"), {}, NAMES),
+    "pandas index of frame times under a blank header cell": (
+        "a.csv",
+        lambda p: pd.DataFrame(TS.T, columns=NAMES, index=np.arange(T) * 0.72).to_csv(p),
+        {},
+        NAMES,
+    ),
+    "numbered ROI names in a 'label_name' column": (
+        "a.csv",
+        lambda p: pd.DataFrame(TS, index=pd.Index([f"ROI{i + 1}" for i in range(R)], name="label_name")).to_csv(p),
+        {},
+        [f"ROI{i + 1}" for i in range(R)],
+    ),
+    "ROI names that end in numbers with different prefixes": (
+        "a.csv",
+        lambda p: pd.DataFrame(TS.T, columns=NETWORKS).to_csv(p, index=False),
+        {},
+        NETWORKS,
+    ),
     "explicit orientation instead of --rois": (
         "a.csv",
         lambda p: pd.DataFrame(TS.T).to_csv(p, index=False),
@@ -231,6 +258,10 @@ def test_nilearn_masker_saved_by_pandas(tmp_path, name, options, index):
 
 
 WHOLE = np.arange(R * T).reshape(R, T) % 7  # integer data: a 0..N-1 first row could be data
+COUNTING_FIRST = WHOLE.copy()  # whole numbers; ROI 0 counts 0..T-1 like an index
+COUNTING_FIRST[0] = np.arange(T)
+SIGNED_FIRST = TS.copy()  # ROI 0 holds distinct whole numbers, one of them negative
+SIGNED_FIRST[0] = [-3, 8, 2, 6, 9, 1, 4, 7, 11, 5, 0, 10]
 # name: (file name, writer, read_table keywords, message, keywords that settle it, array read then)
 AMBIGUOUS = {
     "no names and no ROI count": (
@@ -319,6 +350,32 @@ AMBIGUOUS = {
         {"index_col": True},
         TS,
     ),
+    "distinct whole numbers, one negative, beside decimals": (
+        "a.csv",
+        _text(lambda: _matlab(SIGNED_FIRST.T)),
+        {"num_rois": R},
+        "cannot tell whether column 1 \\(-3, 8, 2, 6, 9, ...\\) holds whole numbers beside decimals: an index of "
+        "labels, or data; give index_col=True or False \\(--index-col or --no-index-col\\)",
+        {"num_rois": R, "index_col": False},
+        SIGNED_FIRST,
+    ),
+    "whole numbers under ROI names, the first ROI counting 0..T-1": (
+        "a.csv",
+        lambda p: pd.DataFrame(COUNTING_FIRST.T, columns=NAMES).to_csv(p, index=False),
+        {},
+        "cannot tell whether column 1 \\(headed 'Thal-lh': 0, 1, 2, 3, 4, ...\\) is an index of row numbers, or "
+        "data \\(all whole numbers\\); give index_col=True or False \\(--index-col or --no-index-col\\)",
+        {"index_col": False},
+        COUNTING_FIRST,
+    ),
+    "a column of times headed 'Unnamed: 0' (pandas re-saved)": (
+        "a.csv",
+        lambda p: pd.DataFrame(TS.T, columns=NAMES, index=np.arange(T) * 0.72).to_csv(p, index_label="Unnamed: 0"),
+        {},
+        "cannot tell whether column 1 \\(headed 'Unnamed: 0': 0.0, 0.72, .*\\) holds times or frame numbers",
+        {"index_col": True},
+        TS,
+    ),
 }
 
 
@@ -369,6 +426,13 @@ BAD_TABLES = {
                                 "a point\\)"),
     "decimal commas between spaces in a .txt": ("a.txt", "0,5 0,3\n0,7 0,1\n",
                                                 "row 1, column 2: non-numeric cell '5 0' \\(decimal commas\\?"),
+    "spaces in a csv.gz": (
+        "a.csv.gz",
+        "1.5 2.5\n0.5 1.5\n",
+        "wrong separator: one column per row, but the rows contain spaces; this file is read as comma-separated",
+    ),
+    "value beyond float32 under a header": ("a.csv", "A,B\n0.5,1.5\n1e300,0.5\n",
+                                            "row 3, column 1: value 1e\\+300 is beyond the float32 range"),
 }
 
 
@@ -376,7 +440,7 @@ BAD_TABLES = {
 def test_bad_tables_name_the_cell_or_the_problem(tmp_path, case):
     name, content, message = BAD_TABLES[case]
     path = tmp_path / name
-    path.write_text(content)
+    path.write_bytes(gzip.compress(content.encode()) if name.endswith(".gz") else content.encode())
     with pytest.raises(DataError, match=f"^{path}: {message}"):
         read_table(path, num_rois=2)
 
@@ -407,3 +471,68 @@ def test_cli_flags_settle_a_table_and_prepare_stores_it_exactly(tmp_path, capsys
     assert store.metadata["prepare"]["header"] is True and store.metadata["prepare"]["index_col"] is None
     # the opposite choice is taken as given: the header row becomes a sixth ROI
     assert main(["validate", str(path), "--no-header", "--orientation", "rois-x-time", "--rois", "6"]) == 0
+
+
+def _first_frame(values: list[float], rois: int = R) -> np.ndarray:
+    """TS's first `rois` ROIs with the first frame set to `values`."""
+    x = TS[:rois].copy()
+    x[:, 0] = values
+    return x
+
+
+def _first_roi(values: list[float]) -> np.ndarray:
+    """TS with ROI 0 set to `values`."""
+    x = TS.copy()
+    x[0] = values
+    return x
+
+
+# name: (ROIs x frames, written frames-x-rois: a first frame that could pass for a header of labels or frame times,
+# or a first ROI that could pass for an index; writer of the text, or None for MATLAB's)
+EDGES_OF_DATA = {
+    "two ROIs rising": (_first_frame([0.25, 0.5], rois=2), None),
+    "equal values": (_first_frame([0.5] * R), None),
+    "whole numbers with repeats above decimals": (_first_frame([3, 3, 2, 6, 9]), None),
+    "whole numbers with repeats beside decimals": (_first_roi([3, 3, 2, 6, 9, 1, 4, 7, 11, 5, 0, 10]), None),
+    "whole numbers written as decimals (pandas' 5.0)": (
+        WHOLE.astype(np.float32),
+        lambda x: pd.DataFrame(x.T.astype(np.float64)).to_csv(index=False, header=False),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(EDGES_OF_DATA))
+def test_the_edges_of_data_are_not_taken_for_a_header_or_an_index(tmp_path, case):
+    """A header or an index needs evidence (names, counting, times rising in equal steps over 3 cells or more,
+    distinct whole numbers beside fractional data); a first frame or ROI without it is data, and none is lost."""
+    x, write = EDGES_OF_DATA[case]
+    path = tmp_path / "a.csv"
+    path.write_text(write(x) if write else _matlab(x.T))
+    got, labels = read_table(path, num_rois=x.shape[0])
+    np.testing.assert_array_equal(got, x)
+    assert labels is None
+
+
+def test_an_index_column_alone_is_refused(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("Thal-lh\nThal-rh\nCaudate\n")
+    with pytest.raises(DataError, match=f"^{path}: no data columns \\(only the index column\\)$"):
+        read_table(path, header=False, index_col=True)
+
+
+def test_an_explicit_orientation_wins_over_the_names_in_the_file(tmp_path):
+    path = tmp_path / "a.csv"
+    pd.DataFrame(TS, index=NAMES).to_csv(path)  # names in column 1: rows are ROIs, unless told otherwise
+    assert read_table(path)[1] == NAMES
+    got, labels = read_table(path, orientation="time-x-rois")
+    np.testing.assert_array_equal(got, TS.T)
+    assert labels is None
+
+
+def test_one_named_roi_column_is_a_roi(tmp_path):
+    """A single name ending in a number (a seed's time series) names the ROI: one name is not a running count."""
+    path = tmp_path / "seed.csv"
+    pd.DataFrame({"PCC1": TS[0]}).to_csv(path, index=False)
+    got, labels = read_table(path)
+    np.testing.assert_array_equal(got, TS[:1])
+    assert labels == ["PCC1"]

@@ -12,10 +12,13 @@ import pandas as pd
 import pytest
 
 from brainjepa.cli import main
-from brainjepa.data.prepare import prepare_store
+from brainjepa.data.fmriprep import FmriprepOptions
+from brainjepa.data.prepare import prepare_store, validate_paths
 from brainjepa.data.readers import UKB_CORTICAL, UKB_SUBCORTICAL, ReadOptions
 from brainjepa.data.store import RunStore
 from brainjepa.data.validate import check_timeseries
+from brainjepa.errors import ConfigError
+from conftest import cli_call
 
 RNG = np.random.default_rng(0)
 
@@ -133,7 +136,10 @@ def test_prepare_round_trip_with_phenotypes(tmp_path, capsys):
     assert list(store.manifest["subject"]) == ["00", "01", "02"]
     assert store.phenotype("age")[:2].tolist() == [31, 45] and np.isnan(store.phenotype("age")[2])
     assert store.phenotype("group")[:2].tolist() == ["ctl", "pat"]
-    assert store.metadata["prepare"]["orientation"] == "auto"
+    assert store.metadata["prepare"] == {"inputs": [str(tmp_path / "in")], "atlases": [], "orientation": "auto",
+                                         "header": None, "index_col": None}
+    assert store.metadata["phenotypes"] == {"file": str(pheno), "columns": ["age", "group"],
+                                            "joined_on": ["participant_id"], "unmatched_runs": 1}
     assert not (out / "skipped.csv").exists()
     # robust-scaling statistics are fitted at prepare time and kept with the store
     stats = store.metadata["normalization"]
@@ -180,6 +186,7 @@ def test_prepare_nifti_with_atlas_next_to_images(tmp_path):
     store = RunStore(tmp_path / "s")
     assert len(store) == 1 and store.manifest["subject"].tolist() == ["5"] and store.tr(0) == 2.0
     assert store.roi_labels == ["atlas:1", "atlas:2"]
+    assert store.metadata["prepare"]["atlases"] == [str(tmp_path / "in" / "atlas.nii.gz")]
     expected = np.stack([data[1:].reshape(-1, 7).mean(0), data[0].reshape(-1, 7).mean(0)])
     np.testing.assert_allclose(store.run(0), expected, rtol=1e-5, atol=1e-6)
 
@@ -303,3 +310,88 @@ def test_overwriting_a_store_drops_its_old_skip_report(tmp_path):
     again = prepare_store([tmp_path / "in"], out, ReadOptions(num_rois=5), overwrite=True, progress=False)
     assert again.skipped == [] and len(again.store) == 3
     assert not (out / "skipped.csv").exists()
+
+
+def test_skip_bad_with_nothing_to_skip_writes_an_empty_report(tmp_path):
+    """With skip_bad, skipped.csv always describes this store: a header and no rows when every run was good."""
+    _good(tmp_path)
+    prepared = prepare_store([tmp_path / "in"], tmp_path / "s", ReadOptions(num_rois=5), skip_bad=True,
+                             progress=False, stats=False)
+    assert prepared.skipped == [] and len(prepared.store) == 3
+    report = pd.read_csv(tmp_path / "s" / "skipped.csv")
+    assert report.columns.tolist() == ["source", "problem"] and report.empty
+
+
+@pytest.mark.parametrize(("options", "flag"), [({"orientation": "rois-x-time"}, "orientation"),
+                                               ({"header": False}, "header"), ({"index_col": True}, "index_col")])
+def test_table_settings_are_refused_with_fmriprep_derivatives(tmp_path, options, flag):
+    """Each table setting is refused by name with fMRIPrep derivatives (images), before anything is searched."""
+    message = f"--{flag.replace('_', '-')}: only for tables and arrays.*remove it \\(Python: ReadOptions {flag}\\)"
+    with pytest.raises(ConfigError, match=message):
+        validate_paths([tmp_path / "nothing here"], ReadOptions(**options), fmriprep=FmriprepOptions())
+
+
+def test_every_validate_flag_reaches_validate_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each input flag reaches `validate_paths` as the option it documents, and the defaults are the documented
+    ones (a lost --workers or --index-col would read the runs another way without a word)."""
+    target = "brainjepa.cli.validate.validate_paths"
+    assert cli_call(monkeypatch, target, ["validate", "a.csv"]) == {
+        "inputs": ["a.csv"], "options": ReadOptions(), "min_frames": 1, "workers": 1, "fmriprep": None}
+    seen = cli_call(monkeypatch, target, ["validate", "a.csv", "b", "--rois", "7", "--frames", "30", "--orientation",
+                                          "time-x-rois", "--header", "--no-index-col", "--atlas", "tian.nii.gz",
+                                          "--atlas", "schaefer.nii.gz", "--tr", "0.8", "--workers", "3"])
+    assert seen == {"inputs": ["a.csv", "b"], "min_frames": 30, "workers": 3, "fmriprep": None,
+                    "options": ReadOptions(num_rois=7, orientation="time-x-rois", header=True, index_col=False,
+                                           atlases=("tian.nii.gz", "schaefer.nii.gz"), tr=0.8)}
+    seen = cli_call(monkeypatch, target, ["validate", "a.csv", "--tr", "45", "--allow-unusual-tr", "--no-header",
+                                          "--index-col"])
+    assert seen["options"] == ReadOptions(header=False, index_col=True, tr=45.0, allow_unusual_tr=True)
+
+
+def test_every_fmriprep_flag_reaches_validate_paths(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The --fmriprep group's flags reach `validate_paths` as one FmriprepOptions (prepare shares the code)."""
+    target = "brainjepa.cli.validate.validate_paths"
+    seen = cli_call(monkeypatch, target, ["validate", "deriv", "--fmriprep", "--task", "rest", "--space", "fsLR",
+                                          "--session", "2", "--confounds", "scrubbing", "--high-pass", "0.01",
+                                          "--detrend", "--atlas", "a.dlabel.nii"])
+    assert seen["fmriprep"] == FmriprepOptions(confounds="scrubbing", high_pass=0.01, detrend=True, task="rest",
+                                               space="fsLR", session="2")
+    assert cli_call(monkeypatch, target, ["validate", "deriv", "--fmriprep", "--no-detrend"])["fmriprep"] == (
+        FmriprepOptions())
+    # a given value is checked even where it is falsy, and a group flag needs --fmriprep
+    assert main(["validate", "deriv", "--fmriprep", "--high-pass", "0"]) == 2
+    assert "--high-pass must be a positive frequency in Hz, got 0.0" in capsys.readouterr().err
+    assert main(["validate", "deriv", "--session", "2"]) == 2
+    assert capsys.readouterr().err == ("brainjepa validate: error: --session: only for fMRIPrep derivatives; add "
+                                       "--fmriprep\n")
+
+
+def test_every_prepare_flag_reaches_prepare_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare's own flags and the shared input flags reach `prepare_store`; the defaults are the documented ones."""
+    target = "brainjepa.cli.prepare.prepare_store"
+    assert cli_call(monkeypatch, target, ["prepare", "in", "--out", "s", "--no-progress"]) == {
+        "inputs": ["in"], "out": "s", "options": ReadOptions(), "min_frames": 1, "workers": 1, "fmriprep": None,
+        "phenotypes": None, "subject_column": None, "skip_bad": False, "overwrite": False, "stats": True,
+        "progress": False}
+    seen = cli_call(monkeypatch, target, ["prepare", "in", "more", "--out", "s", "--rois", "5", "--frames", "20",
+                                          "--tr", "2", "--orientation", "rois-x-time", "--phenotypes", "p.csv",
+                                          "--subject-column", "eid", "--skip-bad", "--overwrite", "--no-stats",
+                                          "--workers", "2", "--progress"])
+    assert seen == {"inputs": ["in", "more"], "out": "s", "min_frames": 20, "workers": 2, "fmriprep": None,
+                    "options": ReadOptions(num_rois=5, orientation="rois-x-time", tr=2.0), "phenotypes": "p.csv",
+                    "subject_column": "eid", "skip_bad": True, "overwrite": True, "stats": False, "progress": True}
+
+
+def test_problems_are_counted_by_run(tmp_path, capsys):
+    """A run with two problems is one bad run, in validate's summary and in prepare's skip report."""
+    _good(tmp_path)
+    short = RNG.standard_normal((5, 4))
+    short[1, 2] = np.nan
+    _npy(tmp_path / "in" / "sub-50.npy", short)
+    assert main(["validate", str(tmp_path / "in"), "--rois", "5", "--frames", "10"]) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert sum(line.startswith(str(tmp_path / "in" / "sub-50.npy")) for line in lines) == 2
+    assert lines[-1] == "2 problems in 1 of 4 runs"
+    assert _prepare(tmp_path / "in", "--out", tmp_path / "s", "--rois", 5, "--frames", 10, "--skip-bad") == 0
+    assert "skipped 1 bad runs" in capsys.readouterr().out
+    assert len(pd.read_csv(tmp_path / "s" / "skipped.csv")) == 2
