@@ -188,6 +188,8 @@ def test_python_names_become_flags_in_messages():
     for prose in ("the data folder is empty", "data.batch_size=8 is too big", "/tmp/x/n_components.csv",
                   "batch_size(3) failed", "unknown_name must be set"):
         assert name_flags(prose, p) == prose
+    hint = "--data: remove it (Python: Options batch_size, embed.data)"
+    assert name_flags("batch_size: " + hint, p) == "--batch-size: " + hint
 
 
 def test_library_checks_name_the_flags(tmp_path, capsys):

@@ -331,6 +331,18 @@ def test_table_settings_are_refused_with_fmriprep_derivatives(tmp_path, options,
         validate_paths([tmp_path / "nothing here"], ReadOptions(**options), fmriprep=FmriprepOptions())
 
 
+@pytest.mark.parametrize(("flags", "named", "python"), [
+    (["--index-col"], "--index-col", "index_col"), (["--no-index-col"], "--no-index-col", "index_col"),
+    (["--no-header", "--orientation", "time-x-rois"], "--orientation, --no-header", "orientation, header")])
+def test_the_cli_names_the_table_flag_given_and_keeps_the_python_spelling(tmp_path, capsys, flags, named, python):
+    """Under the CLI the refusal names the flag the user typed (--no-index-col too), and its "(Python: ...)" hint
+    keeps the ReadOptions names: it is not rewritten into flags like the rest of a library message."""
+    assert main(["validate", str(tmp_path), "--fmriprep", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"brainjepa validate: error: {named}: only for tables and arrays")
+    assert err.endswith(f"(Python: ReadOptions {python})\n")
+
+
 def test_every_validate_flag_reaches_validate_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each input flag reaches `validate_paths` as the option it documents, and the defaults are the documented
     ones (a lost --workers or --index-col would read the runs another way without a word)."""

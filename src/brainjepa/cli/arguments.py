@@ -90,7 +90,8 @@ def option_strings(parser: argparse.ArgumentParser) -> set[str]:
 def name_flags(message: str, parser: argparse.ArgumentParser) -> str:
     """`message` with the Python names of this command's options replaced by its flags: a library check raised
     under the CLI says ``--batch-size must be ...``, not ``embed.batch_size must be ...``. Only names that cannot
-    be prose are replaced: a dotted name (``simulation.subjects``) or one with an underscore (``n_components``)."""
+    be prose are replaced: a dotted name (``simulation.subjects``) or one with an underscore (``n_components``).
+    A ``(Python: ...)`` hint is the library's spelling on purpose and is left as written."""
     flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
 
     def flag(match: re.Match) -> str:
@@ -99,4 +100,6 @@ def name_flags(message: str, parser: argparse.ArgumentParser) -> str:
             return flags[name]
         return match.group(0)
 
-    return re.sub(r"(?<![\w./-])(\w+\.)?([a-z]\w*)\b(?![.=(])", flag, message)
+    parts = re.split(r"(\(Python: [^)]*\))", message)  # odd indices are the Python hints
+    return "".join(part if i % 2 else re.sub(r"(?<![\w./-])(\w+\.)?([a-z]\w*)\b(?![.=(])", flag, part)
+                   for i, part in enumerate(parts))

@@ -72,7 +72,8 @@ def _checked_runs(
         tables = [name for name, unset in (("orientation", "auto"), ("header", None), ("index_col", None))
                   if getattr(options, name) != unset]
         if tables:
-            flags = ", ".join("--" + name.replace("_", "-") for name in tables)
+            flags = ", ".join(("--" if getattr(options, name) is not False else "--no-") + name.replace("_", "-")
+                              for name in tables)
             raise ConfigError(f"{flags}: only for tables and arrays, and fMRIPrep derivatives are images; remove "
                               f"{'it' if len(tables) == 1 else 'them'} (Python: ReadOptions {', '.join(tables)})")
         sources = find_fmriprep_runs(inputs, fmriprep)
