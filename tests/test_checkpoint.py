@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from brainjepa import BrainJEPA, ModelConfig
-from brainjepa.errors import BrainJEPAError, CheckpointError
+from brainjepa.errors import CheckpointError, ConfigError
 from brainjepa.models.config import PRESETS
 from brainjepa.models.convert import (
     convert_reference_state_dict,
@@ -49,15 +50,27 @@ def test_save_pretrained_round_trip_is_bit_exact(tmp_path):
     assert torch.equal(loaded.gradient, model.gradient)
 
 
-@pytest.mark.xfail(strict=True, reason="ModelConfig checks no types: bounds.check skips str values, so a string for "
-                   "an int key of config.json reaches `dim % 4` (TypeError), and qkv_bias 'false' is taken as True")
-def test_a_config_json_value_of_the_wrong_type_is_refused_naming_the_key(tmp_path):
+@pytest.mark.parametrize(("key", "value"), [("embed_dim", "32"), ("num_frames", "16"), ("qkv_bias", "false"),
+                                          ("depth", 2.0), ("pred_num_heads", True), ("pos_embed", "fourier")])
+def test_a_config_json_value_of_the_wrong_type_is_refused_naming_the_key(tmp_path, key, value):
+    """A hand-edited config.json is untyped: a string for an int would reach `dim % 4` as a TypeError, and
+    qkv_bias "false" would be taken as True. Each is refused in one line naming the key and the type expected."""
     folder = _trained_like_model().save_pretrained(tmp_path / "m")
     record = json.loads((folder / "config.json").read_text())
-    record["model"]["embed_dim"] = str(record["model"]["embed_dim"])  # a hand-edited config.json
+    record["model"][key] = value
     (folder / "config.json").write_text(json.dumps(record))
-    with pytest.raises(BrainJEPAError, match="model.embed_dim"):
+    with pytest.raises(ConfigError, match=f"config key model.{key} has value {re.escape(repr(value))}; expected"):
         BrainJEPA.from_pretrained(folder)
+
+
+def test_a_numeric_string_for_a_float_key_of_config_json_is_read_as_the_number(tmp_path):
+    """As in a YAML config ('1e-3' is a string in YAML 1.1), a float key takes a numeric string."""
+    model = _trained_like_model()
+    folder = model.save_pretrained(tmp_path / "m")
+    record = json.loads((folder / "config.json").read_text())
+    record["model"]["mlp_ratio"] = str(record["model"]["mlp_ratio"])
+    (folder / "config.json").write_text(json.dumps(record))
+    assert BrainJEPA.from_pretrained(folder).config == model.config
 
 
 def test_from_pretrained_accepts_run_folder_with_model_subfolder(tmp_path):

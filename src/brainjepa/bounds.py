@@ -4,7 +4,8 @@ them in the dataclass's `__post_init__`, so every config section checks its keys
 A value must have its field's type (an int field takes only integers, a float field any finite number), lie in the
 declared range, and a `pair` field is two such numbers, low <= high. None (an optional key left unset) passes.
 A violation raises ConfigError naming the dotted key, its value and the range. `check_value` applies the same
-rules to one plain argument (a function's, not a config field).
+rules to one plain argument (a function's, not a config field). `coerce` checks an untyped value (from YAML or
+a config.json) against its field's type hint before the dataclass is built.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numbers
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from brainjepa.errors import ConfigError
 
@@ -84,6 +85,53 @@ def field_default(obj: Any, name: str) -> Any:
 def check_value(name: str, value: Any, *, integer: bool = False, **limits: Any) -> None:
     """Raise ConfigError naming `name` unless `value` is in the range `limits` (as `bounded` takes them)."""
     Bounds(**limits).check(name, value, integer)
+
+
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    """`value` checked against the type hint `hint` (an int is taken where a float is expected, and a numeric
+    string such as YAML 1.1's '1e-3' for a float); raise ConfigError naming `key` otherwise. Config files and
+    config.json records are untyped: a wrong type must be refused here, not surface as a TypeError deep inside."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key {key} has value {value!r}; expected {_describe(hint)}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"config key {key} has value {value!r}; expected one of {list(args)}")
+        return value
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"config key {key} has value {value!r}; expected a list")
+        return [coerce(v, args[0], key) for v in value]
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(f"config key {key} has value {value!r}; expected a list of {len(args)}")
+        return tuple(coerce(v, a, key) for v, a in zip(value, args, strict=True))
+    if hint is float and isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            return float(value)  # YAML 1.1 reads '1e-3' as a string
+        except ValueError:
+            pass
+    if hint is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if hint in (bool, str) and isinstance(value, hint):
+        return value
+    raise ConfigError(f"config key {key} has value {value!r}; expected {_describe(hint)}")
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args if a is not type(None))
+    if origin is Literal:
+        return " or ".join(repr(a) for a in args)
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 def _valid(v: Any, bounds: Bounds, integer: bool) -> bool:

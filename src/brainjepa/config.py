@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any, Literal
 
 import yaml
 
-from brainjepa.bounds import SCANNER_TR, bounded, check_bounds, field_default
+from brainjepa.bounds import SCANNER_TR, bounded, check_bounds, coerce, field_default
 from brainjepa.data.normalize import NormalizationKind
 from brainjepa.data.store import RunStore
 from brainjepa.errors import ConfigError
@@ -365,7 +364,7 @@ def _build(cls: type, values: dict[str, Any], section: str, sources: dict[str, s
     for key, value in values.items():
         if key not in hints:
             raise ConfigError(f"unknown config key {section}.{key}")
-        out[key] = _coerce(value, hints[key], sources.get(f"{section}.{key}", f"{section}.{key}"))
+        out[key] = coerce(value, hints[key], sources.get(f"{section}.{key}", f"{section}.{key}"))
     try:
         return cls(**out)
     except ConfigError as err:
@@ -378,51 +377,6 @@ def _explain(message: str, sources: dict[str, str]) -> str:
         if source != target and target in message:
             message = message.replace(target, f"{target} (from {source})", 1)
     return message
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check `value` against a type hint, allowing int where float is expected; name the key on failure."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"config key {key} has value {value!r}; expected {_describe(hint)}")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"config key {key} has value {value!r}; expected one of {list(args)}")
-        return value
-    if origin is list:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"config key {key} has value {value!r}; expected a list")
-        return [_coerce(v, args[0], key) for v in value]
-    if origin is tuple:
-        if not isinstance(value, list | tuple) or len(value) != len(args):
-            raise ConfigError(f"config key {key} has value {value!r}; expected a list of {len(args)}")
-        return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
-    if hint is float and isinstance(value, int | float | str) and not isinstance(value, bool):
-        try:
-            return float(value)  # YAML 1.1 reads '1e-3' as a string
-        except ValueError:
-            pass
-    if hint is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if hint in (bool, str) and isinstance(value, hint):
-        return value
-    raise ConfigError(f"config key {key} has value {value!r}; expected {_describe(hint)}")
-
-
-def _describe(hint: Any) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args if a is not type(None))
-    if origin is Literal:
-        return " or ".join(repr(a) for a in args)
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 def _plain(value: Any) -> Any:

@@ -7,7 +7,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from brainjepa.bounds import bounded, check_bounds
+from brainjepa.bounds import bounded, check_bounds, coerce
 from brainjepa.errors import ConfigError
 
 PosEmbedKind = Literal["mapping", "sincos"]
@@ -79,12 +79,12 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        """Build from a dict, rejecting unknown keys by name."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        """Build from a dict (a config.json record), rejecting unknown keys and values of the wrong type by name."""
+        hints = typing.get_type_hints(cls)
+        unknown = sorted(set(values) - set(hints))
         if unknown:
             raise ConfigError(f"unknown model config key(s): {', '.join('model.' + k for k in unknown)}")
-        return cls(**values)
+        return cls(**{key: coerce(value, hints[key], f"model.{key}") for key, value in values.items()})
 
     def replace(self, **changes: Any) -> ModelConfig:
         return self.from_dict({**self.to_dict(), **changes})
