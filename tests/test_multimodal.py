@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from brainjepa.cli import main
 from brainjepa.errors import CheckpointError, ConfigError, DataError
 from brainjepa.evaluation.multimodal import (
     AlignConfig,
+    AlignedProjectors,
     BrainJEPAProjector,
     align,
     load_projectors,
@@ -177,6 +179,20 @@ def test_load_projectors_errors(tmp_path):
         load_projectors(tmp_path)
 
 
+@pytest.mark.parametrize(("where", "key", "value"), [("config", "learn_temperature", "false"),
+                                                     ("config", "out_dim", "16"), ("", "brain_dim", "8"),
+                                                     ("", "other_dim", 0)])
+def test_load_projectors_refuses_a_projectors_json_value_of_the_wrong_type(tmp_path, where, key, value):
+    """projectors.json is untyped: learn_temperature "false" would read as True and a string dim fail deep in
+    torch. Each is refused in one line naming the folder and the key."""
+    out = AlignedProjectors(8, 6, AlignConfig(hidden_dim=16, out_dim=4)).save(tmp_path / "p")
+    record = json.loads((out / "projectors.json").read_text())
+    (record[where] if where else record)[key] = value
+    (out / "projectors.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match=f"^{re.escape(str(out))}: .*{key}"):
+        load_projectors(out)
+
+
 def test_cli_align(tmp_path, capsys):
     brain, other = _pair()
     np.save(tmp_path / "brain.npy", brain)
@@ -218,8 +234,6 @@ def test_loss_is_the_symmetric_infonce_with_clips_temperature_cap() -> None:
     """The loss is the mean of the brain->other and other->brain cross-entropies of the scaled cosine logits, and
     the scale is capped at 1/T = 100 however small the temperature (CLIP's cap)."""
     import torch.nn.functional as F
-
-    from brainjepa.evaluation.multimodal import AlignedProjectors
 
     torch.manual_seed(0)
     model = AlignedProjectors(6, 4, AlignConfig(hidden_dim=8, out_dim=5, dropout=0.0, temperature=0.001)).eval()

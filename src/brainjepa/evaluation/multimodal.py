@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from brainjepa.bounds import bounded, check_bounds, check_value
-from brainjepa.errors import CheckpointError, DataError
+from brainjepa.bounds import bounded, check_bounds, check_value, coerce
+from brainjepa.errors import CheckpointError, ConfigError, DataError
 from brainjepa.io import atomic_write_text, check_writable, load_weights_folder, save_weights_folder
 from brainjepa.models.optim import param_groups
 from brainjepa.runtime import resolve_device
@@ -155,7 +156,16 @@ def load_projectors(directory: str | Path) -> AlignedProjectors:
     unknown = sorted(set(meta["config"]) - known)
     if unknown:
         raise CheckpointError(f"{directory}: unknown projector config keys {unknown}")
-    model = AlignedProjectors(meta["brain_dim"], meta["other_dim"], AlignConfig(**meta["config"]))
+    hints = typing.get_type_hints(AlignConfig)
+    try:  # projectors.json is untyped: learn_temperature "false" must not read as True
+        config = AlignConfig(**{key: coerce(value, hints[key], f"align.{key}")
+                                for key, value in meta["config"].items()})
+        dims = [coerce(meta[key], int, key) for key in ("brain_dim", "other_dim")]
+        for key, dim in zip(("brain_dim", "other_dim"), dims, strict=True):
+            check_value(key, dim, integer=True, ge=1)
+    except ConfigError as err:
+        raise CheckpointError(f"{directory}: {err}") from None
+    model = AlignedProjectors(*dims, config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
