@@ -463,3 +463,16 @@ def test_warm_start_from_the_official_checkpoint(golden_dir):
         warm_start(load_config(None, overrides), {})
     model = warm_start(load_config(None, [*overrides, f"data.gradient_csv_path={grad}"]), {})
     assert _same_weights(model, BrainJEPA.from_reference_checkpoint(ckpt, grad, num_heads=4))
+
+
+@pytest.mark.parametrize(("cls", "key", "value", "message"), [
+    (ModelConfig, "embed_dim", "32", "model.embed_dim must be an integer >= 1, got '32'"),
+    (ModelConfig, "mlp_ratio", "4", "model.mlp_ratio must be a number > 0, got '4'"),
+    (MaskConfig, "min_keep", "4", "mask.min_keep must be an integer"),
+    (DataConfig, "batch_size", "8", "data.batch_size must be an integer")])
+def test_a_string_for_a_numeric_field_is_refused_when_built_in_python(cls, key, value, message):
+    """Built directly (not from a file), a config with a string for a number fails by name, not as a TypeError
+    later (`dim % 4`); a field whose type admits a word still takes it (data.input_gain 'auto')."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        cls(**{key: value})
+    assert DataConfig(input_gain="auto").input_gain == "auto"

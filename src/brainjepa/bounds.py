@@ -48,9 +48,10 @@ class Bounds:
                   if v is not None]
         return " ".join(["an integer" if integer else "a number", " and ".join(limits)]).rstrip()
 
-    def check(self, name: str, value: Any, integer: bool) -> None:
-        """Raise ConfigError naming `name` unless `value` is None or of the kind and in the range declared."""
-        if value is None or isinstance(value, str):  # a word (e.g. "auto") is a Literal choice, checked by its type
+    def check(self, name: str, value: Any, integer: bool, words: bool = True) -> None:
+        """Raise ConfigError naming `name` unless `value` is None or of the kind and in the range declared. A word
+        (e.g. "auto") passes where the field's type admits one (`words`): it is a Literal choice, checked there."""
+        if value is None or (words and isinstance(value, str)):
             return
         items = value if self.pair and isinstance(value, list | tuple) and len(value) == 2 else None
         if self.pair:
@@ -68,11 +69,11 @@ def bounded(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MI
 
 def check_bounds(obj: Any, section: str) -> None:
     """Raise ConfigError naming `section.key` for the first field of `obj` outside its declared range."""
-    integers = _integer_fields(type(obj))
+    integers, words = _fields_taking(type(obj), int), _fields_taking(type(obj), str)
     for f in dataclasses.fields(obj):
         bounds = f.metadata.get(_KEY)
         if bounds is not None:
-            bounds.check(f"{section}.{f.name}", getattr(obj, f.name), f.name in integers)
+            bounds.check(f"{section}.{f.name}", getattr(obj, f.name), f.name in integers, f.name in words)
 
 
 def field_default(obj: Any, name: str) -> Any:
@@ -140,12 +141,14 @@ def _valid(v: Any, bounds: Bounds, integer: bool) -> bool:
 
 
 @functools.cache
-def _integer_fields(cls: type) -> frozenset[str]:
-    """Names of the fields annotated `int` or `int | None`."""
+def _fields_taking(cls: type, kind: type) -> frozenset[str]:
+    """Names of the fields whose annotation admits `kind`: `int` or `int | None` for int; `str`, or a Literal of
+    words, for str."""
     out = set()
     for name, hint in typing.get_type_hints(cls).items():
         args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-        if int in args:
+        if any(a is kind or (typing.get_origin(a) is Literal and any(isinstance(v, kind) for v in typing.get_args(a)))
+               for a in args):
             out.add(name)
     return frozenset(out)
 
