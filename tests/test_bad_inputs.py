@@ -257,7 +257,7 @@ CASES = [
     case("validate-fmriprep-flag-alone", lambda e: e.validate(e.good_runs(1), "--task", "rest"), "add --fmriprep"),
     case("validate-table-flags-with-fmriprep", lambda e: e.validate(e.good_runs(1), "--fmriprep", "--no-header",
                                                                     "--orientation", "rois-x-time"),
-         "--orientation, --header: only for tables and arrays, and fMRIPrep derivatives are images; remove them"),
+         "--orientation, --no-header: only for tables and arrays, and fMRIPrep derivatives are images; remove them"),
     case("prepare-subject-column-alone", lambda e: e.prepare(e.good_runs(), "--rois", "8", "--subject-column", "id",
                                                              "--out", str(e.tmp / "s")),
          "--subject-column names a column of --phenotypes, and none is given"),

@@ -322,11 +322,12 @@ def test_skip_bad_with_nothing_to_skip_writes_an_empty_report(tmp_path):
     assert report.columns.tolist() == ["source", "problem"] and report.empty
 
 
-@pytest.mark.parametrize(("options", "flag"), [({"orientation": "rois-x-time"}, "orientation"),
-                                               ({"header": False}, "header"), ({"index_col": True}, "index_col")])
-def test_table_settings_are_refused_with_fmriprep_derivatives(tmp_path, options, flag):
+@pytest.mark.parametrize(("options", "flag", "named"), [
+    ({"orientation": "rois-x-time"}, "orientation", "--orientation"), ({"header": False}, "header", "--no-header"),
+    ({"index_col": True}, "index_col", "--index-col")])
+def test_table_settings_are_refused_with_fmriprep_derivatives(tmp_path, options, flag, named):
     """Each table setting is refused by name with fMRIPrep derivatives (images), before anything is searched."""
-    message = f"--{flag.replace('_', '-')}: only for tables and arrays.*remove it \\(Python: ReadOptions {flag}\\)"
+    message = f"{named}: only for tables and arrays.*remove it \\(Python: ReadOptions {flag}\\)"
     with pytest.raises(ConfigError, match=message):
         validate_paths([tmp_path / "nothing here"], ReadOptions(**options), fmriprep=FmriprepOptions())
 
