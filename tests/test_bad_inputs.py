@@ -1181,3 +1181,15 @@ def test_torchrun_pretraining_exits_every_time(shared, tmp_path):
             pytest.fail(f"run {i + 1}: torchrun did not exit within 240 s (a rank hung after training)")
         assert done.returncode == 0, done.stderr[-3000:]
         assert (tmp_path / f"run{i}" / "model" / "model.safetensors").is_file()
+
+
+def test_a_fine_tuned_models_config_json_of_the_wrong_type_is_refused_naming_the_file(shared, tmp_path):
+    """The fine-tuned loader reads the same untyped config.json: a string for an int is refused naming the file and
+    the key (finetune.json), not a TypeError from inside the model."""
+    net = finetune.build_finetune_model(BrainJEPA.from_pretrained(shared / "model"), 2)
+    config = finetune.save_finetuned(net, tmp_path / "ft", {}) / finetune.CHECKPOINT_CONFIG
+    record = json.loads(config.read_text())
+    record["model"]["depth"] = str(record["model"]["depth"])
+    config.write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match=f"^{re.escape(str(config))}: config key model.depth has value"):
+        finetune.load_finetuned(tmp_path / "ft")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from brainjepa import BrainJEPA, ModelConfig
-from brainjepa.errors import CheckpointError, ConfigError
+from brainjepa.errors import CheckpointError
 from brainjepa.models.config import PRESETS
 from brainjepa.models.convert import (
     convert_reference_state_dict,
@@ -59,7 +59,8 @@ def test_a_config_json_value_of_the_wrong_type_is_refused_naming_the_key(tmp_pat
     record = json.loads((folder / "config.json").read_text())
     record["model"][key] = value
     (folder / "config.json").write_text(json.dumps(record))
-    with pytest.raises(ConfigError, match=f"config key model.{key} has value {re.escape(repr(value))}; expected"):
+    expected = f"^{re.escape(str(folder / 'config.json'))}: config key model.{key} has value {re.escape(repr(value))}"
+    with pytest.raises(CheckpointError, match=expected + "; expected"):
         BrainJEPA.from_pretrained(folder)
 
 

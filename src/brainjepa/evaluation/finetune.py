@@ -186,7 +186,11 @@ def load_finetuned(directory: str | Path) -> tuple[BrainEncoder, dict[str, Any]]
                                       fmt=FORMAT, what="fine-tuned model")
     state = {name.removeprefix("encoder."): tensor for name, tensor in state.items()}
     try:
-        net = BrainEncoder(ModelConfig.from_dict(meta["model"]), state["pos_embed.gradient"])
+        config = ModelConfig.from_dict(meta["model"])
+    except ConfigError as err:
+        raise CheckpointError(f"{directory}/{CHECKPOINT_CONFIG}: {err}") from None
+    try:
+        net = BrainEncoder(config, state["pos_embed.gradient"])
         net.reset_classifier(int(meta["num_outputs"]))
         net.load_state_dict(state, strict=True)
     except (KeyError, RuntimeError) as err:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from brainjepa import hub
-from brainjepa.errors import CheckpointError
+from brainjepa.errors import CheckpointError, ConfigError
 from brainjepa.io import check_finite_weights, load_gradient, load_weights_folder, no_such, save_weights_folder
 from brainjepa.models.config import ModelConfig
 from brainjepa.models.convert import (
@@ -172,7 +172,10 @@ class BrainJEPA(nn.Module):
         _refuse_unfinished_run(directory)
         meta, state = load_weights_folder(directory, config_name=CONFIG_NAME, weights_name=WEIGHTS_NAME, fmt=FORMAT,
                                           what="brainjepa model", map_location=str(map_location))
-        cfg = ModelConfig.from_dict(meta["model"])
+        try:  # config.json is untyped and may be hand-edited: name the file with the key
+            cfg = ModelConfig.from_dict(meta["model"])
+        except ConfigError as err:
+            raise CheckpointError(f"{directory / CONFIG_NAME}: {err}") from None
         model = cls(cfg, state["encoder.pos_embed.gradient"], metadata=meta.get("metadata"))
         _load_strict(model, state, str(directory / WEIGHTS_NAME))
         model.name_or_path = name
