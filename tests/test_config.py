@@ -476,3 +476,13 @@ def test_a_string_for_a_numeric_field_is_refused_when_built_in_python(cls, key, 
     with pytest.raises(ConfigError, match=re.escape(message)):
         cls(**{key: value})
     assert DataConfig(input_gain="auto").input_gain == "auto"
+
+
+@pytest.mark.parametrize(("cls", "key", "section"), [(DataConfig, "pin_mem", "data"),
+                                                     (ModelConfig, "qkv_bias", "model")])
+def test_a_flag_built_in_python_takes_only_true_or_false(cls, key, section):
+    """A bool field given "false" (or 0) would read as True (or be taken silently): refused by name instead."""
+    for value in ("false", 0):
+        with pytest.raises(ConfigError, match=re.escape(f"{section}.{key} must be true or false, got {value!r}")):
+            cls(**{key: value})
+    assert getattr(cls(**{key: False}), key) is False

@@ -68,12 +68,16 @@ def bounded(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MI
 
 
 def check_bounds(obj: Any, section: str) -> None:
-    """Raise ConfigError naming `section.key` for the first field of `obj` outside its declared range."""
-    integers, words = _fields_taking(type(obj), int), _fields_taking(type(obj), str)
+    """Raise ConfigError naming `section.key` for the first field of `obj` outside its declared range, or a flag
+    (a `bool` field) given anything but True or False: "false" would otherwise read as True."""
+    integers, words, flags = (_fields_taking(type(obj), kind) for kind in (int, str, bool))
     for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.name in flags and value is not None and not isinstance(value, bool):
+            raise ConfigError(f"{section}.{f.name} must be true or false, got {value!r}")
         bounds = f.metadata.get(_KEY)
         if bounds is not None:
-            bounds.check(f"{section}.{f.name}", getattr(obj, f.name), f.name in integers, f.name in words)
+            bounds.check(f"{section}.{f.name}", value, f.name in integers, f.name in words)
 
 
 def field_default(obj: Any, name: str) -> Any:
@@ -142,8 +146,8 @@ def _valid(v: Any, bounds: Bounds, integer: bool) -> bool:
 
 @functools.cache
 def _fields_taking(cls: type, kind: type) -> frozenset[str]:
-    """Names of the fields whose annotation admits `kind`: `int` or `int | None` for int; `str`, or a Literal of
-    words, for str."""
+    """Names of the fields whose annotation admits `kind` (`int` or `int | None` for int, `bool` for bool), or a
+    Literal of its values (of words, for str)."""
     out = set()
     for name, hint in typing.get_type_hints(cls).items():
         args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
