@@ -486,3 +486,22 @@ def test_a_flag_built_in_python_takes_only_true_or_false(cls, key, section):
         with pytest.raises(ConfigError, match=re.escape(f"{section}.{key} must be true or false, got {value!r}")):
             cls(**{key: value})
     assert getattr(cls(**{key: False}), key) is False
+
+
+@pytest.mark.parametrize(("cls", "key", "value", "message"), [
+    (MaskConfig, "min_keep", True, "mask.min_keep must be an integer >= 1, got True"),
+    (ModelConfig, "mlp_ratio", True, "model.mlp_ratio must be a number > 0, got True"),
+    (MaskConfig, "enc_mask_scale", (False, True), "mask.enc_mask_scale must be two numbers"),
+])
+def test_a_boolean_for_a_numeric_field_is_refused_when_built_in_python(cls, key, value, message):
+    """Built directly, a config with True for a number is refused by name, not taken as the number 1."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        cls(**{key: value})
+
+
+@pytest.mark.parametrize("override", ["data.batch_size=1.5", "mask.min_keep=4.7"])
+def test_a_fraction_for_an_integer_key_is_refused(override):
+    """An integer key given 1.5 is refused by name, not truncated to another value (a batch of 1)."""
+    key, value = override.split("=")
+    with pytest.raises(ConfigError, match=f"{re.escape(key)} has value {re.escape(value)}"):
+        load_config(None, [override])

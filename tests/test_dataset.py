@@ -240,3 +240,28 @@ def test_split_by_subject_has_no_leakage(store, fractions):
 def test_split_by_subject_errors(store, fractions, error, message):
     with pytest.raises(error, match=message):
         split_by_subject(store, fractions)
+
+
+def test_negative_item_index_is_refused(store):
+    """Item -1 is not Python's count from the end: a sampler handing out a bad index must fail, not quietly read
+    the last run (DataLoader indices are always 0 .. len - 1)."""
+    ds = StoreDataset(store, indices=[0, 1], window=SPEC)
+    with pytest.raises(IndexError, match="item -1 out of range"):
+        ds[-1]
+    with pytest.raises(IndexError, match="item -2 out of range"):
+        ds.sample(-2, 0)
+
+
+def test_zero_split_fraction_is_a_config_error(store):
+    """A fraction of 0 is a bad setting (ConfigError naming the fractions), not a data problem of the store."""
+    with pytest.raises(ConfigError, match="must be positive numbers"):
+        split_by_subject(store, (1.0, 0.0))
+
+
+def test_epoch_minus_one_is_refused(store):
+    """Epochs count from 0: -1 (a common 'not started' sentinel) must not select a window stream."""
+    ds = StoreDataset(store, indices=[0], window=SPEC)
+    with pytest.raises(ConfigError, match="epoch must be an integer >= 0, got -1"):
+        ds.set_epoch(-1)
+    ds.set_epoch(0)
+    assert ds.epoch == 0

@@ -336,3 +336,33 @@ def test_param_groups_function_checks_its_arguments(model):
         param_groups(model.encoder.named_parameters(), 0.1, layer_decay=0.5)
     with pytest.raises(ValueError, match=r"layer_decay must be in \(0, 1\]"):
         param_groups(model.encoder.named_parameters(), 0.1, model.encoder.layer_id, 1.5)
+
+
+def test_layer_decay_of_one_is_allowed_and_changes_no_scale(model):
+    """layer_decay 1 (the documented upper end of (0, 1]) means no decay: every group trains at the full lr."""
+    groups = param_groups(model.encoder.named_parameters(), 0.1, model.encoder.layer_id, 1.0)
+    assert groups and all(g["lr_scale"] == 1.0 for g in groups)
+    assert len(_group_of(groups)) == sum(1 for _ in model.encoder.parameters())
+
+
+def test_layer_groups_are_ordered_by_layer_then_decayed_first(model):
+    """The group order is part of an optimizer checkpoint (state is matched to groups by position): layer by
+    layer, decayed before exempt, whatever order the module lists its parameters in (pre-norm blocks list
+    their LayerNorm gains before their weights)."""
+    groups = param_groups(model.encoder.named_parameters(), 0.1, model.encoder.layer_id, 0.5)
+    order = [(-round(np.log2(g["lr_scale"])), g["wd_exempt"]) for g in groups]  # (layers below top, exempt)
+    keys = [(DEPTH + 1 - below, exempt) for below, exempt in order]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+
+
+def test_layer_decay_top_counts_frozen_parameters():
+    """The top layer is the largest id among all parameters given, frozen or not: freezing the final norm must not
+    move the last block up to the full lr."""
+    def weight(trainable: bool = True) -> torch.nn.Parameter:
+        return torch.nn.Parameter(torch.zeros(2, 2), requires_grad=trainable)
+
+    named = [("low.weight", weight()), ("mid.weight", weight()), ("top.weight", weight(False))]
+    layer = {"low.weight": 0, "mid.weight": 1, "top.weight": 2}
+    groups = param_groups(named, 0.1, layer.__getitem__, 0.5)
+    assert [g["lr_scale"] for g in groups] == [0.25, 0.5]
+    assert [p is q for g, (_, q) in zip(groups, named, strict=False) for p in g["params"]] == [True, True]

@@ -177,3 +177,83 @@ def test_min_keep_above_the_grid_is_refused():
 def test_yaml_lists_are_stored_as_tuples():
     cfg = MaskConfig(enc_mask_scale=[0.84, 1.0], pred_mask_T_scale=[0, 0.4])
     assert cfg.pred_mask_T_scale == (0.0, 0.4) and cfg == MaskConfig()
+
+
+def test_side_edge_width_keeps_the_sides_apart_on_odd_grids():
+    """On an odd number of time patches the two side regions must still not meet: at most P // 2 patches each."""
+    assert side_edge_width(5, 1.0) == 2
+    assert side_edge_width(7, 0.9) == 3
+    cfg = MaskConfig(pred_mask_T_scale=(0.9, 1.0), min_keep=1)
+    for i in range(10):
+        context, target = _draw(cfg, 20, 5, 2, batch=i)
+        assert (target.sort(dim=1).values.diff(dim=1) > 0).all()
+        assert not (context[:, :, None] == target[:, None, :]).any()
+
+
+def test_mask_grid_refuses_negative_and_scalar_indices():
+    """A negative index would wrap to the grid's end and a 0-d index is not one sample's index list; both are
+    mistakes that must not paint the grid silently."""
+    with pytest.raises(ConfigError, match=r"context_idx has values outside \[0, 6\)"):
+        mask_grid(torch.tensor([-1]), torch.tensor([1]), 2, 3)
+    with pytest.raises(ConfigError, match="target_idx must be 1-D"):
+        mask_grid(torch.tensor([0]), torch.tensor(1), 2, 3)
+
+
+def test_boolean_seed_or_count_is_refused():
+    """`True` is a bool, not a seed or a count (a config typo such as `seed: yes`); it must not silently mean 1."""
+    with pytest.raises(ConfigError, match="seed must be an integer"):
+        draw_masks(MaskConfig(), 20, 4, seed=True, epoch=0, batch=0, batch_size=1)
+    with pytest.raises(ConfigError, match="batch_size must be an integer >= 1, got True"):
+        draw_masks(MaskConfig(), 20, 4, seed=0, epoch=0, batch=0, batch_size=True)
+
+
+def test_full_observation_still_leaves_out_the_last_time_patch():
+    """The observation starts in [0, P - width), so even an enc_mask_scale of (1, 1) spans at most P - 1 patches:
+    the last time patch is never context (the reference's quirk), and the alpha target stays inside the span."""
+    cfg = MaskConfig(enc_mask_scale=(1.0, 1.0), pred_mask_T_scale=(0.0, 0.0), min_keep=1)
+    rois, patches = 12, 6
+    for i in range(10):
+        context, target = _draw(cfg, rois, patches, 1, seed=i)
+        assert (context % patches != patches - 1).all()
+        assert (target % patches != patches - 1).all()
+
+
+def test_mark_largest_marks_each_rows_own_largest_keys():
+    """Rows asking for fewer entries than the batch's largest count must still get their largest keys: side
+    target rows mask out-of-pool ROIs with -1 keys, which must never be picked ahead of in-pool ones."""
+    from brainjepa.masks.sampling import _mark_largest
+
+    keys = torch.rand(64, 50, generator=torch.Generator().manual_seed(0))
+    counts = torch.arange(64) % 41  # 0 .. 40 per row, so most rows ask for fewer than the maximum
+    marks = _mark_largest(keys, counts)
+    assert torch.equal(marks.sum(1), counts)
+    for row, count in zip(range(64), counts.tolist(), strict=True):
+        expected = torch.zeros(50, dtype=torch.bool)
+        expected[keys[row].argsort(descending=True)[:count]] = True
+        assert torch.equal(marks[row], expected), row
+
+
+def test_double_cross_rows_come_from_the_observed_alpha_rois(monkeypatch):
+    """Each side target's Double-Cross pool is the alpha ROIs inside the observation (docs/masks.md; the other pool
+    is every other ROI): alpha ROIs outside the observation are not in it."""
+    from brainjepa.masks import sampling
+
+    subsets, pools = [], []
+    real_subset, real_rows = sampling._random_subset, sampling._side_rows
+
+    def subset(g, sizes, length):
+        subsets.append(real_subset(g, sizes, length))
+        return subsets[-1]
+
+    def side_rows(g, pool_in, scale):
+        pools.append(pool_in.clone())
+        return real_rows(g, pool_in, scale)
+
+    monkeypatch.setattr(sampling, "_random_subset", subset)
+    monkeypatch.setattr(sampling, "_side_rows", side_rows)
+    _draw(MaskConfig(enc_mask_scale=(0.4, 0.6), min_keep=1), 40, 10, 4)
+    obs_rows, alpha_rows = subsets[0], subsets[1]  # the first draw: observation ROIs, then alpha ROIs
+    assert not torch.equal(obs_rows & alpha_rows, alpha_rows)  # some alpha ROIs lie outside the observation
+    assert len(pools) >= 2
+    for pool in pools[:2]:  # right, then left side target of the first draw
+        assert torch.equal(pool, obs_rows & alpha_rows)

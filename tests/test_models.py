@@ -208,3 +208,14 @@ def test_forward_at_equals_full_forward_gathered(fused):
         full = model.encoder(x)
         expected = torch.stack([full[b, idx[b]] for b in range(3)])
         torch.testing.assert_close(model.encoder.forward_at(x, idx), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_heads_for_matches_width_and_depth():
+    """Head counts are not visible in weights: a checkpoint is given a preset's heads only when both its width and
+    its depth are the preset's; a 6-block 768-wide encoder is no ViT-B."""
+    from brainjepa.models.registry import heads_for
+
+    assert heads_for(768, 12) == 12 and heads_for(1024, 24) == 16
+    assert heads_for(768, 6) is None
+    assert heads_for(1024, 12) is None
+    assert heads_for(100, 12) is None

@@ -218,3 +218,31 @@ def test_input_gain_survives_the_dict_round_trip(kind):
     assert again.gain == 2.5
     x = np.random.default_rng(6).normal(size=(3, 8))
     np.testing.assert_allclose(again(x), 2.5 * make_normalizer(kind, eps=0.5)(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("gain", [0.0, -1.0, float("inf"), float("nan")])
+def test_input_gain_must_be_positive_and_finite(gain):
+    """A gain of 0 would feed the encoder all-zero inputs; negative or non-finite gains are as wrong."""
+    with pytest.raises(ConfigError, match="input gain must be a finite number > 0"):
+        SampleZScore().with_gain(gain)
+
+
+@pytest.mark.parametrize("gain", [True, "2.0", None])
+def test_normalizer_record_gain_must_be_a_number(gain):
+    """A record's gain of `true` (YAML's yes) or a string is a broken record, not a gain of 1."""
+    with pytest.raises(ConfigError, match="gain must be a number"):
+        normalizer_from_dict({"kind": "none", "gain": gain})
+
+
+def test_make_normalizer_passes_eps_and_training_runs(store):
+    """make_normalizer is what configs call: its eps must reach the z-scores, and robust statistics must be fitted
+    on the training runs given (fitting on every run would leak validation subjects into the statistics)."""
+    assert make_normalizer("sample_zscore", eps=0.25).eps == 0.25
+    assert make_normalizer("roi_zscore", eps=0.5).eps == 0.5
+    st, runs = store
+    chosen = [0, 1, 3, 4, 6]
+    scaler = make_normalizer("robust", store=st, indices=chosen, progress=False)
+    med, iqr = _reference_stats(runs, chosen)
+    np.testing.assert_allclose(scaler.median, med, rtol=1e-12)
+    np.testing.assert_allclose(scaler.iqr, iqr, rtol=1e-9)
+    assert scaler.num_runs == len(chosen)

@@ -223,3 +223,12 @@ def test_finetuning_resolves_logs_and_applies_its_precision(monkeypatch, caplog,
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == [f"precision: {name}"]
     with cfg.runtime().autocast():  # what train_one_epoch and evaluate enter
         assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == dtype
+
+
+@pytest.mark.parametrize(("available", "expected"), [(True, torch.device("cuda", 1)), (False, torch.device("cpu"))])
+def test_auto_device_is_this_processs_gpu_where_there_is_one(monkeypatch, available, expected):
+    """device auto (or None) means CUDA where a GPU is visible, each process on cuda:LOCAL_RANK, else the CPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert runtime.resolve_device("auto", local_rank=1, world_size=2) == expected
+    assert runtime.resolve_device(None, local_rank=1, world_size=2) == expected

@@ -9,7 +9,7 @@ import pickle
 import numpy as np
 import pytest
 
-from brainjepa.data.store import RunStore, StoreWriter, open_runs
+from brainjepa.data.store import RunStore, StoreWriter, check_num_rois, open_runs
 from brainjepa.errors import DataError
 
 
@@ -249,4 +249,120 @@ def test_unknown_store_version_is_refused(tmp_path):
     meta["version"] += 1
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(DataError, match=f"store version {meta['version']} is not supported"):
+        RunStore(tmp_path / "s")
+
+
+def test_writer_refuses_zero_rois_and_wrong_label_count(tmp_path):
+    """A store of 0 ROIs holds no data at all, and ROI labels must match the ROIs one to one; both are refused
+    before anything is written."""
+    with pytest.raises(DataError, match="num_rois must be positive, got 0"):
+        StoreWriter(tmp_path / "a", 0)
+    with pytest.raises(DataError, match="2 ROI labels given for 3 ROIs"):
+        StoreWriter(tmp_path / "b", 3, roi_labels=["x", "y"])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_writer_refuses_millisecond_trs_unless_allowed(tmp_path):
+    """A TR of 720 is 720 ms given as seconds: the writer refuses it unless the caller confirms it is meant."""
+    rng = np.random.default_rng(14)
+    with StoreWriter(tmp_path / "s", 2) as w:
+        with pytest.raises(DataError, match=r"TR 720 s is outside what scanners use"):
+            w.add(rng.standard_normal((2, 5)), subject="a", tr=720)
+    with StoreWriter(tmp_path / "t", 2, allow_unusual_tr=True) as w:
+        w.add(rng.standard_normal((2, 5)), subject="a", tr=720)
+    assert RunStore(tmp_path / "t").tr(0) == 720.0
+
+
+def test_abort_keeps_a_directory_that_existed_before(tmp_path):
+    """An aborted write removes only what it created: an empty directory the user made beforehand stays."""
+    target = tmp_path / "mine"
+    target.mkdir()
+    with pytest.raises(RuntimeError), StoreWriter(target, 2) as w:
+        w.add(np.random.default_rng(15).standard_normal((2, 5)), subject="a")
+        raise RuntimeError("interrupted")
+    assert target.is_dir() and not any(target.iterdir())
+
+
+def test_manifest_run_without_frames_is_refused(tmp_path):
+    """A manifest row with 0 frames describes no data (a corrupt or hand-edited manifest): opening must fail."""
+    _write(tmp_path / "s", _runs(np.random.default_rng(16)))
+    manifest = tmp_path / "s" / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace(",55,12,", ",55,0,"))
+    with pytest.raises(DataError, match=r"manifest.csv: run 2 \(offset 55, 0 frames\) lies outside"):
+        RunStore(tmp_path / "s")
+
+
+def test_run_accessors_count_back_over_the_whole_store(tmp_path):
+    """RunStore's own accessors take Python indices: -len is the first run, -len - 1 is out of range."""
+    runs = _runs(np.random.default_rng(17))
+    store = _write(tmp_path / "s", runs)
+    n = len(runs)
+    assert store.frames(-n) == runs[0].shape[1] and store.tr(-n) == store.tr(0)
+    np.testing.assert_array_equal(store.run(-n), runs[0])
+    with pytest.raises(IndexError, match=f"run index {-n - 1} out of range"):
+        store.frames(-n - 1)
+
+
+def test_empty_window_is_refused(tmp_path):
+    """A window of 0 frames is a caller's mistake (an empty sample downstream), refused with the run named."""
+    store = _write(tmp_path / "s", _runs(np.random.default_rng(18)))
+    with pytest.raises(DataError, match=r"window \[5, 5\) is outside run 0"):
+        store.window(0, 5, 0)
+
+
+def test_open_runs_refuses_fractional_indices(tmp_path):
+    """Float run indices (e.g. from a pandas column with NaNs) must not be truncated to other runs silently."""
+    store = _write(tmp_path / "s", _runs(np.random.default_rng(19)))
+    with pytest.raises(DataError, match="run indices must be a 1-D list of integers"):
+        open_runs(store, [0.5, 1.0])
+    assert open_runs(store, np.array([], dtype=np.float64))[1].size == 0  # an empty subset of any dtype is fine
+
+
+def test_unpickled_copy_does_not_share_the_open_file(tmp_path):
+    """A pickled store (a DataLoader worker's copy) opens its own file: closing the copy must not close the file
+    the original is reading through."""
+    runs = _runs(np.random.default_rng(20))
+    store = _write(tmp_path / "s", runs)
+    np.testing.assert_array_equal(store.run(0), runs[0])  # opens the original's file descriptor
+    copy = pickle.loads(pickle.dumps(store))
+    np.testing.assert_array_equal(copy.run(2), runs[2])
+    copy.close()
+    del copy
+    np.testing.assert_array_equal(store.run(1), runs[1])
+
+
+@pytest.mark.parametrize("expected", [5, 7])
+def test_check_num_rois_refuses_more_or_fewer_rois(tmp_path, expected):
+    """A model has one embedding per ROI: a store with more ROIs than the model is as wrong as one with fewer."""
+    store = _write(tmp_path / "s", _runs(np.random.default_rng(21)))
+    check_num_rois(store, 6)
+    with pytest.raises(DataError, match=f"store has 6 ROIs but the model expects {expected}"):
+        check_num_rois(store, expected)
+
+
+def test_writer_refuses_a_file_as_store_path(tmp_path):
+    """Writing a store where a file is gives one DataError naming the path, and leaves the file alone."""
+    target = tmp_path / "data.csv"
+    target.write_text("a,b\n")
+    with pytest.raises(DataError, match="data.csv: exists and is not a directory"):
+        StoreWriter(target, 2)
+    assert target.read_text() == "a,b\n"
+
+
+@pytest.mark.parametrize("column", ["subject", "run", "offset", "frames", "tr", "source"])
+def test_every_manifest_column_is_protected_from_phenotypes(tmp_path, column):
+    """A phenotype named like a manifest column would overwrite it (a run's offset, its source file): refused."""
+    with StoreWriter(tmp_path / "s", 2) as w, pytest.raises(DataError, match=f"phenotype columns \\['{column}'\\]"):
+        w.add(np.random.default_rng(22).standard_normal((2, 5)), subject="a", source="a.csv",
+              phenotypes={column: "x"})
+
+
+def test_manifest_without_source_column_is_refused(tmp_path):
+    """The manifest's columns are part of the format: a manifest missing `source` is not a store's."""
+    _write(tmp_path / "s", _runs(np.random.default_rng(23)))
+    manifest = tmp_path / "s" / "manifest.csv"
+    import pandas as pd
+
+    pd.read_csv(manifest, dtype=str).drop(columns="source").to_csv(manifest, index=False)
+    with pytest.raises(DataError, match=r"manifest lacks columns \['source'\]"):
         RunStore(tmp_path / "s")
