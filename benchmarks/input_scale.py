@@ -128,5 +128,6 @@ def main() -> None:
               f"{i['run_share']:.2f} -> **{t['run_share']:.2f}** | {r['heldout_loss_init']:.3f} -> "
               f"{r['heldout_loss_end']:.3f} ({change:+.0f}%) |")
 
+
 if __name__ == "__main__":
     main()

@@ -171,6 +171,7 @@ def test_patience_counts_epochs_since_the_last_improvement(monkeypatch):
     assert fitted.epochs_ == 5 and fitted.search_[0]["val_loss"] == 1.0
     assert next(scripted, None) is None  # all six epochs ran
 
+
 # Each setting of AttentiveConfig with a value different from BASE's: fitting with it must change the probe.
 # (BASE stops early: it chooses lr 1e-2 at epoch 8 of 12, so fewer epochs or no early stopping change it too.)
 BASE = {"heads": 2, "queries": 1, "epochs": 12, "lrs": (1e-2, 3e-2), "weight_decays": (0.05,), "batch_size": 16,
@@ -224,7 +225,6 @@ def test_attentive_refusals():
         AttentiveConfig(epochs=0)
     with pytest.raises(ConfigError, match="call fit before predict"):
         AttentiveProbe("classification").predict(x)
-
 
 
 def _scripted_validation(monkeypatch: pytest.MonkeyPatch, losses: list[float]) -> None:

@@ -124,7 +124,6 @@ def test_verbose_anywhere_on_the_line():
     assert all({"-v", "--verbose"} <= option_strings(p) for p in all_parsers(parser))
 
 
-
 def test_verbose_reaches_the_log_level(monkeypatch):
     """-v (before the command, whose module is still found, or after it) asks for DEBUG records; without it, INFO
     and above."""
@@ -382,6 +381,66 @@ def test_print_config_checks_the_run_folder_as_the_run_would(store, tmp_path, ca
                  *overrides]) == 2
     assert "holds no run (no config.yaml); start it without --resume" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+def test_estimate_takes_the_median_timed_step_after_a_warm_up_and_the_largest_masks(store, monkeypatch):
+    """The first step is an untimed warm-up; the step time is the median of the timed steps (a slow one does not
+    skew it) and the run time is total steps x that; each step gets meta.accumulation_steps micro-batches; the
+    analytic memory is taken at the largest context and target drawn, for the run's batch, precision and
+    checkpointing."""
+    from types import SimpleNamespace
+
+    from brainjepa.training import estimate
+    from brainjepa.training.loop import Trainer
+
+    drawn, micro, sized = iter([(9, 3), (30, 5), (12, 20), (7, 4)]), [], []
+
+    def step(self, batches):
+        micro.append(len(batches))
+        k_context, k_target = next(drawn)
+        return {"k_context": k_context, "k_target": k_target}
+
+    clock = iter([0.0, 100.0, 101.0, 101.0, 102.0, 102.0, 112.0])  # warm-up start, then 1 s, 1 s and 10 s steps
+    monkeypatch.setattr(Trainer, "train_step", step)
+    monkeypatch.setattr(estimate, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    monkeypatch.setattr(estimate, "step_memory_bytes", lambda *args, **kwargs: sized.append((args, kwargs)) or 12345)
+    cfg = load_config(None, _overrides(store, **{"meta.accumulation_steps": 2, "meta.precision": "fp32",
+                                                 "meta.grad_checkpointing": "true"}))
+    est = estimate.estimate_run(cfg, timed_steps=3)
+    assert micro == [2, 2, 2, 2]
+    assert (est.step_seconds, est.timed_steps, est.total_steps, est.seconds) == (1.0, 3, 4, 4.0)
+    assert sized == [((cfg.model, 30, 20, 4), {"bf16": False, "grad_checkpointing": True})]
+    assert (est.peak_bytes, est.peak_measured) == (12345, False)
+
+
+def test_untimed_estimate_sizes_memory_at_the_first_batchs_masks(store, monkeypatch):
+    """With --timed-steps 0 nothing is trained: the analytic memory is taken at the context and target sizes of the
+    first batch."""
+    from brainjepa.training import estimate
+    from brainjepa.training.loop import Trainer
+
+    real, first, sized = Trainer.micro_batches, [], []
+
+    def micro_batches(self):
+        for batch in real(self):
+            first.append(batch)
+            yield batch
+
+    monkeypatch.setattr(Trainer, "micro_batches", micro_batches)
+    monkeypatch.setattr(estimate, "step_memory_bytes", lambda *args, **kwargs: sized.append(args) or 1)
+    est = estimate.estimate_run(load_config(None, _overrides(store)), timed_steps=0)
+    k_context, k_target = first[0].context_idx.shape[1], first[0].target_idx.shape[1]
+    assert k_context != k_target and [args[1:3] for args in sized] == [(k_context, k_target)]
+    assert est.step_seconds is None and est.seconds is None and est.timed_steps == 0
+
+
+def test_estimate_lines_change_unit_at_the_boundaries():
+    """Durations: seconds below a minute, then minutes and seconds, then hours and minutes; sizes: MiB below a GiB."""
+    from brainjepa.cli.pretrain import GIB, _duration, _size
+
+    assert [_duration(s) for s in (59.9, 60, 3599, 3600, 7325)] == [
+        "59.9 s", "1 min 00 s", "59 min 59 s", "1 h 00 min", "2 h 02 min"]
+    assert [_size(n) for n in (GIB - 2**20, GIB, 3 * GIB // 2)] == ["1023.0 MiB", "1.00 GiB", "1.50 GiB"]
 
 
 def test_print_config_without_timing_or_data(store, capsys):

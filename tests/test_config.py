@@ -454,6 +454,29 @@ def test_warm_start_refuses_another_architecture_or_gradient(tmp_path):
         warm_start(_warm_cfg(tmp_path / "missing"), {})
 
 
+def test_warm_start_compares_the_predictor_heads_resolved(tmp_path):
+    """The predictor's head count is part of the architecture although no weight shape shows it: a source with other
+    predictor heads is refused, and an explicit count equal to the encoder's matches an unset one."""
+    _saved_model(tmp_path / "one", pred_num_heads=1)
+    with pytest.raises(ConfigError, match=r"model.pred_num_heads 1 \(checkpoint\) vs 2 \(config\)"):
+        warm_start(_warm_cfg(tmp_path / "one"), {})
+    source = _saved_model(tmp_path / "two", pred_num_heads=2)
+    assert _same_weights(warm_start(_warm_cfg(tmp_path / "two"), {}), source)
+
+
+def test_warm_start_refuses_a_gradient_that_differs_slightly(tmp_path):
+    """data.gradient_csv_path must hold the source's own gradient: the same values are accepted, values 0.01 away are
+    not."""
+    source = _saved_model(tmp_path / "m")
+    gradient = source.gradient.numpy().astype(np.float64)
+    np.savetxt(tmp_path / "same.csv", gradient, delimiter=",", fmt="%.9f")
+    np.savetxt(tmp_path / "near.csv", gradient + 0.01, delimiter=",", fmt="%.9f")
+    assert _same_weights(warm_start(_warm_cfg(tmp_path / "m", f"data.gradient_csv_path={tmp_path / 'same.csv'}"),
+                                    {}), source)
+    with pytest.raises(ConfigError, match="is not the gradient meta.read_checkpoint"):
+        warm_start(_warm_cfg(tmp_path / "m", f"data.gradient_csv_path={tmp_path / 'near.csv'}"), {})
+
+
 def test_warm_start_from_the_official_checkpoint(golden_dir):
     dims = {"model.num_rois": 450, "model.num_frames": 160, "model.embed_dim": 128, "model.depth": 2,
             "model.num_heads": 4, "model.pred_embed_dim": 64, "model.pred_depth": 2, "model.gradient_dim": 30}

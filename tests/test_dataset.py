@@ -3,6 +3,8 @@ batches built from it, and subject splits."""
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -158,6 +160,51 @@ def test_one_loader_spans_epochs_like_one_loader_per_epoch(store):
     assert [(b.epoch, b.batch) for b in span] == [(1, 3), (1, 4)] + [(e, b) for e in (2, 3) for b in range(5)]
     for a, b in zip(per_epoch, span, strict=True):
         assert all(torch.equal(getattr(a, n), getattr(b, n)) for n in ("x", "context_idx", "target_idx", "index"))
+
+
+def test_loader_length_is_the_number_of_batches_it_yields(store):
+    """len() of a loader that starts mid-epoch, or spans epochs, counts the batches it will yield; a prefetch_factor
+    given without workers is ignored (it only applies per worker)."""
+    ds = StoreDataset(store, window=SPEC, seed=1)
+    for start, end in ((0, None), (3, None), (3, 3)):
+        loader = epoch_loader(_masked(ds, 2), GlobalBatchSampler(len(ds), 2, seed=7), 1, start, end_epoch=end,
+                              prefetch_factor=2)
+        assert len(loader) == len(list(loader)), (start, end)
+
+
+def test_masks_are_drawn_anew_each_epoch(store):
+    """The masks of batch b come from (seed, epoch, b): the same batch position of another epoch gets other masks."""
+    batches = _masked(StoreDataset(store, window=SPEC, seed=1), 4)
+    masks = [batches[(epoch, 1, [0, 1, 2, 3])] for epoch in (0, 1, 2)]
+    assert len({(m.context_idx.numpy().tobytes(), m.target_idx.numpy().tobytes()) for m in masks}) == 3
+
+
+def test_sampler_shuffles_each_epoch_and_needs_one_global_batch():
+    """Each epoch is its own permutation of the items (the same for the same seed and epoch), cut into global batches;
+    fewer items than one global batch is refused by name."""
+    sampler = GlobalBatchSampler(10, 2, seed=3)
+    orders = [sampler.global_order(e) for e in range(3)]
+    assert all(sorted(o) == list(range(10)) for o in orders)
+    assert len({o.tobytes() for o in orders}) == 3
+    np.testing.assert_array_equal(GlobalBatchSampler(10, 2, seed=3).global_order(1), orders[1])
+    assert [key[2] for key in sampler.keys(1)] == orders[1].reshape(5, 2).tolist()
+    with pytest.raises(ConfigError, match=r"batch_size=2 x 2 process\(es\) needs at least 4 runs, the dataset has 3"):
+        GlobalBatchSampler(3, 2, world_size=2)
+
+
+def test_loader_workers_leave_ctrl_c_to_the_main_process(store):
+    """Each DataLoader worker ignores SIGINT, so Ctrl-C reaches the main process alone (which stops at a step
+    boundary) instead of killing the workers mid-batch."""
+    from brainjepa.training.batch import _ignore_sigint
+
+    ds = StoreDataset(store, window=SPEC, seed=1)
+    assert epoch_loader(_masked(ds, 2), GlobalBatchSampler(len(ds), 2), 0).worker_init_fn is _ignore_sigint
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        _ignore_sigint(0)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA")

@@ -52,7 +52,6 @@ def test_ridge_finds_a_planted_class_signal_and_uses_subject_grouped_folds():
     assert len(ALPHAS) == 8
 
 
-
 def test_a_constant_feature_changes_no_ridge_prediction() -> None:
     """A feature constant over a training fold (std 0) is left unscaled, not divided by 0: adding one leaves every
     out-of-fold prediction as it was."""
@@ -395,6 +394,7 @@ def test_tangent_features_do_not_depend_on_each_rois_scale_or_offset() -> None:
     assert np.abs(original[1]).max() > 0.1  # the runs differ from the reference: the features are not all 0
     for got, expected in zip(TangentFeatures(rescaled)(train, test), original, strict=True):
         np.testing.assert_allclose(got, expected, atol=1e-8)
+
 
 def test_token_fc_is_the_fc_of_centred_token_trajectories():
     rng = np.random.default_rng(0)

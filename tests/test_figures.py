@@ -200,13 +200,13 @@ def test_prepare_draws_a_qc_page_per_run(tmp_path, viz, caplog, capsys):
     assert not (store / QC_DIR).exists()  # a replaced store's pages are gone with it
 
 
-
 @pytest.mark.parametrize(("flags", "bar"), [(["--no-progress"], False), (["--progress"], True)])
 def test_prepare_qc_bar_follows_the_flags(flags, bar, tmp_path, capsys):
     _csv_inputs(tmp_path / "in", runs=2)
     assert main(["prepare", str(tmp_path / "in"), "--out", str(tmp_path / "s"), "--tr", "2", "--rois", "6",
                  *flags]) == 0
     assert ("QC pages: 100%" in capsys.readouterr().err) is bar
+
 
 def test_qc_of_an_fmriprep_run_puts_censored_frames_back(tmp_path):
     atlases = [write_label_image(subcortical_volume(), tmp_path / "tian.nii.gz", SUB_NAMES),

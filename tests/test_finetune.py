@@ -205,7 +205,6 @@ def test_one_epoch_sets_the_lr_per_step_and_evaluate_scores_label_units():
     assert metrics["mae"] == pytest.approx(float((pred * 10 + 50 - y).abs().mean()), rel=1e-5)  # label units
 
 
-
 def test_training_loss_is_smoothed_and_averaged_over_samples_and_the_evaluation_loss_is_not_smoothed() -> None:
     """With a zero LR (weights fixed), one epoch's loss is the label-smoothed cross-entropy averaged over samples
     (a short last batch weighs its samples, not a whole batch), and `evaluate` scores the plain cross-entropy."""
@@ -382,6 +381,7 @@ def test_the_layer_decay_setting_reaches_the_optimizer(store, monkeypatch):
         assert scales == pytest.approx(sorted(0.5 ** k for k in range(CFG.depth + 2)))
         top = max(g["lr"] for g in optimizer.param_groups)
         assert all(g["lr"] == pytest.approx(top * g["lr_scale"]) for g in optimizer.param_groups)
+
 
 # --------------------------------------------------------------------------------------------------- CLI
 def test_cli_finetune(store, tmp_path, capsys):

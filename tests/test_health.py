@@ -23,7 +23,7 @@ from brainjepa.evaluation.embed import EmbedOptions, embed, model_normalizer
 from brainjepa.models.config import ModelConfig
 from brainjepa.models.health import HealthMeter, calibrate_gain, encoder_health
 from brainjepa.training import pretrain
-from brainjepa.training.monitor import collapse_warning
+from brainjepa.training.monitor import collapse_sample, collapse_stats, collapse_warning
 from brainjepa.training.watch import holdout_split
 
 R, T = 20, 64
@@ -272,6 +272,36 @@ def test_collapse_monitor_fires_on_a_per_patch_map():
     assert "linear map spans no more" in collapse_warning(patch_map, 96, 16)
     assert collapse_warning({"target_std": 0.9, "target_rank": 9.0}, 32, 16) is None  # floor min(16, 32 / 4) = 8
     assert "COLLAPSE" in collapse_warning({"target_std": 0.01, "target_rank": 40.0}, 96, 16)
+
+
+def test_collapse_sample_keeps_at_most_max_tokens_and_pools_each_sample():
+    """Targets with more tokens than max_tokens are strided down to at most max_tokens (2100 tokens: every second
+    one), and each sample's pooled feature is its mean over its own target tokens."""
+    target = torch.randn(3, 700, 4, generator=torch.Generator().manual_seed(0))
+    tokens, pooled = collapse_sample(target, max_tokens=2048)
+    assert tokens.shape == (1050, 4) and tokens.dtype == torch.float32
+    torch.testing.assert_close(tokens, target.reshape(-1, 4)[::2], rtol=0, atol=0)
+    torch.testing.assert_close(pooled, target.mean(1))
+
+
+def test_collapse_stats_measure_the_spread_between_tokens():
+    """Identical tokens have no spread (target_std 0) however their channels differ, and an offset shared by every
+    token (the mean) does not change the effective rank."""
+    g = torch.Generator().manual_seed(0)
+    tokens, pooled = torch.randn(256, 32, generator=g), torch.randn(4, 32, generator=g)
+    base, shifted = collapse_stats(tokens, pooled), collapse_stats(tokens + 10.0, pooled)
+    assert base["target_rank"] > 16 and shifted["target_rank"] == pytest.approx(base["target_rank"], rel=1e-3)
+    same = collapse_stats(torch.randn(1, 32, generator=g).repeat(64, 1), pooled)
+    assert same["target_std"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_sparse_curves_join_only_their_measured_points():
+    """The held-out loss and health columns (measured every eval_every steps) are drawn through their measured
+    points only, not broken by the steps in between."""
+    from brainjepa.training.monitor import _points
+
+    nan = float("nan")
+    assert _points([1.0, 2.0, 3.0, 4.0], [nan, 0.5, nan, 0.25]) == ([2.0, 4.0], [0.5, 0.25])
 
 
 def test_health_input_sd_is_about_the_mean_and_the_mode_is_restored() -> None:

@@ -82,6 +82,36 @@ def test_store_atlas_and_labels_recorded(tmp_path):
     assert data_record(_store(tmp_path / "u", None)) == {"atlas": "schaefer20.nii.gz"}
 
 
+def test_a_store_without_an_atlas_records_none(tmp_path):
+    """A store whose metadata names no atlas has none (None, not an empty name), and its record leaves it out."""
+    from brainjepa.training.record import data_record, store_atlas
+
+    with StoreWriter(tmp_path / "s", 4) as writer:
+        writer.add(np.random.default_rng(0).normal(size=(4, T)).astype(np.float32), subject="01")
+    assert store_atlas(RunStore(tmp_path / "s")) is None and data_record(RunStore(tmp_path / "s")) == {}
+
+
+def test_training_record_takes_the_tr_of_the_training_runs(tmp_path):
+    """The recorded TR is that of the runs trained on (held-out runs and runs without a TR do not count), the frame
+    spacing is TR x data.sampling_rate, training runs of differing TRs are recorded as their range, and the seed is
+    the run's."""
+    from brainjepa.config import load_config
+    from brainjepa.training.record import training_record
+
+    rng = np.random.default_rng(0)
+    with StoreWriter(tmp_path / "s", 4) as writer:
+        for i, tr in enumerate([0.8, 0.8, None, 2.0, 1.5]):
+            writer.add(rng.normal(size=(4, T)).astype(np.float32), subject=f"{i % 3}", run=str(i), tr=tr)
+    store, cfg = RunStore(tmp_path / "s"), load_config(None, ["data.sampling_rate=3", "meta.seed=11"])
+    record = training_record(cfg, store, [0, 1, 2], [3])
+    assert record["tr"] == pytest.approx(0.8) and record["frame_spacing_s"] == pytest.approx(2.4)
+    assert (record["subjects"], record["runs"], record["heldout_subjects"], record["heldout_runs"]) == (3, 3, 1, 1)
+    assert record["seed"] == 11 and record["sampling_rate"] == 3
+    spread = training_record(cfg, store, [0, 4], [3])
+    assert spread["tr"] == {"min": 0.8, "max": 1.5} and spread["frame_spacing_s"] is None
+    assert training_record(cfg, store, [2], [3])["tr"] is None
+
+
 def test_old_model_folder_without_record_loads(tmp_path):
     model = _model()
     folder = model.save_pretrained(tmp_path / "old")
@@ -174,7 +204,6 @@ def test_unpublished_name_is_one_clear_line(capsys):
     assert "not published" in capsys.readouterr().err
     assert main(["info", "--weights"]) == 0
     assert f"{name}  UNPUBLISHED" in capsys.readouterr().out
-
 
 
 def test_info_weights_lists_each_name_where_to_get_it_and_nothing_else(monkeypatch, capsys):

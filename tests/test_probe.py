@@ -162,6 +162,7 @@ def test_labels_at_refuses_runs_without_a_label() -> None:
         with pytest.raises(DataError, match="runs without a label were asked for"):
             labels.at(np.array(runs))
 
+
 def test_probe_learns_a_linear_signal():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 60)
@@ -301,6 +302,7 @@ def test_functional_connectivity_of_a_constant_roi_is_zero_and_logged(caplog: py
     assert np.isfinite(fc).all() and (fc[1, with_2] == 0).all()
     np.testing.assert_allclose(fc[1, ~with_2], fc[0, ~with_2], rtol=1e-6)
     assert "1 runs have a constant ROI" in caplog.text
+
 
 def test_random_init_is_seeded_and_keeps_the_architecture(trained):
     model = BrainJEPA.from_pretrained(trained)

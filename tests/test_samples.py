@@ -302,7 +302,6 @@ def test_unknown_sample(tmp_path, capsys):
     assert "connattractor==0.1.0" in capsys.readouterr().out
 
 
-
 def test_every_samples_flag_reaches_its_api(monkeypatch: pytest.MonkeyPatch) -> None:
     """--cache, --force, --out, --overwrite and the bar reach `download_sample` / `prepare_sample`; a lost --force
     would hand back the cached extraction it was asked to redo."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -351,3 +353,99 @@ def test_a_resumed_monitor_drops_the_rows_after_its_checkpoint(tmp_path):
     with open(tmp_path / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4] and float(rows[-1]["loss"]) == 0.25
+
+
+def _position(step: int, **extra) -> dict:
+    return {"optimizer": {"state": {}, "param_groups": []}, "step": step, "epoch": 0, "batch": step, **extra}
+
+
+def test_saving_a_step_again_replaces_its_checkpoint(tmp_path):
+    """A checkpoint written again at a step that already has one (a resumed run saving where it resumed) replaces
+    the old folder instead of failing on it."""
+    model = tiny_model(R)
+    ckpt.save_checkpoint(tmp_path, model, _position(3), 3, keep_last=2)
+    ckpt.save_checkpoint(tmp_path, model, _position(3, epoch=1), 3, keep_last=2)
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step-00000003"]
+    assert ckpt.load_latest(tmp_path)[1]["epoch"] == 1
+
+
+def test_only_step_folders_are_checkpoints(tmp_path):
+    """A temporary folder left by an interrupted write, or any other folder, is neither listed nor resumed from nor
+    deleted by keep_last."""
+    model = tiny_model(R)
+    first = ckpt.save_checkpoint(tmp_path, model, _position(2), 2, keep_last=1)
+    root = ckpt.checkpoint_dir(tmp_path)
+    shutil.copytree(first, root / ".tmp-step-00000009-123")
+    (root / "step-9").mkdir()
+    (root / "notes").mkdir()
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step-00000002"]
+    ckpt.save_checkpoint(tmp_path, model, _position(4), 4, keep_last=1)
+    assert sorted(p.name for p in root.iterdir()) == [".tmp-step-00000009-123", "notes", "step-00000004", "step-9"]
+    assert ckpt.load_latest(tmp_path)[1]["step"] == 4
+
+
+def test_a_checkpoint_with_a_negative_position_is_skipped(tmp_path, caplog):
+    """A training state whose epoch or batch is negative is no position to resume from: the previous one is used."""
+    model = tiny_model(R)
+    ckpt.save_checkpoint(tmp_path, model, _position(2), 2, keep_last=5)
+    ckpt.save_checkpoint(tmp_path, model, _position(4, epoch=-1), 4, keep_last=5)
+    ckpt.save_checkpoint(tmp_path, model, _position(6, batch=-3), 6, keep_last=5)
+    with caplog.at_level(logging.WARNING):
+        assert ckpt.load_latest(tmp_path)[1]["step"] == 2
+    assert caplog.text.count("does not hold an optimizer state and a position") == 2
+
+
+def test_a_manifest_whose_files_are_not_a_mapping_is_unreadable(tmp_path):
+    """A manifest listing file names without checksums is refused as unreadable (not a crash on resume)."""
+    path = ckpt.save_checkpoint(tmp_path, tiny_model(R), _position(1), 1, keep_last=1)
+    (path / ckpt.MANIFEST).write_text(json.dumps({"step": 1, "files": sorted(ckpt.REQUIRED_FILES)}))
+    assert ckpt.verify(path).startswith("unreadable manifest")
+    assert ckpt.load_latest(tmp_path) is None
+
+
+def _monitor_rows(tmp_path: Path, steps, **kwargs) -> list[dict[str, str]]:
+    from brainjepa.training.monitor import Monitor
+
+    monitor = Monitor(tmp_path, total_steps=10, samples_per_step=8, log_every=100, patch_size=16, progress=False,
+                      **kwargs)
+    target = torch.randn(4, 6, 32, generator=torch.Generator().manual_seed(0))
+    for step in steps:
+        monitor.watch(step, target)
+        monitor.log({"step": step, "epoch": 0, "batch": step - 1, "loss": 0.5, "lr": 1e-3, "weight_decay": 0.04,
+                     "momentum": 0.996, "data_time_s": 1.0, "step_time_s": 3.0})
+    monitor.close()
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_monitor_counts_samples_per_second_over_data_and_compute_time(tmp_path):
+    """samples_per_s is the samples of a step over its whole time: fetching its batches plus computing it."""
+    rows = _monitor_rows(tmp_path, [1, 2], collapse_every=100)
+    assert [float(r["samples_per_s"]) for r in rows] == [2.0, 2.0]  # 8 samples / (1 s + 3 s)
+
+
+def test_monitor_checks_collapse_at_step_1_and_every_collapse_every(tmp_path):
+    """The collapse statistics are taken at step 1 (the first sign of a bad start) and every collapse_every steps."""
+    rows = _monitor_rows(tmp_path, range(1, 8), collapse_every=3)
+    assert [int(r["step"]) for r in rows if r["target_rank"]] == [1, 3, 6]
+
+
+def test_an_interrupted_checkpoint_write_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of writing a checkpoint removes its temporary folder before the interrupt goes on."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt.torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(tmp_path, tiny_model(R), _position(1), 1, keep_last=1)
+    assert list(ckpt.checkpoint_dir(tmp_path).iterdir()) == []
+
+
+def test_to_host_turns_tensors_and_spans_into_floats_in_copies():
+    """Rows fetched for the monitor hold floats (a span is its end minus its start); the pending rows handed in
+    are left as they were."""
+    from brainjepa.training.monitor import Span, to_host
+
+    rows = [{"step": 1, "loss": torch.tensor(0.5), "step_time_s": Span(1.0, 3.5)}, {"step": 2, "loss": torch.ones(1)}]
+    assert to_host(rows) == [{"step": 1, "loss": 0.5, "step_time_s": 2.5}, {"step": 2, "loss": 1.0}]
+    assert isinstance(rows[0]["loss"], torch.Tensor) and isinstance(rows[0]["step_time_s"], Span)

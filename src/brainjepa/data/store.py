@@ -425,7 +425,6 @@ class RunStore:
         atomic_write_text(self.path / META_FILE, _dump_meta(self._meta))
 
 
-
 def open_runs(
     store: RunStore | str | Path, indices: Sequence[int] | np.ndarray | None
 ) -> tuple[RunStore, np.ndarray]:

@@ -60,6 +60,7 @@ from brainjepa.tuning import plan_target_attention
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class Position:
     """Where training stands: optimizer steps done and the next micro-batch (epoch, batch in epoch)."""
