@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -249,6 +250,26 @@ def test_unknown_store_version_is_refused(tmp_path):
     meta["version"] += 1
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(DataError, match=f"store version {meta['version']} is not supported"):
+        RunStore(tmp_path / "s")
+
+
+@pytest.mark.parametrize(("key", "value", "named"), [
+    ("num_rois", None, "num_rois None"), ("num_rois", "6", "num_rois '6'"), ("num_rois", 0, "num_rois 0"),
+    ("total_frames", -1, "total_frames -1"), ("total_frames", 67.5, "total_frames 67.5"),
+    ("roi_labels", ["a"], "roi_labels: 1 for 6 ROIs"), ("roi_labels", "abc", "roi_labels: str for 6 ROIs")])
+def test_damaged_store_metadata_is_refused_naming_the_key(tmp_path, key, value, named):
+    """A hand-edited or damaged store.json is refused in one line naming the file and the key, not a KeyError or
+    ValueError from int(), and not a store whose labels do not match its ROIs."""
+    _write(tmp_path / "s", _runs(np.random.default_rng(13)))
+    meta_path = tmp_path / "s" / "store.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["num_rois"] == 6
+    if value is None:
+        del meta[key]
+    else:
+        meta[key] = value
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=f"store.json: damaged store metadata \\({re.escape(named)}"):
         RunStore(tmp_path / "s")
 
 

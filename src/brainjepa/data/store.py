@@ -277,11 +277,21 @@ class RunStore:
             raise DataError(f"{meta_path}: store version {meta.get('version')} is not supported (need {VERSION})")
         if meta.get("dtype") != "float32":
             raise DataError(f"{meta_path}: unsupported dtype {meta.get('dtype')!r}")
-        self.num_rois: int = int(meta["num_rois"])
-        self.roi_labels: list[str] | None = meta.get("roi_labels")
+        counts = {key: meta.get(key) for key in ("num_rois", "total_frames")}
+        bad = [f"{key} {value!r}" for (key, value), least in zip(counts.items(), (1, 0), strict=True)
+               if not isinstance(value, int) or isinstance(value, bool) or value < least]
+        labels = meta.get("roi_labels")
+        if labels is not None and not (isinstance(labels, list) and len(labels) == counts["num_rois"]):
+            bad.append(f"roi_labels: {len(labels) if isinstance(labels, list) else type(labels).__name__} for "
+                       f"{counts['num_rois']} ROIs")
+        if bad:
+            raise DataError(f"{meta_path}: damaged store metadata ({', '.join(bad)}; need num_rois >= 1, "
+                            "total_frames >= 0 and one label per ROI)")
+        self.num_rois: int = counts["num_rois"]
+        self.roi_labels: list[str] | None = labels
         self.metadata: dict[str, Any] = dict(meta.get("metadata") or {})
         self._meta = meta
-        self._total = int(meta["total_frames"])
+        self._total = counts["total_frames"]
         try:
             self.manifest = _read_manifest(self.path / MANIFEST_FILE)
         except (OSError, ValueError) as err:
