@@ -8,6 +8,7 @@ import pickle
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from brainjepa.data.store import RunStore, StoreWriter, check_num_rois, open_runs
@@ -270,6 +271,18 @@ def test_damaged_store_metadata_is_refused_naming_the_key(tmp_path, key, value, 
         meta[key] = value
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(DataError, match=f"store.json: damaged store metadata \\({re.escape(named)}"):
+        RunStore(tmp_path / "s")
+
+
+@pytest.mark.parametrize(("column", "cell"), [("offset", "x"), ("frames", ""), ("frames", "12.5"), ("tr", "fast")])
+def test_a_damaged_manifest_cell_is_refused_naming_the_file(tmp_path, column, cell):
+    """A hand-edited manifest.csv cell that is not a number is refused naming the file; an empty frames cell used
+    to be cast to a garbage integer (-2**63 frames)."""
+    _write(tmp_path / "s", _runs(np.random.default_rng(13)))
+    manifest = pd.read_csv(tmp_path / "s" / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest.loc[1, column] = cell
+    manifest.to_csv(tmp_path / "s" / "manifest.csv", index=False)
+    with pytest.raises(DataError, match="manifest.csv: damaged manifest, offset / frames / tr must be numbers"):
         RunStore(tmp_path / "s")
 
 

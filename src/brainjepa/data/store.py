@@ -248,6 +248,18 @@ def _read_manifest(path: Path) -> pandas.DataFrame:
     )
 
 
+def _manifest_numbers(manifest: pandas.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(offsets, frames, TRs) of the manifest's runs. A hand-edited cell ('abc', an empty offset) raises
+    ValueError: cast as it is, an empty count would become a garbage integer."""
+    import pandas as pd
+
+    counts = manifest[["offset", "frames"]].apply(pd.to_numeric)
+    if counts.isna().any().any() or (counts % 1 != 0).any().any():
+        raise ValueError("an empty or fractional offset / frames cell")
+    return (counts["offset"].to_numpy(np.int64), counts["frames"].to_numpy(np.int64),
+            pd.to_numeric(manifest["tr"]).to_numpy(np.float64))
+
+
 class RunStore:
     """Read-only view of a store directory; cheap to pickle (the memmap is reopened lazily per process).
 
@@ -299,9 +311,11 @@ class RunStore:
         missing = [c for c in MANIFEST_COLUMNS if c not in self.manifest.columns]
         if missing:
             raise DataError(f"{self.path / MANIFEST_FILE}: manifest lacks columns {missing}")
-        self._offsets = self.manifest["offset"].to_numpy(np.int64)
-        self._frames = self.manifest["frames"].to_numpy(np.int64)
-        self._trs = self.manifest["tr"].to_numpy(np.float64)
+        try:
+            self._offsets, self._frames, self._trs = _manifest_numbers(self.manifest)
+        except (TypeError, ValueError) as err:
+            raise DataError(f"{self.path / MANIFEST_FILE}: damaged manifest, offset / frames / tr must be numbers "
+                            f"({err})") from None
         outside = (self._offsets < 0) | (self._frames < 1) | (self._offsets + self._frames > self._total)
         if outside.any():
             i = int(np.flatnonzero(outside)[0])
