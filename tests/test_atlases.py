@@ -206,3 +206,72 @@ def test_merged_dlabel_gives_a_shared_vertex_to_the_later_atlas(tmp_path):
     merged = CiftiLabels.load(img).surfaces
     patch_key = len(CTX_NAMES) + 1
     np.testing.assert_array_equal(merged[left], np.where(patch > 0, patch_key, first.surfaces[left]))
+
+
+def test_label_names_leave_out_the_background_row(tmp_path):
+    """A label table may list index 0 (background); it is no ROI, so it gets no name."""
+    path = tmp_path / "atlas.nii.gz"
+    (tmp_path / "atlas.tsv").write_text("index\tname\n0\tBackground\n1\tLeft\n2\tRight\n")
+    assert label_names(path) == {1: "Left", 2: "Right"}
+
+
+def test_a_probabilistic_atlas_is_refused():
+    """A label image with non-integer values (a probabilistic map) cannot be renumbered: refused, not rounded."""
+    data = np.zeros((3, 3, 3))
+    data[0, 0, 0], data[1, 1, 1] = 1.0, 0.4
+    with pytest.raises(DataError, match="non-integer values"):
+        merge_label_images([nib.Nifti1Image(data, np.eye(4))])
+
+
+def test_a_dlabel_parcel_covered_by_a_later_atlas_is_refused():
+    """Merging dlabels: a parcel whose every vertex a later atlas claims would be an ROI without data: refused."""
+    rgba = (1.0, 0.0, 0.0, 1.0)
+    first = CiftiLabels(surfaces={"CIFTI_STRUCTURE_CORTEX_LEFT": np.array([1, 1, 2, 0])},
+                        table={1: ("kept", rgba), 2: ("covered", rgba)})
+    second = CiftiLabels(surfaces={"CIFTI_STRUCTURE_CORTEX_LEFT": np.array([0, 0, 1, 1])}, table={1: ("later", rgba)})
+    with pytest.raises(DataError, match=r"labels \['covered'\] have no grayordinates left"):
+        merge_dlabels([first, second])
+
+
+def test_atlas_names_are_case_insensitive(tmp_path, monkeypatch):
+    """`--atlas Schaefer400_TianS3` is the named atlas (found in the cache), not a missing file."""
+    monkeypatch.setenv("BRAINJEPA_CACHE", str(tmp_path))
+    cached = tmp_path / "atlases" / "schaefer400_tians3_space-MNI152NLin6Asym_res-2_dseg.nii.gz"
+    cached.parent.mkdir(parents=True)
+    cached.touch()
+    assert resolve_atlas("Schaefer400_TianS3", kind="volume") == cached
+
+
+def test_a_named_grayordinate_atlas_exists_in_fslr_only(tmp_path, monkeypatch):
+    """Grayordinate atlases exist in fsLR only: another space is refused at once, before any download."""
+    monkeypatch.setenv("BRAINJEPA_CACHE", str(tmp_path))
+    monkeypatch.setattr(atlases, "_download", _offline)
+    with pytest.raises(DataError, match=r"atlas schaefer400: no grayordinate version in space MNI152NLin6Asym"):
+        resolve_atlas("schaefer400", kind="cifti", space="MNI152NLin6Asym")
+
+
+def test_a_broken_named_atlas_is_a_data_error_not_a_download_error(tmp_path, monkeypatch):
+    """Only a failed fetch is a DownloadError ('pass the files instead'); a fetched atlas that cannot be merged is
+    reported as it is."""
+    monkeypatch.setenv("BRAINJEPA_CACHE", str(tmp_path))
+
+    def broken(*args, **kwargs):
+        raise DataError("merged atlas: labels ['x'] have no voxels left")
+
+    monkeypatch.setattr(atlases, "_build_named", broken)
+    with pytest.raises(DataError, match="have no voxels left") as err:
+        resolve_atlas("schaefer400", kind="volume")
+    assert not isinstance(err.value, DownloadError)
+
+
+def test_a_smaller_atlas_is_resampled_onto_the_larger_grid():
+    """Atlases on different grids are put on the last one's: voxels beyond the smaller grid's edge are 0 there
+    (outside it), never read past its end."""
+    small = np.ones((2, 2, 2), dtype=np.int16)
+    large = np.zeros((4, 4, 4), dtype=np.int16)
+    large[3, 3, 3] = 1
+    img, names = merge_label_images([nib.Nifti1Image(small, np.eye(4)), nib.Nifti1Image(large, np.eye(4))],
+                                    [{1: "small"}, {1: "large"}])
+    out = np.asarray(img.dataobj)
+    assert names == ["small", "large"]
+    assert (out[:2, :2, :2] == 1).all() and out[3, 3, 3] == 2 and (out > 0).sum() == 9

@@ -1193,3 +1193,16 @@ def test_a_fine_tuned_models_config_json_of_the_wrong_type_is_refused_naming_the
     config.write_text(json.dumps(record))
     with pytest.raises(CheckpointError, match=f"^{re.escape(str(config))}: config key model.depth has value"):
         finetune.load_finetuned(tmp_path / "ft")
+
+
+def test_error_classes_keep_the_bases_callers_catch() -> None:
+    """Callers catch by base class: the CLI turns every BrainJEPAError and OSError into one line, and library users
+    catch ValueError for a bad argument. So every user error is a BrainJEPAError and a ValueError, a failed
+    download is a DataError, and a failed write is an OSError (not a user error: nothing to fix in the input)."""
+    from brainjepa.errors import BrainJEPAError, ConfigError, DownloadError, OutputError, TrainingError
+
+    assert issubclass(BrainJEPAError, ValueError)
+    for cls in (DataError, ConfigError, CheckpointError, TrainingError, DownloadError):
+        assert issubclass(cls, BrainJEPAError), cls
+    assert issubclass(DownloadError, DataError)
+    assert issubclass(OutputError, OSError) and not issubclass(OutputError, BrainJEPAError)

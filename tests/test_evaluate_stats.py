@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.baselines import TangentFeatures, functional_connectivity, mean_patch_profile, token_fc
 from brainjepa.evaluation.glm import canonical_hrf, event_regressors, glm_betas
-from brainjepa.evaluation.identification import identification_null, identify_subjects
+from brainjepa.evaluation.identification import Identification, identification_null, identify_subjects
 from brainjepa.evaluation.metrics import Interval
 from brainjepa.evaluation.nulls import Null, permutations, score_many
 from brainjepa.evaluation.ridge import ALPHAS, RidgeCV, cv_plan, decode, encode
@@ -271,6 +271,29 @@ def test_score_many_matches_the_metrics():
     assert score_many("pearson_r", values, fitted) == pytest.approx(expected)
 
 
+def test_score_many_averages_accuracy_over_cv_seeds():
+    """Each permutation's accuracy is the mean of its CV seeds' accuracies, as the observed score's is."""
+    truth = np.array([[0, 1, 0, 1], [1, 1, 0, 0]])
+    pred = np.array([[[0, 1, 0, 1], [1, 0, 1, 0]], [[1, 1, 0, 1], [1, 1, 0, 0]]])  # seeds score 1 and 0; .75 and 1
+    np.testing.assert_allclose(score_many("accuracy", truth, pred), [0.5, 0.875])
+
+
+def test_score_many_pearson_r_of_constant_predictions_is_undefined():
+    """Constant predictions have no correlation: NaN, which `Null` leaves out of its count, never a 0 that would
+    drag the null towards zero."""
+    values = np.array([[1.0, 2.0, 3.0, 4.0]])
+    r = score_many("pearson_r", values, np.array([[[5.0, 5.0, 5.0, 5.0]]]))
+    assert np.isnan(r).all()
+    assert Null(np.array([0.1, np.nan, 0.3]), 0.5, "x").n == 2
+
+
+def test_a_p_value_of_exactly_alpha_clears_the_null():
+    """p <= ALPHA is above chance: with 19 null values all below the score, p = 1 / 20 = 0.05 exactly."""
+    null = Null(np.linspace(0.0, 0.18, 19), 0.5, "across-subjects")
+    assert null.p_value == pytest.approx(0.05)
+    assert null.cleared_by(Interval(0.5, 0.4, 0.6, 30, 0.95))
+
+
 # ------------------------------------------------------------------------------------------ identification
 def test_identification_identical_features_are_found_and_random_ones_at_chance():
     rng = np.random.default_rng(0)
@@ -351,6 +374,63 @@ def test_identification_refusals():
         identify_subjects(np.zeros((2, 3)), ["s0", "s0"], ["a", "a"])
     with pytest.raises(DataError, match="two sessions .* shared by at least two subjects"):
         identify_subjects(np.zeros((2, 3)), ["s0", "s1"], ["a", "b"])
+
+
+def test_identification_leaves_out_session_pairs_with_a_single_shared_subject():
+    """A pair of sessions that only one subject has in common offers one candidate, a match that cannot be wrong:
+    it is left out of the queries, the accuracy and the chance level."""
+    subjects = ["s0", "s0", "s0", "s1", "s1", "s2"]
+    sessions = ["a", "b", "c", "a", "b", "c"]
+    found = identify_subjects(np.random.default_rng(0).normal(size=(6, 8)), subjects, sessions)
+    assert set(found.pairs.tolist()) == {"a->b", "b->a"}
+    assert found.queries == 4 and found.chance == pytest.approx(0.5)
+
+
+def test_identification_by_pair_lists_the_session_pairs_in_sorted_order():
+    """`by_pair` is read in order into the long table: its pairs come sorted, whatever order the runs came in."""
+    subjects = np.repeat([f"s{i}" for i in range(5)], 4)
+    sessions = np.tile(["d", "b", "c", "a"], 5)
+    found = identify_subjects(np.random.default_rng(4).normal(size=(20, 6)), subjects, sessions)
+    pairs = [f"{a}->{b}" for a in "abcd" for b in "abcd" if a != b]
+    assert list(found.by_pair()) == pairs
+
+
+def test_identification_refuses_sessions_of_another_length():
+    """One session label per feature row: a shorter list is a DataError saying so, not a bare ValueError."""
+    with pytest.raises(DataError, match="3 feature rows, 3 subjects, 2 sessions"):
+        identify_subjects(np.zeros((3, 4)), ["s0", "s1", "s2"], ["a", "b"])
+
+
+def test_identification_null_follows_its_seed():
+    """The same seed draws the same relabellings; another seed draws others."""
+    subjects = np.repeat([f"s{i}" for i in range(10)], 2)
+    sessions = np.tile(["a", "b"], 10)
+    found = identify_subjects(np.random.default_rng(1).normal(size=(20, 16)), subjects, sessions)
+    first = identification_null([found], 50, seed=0)
+    assert np.array_equal(first, identification_null([found], 50, seed=0))
+    assert not np.array_equal(first, identification_null([found], 50, seed=1))
+
+
+def test_identification_null_scores_the_label_each_match_carries():
+    """A query is right under a relabelling when the database run it matched carries its subject's label: when all
+    queries matched the same run, exactly one of them is right under every relabelling."""
+    n = 6
+    hub = Identification(subjects=np.array([f"s{i}" for i in range(n)]), pairs=np.array(["a->b"] * n),
+                         matched=np.array(["s0"] * n), chance=1 / n, query_pos=np.arange(n),
+                         match_pos=np.zeros(n, dtype=np.int64))
+    np.testing.assert_allclose(identification_null([hub], 100, seed=0), 1 / n)
+
+
+def test_identification_null_averages_the_model_seeds():
+    """With several model seeds, each relabelling's accuracy is the mean over the seeds (the same relabellings for
+    every seed), not the best seed's."""
+    subjects = np.repeat([f"s{i}" for i in range(12)], 2)
+    sessions = np.tile(["a", "b"], 12)
+    rng = np.random.default_rng(2)
+    seeds = [identify_subjects(rng.normal(size=(24, 10)), subjects, sessions) for _ in range(2)]
+    each = [identification_null([s], 200, seed=3) for s in seeds]
+    np.testing.assert_allclose(identification_null(seeds, 200, seed=3), (each[0] + each[1]) / 2)
+    assert not np.allclose(each[0], each[1])  # the seeds' nulls differ, so mean and max differ
 
 
 # ------------------------------------------------------------------------------------------ features

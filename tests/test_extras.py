@@ -206,6 +206,21 @@ def test_extras_helpers(monkeypatch):
         require("y", ["viz"])
 
 
+def test_a_module_imported_without_a_spec_counts_as_installed(monkeypatch):
+    """A module already in sys.modules whose __spec__ is None (find_spec raises ValueError) is there: an extra that
+    provides it is not reported missing."""
+    import types
+
+    from brainjepa.extras import installed
+
+    module = types.ModuleType("brainjepa_specless_module")
+    module.__spec__ = None
+    monkeypatch.setitem(sys.modules, "brainjepa_specless_module", module)
+    assert installed("brainjepa_specless_module")
+    monkeypatch.setitem(sys.modules, "brainjepa_specless_module", None)  # hidden, as the tests hide packages
+    assert not installed("brainjepa_specless_module")
+
+
 def test_requires_python_is_what_is_tested():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == ">=3.11"

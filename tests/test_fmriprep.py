@@ -263,3 +263,109 @@ def test_cli_validate_and_refusals(tmp_path, merged, capsys):
     assert main(["prepare", str(root), "--fmriprep", "--out", str(tmp_path / "s"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "need an atlas (atlases=, --atlas)" in err
+
+
+def _touch_runs(root, *names):
+    """Empty files with fMRIPrep run names: enough for discovery, which reads only the names."""
+    folder = root / "sub-01" / "func"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).touch()
+    return root
+
+
+def test_run_ids_keep_every_entity_that_tells_runs_apart(tmp_path):
+    """Runs that differ only by acquisition get their own run ids (two runs never share one); entity values may
+    hold '+', as fMRIPrep's do; a run with no run entity at all is run "1"."""
+    root = _touch_runs(tmp_path / "a", "sub-01_task-rest_acq-mb+ge_space-MNI152NLin6Asym_desc-preproc_bold.nii.gz",
+                       "sub-01_task-rest_acq-sb_space-MNI152NLin6Asym_desc-preproc_bold.nii.gz")
+    assert [s.run for s in find_fmriprep_runs([root])] == ["task-rest_acq-mb+ge", "task-rest_acq-sb"]
+    bare = _touch_runs(tmp_path / "b", "sub-01_space-MNI152NLin6Asym_desc-preproc_bold.nii.gz")
+    assert [s.run for s in find_fmriprep_runs([bare])] == ["1"]
+
+
+def test_space_option_reads_its_entities_and_refuses_others():
+    """--space takes the space with or without its 'space-' prefix, then res-/cohort-/den- parts; any other part
+    is refused in one line rather than silently matching nothing."""
+    assert FmriprepOptions(space="space-MNI152NLin2009cAsym_res-2").space_filter() == {
+        "space": "MNI152NLin2009cAsym", "res": "2"}
+    with pytest.raises(DataError, match=r"--space MNI152NLin6Asym_acq-2: cannot read 'acq-2'"):
+        FmriprepOptions(space="MNI152NLin6Asym_acq-2").space_filter()
+
+
+def test_a_high_pass_of_zero_hz_is_refused():
+    """A 0 Hz high-pass is no filter: it is refused as a non-positive cut-off, not passed on to nilearn."""
+    with pytest.raises(DataError, match="high_pass must be a positive frequency in Hz, got 0"):
+        FmriprepOptions(high_pass=0.0)
+
+
+def test_runs_of_several_inputs_come_in_path_order(tmp_path):
+    """The runs are listed in path order whatever order the folders are given in, so a store's run order does not
+    depend on the command line."""
+    name = "sub-01_task-rest_space-MNI152NLin6Asym_desc-preproc_bold.nii.gz"
+    first, second = _touch_runs(tmp_path / "a", name), _touch_runs(tmp_path / "b", name)
+    assert [s.path.parents[2] for s in find_fmriprep_runs([second, first])] == [first, second]
+
+
+def test_a_sidecar_tr_of_zero_is_refused(tmp_path):
+    """RepetitionTime 0 in a sidecar is no TR: one line naming the sidecar, never a TR of 0 s."""
+    from brainjepa.data.fmriprep import sidecar_tr
+
+    root = _touch_runs(tmp_path, "sub-01_task-rest_space-MNI152NLin6Asym_desc-preproc_bold.nii.gz")
+    image = next(root.rglob("*_bold.nii.gz"))
+    image.with_name(image.name.replace(".nii.gz", ".json")).write_text(json.dumps({"RepetitionTime": 0}))
+    with pytest.raises(DataError, match="RepetitionTime must be a positive number of seconds, got 0"):
+        sidecar_tr(image)
+
+
+def test_a_confounds_file_of_another_length_is_refused(tmp_path, merged):
+    """A confounds table with fewer rows than the run has frames belongs to another run: refused, naming both
+    counts, before any cleaning."""
+    path = write_volume_run(tmp_path, "01", "rest")
+    confounds = path.parent / "sub-01_task-rest_run-1_desc-confounds_timeseries.tsv"
+    pd.read_csv(confounds, sep="\t").iloc[:-1].to_csv(confounds, sep="\t", index=False, na_rep="n/a")
+    with pytest.raises(DataError, match="confounds file has 39 rows for 40 frames"):
+        read_fmriprep(_one(tmp_path), atlases=[merged])
+
+
+def test_a_missing_squared_motion_derivative_is_named(tmp_path, atlas_files):
+    """The columns a strategy lacks are named in full, the squared derivatives of the 'full' motion model too."""
+    path = write_volume_run(tmp_path, "01", "rest")
+    confounds = path.parent / "sub-01_task-rest_run-1_desc-confounds_timeseries.tsv"
+    pd.read_csv(confounds, sep="\t").drop(columns=["rot_y_derivative1_power2"]).to_csv(
+        confounds, sep="\t", index=False, na_rep="n/a")
+    with pytest.raises(DataError, match=r"lacks the columns rot_y_derivative1_power2\)"):
+        read_fmriprep(_one(tmp_path), atlases=atlas_files)
+
+
+def test_cohorts_of_one_template_are_different_spaces(tmp_path):
+    """Two cohorts of a template are two output spaces: listed apart (cohort included) and one must be chosen."""
+    root = _touch_runs(tmp_path, "sub-01_task-rest_space-MNIPediatricAsym_cohort-1_desc-preproc_bold.nii.gz",
+                       "sub-01_task-rest_space-MNIPediatricAsym_cohort-2_desc-preproc_bold.nii.gz")
+    with pytest.raises(DataError, match=r"several output spaces \(MNIPediatricAsym_cohort-1, "
+                                        r"MNIPediatricAsym_cohort-2\)"):
+        find_fmriprep_runs([root])
+    (run,) = find_fmriprep_runs([root], FmriprepOptions(space="MNIPediatricAsym_cohort-2"))
+    assert run.space == "MNIPediatricAsym"
+
+
+def test_detrend_alone_cleans_the_signal(tmp_path, merged):
+    """detrend without confounds or a high-pass still cleans: each ROI loses its mean and linear trend, as
+    nilearn's clean(detrend=True) does."""
+    write_volume_run(tmp_path, "01", "rest")
+    raw = read_fmriprep(_one(tmp_path, confounds="none"), atlases=[merged]).ts
+    run = read_fmriprep(_one(tmp_path, confounds="none", detrend=True), atlases=[merged])
+    expected = clean(raw.T.astype(np.float64), detrend=True, standardize=None, t_r=2.0).T
+    np.testing.assert_allclose(run.ts, expected, atol=1e-4)
+    assert not np.allclose(run.ts, raw, atol=1e-3)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: when scrubbing censors every frame nilearn returns all-NaN confounds, "
+                   "and fmriprep_confounds reports them as n/a cells of the confounds file (blaming column cosine00) "
+                   "before the 'censor every frame' check in read_fmriprep can run")
+def test_a_strategy_that_censors_every_frame_is_refused(tmp_path, atlas_files):
+    """When scrubbing flags every frame nothing is left to clean: one line naming the strategy, not a complaint
+    about n/a cells the confounds file does not have."""
+    write_volume_run(tmp_path, "01", "rest", outliers=tuple(range(1, 40)))
+    with pytest.raises(DataError, match="confounds 'scrubbing' censor every frame"):
+        read_fmriprep(_one(tmp_path, confounds="scrubbing"), atlases=atlas_files)

@@ -56,3 +56,16 @@ def test_choices_and_ranges_are_checked_by_section():
     with pytest.raises(ConfigError, match="embed.sampling_rate must be an integer >= 1"):
         EmbedOptions(sampling_rate=0)
     assert EncoderOptions(pad=True).pad
+
+
+def test_any_stride_other_than_1_beside_a_target_tr_is_refused():
+    """A stride of 2 is as much a second way to space the frames as 3: the target TR would silently win."""
+    with pytest.raises(ConfigError, match=r"encoder\.sampling_rate \(2\) and encoder\.target_tr"):
+        EncoderOptions(sampling_rate=2, target_tr=0.8)
+    assert EncoderOptions(sampling_rate=1, target_tr=0.8).target_tr == 0.8
+
+
+def test_the_device_setting_wins_over_the_models_device():
+    """`runtime(device)`: the user's device setting first; the given device (where the model is) only without one."""
+    assert EncoderOptions(device="cpu", precision="fp32").runtime("meta").device.type == "cpu"
+    assert EncoderOptions(precision="fp32").runtime("meta").device.type == "meta"

@@ -56,6 +56,22 @@ def test_inconclusive_flags_are_settled_by_the_matmul_check(cpu, flags):
     assert choose_precision("cpu").dtype == torch.float32
 
 
+def test_a_matmul_exactly_min_speedup_faster_is_enough_for_bf16(cpu):
+    """`MIN_SPEEDUP` is the least gain that chooses bf16: a speed-up of exactly 1.25 does."""
+    cpu({"avx512f", "avx512_bf16"}, speedup=precision.MIN_SPEEDUP)
+    assert choose_precision("cpu").dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize(("flags", "times"), [({"amx_bf16", "avx512_bf16"}, False), ({"avx512_bf16"}, True),
+                                              (None, True), ({"avx2"}, False)])
+def test_only_inconclusive_cpu_flags_need_a_timing(monkeypatch, flags, times):
+    """`bf16_needs_timing` (what `brainjepa tune` asks before timing precisions): AMX settles bf16 and no bf16
+    flag settles fp32; only avx512_bf16 alone or unknown flags leave it to a timing. Never on a GPU."""
+    monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
+    assert precision.bf16_needs_timing("cpu") is times
+    assert precision.bf16_needs_timing("cuda") is False
+
+
 def test_explicit_precision_is_forced(cpu):
     cpu({"avx2"})
     assert choose_precision("cpu", "bf16") == (torch.bfloat16, "bf16 as requested")

@@ -150,6 +150,32 @@ def test_read_labels_takes_exactly_as_many_subjects_as_folds(tmp_path: Path) -> 
         read_labels(store, "dx", folds=4)
 
 
+def test_read_labels_counts_the_runs_left_out_for_a_missing_label(tmp_path: Path) -> None:
+    """Runs whose label cell is empty are left out and counted, never silently lost."""
+    from brainjepa.data.store import RunStore, StoreWriter
+    from brainjepa.evaluation.labels import read_labels
+
+    rng = np.random.default_rng(0)
+    with StoreWriter(tmp_path / "s", 4) as writer:
+        for s, label in enumerate(["a", "b", "", "a", "b"]):
+            writer.add(rng.normal(size=(4, 20)).astype(np.float32), subject=f"s{s}", run="1",
+                       phenotypes={"dx": label})
+    labels = read_labels(RunStore(tmp_path / "s"), "dx")
+    assert labels.n_dropped == 1 and labels.runs.tolist() == [0, 1, 3, 4]
+
+
+def test_read_labels_refuses_a_task_kind_it_cannot_learn(tmp_path: Path) -> None:
+    """Only classification and regression (or auto) are label tasks; any other kind is a ConfigError up front."""
+    from brainjepa.data.store import RunStore
+    from brainjepa.errors import ConfigError
+    from brainjepa.evaluation.labels import read_labels
+
+    store = RunStore(_label_store(tmp_path / "s", subjects=2))
+    assert read_labels(store, "dx", "auto").task == "classification"
+    with pytest.raises(ConfigError, match="label task must be 'classification' or 'regression', got 'ranking'"):
+        read_labels(store, "dx", "ranking")
+
+
 def test_labels_at_refuses_runs_without_a_label() -> None:
     """Asking for a run that has no label is an error, never another run's label."""
     from brainjepa.evaluation.labels import Labels

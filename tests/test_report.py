@@ -426,3 +426,52 @@ def test_the_suite_figure_draws_each_rows_score_null_and_chance(suite: SuiteResu
             filled.append(bool(same_color(dot.get_markerfacecolor(), "k")))
             assert filled[-1] is st.above_chance(row)
     assert any(filled) and not all(filled)
+
+
+def test_one_named_model_is_one_model_seed_in_the_caption(suite: SuiteResult) -> None:
+    """A suite of one pretrained model has one brainjepa seed: the caption does not call its intervals two-level;
+    two models are two seeds of the brainjepa rows."""
+    one = SuiteResult(suite.results, suite.options, models=["brainjepa-small"])
+    assert "every row has one model seed" in one.method_note()
+    two = SuiteResult(suite.results, suite.options, models=["a", "b"])
+    assert "(brainjepa: 2 seeds) also resample their seeds" in two.method_note()
+
+
+def test_the_units_table_labels_each_prediction_with_its_model_seed_seed_and_unit(suite: SuiteResult) -> None:
+    """evaluate_units.csv: prediction [model seed m, CV seed s, unit n] sits on the line that names m, s and unit
+    n's subject, so every score can be recomputed from it."""
+    m, s, n = 2, 3, 4
+    pred = (100 * np.arange(m)[:, None, None] + 10 * np.arange(s)[None, :, None] + np.arange(n)).astype(float)
+    row = RowResult(PRE, method="brainjepa", readout="ROI mean", seeds=m, predictions=pred)
+    task = TaskResult(TASKS["connattractor/rating"], truth=np.arange(n) * 1.0, rows={PRE: row},
+                      subjects=np.array(["s0", "s1", "s2", "s3"]), units=np.array(["u0", "u1", "u2", "u3"]),
+                      chance=0.0, n_runs=n)
+    units = SuiteResult([task], suite.options).unit_frame()
+    assert len(units) == m * s * n
+    position = units["subject"].str[1:].astype(int)
+    assert (units["unit"] == "u" + position.astype(str)).all() and (units["truth"] == position).all()
+    assert (units["prediction"] == 100 * units["model_seed"] + 10 * units["seed"] + position).all()
+
+
+def test_a_skipped_rows_numeric_cells_are_nan_not_text(suite: SuiteResult) -> None:
+    """evaluate.csv keeps its numeric columns numeric: a skipped task's or row's mean, interval, chance, null and
+    p-value cells are NaN (empty text would turn the column into strings)."""
+    table = suite.to_frame()
+    skipped = table[table["status"] == "skipped"]
+    assert len(skipped)
+    for column in ("mean", "ci_low", "ci_high", "chance", "null_mean", "null_high", "p_value"):
+        assert skipped[column].isna().all(), column
+    assert table["p_value"].map(lambda v: isinstance(v, float)).all()
+
+
+def test_a_score_rows_note_is_its_reason(suite: SuiteResult) -> None:
+    """What a reader must know about a row (its note) is printed beside its score in the long table."""
+    suite.results[1].rows[PRE].note = "centred within subject"
+    table = suite.to_frame()
+    line = table[(table["task"] == "connattractor/regulation") & (table["row"] == PRE) & (table["type"] == "score")]
+    assert line["reason"].tolist() == ["centred within subject"]
+
+
+def test_the_suites_model_names_leave_out_models_given_as_objects(suite: SuiteResult) -> None:
+    """A model given as an object has no name (""): the comma-separated list names only the others."""
+    assert SuiteResult(suite.results, suite.options, models=["", "brainjepa-small", ""]).model == "brainjepa-small"

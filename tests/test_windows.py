@@ -201,3 +201,38 @@ def test_tr_resampled_pad_repeats_the_last_frame(target_tr):
     expected = np.stack([np.interp(times, np.arange(T), row) for row in ts.astype(np.float64)])
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
     assert (times > T - 1).any()
+
+
+def test_fixed_positions_use_float32_linspace_like_the_reference():
+    """The fixed rule computes its grid in float32, as torch's linspace does in the reference; at this start a
+    float64 grid would truncate one position to the frame before, so the window would differ from the reference's."""
+    start = 671.666663607101
+    pos = window_positions(1200, REF, start=start)
+    np.testing.assert_array_equal(pos, _reference_indices(1200, start))
+    wide = torch.linspace(start, start + 479, 160, dtype=torch.float64).long().numpy()
+    assert not np.array_equal(pos, wide)  # the case tells the two precisions apart
+
+
+def test_an_infinite_run_tr_is_refused():
+    """A run TR of infinity is no TR: resampling by it would put every sample on frame 0."""
+    with pytest.raises(DataError, match="run TR must be a positive number"):
+        window_positions(600, WindowSpec(target_tr=2.0), rng=np.random.default_rng(0), tr=float("inf"))
+
+
+def test_a_padded_short_run_starts_at_frame_0_whatever_start_is_given():
+    """Under short="pad" a run too short for one window starts at frame 0 even when a start is passed (as by
+    `take_windows`), so the padding is only ever at the end."""
+    spec = WindowSpec(short="pad")
+    np.testing.assert_array_equal(window_positions(300, spec, start=5.0), _reference_indices(300, 0.0))
+
+
+def test_tr_resampled_window_starts_round_down_to_whole_frames():
+    """k TR-aware windows start on whole frames: the even spacing from 0 to the last start, rounded down."""
+    spec = WindowSpec(frames=10, target_tr=1.44)  # stride 2 at TR 0.72: 19 frames, last start 7 in 26 frames
+    np.testing.assert_array_equal(window_starts(26, spec, 3, tr=0.72), [0.0, 3.0, 7.0])
+
+
+def test_a_run_without_frames_is_a_data_error_even_when_padding():
+    """A [ROIs, 0] array has no last frame to repeat: a DataError naming the run, not an IndexError."""
+    with pytest.raises(DataError, match=r"^sub-9: expected a \[ROIs, frames\] array with frames"):
+        take_window(np.ones((3, 0)), WindowSpec(short="pad"), np.random.default_rng(0), subject="sub-9")
