@@ -360,12 +360,10 @@ def test_detrend_alone_cleans_the_signal(tmp_path, merged):
     assert not np.allclose(run.ts, raw, atol=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: when scrubbing censors every frame nilearn returns all-NaN confounds, "
-                   "and fmriprep_confounds reports them as n/a cells of the confounds file (blaming column cosine00) "
-                   "before the 'censor every frame' check in read_fmriprep can run")
 def test_a_strategy_that_censors_every_frame_is_refused(tmp_path, atlas_files):
     """When scrubbing flags every frame nothing is left to clean: one line naming the strategy, not a complaint
-    about n/a cells the confounds file does not have."""
+    about n/a cells the confounds file does not have (nilearn returns all-NaN confounds then; it used to blame
+    column cosine00)."""
     write_volume_run(tmp_path, "01", "rest", outliers=tuple(range(1, 40)))
     with pytest.raises(DataError, match="confounds 'scrubbing' censor every frame"):
         read_fmriprep(_one(tmp_path, confounds="scrubbing"), atlases=atlas_files)

@@ -192,7 +192,7 @@ def fmriprep_confounds(image: Path, strategy: str) -> tuple[np.ndarray | None, n
 
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # "all volumes scrubbed" is checked below
+            warnings.simplefilter("ignore", RuntimeWarning)  # "all volumes scrubbed" is checked below, in one line
             confounds, sample_mask = load_confounds_strategy(str(image), denoise_strategy=strategy)
     except (ValueError, OSError, KeyError) as err:
         table = confounds_table(image)
@@ -200,6 +200,9 @@ def fmriprep_confounds(image: Path, strategy: str) -> tuple[np.ndarray | None, n
         reason = f"{table.name} lacks the columns {', '.join(lacking)}" if lacking else " ".join(str(err).split())
         raise DataError(f"{image}: confounds '{strategy}' ({reason}); try another strategy (confounds=, "
                         "--confounds), or none") from err
+    if sample_mask is not None and len(sample_mask) == 0:  # nilearn then returns all-NaN confounds: say why first
+        raise DataError(f"{image}: confounds '{strategy}' censor every frame, so nothing is left to read; try another "
+                        "strategy (confounds=, --confounds), or none")
     values = None if confounds is None or confounds.shape[1] == 0 else confounds.to_numpy(dtype=np.float64)
     if values is not None and not np.isfinite(values).all():  # an n/a the strategy does not fill (mid-column)
         row, col = np.argwhere(~np.isfinite(values))[0]
@@ -315,8 +318,6 @@ def read_fmriprep(source: FmriprepSource, *, atlases: Sequence[str | Path] = (),
     frames = ts.shape[1]
     if confounds is not None and len(confounds) != frames:
         raise DataError(f"{path}: confounds file has {len(confounds)} rows for {frames} frames")
-    if sample_mask is not None and sample_mask.size == 0:
-        raise DataError(f"{path}: confounds '{options.confounds}' censor every frame")
     if confounds is not None or options.high_pass or options.detrend or sample_mask is not None:
         from nilearn.signal import clean
 
