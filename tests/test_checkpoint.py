@@ -95,6 +95,30 @@ def test_from_pretrained_errors(tmp_path):
         BrainJEPA.from_pretrained(tmp_path)
 
 
+def test_an_unfinished_run_is_refused_naming_its_newest_checkpoint(tmp_path):
+    """A run folder with checkpoints but no model/ is refused, naming the newest checkpoint that is a model folder
+    (not the oldest, nor a step folder without a config.json)."""
+    model = _trained_like_model()
+    for step in (2, 10):
+        model.save_pretrained(tmp_path / "run" / "checkpoints" / f"step-{step:08d}")
+    (tmp_path / "run" / "checkpoints" / "step-00000011").mkdir()  # being written: no config.json yet
+    with pytest.raises(CheckpointError, match=r"unfinished training run.*the newest is \S*step-00000010\b"):
+        BrainJEPA.from_pretrained(tmp_path / "run")
+
+
+def test_weights_with_an_extra_tensor_are_refused_naming_it(tmp_path):
+    """A model.safetensors holding a tensor the model does not have is a CheckpointError that names the key, not
+    torch's own load_state_dict error."""
+    from safetensors.torch import load_file, save_file
+
+    folder = _trained_like_model().save_pretrained(tmp_path / "m")
+    state = load_file(folder / "model.safetensors")
+    state["encoder.extra_scale"] = torch.ones(3)
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"unexpected \['encoder.extra_scale'\]"):
+        BrainJEPA.from_pretrained(folder)
+
+
 def test_reference_checkpoint_uses_all_three_networks(golden_dir, golden):
     grad = np.loadtxt(golden_dir / "gradient_mapping_450.csv", delimiter=",")
     model = BrainJEPA.from_reference_checkpoint(golden_dir / "jepa-ep1.pth.tar", grad, num_heads=4)
@@ -138,6 +162,17 @@ def test_load_dispatches_on_what_the_user_gives(golden_dir, tmp_path):
             BrainJEPA.load(given, gradient=grad_csv, num_heads=4)
     with pytest.raises(CheckpointError, match=r"^num_heads=: .* the given model carries its own"):
         BrainJEPA.load(model, num_heads=4)
+
+
+def test_load_gives_a_folders_model_in_eval_mode(tmp_path):
+    """`BrainJEPA.load` returns a model ready for inference (eval mode: drop path off) from a model folder and
+    from a run folder, while a BrainJEPA given to it is returned as it is."""
+    model = _trained_like_model().train()
+    model.save_pretrained(tmp_path / "run" / "model")
+    for folder in (tmp_path / "run" / "model", tmp_path / "run"):
+        loaded = BrainJEPA.load(folder)
+        assert not any(m.training for m in loaded.modules()), folder
+    assert BrainJEPA.load(model) is model and model.training
 
 
 def test_reference_checkpoint_errors_name_the_cause(golden_dir, tmp_path, caplog):

@@ -11,9 +11,11 @@ import json
 import logging
 from pathlib import Path
 
+import torch
+
 from brainjepa.config import load_config
 from brainjepa.training import pretrain
-from conftest import ONE_COMPILED_GRAPH
+from conftest import ONE_COMPILED_GRAPH, tiny_model
 
 R, T = 20, 64
 
@@ -49,3 +51,29 @@ def test_uncompiled_run_reports_no_graphs(store, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["compiled_graphs"] is None and summary["precision"] == "fp32"
     assert summary["precision_reason"] == "fp32 as requested" and summary["num_workers"] == 0
+
+
+def test_compile_forward_uses_its_backend_and_one_graph_for_new_index_counts():
+    """`compile_forward` compiles with the backend it is given, and marks the token dimension of both index tensors
+    dynamic before each call: new context and new target counts reuse the first graph."""
+    from brainjepa.training.compiled import compile_forward
+
+    torch._dynamo.reset()
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    model = tiny_model(R, T)
+    forward = compile_forward(model, backend)
+    N, g = model.config.num_patches, torch.Generator().manual_seed(0)
+    x = torch.randn(2, R, T, generator=g)
+    for k_context, k_target in ((30, 10), (30, 14), (36, 12)):
+        ctx = torch.stack([torch.randperm(N, generator=g)[:k_context] for _ in range(2)])
+        tgt = torch.stack([torch.randperm(N, generator=g)[:k_target] for _ in range(2)])
+        out = forward(x, ctx, tgt)
+        assert out.prediction.shape == (2, k_target, model.config.embed_dim)
+    assert graphs  # the given backend compiled it
+    if ONE_COMPILED_GRAPH:
+        assert len(graphs) == 1

@@ -97,6 +97,17 @@ def test_intermediates_stop_after_the_last_requested_block(model, x):
     assert calls == [1, 1] + [0] * (DEPTH - 2)
 
 
+@torch.no_grad()
+def test_intermediate_indices_at_the_bounds_are_taken(model, x):
+    """The edges of the valid ranges are accepted: n = depth (every block) and index -depth (block 0)."""
+    enc = model.encoder
+    every = enc.forward_intermediates(x, DEPTH)
+    assert len(every) == DEPTH
+    torch.testing.assert_close(every[0], _by_hand(enc, x, 0))
+    (first,) = enc.forward_intermediates(x, [-DEPTH])
+    torch.testing.assert_close(first, _by_hand(enc, x, 0))
+
+
 @pytest.mark.parametrize("indices", [0, DEPTH + 1, [DEPTH], [-DEPTH - 1], []])
 def test_bad_intermediate_indices_are_refused(model, x, indices):
     with pytest.raises(ValueError, match="forward_intermediates"):
@@ -131,6 +142,8 @@ def test_pool_kinds_shapes_and_values(model):
         enc.pool(tokens[:, :-1], "roi")
     with pytest.raises(ValueError, match="pooling must be one of"):
         enc.pool(tokens, "max")
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        enc.pooled_shape("max")
 
 
 def _token_fc_numpy(tokens: np.ndarray, num_rois: int) -> np.ndarray:

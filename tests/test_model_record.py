@@ -133,6 +133,22 @@ def test_frame_spacing_of_the_official_checkpoint_is_its_ukb_clock(golden_dir):
     assert ref.frame_spacing == 1.5
 
 
+def test_frame_spacing_needs_a_positive_record_or_the_official_roi_space():
+    """A recorded spacing counts only when it is a positive number (an int too); without one, the UKB clock is
+    assumed only for a reference checkpoint in the official atlas, not for one of another ROI space."""
+    from brainjepa.models.jepa import REFERENCE_ATLAS
+
+    model = _model()
+    model.metadata = {"training": {"frame_spacing_s": 0}}
+    assert model.frame_spacing is None
+    model.metadata = {"training": {"frame_spacing_s": 2}}
+    assert model.frame_spacing == 2.0
+    model.metadata = {"source": "reference checkpoint jepa-ep1.pth.tar"}  # converted in a 20-ROI space: no atlas
+    assert model.frame_spacing is None
+    model.metadata["atlas"] = REFERENCE_ATLAS
+    assert model.frame_spacing == pytest.approx(2.2)
+
+
 def test_save_refuses_labels_of_another_count(tmp_path):
     with pytest.raises(CheckpointError, match="roi_labels has 3 names but the model has 20 ROIs"):
         _model(SCHAEFER[:3]).save_pretrained(tmp_path / "m")

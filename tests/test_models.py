@@ -99,6 +99,15 @@ def test_every_trainable_parameter_gets_a_gradient_and_target_none():
             assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
+def test_grad_checkpointing_switch_reaches_encoder_and_predictor():
+    """`BrainJEPA.set_grad_checkpointing` turns checkpointing on and off in both trained networks."""
+    model = _model(**SHAPES[0])
+    model.set_grad_checkpointing()
+    assert model.encoder.grad_checkpointing and model.predictor.grad_checkpointing
+    model.set_grad_checkpointing(False)
+    assert not model.encoder.grad_checkpointing and not model.predictor.grad_checkpointing
+
+
 def test_grad_checkpointing_changes_nothing():
     model = _model(**SHAPES[1]).train()
     x = torch.randn(2, 20, 64)
@@ -161,6 +170,8 @@ def test_input_and_config_errors():
     model = _model(**SHAPES[0])
     with pytest.raises(ValueError, match=r"takes a torch.Tensor \[B, 37, 48\]"):
         model.encoder(torch.randn(2, 36, 48))
+    with pytest.raises(ValueError, match=r"got shape \[2, 2, 37, 48\]"):  # [B, 1, R, T] only: no channel dropped
+        model.encoder(torch.randn(2, 2, 37, 48))
     with pytest.raises(ConfigError, match="multiple of model.patch_size"):
         ModelConfig(num_frames=50, patch_size=16)
     with pytest.raises(ConfigError, match="divisible by its number of heads"):
@@ -179,6 +190,33 @@ def test_input_and_config_errors():
         model_config("vit_huge")
     with pytest.raises(ValueError, match=r"gradient must have shape \[37, 5\]"):
         BrainJEPA(model.config, torch.randn(36, 5))
+    with pytest.raises(ValueError, match="gradient contains NaN or Inf"):
+        BrainJEPA(model.config, torch.randn(37, 5).index_fill_(0, torch.tensor([3]), float("nan")))
+
+
+def test_indices_of_another_batch_size_are_refused():
+    """Token indices [B', K] with B' other than the input's batch are refused by name, not broadcast or gathered
+    for the wrong samples."""
+    model = _model(**SHAPES[0])
+    cfg = model.config
+    x = torch.randn(2, cfg.num_rois, cfg.num_frames)
+    ctx, tgt = _indices(3, cfg.num_patches, 30, 1), _indices(2, cfg.num_patches, 17, 2)
+    with pytest.raises(ValueError, match=r"with B = 2 \(the input's batch\), got shape \[3, 30\]"):
+        model(x, ctx, tgt)
+
+
+def test_predictor_refuses_context_features_it_cannot_take():
+    """The predictor takes encoder features z [B, K, D] whose K matches context_idx: features of another width
+    or count are a ValueError naming what it takes, not a matmul or concatenation error."""
+    model = _model(**SHAPES[0])
+    ctx, tgt = _indices(2, model.config.num_patches, 30, 1), _indices(2, model.config.num_patches, 17, 2)
+    with pytest.raises(ValueError, match=r"context features z \[B, K, 48\], got \[2, 30, 24\]"):
+        model.predictor(torch.randn(2, 30, 24), ctx, tgt)
+    with pytest.raises(ValueError, match=r"context_idx \[2, 30\] does not match z \[2, 29\]"):
+        model.predictor(torch.randn(2, 29, 48), ctx, tgt)
+    model.predictor.train()  # on a CPU the values are checked in training too (the check costs no sync there)
+    with pytest.raises(ValueError, match=r"target_idx must be .* got values from 0 to 999"):
+        model.predictor(torch.randn(2, 30, 48), ctx, torch.tensor([[0, 999]] * 2))
 
 
 def test_presets():

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from brainjepa import tuning
 from brainjepa.config import load_config
 from brainjepa.models import onednn_attention
-from brainjepa.models.layers import Attention, inference_attention, set_inference_attention
+from brainjepa.models.layers import Attention, inference_attention, set_fused_attn, set_inference_attention
 from brainjepa.training import pretrain
 from test_compile import _tiny
 from test_cuda import BF16_LOSS_RTOL, _batch, _model
@@ -90,6 +90,14 @@ def test_it_applies_to_bf16_cpu_calls_that_need_no_gradient():
         assert onednn_attention.applies(q, k, v)
 
 
+def test_it_does_not_apply_inside_torch_compile(monkeypatch):
+    """A call being traced by torch.compile keeps SDPA: dynamo cannot trace the TorchScript graph."""
+    q, k, v = (t.detach() for t in _qkv(1, 2, 8, 16))
+    assert onednn_attention.applies(q, k, v)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert not onednn_attention.applies(q, k, v)
+
+
 @pytest.fixture
 def calls(monkeypatch):
     """Count the calls that reach the oneDNN kernel."""
@@ -122,6 +130,18 @@ def test_the_layer_takes_it_only_where_it_applies(calls):
         layer(x)  # fp32: SDPA
     assert calls == [(2, 2, 12, 16)]
     torch.testing.assert_close(fused.float(), sdpa.float(), rtol=0, atol=3e-2)
+
+
+def test_the_explicit_attention_path_is_kept_whatever_the_inference_kernel(calls):
+    """A layer switched to the explicit softmax path (`set_fused_attn` False: the reference's, the one FLOP counters
+    see) stays on it in a bf16 no-gradient call even with the oneDNN kernel chosen: that kernel replaces SDPA only."""
+    torch.manual_seed(0)
+    layer = Attention(32, 2)
+    set_fused_attn(layer, False)
+    set_inference_attention(layer, "onednn")
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        layer(torch.randn(2, 12, 32))
+    assert calls == []
 
 
 def test_the_switch_refuses_what_it_cannot_do_and_the_context_restores(monkeypatch):

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -323,6 +324,12 @@ def test_two_processes_equal_one_with_double_batch(store, tmp_path):
     worst = max(errors, key=errors.get)
     assert errors[worst] < 1e-5, f"{worst}: {errors[worst]}"
     assert any((a[k] - _state_init(a)[k]).abs().max() > 1e-4 for k in a if "encoder.blocks" in k)
+    # the logged loss is the mean over the processes (each rank's loss is the mean of its half of the batch)
+    losses = [[float(r["loss"]) for r in _metrics(run)] for run in (single, tmp_path / "two")]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    # its checkpoints record the process count, which a resume must match (check_world_size)
+    state = torch.load(ckpt.list_checkpoints(tmp_path / "two")[-1] / ckpt.TRAINING_FILE, weights_only=True)
+    assert state["world_size"] == 2
 
 
 def _state_init(trained: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -439,6 +446,58 @@ def test_an_interrupted_checkpoint_write_leaves_no_temporary_folder(tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         ckpt.save_checkpoint(tmp_path, tiny_model(R), _position(1), 1, keep_last=1)
     assert list(ckpt.checkpoint_dir(tmp_path).iterdir()) == []
+
+
+def test_max_steps_beyond_the_schedule_ends_with_the_schedule(store, tmp_path):
+    """optimization.max_steps only shortens a run: one above the schedule's step count (1 epoch of 16 runs at batch
+    4: 4 steps) leaves the run at the schedule's length, whose last step is checkpointed."""
+    run = pretrain(load_config(None, _overrides(store, **{"optimization.epochs": 1, "optimization.warmup": 0,
+                                                          "optimization.max_steps": 10})), tmp_path / "r")
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["steps"], summary["total_steps"]) == (4, 4)
+    # the last step is checkpointed at the end although it is no multiple of logging.checkpoint_every (3)
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["step-00000003", "step-00000004"]
+
+
+def test_a_schedule_longer_than_the_data_stops_before_a_partial_accumulation(store, tmp_path):
+    """With ipe_scale > 1 the data end before the schedule: the 4 micro-batches of one epoch make one step of 3
+    accumulated micro-batches; the 1 left over is not stepped on alone."""
+    run = pretrain(load_config(None, _overrides(store, **{
+        "optimization.epochs": 1, "optimization.warmup": 0, "optimization.ipe_scale": 2,
+        "meta.accumulation_steps": 3})), tmp_path / "r")
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["steps"], summary["total_steps"]) == (1, 2)
+
+
+def test_the_plan_counts_the_global_batch_of_every_process():
+    """A run needs data.batch_size x processes runs per step, so 6 runs at batch 4 train one process but not two;
+    an epoch of exactly accumulation_steps micro-batches still takes its one optimizer step; an ipe_scale that
+    rounds the schedule down to no step is refused before any work."""
+    from brainjepa.training.loop import check_plan
+
+    cfg = load_config(None, ["data.batch_size=4", "optimization.epochs=1", "optimization.warmup=0",
+                                 "meta.accumulation_steps=2"])
+    check_plan(cfg, 8, 1)  # 2 micro-batches = 2 accumulation steps: one optimizer step
+    check_plan(replace(cfg, meta=replace(cfg.meta, accumulation_steps=1)), 6, 1)
+    with pytest.raises(ConfigError, match=r"data.batch_size=4 x 2 process\(es\) needs at least 8 runs per batch"):
+        check_plan(replace(cfg, meta=replace(cfg.meta, accumulation_steps=1)), 6, 2)
+    short = replace(cfg, optimization=replace(cfg.optimization, ipe_scale=0.4))  # int(0.4 x 2 / 2) = 0 steps
+    with pytest.raises(ConfigError, match=r"optimization.ipe_scale=0.4 leaves a schedule of 0 optimizer steps"):
+        check_plan(short, 8, 1)
+
+
+def test_rank_and_local_rank_come_from_their_own_variables(monkeypatch):
+    """RANK is the global rank and LOCAL_RANK the process's index on its node: on a second node they differ, and
+    only rank 0 of all processes draws progress bars (when they are wanted)."""
+    from brainjepa.training.distributed import DistEnv, init_distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: no process group is joined
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    env = init_distributed("cpu")
+    assert (env.rank, env.local_rank, env.world_size, env.is_main) == (3, 1, 1, False)
+    assert not DistEnv(rank=1, world_size=2, progress=True).bars
+    assert DistEnv(rank=0, world_size=2, progress=True).bars and not DistEnv(progress=False).bars
 
 
 def test_to_host_turns_tensors_and_spans_into_floats_in_copies():
