@@ -113,13 +113,14 @@ def test_pretrain_resume_is_bit_exact_on_gpu(tmp_path, deterministic):
     store, gradient = tmp_path / "store", tmp_path / "gradient.csv"
     simulate_store(store, SimulationConfig(subjects=16, rois=R, frames=80, seed=0), progress=False)
     # a given gradient file: a GPU image need not have BrainSpace, which computing one from the store takes
-    np.savetxt(gradient, np.random.default_rng(0).normal(size=(R, 30)), delimiter=",")
+    # 8 columns: 30 random columns over 20 ROIs would be linearly dependent, which load_gradient refuses
+    np.savetxt(gradient, np.random.default_rng(0).normal(size=(R, 8)), delimiter=",")
 
     def overrides(max_steps: int) -> list[str]:
         values = {
             "data.path": store, "data.crop_size": f"[{R},{T}]", "data.batch_size": 4, "data.num_workers": 0,
             "data.sampling_rate": 1, "data.pin_mem": "true", "data.gradient_csv_path": gradient,
-            "mask.patch_size": 16, "meta.model_name": "vit_small",
+            "model.gradient_dim": 8, "mask.patch_size": 16, "meta.model_name": "vit_small",
             "meta.embed_dim": 128, "meta.depth": 2, "meta.num_heads": 2, "meta.pred_emb_dim": 64,
             "meta.pred_depth": 2, "meta.use_bfloat16": "true", "meta.accumulation_steps": 1,
             "meta.device": "cuda", "optimization.epochs": 5, "optimization.warmup": 1,

@@ -20,6 +20,11 @@ EXTRAS: dict[str, dict[str, str]] = {
 }
 
 
+# The [data] extra's neuroimaging readers: only commands that may read images (NIfTI, CIFTI, fMRIPrep) need them.
+# Commands that read stores and tables run without them, e.g. pretraining on a GPU image with no nibabel.
+IMAGE_READERS = ("nibabel", "nilearn")
+
+
 class MissingExtraError(ImportError):
     """An optional package is not installed; the message names the extra and the pip line that installs it."""
 
@@ -32,11 +37,13 @@ def installed(module: str) -> bool:
         return sys.modules.get(module) is not None
 
 
-def missing(extras: Iterable[str]) -> dict[str, list[str]]:
-    """For each of `extras` with an uninstalled package: the distributions missing, in `EXTRAS` order."""
+def missing(extras: Iterable[str], without: Iterable[str] = ()) -> dict[str, list[str]]:
+    """For each of `extras` with an uninstalled package: the distributions missing, in `EXTRAS` order; the
+    distributions in `without` are not needed by the caller and not checked."""
+    skip = set(without)
     out = {}
     for extra in extras:
-        lacking = [dist for dist, module in EXTRAS[extra].items() if not installed(module)]
+        lacking = [dist for dist, module in EXTRAS[extra].items() if dist not in skip and not installed(module)]
         if lacking:
             out[extra] = lacking
     return out

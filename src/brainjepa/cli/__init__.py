@@ -27,7 +27,7 @@ from brainjepa.cli.arguments import (
 from brainjepa.cli.completion import SHELLS, script
 from brainjepa.cli.terminal import bars_and_logs, configure_logging, one_line_warnings, settle_progress
 from brainjepa.errors import BrainJEPAError
-from brainjepa.extras import hint_for_import_error, install_hint, missing
+from brainjepa.extras import IMAGE_READERS, hint_for_import_error, install_hint, missing
 
 # The lazy command table: name -> the one-line help of `brainjepa --help`. Each module's register() passes the
 # same text to add_parser (tests/test_cli_habits.py keeps them equal); the module itself is imported only when its
@@ -73,6 +73,10 @@ COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
     "align": (),  # .npy in, .npy/.json out: torch and numpy only
     "completion": (),
 }
+
+
+# Commands that read stores and tables only: they run without the [data] extra's image readers (IMAGE_READERS).
+STORE_ONLY = frozenset({"pretrain", "simulate", "gradients", "finetune"})
 
 
 def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentParser:
@@ -129,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    lacking = missing(COMMAND_EXTRAS[args.command])
+    lacking = missing(COMMAND_EXTRAS[args.command], without=IMAGE_READERS if args.command in STORE_ONLY else ())
     if lacking:
         print(install_hint(f"brainjepa {args.command}", lacking), file=sys.stderr)
         return 2
