@@ -123,7 +123,7 @@ def test_pretrain_resume_is_bit_exact_on_gpu(tmp_path, deterministic):
             "model.gradient_dim": 8, "mask.patch_size": 16, "meta.model_name": "vit_small",
             "meta.embed_dim": 128, "meta.depth": 2, "meta.num_heads": 2, "meta.pred_emb_dim": 64,
             "meta.pred_depth": 2, "meta.use_bfloat16": "true", "meta.accumulation_steps": 1,
-            "meta.device": "cuda", "optimization.epochs": 5, "optimization.warmup": 1,
+            "meta.device": "cuda", "optimization.epochs": 8, "optimization.warmup": 1,
             "logging.checkpoint_every": 5, "optimization.max_steps": max_steps,
         }
         return [f"{k}={v}" for k, v in values.items()]
