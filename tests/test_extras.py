@@ -28,6 +28,9 @@ DATA_MODULES = list(EXTRAS["data"].values())
 ALL_MODULES = [m for dists in EXTRAS.values() for m in dists.values()]
 DATA_HINT = ("needs the [data] extra (pandas, scipy, scikit-learn, nibabel, nilearn, pyarrow not installed): "
              "pip install 'brainjepa[data]'")
+# what a store-only command (cli.STORE_ONLY) names: it does not need the image readers
+STORE_HINT = ("needs the [data] extra (pandas, scipy, scikit-learn, pyarrow not installed): "
+              "pip install 'brainjepa[data]'")
 
 
 def _hide(monkeypatch: pytest.MonkeyPatch, modules: list[str]) -> None:
@@ -116,7 +119,8 @@ def test_command_without_data_is_refused_in_one_line_before_any_work(command, mo
     _hide(monkeypatch, DATA_MODULES)
     argv = [a.format(tmp=tmp_path) for a in COMMAND_LINES[command]]
     assert main(argv) == 2
-    assert capsys.readouterr().err == f"brainjepa {command}: {DATA_HINT}\n"  # only the extras missing are named
+    hint = STORE_HINT if command in cli.STORE_ONLY else DATA_HINT
+    assert capsys.readouterr().err == f"brainjepa {command}: {hint}\n"  # only the packages needed are named
     assert list(tmp_path.iterdir()) == []  # nothing written, no folder made
 
 
@@ -167,7 +171,7 @@ def test_core_install_builds_the_cli_and_runs_info():
     ))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "RC 2" in proc.stdout and "HELP 0" in proc.stdout
-    assert proc.stderr.strip() == f"brainjepa gradients: {DATA_HINT}"
+    assert proc.stderr.strip() == f"brainjepa gradients: {STORE_HINT}"
 
 
 def test_python_m_brainjepa_without_data_exits_2(tmp_path):
@@ -177,7 +181,7 @@ def test_python_m_brainjepa_without_data_exits_2(tmp_path):
         "runpy.run_module('brainjepa', run_name='__main__')\n"
     ))
     assert proc.returncode == 2
-    assert proc.stderr == f"brainjepa simulate: {DATA_HINT}\n"
+    assert proc.stderr == f"brainjepa simulate: {STORE_HINT}\n"
     assert list(tmp_path.iterdir()) == []
 
 
