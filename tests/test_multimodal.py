@@ -329,3 +329,13 @@ def test_the_config_seed_alone_fixes_the_result_whatever_the_global_rng() -> Non
         assert torch.equal(torch.rand(3), untouched)
     assert runs[0].history == runs[1].history
     assert torch.equal(runs[0].projectors.brain.net[0].weight, runs[1].projectors.brain.net[0].weight)
+
+
+def test_load_projectors_refuses_an_unknown_config_key_naming_it(tmp_path):
+    """A projectors.json key no AlignConfig field reads would be ignored: it is refused by name instead."""
+    out = AlignedProjectors(8, 6, AlignConfig(hidden_dim=16, out_dim=4)).save(tmp_path / "p")
+    record = json.loads((out / "projectors.json").read_text())
+    record["config"]["temprature"] = 0.1
+    (out / "projectors.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match=r"unknown align config key\(s\): align.temprature"):
+        load_projectors(out)

@@ -5,7 +5,7 @@ A value must have its field's type (an int field takes only integers, a float fi
 declared range, and a `pair` field is two such numbers, low <= high. None (an optional key left unset) passes.
 A violation raises ConfigError naming the dotted key, its value and the range. `check_value` applies the same
 rules to one plain argument (a function's, not a config field). `coerce` checks an untyped value (from YAML or
-a config.json) against its field's type hint before the dataclass is built.
+a config.json) against its field's type hint before the dataclass is built; `build_typed` does so for a record.
 """
 
 from __future__ import annotations
@@ -128,6 +128,16 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
     if hint in (bool, str) and isinstance(value, hint):
         return value
     raise ConfigError(f"config key {key} has value {value!r}; expected {_describe(hint)}")
+
+
+def build_typed(cls: type, values: dict[str, Any], section: str) -> Any:
+    """`cls` built from an untyped record (a config.json section): unknown keys and values of the wrong type are
+    refused by name (`section.key`), then the dataclass checks its ranges as usual."""
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ConfigError(f"unknown {section} config key(s): {', '.join(f'{section}.{k}' for k in unknown)}")
+    return cls(**{key: coerce(value, hints[key], f"{section}.{key}") for key, value in values.items()})
 
 
 def _describe(hint: Any) -> str:

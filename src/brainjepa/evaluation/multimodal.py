@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from brainjepa.bounds import bounded, check_bounds, check_value, coerce
+from brainjepa.bounds import bounded, build_typed, check_bounds, check_value, coerce
 from brainjepa.errors import CheckpointError, ConfigError, DataError
 from brainjepa.io import atomic_write_text, check_writable, load_weights_folder, save_weights_folder
 from brainjepa.models.optim import param_groups
@@ -152,14 +151,8 @@ def load_projectors(directory: str | Path) -> AlignedProjectors:
     """Rebuild the `AlignedProjectors` that `align` (or `AlignedProjectors.save`) wrote to directory (eval mode)."""
     meta, state = load_weights_folder(directory, config_name=CONFIG_FILE, weights_name=WEIGHTS_FILE, fmt=FORMAT,
                                       what="projector")
-    known = set(AlignConfig.__dataclass_fields__)
-    unknown = sorted(set(meta["config"]) - known)
-    if unknown:
-        raise CheckpointError(f"{directory}: unknown projector config keys {unknown}")
-    hints = typing.get_type_hints(AlignConfig)
     try:  # projectors.json is untyped: learn_temperature "false" must not read as True
-        config = AlignConfig(**{key: coerce(value, hints[key], f"align.{key}")
-                                for key, value in meta["config"].items()})
+        config = build_typed(AlignConfig, meta["config"], "align")
         dims = [coerce(meta[key], int, key) for key in ("brain_dim", "other_dim")]
         for key, dim in zip(("brain_dim", "other_dim"), dims, strict=True):
             check_value(key, dim, integer=True, ge=1)

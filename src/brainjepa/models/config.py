@@ -7,7 +7,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from brainjepa.bounds import bounded, check_bounds, coerce
+from brainjepa.bounds import bounded, build_typed, check_bounds
 from brainjepa.errors import ConfigError
 
 PosEmbedKind = Literal["mapping", "sincos"]
@@ -80,11 +80,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
         """Build from a dict (a config.json record), rejecting unknown keys and values of the wrong type by name."""
-        hints = typing.get_type_hints(cls)
-        unknown = sorted(set(values) - set(hints))
-        if unknown:
-            raise ConfigError(f"unknown model config key(s): {', '.join('model.' + k for k in unknown)}")
-        return cls(**{key: coerce(value, hints[key], f"model.{key}") for key, value in values.items()})
+        return build_typed(cls, values, "model")
 
     def replace(self, **changes: Any) -> ModelConfig:
         return self.from_dict({**self.to_dict(), **changes})
