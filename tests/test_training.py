@@ -241,6 +241,18 @@ def test_each_step_moves_the_target_encoder_by_its_ema(store, tmp_path):
         assert max((new - old).abs().max().item() for old, new in zip(before, after, strict=True)) > 1e-4
 
 
+def test_accumulated_micro_batches_average_their_gradients(store, tmp_path):
+    """A step over the same micro-batch twice (accumulation 2) has the gradient of a step over it once: each
+    micro-batch's loss counts 1/k. Summed instead, the gradient and its logged norm would double (AdamW alone would
+    hide that; clipping and `grad_norm` would not)."""
+    extra = {"meta.accumulation_steps": 2, "optimization.clip_grad": 1e6}
+    once, twice = (_trainer(store, tmp_path / name, **extra) for name in ("once", "twice"))
+    batch = next(once.micro_batches())
+    norms = [once.train_step([batch])["grad_norm"], twice.train_step([batch, batch])["grad_norm"]]
+    assert norms[0] > 0
+    torch.testing.assert_close(norms[1], norms[0], rtol=1e-5, atol=0)
+
+
 def test_the_seed_sets_the_initial_weights_and_the_masks(store, tmp_path):
     """meta.seed seeds the initial weights (the same seed, the same weights; another seed, others) and each
     batch's masks: batch (epoch 1, batch 2) has the same masks for seed 7 twice, other masks for seed 8."""
@@ -330,6 +342,27 @@ def test_two_processes_equal_one_with_double_batch(store, tmp_path):
     # its checkpoints record the process count, which a resume must match (check_world_size)
     state = torch.load(ckpt.list_checkpoints(tmp_path / "two")[-1] / ckpt.TRAINING_FILE, weights_only=True)
     assert state["world_size"] == 2
+
+
+def test_all_reduce_max_and_mean_combine_every_process(tmp_path):
+    """Two gloo processes under torchrun: the max is the larger value on both ranks (not the smaller, nor the sum),
+    the mean the average."""
+    script = tmp_path / "reduce.py"
+    script.write_text(
+        "import torch\n"
+        "from brainjepa.training.distributed import all_reduce_max, all_reduce_mean, cleanup, init_distributed\n"
+        "env = init_distributed('cpu')\n"
+        "top = all_reduce_max(3 if env.rank == 0 else 7, env)\n"
+        "mean = all_reduce_mean(torch.tensor(2.0 * env.rank + 1.0), env).item()\n"
+        "import sys, pathlib\n"
+        "pathlib.Path(sys.argv[1], f'rank{env.rank}').write_text(f'max={top} mean={mean}')\n"
+        "cleanup(env)\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["max=7 mean=2.0"] * 2
 
 
 def _state_init(trained: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
