@@ -353,6 +353,26 @@ def test_each_store_run_is_resampled_from_its_own_tr(model: BrainJEPA, tmp_path:
     assert not torch.allclose(embed(model, runs[1][0][None], options=options, tr=0.8), got[1:], atol=1e-3)
 
 
+def test_runs_off_the_models_clock_are_named_in_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A model pretrained on frames 2 s apart, given runs at TR 0.72 s and no target_tr, sees time run 2.8x faster
+    than it learned: they are embedded (a stride may be meant), but never silently: one warning names the runs,
+    both spacings and --target-tr. Runs on the model's clock, or resampled to it, say nothing."""
+    model = _model({"training": {"frame_spacing_s": 2.0}})
+    x = np.random.default_rng(0).normal(size=(2, R, 200))
+    options = EmbedOptions(normalization="sample_zscore")
+    with caplog.at_level("WARNING", logger="brainjepa.evaluation.embed"):
+        embed(model, x, tr=0.72, options=options)
+    (line,) = [r.getMessage() for r in caplog.records if "apart" in r.getMessage()]
+    assert "2 of 2 runs (sample 0, sample 1) have frames 0.72 s apart" in line
+    assert "pretrained on frames 2 s apart" in line and "--target-tr 2" in line
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="brainjepa.evaluation.embed"):
+        embed(model, x, tr=2.0, options=options)
+        embed(model, x, tr=0.72, options=EmbedOptions(normalization="sample_zscore", target_tr=2.0))
+        embed(model, x, options=options)  # no TR: nothing to compare
+    assert not [r for r in caplog.records if "apart" in r.getMessage()]
+
+
 def test_masked_views_keep_each_rois_own_patches_drawn_per_sample() -> None:
     """Token r * P + t belongs to ROI r: a view keeps `keep` distinct time patches of every ROI, each ROI its own;
     samples draw their own subsets from (seed, sample index), whatever the batch they are in."""

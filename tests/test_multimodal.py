@@ -316,6 +316,32 @@ def test_cli_align_passes_every_setting_and_the_subjects(tmp_path: Path) -> None
     assert api["n_test"] != round(0.25 * N)  # 19 k + 28 rows for k of the 28 test subjects among the ten: never 75
 
 
+def test_cli_align_keeps_a_subjects_rows_together_by_the_embed_index_beside_brain(tmp_path: Path, capsys) -> None:
+    """`brainjepa embed` writes ``brain.npy.index.csv`` (subject, run, ...) beside ``brain.npy``. Its subjects keep
+    each subject's runs on one side of the split, as --subjects does: split by row, a held-out subject's other runs
+    would be trained on, and its recall would not be held out. A sidecar of another length is refused by name."""
+    brain, other = _pair()
+    np.save(tmp_path / "brain.npy", brain)
+    np.save(tmp_path / "other.npy", other)
+    subjects = np.array([f"s{i // 20}" if i < 200 else f"u{i}" for i in range(N)])  # 10 subjects of 20 runs, 100 of 1
+    index = tmp_path / "brain.npy.index.csv"
+    index.write_text("subject,run,source,tr\n" + "".join(f"{s},{i + 1},x.npy,\n" for i, s in enumerate(subjects)))
+    out = tmp_path / "out"
+    assert main(["align", "--brain", str(tmp_path / "brain.npy"), "--other", str(tmp_path / "other.npy"), "--out",
+                 str(out), "--epochs", "1", "--hidden-dim", "8", "--out-dim", "4", "--no-progress"]) == 0
+    cfg = AlignConfig(hidden_dim=8, out_dim=4, epochs=1)
+    assert load_projectors(out).config == cfg
+    api = align(brain, other, subjects=subjects, config=cfg, progress=False).metrics
+    cli = json.loads((out / "metrics.json").read_text())
+    assert (cli["n_test"], cli["n_train"]) == (api["n_test"], api["n_train"]) and cli["n_test"] != round(0.2 * N)
+    capsys.readouterr()
+    index.write_text("subject,run\ns0,1\n")
+    assert main(["align", "--brain", str(tmp_path / "brain.npy"), "--other", str(tmp_path / "other.npy"), "--out",
+                 str(out), "--epochs", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "brain.npy.index.csv has 1 subject ids for 300 rows" in err and "--subjects" in err
+
+
 def test_the_config_seed_alone_fixes_the_result_whatever_the_global_rng() -> None:
     """The projector init and dropout draw from the config's seed, not from the caller's global torch RNG: two
     calls after different `torch.manual_seed`s give the same projectors, and the global RNG is left as it was."""

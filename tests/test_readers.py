@@ -325,6 +325,21 @@ def test_parse_ids_from_subject_folders(path, subject, run):
     assert parse_ids(Path("/data") / path, Path("/data")) == (subject, run)
 
 
+@pytest.mark.parametrize(
+    ("name", "subject", "run"),
+    [
+        ("patient07_run-2.csv", "patient07", "2"),  # run-1 and run-2 of one person are one subject, not two
+        ("01_task-rest_run-02_bold.npy", "01_task-rest_bold", "02"),
+        ("p07_ses-b_run-1.npy", "p07", "b_1"),
+        ("ses-1_run-1.npy", "ses-1_run-1", "1_1"),  # nothing left but the entities: the stem names the subject
+    ],
+)
+def test_a_lone_file_with_a_run_entity_but_no_subject_keeps_the_run_out_of_the_subject(name, subject, run):
+    """Without ``sub-`` or a subject folder the stem names the subject, less the ``ses-``/``run-`` entities that
+    name the run: otherwise each run of a person would be a subject of its own, on both sides of a subject split."""
+    assert parse_ids(Path("/data") / name) == (subject, run)
+
+
 def test_lone_gzipped_table_is_named_by_its_stem():
     assert parse_ids(Path("/data/subject12.csv.gz")) == ("subject12", "1")
     assert parse_ids(Path("/data/rest.nii.gz")) == ("rest", "1")
@@ -401,6 +416,16 @@ def test_phenotype_subject_column_is_found_by_name_in_order_and_any_case(tmp_pat
     assert read_phenotypes(path).lookup("01", "1") == {"age": 30}
 
 
+def test_phenotype_text_values_are_stripped_of_stray_spaces(tmp_path):
+    """A spreadsheet's ``"A "`` and ``" B"`` are the labels ``A`` and ``B``: kept as written, a two-class label
+    would be probed as four classes. Numbers stay numbers."""
+    path = tmp_path / "participants.tsv"
+    path.write_text("participant_id\tgroup\tage\nsub-01\tA \t30\nsub-02\t B\t40\nsub-03\tA\t50\nsub-04\tB\t60\n")
+    table = read_phenotypes(path)
+    assert sorted({row["group"] for row in table.rows.values()}) == ["A", "B"]
+    assert table.lookup("01", "1") == {"group": "A", "age": 30}
+
+
 def test_phenotype_runs_compare_as_numbers(tmp_path):
     """A table's run ``01`` is the file's ``run-1`` (and ``1`` and ``01`` in one table are one run twice)."""
     path = tmp_path / "p.csv"
@@ -427,6 +452,20 @@ def test_npz_tr_under_any_of_its_names(tmp_path, key):
     got, tr = read_numpy(tmp_path / "a.npz", num_rois=4)
     assert tr == 2.0
     np.testing.assert_array_equal(got, ts.astype(np.float32))
+
+
+@pytest.mark.parametrize("key", ["Tr", "RepetitionTime", "REPETITION_TIME"])
+def test_npz_tr_in_another_case_is_not_dropped(tmp_path, key):
+    """``RepetitionTime`` (the BIDS sidecar's name) or ``Tr`` is the run's TR, not a scalar silently left out."""
+    ts = RNG.standard_normal((4, 9))
+    np.savez(tmp_path / "a.npz", ts=ts, **{key: np.float64(2.0)})
+    assert read_numpy(tmp_path / "a.npz", num_rois=4)[1] == 2.0
+
+
+def test_npz_with_two_trs_is_refused(tmp_path):
+    np.savez(tmp_path / "a.npz", ts=RNG.standard_normal((4, 9)), tr=np.float64(2.0), RepetitionTime=np.float64(0.8))
+    with pytest.raises(DataError, match="a.npz: two TRs, 'tr' and 'RepetitionTime'; keep one"):
+        read_numpy(tmp_path / "a.npz", num_rois=4)
 
 
 @pytest.mark.parametrize(
@@ -488,6 +527,45 @@ def test_nifti_labels_named_by_the_atlas_table_and_4d_atlases_refused(tmp_path):
     nib.save(nib.Nifti1Image(np.ones((4, 4, 3, 2), np.int16), np.diag([2.0, 2.0, 2.0, 1.0])), tmp_path / "a4.nii.gz")
     with pytest.raises(DataError, match="a4.nii.gz: expected a 3-D label image, got shape \\(4, 4, 3, 2\\)"):
         read_source(source, ReadOptions(atlases=[tmp_path / "a4.nii.gz"]))
+
+
+def test_an_atlas_label_table_beside_the_images_is_not_a_run(tmp_path):
+    """An atlas next to the images is not read as a run, and neither is its label table ``<stem>.tsv`` (index,
+    name), which names its ROIs and which `save_label_image` writes beside it: read as a time series, it stopped
+    `prepare` (``atlas.tsv: row 2, column 2: non-numeric cell 'Thalamus'``). A table of another shape is a run."""
+    from brainjepa.data.prepare import validate_paths
+
+    image, atlas = _image_and_atlas(tmp_path)
+    (tmp_path / "atlas.tsv").write_text("index\tname\n1\tThalamus\n2\tCaudate\n")
+    assert [s.path.name for s in find_sources([tmp_path], skip=[atlas])] == [image.name]
+    assert validate_paths([tmp_path], ReadOptions(atlases=[atlas])) == (1, [])
+    (tmp_path / "atlas.tsv").write_text("a\tb\n1.5\t2.5\n")  # not a label table: a run, as any other table
+    assert [s.path.name for s in find_sources([tmp_path], skip=[atlas])] == ["atlas.tsv", image.name]
+
+
+def test_nifti_nan_voxels_inside_a_label_are_refused_and_outside_ignored(tmp_path):
+    """nilearn replaces NaN voxels with zeros and averages them into the ROI mean (an SPM image NaN-masked outside
+    the brain, under an atlas that reaches beyond the mask): a biased signal behind a warning that names no file.
+    Inside a label it is one line naming the image, the atlas and the labels; outside every label it changes
+    nothing, so the run is read, without nilearn's warning."""
+    nib = pytest.importorskip("nibabel")
+    image, atlas = _image_and_atlas(tmp_path)
+    img = nib.load(image)
+    data = img.get_fdata(dtype=np.float32)
+    data[3, 3, 2, :] = np.nan  # label 1
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), image)
+    (source,) = find_sources([image])
+    with pytest.raises(DataError, match="sub-1_bold.nii.gz: 1 voxel\\(s\\) with NaN or Inf values inside atlas "
+                       "atlas.nii.gz label\\(s\\) \\[1\\]"):
+        read_source(source, ReadOptions(atlases=[atlas]))
+    labels = np.asanyarray(nib.load(atlas).dataobj).copy()
+    labels[3, 3, 2] = 0  # the NaN voxel now lies outside the atlas
+    nib.save(nib.Nifti1Image(labels, img.affine), atlas)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run = read_source(source, ReadOptions(atlases=[atlas]))
+    keep = (labels == 1)[..., None].repeat(data.shape[3], axis=3)
+    np.testing.assert_allclose(run.ts[0], np.where(keep, data, 0).sum((0, 1, 2)) / (labels == 1).sum(), rtol=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore:After resampling the label image")

@@ -4,14 +4,19 @@ retrieval recall."""
 from __future__ import annotations
 
 import argparse
+import csv
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from brainjepa.errors import DataError
+from brainjepa.evaluation.embed import index_path
 from brainjepa.evaluation.multimodal import AlignConfig, AlignResult, align, retrieval_recall
 from brainjepa.io import read_matrix
 from brainjepa.report.figures import can_draw, retrieval_figure
+
+logger = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--subjects", metavar="FILE",
                    help="text file with one subject id per row, to keep a subject's rows together "
-                   "(default: every row is its own subject)")
+                   "(default: the subject column of <brain>.index.csv, which `brainjepa embed` writes beside a .npy; "
+                   "without one, every row is its own subject)")
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of subjects held out (default 0.2)")
     p.add_argument("--epochs", type=int, default=100, help="training epochs (default 100)")
     p.add_argument("--batch-size", type=int, default=128, help="rows per batch = InfoNCE candidates (default 128)")
@@ -54,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
         learn_temperature=not args.fixed_temperature, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, test_fraction=args.test_fraction, seed=args.seed,
     )
-    subjects = None if args.subjects is None else _subjects(args.subjects)
     brain, other = _load("--brain", args.brain), _load("--other", args.other)
+    subjects = _subjects(args.subjects) if args.subjects is not None else _embed_subjects(args.brain, len(brain))
     result = align(brain, other, subjects=subjects, config=cfg, device=args.device, out=args.out,
                    progress=not args.no_progress)
     m = result.metrics
@@ -92,6 +98,26 @@ def _load(flag: str, path: str) -> np.ndarray:
         return read_matrix(path)
     except DataError as err:
         raise DataError(f"{flag}: {err}") from None
+
+
+def _embed_subjects(brain: str, rows: int) -> np.ndarray | None:
+    """The subject ids of the index sidecar `brainjepa embed` writes beside its .npy (``<brain>.index.csv``), one per
+    row, or None without one: a subject's runs then stay on one side of the split, as with --subjects."""
+    sidecar = index_path(Path(brain))
+    if not sidecar.is_file():
+        return None
+    try:
+        with open(sidecar, newline="", encoding="utf-8") as fh:
+            ids = [row["subject"] for row in csv.DictReader(fh)]
+    except (OSError, UnicodeDecodeError, KeyError, csv.Error) as err:
+        raise DataError(f"--brain: {sidecar}: cannot read its subject column ({err.__class__.__name__}: {err}); "
+                        "give --subjects") from None
+    if len(ids) != rows:
+        raise DataError(f"--brain: {sidecar} has {len(ids)} subject ids for {rows} rows of {brain}; give --subjects "
+                        "(one id per row)")
+    logger.info("keeping each subject's rows on one side of the split: %d subjects from %s (--subjects overrides)",
+                len(set(ids)), sidecar.name)
+    return np.array(ids)
 
 
 def _subjects(path: str) -> np.ndarray:

@@ -63,6 +63,22 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
+def label_table_path(path: str | Path) -> Path:
+    """Where an atlas's label table lies: ``<stem>.tsv`` beside it (columns index, name)."""
+    path = Path(path)
+    return path.with_name(_stem(path) + ".tsv")
+
+
+def is_label_table(path: Path) -> bool:
+    """Whether `path` is a readable tab-separated table headed by ``index`` and ``name`` columns."""
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            header = fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return {"index", "name"} <= {cell.strip() for cell in header.split("\t")}
+
+
 def label_names(path: str | Path) -> dict[int, str]:
     """ROI names by label value: a dlabel's label table, or a NIfTI's sidecar ``<stem>.tsv`` (index, name)."""
     import nibabel as nib
@@ -70,7 +86,7 @@ def label_names(path: str | Path) -> dict[int, str]:
     path = Path(path)
     if is_cifti_atlas(path):
         return {k: name for k, (name, _) in nib.load(path).header.get_axis(0).label[0].items() if k != 0}
-    sidecar = path.with_name(_stem(path) + ".tsv")
+    sidecar = label_table_path(path)
     if not sidecar.is_file():
         return {}
     import pandas as pd

@@ -59,6 +59,39 @@ def _load_atlas(path: Path) -> tuple[object, tuple[float, ...]]:
     return img, tuple(float(v) for v in values if v != 0)
 
 
+def _non_finite_voxels(path: Path, img):
+    """(the image, mask [x, y, z] of its voxels with a NaN or Inf in any frame, or None when there are none).
+
+    A float image's data are read here, once, and handed on in memory, so the masker does not read the file again;
+    integer data cannot hold NaN and are left to the masker."""
+    if img.get_data_dtype().kind != "f":
+        return img, None
+    try:
+        data = np.asanyarray(img.dataobj)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: corrupt or truncated image ({err})") from err
+    bad = ~np.isfinite(data.sum(axis=3, dtype=np.float64))  # NaN or Inf in any frame (a float64 sum cannot overflow)
+    return img.__class__(data, img.affine, img.header), (bad if bad.any() else None)
+
+
+def _refuse_non_finite_in_labels(path: Path, img, bad: np.ndarray, atlas_img, atlas: Path) -> None:
+    """nilearn sets non-finite voxels to 0 and averages them into their ROI: refuse where a label holds one (the
+    atlas resampled to the image as the masker does, by nearest neighbour)."""
+    from nilearn.image import resample_img
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # defaults that change between nilearn versions
+        grid = resample_img(atlas_img, interpolation="nearest", target_shape=img.shape[:3], target_affine=img.affine)
+    on_grid = np.asanyarray(grid.dataobj)
+    inside = bad & (on_grid != 0)
+    if inside.any():
+        hit = sorted({int(v) for v in np.unique(on_grid[inside])})
+        raise DataError(f"{path}: {int(inside.sum())} voxel(s) with NaN or Inf values inside atlas {atlas.name} "
+                        f"label(s) {hit[:10]}{' ...' if len(hit) > 10 else ''} (a NaN-masked image under an atlas "
+                        "that reaches beyond the mask?); their ROI means would be wrong; fill or mask those voxels, or "
+                        "use an atlas inside the image's mask")
+
+
 def read_nifti(path: str | Path, atlases: Sequence[str | Path]) -> tuple[np.ndarray, float | None, list[str]]:
     """Mean signal per atlas label for one 4-D image.
 
@@ -71,7 +104,8 @@ def read_nifti(path: str | Path, atlases: Sequence[str | Path]) -> tuple[np.ndar
         where it has one, else "<atlas>:<label>").
 
     Raises:
-        DataError: no atlas, unreadable or non-4-D image, or an atlas label with no voxels on the image grid.
+        DataError: no atlas, unreadable or non-4-D image, an atlas label with no voxels on the image grid, or
+            NaN/Inf voxels inside an atlas label (named).
     """
     import nibabel as nib
     from nilearn.maskers import NiftiLabelsMasker
@@ -86,14 +120,19 @@ def read_nifti(path: str | Path, atlases: Sequence[str | Path]) -> tuple[np.ndar
         raise DataError(f"{path}: unreadable file ({err})") from err
     if len(shape) != 4 or shape[3] < 1:
         raise DataError(f"{path}: expected a 4-D image (x, y, z, time), got shape {shape}")
+    img, bad = _non_finite_voxels(path, img)
     parts, labels = [], []
     for atlas in atlases:
         atlas = Path(atlas).resolve()
         atlas_img, wanted = _load_atlas(atlas)
+        if bad is not None:
+            _refuse_non_finite_in_labels(path, img, bad, atlas_img, atlas)
         masker = NiftiLabelsMasker(labels_img=atlas_img, standardize=None, resampling_target="data")
         try:
             with warnings.catch_warnings():  # lost labels are this function's own error below, naming the files
                 warnings.filterwarnings("ignore", message=".*the following labels were removed", category=UserWarning)
+                # non-finite voxels are outside every label here (refused above otherwise): their zeros change nothing
+                warnings.filterwarnings("ignore", message="Non-finite values detected", category=UserWarning)
                 signals = masker.fit_transform(img)
         except (OSError, EOFError, zlib.error) as err:  # the image data are read here, not at nib.load
             raise DataError(f"{path}: corrupt or truncated image ({err})") from err

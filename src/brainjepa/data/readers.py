@@ -6,8 +6,9 @@ naming the file, never a guess.
 
 Ids: a BIDS-like name ``sub-XX[_ses-SS]..._run-YY`` gives subject ``XX`` and run ``YY`` (``SS_YY`` with a
 session); otherwise a file inside a per-subject folder gets the folder name as subject and its stem as run; a
-lone file gets its stem as subject and run ``1``. A leading ``sub-`` is dropped from folder names too. Run
-indices are compared as numbers, as BIDS does (`run_key`): ``run-1`` and ``run-01`` are one run.
+lone file gets its stem, less any ``ses-``/``run-`` entities, as subject and run ``1`` (or the entities' run).
+A leading ``sub-`` is dropped from folder names too. Run indices are compared as numbers, as BIDS does
+(`run_key`): ``run-1`` and ``run-01`` are one run.
 
 Folders are searched recursively and symbolic links to folders are followed (each real folder once, so a link
 loop ends); a broken symbolic link is a problem of its own, named with its missing target.
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from brainjepa.bounds import SCANNER_TR
+from brainjepa.data.atlases import is_label_table, label_table_path
 from brainjepa.data.nifti import read_nifti
 from brainjepa.data.store_format import MANIFEST_COLUMNS, META_FILE
 from brainjepa.data.tables import ORIENTATIONS, read_numpy, read_table
@@ -169,6 +171,9 @@ def run_key(run: str) -> str:
     return "_".join(parts)
 
 
+_RUN_ENTITIES = re.compile(r"(?:^|_)(?:ses|run)-[a-zA-Z0-9]+")
+
+
 def parse_ids(path: Path, root: Path | None = None) -> tuple[str, str]:
     """(subject, run) for a file, from BIDS entities, its per-subject folder under `root`, or its stem."""
     stem = path.name[: len(path.name) - len(_suffix(path))] if _suffix(path) else path.stem
@@ -180,7 +185,9 @@ def parse_ids(path: Path, root: Path | None = None) -> tuple[str, str]:
         return entities["sub"], run or "1"
     if root is not None and path.parent != root:
         return _strip_sub(path.parent.name), run or stem
-    return stem, run or "1"
+    # The stem less its ses-/run- entities: "p07_run-1" and "p07_run-2" are two runs of one subject, not two subjects.
+    subject = _RUN_ENTITIES.sub("", stem).strip("_")
+    return subject or stem, run or "1"
 
 
 def _is_ukb_dir(path: Path) -> bool:
@@ -282,12 +289,14 @@ def find_sources(inputs: Sequence[str | Path], *, skip: Sequence[str | Path] = (
 
     Args:
         inputs: paths or glob patterns.
-        skip: files to leave out (e.g. the atlases when they sit next to the images).
+        skip: files to leave out (e.g. the atlases when they sit next to the images), with the label table
+            ``<stem>.tsv`` (index, name) beside each.
 
     Raises:
         DataError: an input does not exist, matches nothing, or has an unsupported extension.
     """
-    skip_set = {Path(p).resolve() for p in skip}
+    tables = [label_table_path(p) for p in skip]  # an atlas's ROI names, not a run
+    skip_set = {Path(p).resolve() for p in skip} | {t.resolve() for t in tables if is_label_table(t)}
     sources: list[Source] = []
     for item in inputs:
         path = Path(item)
@@ -423,6 +432,9 @@ def read_phenotypes(path: str | Path, *, subject_column: str | None = None) -> P
     df[col] = df[col].str.strip().map(_strip_sub)
     if run_col:  # "1" and "01" are one run, as in the file names (`run_key`)
         df[run_col] = df[run_col].fillna("").str.strip().map(run_key)
+    for name in df.columns.difference([col, run_col]):  # "A " and " B" from a spreadsheet are the labels A and B
+        if not pd.api.types.is_numeric_dtype(df[name]):
+            df[name] = df[name].map(lambda v: v.strip() if isinstance(v, str) else v)
     keys = [col] + ([run_col] if run_col else [])
     dup = df[df.duplicated(keys, keep=False)]
     if len(dup):

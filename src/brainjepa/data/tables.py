@@ -29,7 +29,7 @@ ORIENTATIONS = ("auto", "rois-x-time", "time-x-rois")
 _INDEX_HEADERS = {"label_name", "label", "labels", "name", "names", "roi", "rois", "region", "regions"}
 # Header names of a first column that may hold frame numbers or times rather than a ROI's signal.
 _TIME_HEADERS = {"time", "t", "frame", "frames", "volume", "vol", "tr", "timepoint", "timepoints", "index", "onset"}
-_NPZ_TR_KEYS = ("tr", "TR", "t_r", "repetition_time")
+_NPZ_TR_KEYS = ("tr", "repetitiontime")  # any case, underscores aside: tr, TR, t_r, RepetitionTime (BIDS), ...
 _INT = re.compile(r"[+-]?\d+\Z")
 _DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")  # 0,5: a European decimal in a file not separated by commas
 _SPACED = re.compile(r"[+-]?\d+\s+[+-]?\d+")  # "5 0" of "0,5 0,3" split at its commas
@@ -467,7 +467,10 @@ def _load_numpy(path: Path) -> tuple[np.ndarray, float | None]:
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise DataError(f"{path}: corrupt or truncated numpy file ({_one_line(err)})") from err
     tr = None
-    tr_key = next((k for k in _NPZ_TR_KEYS if k in arrays), None)
+    tr_keys = [k for k in arrays if k.lower().replace("_", "") in _NPZ_TR_KEYS]
+    if len(tr_keys) > 1:
+        raise DataError(f"{path}: two TRs, {' and '.join(map(repr, tr_keys[:2]))}; keep one")
+    tr_key = tr_keys[0] if tr_keys else None
     if tr_key is not None:
         value = arrays.pop(tr_key)
         if value.size != 1 or not np.issubdtype(value.dtype, np.number):

@@ -525,7 +525,8 @@ def _embed_samples(
     # The health check reads one window of each of the first HEALTH_WINDOWS runs. Embedding the full input with the
     # last block computes their stream anyway, so the check is fed from those passes; otherwise it is its own pass.
     fused = not options.masked_views and options.layer % cfg.depth == cfg.depth - 1
-    samples = iter(samples)
+    off_clock: list[tuple[str, float]] = []  # (run, seconds between its frames) where the model's clock differs
+    samples = _watch_clock(iter(samples), model, options, off_clock)
     head = list(itertools.islice(samples, 1 if fused else HEALTH_WINDOWS))  # the plan's window (and the check's)
     samples = itertools.chain(head, samples)
     try:
@@ -563,9 +564,39 @@ def _embed_samples(
                         f"{', ...' if len(non_finite) > 3 else ''}); nothing is written. Check these runs' values, "
                         "the model's weights, the normalisation (normalization=, --normalization) and precision "
                         "fp32 (precision=, --precision)")
+    _warn_off_clock(off_clock, n, model)
     if not out:
         return torch.empty(0, *net.pooled_shape(pooling))
     return torch.cat(out)
+
+
+_WARNED_CLOCK: set[str] = set()  # off-clock warnings already logged (random-init copies repeat the same runs)
+
+
+def _watch_clock(samples: Iterator[tuple[np.ndarray, float | None, str]], model: BrainJEPA, options: EmbedOptions,
+                 off_clock: list[tuple[str, float]]) -> Iterator[tuple[np.ndarray, float | None, str]]:
+    """`samples` unchanged; those whose frames (TR x sampling_rate) are not the model's pretraining frame spacing
+    are noted in `off_clock` (none with target_tr, which resamples every run to the clock asked for)."""
+    spacing = model.frame_spacing if options.target_tr is None else None
+    for ts, tr, name in samples:
+        if spacing and tr is not None and not np.isclose(tr * options.sampling_rate, spacing, rtol=0.01):
+            off_clock.append((name, tr * options.sampling_rate))
+        yield ts, tr, name
+
+
+def _warn_off_clock(off_clock: Sequence[tuple[str, float]], n: int, model: BrainJEPA) -> None:
+    """One warning line for the runs embedded on another clock than the model's (see `_watch_clock`)."""
+    if not off_clock:
+        return
+    spacing = model.frame_spacing
+    names = ", ".join(name for name, _ in off_clock[:3]) + (", ..." if len(off_clock) > 3 else "")
+    apart = sorted({round(s, 4) for _, s in off_clock})
+    message = (f"{len(off_clock)} of {n} runs ({names}) have frames {', '.join(f'{s:g}' for s in apart[:3])} s "
+               f"apart (TR x sampling_rate), but {model_name(model)} was pretrained on frames {spacing:g} s apart; "
+               f"give target_tr={spacing:g} (--target-tr {spacing:g}) to resample them to its clock")
+    if message not in _WARNED_CLOCK:
+        _WARNED_CLOCK.add(message)
+        logger.warning(message)
 
 
 def report_health(model: BrainJEPA, health: Health, windows: int, normalizer: Normalizer) -> None:
