@@ -1014,6 +1014,33 @@ def test_written_files_follow_the_umask(tmp_path, writer, umask):
     assert set(modes.values()) == {oct(0o666 & ~umask)}, modes
 
 
+@pytest.mark.parametrize(("error", "free", "expected"), [
+    pytest.param(RuntimeError("safetensors: failed to write"), 1000,
+                 r"no space left on the disk mounted at .* \(1000 B free of 1\.0 GiB\); free some space", id="1000 B"),
+    pytest.param(RuntimeError("safetensors: failed to write"), 512 << 10,
+                 r"no space left on the disk .* \(512\.0 KiB free", id="512 KiB"),
+    pytest.param(RuntimeError("a bug in a writer"), 64 << 20, None, id="bug"),
+    pytest.param(PermissionError(13, "Permission denied"), 64 << 20, r"out\.bin: not written: Permission denied$",
+                 id="oserror"),
+])
+def test_a_write_error_is_a_full_disk_by_its_free_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         error: Exception, free: int, expected: str | None) -> None:
+    """A writer that wraps ENOSPC in its own type (safetensors, torch, numpy) is told apart from a bug by the disk's
+    free space: under 1 MiB free it is a full disk, named with the free space in its unit; with room left it is
+    raised as it is (None); an OSError names the file and its reason."""
+    from types import SimpleNamespace
+
+    from brainjepa.io import output_error
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=1 << 30, used=(1 << 30) - free,
+                                                                           free=free))
+    out = output_error(tmp_path / "out.bin", error)
+    if expected is None:
+        assert out is None
+    else:
+        assert re.search(expected, str(out)), str(out)
+
+
 def test_symlinked_subject_folders_are_followed(tmp_path):
     """A subject folder that is a symbolic link is read like any other (validate and prepare); a link loop ends;
     fMRIPrep derivatives behind a link are found too."""

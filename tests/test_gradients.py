@@ -4,6 +4,7 @@ FC), gradient file I/O and its errors, CLI."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -308,6 +309,17 @@ def test_save_load_round_trip(tmp_path):
         np.testing.assert_array_equal(load_gradient(tmp_path / name), g.astype(np.float32))
     assert len((tmp_path / "g.csv").read_text().splitlines()) == 7  # no header line
     np.testing.assert_array_equal(load_gradient(g.tolist()), g.astype(np.float32))
+
+
+@pytest.mark.parametrize("name", ["g.csv", "g.npy"])
+def test_save_gradient_refuses_nan_and_writes_nothing(tmp_path: Path, name: str) -> None:
+    """Gradients with NaN/Inf are refused by name before any file is written: a written file would only fail later,
+    when a model loads it (or, as .npy, place ROIs at NaN)."""
+    g = np.random.default_rng(5).standard_normal((6, 2))
+    g[3, 1] = np.nan
+    with pytest.raises(DataError, match=rf"{re.escape(name)}: refusing to write gradients with NaN/Inf values"):
+        save_gradient(tmp_path / name, g)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

