@@ -308,6 +308,9 @@ def test_embed_leaves_model_mode_alone(model, store):
     trained = copy.deepcopy(model).train()
     embed(trained, np.stack([store.run(0)]))
     assert trained.target_encoder.training and trained.encoder.training
+    evaluated = copy.deepcopy(model).eval()  # and a model in eval mode stays in eval mode (no dropout after embed)
+    embed(evaluated, np.stack([store.run(0)]))
+    assert not evaluated.target_encoder.training and not evaluated.encoder.training
 
 
 def test_short_store_run_is_named(model, tmp_path):
@@ -387,6 +390,16 @@ def test_masked_views_keep_each_rois_own_patches_drawn_per_sample() -> None:
     assert (np.diff(per_roi, axis=-1) > 0).all()  # distinct and sorted within each ROI
     assert len({tuple(idx[0, i]) for i in range(6)}) > 1  # not one subset for every sample
     np.testing.assert_array_equal(_view_indices(4, 2, options, rois, P).numpy(), idx[:, 4:])
+
+
+@pytest.mark.parametrize(("mask_keep", "kept"), [(0.9, 4), (0.6, 2), (0.1, 1)])
+def test_a_masked_view_keeps_the_nearest_whole_number_of_patches(mask_keep: float, kept: int) -> None:
+    """mask_keep x P patches per ROI, rounded to the nearest whole number (at least 1): 0.9 of 4 patches keeps 4,
+    not the truncated 3 (which would mask a patch in every view when asked to keep nearly all)."""
+    from brainjepa.evaluation.embed import _view_indices
+
+    idx = _view_indices(0, 1, EmbedOptions(masked_views=1, mask_keep=mask_keep), 2, 4)
+    assert idx.shape == (1, 1, 2 * kept)
 
 
 def test_load_embeddings_refuses_an_index_of_another_length(model: BrainJEPA, store: RunStore, tmp_path: Path) -> None:

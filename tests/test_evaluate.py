@@ -573,6 +573,22 @@ def test_label_free_tangent_features_fit_their_reference_on_the_runs_used_only()
     assert not np.allclose(TangentFeatures(series).all_runs()[runs], expected, atol=1e-3)  # the other runs would
 
 
+def test_fold_wise_tangent_features_read_the_store_runs_of_the_fold_positions() -> None:
+    """A task's rows are a subset of the store's runs: `rows(runs)` maps a fold's positions (into `runs`) to those
+    store runs before fitting the tangent reference, so the fold sees its own runs' series, not the store's first."""
+    from brainjepa.evaluation.baselines import TangentFeatures
+    from brainjepa.evaluation.feature_sets import TANGENT
+
+    rng = np.random.default_rng(1)
+    series = [rng.normal(size=(4, 4)) @ rng.normal(size=(4, 50)) for _ in range(8)]
+    runs = np.array([1, 3, 4, 6, 7])
+    train, test = np.array([0, 2, 4]), np.array([1, 3])
+    got = FeatureSet(TANGENT, tangent=TangentFeatures(series)).rows(runs)(train, test)
+    want = TangentFeatures(series)(runs[train], runs[test])
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, atol=1e-10)
+
+
 def test_window_frame_times_are_in_seconds(small_sets: SmallSets) -> None:
     """The windows' frame times are seconds from the run start (what GLM regressors are built on): consecutive
     frames of a TR-2 s run are 2 s apart."""
@@ -657,6 +673,76 @@ def test_encoder_features_do_not_depend_on_how_many_runs_embedded_at_once(small_
     chunked = feature_sets.encoder_features(model, store, ("roi",), scoring_options(), False)["roi"]
     assert chunked.shape == whole.shape == (len(store), R, model.config.embed_dim)
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_with_several_windows_each_windows_token_fc_is_averaged(small_sets: SmallSets) -> None:
+    """With k windows per run, token FC is computed on each window and the k FCs averaged (as the encoders'
+    embeddings average windows), not taken from the window-averaged tokens, a smoother and different feature."""
+    from brainjepa.evaluation import feature_sets
+    from brainjepa.evaluation.embed import embed, scoring_options
+
+    store, model, *_ = small_sets
+    options = scoring_options(windows=2)
+    got = feature_sets.encoder_features(model, store, ("tokenfc",), options, False)["tokenfc"]
+    raw = feature_sets.run_windows(store, model, options).raw  # [N, k, R, F], the frames as stored
+    n, k, r, f = raw.shape
+    per_window = embed(model, raw.reshape(n * k, r, f), pooling="tokenfc", options=scoring_options())
+    np.testing.assert_allclose(got, per_window.numpy().reshape(n, k, -1).mean(1), rtol=1e-4, atol=1e-5)
+
+
+def test_window_baselines_read_every_window(small_sets: SmallSets) -> None:
+    """With k windows per run the window baselines use all k, as the encoders do: the patch embedding, raw window and
+    FC rows average the k windows' features and tangent fits on the k windows joined in time (not the first alone)."""
+    from brainjepa.evaluation.baselines import (
+        TangentFeatures,
+        functional_connectivity,
+        mean_patch_profile,
+        patch_embedding_tokens,
+    )
+    from brainjepa.evaluation.embed import scoring_options
+    from brainjepa.evaluation.feature_sets import dataset_feature_sets
+
+    store, model, fresh, *_ = small_sets
+    found, windows = dataset_feature_sets(store, [model], [fresh], poolings=("roi",), head="linear",
+                                          options=scoring_options(windows=2), cache=None, progress=False)
+    sets = {fs.name: fs for fs in found}
+    k = windows.data.shape[1]
+    assert k == 2
+    with torch.inference_mode():
+        patch = [model.target_encoder.pool(torch.from_numpy(patch_embedding_tokens(fresh, windows.data[:, w])), "roi")
+                 for w in range(k)]
+    want = {"patch embedding, ROI mean": np.mean([t.numpy() for t in patch], axis=0),
+            "raw window": np.mean([mean_patch_profile(windows.data[:, w], model.config.patch_size) for w in range(k)],
+                                  axis=0),
+            "FC": np.mean([functional_connectivity(windows.data[:, w]) for w in range(k)], axis=0)}
+    for name, values in want.items():
+        np.testing.assert_allclose(sets[name].values[0], values, rtol=1e-5, atol=1e-6, err_msg=name)
+    runs = np.arange(len(store))
+    np.testing.assert_allclose(sets["tangent"].label_free(runs),
+                               TangentFeatures(list(windows.flat))(runs, runs[:0])[0], atol=1e-8)
+
+
+def test_glm_betas_are_in_the_datas_units_for_every_window(model_dir: Path, tmp_path: Path) -> None:
+    """The GLM row fits the frames as stored, so its betas do not depend on the normaliser the encoders' input goes
+    through, and with k windows per run it keeps the betas of every window (k times as many as with one)."""
+    from brainjepa.evaluation import feature_sets
+    from brainjepa.evaluation.embed import scoring_options
+
+    store = RunStore(fake_connattractor(tmp_path / "store", subjects=2))
+    store.set_metadata("sample", {"name": "connattractor"})
+    events = tmp_path / "cache" / "connattractor" / "events"
+    events.mkdir(parents=True)
+    table = pd.DataFrame({"onset_run": [4.0, 20.0, 40.0, 56.0], "duration": [6.0, 5.0, 6.0, 5.0],
+                          "trial_type": ["heat", "rating", "heat", "rating"]})
+    for s, r in zip(store.manifest["subject"], store.manifest["run"], strict=True):
+        table.to_csv(events / f"sub-{s}_run-{r}_events.tsv", sep="\t", index=False)
+    model = BrainJEPA.load(model_dir)
+    betas = {}
+    for k, norm in ((1, "model"), (2, "model"), (2, "none")):
+        windows = feature_sets.run_windows(store, model, scoring_options(windows=k, normalization=norm))
+        betas[k, norm] = feature_sets._glm(store, windows, tmp_path / "cache").values[0]
+    np.testing.assert_allclose(betas[2, "model"], betas[2, "none"], rtol=1e-5)
+    assert betas[2, "model"].shape[-1] == 2 * betas[1, "model"].shape[-1]
 
 
 def test_regulation_keeps_only_runs_03_and_07_labelled_up_or_down(model_dir: Path, tmp_path: Path) -> None:

@@ -326,6 +326,22 @@ def test_embed_warns_when_the_data_have_another_scale(run, caplog):
     assert "another scale than the model was trained on" in caplog.text
 
 
+@pytest.mark.parametrize(("ratio", "warned"), [(0.2, True), (0.3, False), (3.5, False), (5.0, True)])
+def test_the_scale_warning_fires_beyond_a_factor_of_four_either_way(ratio, warned, caplog):
+    """embed warns when the data's input SD is more than 4x off the training data's, either way, and not within that
+    band (a wider band would let data on another scale, e.g. raw vs z-scored, pass unnoticed)."""
+    from brainjepa.data.normalize import SampleZScore
+    from brainjepa.evaluation.embed import report_health
+    from brainjepa.models.health import Health
+    from conftest import tiny_model
+
+    model = tiny_model(4, metadata={"input_sd": 2.0})
+    health = Health(input_sd=2.0 * ratio, patch_norm=1.0, pos_norm=1.0, block_ratio=0.5, run_share=0.5)
+    with caplog.at_level(logging.WARNING):
+        report_health(model, health, 4, SampleZScore())
+    assert ("another scale than the model was trained on" in caplog.text) == warned
+
+
 def test_collapse_monitor_fires_on_a_per_patch_map():
     """The default small model measured on the real sample: target rank 8.0 under robust scaling of demeaned runs
     (the per-patch map), 21-24 at any healthy input scale (benchmarks/RESULTS.md, "Input scale")."""

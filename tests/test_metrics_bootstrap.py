@@ -181,3 +181,28 @@ def test_resamples_with_an_undefined_pearson_r_are_left_out_of_the_limits() -> N
     truth = np.array([1.0, 2.0, 3.0, 4.0])
     got = bootstrap_interval(truth, truth + np.array([0.1, -0.2, 0.3, 0.0]), np.arange(4), "pearson_r", n_boot=300)
     assert np.isfinite(got.low) and np.isfinite(got.high) and got.low <= got.mean <= got.high
+
+
+@pytest.mark.parametrize(("units", "confidence", "error", "match"), [
+    (4, 0.0, ConfigError, "confidence must be in"), (4, 1.0, ConfigError, "confidence must be in"),
+    (0, 0.95, DataError, "no units to score")])
+def test_a_confidence_of_0_or_1_and_no_units_are_refused(units, confidence, error, match) -> None:
+    """A confidence of 1 would report the resamples' extremes as the interval and 0 a point; no units would fail
+    deep in numpy: each is refused in one line."""
+    y, g = runs(subjects=4, per_subject=1)
+    with pytest.raises(error, match=match):
+        bootstrap_interval(y[:units], y[:units], g[:units], "balanced_acc", confidence=confidence)
+
+
+def test_a_pearson_r_interval_does_not_depend_on_the_predictions_units() -> None:
+    """Only one subject's predictions vary, so a resample without it has constant predictions and no r: it is left
+    out whatever the predictions' offset and scale (scored, the rounding noise of its near-zero variance would move
+    the limits with the units)."""
+    truth = np.random.default_rng(0).normal(size=12)
+    pred = np.full(12, 0.3)
+    pred[:2] = [1.7, 2.9]
+    g = np.repeat(np.arange(6), 2)
+    want = bootstrap_interval(truth, pred, g, "pearson_r", n_boot=300)
+    for scale, offset in ((3.0, 0.7), (0.01, -5.0)):
+        got = bootstrap_interval(truth, scale * pred + offset, g, "pearson_r", n_boot=300)
+        assert (got.mean, got.low, got.high) == pytest.approx((want.mean, want.low, want.high), abs=1e-9)

@@ -365,3 +365,83 @@ def test_load_projectors_refuses_an_unknown_config_key_naming_it(tmp_path):
     (out / "projectors.json").write_text(json.dumps(record))
     with pytest.raises(CheckpointError, match=r"unknown align config key\(s\): align.temprature"):
         load_projectors(out)
+
+
+def test_the_null_summary_is_that_of_the_shuffled_pairings_of_the_held_out_rows(paired: tuple) -> None:
+    """metrics["null"] summarises `retrieval_null` of the held-out rows (the config's seed): its mean, its 95th
+    percentile as "high" (not the median) and the p of the observed recall, ties counted against it."""
+    result, _, brain, other = paired
+    rows = result.test_rows
+    with torch.no_grad():
+        zb = result.projectors.encode_brain(torch.from_numpy(brain[rows]))
+        zo = result.projectors.encode_other(torch.from_numpy(other[rows]))
+    null = retrieval_null(zb, zo, seed=SMALL.seed)
+    for i, k in enumerate((1, 5, 10)):
+        got = result.metrics["null"]["brain_to_other"][k]
+        assert got["mean"] == pytest.approx(null[:, i].mean())
+        assert got["high"] == pytest.approx(np.quantile(null[:, i], 0.95))
+        observed = result.metrics["recall"]["brain_to_other"][k]
+        assert got["p"] == pytest.approx((1 + (null[:, i] >= observed).sum()) / (1 + len(null)))
+
+
+def test_the_loss_history_is_the_mean_over_batches_and_a_last_row_alone_is_dropped() -> None:
+    """With a huge fixed temperature every logit is ~0, so each batch of B rows has an InfoNCE loss of log(B). 160
+    training rows in batches of 53 leave a last batch of one row, which has no negative: it is dropped, so every
+    epoch's loss is log(53) (kept, its loss of 0 would pull the mean down; summed, the epoch would read 3 log 53)."""
+    brain, other = _pair()
+    cfg = AlignConfig(hidden_dim=8, out_dim=4, epochs=2, batch_size=53, temperature=1e6, learn_temperature=False)
+    result = align(brain[:200], other[:200], config=cfg, progress=False)
+    assert result.metrics["n_train"] == 160
+    assert result.history == pytest.approx([np.log(53)] * 2, rel=1e-4)
+
+
+def test_inputs_are_standardised_per_column_with_training_row_statistics() -> None:
+    """Each side is standardised column by column before its projector: rescaling and shifting a column changes
+    nothing in training, and a constant column (a dead embedding dimension) becomes 0, not NaN."""
+    brain, other = _pair()
+    cfg = AlignConfig(hidden_dim=16, out_dim=8, epochs=2, batch_size=64)
+    base = align(brain[:100], other[:100], config=cfg, progress=False)
+    scale = np.linspace(0.1, 10.0, D_BRAIN, dtype=np.float32)
+    moved = align(brain[:100] * scale + 3.0, other[:100], config=cfg, progress=False)
+    assert moved.history == pytest.approx(base.history, rel=1e-4)
+    dead = brain[:100].copy()
+    dead[:, 0] = 0.0
+    result = align(dead, other[:100], config=cfg, progress=False)
+    assert np.isfinite(result.history).all() and result.metrics["recall"]["brain_to_other"][10] > 0.5
+
+
+def test_dropout_is_on_while_training() -> None:
+    """The projectors train in train mode, so `dropout` is applied (and seeded): the same seed with dropout 0.5
+    gives another loss curve than with dropout 0 (left in eval mode, the setting would be accepted and ignored)."""
+    brain, other = _pair()
+    histories = [align(brain[:100], other[:100], config=AlignConfig(hidden_dim=16, out_dim=8, epochs=1, batch_size=40,
+                                                                    dropout=p), progress=False).history
+                 for p in (0.0, 0.5)]
+    assert histories[0] != pytest.approx(histories[1], rel=1e-3)
+
+
+def test_retrieval_is_by_cosine_similarity() -> None:
+    """Recall and its null rank candidates by cosine similarity: rescaling candidate rows (their norms) changes
+    nothing, as a dot product would."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(30, 6, generator=g)
+    b = a + 0.8 * torch.randn(30, 6, generator=g)
+    scaled = b * torch.linspace(0.1, 10.0, 30)[:, None]
+    assert retrieval_recall(a, scaled) == pytest.approx(retrieval_recall(a, b))
+    assert retrieval_recall(a, b)[1] < 1.0  # not every partner is first: the ranks can move
+    np.testing.assert_allclose(retrieval_null(a, scaled, n=100), retrieval_null(a, b, n=100))
+
+
+def test_an_unwritable_out_is_refused_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`out` is checked before any work: under a file it is refused at once, not after the training it would lose."""
+    import brainjepa.evaluation.multimodal as multimodal
+    from brainjepa.errors import OutputError
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(multimodal, "AlignedProjectors", no_training)
+    (tmp_path / "file").write_text("x")
+    brain, other = _pair()
+    with pytest.raises(OutputError, match="is a file"):
+        align(brain, other, out=tmp_path / "file" / "out", progress=False)

@@ -16,6 +16,7 @@ from brainjepa.cli import build_parser, main
 from brainjepa.cli.arguments import all_parsers
 from brainjepa.errors import ConfigError, DataError
 from brainjepa.evaluation.baselines import functional_connectivity, random_init_like
+from brainjepa.evaluation.embed import embed_store, save_embeddings
 from brainjepa.evaluation.finetune import FinetuneConfig
 from brainjepa.evaluation.labels import TASK_KINDS
 from brainjepa.evaluation.metrics import classification_metrics, grouped_splits, regression_metrics, summarize
@@ -57,6 +58,39 @@ def test_regression_metrics():
     assert m["mae"] == pytest.approx(2 / 3) and m["mse"] == pytest.approx(4 / 3)
     assert m["pearson_r"] == pytest.approx(np.corrcoef([1, 2, 3], [1, 2, 5])[0, 1])
     assert math.isnan(regression_metrics([1.0, 2.0], [3.0, 3.0])["pearson_r"])
+    mixed = regression_metrics([0.0, 0.0, 0.0, 0.0], [1.0, -1.0, 2.0, -2.0])  # errors of both signs do not cancel
+    assert mixed["mae"] == 1.5 and mixed["mse"] == 2.5
+
+
+def test_multiclass_auc_is_the_mean_of_the_one_vs_rest_aucs():
+    """Multi-class AUC is scikit-learn's one-vs-rest macro AUC: the mean over classes, not another average."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2, 3], 10)
+    score = rng.random((40, 4)) + 0.8 * np.eye(4)[y] * np.array([0.2, 0.5, 1.0, 3.0])  # classes unequally separable
+    score /= score.sum(1, keepdims=True)
+    got = classification_metrics(y, score.argmax(1), score)["auc"]
+    assert got == pytest.approx(roc_auc_score(y, score, multi_class="ovr", average="macro"))
+
+
+@pytest.mark.filterwarnings("ignore:A single label was found")
+@pytest.mark.parametrize("undefined", [
+    lambda: classification_metrics([1, 1, 1], [1, 1, 1], [0.9, 0.2, 0.4])["auc"],
+    lambda: classification_metrics([0, 0], [0, 0], np.eye(3)[[0, 1]], labels=[0, 1, 2])["auc"],
+    lambda: regression_metrics([1.0, 2.0, 3.0], [2.0, 2.0, 2.0])["pearson_r"],
+], ids=["binary-auc-one-class", "multiclass-auc-one-class", "r-constant-predictions"])
+def test_undefined_scores_are_nan_without_a_warning(undefined):
+    """A fold with one true class has no AUC and constant predictions have no r: NaN, decided before scikit-learn
+    or numpy would warn (or, in older scikit-learn, raise) on every such fold."""
+    import warnings
+
+    from sklearn.exceptions import UndefinedMetricWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UndefinedMetricWarning)
+        warnings.simplefilter("error", RuntimeWarning)
+        assert math.isnan(undefined())
 
 
 def test_summarize():
@@ -212,9 +246,50 @@ def test_probe_drops_missing_labels_loudly(caplog):
     with caplog.at_level(logging.WARNING, logger="brainjepa.evaluation.probe"):
         res = probe(rng.normal(size=(30, 4)), y, folds=3, seeds=1)
     assert res.n_dropped == 3 and res.n_samples == 27
+    np.testing.assert_array_equal(res.truth, np.delete(y, [0, 5, 9]))  # the labels the predictions predict
     assert "dropped 3 of 30 rows with a missing label" in caplog.text
     with pytest.raises(DataError, match="4 feature rows, 30 labels"):
         probe(np.zeros((4, 2)), y)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_probe_refuses_non_finite_features(bad):
+    """A NaN or Inf feature is refused in one line before any fit, not met as a scikit-learn error inside a fold."""
+    x = np.random.default_rng(0).normal(size=(30, 3))
+    x[4, 1] = bad
+    with pytest.raises(DataError, match="features contain NaN or Inf"):
+        probe(x, np.repeat([0, 1], 15), folds=3, seeds=1)
+
+
+def test_probe_seed_s_tests_the_folds_grouped_splits_makes_with_seed_s():
+    """Seeds 0..seeds-1 split as `grouped_splits(..., seed=s)` does (the folds fine-tuning uses, so both compare on the
+    same subjects); subjects of 1 to 8 runs give each seed's folds their own test sizes."""
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(8), np.arange(1, 9))
+    y, x = rng.normal(size=len(groups)), rng.normal(size=(len(groups), 3))
+    res = probe(x, y, groups, folds=3, seeds=2, alphas=[1.0])
+    want = [len(test) for s in range(2) for _, test in grouped_splits(y, groups, task="regression", folds=3, seed=s)]
+    assert [f["n_test"] for f in res.folds] == want and want[:3] != want[3:]
+
+
+def test_a_rare_class_beside_larger_ones_is_allowed_with_a_warning(caplog):
+    """A class with fewer samples than the folds, beside larger ones, is only missing from some test folds: allowed
+    and named in a warning (refused is only the case where every class is that small)."""
+    from brainjepa.evaluation.probe import check_learnable
+
+    y = np.repeat(["a", "b", "c"], [10, 10, 2])
+    with caplog.at_level(logging.WARNING, logger="brainjepa.evaluation.probe"):
+        check_learnable(y, None, "classification", 3)
+    assert "missing from some test folds: 'c' (2)" in caplog.text
+
+
+def test_a_training_fold_with_a_single_class_is_refused_by_name():
+    """Classes 'b' and 'c' come from one subject only (allowed with three classes), so the fold testing that subject
+    trains on 'a' alone: refused naming the fold, not a scikit-learn error from inside the fit."""
+    y = np.array(["a"] * 12 + ["b", "c"])
+    groups = np.array([f"s{i // 2}" for i in range(12)] + ["s6", "s6"])
+    with pytest.raises(DataError, match=r"the training rows of fold \d \(seed 0\) hold a single class \['a'\]"):
+        probe(np.random.default_rng(0).normal(size=(14, 2)), y, groups, folds=2, seeds=1)
 
 
 def test_probe_models_share_splits():
@@ -277,6 +352,97 @@ def test_inner_cv_keeps_each_subject_on_one_side(monkeypatch):
         assert len(inner) >= 2
         for train, val in inner:
             assert not set(groups[rows[train]]) & set(groups[rows[val]])
+
+
+@pytest.mark.parametrize(("subjects", "inner_cv"), [(3, True), (2, False)])
+def test_inner_folds_are_as_many_as_the_training_subjects_allow(subjects, inner_cv, caplog):
+    """The inner CV takes min(inner_folds, training subjects) folds: 2 training subjects still make a 2-fold inner
+    CV (not a refusal for want of 3, nor the fallback); 1 falls back to the grid's middle value, with a warning."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(subjects), 4)
+    with caplog.at_level(logging.WARNING, logger="brainjepa.evaluation.probe"):
+        res = probe(rng.normal(size=(len(groups), 2)), rng.normal(size=len(groups)), groups, folds=subjects, seeds=1)
+    assert len(res.folds) == subjects
+    assert ("too small for inner CV" in caplog.text) != inner_cv
+
+
+def test_a_fold_too_small_for_an_inner_cv_uses_the_grids_middle_value():
+    """One training subject per fold leaves no inner CV: the probe fits the middle of the grid, the same predictions
+    as a grid of that value alone (not its first, weakest penalty)."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1], 6)
+    x, y = rng.normal(size=(12, 3)), rng.normal(size=12)
+    grid, middle = (probe(x, y, groups, folds=2, seeds=1, alphas=a).predictions for a in ([1e-3, 10.0, 1e4], [10.0]))
+    np.testing.assert_allclose(grid, middle)
+
+
+def test_each_inner_cv_is_drawn_with_its_outer_seed(monkeypatch):
+    """Seed s's inner CVs split with seed s too, so repetitions vary the inner splits as well as the outer ones."""
+    import brainjepa.evaluation.probe as probe_module
+
+    rng = np.random.default_rng(0)
+    groups = np.arange(24) // 2
+    calls = []
+    real = probe_module.grouped_splits
+
+    def spy(labels, g, *, task, folds, seed):
+        calls.append((len(labels) == len(groups), seed))
+        return real(labels, g, task=task, folds=folds, seed=seed)
+
+    monkeypatch.setattr(probe_module, "grouped_splits", spy)
+    probe(rng.normal(size=(24, 2)), rng.normal(size=24), groups, folds=3, seeds=2, alphas=[1.0])
+    outer = [seed for is_outer, seed in calls if is_outer]
+    assert outer == [0, 1]
+    assert [seed for is_outer, seed in calls if not is_outer] == [0, 0, 0, 1, 1, 1]
+
+
+def test_the_attentive_head_of_every_fold_has_its_own_seed(monkeypatch):
+    """Each (split seed, fold) trains its attentive probe from its own seed (drawn from the config's seed, the split
+    seed and the fold), so folds do not share one initialisation."""
+    import brainjepa.evaluation.probe as probe_module
+
+    seeds = []
+
+    class Recorder:
+        lr_ = weight_decay_ = epochs_ = 0
+
+        def __init__(self, task, config):
+            seeds.append(config.seed)
+
+        def fit(self, x, y, g):
+            self.mean = float(np.mean(y))
+            return self
+
+        def predict(self, x):
+            return np.full(len(x), self.mean)
+
+    monkeypatch.setattr(probe_module, "AttentiveProbe", Recorder)
+    rng = np.random.default_rng(0)
+    probe(rng.normal(size=(18, 4, 2)), rng.normal(size=18), np.arange(18) // 2, folds=3, seeds=2, head="attentive")
+    assert len(seeds) == 6 and len(set(seeds)) == 6
+
+
+def test_probe_models_passes_inner_folds_and_names_a_short_feature_set(monkeypatch):
+    """`inner_folds` reaches every row's probe (not accepted and ignored), and a feature set without one row per
+    label is refused by its name."""
+    import brainjepa.evaluation.probe as probe_module
+
+    rng = np.random.default_rng(0)
+    groups = np.arange(24) // 2
+    x, y = rng.normal(size=(24, 2)), rng.normal(size=24)
+    with pytest.raises(DataError, match=r"feature sets \['short'\] do not have one row per label \(24 rows\)"):
+        probe_models({"ok": x, "short": x[:-1]}, y, groups)
+    inner = []
+    real = probe_module.grouped_splits
+
+    def spy(labels, g, *, task, folds, seed):
+        if len(labels) < len(y):
+            inner.append(folds)
+        return real(labels, g, task=task, folds=folds, seed=seed)
+
+    monkeypatch.setattr(probe_module, "grouped_splits", spy)
+    probe_models({"a": x}, y, groups, folds=3, seeds=1, inner_folds=2)
+    assert inner == [2, 2, 2]
 
 
 def test_probability_columns_follow_the_classes_of_the_training_fold(monkeypatch):
@@ -407,6 +573,56 @@ def test_probe_store_errors(store, trained, tmp_path, capsys):
     assert main(["probe", "--data", str(store), "--label", "group", "--model", str(trained), "--folds", "20",
                  "--no-progress"]) == 2
     assert "16 groups (subjects) cannot make 20 folds" in capsys.readouterr().err
+
+
+def test_probe_store_builds_the_random_init_row_from_its_seed(store, trained, monkeypatch):
+    """random_init_seed reaches the random-init baseline (ignored, every seed would give seed 0's row)."""
+    import brainjepa.evaluation.probe as probe_module
+
+    class Built(Exception):
+        pass
+
+    def spy(model, seed):
+        raise Built(seed)
+
+    monkeypatch.setattr(probe_module, "random_init_like", spy)
+    with pytest.raises(Built, match="^7$"):
+        probe_store(store, "group", model=trained, baselines=["random-init"], random_init_seed=7, progress=False)
+
+
+@pytest.mark.parametrize(("head", "default"), [("linear", "roi"), ("attentive", "tokens")])
+def test_each_head_reads_its_documented_default_pooling(head, default):
+    """Without a pooling the linear head reads per-ROI means and the attentive head all tokens (probe_store's
+    documented defaults)."""
+    from brainjepa.evaluation.probe import pooling_for_head
+
+    assert pooling_for_head(head, None) == default
+
+
+def test_the_table_reports_each_metrics_mean_and_std():
+    """probe.csv's <metric>_mean / <metric>_std columns and probe.md's cells hold the summary's mean and std, in
+    that order."""
+    from brainjepa.evaluation.probe import ProbeResult, ProbeTable
+
+    summary = {"mae": (2.0, 0.5), "mse": (5.0, 1.0), "pearson_r": (0.3, 0.1)}
+    table = ProbeTable("age", "regression", {"a": ProbeResult("regression", [], summary, n_samples=10)})
+    row = table.to_frame().iloc[0]
+    assert (row["mae_mean"], row["mae_std"], row["pearson_r_mean"], row["n"]) == (2.0, 0.5, 0.3, 10)
+    assert table.to_markdown().splitlines()[2] == "| a | 2.000 ± 0.500 | 5.000 ± 1.000 | 0.300 ± 0.100 | 10 |"
+
+
+def test_embeddings_file_rows_are_matched_to_runs_whatever_their_order(store, trained, tmp_path):
+    """Rows of an embeddings file are matched to runs (and so to labels and groups) by subject and run: the same
+    rows shuffled give the same probe."""
+    from brainjepa.evaluation.embed import StoreEmbeddings
+
+    result = embed_store(trained, store, progress=False)
+    order = np.random.default_rng(0).permutation(len(result.index))
+    shuffled = save_embeddings(StoreEmbeddings(result.embeddings[order], result.index.iloc[order]),
+                               tmp_path / "shuffled.npy")
+    tables = [probe_store(store, "coupling", embeddings=path, folds=3, seeds=1, baselines=(), progress=False)
+              for path in (save_embeddings(result, tmp_path / "stored.npy"), shuffled)]
+    pd.testing.assert_frame_equal(tables[0].to_frame(), tables[1].to_frame())
 
 
 def test_settings_of_the_unused_head_are_refused(store, trained, tmp_path):

@@ -161,14 +161,11 @@ def encoder_features(model: BrainJEPA, store: RunStore, poolings: Sequence[str],
 
 
 def pool_tokens(model: BrainJEPA, tokens: torch.Tensor, pooling: str) -> np.ndarray:
-    """`BrainEncoder.pool` of tokens [B, R*P, D] (token FC computed here for an encoder that has no such
-    pooling)."""
-    if pooling in POOLINGS:
-        with torch.inference_mode():
-            return model.target_encoder.pool(tokens, pooling).float().numpy()
-    if pooling == "tokenfc":
-        return token_fc(tokens.numpy(), model.config.num_rois)
-    raise DataError(f"unknown pooling {pooling!r}")
+    """`BrainEncoder.pool` of tokens [B, R*P, D]."""
+    if pooling not in POOLINGS:
+        raise DataError(f"unknown pooling {pooling!r}")
+    with torch.inference_mode():
+        return model.target_encoder.pool(tokens, pooling).float().numpy()
 
 
 def _pool_array(tokens: np.ndarray, pooling: str, num_rois: int) -> np.ndarray:
