@@ -625,6 +625,33 @@ def test_embeddings_file_rows_are_matched_to_runs_whatever_their_order(store, tr
     pd.testing.assert_frame_equal(tables[0].to_frame(), tables[1].to_frame())
 
 
+def test_embeddings_file_rows_of_unlabelled_runs_are_left_out(store, trained, tmp_path):
+    """With the first runs' label emptied, a file of every run's rows probes as a file of the labelled runs' rows
+    alone (rows are kept by the label mask, not by position); a file of unlabelled runs only is refused by name."""
+    import shutil
+
+    from brainjepa.evaluation.embed import StoreEmbeddings
+
+    gapped = tmp_path / "gapped"
+    shutil.copytree(store, gapped)
+    manifest = pd.read_csv(gapped / "manifest.csv")
+    manifest.loc[:3, "coupling"] = np.nan
+    manifest.to_csv(gapped / "manifest.csv", index=False)
+    result = embed_store(trained, store, progress=False)
+    labelled = np.arange(len(result.index)) >= 4
+
+    def part(rows: np.ndarray, name: str) -> Path:
+        return save_embeddings(StoreEmbeddings(result.embeddings[rows], result.index.iloc[rows]), tmp_path / name)
+
+    tables = [probe_store(gapped, "coupling", embeddings=path, folds=3, seeds=1, baselines=(), progress=False)
+              for path in (part(np.ones_like(labelled), "all.npy"), part(labelled, "labelled.npy"))]
+    assert tables[0].to_frame()["n"].iloc[0] == len(result.index) - 4
+    pd.testing.assert_frame_equal(tables[0].to_frame(), tables[1].to_frame())
+    with pytest.raises(DataError, match="unlabelled.npy: no embedding row belongs to a run with a 'coupling' label"):
+        probe_store(gapped, "coupling", embeddings=part(~labelled, "unlabelled.npy"), folds=3, seeds=1, baselines=(),
+                    progress=False)
+
+
 def test_settings_of_the_unused_head_are_refused(store, trained, tmp_path):
     """Each head's own settings, given with the other head, would change nothing: refused before any work."""
     from brainjepa.evaluation.attentive import AttentiveConfig
