@@ -171,17 +171,23 @@ def test_the_selection_and_report_splits_hold_disjoint_halves(model_dir, connatt
     assert subjects["selection"] | subjects["report"] == {f"{s:02d}" for s in range(9)}
 
 
-def test_glm_rows_read_the_samples_event_files(model_dir, tmp_path):
-    """A store prepared from a sample finds its runs' events in the sample cache; the GLM row then runs."""
-    store_path = fake_connattractor(tmp_path / "store")
-    store = RunStore(store_path)
+def _sample_with_events(store: RunStore, cache: Path) -> Path:
+    """Mark `store` as prepared from the connattractor sample and give each run an events file (heat and rating
+    blocks) in the sample's cache; returns the events folder."""
     store.set_metadata("sample", {"name": "connattractor"})
-    events = tmp_path / "cache" / "connattractor" / "events"
+    events = cache / "connattractor" / "events"
     events.mkdir(parents=True)
     table = pd.DataFrame({"onset_run": [4.0, 20.0, 40.0, 56.0], "duration": [6.0, 5.0, 6.0, 5.0],
                           "trial_type": ["heat", "rating", "heat", "rating"]})
     for s, r in zip(store.manifest["subject"], store.manifest["run"], strict=True):
         table.to_csv(events / f"sub-{s}_run-{r}_events.tsv", sep="\t", index=False)
+    return events
+
+
+def test_glm_rows_read_the_samples_event_files(model_dir, tmp_path):
+    """A store prepared from a sample finds its runs' events in the sample cache; the GLM row then runs."""
+    store_path = fake_connattractor(tmp_path / "store")
+    events = _sample_with_events(RunStore(store_path), tmp_path / "cache")
     options = SuiteOptions(tasks=("connattractor/regulation",), folds=3, seeds=1, random_init_seeds=(0,),
                            bootstrap=100, permutations=100, stores={"connattractor": store_path},
                            cache=tmp_path / "cache")
@@ -729,13 +735,7 @@ def test_glm_betas_are_in_the_datas_units_for_every_window(model_dir: Path, tmp_
     from brainjepa.evaluation.embed import scoring_options
 
     store = RunStore(fake_connattractor(tmp_path / "store", subjects=2))
-    store.set_metadata("sample", {"name": "connattractor"})
-    events = tmp_path / "cache" / "connattractor" / "events"
-    events.mkdir(parents=True)
-    table = pd.DataFrame({"onset_run": [4.0, 20.0, 40.0, 56.0], "duration": [6.0, 5.0, 6.0, 5.0],
-                          "trial_type": ["heat", "rating", "heat", "rating"]})
-    for s, r in zip(store.manifest["subject"], store.manifest["run"], strict=True):
-        table.to_csv(events / f"sub-{s}_run-{r}_events.tsv", sep="\t", index=False)
+    _sample_with_events(store, tmp_path / "cache")
     model = BrainJEPA.load(model_dir)
     betas = {}
     for k, norm in ((1, "model"), (2, "model"), (2, "none")):
